@@ -1,0 +1,13 @@
+"""The `kiln` MLIR dialect (Python-defined over IRDL; see `kiln.dialects.kiln`)."""
+
+from kiln.dialects.kiln import (  # noqa: F401
+    ACTIVATIONS,
+    WEIGHT_LAYOUTS,
+    AttentionOp,
+    KilnDialect,
+    LinearOp,
+    bool_attr,
+    generate_irdl,
+    load_kiln_dialect,
+    make_context,
+)

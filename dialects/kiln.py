@@ -1,0 +1,225 @@
+"""Op definitions of the `kiln` dialect.
+
+The dialect is defined in Python with `torch_mlir.dialects.ext` (IRDL underneath). IRDL checks
+only the op's structure (operands, attributes); the shape, rank and dtype rules live in each
+op's `verify_invariants`, which MLIR calls whenever it verifies the IR (parse, pass manager) and
+which reports a message naming the op, the offending operand and what was expected.
+
+Ops take and return torch value tensors (`!torch.vtensor`), so Kiln's rewrites sit inside
+torch-dialect programs and lower back to torch ops that IREE's torch input pipeline accepts.
+
+    kiln.attention(q, k, v[, mask]) {scale, causal}
+        softmax(scale · q·kᵀ + mask, causal-masked) · v over the last axis.
+        q: [..., Hq, Sq, D]; k: [..., Hkv, Sk, D]; v: [..., Hkv, Sk, Dv]; Hkv divides Hq
+        (grouped-query attention keeps the kv heads). mask: bool (true = keep) or additive
+        float, broadcastable to [..., Hq, Sq, Sk]. causal: key j is masked for query i when
+        j > i (top-left aligned, as torch's SDPA).
+    kiln.linear(x, w[, b]) {activation, weight_layout}
+        activation(x · Wᵀ + b) for weight_layout "out_in" (torch.nn.Linear, w: [N, K]) or
+        activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]).
+
+Regenerate the IRDL file kept beside this module with `python -m kiln.dialects.kiln`.
+"""
+
+
+import sys
+from pathlib import Path
+from typing import Any, Optional
+
+from kiln.bindings import dialect_ext as ext
+from kiln.bindings import ir, passmanager, torch_d
+from kiln.torch_ir import TensorInfo, tensor_info
+
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "relu", "silu")
+WEIGHT_LAYOUTS = ("out_in", "in_out")
+IRDL_FILE = Path(__file__).with_name("kiln.irdl.mlir")
+
+
+class KilnDialect(ext.Dialect, name="kiln"):
+    pass
+
+
+class _VerifyError(Exception):
+    pass
+
+
+def _operand_info(op_name: str, role: str, value) -> TensorInfo:
+    info = tensor_info(value)
+    if info is None:
+        raise _VerifyError(f"'{op_name}' {role} must be a !torch.vtensor with known rank, got "
+                           f"{value.type}")
+    return info
+
+
+def _dims_match(a: Optional[int], b: Optional[int]) -> bool:
+    return a is None or b is None or a == b
+
+
+def _broadcastable(shape: tuple, target: tuple) -> bool:
+    if len(shape) > len(target):
+        return False
+    for dim, want in zip(reversed(shape), reversed(target)):
+        if dim not in (1, None) and not _dims_match(dim, want):
+            return False
+    return True
+
+
+def _run_verifier(op, check) -> bool:
+    with op.context:
+        try:
+            check(op)
+        except _VerifyError as error:
+            op.location.emit_error(str(error))
+            return False
+    return True
+
+
+class AttentionOp(KilnDialect.Operation, name="attention", traits=[ext.Pure]):
+    query: ext.Operand[Any]
+    key: ext.Operand[Any]
+    value: ext.Operand[Any]
+    scale: ir.FloatAttr
+    causal: ir.IntegerAttr
+    result: ext.Result[Any]
+    mask: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, _verify_attention)
+
+
+def _verify_attention(op) -> None:
+    name = "kiln.attention"
+    q = _operand_info(name, "query", op.query)
+    k = _operand_info(name, "key", op.key)
+    v = _operand_info(name, "value", op.value)
+    out = _operand_info(name, "result", op.result)
+    for role, info in (("key", k), ("value", v), ("result", out)):
+        if info.dtype != q.dtype:
+            raise _VerifyError(f"'{name}' {role} dtype {info.dtype} differs from query dtype "
+                               f"{q.dtype}")
+    if not q.is_float:
+        raise _VerifyError(f"'{name}' query must be a float tensor, got {q.dtype}")
+    if q.rank < 2 or not (q.rank == k.rank == v.rank == out.rank):
+        raise _VerifyError(f"'{name}' query, key, value and result must share one rank >= 2, got "
+                           f"query {q}, key {k}, value {v}, result {out}")
+    if not _dims_match(k.shape[-1], q.shape[-1]):
+        raise _VerifyError(f"'{name}' key head dim {k.shape[-1]} does not match query head dim "
+                           f"{q.shape[-1]} (query {q}, key {k})")
+    if not _dims_match(v.shape[-2], k.shape[-2]):
+        raise _VerifyError(f"'{name}' value length {v.shape[-2]} does not match key length "
+                           f"{k.shape[-2]} (key {k}, value {v})")
+    for axis, (dq, dk, dv) in enumerate(zip(q.shape[:-2], k.shape[:-2], v.shape[:-2])):
+        if not _dims_match(dk, dv):
+            raise _VerifyError(f"'{name}' key and value differ in batch dim {axis}: {k} vs {v}")
+        grouped = axis == q.rank - 3 and None not in (dq, dk) and dk and dq % dk == 0
+        if not (_dims_match(dq, dk) or grouped):
+            raise _VerifyError(f"'{name}' key batch dim {axis} is {dk}; it must equal query's "
+                               f"{dq} (or divide it, for the heads dim)")
+    expected = q.shape[:-1] + (v.shape[-1],)
+    if not all(_dims_match(a, b) for a, b in zip(out.shape, expected)):
+        raise _VerifyError(f"'{name}' result {out} should be "
+                           f"{TensorInfo(expected, q.dtype)}")
+    if op.mask is not None:
+        mask = _operand_info(name, "mask", op.mask)
+        if mask.dtype not in ("i1", q.dtype, "f32"):
+            raise _VerifyError(f"'{name}' mask dtype {mask.dtype} must be i1 (keep = true) or "
+                               f"additive {q.dtype}/f32")
+        scores = q.shape[:-1] + (k.shape[-2],)
+        if not _broadcastable(mask.shape, scores):
+            raise _VerifyError(f"'{name}' mask {mask} does not broadcast to the scores shape "
+                               f"{TensorInfo(scores, q.dtype)}")
+    scale = ir.FloatAttr(op.attributes["scale"]).value
+    if not (scale == scale and abs(scale) != float("inf")):
+        raise _VerifyError(f"'{name}' scale must be finite, got {scale}")
+    if str(ir.IntegerAttr(op.attributes["causal"]).type) != "i1":
+        raise _VerifyError(f"'{name}' causal must be a bool attribute (true/false)")
+
+
+class LinearOp(KilnDialect.Operation, name="linear", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    weight: ext.Operand[Any]
+    activation: ir.StringAttr
+    weight_layout: ir.StringAttr
+    result: ext.Result[Any]
+    bias: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, _verify_linear)
+
+
+def _verify_linear(op) -> None:
+    name = "kiln.linear"
+    x = _operand_info(name, "input", op.input)
+    w = _operand_info(name, "weight", op.weight)
+    out = _operand_info(name, "result", op.result)
+    activation = ir.StringAttr(op.attributes["activation"]).value
+    layout = ir.StringAttr(op.attributes["weight_layout"]).value
+    if activation not in ACTIVATIONS:
+        raise _VerifyError(f"'{name}' activation '{activation}' is not one of {ACTIVATIONS}")
+    if layout not in WEIGHT_LAYOUTS:
+        raise _VerifyError(f"'{name}' weight_layout '{layout}' is not one of {WEIGHT_LAYOUTS}")
+    for role, info in (("weight", w), ("result", out)):
+        if info.dtype != x.dtype:
+            raise _VerifyError(f"'{name}' {role} dtype {info.dtype} differs from input dtype "
+                               f"{x.dtype}")
+    if not x.is_float:
+        raise _VerifyError(f"'{name}' input must be a float tensor, got {x.dtype}")
+    if x.rank < 1 or w.rank != 2:
+        raise _VerifyError(f"'{name}' needs input rank >= 1 and a 2-D weight, got input {x}, "
+                           f"weight {w}")
+    out_features, in_features = w.shape if layout == "out_in" else reversed(w.shape)
+    if not _dims_match(x.shape[-1], in_features):
+        raise _VerifyError(f"'{name}' input features {x.shape[-1]} do not match weight {w} "
+                           f"({layout}: in_features {in_features})")
+    expected = x.shape[:-1] + (out_features,)
+    if out.rank != len(expected) or not all(_dims_match(a, b) for a, b in zip(out.shape,
+                                                                               expected)):
+        raise _VerifyError(f"'{name}' result {out} should be "
+                           f"{TensorInfo(expected, x.dtype)}")
+    if op.bias is not None:
+        b = _operand_info(name, "bias", op.bias)
+        if b.rank != 1 or not _dims_match(b.shape[0], out_features) or b.dtype != x.dtype:
+            raise _VerifyError(f"'{name}' bias {b} should be "
+                               f"{TensorInfo((out_features,), x.dtype)}")
+
+
+def bool_attr(value: bool) -> ir.Attribute:
+    """An i1 attribute for op builders: `ir.BoolAttr(false)` is falsy, and the ext builder would
+    mistake it for a missing attribute."""
+    return ir.IntegerAttr.get(ir.IntegerType.get_signless(1), int(bool(value)))
+
+
+def load_kiln_dialect(context: ir.Context) -> None:
+    """Load the kiln dialect into `context` (a Python-defined dialect loads once per context)."""
+    if context.is_dialect_loaded(KilnDialect.DIALECT_NAMESPACE):
+        return
+    with context, ir.Location.unknown():
+        KilnDialect.load()
+
+
+def make_context() -> ir.Context:
+    """A context with the torch and kiln dialects: the world Kiln's passes run in."""
+    context = ir.Context()
+    torch_d.register_dialect(context)
+    load_kiln_dialect(context)
+    return context
+
+
+def generate_irdl() -> str:
+    """The IRDL text of the dialect as `KilnDialect.load` registers it."""
+    with ir.Context() as context, ir.Location.unknown():
+        torch_d.register_dialect(context)
+        module = KilnDialect._emit_module()
+        pm = passmanager.PassManager()
+        pm.add("canonicalize, cse")
+        pm.run(module.operation)
+        return ("// Generated by `python -m kiln.dialects.kiln`; tests/test_dialect.py keeps it "
+                "in sync.\n" + str(module))
+
+
+if __name__ == "__main__":
+    text = generate_irdl()
+    IRDL_FILE.write_text(text)
+    sys.stdout.write(f"wrote {IRDL_FILE}\n")

@@ -1,0 +1,36 @@
+"""Kiln's pass registry: flag name -> lazy loader, no import side effects.
+
+`kiln-opt --list-passes` prints it; the Python API and `kiln-opt` build pipelines from it.
+Pipelines (`kiln-<phase>-pipeline`) are in `kiln.pipelines`.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Callable
+
+from kiln.passes.base import KilnPass, PassError, Rewrite  # noqa: F401
+
+
+def _loader(module: str, cls: str) -> Callable[[], type[KilnPass]]:
+    return lambda: getattr(importlib.import_module(module), cls)
+
+
+PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
+    "convert-kiln-to-torch": _loader("kiln.passes.lowering.convert_kiln_to_torch",
+                                     "ConvertKilnToTorch"),
+    "kiln-raise-attention": _loader("kiln.passes.raising.kiln_raise_attention",
+                                    "RaiseAttention"),
+    "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
+}.items()))
+
+
+def get_pass_class(name: str) -> type[KilnPass]:
+    try:
+        return PASS_REGISTRY[name]()
+    except KeyError:
+        raise PassError(f"unknown kiln pass '{name}'; known: {', '.join(PASS_REGISTRY)}") from None
+
+
+def create_pass(name: str, options: dict[str, str] | None = None) -> KilnPass:
+    return get_pass_class(name).from_options(options or {})

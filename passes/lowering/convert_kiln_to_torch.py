@@ -1,0 +1,156 @@
+"""convert-kiln-to-torch: lower every `kiln.*` op to torch-dialect ops IREE's torch input takes.
+
+How `kiln.attention` is lowered is a per-target choice made from measurements
+(docs/decisions.md):
+  decomposed  matmul(q, kᵀ) → f32 scale/mask/softmax → matmul with v. IREE fuses the softmax
+              and forms plain GEMMs, which it compiles well on CPU.
+  fused       torch.aten.scaled_dot_product_attention, which IREE turns into its own
+              `iree_linalg_ext.attention` op (slow on CPU: 16-85x in ARCHITECTURE.md).
+`kiln.linear` becomes aten.linear / addmm / matmul (+ bias add) followed by its activation.
+
+Must run last in Kiln's pipeline: IREE does not know the kiln dialect. Leaves torch ops alone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from kiln.bindings import ir
+from kiln.passes.base import KilnPass, PassError, collect_ops, source_location
+from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
+
+# Default attention lowering per target; see docs/decisions.md for the measurements.
+ATTENTION_STRATEGY_BY_TARGET = {"cpu": "decomposed", "cuda": "decomposed"}
+ATTENTION_STRATEGIES = ("decomposed", "fused")
+
+
+def attention_strategy(target: str, requested: str) -> str:
+    if requested != "auto":
+        if requested not in ATTENTION_STRATEGIES:
+            raise PassError(f"unknown attention lowering '{requested}'; choose auto or one of "
+                            f"{', '.join(ATTENTION_STRATEGIES)}")
+        return requested
+    targets = [t for t in target.split(",") if t]
+    unknown = [t for t in targets if t not in ATTENTION_STRATEGY_BY_TARGET]
+    if unknown or not targets:
+        raise PassError(f"unknown target '{target}' for convert-kiln-to-torch; use cpu, cuda "
+                        f"or cpu,cuda")
+    strategies = {ATTENTION_STRATEGY_BY_TARGET[t] for t in targets}
+    # One artifact for several targets: the decomposed form is correct and fast everywhere.
+    return strategies.pop() if len(strategies) == 1 else "decomposed"
+
+
+def lower_linear(op: ir.Operation) -> ir.Value:
+    x, weight = op.operands[0], op.operands[1]
+    bias = op.operands[2] if len(op.operands) > 2 else None
+    activation = ir.StringAttr(op.attributes["activation"]).value
+    layout = ir.StringAttr(op.attributes["weight_layout"]).value
+    out = tensor_info(op.results[0])
+    b = TorchBuilder(op.location)
+    if layout == "out_in":
+        y = b.aten("linear", out, x, weight, bias if bias is not None else b.none())
+    elif bias is not None and tensor_info(x).rank == 2:
+        one = b.int(1)
+        y = b.aten("addmm", out, bias, x, weight, one, one)
+    else:
+        y = b.aten("matmul", out, x, weight)
+        if bias is not None:
+            y = b.aten("add.Tensor", out, y, bias, b.int(1))
+    if activation in ("gelu", "gelu_tanh"):
+        y = b.aten("gelu", out, y, b.str("tanh" if activation == "gelu_tanh" else "none"))
+    elif activation in ("relu", "silu"):
+        y = b.aten(activation, out, y)
+    return y
+
+
+def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads: int) -> ir.Value:
+    """[..., Hkv, S, D] → [..., Hq, S, D], kv head h serving query heads h·G … h·G+G-1."""
+    info = tensor_info(kv)
+    *batch, heads, length, dim = info.shape
+    group = query_heads // heads
+    if group == 1:
+        return kv
+    rank = info.rank
+    unsqueezed = b.aten("unsqueeze", TensorInfo((*batch, heads, 1, length, dim), info.dtype),
+                        kv, b.int(rank - 2))
+    expanded_shape = (*batch, heads, group, length, dim)
+    expanded = b.aten("expand", TensorInfo(expanded_shape, info.dtype), unsqueezed,
+                      b.int_list([-1 if d is None else d for d in expanded_shape]), b.bool(False))
+    out_shape = (*batch, query_heads, length, dim)
+    return b.aten("reshape", TensorInfo(out_shape, info.dtype), expanded,
+                  b.int_list([-1 if d is None else d for d in out_shape]))
+
+
+def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
+    q, k, v = op.operands[0], op.operands[1], op.operands[2]
+    mask = op.operands[3] if len(op.operands) > 3 else None
+    scale = ir.FloatAttr(op.attributes["scale"]).value
+    causal = ir.BoolAttr(op.attributes["causal"]).value
+    qi, out = tensor_info(q), tensor_info(op.results[0])
+    b = TorchBuilder(op.location)
+    if qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]:
+        k, v = _expand_kv_heads(b, k, qi.shape[-3]), _expand_kv_heads(b, v, qi.shape[-3])
+    ki = tensor_info(k)
+    k_t = b.aten("transpose.int", TensorInfo(ki.shape[:-2] + (ki.shape[-1], ki.shape[-2]),
+                                            ki.dtype), k, b.int(-2), b.int(-1))
+    score_shape = qi.shape[:-1] + (ki.shape[-2],)
+    scores = b.aten("matmul", TensorInfo(score_shape, qi.dtype), q, k_t)
+    # Softmax statistics in f32 whatever the input dtype, as torch's SDPA kernels do.
+    f32_scores = TensorInfo(score_shape, "f32")
+    scores = b.cast(scores, "f32")
+    if scale != 1.0:
+        scores = b.aten("mul.Scalar", f32_scores, scores, b.float(scale))
+    if mask is not None:
+        mask_info = tensor_info(mask)
+        if mask_info.dtype == "i1":
+            scores = b.aten("where.ScalarOther", f32_scores, mask, scores, b.float(float("-inf")))
+        else:
+            scores = b.aten("add.Tensor", f32_scores, scores, b.cast(mask, "f32"), b.int(1))
+    if causal:
+        q_len, k_len = score_shape[-2], score_shape[-1]
+        if q_len is None or k_len is None:
+            raise PassError(f"kiln.attention at {source_location(op)}: causal attention with a "
+                            f"dynamic sequence length is not supported yet")
+        causal_bias = np.triu(np.full((q_len, k_len), -np.inf, dtype=np.float32), k=1)
+        scores = b.aten("add.Tensor", f32_scores, scores, b.f32_literal(causal_bias), b.int(1))
+    probs = b.aten("_softmax", f32_scores, scores, b.int(-1), b.bool(False))
+    probs = b.cast(probs, qi.dtype)
+    return b.aten("matmul", out, probs, v)
+
+
+def lower_attention_fused(op: ir.Operation) -> ir.Value:
+    q, k, v = op.operands[0], op.operands[1], op.operands[2]
+    mask = op.operands[3] if len(op.operands) > 3 else None
+    b = TorchBuilder(op.location)
+    qi = tensor_info(q)
+    if mask is not None and tensor_info(mask).dtype not in ("i1", qi.dtype):
+        mask = b.cast(mask, qi.dtype)
+    grouped = qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]
+    return b.aten("scaled_dot_product_attention", tensor_info(op.results[0]), q, k, v,
+                  mask if mask is not None else b.none(), b.float(0.0),
+                  b.bool(ir.BoolAttr(op.attributes["causal"]).value),
+                  b.float(ir.FloatAttr(op.attributes["scale"]).value), b.bool(grouped))
+
+
+@dataclass
+class ConvertKilnToTorch(KilnPass):
+    name = "convert-kiln-to-torch"
+    summary = "Lower kiln ops to torch-dialect ops for IREE (attention form chosen per target)"
+    target: str = "cpu"
+    attention: str = "auto"
+
+    def apply(self, module: ir.Operation) -> None:
+        strategy = attention_strategy(self.target, self.attention)
+        for op in collect_ops(module, ("kiln.attention", "kiln.linear")):
+            with ir.InsertionPoint(op), op.location:
+                if op.name == "kiln.linear":
+                    value = lower_linear(op)
+                elif strategy == "fused":
+                    value = lower_attention_fused(op)
+                else:
+                    value = lower_attention_decomposed(op)
+            self.record(op.name, strategy if op.name == "kiln.attention" else "torch ops", op)
+            op.results[0].replace_all_uses_with(value)
+            op.erase()

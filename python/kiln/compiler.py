@@ -1,0 +1,217 @@
+"""Kiln's main job: model + example inputs → phases → `.vmfb` (or a phase's IR as text)."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Callable, Optional, Sequence
+
+from kiln import __version__
+from kiln.bindings import iree_compiler, ir
+from kiln.errors import KilnCompileError
+from kiln.frontend import export_model, import_program
+from kiln.passes import Rewrite
+from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
+from kiln.targets import TargetOptions, iree_flags, normalize_target
+from kiln.torch_ir import tensor_info
+
+SIGNATURE_KEY = "kiln.signature"
+
+TORCH_TO_NUMPY_DTYPE = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
+                        "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8",
+                        "ui8": "uint8", "i1": "bool"}
+
+
+@dataclass
+class CompileOptions:
+    """Options accepted by `compile_to_vmfb(..., **options)`."""
+
+    attention: str = "auto"  # kiln.attention lowering: auto (measured per target) | decomposed | fused
+    raise_attention: bool = True
+    raise_linear: bool = True
+    cpu: str = "host"  # LLVM CPU for the CPU target: host, or an ISA such as x86-64-v3
+    cuda_arch: str = "sm_80"
+    opt_level: str = "O3"
+    data_tiling: bool = True
+    extra_iree_flags: Sequence[str] = ()
+    verbose: bool = False  # print each phase and its time to stderr
+    strict_export: bool = False
+
+    @classmethod
+    def from_kwargs(cls, options: dict[str, Any]) -> "CompileOptions":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"unknown compile option(s) {', '.join(unknown)}; known: "
+                            f"{', '.join(sorted(known))}")
+        return cls(**options)
+
+
+@dataclass
+class CompileReport:
+    """What each pass rewrote and how long each phase took."""
+
+    target: tuple[str, ...]
+    rewrites: list[Rewrite] = field(default_factory=list)
+    unmatched_softmax: list[tuple[str, str]] = field(default_factory=list)
+    phase_seconds: dict[str, float] = field(default_factory=dict)
+
+    def count(self, kind_prefix: str) -> int:
+        return sum(1 for r in self.rewrites if r.kind.startswith(kind_prefix))
+
+    def __str__(self) -> str:
+        lines = [f"kiln compile report (target {','.join(self.target)})"]
+        lines += [f"  {phase:<11} {seconds:7.2f} s" for phase, seconds in
+                  self.phase_seconds.items()]
+        lines += [f"  {r}" for r in self.rewrites]
+        lines += [f"  unmatched softmax at {where}: {why}" for why, where in
+                  self.unmatched_softmax]
+        return "\n".join(lines)
+
+
+@dataclass
+class CompiledModel:
+    vmfb: Optional[bytes]
+    ir_text: Optional[str]
+    report: CompileReport
+
+
+class _PhaseTimer:
+    def __init__(self, report: CompileReport, verbose: bool, log: Callable[[str], None]):
+        self.report, self.verbose, self.log = report, verbose, log
+
+    def __call__(self, phase: str):
+        timer = self
+
+        class _Scope:
+            def __enter__(self):
+                self.start = time.perf_counter()
+                if timer.verbose:
+                    timer.log(f"[kiln] {phase} ...")
+
+            def __exit__(self, *exc):
+                seconds = time.perf_counter() - self.start
+                timer.report.phase_seconds[phase] = seconds
+                if timer.verbose and exc[0] is None:
+                    timer.log(f"[kiln] {phase} done in {seconds:.2f} s")
+
+        return _Scope()
+
+
+def _signature(program, module: ir.Module) -> dict:
+    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks."""
+    func = _main_func(module)
+    function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
+    names = [spec.arg.name for spec in program.graph_signature.input_specs
+             if spec.kind.name == "USER_INPUT"]
+
+    def describe(type_, name=None):
+        info = tensor_info(type_)
+        if info is None:
+            raise KilnCompileError(f"unsupported non-tensor {'input' if name else 'output'} "
+                                   f"{name or ''} of type {type_}")
+        entry = {"shape": [d for d in info.shape], "dtype": TORCH_TO_NUMPY_DTYPE[info.dtype]}
+        return {"name": name, **entry} if name else entry
+
+    inputs = [describe(t, n) for t, n in zip(function_type.inputs, names)]
+    outputs = [describe(t) for t in function_type.results]
+    return {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+
+
+def _main_func(module: ir.Module) -> ir.Operation:
+    for op in module.body.operations:
+        if op.operation.name == "func.func":
+            return op.operation
+    raise KilnCompileError("imported module has no function")
+
+
+def _attach_signature(module: ir.Module, signature: dict) -> None:
+    func = _main_func(module)
+    with module.context:
+        func.attributes["iree.reflection"] = ir.DictAttr.get(
+            {SIGNATURE_KEY: ir.StringAttr.get(json.dumps(signature))})
+
+
+def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic_shapes=None,
+                  log: Callable[[str], None] = None, **options) -> CompiledModel:
+    """Compile and return the artifact (or a phase's IR) together with the compile report."""
+    opts = CompileOptions.from_kwargs(options)
+    targets = normalize_target(target)
+    phase = Phase.parse(compile_to)
+    report = CompileReport(targets)
+    log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+    timed = _PhaseTimer(report, opts.verbose, log)
+
+    with timed("export"):
+        program = export_model(model, example_args, dynamic_shapes=dynamic_shapes,
+                               strict=opts.strict_export)
+    with timed("import"):
+        module = import_program(program)
+        signature = _signature(program, module)
+    if phase is Phase.TORCH:
+        return CompiledModel(None, str(module), report)
+
+    raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
+                                          raise_linear=opts.raise_linear)
+    with timed("raise"):
+        raise_pipeline.run(module)
+    report.rewrites += raise_pipeline.rewrites()
+    for step in raise_pipeline.steps:
+        report.unmatched_softmax += getattr(step, "unmatched", [])
+    if phase is Phase.KILN:
+        return CompiledModel(None, str(module), report)
+
+    lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention)
+    with timed("lower"):
+        lower_pipeline.run(module)
+        _attach_signature(module, signature)
+    report.rewrites += lower_pipeline.rewrites()
+    with timed("serialize"):
+        ir_text = module.operation.get_asm(large_elements_limit=None, enable_debug_info=False)
+    del module
+    if phase is Phase.IREE_INPUT:
+        return CompiledModel(None, ir_text, report)
+
+    flags = iree_flags(targets, TargetOptions(cpu=opts.cpu, cuda_arch=opts.cuda_arch,
+                                              opt_level=opts.opt_level,
+                                              data_tiling=opts.data_tiling))
+    flags += list(opts.extra_iree_flags)
+    with timed("iree-compile"):
+        vmfb = _run_iree_compile(ir_text, flags)
+    return CompiledModel(vmfb, None, report)
+
+
+def _run_iree_compile(ir_text: str, flags: list[str]) -> bytes:
+    compiler = iree_compiler()
+    try:
+        return compiler.compile_str(ir_text, extra_args=flags)
+    except compiler.CompilerToolError as error:
+        saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
+        saved.write_text(ir_text)
+        message = str(error)
+        raise KilnCompileError(
+            f"IREE could not compile the model:\n{message[-4000:]}\nreproduce with:\n"
+            f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb") from error
+
+
+def compile_to_vmfb(model, example_args, *, target="cpu", output=None, compile_to=None,
+                    dynamic_shapes=None, **options):
+    """Compile `model` for `target` ("cpu", "cuda" or ("cpu", "cuda")).
+
+    Returns the `.vmfb` bytes, or writes them to `output` and returns its path. With
+    `compile_to="torch" | "kiln" | "iree-input"` returns that phase's IR as text instead.
+    Options: see `CompileOptions`.
+    """
+    compiled = compile_model(model, example_args, target=target, compile_to=compile_to,
+                             dynamic_shapes=dynamic_shapes, **options)
+    if compiled.vmfb is None:
+        return compiled.ir_text
+    if output is None:
+        return compiled.vmfb
+    path = Path(output)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(compiled.vmfb)
+    return path

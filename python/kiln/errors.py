@@ -1,0 +1,37 @@
+"""Kiln's error types, each carrying a message a user can act on."""
+
+from __future__ import annotations
+
+
+class KilnError(Exception):
+    """Base of Kiln's errors."""
+
+
+class KilnImportError(KilnError):
+    """The model could not be captured or imported into MLIR."""
+
+
+class KilnCompileError(KilnError):
+    """A pass pipeline or IREE failed; the message carries a reproducer command."""
+
+
+class KilnLoadError(KilnError, ValueError):
+    """A file or buffer is not a loadable Kiln/IREE artifact."""
+
+
+_EXPORT_HINTS = (
+    ("data-dependent", "data-dependent control flow or shapes: use torch.cond / torch.where "
+                       "instead of Python `if` on tensor values, and avoid `.item()` in forward"),
+    (".item()", "`.item()` in forward makes a value data-dependent: keep it a tensor"),
+    ("Dynamic control flow", "use torch.cond for branches that depend on tensor values"),
+)
+
+
+def unsupported_export_error(error: Exception) -> KilnImportError:
+    """A KilnImportError for a model torch.export rejected, with the usual fix where known."""
+    message = str(error)
+    hints = [hint for needle, hint in _EXPORT_HINTS if needle.lower() in message.lower()]
+    text = f"torch.export could not capture the model: {type(error).__name__}: {message}"
+    if hints:
+        text += "\nhint: " + "\nhint: ".join(hints)
+    return KilnImportError(text)

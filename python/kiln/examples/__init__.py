@@ -1,0 +1,1 @@
+"""Models bundled with Kiln: built from config dataclasses with seeded random weights."""

@@ -1,0 +1,89 @@
+"""Capture: torch.export → decompositions that keep what Kiln matches → torch-mlir FX import.
+
+The decomposition table is torch.export's default (core ATen) minus the ops Kiln's raising
+passes match whole: `scaled_dot_product_attention`, `linear`, `matmul` and `silu` stay intact,
+so attention and linear layers arrive as one op instead of a cloud of views and `bmm`s.
+
+Freezing: parameters, persistent buffers and lifted tensor constants become literals. Non-
+persistent buffers (rotary `inv_freq`, `position_ids`, causal masks) live in
+`ExportedProgram.constants`, not in `state_dict`; torch-mlir's `import_frozen_program` looks
+only in `state_dict` and fails with "Could not find state mapping for buffer", so the importer
+is given a view of the program whose state holds both.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Optional, Sequence
+
+import torch
+
+from kiln.bindings import FxImporter, ir
+from kiln.dialects import make_context
+from kiln.errors import KilnImportError, unsupported_export_error
+
+# Ops Kiln's raising passes want to see whole (see the module docstring).
+PRESERVED_OPS = (
+    torch.ops.aten.scaled_dot_product_attention.default,
+    torch.ops.aten.linear.default,
+    torch.ops.aten.matmul.default,
+    torch.ops.aten.silu.default,
+)
+
+
+def decomposition_table() -> dict:
+    table = torch.export.default_decompositions()
+    for op in PRESERVED_OPS:
+        if op in table:
+            del table[op]
+    return table
+
+
+class _ProgramWithAllState:
+    """An ExportedProgram whose `state_dict` also holds non-persistent buffers (`constants`)."""
+
+    def __init__(self, program: torch.export.ExportedProgram):
+        self._program = program
+        self.state_dict = {**program.constants, **program.state_dict}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._program, name)
+
+
+def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
+                 dynamic_shapes=None, strict: bool = False) -> torch.export.ExportedProgram:
+    """torch.export the model in eval mode and decompose it to the ops Kiln imports."""
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"kiln expects a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(example_args, (tuple, list)):
+        example_args = (example_args,)
+    if model.training:
+        # Inference compiler: dropout and batch-norm statistics must take their eval behaviour.
+        model = model.eval()
+    try:
+        with torch.no_grad():
+            program = torch.export.export(model, tuple(example_args),
+                                          dynamic_shapes=dynamic_shapes, strict=strict)
+    except Exception as error:  # torch raises many types; all become one clear report
+        raise unsupported_export_error(error) from error
+    return program.run_decompositions(decomposition_table())
+
+
+def import_program(program: torch.export.ExportedProgram, *,
+                   context: Optional[ir.Context] = None, func_name: str = "main") -> ir.Module:
+    """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded)."""
+    context = context or make_context()
+    importer = FxImporter(context=context)
+    try:
+        importer.import_frozen_program(_ProgramWithAllState(program), func_name=func_name)
+    except Exception as error:
+        raise KilnImportError(f"torch-mlir could not import the exported program: {error}") \
+            from error
+    return importer.module
+
+
+def import_model(model: torch.nn.Module, example_args: Sequence[Any], *,
+                 dynamic_shapes=None, strict: bool = False,
+                 context: Optional[ir.Context] = None) -> ir.Module:
+    """The model as a `torch`-dialect MLIR module: torch.export + torch-mlir's FX importer."""
+    program = export_model(model, example_args, dynamic_shapes=dynamic_shapes, strict=strict)
+    return import_program(program, context=context)

@@ -1,0 +1,113 @@
+"""Kiln's phases and pipelines: one commented builder per phase, each runnable by name.
+
+    torch       the FX importer's output (torch dialect)
+    kiln        after raising: attention and linear layers are kiln ops
+    iree-input  after lowering for the target: torch dialect that IREE's torch input accepts
+    vmfb        IREE's compiled artifact
+
+A pipeline is a list of steps, each a Kiln pass object or an upstream/torch-mlir pass name, so it
+prints as the `kiln-opt -p` text that reproduces it.
+"""
+
+from __future__ import annotations
+
+import enum
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Union
+
+from kiln.bindings import ir, passmanager
+from kiln.errors import KilnCompileError
+from kiln.passes import KilnPass, Rewrite, create_pass
+
+Step = Union[KilnPass, str]
+
+
+class Phase(enum.Enum):
+    TORCH = "torch"
+    KILN = "kiln"
+    IREE_INPUT = "iree-input"
+    VMFB = "vmfb"
+
+    @classmethod
+    def parse(cls, value: "str | Phase | None") -> "Phase":
+        if value is None:
+            return cls.VMFB
+        if isinstance(value, Phase):
+            return value
+        for phase in cls:
+            if phase.value == value:
+                return phase
+        raise ValueError(f"unknown compile_to phase {value!r}; choose one of "
+                         f"{', '.join(p.value for p in cls)}")
+
+
+@dataclass
+class Pipeline:
+    name: str
+    steps: list[Step] = field(default_factory=list)
+
+    def text(self) -> str:
+        return ",".join(s.pipeline_text() if isinstance(s, KilnPass) else s for s in self.steps)
+
+    def rewrites(self) -> list[Rewrite]:
+        return [r for s in self.steps if isinstance(s, KilnPass) for r in s.rewrites]
+
+    def run(self, module: ir.Module, *, print_ir_after_all: bool = False) -> None:
+        """Run in place; on failure save the input IR and raise with a reproducer command."""
+        if not self.steps:
+            return
+        before = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True)
+        pm = build_pass_manager(self.steps, module.context)
+        if print_ir_after_all:
+            pm.enable_ir_printing()
+        try:
+            pm.run(module.operation)
+        except Exception as error:
+            reproducer = Path(tempfile.mkdtemp(prefix="kiln-repro-")) / f"{self.name}.mlir"
+            reproducer.write_text(before)
+            raise KilnCompileError(
+                f"{self.name} failed: {error}\nreproduce with:\n"
+                f"  kiln-opt {reproducer} -p '{self.text()}'") from error
+
+
+def build_pass_manager(steps: list[Step], context: ir.Context) -> passmanager.PassManager:
+    with context:
+        pm = passmanager.PassManager("builtin.module")
+        for step in steps:
+            if isinstance(step, KilnPass):
+                step.run_in(pm)
+            else:
+                pm.add(step)
+    return pm
+
+
+def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True) -> Pipeline:
+    """torch → kiln: recognise what Kiln specializes."""
+    steps: list[Step] = []
+    if raise_attention:
+        # First: attention's q·kᵀ and p·v matmuls must not be mistaken for linear layers.
+        steps.append(create_pass("kiln-raise-attention"))
+    if raise_linear:
+        steps.append(create_pass("kiln-raise-linear"))
+    # Fold the constants and drop the ops the rewrites left dead.
+    steps.append("canonicalize")
+    return Pipeline("kiln-raise-pipeline", steps)
+
+
+def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto") -> Pipeline:
+    """kiln → iree-input: lower kiln ops the way measured fastest on `target`."""
+    steps: list[Step] = [
+        create_pass("convert-kiln-to-torch", {"target": target, "attention": attention}),
+        # Merge the constants the lowering created per op.
+        "canonicalize",
+        "cse",
+    ]
+    return Pipeline("kiln-lower-pipeline", steps)
+
+
+NAMED_PIPELINES = {
+    "kiln-raise-pipeline": build_raise_pipeline,
+    "kiln-lower-pipeline": build_lower_pipeline,
+}

@@ -1,0 +1,165 @@
+"""Load a Kiln `.vmfb` and call it like the model: numpy in → numpy out, torch in → torch out.
+
+The only module that imports `iree.runtime`; it needs neither torch-mlir nor IREE's compiler
+(torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
+Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
+reflection on `main`): a wrong count, shape or dtype raises ValueError naming the argument.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Optional, Sequence, Union
+
+import numpy as np
+
+from kiln.errors import KilnLoadError
+
+SIGNATURE_KEY = "kiln.signature"
+DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
+# Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
+CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0")
+_cuda_flags_parsed = False
+
+
+def _iree_runtime():
+    import iree.runtime as iree_runtime_module
+
+    return iree_runtime_module
+
+
+def _read_artifact(source: Union[bytes, bytearray, memoryview, str, Path]) -> bytes:
+    if isinstance(source, (bytes, bytearray, memoryview)):
+        return bytes(source)
+    path = Path(source)
+    if not path.is_file():
+        raise FileNotFoundError(f"no Kiln artifact at {path}")
+    return path.read_bytes()
+
+
+def _bfloat16():
+    import ml_dtypes
+
+    return np.dtype(ml_dtypes.bfloat16)
+
+
+class KilnModule:
+    """A loaded artifact; call it with the exported signature's inputs."""
+
+    def __init__(self, vmfb: bytes, device: str = "cpu", function: str = "main"):
+        if device not in DRIVERS:
+            raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
+        rt = _iree_runtime()
+        self.device_kind = device
+        if device == "cuda":
+            _parse_cuda_flags(rt)
+        try:
+            config = rt.Config(DRIVERS[device])
+        except Exception as error:
+            raise KilnLoadError(f"IREE runtime driver '{DRIVERS[device]}' for device "
+                                f"'{device}' is not available here: {error}") from error
+        self._context = rt.SystemContext(config=config)
+        try:
+            vm_module = rt.VmModule.copy_buffer(self._context.instance, vmfb)
+        except Exception as error:
+            raise KilnLoadError(
+                f"not a loadable IREE .vmfb ({len(vmfb)} bytes; truncated, corrupt or another "
+                f"kind of file): {error}") from error
+        try:
+            self._context.add_vm_module(vm_module)
+        except Exception as error:
+            raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
+                                f"for this target?): {error}") from error
+        vm_function = vm_module.lookup_function(function)
+        if vm_function is None:
+            raise KilnLoadError(f"the artifact has no function '{function}'")
+        reflection = dict(vm_function.reflection)
+        self.signature: Optional[dict] = json.loads(reflection[SIGNATURE_KEY]) \
+            if SIGNATURE_KEY in reflection else None
+        self._function = self._context.modules[vm_module.name][function]
+
+    @property
+    def input_names(self) -> list[str]:
+        return [i["name"] for i in self.signature["inputs"]] if self.signature else []
+
+    def __call__(self, *args: Any):
+        uses_torch = any(type(a).__module__.startswith("torch") for a in args)
+        arrays = [self._check(i, a) for i, a in enumerate(self._check_arity(args))]
+        results = self._function(*arrays)
+        outputs = results if isinstance(results, (tuple, list)) else (results,)
+        converted = tuple(self._to_user(r, i, uses_torch) for i, r in enumerate(outputs))
+        return converted[0] if len(converted) == 1 else converted
+
+    def _check_arity(self, args: Sequence[Any]) -> Sequence[Any]:
+        if self.signature is not None and len(args) != len(self.signature["inputs"]):
+            expected = ", ".join(f"{s['name']}: {_describe(s)}" for s in self.signature["inputs"])
+            raise ValueError(f"expected {len(self.signature['inputs'])} input(s) ({expected}), "
+                             f"got {len(args)}")
+        return args
+
+    def _check(self, index: int, value: Any) -> np.ndarray:
+        array = _to_numpy(value, index)
+        if self.signature is None:
+            return array
+        spec = self.signature["inputs"][index]
+        label = f"input '{spec['name']}' (#{index})"
+        want_dtype = _bfloat16() if spec["dtype"] == "bfloat16" else np.dtype(spec["dtype"])
+        if array.dtype != want_dtype:
+            raise ValueError(f"{label}: expected dtype {spec['dtype']}, got {array.dtype}")
+        shape = spec["shape"]
+        if len(array.shape) != len(shape) or any(
+                want is not None and want != got for want, got in zip(shape, array.shape)):
+            raise ValueError(f"{label}: expected shape {_shape_text(shape)}, got "
+                             f"{_shape_text(array.shape)}")
+        return array
+
+    def _to_user(self, result: Any, index: int, as_torch: bool):
+        array = result.to_host() if hasattr(result, "to_host") else np.asarray(result)
+        if self.signature and self.signature["outputs"][index]["dtype"] == "bfloat16" \
+                and array.dtype != _bfloat16():
+            array = array.view(_bfloat16())
+        if not as_torch:
+            return array
+        import torch
+
+        if array.dtype == _bfloat16():
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(np.ascontiguousarray(array))
+
+
+def _parse_cuda_flags(rt) -> None:
+    global _cuda_flags_parsed
+    if not _cuda_flags_parsed:
+        rt.flags.parse_flags(*CUDA_RUNTIME_FLAGS)
+        _cuda_flags_parsed = True
+
+
+def _to_numpy(value: Any, index: int) -> np.ndarray:
+    if isinstance(value, np.ndarray):
+        return np.ascontiguousarray(value)
+    if type(value).__module__.startswith("torch"):
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            tensor = value.detach().cpu().contiguous()
+            if tensor.dtype == torch.bfloat16:
+                return tensor.view(torch.int16).numpy().view(_bfloat16())
+            return tensor.numpy()
+    if np.isscalar(value):
+        return np.asarray(value)
+    raise TypeError(f"input #{index}: expected a numpy array or torch tensor, got "
+                    f"{type(value).__name__}")
+
+
+def _shape_text(shape) -> str:
+    return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+def _describe(spec: dict) -> str:
+    return f"{_shape_text(spec['shape'])} {spec['dtype']}"
+
+
+def load(vmfb_or_path, device: str = "cpu") -> KilnModule:
+    """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda")."""
+    return KilnModule(_read_artifact(vmfb_or_path), device=device)

@@ -1,0 +1,179 @@
+"""Small helpers over torch-dialect IR: tensor types, constants, and op building.
+
+torch-mlir's Python bindings expose torch types only as opaque `ir.Type`s, so shapes and dtypes
+are read from the type's text (`!torch.vtensor<[2,?,64],f32>`). Matchers and verifiers use these
+helpers so that every pass reads IR the same way.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional, Sequence
+
+from kiln.bindings import ir
+
+_VTENSOR = re.compile(r"^!torch\.vtensor<\[(?P<dims>[^\]]*)\],(?P<dtype>[^>]+)>$")
+
+# torch ScalarType codes used by aten ops that take a dtype integer (c10/core/ScalarType.h).
+TORCH_DTYPE_CODE = {"ui8": 0, "si8": 1, "si16": 2, "si32": 3, "si64": 4, "f16": 5, "f32": 6,
+                    "f64": 7, "i1": 11, "bf16": 15}
+FLOAT_DTYPES = ("f16", "bf16", "f32", "f64")
+
+
+@dataclass(frozen=True)
+class TensorInfo:
+    """Shape and element type of a `!torch.vtensor`; a dynamic dimension is None."""
+
+    shape: tuple[Optional[int], ...]
+    dtype: str
+
+    @property
+    def rank(self) -> int:
+        return len(self.shape)
+
+    @property
+    def is_float(self) -> bool:
+        return self.dtype in FLOAT_DTYPES
+
+    def __str__(self) -> str:
+        dims = "x".join("?" if d is None else str(d) for d in self.shape)
+        return f"{dims}x{self.dtype}" if dims else self.dtype
+
+
+def tensor_info(type_or_value) -> Optional[TensorInfo]:
+    """TensorInfo of a value-semantics torch tensor type (or of a value), else None."""
+    type_ = type_or_value.type if isinstance(type_or_value, ir.Value) else type_or_value
+    match = _VTENSOR.match(str(type_))
+    if not match:
+        return None
+    dims = match.group("dims").strip()
+    shape = tuple(
+        None if d.strip() == "?" else int(d) for d in dims.split(",")
+    ) if dims else ()
+    return TensorInfo(shape, match.group("dtype"))
+
+
+def vtensor_type(shape: Sequence[Optional[int]], dtype: str) -> ir.Type:
+    dims = ",".join("?" if d is None else str(d) for d in shape)
+    return ir.Type.parse(f"!torch.vtensor<[{dims}],{dtype}>")
+
+
+def defining_op(value: ir.Value) -> Optional[ir.Operation]:
+    """The op producing `value`, or None for a block argument."""
+    if not isinstance(value, ir.OpResult):
+        return None
+    return value.owner.operation
+
+
+def op_name(value: ir.Value) -> Optional[str]:
+    op = defining_op(value)
+    return op.name if op is not None else None
+
+
+def constant_value(value: ir.Value):
+    """The Python value of a torch constant (int, float, bool, None, str), or raise LookupError."""
+    op = defining_op(value)
+    if op is None:
+        raise LookupError("not a constant")
+    name = op.name
+    if name == "torch.constant.none":
+        return None
+    if name in ("torch.constant.int", "torch.constant.float", "torch.constant.bool",
+                "torch.constant.str"):
+        attr = op.attributes["value"]
+        if name == "torch.constant.int":
+            return ir.IntegerAttr(attr).value
+        if name == "torch.constant.float":
+            return ir.FloatAttr(attr).value
+        if name == "torch.constant.bool":
+            return ir.BoolAttr(attr).value
+        return ir.StringAttr(attr).value
+    if name == "torch.prim.ListConstruct":
+        return [constant_value(operand) for operand in op.operands]
+    raise LookupError(f"{name} is not a constant")
+
+
+def constant_or(value: ir.Value, default=LookupError):
+    """constant_value(value), or `default` when it is not a constant."""
+    try:
+        return constant_value(value)
+    except LookupError:
+        return default
+
+
+def single_use(value: ir.Value) -> bool:
+    uses = list(value.uses)
+    return len(uses) == 1
+
+
+def users(value: ir.Value) -> list[ir.Operation]:
+    return [use.owner for use in value.uses]
+
+
+class TorchBuilder:
+    """Builds torch-dialect ops at the current insertion point, one aten op per method.
+
+    Constants are created on demand; `canonicalize` and `cse` merge duplicates later.
+    """
+
+    def __init__(self, location: ir.Location):
+        self.location = location
+
+    def _op(self, name: str, result_types, operands) -> ir.Operation:
+        return ir.Operation.create(name, results=result_types, operands=list(operands),
+                                   loc=self.location)
+
+    def int(self, v: int) -> ir.Value:
+        i64 = ir.IntegerType.get_signless(64)
+        return ir.Operation.create(
+            "torch.constant.int", results=[ir.Type.parse("!torch.int")],
+            attributes={"value": ir.IntegerAttr.get(i64, int(v))}, loc=self.location).result
+
+    def float(self, v: float) -> ir.Value:
+        return ir.Operation.create(
+            "torch.constant.float", results=[ir.Type.parse("!torch.float")],
+            attributes={"value": ir.FloatAttr.get_f64(float(v))}, loc=self.location).result
+
+    def bool(self, v: bool) -> ir.Value:
+        return ir.Operation.create(
+            "torch.constant.bool", results=[ir.Type.parse("!torch.bool")],
+            attributes={"value": ir.BoolAttr.get(bool(v))}, loc=self.location).result
+
+    def none(self) -> ir.Value:
+        return ir.Operation.create("torch.constant.none", results=[ir.Type.parse("!torch.none")],
+                                   loc=self.location).result
+
+    def str(self, v: str) -> ir.Value:
+        return ir.Operation.create(
+            "torch.constant.str", results=[ir.Type.parse("!torch.str")],
+            attributes={"value": ir.StringAttr.get(v)}, loc=self.location).result
+
+    def int_list(self, values: Sequence[int]) -> ir.Value:
+        items = [self.int(v) for v in values]
+        return self._op("torch.prim.ListConstruct", [ir.Type.parse("!torch.list<int>")],
+                        items).result
+
+    def aten(self, name: str, result: TensorInfo | ir.Type, *operands) -> ir.Value:
+        type_ = result if isinstance(result, ir.Type) else vtensor_type(result.shape, result.dtype)
+        return self._op(f"torch.aten.{name}", [type_], operands).result
+
+    def f32_literal(self, array) -> ir.Value:
+        """A `torch.vtensor.literal` holding a small f32 numpy array (compile-time masks)."""
+        import numpy as np
+
+        array = np.ascontiguousarray(array, dtype=np.float32)
+        tensor_type = ir.RankedTensorType.get(list(array.shape), ir.F32Type.get())
+        dense = ir.DenseElementsAttr.get(array, type=tensor_type)
+        return ir.Operation.create(
+            "torch.vtensor.literal", results=[vtensor_type(array.shape, "f32")],
+            attributes={"value": dense}, loc=self.location).result
+
+    def cast(self, value: ir.Value, dtype: str) -> ir.Value:
+        """aten.to.dtype to `dtype`, or `value` itself when it already has that dtype."""
+        info = tensor_info(value)
+        if info.dtype == dtype:
+            return value
+        false = self.bool(False)
+        return self.aten("to.dtype", TensorInfo(info.shape, dtype), value,
+                         self.int(TORCH_DTYPE_CODE[dtype]), false, false, self.none())
