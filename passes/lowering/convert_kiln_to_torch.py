@@ -125,8 +125,15 @@ def lower_attention_fused(op: ir.Operation) -> ir.Value:
     mask = op.operands[3] if len(op.operands) > 3 else None
     b = TorchBuilder(op.location)
     qi = tensor_info(q)
-    if mask is not None and tensor_info(mask).dtype not in ("i1", qi.dtype):
-        mask = b.cast(mask, qi.dtype)
+    if mask is not None:
+        if tensor_info(mask).dtype not in ("i1", qi.dtype):
+            mask = b.cast(mask, qi.dtype)
+        mask_info = tensor_info(mask)
+        if mask_info.rank < qi.rank:
+            # IREE's SDPA conversion needs the mask at the scores' rank (it fails on a 2-D one).
+            full = (1,) * (qi.rank - mask_info.rank) + mask_info.shape
+            mask = b.aten("reshape", TensorInfo(full, mask_info.dtype), mask,
+                          b.int_list([-1 if d is None else d for d in full]))
     grouped = qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]
     return b.aten("scaled_dot_product_attention", tensor_info(op.results[0]), q, k, v,
                   mask if mask is not None else b.none(), b.float(0.0),

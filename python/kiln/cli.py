@@ -1,0 +1,251 @@
+"""The `kiln` command line: compile a model, run an artifact, or run the bundled demo.
+
+    kiln compile path/model.py:factory --input 1x128x768xf32 --target cpu -o out.vmfb
+    kiln run out.vmfb --input tokens.npy
+    kiln demo
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import re
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+INPUT_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i1": np.bool_,
+                "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
+                "si64": np.int64, "si32": np.int32, "ui8": np.uint8, "bf16": "bfloat16"}
+_SPEC = re.compile(r"^(?P<dims>(\d+x)*)(?P<dtype>[a-z]+\d+)$")
+
+
+def parse_input_spec(spec: str, rng: np.random.Generator, int_high: int) -> np.ndarray:
+    """'1x128x768xf32' → random array; 'path.npy' → that array; ints drawn in [0, int_high)."""
+    if spec.endswith(".npy"):
+        path = Path(spec)
+        if not path.is_file():
+            raise SystemExit(f"kiln: input file {spec} does not exist")
+        return np.load(path)
+    match = _SPEC.match(spec)
+    if not match or match.group("dtype") not in INPUT_DTYPES:
+        raise SystemExit(f"kiln: cannot read input spec '{spec}': write DIMSxDTYPE such as "
+                         f"1x128x768xf32 (dtypes: {', '.join(INPUT_DTYPES)}) or a .npy path")
+    shape = tuple(int(d) for d in match.group("dims").split("x") if d)
+    dtype = match.group("dtype")
+    return random_array(shape, dtype, rng, int_high)
+
+
+def random_array(shape, dtype: str, rng: np.random.Generator, int_high: int) -> np.ndarray:
+    if dtype in ("bf16", "bfloat16"):
+        import ml_dtypes
+
+        return rng.standard_normal(shape).astype(np.float32).astype(ml_dtypes.bfloat16)
+    np_dtype = np.dtype(INPUT_DTYPES.get(dtype, dtype))
+    if np_dtype == np.bool_:
+        return rng.integers(0, 2, shape).astype(np.bool_)
+    if np.issubdtype(np_dtype, np.integer):
+        return rng.integers(0, int_high, shape).astype(np_dtype)
+    return rng.standard_normal(shape).astype(np_dtype)
+
+
+def load_factory(target: str):
+    """'path/model.py:factory' → the callable `factory` defined in that file."""
+    path_text, sep, name = target.rpartition(":")
+    if not sep or not path_text:
+        raise SystemExit(f"kiln: expected MODEL as path/to/file.py:factory, got '{target}'")
+    path = Path(path_text)
+    if not path.is_file():
+        raise SystemExit(f"kiln: model file {path} does not exist")
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.path.insert(0, str(path.parent.resolve()))
+    spec.loader.exec_module(module)
+    if not hasattr(module, name):
+        raise SystemExit(f"kiln: {path} defines no '{name}'")
+    return getattr(module, name)
+
+
+def _to_torch(arrays):
+    import torch
+
+    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+
+
+def cmd_compile(args) -> int:
+    import torch
+
+    import kiln
+
+    built = load_factory(args.model)()
+    model, example_args = built if isinstance(built, tuple) else (built, None)
+    if not isinstance(model, torch.nn.Module):
+        raise SystemExit(f"kiln: {args.model} returned {type(model).__name__}, expected a "
+                         f"torch.nn.Module or (module, example_args)")
+    if args.input:
+        rng = np.random.default_rng(args.seed)
+        example_args = _to_torch(parse_input_spec(s, rng, args.int_high) for s in args.input)
+    if example_args is None:
+        raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
+                         "(module, example_args) from the factory")
+    target = tuple(args.target.split(",")) if "," in args.target else args.target
+    compiled = kiln.compile_model(model, example_args, target=target,
+                                  compile_to=args.compile_to, attention=args.attention,
+                                  cpu=args.cpu, cuda_arch=args.cuda_arch,
+                                  verbose=args.verbose)
+    if args.report or args.verbose:
+        print(compiled.report, file=sys.stderr)
+    if compiled.vmfb is None:
+        text = compiled.ir_text
+        Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
+        return 0
+    output = Path(args.output or "out.vmfb")
+    output.write_bytes(compiled.vmfb)
+    print(f"wrote {output} ({len(compiled.vmfb)} bytes) for target {args.target}")
+    return 0
+
+
+def _time_ms(fn, repeat: int, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        fn()
+    samples = []
+    for _ in range(repeat):
+        start = time.perf_counter()
+        fn()
+        samples.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(samples)
+
+
+def cmd_run(args) -> int:
+    import kiln
+
+    module = kiln.load(args.artifact, device=args.device)
+    rng = np.random.default_rng(args.seed)
+    if args.input:
+        inputs = [parse_input_spec(s, rng, args.int_high) for s in args.input]
+    elif module.signature:
+        inputs = [random_array(tuple(d or 1 for d in spec["shape"]), spec["dtype"], rng,
+                               args.int_high) for spec in module.signature["inputs"]]
+    else:
+        raise SystemExit("kiln: this artifact carries no signature; pass --input specs")
+    outputs = module(*inputs)
+    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
+    for index, out in enumerate(outputs):
+        flat = np.asarray(out, dtype=np.float64).ravel()
+        print(f"output {index}: shape {tuple(out.shape)} {out.dtype}, first values "
+              f"{np.array2string(flat[:4], precision=4)}")
+    if args.repeat:
+        print(f"latency: median {_time_ms(lambda: module(*inputs), args.repeat):.3f} ms over "
+              f"{args.repeat} runs on {args.device}")
+    return 0
+
+
+def cmd_demo(args) -> int:
+    """Kiln's main job on the bundled example: compile, run, compare with eager."""
+    import torch
+
+    import kiln
+    from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
+
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    config = TinyGPTConfig(attention=args.attention_style)
+    model, example_args = build_tiny_gpt(config, batch=1, seq_len=args.seq_len)
+    print(f"kiln demo: TinyGPT ({config.n_layers} layers, d={config.d_model}, "
+          f"{config.n_heads} heads, vocab {config.vocab_size}), tokens 1x{args.seq_len}, "
+          f"target {args.target}")
+    start = time.perf_counter()
+    compiled = kiln.compile_model(model, example_args, target=args.target, verbose=True)
+    print(f"compiled in {time.perf_counter() - start:.1f} s: "
+          f"{compiled.report.count('attention/')} attention and "
+          f"{compiled.report.count('linear/')} linear layers specialized, "
+          f"{len(compiled.vmfb)} bytes")
+    device = "cuda" if args.target == "cuda" else "cpu"
+    run = kiln.load(compiled.vmfb, device=device)
+    with torch.no_grad():
+        expected = model(*example_args)
+    got = run(*example_args)
+    abs_err = (got - expected).abs().max().item()
+    rel_err = abs_err / max(expected.abs().max().item(), 1e-30)
+    with torch.no_grad():
+        eager_ms = _time_ms(lambda: model(*example_args), args.repeat)
+    kiln_ms = _time_ms(lambda: run(*example_args), args.repeat)
+    print(f"max abs error vs eager: {abs_err:.3e} (relative {rel_err:.3e})")
+    print(f"latency (median of {args.repeat}): eager {eager_ms:.3f} ms, kiln {kiln_ms:.3f} ms "
+          f"({eager_ms / kiln_ms:.2f}x eager)")
+    tolerance = 1e-4
+    if rel_err > tolerance:
+        print(f"FAIL: relative error {rel_err:.3e} exceeds {tolerance}")
+        return 1
+    print("OK")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="kiln", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    c = sub.add_parser("compile", help="compile a PyTorch model to a .vmfb (or to a phase's IR)")
+    c.add_argument("model", help="path/to/model.py:factory; factory() returns an nn.Module or "
+                                 "(module, example_args)")
+    c.add_argument("--input", action="append", default=[], metavar="SPEC",
+                   help="example input, repeatable: DIMSxDTYPE (1x128x768xf32, 1x16xi64) for a "
+                        "random tensor, or a .npy file")
+    c.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda for one artifact "
+                                                   "that runs on both (default: cpu)")
+    c.add_argument("-o", "--output", help="output file (default out.vmfb; IR goes to stdout)")
+    c.add_argument("--compile-to", choices=("torch", "kiln", "iree-input"),
+                   help="stop after this phase and write its IR instead of a .vmfb")
+    c.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"),
+                   help="how kiln.attention is lowered (auto: measured best per target)")
+    c.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "
+                                                 "machine) or an ISA such as x86-64-v3")
+    c.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture (IREE 3.13 has no "
+                                                        "sm_90; sm_80 runs on H100/H200)")
+    c.add_argument("--int-high", type=int, default=32,
+                   help="random integer inputs are drawn from [0, N) (default 32)")
+    c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    c.add_argument("--report", action="store_true", help="print what each pass rewrote")
+    c.add_argument("--verbose", action="store_true", help="print phases and their times")
+    c.set_defaults(func=cmd_compile)
+
+    r = sub.add_parser("run", help="run a .vmfb on random or .npy inputs")
+    r.add_argument("artifact", help="a .vmfb written by kiln compile")
+    r.add_argument("--input", action="append", default=[], metavar="SPEC",
+                   help="DIMSxDTYPE for a random tensor or a .npy file, repeatable (default: "
+                        "random inputs from the artifact's signature)")
+    r.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    r.add_argument("--repeat", type=int, default=0, help="also time N runs, print the median")
+    r.add_argument("--int-high", type=int, default=32,
+                   help="random integer inputs are drawn from [0, N) (default 32)")
+    r.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    r.set_defaults(func=cmd_run)
+
+    d = sub.add_parser("demo", help="compile the bundled TinyGPT, run it, compare with eager")
+    d.add_argument("--target", default="cpu", choices=("cpu", "cuda"))
+    d.add_argument("--seq-len", type=int, default=64)
+    d.add_argument("--attention-style", default="eager", choices=("eager", "sdpa"),
+                   help="how the example model writes attention")
+    d.add_argument("--repeat", type=int, default=50, help="timed runs per system")
+    d.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv=None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except Exception as error:  # one clear line instead of a traceback for known errors
+        from kiln.errors import KilnError
+
+        if isinstance(error, (KilnError, ValueError, FileNotFoundError)):
+            print(f"kiln: error: {error}", file=sys.stderr)
+            return 1
+        raise
+
+
+if __name__ == "__main__":
+    sys.exit(main())
