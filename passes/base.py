@@ -37,10 +37,15 @@ _FILE_LINE = re.compile(r'"([^"]+)":(\d+):\d+')
 
 
 def source_location(op: ir.Operation) -> str:
-    """The model-source `file:line` the FX importer recorded for `op`: the innermost frame of
-    its call-site stack (the line that called the torch op), or "unknown location"."""
-    match = _FILE_LINE.search(str(op.location))
-    return f"{match.group(1)}:{match.group(2)}" if match else "unknown location"
+    """The model-source `file:line` the FX importer recorded for `op`: the innermost frame of its
+    call-site stack outside torch's own modules (the user's line, not `nn/modules/linear.py`),
+    else the innermost frame, or "unknown location"."""
+    frames = [(m.group(1), m.group(2)) for m in _FILE_LINE.finditer(str(op.location))]
+    if not frames:
+        return "unknown location"
+    user = [f for f in frames if not re.search(r"/site-packages/torch/", f[0])]
+    path, line = (user or frames)[0]
+    return f"{path}:{line}"
 
 
 @dataclass

@@ -60,9 +60,11 @@ def load_factory(target: str):
     path = Path(path_text)
     if not path.is_file():
         raise SystemExit(f"kiln: model file {path} does not exist")
-    spec = importlib.util.spec_from_file_location(path.stem, path)
+    spec = importlib.util.spec_from_file_location(f"kiln_user_model_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
+    # Registered before running it: dataclasses and pickling look modules up by name.
+    sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     if not hasattr(module, name):
         raise SystemExit(f"kiln: {path} defines no '{name}'")
