@@ -19,6 +19,8 @@ def _loader(module: str, cls: str) -> Callable[[], type[KilnPass]]:
 PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
     "convert-kiln-to-torch": _loader("kiln.passes.lowering.convert_kiln_to_torch",
                                      "ConvertKilnToTorch"),
+    "kiln-drop-identities": _loader("kiln.passes.raising.kiln_drop_identities",
+                                    "DropIdentities"),
     "kiln-raise-attention": _loader("kiln.passes.raising.kiln_raise_attention",
                                     "RaiseAttention"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),

@@ -46,3 +46,50 @@ def swaps_last_two(op: ir.Operation) -> bool:
 
 def only_use(value: ir.Value) -> bool:
     return single_use(value)
+
+
+# A masked-out score must be at least this negative to count as "masked" (HF uses finfo.min,
+# older code -10000; -inf is the ideal). Softmax then gives it exp(-1e4) ≈ 0.
+MASKED_SCORE_BOUND = -1.0e4
+
+
+def literal_array(value: ir.Value):
+    """The numpy value of a readable torch literal (through dtype conversions), else None."""
+    import numpy as np
+
+    op = defining_op(value)
+    while op is not None and op.name in ("torch.prims.convert_element_type",
+                                         "torch.aten.to.dtype", "torch.aten._to_copy"):
+        op = defining_op(op.operands[0])
+    if op is None or op.name != "torch.vtensor.literal":
+        return None
+    attr = op.attributes["value"]
+    if not isinstance(attr, ir.DenseElementsAttr):
+        try:
+            attr = ir.DenseElementsAttr(attr)
+        except (TypeError, ValueError):
+            return None  # a dense_resource blob (model weights): not readable here
+    return np.array(attr)
+
+
+def classify_mask(mask, query_len: Optional[int], key_len: Optional[int]) -> str:
+    """'none' (masks nothing), 'causal' (masks exactly key j > query i, top-left aligned), or
+    'general', for a constant mask array: bool (True = keep) or additive float."""
+    import numpy as np
+
+    if mask is None or query_len is None or key_len is None:
+        return "general"
+    if mask.dtype == np.bool_ or mask.dtype == np.uint8:
+        keep = mask.astype(bool)
+    else:
+        if not np.all((mask == 0) | (mask <= MASKED_SCORE_BOUND)):
+            return "general"  # a bias (e.g. T5 positions, ALiBi), not a mask
+        keep = mask == 0
+    try:
+        keep = np.broadcast_to(keep, keep.shape[:-2] + (query_len, key_len))
+    except ValueError:
+        return "general"
+    if keep.all():
+        return "none"
+    causal = np.tril(np.ones((query_len, key_len), dtype=bool))
+    return "causal" if np.all(keep == causal) else "general"

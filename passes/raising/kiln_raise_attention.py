@@ -7,6 +7,8 @@ Before → after:
 
 Scale appears as `div.Scalar`, `mul.Scalar` or not at all (scale 1). The additive mask may be any
 float tensor broadcastable to the scores (it is added as-is, so its values need no guard).
+A constant mask is read: one that masks nothing is dropped, one that masks exactly the future
+(bool tril, or 0 / <= -1e4 additive) becomes `causal = true` and is dropped.
 Guards: dropout 0, constant scale, last-axis softmax, every intermediate single-use; a softmax
 that fails one is left alone and reported with the reason. Runs on torch-dialect IR straight
 from the importer (no prior pass needed).
@@ -14,6 +16,7 @@ from the importer (no prior pass needed).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 from typing import Optional
@@ -21,7 +24,8 @@ from typing import Optional
 from kiln.bindings import ir
 from kiln.dialects import AttentionOp, bool_attr
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead, source_location
-from kiln.passes.matching import NoMatch, is_last_axis, only_use, producer, swaps_last_two
+from kiln.passes.matching import (NoMatch, classify_mask, is_last_axis, literal_array, only_use,
+                                  producer, swaps_last_two)
 from kiln.torch_ir import constant_or, tensor_info
 
 SOFTMAX_OPS = ("torch.aten._softmax", "torch.aten.softmax.int")
@@ -130,6 +134,19 @@ def _leads_to_qk(value: ir.Value) -> bool:
     return producer(scaled.operands[0] if scaled else value, "torch.aten.matmul") is not None
 
 
+def simplify_constant_mask(match: AttentionMatch) -> AttentionMatch:
+    """A constant mask that masks nothing is dropped; a causal one becomes causal=true."""
+    if match.mask is None:
+        return match
+    q, k = tensor_info(match.query), tensor_info(match.key)
+    kind = classify_mask(literal_array(match.mask), q.shape[-2], k.shape[-2])
+    if kind == "none":
+        return dataclasses.replace(match, mask=None)
+    if kind == "causal":
+        return dataclasses.replace(match, mask=None, causal=True)
+    return match
+
+
 def rewrite_attention(match: AttentionMatch) -> ir.Operation:
     with ir.InsertionPoint(match.root), match.root.location:
         new = AttentionOp(match.query, match.key, match.value,
@@ -158,6 +175,7 @@ class RaiseAttention(KilnPass):
             if isinstance(match, NoMatch):
                 self.unmatched.append((match.reason, source_location(op)))
                 continue
+            match = simplify_constant_mask(match)
             detail = f"scale={match.scale:.6g}" + (", causal" if match.causal else "") + \
                 (", mask" if match.mask is not None else "")
             self.record(f"attention/{match.form}", detail, op)

@@ -13,7 +13,7 @@ from torch_mlir.dialects import ext as dialect_ext  # noqa: F401
 from torch_mlir.dialects import func as func_d  # noqa: F401
 from torch_mlir.dialects import irdl as irdl_d  # noqa: F401
 from torch_mlir.dialects import torch as torch_d  # noqa: F401
-from torch_mlir.extras.fx_importer import FxImporter  # noqa: F401
+from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks  # noqa: F401
 
 
 def iree_compiler():

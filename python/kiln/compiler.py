@@ -30,6 +30,7 @@ class CompileOptions:
     """Options accepted by `compile_to_vmfb(..., **options)`."""
 
     attention: str = "auto"  # kiln.attention lowering: auto (measured per target) | decomposed | fused
+    fold_constants: bool = True  # evaluate input-independent subgraphs at compile time
     raise_attention: bool = True
     raise_linear: bool = True
     cpu: str = "host"  # LLVM CPU for the CPU target: host, or an ISA such as x86-64-v3
@@ -149,7 +150,7 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
         program = export_model(model, example_args, dynamic_shapes=dynamic_shapes,
                                strict=opts.strict_export)
     with timed("import"):
-        module = import_program(program)
+        module = import_program(program, fold_constants=opts.fold_constants)
         signature = _signature(program, module)
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)

@@ -7,8 +7,9 @@ so attention and linear layers arrive as one op instead of a cloud of views and 
 Freezing: parameters, persistent buffers and lifted tensor constants become literals. Non-
 persistent buffers (rotary `inv_freq`, `position_ids`, causal masks) live in
 `ExportedProgram.constants`, not in `state_dict`; torch-mlir's `import_frozen_program` looks
-only in `state_dict` and fails with "Could not find state mapping for buffer", so the importer
-is given a view of the program whose state holds both.
+only in `state_dict` and fails with "Could not find state mapping for buffer". Kiln freezes both
+into the graph itself (kiln.fx_constants.freeze_state), folds input-independent subgraphs, and
+gives the importer a view of the program whose state holds both.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ import torch
 from kiln.bindings import FxImporter, ir
 from kiln.dialects import make_context
 from kiln.errors import KilnImportError, unsupported_export_error
+from kiln.fx_constants import LiteralHooks, fold_constant_subgraphs, freeze_state
 
 # Ops Kiln's raising passes want to see whole (see the module docstring).
 PRESERVED_OPS = (
@@ -69,10 +71,17 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
 
 
 def import_program(program: torch.export.ExportedProgram, *,
-                   context: Optional[ir.Context] = None, func_name: str = "main") -> ir.Module:
-    """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded)."""
+                   context: Optional[ir.Context] = None, func_name: str = "main",
+                   fold_constants: bool = True) -> ir.Module:
+    """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded).
+
+    The program's graph is modified: state is frozen into it and, with `fold_constants`,
+    input-independent subgraphs are evaluated (see kiln.fx_constants)."""
     context = context or make_context()
-    importer = FxImporter(context=context)
+    state_ids = freeze_state(program.graph, program)
+    if fold_constants:
+        fold_constant_subgraphs(program.graph)
+    importer = FxImporter(context=context, hooks=LiteralHooks(state_ids))
     try:
         importer.import_frozen_program(_ProgramWithAllState(program), func_name=func_name)
     except Exception as error:
@@ -83,7 +92,7 @@ def import_program(program: torch.export.ExportedProgram, *,
 
 def import_model(model: torch.nn.Module, example_args: Sequence[Any], *,
                  dynamic_shapes=None, strict: bool = False,
-                 context: Optional[ir.Context] = None) -> ir.Module:
+                 context: Optional[ir.Context] = None, fold_constants: bool = True) -> ir.Module:
     """The model as a `torch`-dialect MLIR module: torch.export + torch-mlir's FX importer."""
     program = export_model(model, example_args, dynamic_shapes=dynamic_shapes, strict=strict)
-    return import_program(program, context=context)
+    return import_program(program, context=context, fold_constants=fold_constants)

@@ -85,7 +85,8 @@ def build_pass_manager(steps: list[Step], context: ir.Context) -> passmanager.Pa
 
 def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True) -> Pipeline:
     """torch → kiln: recognise what Kiln specializes."""
-    steps: list[Step] = []
+    # Identities (dropout in eval, clones, same-dtype casts) hide the patterns below.
+    steps: list[Step] = [create_pass("kiln-drop-identities")]
     if raise_attention:
         # First: attention's q·kᵀ and p·v matmuls must not be mistaken for linear layers.
         steps.append(create_pass("kiln-raise-attention"))

@@ -1,0 +1,139 @@
+"""Constants before import: freeze state into the graph, fold input-independent subgraphs, and
+hand literals to the importer fast and readable.
+
+Folding: after parameters and buffers are replaced by their tensors, every op whose arguments
+hold no graph node (arange/comparison chains building causal masks, `position_ids` slices,
+weight transposes and casts) is evaluated once with torch and replaced by its result, so the
+artifact holds the computed tensor and Kiln's matchers see a literal. Ops that draw random
+numbers are left alone, and so is a result larger than `MAX_FOLDED_ELEMENTS` that is larger than
+its inputs (an `expand` of a mask to batch × heads × S × S must not bloat the artifact).
+`_assert_tensor_metadata` nodes (export-time dtype assertions, no runtime meaning) are dropped.
+
+Literals: torch-mlir's default converts each tensor through `tensor.tolist()` (minutes for a
+100M-parameter model). The hook converts through numpy directly, and imports folded constants
+of up to `MAX_READABLE_ELEMENTS` as `DenseElementsAttr`, whose values passes can read (a causal
+mask is recognised by its values); weights stay `dense_resource` blobs.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import numpy as np
+import torch
+from torch import fx
+
+from kiln.bindings import ir
+from kiln.bindings import FxImporterHooks
+
+MAX_FOLDED_ELEMENTS = 1 << 24
+MAX_READABLE_ELEMENTS = 1 << 24
+DROPPED_TARGETS = (torch.ops.aten._assert_tensor_metadata.default,)
+
+TORCH_TO_MLIR_DTYPE = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
+                       torch.float64: "f64", torch.int64: "si64", torch.int32: "si32",
+                       torch.int16: "si16", torch.int8: "si8", torch.uint8: "ui8",
+                       torch.bool: "i1"}
+
+
+@dataclass
+class FoldStats:
+    folded: int = 0
+    dropped: int = 0
+
+
+def _contains_node(value: Any) -> bool:
+    found = []
+    fx.node.map_arg(value, lambda n: found.append(n) or n)
+    return bool(found)
+
+
+def _is_random(target) -> bool:
+    tags = getattr(target, "tags", ())
+    return torch.Tag.nondeterministic_seeded in tags
+
+
+def _numel(value: Any) -> int:
+    return value.numel() if isinstance(value, torch.Tensor) else 0
+
+
+def freeze_state(graph: fx.Graph, program) -> set:
+    """Replace parameter, buffer and lifted-constant placeholders by their tensors; returns the
+    ids of those tensors (the model's state)."""
+    signature = program.graph_signature
+    state = {**program.constants, **program.state_dict}
+    names = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,
+             **signature.inputs_to_lifted_tensor_constants}
+    for node in list(graph.nodes):
+        if node.op == "placeholder" and node.name in names:
+            node.replace_all_uses_with(state[names[node.name]])
+            graph.erase_node(node)
+    return {id(state[name]) for name in names.values()}
+
+
+def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
+    stats = FoldStats()
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        if node.target in DROPPED_TARGETS:
+            if not node.users:
+                graph.erase_node(node)
+                stats.dropped += 1
+            continue
+        if _contains_node((node.args, node.kwargs)) or _is_random(node.target):
+            continue
+        if node.target is not operator.getitem and not isinstance(node.target,
+                                                                  torch._ops.OpOverload):
+            continue
+        with torch.no_grad():
+            value = node.target(*node.args, **node.kwargs)
+        inputs = []
+        fx.node.map_aggregate((node.args, node.kwargs),
+                              lambda a: inputs.append(_numel(a)) or a)
+        if _numel(value) > MAX_FOLDED_ELEMENTS and _numel(value) > max(inputs, default=0):
+            continue
+        node.replace_all_uses_with(value)
+        graph.erase_node(node)
+        stats.folded += 1
+    return stats
+
+
+class LiteralHooks(FxImporterHooks):
+    """Imports tensor literals through numpy: model state as `dense_resource` blobs, everything
+    else (folded constants, masks; bool ones arrive converted to uint8) as readable dense attrs
+    up to MAX_READABLE_ELEMENTS."""
+
+    def __init__(self, state_ids: set):
+        self.state_ids = state_ids
+        self._cache: dict[int, ir.Attribute] = {}
+        self._keep_alive: list = []
+
+    def resolve_literal(self, gni, literal: Any, info) -> Optional[ir.Value]:
+        if not isinstance(literal, torch.Tensor) or literal.dtype not in TORCH_TO_MLIR_DTYPE:
+            return None
+        attr = self._cache.get(id(literal))
+        if attr is None:
+            attr = self._elements_attr(literal)
+            self._cache[id(literal)] = attr
+            self._keep_alive.append(literal)
+        shape = ",".join(str(d) for d in literal.shape)
+        result_type = ir.Type.parse(
+            f"!torch.vtensor<[{shape}],{TORCH_TO_MLIR_DTYPE[literal.dtype]}>")
+        return ir.Operation.create("torch.vtensor.literal", results=[result_type],
+                                   attributes={"value": attr}).result
+
+    def _elements_attr(self, tensor: torch.Tensor) -> ir.Attribute:
+        readable = id(tensor) not in self.state_ids or tensor.numel() == 1
+        tensor = tensor.detach().contiguous().cpu()
+        element = ir.Type.parse(TORCH_TO_MLIR_DTYPE[tensor.dtype])
+        tensor_type = ir.RankedTensorType.get(list(tensor.shape), element)
+        raw = (tensor.view(torch.int16) if tensor.dtype == torch.bfloat16 else tensor).numpy()
+        raw = np.ascontiguousarray(raw)
+        self._keep_alive.append(raw)
+        if readable and tensor.numel() <= MAX_READABLE_ELEMENTS:
+            return ir.DenseElementsAttr.get(raw, type=tensor_type)
+        name = f"kiln_tensor_{'x'.join(str(d) for d in tensor.shape)}_{tensor.dtype}"
+        return ir.DenseResourceElementsAttr.get_from_buffer(raw, name, tensor_type)
