@@ -1,0 +1,53 @@
+"""Shared fixtures: offline Hugging Face, the tests/ folder importable, compiled artifacts cached
+per session (each compile costs seconds on a 2-core CPU)."""
+
+from __future__ import annotations
+
+import os
+import sys
+from pathlib import Path
+
+# Never download anything: models are built from configs with random weights.
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["TRANSFORMERS_OFFLINE"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+import models  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_eager():
+    """(model, (tokens,)) of the bundled example, explicit matmul-softmax-matmul attention."""
+    return models.tiny_gpt("eager")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_compiled(tiny_gpt_eager):
+    """compile_model(...) of tiny_gpt (eager attention) for the CPU: vmfb and report."""
+    import kiln
+
+    model, args = tiny_gpt_eager
+    return kiln.compile_model(model, args, target="cpu")
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_vmfb(tiny_gpt_compiled) -> bytes:
+    assert isinstance(tiny_gpt_compiled.vmfb, bytes) and tiny_gpt_compiled.vmfb
+    return tiny_gpt_compiled.vmfb
+
+
+@pytest.fixture(scope="session")
+def tiny_gpt_module(tiny_gpt_vmfb):
+    import kiln
+
+    return kiln.load(tiny_gpt_vmfb, device="cpu")
+
+
+@pytest.fixture(autouse=True)
+def _seeded():
+    torch.manual_seed(0)

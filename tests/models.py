@@ -1,0 +1,182 @@
+"""Small models and comparison helpers shared by the test files.
+
+Every model is built from a config with random weights under a fixed seed: nothing is
+downloaded. Sizes are tiny (2 layers, hidden 64, seq 16, vocab 100) so the whole suite runs on
+a 2-core CPU in a few minutes.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
+
+VOCAB = 100
+SEQ = 16
+HIDDEN = 64
+LAYERS = 2
+HEADS = 4
+KV_HEADS = 2  # Llama: grouped-query attention, 2 query heads per kv head
+INTERMEDIATE = 128
+
+# Tolerance relative to the largest magnitude of the eager output: dtype-aware.
+TOLERANCE = {
+    torch.float32: 1e-4,
+    torch.float16: 2e-2,
+    torch.bfloat16: 5e-2,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Models
+
+
+def tiny_gpt_config(attention: str = "eager", n_layers: int = LAYERS) -> TinyGPTConfig:
+    return TinyGPTConfig(vocab_size=VOCAB, max_seq_len=SEQ, d_model=HIDDEN, n_heads=HEADS,
+                         n_layers=n_layers, attention=attention, seed=0)
+
+
+def tiny_gpt(attention: str = "eager", n_layers: int = LAYERS):
+    """(model in eval mode, (tokens,)) with tokens int64 of shape (1, SEQ)."""
+    return build_tiny_gpt(tiny_gpt_config(attention, n_layers), batch=1, seq_len=SEQ)
+
+
+ACTIVATIONS = {"gelu": nn.GELU, "gelu_tanh": lambda: nn.GELU(approximate="tanh"),
+               "relu": nn.ReLU, "silu": nn.SiLU}
+
+
+def mlp(activation: str = "gelu", seed: int = 0) -> nn.Module:
+    """Linear(64→128) → activation → Linear(128→64), eval mode."""
+    torch.manual_seed(seed)
+    return nn.Sequential(nn.Linear(HIDDEN, 2 * HIDDEN), ACTIVATIONS[activation](),
+                         nn.Linear(2 * HIDDEN, HIDDEN)).eval()
+
+
+class ReluSiluMLP(nn.Module):
+    """Two hidden layers, one ReLU and one SiLU: both activations folded into kiln.linear."""
+
+    def __init__(self, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.up = nn.Linear(HIDDEN, 2 * HIDDEN)
+        self.mid = nn.Linear(2 * HIDDEN, 2 * HIDDEN)
+        self.down = nn.Linear(2 * HIDDEN, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = torch.relu(self.up(x))
+        x = nn.functional.silu(self.mid(x))
+        return self.down(x)
+
+
+def mlp_input(dtype=torch.float32, seed: int = 1) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randn(1, SEQ, HIDDEN, generator=generator).to(dtype)
+
+
+def token_ids(seed: int = 2) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    return torch.randint(0, VOCAB, (1, SEQ), generator=generator, dtype=torch.int64)
+
+
+def _finish_hf(model, attn_implementation: str):
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    model.config.use_cache = False
+    return model.eval()
+
+
+def hf_gpt2(attn_implementation: str | None = None):
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    torch.manual_seed(0)
+    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=LAYERS,
+                        n_head=HEADS, n_inner=INTERMEDIATE, bos_token_id=0, eos_token_id=0,
+                        use_cache=False)
+    return _finish_hf(GPT2LMHeadModel(config), attn_implementation)
+
+
+def hf_llama(attn_implementation: str | None = None):
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
+                         num_hidden_layers=LAYERS, num_attention_heads=HEADS,
+                         num_key_value_heads=KV_HEADS, max_position_embeddings=SEQ,
+                         bos_token_id=0, eos_token_id=0, use_cache=False)
+    return _finish_hf(LlamaForCausalLM(config), attn_implementation)
+
+
+def hf_bert(attn_implementation: str | None = None):
+    from transformers import BertConfig, BertModel
+
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
+                        num_attention_heads=HEADS, intermediate_size=INTERMEDIATE,
+                        max_position_embeddings=SEQ)
+    return _finish_hf(BertModel(config), attn_implementation)
+
+
+HF_MODELS = {"gpt2": hf_gpt2, "llama": hf_llama, "bert": hf_bert}
+
+# kiln.linear layers each model should produce: per layer + heads.
+#   GPT-2: c_attn, attn c_proj, c_fc, mlp c_proj (Conv1D, in_out) + lm_head
+#   Llama: q, k, v, o, gate, up, down + lm_head
+#   BERT: q, k, v, attention output, intermediate, output + pooler
+HF_LINEARS = {"gpt2": 4 * LAYERS + 1, "llama": 7 * LAYERS + 1, "bert": 6 * LAYERS + 1}
+
+
+# ---------------------------------------------------------------------------------------------
+# Comparison
+
+
+def as_tuple(outputs) -> tuple:
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+def to_float64(value) -> np.ndarray:
+    if isinstance(value, torch.Tensor):
+        return value.detach().to(torch.float64).cpu().numpy()
+    array = np.asarray(value)
+    return array.astype(np.float64)
+
+
+def assert_close(actual, expected, dtype=torch.float32, what: str = "output") -> None:
+    """|actual − expected| ≤ tol · max(1, max|expected|), tol from the dtype."""
+    tol = TOLERANCE[dtype]
+    a, e = to_float64(actual), to_float64(expected)
+    assert a.shape == e.shape, f"{what}: shape {a.shape} != eager {e.shape}"
+    assert np.all(np.isfinite(a)), f"{what}: compiled output has non-finite values"
+    scale = max(1.0, float(np.max(np.abs(e))))
+    error = float(np.max(np.abs(a - e)))
+    assert error <= tol * scale, (f"{what}: max abs error {error:.3g} exceeds {tol:g} x "
+                                  f"{scale:.3g} ({dtype})")
+
+
+def eager(model, *args):
+    with torch.no_grad():
+        return model(*args)
+
+
+class GroupedQueryAttention(nn.Module):
+    """SDPA with 4 query heads sharing 2 kv heads (enable_gqa): kiln.attention keeps k/v at 2
+    heads and the lowering expands them."""
+
+    def __init__(self, causal: bool = True, seed: int = 0):
+        super().__init__()
+        torch.manual_seed(seed)
+        self.causal = causal
+        self.head_dim = HIDDEN // HEADS
+        self.q = nn.Linear(HIDDEN, HIDDEN)
+        self.kv = nn.Linear(HIDDEN, 2 * KV_HEADS * self.head_dim)
+        self.out = nn.Linear(HIDDEN, HIDDEN)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        batch, seq, _ = x.shape
+        q = self.q(x).view(batch, seq, HEADS, self.head_dim).transpose(1, 2)
+        kv = self.kv(x).view(batch, seq, KV_HEADS, 2 * self.head_dim).transpose(1, 2)
+        k, v = kv.split(self.head_dim, dim=-1)
+        y = nn.functional.scaled_dot_product_attention(q, k, v, is_causal=self.causal,
+                                                       enable_gqa=True)
+        return self.out(y.transpose(1, 2).reshape(batch, seq, HIDDEN))

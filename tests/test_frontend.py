@@ -1,0 +1,141 @@
+"""Capture and import: torch.export → torch-mlir FX import, and its error reporting."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import kiln
+import models
+from kiln.bindings import ir
+from kiln.frontend import PRESERVED_OPS, decomposition_table
+from models import assert_close, eager
+
+
+class NonPersistentBuffer(nn.Module):
+    """A non-persistent buffer (as rotary inv_freq / causal masks are) used in forward."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(8, 8)
+        self.register_buffer("scale", torch.arange(1.0, 9.0), persistent=False)
+
+    def forward(self, x):
+        return self.linear(x) * self.scale
+
+
+class DataDependentBranch(nn.Module):
+    def forward(self, x):
+        if x.sum() > 0:
+            return x * 2
+        return x - 1
+
+
+class ItemInForward(nn.Module):
+    def forward(self, x):
+        return x[:, : int(x.argmax().item()) + 1]
+
+
+def test_non_persistent_buffer_imports():
+    model = NonPersistentBuffer().eval()
+    assert "scale" not in model.state_dict()
+    module = kiln.import_model(model, (torch.randn(2, 8),))
+    assert isinstance(module, ir.Module)
+    text = str(module)
+    assert "func.func @main" in text
+    assert "torch.aten.linear" in text and "torch.aten.mul.Tensor" in text
+    # The buffer is frozen into the module: its values (1.0 … 8.0) are in a literal's blob.
+    assert "torch.vtensor.literal" in text
+    assert torch.arange(1.0, 9.0).numpy().tobytes().hex().upper() in text.upper()
+    assert module.operation.verify()
+
+
+def test_non_persistent_buffer_value_is_used():
+    model, x = NonPersistentBuffer().eval(), torch.randn(2, 8)
+    out = kiln.load(kiln.compile_to_vmfb(model, (x,)))(x)
+    assert_close(out, eager(model, x))
+    # The buffer matters: without it the outputs would differ a lot.
+    assert not torch.allclose(out, model.linear(x).detach(), atol=1e-2)
+
+
+def test_tiny_gpt_causal_bias_buffer_imports(tiny_gpt_eager):
+    """tiny_gpt keeps its -inf causal bias in a non-persistent buffer."""
+    model, args = tiny_gpt_eager
+    assert not any("causal_bias" in k for k in model.state_dict())
+    text = str(kiln.import_model(model, args))
+    assert "torch.aten" in text
+    # Frozen as a [max_seq_len, max_seq_len] f32 literal holding -inf (0xFF800000, stored
+    # little-endian in the resource blob).
+    assert "torch.vtensor.literal(dense_resource" in text
+    assert f"tensor<{models.SEQ}x{models.SEQ}xf32>" in text
+    assert "000080FF" in text.upper()
+
+
+def test_import_keeps_the_ops_kiln_matches():
+    text = str(kiln.import_model(models.mlp("silu"), (models.mlp_input(),)))
+    assert "torch.aten.linear" in text
+    assert "torch.aten.silu" in text
+    model, args = models.tiny_gpt("sdpa")
+    assert "torch.aten.scaled_dot_product_attention" in str(kiln.import_model(model, args))
+
+
+def test_decomposition_table_preserves_matched_ops():
+    table = decomposition_table()
+    for op in PRESERVED_OPS:
+        assert op not in table
+    assert len(table) > 0
+
+
+def test_import_into_given_context():
+    from kiln.dialects import make_context
+
+    context = make_context()
+    module = kiln.import_model(models.mlp("relu"), (models.mlp_input(),), context=context)
+    assert module.context is context
+
+
+def test_data_dependent_control_flow_is_an_import_error():
+    with pytest.raises(kiln.KilnImportError) as info:
+        kiln.import_model(DataDependentBranch(), (torch.randn(2, 8),))
+    message = str(info.value)
+    assert message.startswith("torch.export could not capture the model")
+    assert "hint:" in message and "torch.cond" in message
+
+
+def test_item_in_forward_is_an_import_error_with_hint():
+    with pytest.raises(kiln.KilnImportError) as info:
+        kiln.compile_to_vmfb(ItemInForward(), (torch.randn(2, 8),))
+    assert "hint:" in str(info.value)
+    assert ".item()" in str(info.value)
+
+
+def test_import_error_is_a_kiln_error():
+    assert issubclass(kiln.KilnImportError, kiln.KilnError)
+    with pytest.raises(kiln.KilnError):
+        kiln.import_model(DataDependentBranch(), (torch.randn(2, 8),))
+
+
+def test_single_tensor_example_args_are_accepted():
+    model, x = models.mlp("relu"), models.mlp_input()
+    assert "torch.aten.linear" in str(kiln.import_model(model, x))
+
+
+def test_training_model_exports_eval_behaviour():
+    """Dropout must not appear: the compiler captures inference behaviour."""
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)).train()
+    x = torch.randn(2, 8)
+    text = str(kiln.import_model(model, (x,)))
+    assert "dropout" not in text and "bernoulli" not in text
+    out = kiln.load(kiln.compile_to_vmfb(model, (x,)))(x)
+    assert_close(out, model.eval()(x).detach())
+
+
+@pytest.mark.xfail(strict=True, reason="export_model calls model.eval() on the caller's module "
+                   "and leaves it in eval mode (side effect on the user's model)")
+def test_compile_leaves_training_flag_alone():
+    model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)).train()
+    kiln.compile_to_vmfb(model, (torch.randn(2, 8),), compile_to="torch")
+    assert model.training
