@@ -64,6 +64,17 @@ def _broadcastable(shape: tuple, target: tuple) -> bool:
     return True
 
 
+def _attribute(op, op_name: str, key: str, kind):
+    """The attribute `key` as `kind` (FloatAttr, ...), or a _VerifyError naming it."""
+    if key not in op.attributes:
+        raise _VerifyError(f"'{op_name}' needs attribute '{key}'")
+    try:
+        return kind(op.attributes[key])
+    except (ValueError, TypeError):
+        raise _VerifyError(f"'{op_name}' attribute '{key}' must be a {kind.__name__}, got "
+                           f"{op.attributes[key]}") from None
+
+
 def _run_verifier(op, check) -> bool:
     with op.context:
         try:
@@ -90,6 +101,11 @@ class AttentionOp(KilnDialect.Operation, name="attention", traits=[ext.Pure]):
 
 def _verify_attention(op) -> None:
     name = "kiln.attention"
+    scale = _attribute(op, name, "scale", ir.FloatAttr).value
+    if not (scale == scale and abs(scale) != float("inf")):
+        raise _VerifyError(f"'{name}' scale must be finite, got {scale}")
+    if str(_attribute(op, name, "causal", ir.IntegerAttr).type) != "i1":
+        raise _VerifyError(f"'{name}' causal must be a bool attribute (true/false)")
     q = _operand_info(name, "query", op.query)
     k = _operand_info(name, "key", op.key)
     v = _operand_info(name, "value", op.value)
@@ -129,11 +145,6 @@ def _verify_attention(op) -> None:
         if not _broadcastable(mask.shape, scores):
             raise _VerifyError(f"'{name}' mask {mask} does not broadcast to the scores shape "
                                f"{TensorInfo(scores, q.dtype)}")
-    scale = ir.FloatAttr(op.attributes["scale"]).value
-    if not (scale == scale and abs(scale) != float("inf")):
-        raise _VerifyError(f"'{name}' scale must be finite, got {scale}")
-    if str(ir.IntegerAttr(op.attributes["causal"]).type) != "i1":
-        raise _VerifyError(f"'{name}' causal must be a bool attribute (true/false)")
 
 
 class LinearOp(KilnDialect.Operation, name="linear", traits=[ext.Pure]):
@@ -154,8 +165,8 @@ def _verify_linear(op) -> None:
     x = _operand_info(name, "input", op.input)
     w = _operand_info(name, "weight", op.weight)
     out = _operand_info(name, "result", op.result)
-    activation = ir.StringAttr(op.attributes["activation"]).value
-    layout = ir.StringAttr(op.attributes["weight_layout"]).value
+    activation = _attribute(op, name, "activation", ir.StringAttr).value
+    layout = _attribute(op, name, "weight_layout", ir.StringAttr).value
     if activation not in ACTIVATIONS:
         raise _VerifyError(f"'{name}' activation '{activation}' is not one of {ACTIVATIONS}")
     if layout not in WEIGHT_LAYOUTS:

@@ -79,12 +79,6 @@ def test_cuda_only_artifact_refuses_cpu_device():
     assert "device 'cpu'" in message and "compiled for this target" in message
 
 
-@pytest.mark.xfail(strict=True, raises=kiln.KilnLoadError,
-                   reason="IREE 3.13 links executables per device and keeps only the CUDA "
-                          "variant for `--iree-hal-target-device=cuda,local`: loading on CPU "
-                          "fails with 'HAL device __device_0 does not support any variant of "
-                          "executable _stdin__linked; available formats: [cuda-nvptx-fb]'. "
-                          "--iree-hal-link-executables=false avoids it.")
 def test_cpu_cuda_artifact_runs_on_cpu():
     model, (tokens,) = models.tiny_gpt("eager")
     out = kiln.load(vmfb_for(("cpu", "cuda")), device="cpu")(tokens)

@@ -183,10 +183,6 @@ def test_invalid_ir_is_rejected_with_reason(name):
         assert fragment in message, f"{fragment!r} not in error:\n{message}"
 
 
-@pytest.mark.xfail(strict=True, reason="the Python verifier reads attributes before IRDL has "
-                   "checked them: a missing attribute escapes as a bare KeyError ('attempt to "
-                   "access a non-existent attribute') and a wrongly typed one as ValueError "
-                   "('Cannot cast attribute to FloatAttr'), neither naming the attribute")
 @pytest.mark.parametrize("text,attribute", [
     (attention_func(attrs="causal = false"), "scale"),
     (attention_func(attrs="scale = 5.000000e-01 : f64"), "causal"),

@@ -156,14 +156,6 @@ def test_grouped_query_attention(causal, strategy):
     assert_close(out, eager(model, x), what=f"GQA {strategy}")
 
 
-_EAGER_MISS = ("eager attention in transformers is not raised: in eval mode "
-               "nn.functional.dropout(p=0) exports as aten.clone between the softmax and the "
-               "p·v matmul, so match_softmax_attention sees no softmax producer (Llama's softmax "
-               "also has a second use, aten._assert_tensor_metadata). Not reported in "
-               "report.unmatched_softmax either.")
-
-
-@pytest.mark.xfail(strict=True, reason=_EAGER_MISS)
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])
 def test_transformers_eager_attention_is_raised(name):
     model = models.HF_MODELS[name]("eager")

@@ -133,8 +133,6 @@ def test_training_model_exports_eval_behaviour():
     assert_close(out, model.eval()(x).detach())
 
 
-@pytest.mark.xfail(strict=True, reason="export_model calls model.eval() on the caller's module "
-                   "and leaves it in eval mode (side effect on the user's model)")
 def test_compile_leaves_training_flag_alone():
     model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)).train()
     kiln.compile_to_vmfb(model, (torch.randn(2, 8),), compile_to="torch")

@@ -2,16 +2,19 @@
 
 Before → after:
     torch.aten.scaled_dot_product_attention(q, k, v, mask, 0.0, causal, scale, gqa)
-    torch.aten.matmul(softmax(scale · matmul(q, transpose(k)) [+ mask], dim=-1), v)
+    matmul(softmax(S), v), S built from matmul(q, kᵀ) by any nesting of
+        scale      mul.Scalar / div.Scalar on the scores, on q, or on k (d^-0.25 each)
+        additive   add.Tensor(S, bias_or_mask), several terms allowed (T5: bias + mask)
+        boolean    where(keep, S, fill) / masked_fill(S, drop, fill), fill <= -1e4
+        dtype      cast to f32 before the softmax and back after (f32 softmax in f16 models)
+    and matmul or bmm (3-D [B·H, S, D] views) for both products
         →  kiln.attention(q, k, v[, mask]) {scale, causal}
-
-Scale appears as `div.Scalar`, `mul.Scalar` or not at all (scale 1). The additive mask may be any
-float tensor broadcastable to the scores (it is added as-is, so its values need no guard).
-A constant mask is read: one that masks nothing is dropped, one that masks exactly the future
-(bool tril, or 0 / <= -1e4 additive) becomes `causal = true` and is dropped.
-Guards: dropout 0, constant scale, last-axis softmax, every intermediate single-use; a softmax
-that fails one is left alone and reported with the reason. Runs on torch-dialect IR straight
-from the importer (no prior pass needed).
+K and V repeated for grouped-query attention (`repeat_kv`: unsqueeze → expand → reshape) are
+unwrapped: kiln.attention keeps the kv heads. A constant mask term is read: one that masks
+nothing is dropped, one that masks exactly the future becomes `causal = true`.
+Guards: dropout 0, constant scale, last-axis softmax, fills <= -1e4, every intermediate
+single-use; a softmax that fails one is left alone and reported with the reason. Needs
+kiln-drop-identities first (dropout/clone between softmax and matmul).
 """
 
 from __future__ import annotations
@@ -24,12 +27,21 @@ from typing import Optional
 from kiln.bindings import ir
 from kiln.dialects import AttentionOp, bool_attr
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead, source_location
-from kiln.passes.matching import (NoMatch, classify_mask, is_last_axis, literal_array, only_use,
-                                  producer, swaps_last_two)
-from kiln.torch_ir import constant_or, tensor_info
+from kiln.passes.matching import (MASKED_SCORE_BOUND, NoMatch, classify_mask, is_last_axis,
+                                  literal_array, only_use, producer, swaps_last_two)
+from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info
 
 SOFTMAX_OPS = ("torch.aten._softmax", "torch.aten.softmax.int")
+MATMUL_OPS = ("torch.aten.matmul", "torch.aten.bmm")
+SCALE_OPS = ("torch.aten.mul.Scalar", "torch.aten.div.Scalar")
+CAST_OPS = ("torch.aten.to.dtype", "torch.aten._to_copy")
 SDPA_OP = "torch.aten.scaled_dot_product_attention"
+
+
+@dataclass(frozen=True)
+class MaskTerm:
+    value: ir.Value
+    kind: str  # "add" (additive), "keep" (bool, true = attend), "drop" (bool, true = masked)
 
 
 @dataclass(frozen=True)
@@ -38,7 +50,7 @@ class AttentionMatch:
     query: ir.Value
     key: ir.Value
     value: ir.Value
-    mask: Optional[ir.Value]
+    masks: tuple  # MaskTerm, ...
     scale: float
     causal: bool
     form: str
@@ -58,20 +70,119 @@ def match_sdpa(op: ir.Operation) -> AttentionMatch | NoMatch:
     scale_value = constant_or(scale, LookupError)
     if scale_value is LookupError:
         return NoMatch("SDPA with a non-constant scale")
-    head_dim = tensor_info(q).shape[-1]
     if scale_value is None:
+        head_dim = tensor_info(q).shape[-1]
         if head_dim is None:
             return NoMatch("SDPA default scale needs a static head dim")
         scale_value = 1.0 / math.sqrt(head_dim)
-    mask_value = None if constant_or(mask, LookupError) is None else mask
-    if causal and mask_value is not None:
+    masks = ()
+    if constant_or(mask, LookupError) is not None:
+        kind = "keep" if tensor_info(mask).dtype == "i1" else "add"
+        masks = (MaskTerm(mask, kind),)
+    if causal and masks:
         return NoMatch("SDPA with both is_causal and attn_mask")
-    return AttentionMatch(op, q, k, v, mask_value, float(scale_value), causal, "sdpa", (op,))
+    k, v = unwrap_repeat_kv(k), unwrap_repeat_kv(v)
+    return AttentionMatch(op, q, k, v, masks, float(scale_value), causal, "sdpa", (op,))
+
+
+def _scale_factor(op: ir.Operation) -> Optional[float]:
+    factor = constant_or(op.operands[1], None)
+    if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor == 0:
+        return None
+    return float(factor) if op.name.endswith("mul.Scalar") else 1.0 / float(factor)
+
+
+def _fill_is_masking(value: ir.Value) -> bool:
+    fill = constant_or(value, None)
+    if fill is None:
+        array = literal_array(value)
+        fill = float(array.max()) if array is not None and array.size else None
+    return isinstance(fill, (int, float)) and fill <= MASKED_SCORE_BOUND
+
+
+def leads_to_scores(value: ir.Value, depth: int = 0) -> bool:
+    """Whether `value` is q·kᵀ under scales, additive terms and boolean fills."""
+    if depth > 16:
+        return False
+    if producer(value, *MATMUL_OPS) is not None:
+        return True
+    op = producer(value, *SCALE_OPS, "torch.aten.add.Tensor", "torch.aten.where.self",
+                  "torch.aten.where.ScalarOther", "torch.aten.masked_fill.Scalar",
+                  "torch.aten.masked_fill.Tensor")
+    if op is None:
+        return False
+    candidates = {"torch.aten.add.Tensor": op.operands[:2],
+                  "torch.aten.where.self": op.operands[1:2],
+                  "torch.aten.where.ScalarOther": op.operands[1:2]}.get(op.name, op.operands[:1])
+    return any(leads_to_scores(c, depth + 1) for c in candidates)
+
+
+def _peel_scores(scores: ir.Value, matched: list):
+    """Strip scales, additive terms and boolean fills down to q·kᵀ.
+
+    Returns (qk_matmul, scale, mask_terms) or a NoMatch."""
+    scale, terms = 1.0, []
+    while True:
+        if not only_use(scores) and matched:
+            return NoMatch("an intermediate of the attention scores has other uses")
+        op = producer(scores, *MATMUL_OPS)
+        if op is not None:
+            return op, scale, terms
+        op = producer(scores, *SCALE_OPS)
+        if op is not None:
+            factor = _scale_factor(op)
+            if factor is None:
+                return NoMatch("scores scaled by a non-constant")
+            scale *= factor
+            scores = op.operands[0]
+        elif (op := producer(scores, "torch.aten.add.Tensor")) is not None:
+            if constant_or(op.operands[2], None) != 1:
+                return NoMatch("mask add with alpha != 1")
+            lhs, rhs = op.operands[0], op.operands[1]
+            if leads_to_scores(lhs):
+                scores, term = lhs, rhs
+            elif leads_to_scores(rhs):
+                scores, term = rhs, lhs
+            else:
+                return NoMatch("softmax input is an add without a q·kᵀ operand")
+            terms.append(MaskTerm(term, "add"))
+        elif (op := producer(scores, "torch.aten.where.self",
+                             "torch.aten.where.ScalarOther")) is not None:
+            if not _fill_is_masking(op.operands[2]):
+                return NoMatch("where() fill is not a large negative constant")
+            terms.append(MaskTerm(op.operands[0], "keep"))
+            scores = op.operands[1]
+        elif (op := producer(scores, "torch.aten.masked_fill.Scalar",
+                             "torch.aten.masked_fill.Tensor")) is not None:
+            if not _fill_is_masking(op.operands[2]):
+                return NoMatch("masked_fill value is not a large negative constant")
+            terms.append(MaskTerm(op.operands[1], "drop"))
+            scores = op.operands[0]
+        else:
+            return NoMatch("softmax input is not built from a q·kᵀ matmul")
+        matched.append(op)
+
+
+def _peel_scale(value: ir.Value, matched: list) -> tuple[ir.Value, float]:
+    """q·c or k·c before the product (scale applied to q, or d^-0.25 to both q and k)."""
+    op = producer(value, *SCALE_OPS)
+    if op is not None and only_use(value) and _scale_factor(op) is not None:
+        matched.append(op)
+        return op.operands[0], _scale_factor(op)
+    return value, 1.0
 
 
 def match_softmax_attention(output_matmul: ir.Operation) -> AttentionMatch | NoMatch | None:
     """matmul(softmax(...), v); None when the matmul does not consume a softmax at all."""
-    softmax = producer(output_matmul.operands[0], *SOFTMAX_OPS)
+    matched = [output_matmul]
+    probs = output_matmul.operands[0]
+    downcast = producer(probs, *CAST_OPS)
+    if downcast is not None and producer(downcast.operands[0], *SOFTMAX_OPS) is not None:
+        if not only_use(probs):
+            return NoMatch("softmax result has other uses")
+        matched.append(downcast)
+        probs = downcast.operands[0]
+    softmax = producer(probs, *SOFTMAX_OPS)
     if softmax is None:
         return None
     scores = softmax.operands[0]
@@ -80,79 +191,113 @@ def match_softmax_attention(output_matmul: ir.Operation) -> AttentionMatch | NoM
         return NoMatch("softmax is not over the last axis")
     if softmax.name == "torch.aten._softmax" and constant_or(softmax.operands[2], None) is not False:
         return NoMatch("softmax with half_to_float")
-    if softmax.name == "torch.aten.softmax.int" and constant_or(softmax.operands[2], 0) is not None:
-        return NoMatch("softmax with a dtype argument")
     if not only_use(softmax.result):
         return NoMatch("softmax result has other uses")
-    matched = [output_matmul, softmax]
+    matched.append(softmax)
+    upcast = producer(scores, *CAST_OPS)
+    if upcast is not None and only_use(scores):
+        matched.append(upcast)
+        scores = upcast.operands[0]
+    if not only_use(scores):
+        return NoMatch("softmax input has other uses")
 
-    mask = None
-    add = producer(scores, "torch.aten.add.Tensor")
-    if add is not None:
-        if constant_or(add.operands[2], None) != 1:
-            return NoMatch("mask add with alpha != 1")
-        if not only_use(add.result):
-            return NoMatch("masked scores have other uses")
-        lhs, rhs = add.operands[0], add.operands[1]
-        scores_side = lhs if _leads_to_qk(lhs) else rhs if _leads_to_qk(rhs) else None
-        if scores_side is None:
-            return NoMatch("softmax input is an add without a q·kᵀ operand")
-        mask = rhs if scores_side == lhs else lhs
-        scores = scores_side
-        matched.append(add)
-
-    scale = 1.0
-    scale_op = producer(scores, "torch.aten.mul.Scalar", "torch.aten.div.Scalar")
-    if scale_op is not None:
-        factor = constant_or(scale_op.operands[1], None)
-        if not isinstance(factor, (int, float)) or isinstance(factor, bool) or factor == 0:
-            return NoMatch("scores scaled by a non-constant")
-        if not only_use(scale_op.result):
-            return NoMatch("scaled scores have other uses")
-        scale = float(factor) if scale_op.name.endswith("mul.Scalar") else 1.0 / float(factor)
-        scores = scale_op.operands[0]
-        matched.append(scale_op)
-
-    qk = producer(scores, "torch.aten.matmul")
-    if qk is None:
-        return NoMatch("softmax input is not a scaled q·kᵀ matmul")
+    peeled = _peel_scores(scores, matched)
+    if isinstance(peeled, NoMatch):
+        return peeled
+    qk, scale, terms = peeled
     if not only_use(qk.result):
         return NoMatch("q·kᵀ scores have other uses")
-    transpose = producer(qk.operands[1], "torch.aten.transpose.int", "torch.aten.permute")
+    matched.append(qk)
+    query, q_scale = _peel_scale(qk.operands[0], matched)
+    key_t, kt_scale = _peel_scale(qk.operands[1], matched)
+    transpose = producer(key_t, "torch.aten.transpose.int", "torch.aten.permute")
     if transpose is None or not swaps_last_two(transpose):
         return NoMatch("right operand of q·kᵀ is not a transpose of the last two axes")
-    matched.append(qk)
     if only_use(transpose.result):
         matched.append(transpose)
-    return AttentionMatch(output_matmul, qk.operands[0], transpose.operands[0],
-                          output_matmul.operands[1], mask, scale, False, "softmax",
-                          tuple(matched))
+    key, k_scale = _peel_scale(transpose.operands[0], matched)
+    value = output_matmul.operands[1]
+    if tensor_info(query).dtype != tensor_info(key).dtype or \
+            tensor_info(key).dtype != tensor_info(value).dtype:
+        return NoMatch("q, k and v dtypes differ")
+    return AttentionMatch(output_matmul, query, unwrap_repeat_kv(key), unwrap_repeat_kv(value),
+                          tuple(reversed(terms)), scale * q_scale * kt_scale * k_scale, False,
+                          "softmax", tuple(matched))
 
 
-def _leads_to_qk(value: ir.Value) -> bool:
-    scaled = producer(value, "torch.aten.mul.Scalar", "torch.aten.div.Scalar")
-    return producer(scaled.operands[0] if scaled else value, "torch.aten.matmul") is not None
+def unwrap_repeat_kv(value: ir.Value) -> ir.Value:
+    """[B, Hkv, S, D] repeated to [B, Hkv·G, S, D] by unsqueeze(2) → expand → reshape/view,
+    or by repeat_interleave(G, dim=1): return the [B, Hkv, S, D] source (kiln.attention takes
+    fewer kv heads than query heads)."""
+    reshape = producer(value, "torch.aten.reshape", "torch.aten.view",
+                       "torch.aten._unsafe_view")
+    if reshape is not None:
+        expand = producer(reshape.operands[0], "torch.aten.expand")
+        unsqueeze = producer(expand.operands[0], "torch.aten.unsqueeze") if expand else None
+        if unsqueeze is not None and constant_or(unsqueeze.operands[1], None) in (2, -3):
+            source = unsqueeze.operands[0]
+            src, out = tensor_info(source), tensor_info(value)
+            if src and out and src.rank == 4 and out.rank == 4 and src.shape[0] == out.shape[0] \
+                    and src.shape[2:] == out.shape[2:] and None not in (src.shape[1],
+                                                                        out.shape[1]) \
+                    and out.shape[1] % src.shape[1] == 0:
+                return source
+    interleave = producer(value, "torch.aten.repeat_interleave.self_int")
+    if interleave is not None and constant_or(interleave.operands[2], None) in (1, -3):
+        return interleave.operands[0]
+    return value
 
 
-def simplify_constant_mask(match: AttentionMatch) -> AttentionMatch:
-    """A constant mask that masks nothing is dropped; a causal one becomes causal=true."""
-    if match.mask is None:
-        return match
+def simplify_constant_masks(match: AttentionMatch) -> AttentionMatch | NoMatch:
+    """Drop constant mask terms that mask nothing; turn a causal one into causal=true."""
     q, k = tensor_info(match.query), tensor_info(match.key)
-    kind = classify_mask(literal_array(match.mask), q.shape[-2], k.shape[-2])
-    if kind == "none":
-        return dataclasses.replace(match, mask=None)
-    if kind == "causal":
-        return dataclasses.replace(match, mask=None, causal=True)
-    return match
+    kept, causal = [], match.causal
+    for term in match.masks:
+        array = literal_array(term.value)
+        if array is not None and term.kind == "drop":
+            array = ~array.astype(bool)
+        kind = classify_mask(array, q.shape[-2], k.shape[-2])
+        if kind == "none":
+            continue
+        if kind == "causal" and not causal:
+            causal = True
+            continue
+        kept.append(term)
+    if sum(1 for t in kept if t.kind != "add") > 1 or (
+            any(t.kind != "add" for t in kept) and any(t.kind == "add" for t in kept)):
+        return NoMatch("mixed boolean and additive masks")
+    return dataclasses.replace(match, masks=tuple(kept), causal=causal)
+
+
+def _combined_mask(match: AttentionMatch) -> Optional[ir.Value]:
+    """One kiln mask operand from the terms: a bool keep-mask or a sum of additive terms."""
+    if not match.masks:
+        return None
+    b = TorchBuilder(match.root.location)
+    first = match.masks[0]
+    if first.kind == "keep":
+        return first.value
+    if first.kind == "drop":
+        return b.aten("logical_not", tensor_info(first.value), first.value)
+    total = first.value
+    for term in match.masks[1:]:
+        a, c = tensor_info(total), tensor_info(term.value)
+        rank = max(a.rank, c.rank)
+        pad = lambda s: (1,) * (rank - len(s)) + s  # noqa: E731
+        shape = tuple(max(x, y) if None not in (x, y) else None
+                      for x, y in zip(pad(a.shape), pad(c.shape)))
+        dtype = a.dtype if a.dtype == c.dtype else "f32"
+        total = b.aten("add.Tensor", TensorInfo(shape, dtype), total, term.value, b.int(1))
+    return total
 
 
 def rewrite_attention(match: AttentionMatch) -> ir.Operation:
     with ir.InsertionPoint(match.root), match.root.location:
+        mask = _combined_mask(match)
         new = AttentionOp(match.query, match.key, match.value,
                           scale=ir.FloatAttr.get_f64(match.scale),
                           causal=bool_attr(match.causal),
-                          result=match.root.results[0].type, mask=match.mask)
+                          result=match.root.results[0].type, mask=mask)
     match.root.results[0].replace_all_uses_with(new.result)
     erase_if_dead(list(match.matched_ops))
     return new.operation
@@ -161,22 +306,25 @@ def rewrite_attention(match: AttentionMatch) -> ir.Operation:
 @dataclass
 class RaiseAttention(KilnPass):
     name = "kiln-raise-attention"
-    summary = "Raise SDPA and matmul-softmax-matmul attention to kiln.attention"
+    summary = "Raise SDPA and every softmax(q·kᵀ)·v form to kiln.attention"
 
     def __post_init__(self):
         self.unmatched: list[tuple[str, str]] = []  # (reason, source location)
 
     def apply(self, module: ir.Operation) -> None:
         # Pre-order: a rewrite erases only producers of its root, which were visited already.
-        for op in collect_ops(module, (SDPA_OP, "torch.aten.matmul")):
+        for op in collect_ops(module, (SDPA_OP,) + MATMUL_OPS):
             match = match_sdpa(op) if op.name == SDPA_OP else match_softmax_attention(op)
             if match is None:
                 continue
+            if not isinstance(match, NoMatch):
+                match = simplify_constant_masks(match)
             if isinstance(match, NoMatch):
                 self.unmatched.append((match.reason, source_location(op)))
                 continue
-            match = simplify_constant_mask(match)
+            grouped = tensor_info(match.key).shape[-3:-2] != tensor_info(match.query).shape[-3:-2]
             detail = f"scale={match.scale:.6g}" + (", causal" if match.causal else "") + \
-                (", mask" if match.mask is not None else "")
+                (f", mask×{len(match.masks)}" if match.masks else "") + \
+                (", grouped kv" if grouped and tensor_info(match.query).rank >= 3 else "")
             self.record(f"attention/{match.form}", detail, op)
             rewrite_attention(match)

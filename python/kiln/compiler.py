@@ -48,7 +48,10 @@ class CompileOptions:
         if unknown:
             raise TypeError(f"unknown compile option(s) {', '.join(unknown)}; known: "
                             f"{', '.join(sorted(known))}")
-        return cls(**options)
+        opts = cls(**options)
+        if opts.attention not in ("auto", "decomposed", "fused"):
+            raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed or fused")
+        return opts
 
 
 @dataclass
@@ -193,8 +196,10 @@ def _run_iree_compile(ir_text: str, flags: list[str]) -> bytes:
         saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
         saved.write_text(ir_text)
         message = str(error)
+        errors = [line for line in message.splitlines() if "error:" in line]
         raise KilnCompileError(
-            f"IREE could not compile the model:\n{message[-4000:]}\nreproduce with:\n"
+            "IREE could not compile the model:\n" + "\n".join(errors[:10]) +
+            f"\n--- full diagnostics (tail) ---\n{message[-3000:]}\nreproduce with:\n"
             f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb") from error
 
 

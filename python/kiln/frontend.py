@@ -21,7 +21,8 @@ import torch
 from kiln.bindings import FxImporter, ir
 from kiln.dialects import make_context
 from kiln.errors import KilnImportError, unsupported_export_error
-from kiln.fx_constants import LiteralHooks, fold_constant_subgraphs, freeze_state
+from kiln.fx_constants import (LiteralHooks, fold_constant_subgraphs, freeze_state,
+                                materialize_tensors_in_mixed_lists)
 
 # Ops Kiln's raising passes want to see whole (see the module docstring).
 PRESERVED_OPS = (
@@ -58,15 +59,19 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
         raise TypeError(f"kiln expects a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(example_args, (tuple, list)):
         example_args = (example_args,)
-    if model.training:
-        # Inference compiler: dropout and batch-norm statistics must take their eval behaviour.
-        model = model.eval()
+    # Inference compiler: dropout and batch-norm statistics take their eval behaviour; the
+    # caller's module gets its training flags back.
+    training = {module: module.training for module in model.modules()}
+    model.eval()
     try:
         with torch.no_grad():
             program = torch.export.export(model, tuple(example_args),
                                           dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as error:  # torch raises many types; all become one clear report
         raise unsupported_export_error(error) from error
+    finally:
+        for module, flag in training.items():
+            module.training = flag
     return program.run_decompositions(decomposition_table())
 
 
@@ -81,6 +86,7 @@ def import_program(program: torch.export.ExportedProgram, *,
     state_ids = freeze_state(program.graph, program)
     if fold_constants:
         fold_constant_subgraphs(program.graph)
+    materialize_tensors_in_mixed_lists(program.graph)
     importer = FxImporter(context=context, hooks=LiteralHooks(state_ids))
     try:
         importer.import_frozen_program(_ProgramWithAllState(program), func_name=func_name)

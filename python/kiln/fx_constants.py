@@ -24,6 +24,7 @@ from typing import Any, Optional
 import numpy as np
 import torch
 from torch import fx
+from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from kiln.bindings import ir
 from kiln.bindings import FxImporterHooks
@@ -99,6 +100,32 @@ def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
         graph.erase_node(node)
         stats.folded += 1
     return stats
+
+
+def materialize_tensors_in_mixed_lists(graph: fx.Graph) -> None:
+    """The importer takes a list argument (`cat([cls_token, x])`) only if it is all graph values;
+    a frozen tensor in such a list becomes a node of its own (an `aten.clone` of the literal)."""
+    for node in list(graph.nodes):
+        if node.op != "call_function":
+            continue
+        new_args = []
+        changed = False
+        for arg in node.args:
+            if isinstance(arg, (list, tuple)) and any(isinstance(a, fx.Node) for a in arg) \
+                    and any(isinstance(a, torch.Tensor) for a in arg):
+                items = []
+                for item in arg:
+                    if isinstance(item, torch.Tensor):
+                        with graph.inserting_before(node):
+                            item_node = graph.call_function(torch.ops.aten.clone.default, (item,))
+                        item_node.meta["tensor_meta"] = _extract_tensor_metadata(item)
+                        item = item_node
+                    items.append(item)
+                arg = type(arg)(items)
+                changed = True
+            new_args.append(arg)
+        if changed:
+            node.args = tuple(new_args)
 
 
 class LiteralHooks(FxImporterHooks):

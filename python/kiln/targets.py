@@ -10,6 +10,7 @@ picked by the driver it is loaded with.
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Sequence
 
@@ -35,11 +36,25 @@ def normalize_target(target) -> tuple[str, ...]:
     return tuple(sorted(set(names)))
 
 
+_CUDA_ARCH = re.compile(r"^sm_\d{2,3}a?$")
+# IREE 3.13 knows these (sm_90 is missing: "missing GPU target"; sm_80 PTX runs on Hopper).
+KNOWN_CUDA_ARCHS = ("sm_60", "sm_61", "sm_70", "sm_75", "sm_80", "sm_86", "sm_87", "sm_89")
+
+
+def check_cuda_arch(arch: str) -> None:
+    if not _CUDA_ARCH.match(arch):
+        raise ValueError(f"cuda_arch {arch!r} is not a CUDA architecture such as sm_80")
+    if arch not in KNOWN_CUDA_ARCHS:
+        raise ValueError(f"cuda_arch {arch!r} is not known to IREE 3.13 (known: "
+                         f"{', '.join(KNOWN_CUDA_ARCHS)}); sm_80 code runs on H100/H200")
+
+
 def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions()) -> list[str]:
     """iree-compile flags for `targets` (already normalized)."""
     devices = []
     flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch"]
     if "cuda" in targets:
+        check_cuda_arch(options.cuda_arch)
         devices.append("cuda")
         flags.append(f"--iree-cuda-target={options.cuda_arch}")
     if "cpu" in targets:
@@ -50,6 +65,11 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
         ]
         if options.ukernels:
             flags.append(f"--iree-llvmcpu-enable-ukernels={options.ukernels}")
+    if len(devices) > 1:
+        # IREE 3.13 links all executables into one per device and keeps only the CUDA variant
+        # for `cuda,local`: the CPU driver then finds no variant it can run. Unlinked, each
+        # dispatch keeps both.
+        flags.append("--iree-hal-link-executables=false")
     if options.data_tiling and targets == ("cpu",):
         # Measured on CPU only; the GPU path has not been measured with it.
         flags.append("--iree-opt-data-tiling")

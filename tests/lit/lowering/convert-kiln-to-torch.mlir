@@ -1,0 +1,251 @@
+// RUN: kiln-opt %s -p 'convert-kiln-to-torch{target=cpu}' --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p 'convert-kiln-to-torch{attention=fused}' --split-input-file | filecheck %s --check-prefix=FUSED
+
+// convert-kiln-to-torch: every kiln op becomes torch-dialect ops.
+//   prefix CHECK (target=cpu) sees the decomposed attention: transpose, matmul, f32 softmax, matmul;
+//   prefix FUSED (attention=fused) sees torch.aten.scaled_dot_product_attention.
+// kiln.linear lowers the same way under both, so only the CHECK prefix looks at it.
+
+// Plain attention. Decomposed: kᵀ via transpose(-2, -1), scores = q·kᵀ, scale by mul.Scalar,
+// softmax over -1, then ·v. Fused: one SDPA carrying the scale, dropout 0, not causal.
+// CHECK-LABEL: func.func @attention(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>)
+// CHECK-NOT:     kiln.
+// CHECK:         %[[M2:.+]] = torch.constant.int -2
+// CHECK:         %[[M1:.+]] = torch.constant.int -1
+// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[K]], %[[M2]], %[[M1]] : !torch.vtensor<[1,4,8,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,4,16,8],f32>
+// CHECK:         %[[S:.+]] = torch.aten.matmul %[[Q]], %[[KT]] : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,16,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[SCALE:.+]] = torch.constant.float 2.500000e-01
+// CHECK:         %[[SS:.+]] = torch.aten.mul.Scalar %[[S]], %[[SCALE]] : !torch.vtensor<[1,4,8,8],f32>, !torch.float -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[DIM:.+]] = torch.constant.int -1
+// CHECK:         %[[HALF:.+]] = torch.constant.bool false
+// CHECK:         %[[P:.+]] = torch.aten._softmax %[[SS]], %[[DIM]], %[[HALF]] : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[V]] : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[O]]
+
+// FUSED-LABEL: func.func @attention(
+// FUSED-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>)
+// FUSED-NOT:     kiln.
+// FUSED-NOT:     torch.aten._softmax
+// FUSED:         %[[NONE:.+]] = torch.constant.none
+// FUSED:         %[[DROP:.+]] = torch.constant.float 0.000000e+00
+// FUSED:         %[[CAUSAL:.+]] = torch.constant.bool false
+// FUSED:         %[[SCALE:.+]] = torch.constant.float 2.500000e-01
+// FUSED:         %[[GQA:.+]] = torch.constant.bool false
+// FUSED:         %[[O:.+]] = torch.aten.scaled_dot_product_attention %[[Q]], %[[K]], %[[V]], %[[NONE]], %[[DROP]], %[[CAUSAL]], %[[SCALE]], %[[GQA]] : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.none, !torch.float, !torch.bool, !torch.float, !torch.bool -> !torch.vtensor<[1,4,8,16],f32>
+// FUSED-NOT:     kiln.
+// FUSED:         return %[[O]]
+func.func @attention(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>) -> !torch.vtensor<[1,4,8,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>) -> !torch.vtensor<[1,4,8,16],f32>
+  return %0 : !torch.vtensor<[1,4,8,16],f32>
+}
+
+// -----
+
+// Causal with Sq = 2, Sk = 3: decomposed adds a top-left-aligned -inf literal mask (key j masked
+// for query i when j > i) to the scaled scores; fused passes is_causal = true.
+// CHECK-LABEL: func.func @attention_causal(
+// CHECK-NOT:     kiln.
+// CHECK:         %[[S:.+]] = torch.aten.matmul
+// CHECK:         %[[SS:.+]] = torch.aten.mul.Scalar %[[S]], %{{.+}} :
+// CHECK:         %[[MASK:.+]] = torch.vtensor.literal(dense<{{\[\[}}0.000000e+00, 0xFF800000, 0xFF800000], [0.000000e+00, 0.000000e+00, 0xFF800000{{\]\]}}> : tensor<2x3xf32>) : !torch.vtensor<[2,3],f32>
+// CHECK:         %[[ONE:.+]] = torch.constant.int 1
+// CHECK:         %[[MS:.+]] = torch.aten.add.Tensor %[[SS]], %[[MASK]], %[[ONE]] : !torch.vtensor<[1,2,2,3],f32>, !torch.vtensor<[2,3],f32>, !torch.int -> !torch.vtensor<[1,2,2,3],f32>
+// CHECK:         %[[P:.+]] = torch.aten._softmax %[[MS]],
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %{{.+}} :
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[O]]
+
+// FUSED-LABEL: func.func @attention_causal(
+// FUSED-NOT:     torch.vtensor.literal
+// FUSED:         %[[CAUSAL:.+]] = torch.constant.bool true
+// FUSED:         torch.aten.scaled_dot_product_attention %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[CAUSAL]], %{{.+}}, %{{.+}} :
+func.func @attention_causal(%q: !torch.vtensor<[1,2,2,16],f32>, %k: !torch.vtensor<[1,2,3,16],f32>, %v: !torch.vtensor<[1,2,3,16],f32>) -> !torch.vtensor<[1,2,2,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,2,2,16],f32>, !torch.vtensor<[1,2,3,16],f32>, !torch.vtensor<[1,2,3,16],f32>) -> !torch.vtensor<[1,2,2,16],f32>
+  return %0 : !torch.vtensor<[1,2,2,16],f32>
+}
+
+// -----
+
+// Bool mask (keep = true) with scale 1: decomposed masks with where.ScalarOther(mask, scores,
+// -inf) and emits no mul.Scalar; fused hands the mask to SDPA unchanged.
+// CHECK-LABEL: func.func @attention_bool_mask(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[M:[^:]+]]: !torch.vtensor<[1,1,8,8],i1>)
+// CHECK-NOT:     torch.aten.mul.Scalar
+// CHECK:         %[[S:.+]] = torch.aten.matmul %[[Q]], %{{.+}} :
+// CHECK-NOT:     torch.aten.mul.Scalar
+// CHECK:         %[[NEGINF:.+]] = torch.constant.float 0xFFF0000000000000
+// CHECK:         %[[W:.+]] = torch.aten.where.ScalarOther %[[M]], %[[S]], %[[NEGINF]] : !torch.vtensor<[1,1,8,8],i1>, !torch.vtensor<[1,4,8,8],f32>, !torch.float -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[P:.+]] = torch.aten._softmax %[[W]],
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[V]] :
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[O]]
+
+// FUSED-LABEL: func.func @attention_bool_mask(
+// FUSED-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[M:[^:]+]]: !torch.vtensor<[1,1,8,8],i1>)
+// FUSED-NOT:     torch.aten.where
+// FUSED:         torch.aten.scaled_dot_product_attention %[[Q]], %[[K]], %[[V]], %[[M]], %{{.+}} : {{.*}}, !torch.vtensor<[1,1,8,8],i1>, !torch.float, !torch.bool, !torch.float, !torch.bool -> !torch.vtensor<[1,4,8,16],f32>
+func.func @attention_bool_mask(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>, %m: !torch.vtensor<[1,1,8,8],i1>) -> !torch.vtensor<[1,4,8,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 1.000000e+00 : f64} : (!torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,1,8,8],i1>) -> !torch.vtensor<[1,4,8,16],f32>
+  return %0 : !torch.vtensor<[1,4,8,16],f32>
+}
+
+// -----
+
+// Grouped-query attention, 4 query heads over 2 kv heads. Decomposed: k and v each become
+// unsqueeze(2) → expand [1,2,2,8,16] → reshape [1,4,8,16] (kv head h serves query heads 2h, 2h+1);
+// fused: SDPA on the original k/v with enable_gqa = true.
+// CHECK-LABEL: func.func @attention_gqa(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>)
+// CHECK:         %[[KU:.+]] = torch.aten.unsqueeze %[[K]], %{{.+}} : !torch.vtensor<[1,2,8,16],f32>, !torch.int -> !torch.vtensor<[1,2,1,8,16],f32>
+// CHECK:         %[[KE:.+]] = torch.aten.expand %[[KU]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,1,8,16],f32>, !torch.list<int>, !torch.bool -> !torch.vtensor<[1,2,2,8,16],f32>
+// CHECK:         %[[KR:.+]] = torch.aten.reshape %[[KE]], %{{.+}} : !torch.vtensor<[1,2,2,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,4,8,16],f32>
+// CHECK:         %[[VU:.+]] = torch.aten.unsqueeze %[[V]], %{{.+}} : !torch.vtensor<[1,2,8,16],f32>, !torch.int -> !torch.vtensor<[1,2,1,8,16],f32>
+// CHECK:         %[[VE:.+]] = torch.aten.expand %[[VU]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,1,8,16],f32>, !torch.list<int>, !torch.bool -> !torch.vtensor<[1,2,2,8,16],f32>
+// CHECK:         %[[VR:.+]] = torch.aten.reshape %[[VE]], %{{.+}} : !torch.vtensor<[1,2,2,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,4,8,16],f32>
+// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[KR]], %{{.+}}, %{{.+}} :
+// CHECK:         torch.aten.matmul %[[Q]], %[[KT]] :
+// CHECK:         %[[P:.+]] = torch.aten._softmax
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[VR]] : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[O]]
+
+// FUSED-LABEL: func.func @attention_gqa(
+// FUSED-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>)
+// FUSED-NOT:     torch.aten.expand
+// FUSED:         %[[GQA:.+]] = torch.constant.bool true
+// FUSED:         torch.aten.scaled_dot_product_attention %[[Q]], %[[K]], %[[V]], %{{.+}}, %{{.+}}, %{{.+}}, %{{.+}}, %[[GQA]] :
+func.func @attention_gqa(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,2,8,16],f32>, %v: !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,4,8,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,4,8,16],f32>
+  return %0 : !torch.vtensor<[1,4,8,16],f32>
+}
+
+// -----
+
+// f16 attention: decomposed computes the softmax in f32 — scores cast to f32 (dtype code 6)
+// before scale and softmax, probabilities cast back to f16 (code 5) before ·v.
+// CHECK-LABEL: func.func @attention_f16(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>)
+// CHECK:         %[[S:.+]] = torch.aten.matmul %[[Q]], %{{.+}} : !torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,4,16,8],f16> -> !torch.vtensor<[1,4,8,8],f16>
+// CHECK:         %[[F32:.+]] = torch.constant.int 6
+// CHECK:         %[[S32:.+]] = torch.aten.to.dtype %[[S]], %[[F32]], %{{.+}}, %{{.+}}, %{{.+}} : !torch.vtensor<[1,4,8,8],f16>, !torch.int, !torch.bool, !torch.bool, !torch.none -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[SS:.+]] = torch.aten.mul.Scalar %[[S32]], %{{.+}} : !torch.vtensor<[1,4,8,8],f32>, !torch.float -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[P:.+]] = torch.aten._softmax %[[SS]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         %[[F16:.+]] = torch.constant.int 5
+// CHECK:         %[[P16:.+]] = torch.aten.to.dtype %[[P]], %[[F16]], %{{.+}}, %{{.+}}, %{{.+}} : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool, !torch.bool, !torch.none -> !torch.vtensor<[1,4,8,8],f16>
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P16]], %[[V]] : !torch.vtensor<[1,4,8,8],f16>, !torch.vtensor<[1,4,8,16],f16> -> !torch.vtensor<[1,4,8,16],f16>
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[O]]
+
+// FUSED-LABEL: func.func @attention_f16(
+// FUSED-NOT:     torch.aten.to.dtype
+// FUSED:         torch.aten.scaled_dot_product_attention {{.*}} -> !torch.vtensor<[1,4,8,16],f16>
+func.func @attention_f16(%q: !torch.vtensor<[1,4,8,16],f16>, %k: !torch.vtensor<[1,4,8,16],f16>, %v: !torch.vtensor<[1,4,8,16],f16>) -> !torch.vtensor<[1,4,8,16],f16> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,4,8,16],f16>) -> !torch.vtensor<[1,4,8,16],f16>
+  return %0 : !torch.vtensor<[1,4,8,16],f16>
+}
+
+// -----
+
+// f16 attention with an f32 additive mask: decomposed adds it in f32 as is; fused casts the mask
+// to the query dtype (f16, code 5) for SDPA.
+// CHECK-LABEL: func.func @attention_f16_f32_mask(
+// CHECK-SAME:    %[[M:[^:]+]]: !torch.vtensor<[1,1,8,8],f32>)
+// CHECK:         %[[SS:.+]] = torch.aten.mul.Scalar
+// CHECK:         %[[MS:.+]] = torch.aten.add.Tensor %[[SS]], %[[M]], %{{.+}} : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,1,8,8],f32>, !torch.int -> !torch.vtensor<[1,4,8,8],f32>
+// CHECK:         torch.aten._softmax %[[MS]],
+
+// FUSED-LABEL: func.func @attention_f16_f32_mask(
+// FUSED-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f16>, %[[M:[^:]+]]: !torch.vtensor<[1,1,8,8],f32>)
+// FUSED:         %[[F16:.+]] = torch.constant.int 5
+// FUSED:         %[[M16:.+]] = torch.aten.to.dtype %[[M]], %[[F16]], {{.*}} -> !torch.vtensor<[1,1,8,8],f16>
+// FUSED:         torch.aten.scaled_dot_product_attention %[[Q]], %[[K]], %[[V]], %[[M16]],
+func.func @attention_f16_f32_mask(%q: !torch.vtensor<[1,4,8,16],f16>, %k: !torch.vtensor<[1,4,8,16],f16>, %v: !torch.vtensor<[1,4,8,16],f16>, %m: !torch.vtensor<[1,1,8,8],f32>) -> !torch.vtensor<[1,4,8,16],f16> {
+  %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,4,8,16],f16>, !torch.vtensor<[1,1,8,8],f32>) -> !torch.vtensor<[1,4,8,16],f16>
+  return %0 : !torch.vtensor<[1,4,8,16],f16>
+}
+
+// -----
+
+// kiln.linear out_in → torch.aten.linear(x, w, b).
+// CHECK-LABEL: func.func @linear_out_in(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[4,8],f32>, %[[B:[^:]+]]: !torch.vtensor<[4],f32>)
+// CHECK-NOT:     kiln.
+// CHECK:         %[[Y:.+]] = torch.aten.linear %[[X]], %[[W]], %[[B]] : !torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>, !torch.vtensor<[4],f32> -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[Y]]
+func.func @linear_out_in(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[4,8],f32>, %b: !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
+
+// -----
+
+// kiln.linear in_out, 2-D input with a bias → torch.aten.addmm(b, x, w, 1, 1).
+// CHECK-LABEL: func.func @linear_in_out_bias(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[8,4],f32>, %[[B:[^:]+]]: !torch.vtensor<[4],f32>)
+// CHECK-NOT:     kiln.
+// CHECK:         %[[ONE:.+]] = torch.constant.int 1
+// CHECK-NEXT:    %[[Y:.+]] = torch.aten.addmm %[[B]], %[[X]], %[[W]], %[[ONE]], %[[ONE]] : !torch.vtensor<[4],f32>, !torch.vtensor<[2,8],f32>, !torch.vtensor<[8,4],f32>, !torch.int, !torch.int -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[Y]]
+func.func @linear_in_out_bias(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[8,4],f32>, %b: !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "in_out"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[8,4],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
+
+// -----
+
+// activation = "gelu" → torch.aten.gelu(y, "none") after the linear.
+// CHECK-LABEL: func.func @linear_gelu(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[4,8],f32>)
+// CHECK:         %[[NONE:.+]] = torch.constant.none
+// CHECK:         %[[Y:.+]] = torch.aten.linear %[[X]], %[[W]], %[[NONE]] :
+// CHECK:         %[[APPROX:.+]] = torch.constant.str "none"
+// CHECK:         %[[G:.+]] = torch.aten.gelu %[[Y]], %[[APPROX]] : !torch.vtensor<[2,4],f32>, !torch.str -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[G]]
+func.func @linear_gelu(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
+
+// -----
+
+// in_out on a rank-3 input with a bias → matmul + add.Tensor (addmm is 2-D only), then
+// activation = "gelu_tanh" → gelu(y, "tanh").
+// CHECK-LABEL: func.func @linear_in_out_rank3_gelu_tanh(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[3,2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[8,4],f32>, %[[B:[^:]+]]: !torch.vtensor<[4],f32>)
+// CHECK-NOT:     torch.aten.addmm
+// CHECK:         %[[M:.+]] = torch.aten.matmul %[[X]], %[[W]] : !torch.vtensor<[3,2,8],f32>, !torch.vtensor<[8,4],f32> -> !torch.vtensor<[3,2,4],f32>
+// CHECK:         %[[Y:.+]] = torch.aten.add.Tensor %[[M]], %[[B]], %{{.+}} :
+// CHECK:         %[[APPROX:.+]] = torch.constant.str "tanh"
+// CHECK:         %[[G:.+]] = torch.aten.gelu %[[Y]], %[[APPROX]] :
+// CHECK-NEXT:    return %[[G]]
+func.func @linear_in_out_rank3_gelu_tanh(%x: !torch.vtensor<[3,2,8],f32>, %w: !torch.vtensor<[8,4],f32>, %b: !torch.vtensor<[4],f32>) -> !torch.vtensor<[3,2,4],f32> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "gelu_tanh", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "in_out"} : (!torch.vtensor<[3,2,8],f32>, !torch.vtensor<[8,4],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[3,2,4],f32>
+  return %0 : !torch.vtensor<[3,2,4],f32>
+}
+
+// -----
+
+// in_out without a bias → plain matmul, then activation = "relu" → torch.aten.relu.
+// CHECK-LABEL: func.func @linear_in_out_relu(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[8,4],f32>)
+// CHECK:         %[[M:.+]] = torch.aten.matmul %[[X]], %[[W]] :
+// CHECK-NEXT:    %[[R:.+]] = torch.aten.relu %[[M]] : !torch.vtensor<[2,4],f32> -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[R]]
+func.func @linear_in_out_relu(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[8,4],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "relu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "in_out"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[8,4],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
+
+// -----
+
+// activation = "silu" → torch.aten.silu.
+// CHECK-LABEL: func.func @linear_silu(
+// CHECK:         %[[Y:.+]] = torch.aten.linear
+// CHECK-NEXT:    %[[S:.+]] = torch.aten.silu %[[Y]] : !torch.vtensor<[2,4],f32> -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[S]]
+func.func @linear_silu(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[4,8],f32>, %b: !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "silu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
