@@ -17,14 +17,14 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
-import statistics
 import subprocess
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from common import iree_benchmark_ms, median_ms, sdpa_module
 
 EXAMPLE_DTYPES = ("f32", "f16")
 LOWERINGS = ("decomposed", "fused")
@@ -37,16 +37,6 @@ ATTENTION_SHAPES = [
     ("decode-kv1024", 1, 12, 1, 1024, 64),
     ("decode-kv4096", 1, 12, 1, 4096, 64),
 ]
-
-
-def _attention_module(causal: bool):
-    import torch
-
-    class Attention(torch.nn.Module):
-        def forward(self, q, k, v):
-            return torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=causal)
-
-    return Attention()
 
 
 def prepare(out: Path) -> None:
@@ -75,34 +65,12 @@ def prepare(out: Path) -> None:
         k = torch.zeros(b, h, sk, d, dtype=torch.float16)
         for lowering in LOWERINGS:
             name = f"attention-{shape_name}-{lowering}.vmfb"
-            kiln.compile_to_vmfb(_attention_module(causal), (q, k, k), target="cuda",
+            kiln.compile_to_vmfb(sdpa_module(causal), (q, k, k), target="cuda",
                                  attention=lowering, output=out / name)
             manifest["attention"].append({"file": name, "shape": shape_name, "lowering": lowering,
                                           "dims": [b, h, sq, sk, d], "causal": causal})
             print(f"compiled {name}", flush=True)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
-
-
-def _median_ms(fn, sync, warmup=20, iters=200) -> float:
-    for _ in range(warmup):
-        fn()
-    sync()
-    samples = []
-    for _ in range(iters):
-        start = time.perf_counter()
-        fn()
-        sync()
-        samples.append((time.perf_counter() - start) * 1e3)
-    return statistics.median(samples)
-
-
-def _iree_benchmark_ms(module: Path, inputs: list[str]) -> float:
-    command = ["iree-benchmark-module", f"--module={module}", "--device=cuda",
-               "--function=main", "--benchmark_repetitions=5", "--benchmark_min_time=0.2s",
-               "--cuda_use_streams=false", "--cuda_tracing=0"] + [f"--input={i}" for i in inputs]
-    text = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    medians = re.findall(r"_median\s+([\d.]+) ms", text) or re.findall(r"\s([\d.]+) ms", text)
-    return float(medians[0])
 
 
 def _system_child(args) -> None:
@@ -121,7 +89,7 @@ def _system_child(args) -> None:
     result = {"system": args.system, "dtype": args.dtype}
     if args.system == "eager":
         with torch.no_grad():
-            result["ms"] = _median_ms(lambda: model(tokens_gpu), sync)
+            result["ms"] = median_ms(lambda: model(tokens_gpu), sync)
         result["max_abs_err"] = 0.0
     elif args.system.startswith("torch.compile"):
         mode = args.system.split(":")[1] if ":" in args.system else "default"
@@ -132,7 +100,7 @@ def _system_child(args) -> None:
             out = compiled(tokens_gpu).clone()
             sync()
             result["compile_s"] = time.perf_counter() - start
-            result["ms"] = _median_ms(lambda: compiled(tokens_gpu), sync)
+            result["ms"] = median_ms(lambda: compiled(tokens_gpu), sync)
         result["max_abs_err"] = float((out.float().cpu() - reference).abs().max())
     else:
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
@@ -140,10 +108,10 @@ def _system_child(args) -> None:
 
         run = kiln.load(Path(args.artifacts) / args.system.split(":", 1)[1], device="cuda")
         out = run(tokens)
-        result["ms"] = _median_ms(lambda: run(tokens), lambda: None)
+        result["ms"] = median_ms(lambda: run(tokens), lambda: None)
         result["max_abs_err"] = float((torch.from_numpy(np.asarray(out, dtype=np.float32))
                                        - reference).abs().max())
-        result["device_ms"] = _iree_benchmark_ms(
+        result["device_ms"] = iree_benchmark_ms(
             Path(args.artifacts) / args.system.split(":", 1)[1],
             [f"@{Path(args.artifacts) / 'tokens.npy'}"])
     result["ref_max_abs"] = float(reference.abs().max())
@@ -155,7 +123,7 @@ def _torch_sdpa_ms(b, h, sq, sk, d, causal) -> float:
 
     q = torch.randn(b, h, sq, d, device="cuda", dtype=torch.float16)
     k = torch.randn(b, h, sk, d, device="cuda", dtype=torch.float16)
-    return _median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(
+    return median_ms(lambda: torch.nn.functional.scaled_dot_product_attention(
         q, k, k, is_causal=causal), torch.cuda.synchronize)
 
 
@@ -185,7 +153,7 @@ def measure(artifacts: Path, out: Path, only: str = "") -> None:
         b, h, sq, sk, d = entry["dims"]
         inputs = [f"{b}x{h}x{sq}x{d}xf16=0.01", f"{b}x{h}x{sk}x{d}xf16=0.02",
                   f"{b}x{h}x{sk}x{d}xf16=0.03"]
-        row = dict(entry, kiln_ms=_iree_benchmark_ms(artifacts / entry["file"], inputs),
+        row = dict(entry, kiln_ms=iree_benchmark_ms(artifacts / entry["file"], inputs),
                    torch_sdpa_ms=_torch_sdpa_ms(b, h, sq, sk, d, entry["causal"]))
         rows["attention"].append(row)
         print(row, flush=True)
