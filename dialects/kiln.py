@@ -139,8 +139,9 @@ def _verify_attention(op) -> None:
     if op.mask is not None:
         mask = _operand_info(name, "mask", op.mask)
         if mask.dtype not in ("i1", q.dtype, "f32"):
+            allowed = q.dtype if q.dtype == "f32" else f"{q.dtype} or f32"
             raise _VerifyError(f"'{name}' mask dtype {mask.dtype} must be i1 (keep = true) or "
-                               f"additive {q.dtype}/f32")
+                               f"additive {allowed}")
         scores = q.shape[:-1] + (k.shape[-2],)
         if not _broadcastable(mask.shape, scores):
             raise _VerifyError(f"'{name}' mask {mask} does not broadcast to the scores shape "

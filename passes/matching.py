@@ -34,8 +34,9 @@ def swaps_last_two(op: ir.Operation) -> bool:
     """True for transpose(-2, -1) / permute(..., n-1, n-2): the kᵀ of q·kᵀ."""
     rank = tensor_info(op.operands[0]).rank
     if op.name == "torch.aten.transpose.int":
-        dims = {d % rank for d in (constant_or(op.operands[1], 0), constant_or(op.operands[2], 0))
-                if isinstance(d, int)}
+        dims = {d % rank for d in (constant_or(op.operands[1], None),
+                                   constant_or(op.operands[2], None))
+                if isinstance(d, int) and not isinstance(d, bool)}
         return dims == {rank - 1, rank - 2}
     if op.name == "torch.aten.permute":
         perm = constant_or(op.operands[1], None)
@@ -53,10 +54,18 @@ def only_use(value: ir.Value) -> bool:
 MASKED_SCORE_BOUND = -1.0e4
 
 
+NUMPY_DTYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i1": "bool",
+                "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8", "ui8": "uint8"}
+
+
 def literal_array(value: ir.Value):
-    """The numpy value of a readable torch literal (through dtype conversions), else None."""
+    """The numpy value of a readable torch literal, converted to `value`'s own dtype when it is
+    reached through dtype conversions (a bool tril cast to f32 reads as 1.0/0.0), else None."""
     import numpy as np
 
+    info = tensor_info(value)
+    if info is None or info.dtype not in NUMPY_DTYPES:
+        return None
     op = defining_op(value)
     while op is not None and op.name in ("torch.prims.convert_element_type",
                                          "torch.aten.to.dtype", "torch.aten._to_copy"):
@@ -69,7 +78,7 @@ def literal_array(value: ir.Value):
             attr = ir.DenseElementsAttr(attr)
         except (TypeError, ValueError):
             return None  # a dense_resource blob (model weights): not readable here
-    return np.array(attr)
+    return np.array(attr).astype(NUMPY_DTYPES[info.dtype])
 
 
 def classify_mask(mask, query_len: Optional[int], key_len: Optional[int]) -> str:

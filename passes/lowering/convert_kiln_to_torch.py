@@ -65,10 +65,13 @@ def lower_linear(op: ir.Operation) -> ir.Value:
     return y
 
 
-def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads: int) -> ir.Value:
+def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value:
     """[..., Hkv, S, D] → [..., Hq, S, D], kv head h serving query heads h·G … h·G+G-1."""
     info = tensor_info(kv)
     *batch, heads, length, dim = info.shape
+    if heads is None or query_heads is None:
+        raise PassError(f"kiln.attention at {source_location(op)}: grouped kv heads need static "
+                        f"head counts (query heads {query_heads}, kv heads {heads})")
     group = query_heads // heads
     if group == 1:
         return kv
@@ -83,6 +86,15 @@ def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads: int) -> ir.Valu
                   b.int_list([-1 if d is None else d for d in out_shape]))
 
 
+def _causal_bias(b: TorchBuilder, op: ir.Operation, score_shape) -> ir.Value:
+    """[Sq, Sk] f32 literal: 0 where key j <= query i, -inf above (top-left aligned)."""
+    q_len, k_len = score_shape[-2], score_shape[-1]
+    if q_len is None or k_len is None:
+        raise PassError(f"kiln.attention at {source_location(op)}: causal attention with a "
+                        f"dynamic sequence length is not supported yet")
+    return b.f32_literal(np.triu(np.full((q_len, k_len), -np.inf, dtype=np.float32), k=1))
+
+
 def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
     q, k, v = op.operands[0], op.operands[1], op.operands[2]
     mask = op.operands[3] if len(op.operands) > 3 else None
@@ -91,7 +103,8 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
     qi, out = tensor_info(q), tensor_info(op.results[0])
     b = TorchBuilder(op.location)
     if qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]:
-        k, v = _expand_kv_heads(b, k, qi.shape[-3]), _expand_kv_heads(b, v, qi.shape[-3])
+        k = _expand_kv_heads(b, k, qi.shape[-3], op)
+        v = _expand_kv_heads(b, v, qi.shape[-3], op)
     ki = tensor_info(k)
     k_t = b.aten("transpose.int", TensorInfo(ki.shape[:-2] + (ki.shape[-1], ki.shape[-2]),
                                             ki.dtype), k, b.int(-2), b.int(-1))
@@ -109,12 +122,8 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
         else:
             scores = b.aten("add.Tensor", f32_scores, scores, b.cast(mask, "f32"), b.int(1))
     if causal:
-        q_len, k_len = score_shape[-2], score_shape[-1]
-        if q_len is None or k_len is None:
-            raise PassError(f"kiln.attention at {source_location(op)}: causal attention with a "
-                            f"dynamic sequence length is not supported yet")
-        causal_bias = np.triu(np.full((q_len, k_len), -np.inf, dtype=np.float32), k=1)
-        scores = b.aten("add.Tensor", f32_scores, scores, b.f32_literal(causal_bias), b.int(1))
+        scores = b.aten("add.Tensor", f32_scores, scores, _causal_bias(b, op, score_shape),
+                        b.int(1))
     probs = b.aten("_softmax", f32_scores, scores, b.int(-1), b.bool(False))
     probs = b.cast(probs, qi.dtype)
     return b.aten("matmul", out, probs, v)
@@ -134,10 +143,25 @@ def lower_attention_fused(op: ir.Operation) -> ir.Value:
             full = (1,) * (qi.rank - mask_info.rank) + mask_info.shape
             mask = b.aten("reshape", TensorInfo(full, mask_info.dtype), mask,
                           b.int_list([-1 if d is None else d for d in full]))
+    causal = ir.BoolAttr(op.attributes["causal"]).value
+    if causal and mask is not None:
+        # SDPA takes is_causal or attn_mask, not both: fold the causal part into the mask.
+        ki = tensor_info(k)
+        bias = _causal_bias(b, op, qi.shape[:-1] + (ki.shape[-2],))
+        mask_info = tensor_info(mask)
+        if mask_info.dtype == "i1":
+            mask = b.aten("where.ScalarOther", TensorInfo(mask_info.shape, "f32"), mask,
+                          b.float(0.0), b.float(float("-inf")))
+        mask_info = tensor_info(mask)
+        shape = mask_info.shape[:-2] + (qi.shape[-2], ki.shape[-2])
+        mask = b.cast(b.aten("add.Tensor", TensorInfo(shape, mask_info.dtype if
+                                                      mask_info.dtype != "i1" else "f32"),
+                             b.cast(mask, "f32"), bias, b.int(1)), qi.dtype)
+        causal = False
     grouped = qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]
     return b.aten("scaled_dot_product_attention", tensor_info(op.results[0]), q, k, v,
                   mask if mask is not None else b.none(), b.float(0.0),
-                  b.bool(ir.BoolAttr(op.attributes["causal"]).value),
+                  b.bool(causal),
                   b.float(ir.FloatAttr(op.attributes["scale"]).value), b.bool(grouped))
 
 

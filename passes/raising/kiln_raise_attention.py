@@ -145,6 +145,9 @@ def _peel_scores(scores: ir.Value, matched: list):
                 scores, term = rhs, lhs
             else:
                 return NoMatch("softmax input is an add without a q·kᵀ operand")
+            if not tensor_info(term).is_float:
+                # torch adds a bool/int tensor as numbers (+1 where true): not a keep-mask.
+                return NoMatch(f"additive mask of non-float dtype {tensor_info(term).dtype}")
             terms.append(MaskTerm(term, "add"))
         elif (op := producer(scores, "torch.aten.where.self",
                              "torch.aten.where.ScalarOther")) is not None:
@@ -243,7 +246,8 @@ def unwrap_repeat_kv(value: ir.Value) -> ir.Value:
                     and out.shape[1] % src.shape[1] == 0:
                 return source
     interleave = producer(value, "torch.aten.repeat_interleave.self_int")
-    if interleave is not None and constant_or(interleave.operands[2], None) in (1, -3):
+    if interleave is not None and tensor_info(value).rank == 4 and \
+            constant_or(interleave.operands[2], None) in (1, -3):
         return interleave.operands[0]
     return value
 

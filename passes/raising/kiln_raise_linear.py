@@ -38,18 +38,29 @@ class LinearMatch:
     matched_ops: tuple
 
 
+def _bias_fits(bias: ir.Value, weight: ir.Value, layout: str) -> bool:
+    """kiln.linear's bias is exactly [out_features] of the weight's dtype (no broadcasting)."""
+    b, w = tensor_info(bias), tensor_info(weight)
+    if b is None or w is None or w.rank != 2 or b.rank != 1 or b.dtype != w.dtype:
+        return False
+    out_features = w.shape[0] if layout == "out_in" else w.shape[1]
+    return b.shape[0] == out_features and out_features is not None
+
+
 def match_linear(op: ir.Operation) -> Optional[LinearMatch]:
     if op.name == "torch.aten.linear":
         x, w, b = op.operands
         if tensor_info(w) is None or tensor_info(w).rank != 2:
             return None
         bias = None if constant_or(b, LookupError) is None else b
+        if bias is not None and not _bias_fits(bias, w, "out_in"):
+            return None
         return LinearMatch(op, x, w, bias, "out_in", "linear", (op,))
     if op.name == "torch.aten.addmm":
         b, x, w, beta, alpha = op.operands
         if constant_or(beta, None) != 1 or constant_or(alpha, None) != 1:
             return None
-        if tensor_info(b) is None or tensor_info(b).rank != 1:
+        if not _bias_fits(b, w, "in_out"):
             return None
         return LinearMatch(op, x, w, b, "in_out", "addmm", (op,))
     if op.name == "torch.aten.add.Tensor":
@@ -65,8 +76,7 @@ def _match_matmul_plus_bias(add: ir.Operation) -> Optional[LinearMatch]:
         if matmul is None or not only_use(matmul.result) or producer(bias, LITERAL) is None:
             continue
         weight = matmul.operands[1]
-        if producer(weight, LITERAL) is None or tensor_info(weight).rank != 2 \
-                or tensor_info(bias).rank != 1:
+        if producer(weight, LITERAL) is None or not _bias_fits(bias, weight, "in_out"):
             continue
         return LinearMatch(add, matmul.operands[0], weight, bias, "in_out", "matmul+bias",
                            (add, matmul))

@@ -58,10 +58,14 @@ class Pipeline:
         """Run in place; on failure save the input IR and raise with a reproducer command."""
         if not self.steps:
             return
-        before = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True)
-        pm = build_pass_manager(self.steps, module.context)
+        try:
+            pm = build_pass_manager(self.steps, module.context)
+        except ValueError as error:
+            raise KilnCompileError(f"{self.name}: invalid pipeline '{self.text()}': {error}") \
+                from None
         if print_ir_after_all:
             pm.enable_ir_printing()
+        before = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True)
         try:
             pm.run(module.operation)
         except Exception as error:

@@ -69,7 +69,7 @@ func.func @gqa_bad(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,3,8
 // -----
 
 // A mask is bool (keep = true) or an additive float of the query dtype / f32.
-// CHECK: error: {{.*}}'kiln.attention' mask dtype si64 must be i1 (keep = true) or additive f32/f32
+// CHECK: error: {{.*}}'kiln.attention' mask dtype si64 must be i1 (keep = true) or additive f32
 func.func @mask_dtype(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>, %m: !torch.vtensor<[8,8],si64>) -> !torch.vtensor<[1,4,8,16],f32> {
   %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[8,8],si64>) -> !torch.vtensor<[1,4,8,16],f32>
   return %0 : !torch.vtensor<[1,4,8,16],f32>

@@ -1,5 +1,4 @@
 // KNOWN BUG (kiln-raise-linear), kept as an expected failure until fixed; remove the XFAIL line then.
-// XFAIL: *
 // RUN: kiln-opt %s -p kiln-raise-linear --split-input-file | filecheck %s
 //
 // The matmul+bias and addmm matchers accept any rank-1 bias, but kiln.linear's verifier wants

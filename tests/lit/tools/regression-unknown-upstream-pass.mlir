@@ -1,6 +1,5 @@
 // KNOWN BUG (kiln-opt / kiln.pipelines), kept as an expected failure until fixed; remove the XFAIL
 // line then.
-// XFAIL: *
 // RUN: not kiln-opt %s -p 'kiln-raise-attention,canonicalise' 2>&1 | filecheck %s
 // RUN: not kiln-opt %s -p 'func.func(kiln-raise-attention)' 2>&1 | filecheck %s --check-prefix=NESTED
 //

@@ -1,6 +1,5 @@
 // KNOWN BUG (convert-kiln-to-torch, decomposed attention), kept as an expected failure until
 // fixed; remove the XFAIL line then.
-// XFAIL: *
 // RUN: not kiln-opt %s -p convert-kiln-to-torch --split-input-file 2>&1 | filecheck %s
 //
 // The verifier accepts a dynamic head count on one side (query heads ? over 2 kv heads, or 4 over

@@ -1,6 +1,4 @@
-// KNOWN BUG (kiln-raise-attention constant-mask reading, passes/matching.py), kept as an expected
-// failure until fixed; remove the XFAIL line then.
-// XFAIL: *
+// Regression test (kiln-raise-attention constant-mask reading, passes/matching.py): this was a bug, fixed since.
 // RUN: kiln-opt %s -p kiln-raise-attention --split-input-file | filecheck %s
 //
 // literal_array looks through to.dtype / _to_copy / convert_element_type to the literal but returns

@@ -1,6 +1,5 @@
 // KNOWN BUG (kiln-raise-attention, passes/matching.py), kept as an expected failure until fixed;
 // remove the XFAIL line then.
-// XFAIL: *
 // RUN: kiln-opt %s -p kiln-raise-attention | filecheck %s
 //
 // swaps_last_two reads transpose.int's dims with constant_or(dim, 0): a non-constant dim becomes 0,

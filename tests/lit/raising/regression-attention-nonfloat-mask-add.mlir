@@ -1,6 +1,5 @@
 // KNOWN BUG (kiln-raise-attention), kept as an expected failure until the pass is fixed; remove the
 // XFAIL line then (lit reports XPASS, a failure, once this passes).
-// XFAIL: *
 // RUN: kiln-opt %s -p kiln-raise-attention --split-input-file | filecheck %s
 //
 // match_softmax_attention takes the other operand of `add.Tensor(scores, m)` as the additive mask
