@@ -33,6 +33,7 @@ class CompileOptions:
     fold_constants: bool = True  # evaluate input-independent subgraphs at compile time
     raise_attention: bool = True
     raise_linear: bool = True
+    disable_passes: Sequence[str] = ()  # kiln pass names to leave out of the pipelines
     cpu: str = "host"  # LLVM CPU for the CPU target: host, or an ISA such as x86-64-v3
     cuda_arch: str = "sm_80"
     opt_level: str = "O3"
@@ -49,6 +50,12 @@ class CompileOptions:
             raise TypeError(f"unknown compile option(s) {', '.join(unknown)}; known: "
                             f"{', '.join(sorted(known))}")
         opts = cls(**options)
+        from kiln.passes import PASS_REGISTRY
+
+        unknown_passes = [p for p in opts.disable_passes if p not in PASS_REGISTRY]
+        if unknown_passes:
+            raise ValueError(f"disable_passes: unknown pass(es) {', '.join(unknown_passes)}; "
+                             f"known: {', '.join(PASS_REGISTRY)}")
         if opts.attention not in ("auto", "decomposed", "fused"):
             raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed or fused")
         return opts
@@ -159,7 +166,8 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
         return CompiledModel(None, str(module), report)
 
     raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
-                                          raise_linear=opts.raise_linear)
+                                          raise_linear=opts.raise_linear,
+                                          disabled=tuple(opts.disable_passes))
     with timed("raise"):
         raise_pipeline.run(module)
     report.rewrites += raise_pipeline.rewrites()

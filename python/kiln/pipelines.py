@@ -87,15 +87,17 @@ def build_pass_manager(steps: list[Step], context: ir.Context) -> passmanager.Pa
     return pm
 
 
-def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True) -> Pipeline:
+def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True,
+                         disabled: tuple[str, ...] = ()) -> Pipeline:
     """torch → kiln: recognise what Kiln specializes."""
-    # Identities (dropout in eval, clones, same-dtype casts) hide the patterns below.
-    steps: list[Step] = [create_pass("kiln-drop-identities")]
-    if raise_attention:
-        # First: attention's q·kᵀ and p·v matmuls must not be mistaken for linear layers.
-        steps.append(create_pass("kiln-raise-attention"))
-    if raise_linear:
-        steps.append(create_pass("kiln-raise-linear"))
+    wanted = [
+        # Identities (dropout in eval, clones, same-dtype casts) hide the patterns below.
+        "kiln-drop-identities",
+        # Before linear raising: attention's q·kᵀ and p·v matmuls are not linear layers.
+        "kiln-raise-attention" if raise_attention else None,
+        "kiln-raise-linear" if raise_linear else None,
+    ]
+    steps: list[Step] = [create_pass(n) for n in wanted if n and n not in disabled]
     # Fold the constants and drop the ops the rewrites left dead.
     steps.append("canonicalize")
     return Pipeline("kiln-raise-pipeline", steps)
