@@ -81,6 +81,18 @@ def literal_array(value: ir.Value):
     return np.array(attr).astype(NUMPY_DTYPES[info.dtype])
 
 
+def unwrap_prefix_slices(value: ir.Value) -> tuple[ir.Value, bool]:
+    """`value` without slices that keep a prefix [0, n) of a dim (`bias[:S, :S]`), and whether
+    any were removed. A top-left block of a causal (or all-keep) mask is causal (all-keep)."""
+    sliced = False
+    while (op := defining_op(value)) is not None and op.name == "torch.aten.slice.Tensor":
+        start, step = constant_or(op.operands[2], None), constant_or(op.operands[4], None)
+        if start not in (0, None) or step != 1:
+            break
+        value, sliced = op.operands[0], True
+    return value, sliced
+
+
 def classify_mask(mask, query_len: Optional[int], key_len: Optional[int]) -> str:
     """'none' (masks nothing), 'causal' (masks exactly key j > query i, top-left aligned), or
     'general', for a constant mask array: bool (True = keep) or additive float."""

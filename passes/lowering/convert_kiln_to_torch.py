@@ -19,7 +19,7 @@ import numpy as np
 
 from kiln.bindings import ir
 from kiln.passes.base import KilnPass, PassError, collect_ops, source_location
-from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
+from kiln.torch_ir import TensorInfo, TorchBuilder, broadcast_shapes, tensor_info
 
 # Default attention lowering per target; see docs/decisions.md for the measurements.
 ATTENTION_STRATEGY_BY_TARGET = {"cpu": "decomposed", "cuda": "decomposed"}
@@ -89,10 +89,37 @@ def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value
 def _causal_bias(b: TorchBuilder, op: ir.Operation, score_shape) -> ir.Value:
     """[Sq, Sk] f32 literal: 0 where key j <= query i, -inf above (top-left aligned)."""
     q_len, k_len = score_shape[-2], score_shape[-1]
-    if q_len is None or k_len is None:
-        raise PassError(f"kiln.attention at {source_location(op)}: causal attention with a "
-                        f"dynamic sequence length is not supported yet")
     return b.f32_literal(np.triu(np.full((q_len, k_len), -np.inf, dtype=np.float32), k=1))
+
+
+def _future_mask(b: TorchBuilder, q: ir.Value, k: ir.Value) -> ir.Value:
+    """[Sq, Sk] bool, true where key j > query i, from the runtime lengths (dynamic shapes)."""
+    qi, ki = tensor_info(q), tensor_info(k)
+    q_len = b.aten_scalar("size.int", "!torch.int", q, b.int(qi.rank - 2))
+    k_len = b.aten_scalar("size.int", "!torch.int", k, b.int(ki.rank - 2))
+    none = b.none()
+
+    def positions(length, shape):
+        return b.aten("arange", TensorInfo(shape, "si64"), length, b.int(4), none, none, none)
+
+    rows = b.aten("unsqueeze", TensorInfo((qi.shape[-2], 1), "si64"),
+                  positions(q_len, (qi.shape[-2],)), b.int(1))
+    cols = positions(k_len, (ki.shape[-2],))
+    return b.aten("gt.Tensor", TensorInfo((qi.shape[-2], ki.shape[-2]), "i1"), cols, rows)
+
+
+def _mask_future(b: TorchBuilder, op: ir.Operation, scores: ir.Value, q: ir.Value,
+                 k: ir.Value) -> ir.Value:
+    """f32 `scores` (or an additive mask) with -inf where key j > query i, broadcast to
+    [..., Sq, Sk]: a literal bias when the lengths are static, computed from the runtime
+    lengths when they are dynamic."""
+    info = tensor_info(scores)
+    lengths = (tensor_info(q).shape[-2], tensor_info(k).shape[-2])
+    out = TensorInfo(broadcast_shapes(info.shape, lengths), "f32")
+    if None not in lengths:
+        return b.aten("add.Tensor", out, scores, _causal_bias(b, op, lengths), b.int(1))
+    return b.aten("where.ScalarSelf", out, _future_mask(b, q, k), b.float(float("-inf")),
+                  scores)
 
 
 def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
@@ -122,8 +149,7 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
         else:
             scores = b.aten("add.Tensor", f32_scores, scores, b.cast(mask, "f32"), b.int(1))
     if causal:
-        scores = b.aten("add.Tensor", f32_scores, scores, _causal_bias(b, op, score_shape),
-                        b.int(1))
+        scores = _mask_future(b, op, scores, q, k)
     probs = b.aten("_softmax", f32_scores, scores, b.int(-1), b.bool(False))
     probs = b.cast(probs, qi.dtype)
     return b.aten("matmul", out, probs, v)
@@ -146,17 +172,11 @@ def lower_attention_fused(op: ir.Operation) -> ir.Value:
     causal = ir.BoolAttr(op.attributes["causal"]).value
     if causal and mask is not None:
         # SDPA takes is_causal or attn_mask, not both: fold the causal part into the mask.
-        ki = tensor_info(k)
-        bias = _causal_bias(b, op, qi.shape[:-1] + (ki.shape[-2],))
         mask_info = tensor_info(mask)
         if mask_info.dtype == "i1":
             mask = b.aten("where.ScalarOther", TensorInfo(mask_info.shape, "f32"), mask,
                           b.float(0.0), b.float(float("-inf")))
-        mask_info = tensor_info(mask)
-        shape = mask_info.shape[:-2] + (qi.shape[-2], ki.shape[-2])
-        mask = b.cast(b.aten("add.Tensor", TensorInfo(shape, mask_info.dtype if
-                                                      mask_info.dtype != "i1" else "f32"),
-                             b.cast(mask, "f32"), bias, b.int(1)), qi.dtype)
+        mask = b.cast(_mask_future(b, op, b.cast(mask, "f32"), q, k), qi.dtype)
         causal = False
     grouped = qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]
     return b.aten("scaled_dot_product_attention", tensor_info(op.results[0]), q, k, v,

@@ -28,8 +28,9 @@ from kiln.bindings import ir
 from kiln.dialects import AttentionOp, bool_attr
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead, source_location
 from kiln.passes.matching import (MASKED_SCORE_BOUND, NoMatch, classify_mask, is_last_axis,
-                                  literal_array, only_use, producer, swaps_last_two)
-from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info
+                                  literal_array, only_use, producer, swaps_last_two,
+                                  unwrap_prefix_slices)
+from kiln.torch_ir import TensorInfo, TorchBuilder, broadcast_shapes, constant_or, tensor_info
 
 SOFTMAX_OPS = ("torch.aten._softmax", "torch.aten.softmax.int")
 MATMUL_OPS = ("torch.aten.matmul", "torch.aten.bmm")
@@ -257,10 +258,14 @@ def simplify_constant_masks(match: AttentionMatch) -> AttentionMatch | NoMatch:
     q, k = tensor_info(match.query), tensor_info(match.key)
     kept, causal = [], match.causal
     for term in match.masks:
-        array = literal_array(term.value)
+        source, sliced = unwrap_prefix_slices(term.value)
+        array = literal_array(source)
         if array is not None and term.kind == "drop":
             array = ~array.astype(bool)
-        kind = classify_mask(array, q.shape[-2], k.shape[-2])
+        # A prefix slice of a constant mask is judged on the whole constant (its own lengths).
+        lengths = array.shape[-2:] if sliced and array is not None and array.ndim >= 2 \
+            else (q.shape[-2], k.shape[-2])
+        kind = classify_mask(array, *lengths)
         if kind == "none":
             continue
         if kind == "causal" and not causal:
@@ -286,10 +291,7 @@ def _combined_mask(match: AttentionMatch) -> Optional[ir.Value]:
     total = first.value
     for term in match.masks[1:]:
         a, c = tensor_info(total), tensor_info(term.value)
-        rank = max(a.rank, c.rank)
-        pad = lambda s: (1,) * (rank - len(s)) + s  # noqa: E731
-        shape = tuple(max(x, y) if None not in (x, y) else None
-                      for x, y in zip(pad(a.shape), pad(c.shape)))
+        shape = broadcast_shapes(a.shape, c.shape)
         dtype = a.dtype if a.dtype == c.dtype else "f32"
         total = b.aten("add.Tensor", TensorInfo(shape, dtype), total, term.value, b.int(1))
     return total

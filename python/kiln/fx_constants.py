@@ -62,7 +62,9 @@ def _numel(value: Any) -> int:
 
 def freeze_state(graph: fx.Graph, program) -> set:
     """Replace parameter, buffer and lifted-constant placeholders by their tensors; returns the
-    ids of those tensors (the model's state)."""
+    ids of the model's weights: parameters and persistent buffers (`state_dict`). Non-persistent
+    buffers and lifted constants (causal-mask buffers, `inv_freq`, `position_ids`) are not
+    weights: they import as readable constants, so a causal-mask buffer is recognised."""
     signature = program.graph_signature
     state = {**program.constants, **program.state_dict}
     names = {**signature.inputs_to_parameters, **signature.inputs_to_buffers,

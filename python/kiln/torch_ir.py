@@ -54,6 +54,15 @@ def tensor_info(type_or_value) -> Optional[TensorInfo]:
     return TensorInfo(shape, match.group("dtype"))
 
 
+def broadcast_shapes(a: Sequence[Optional[int]], b: Sequence[Optional[int]]) -> tuple:
+    """numpy-style broadcast of two shapes; a dynamic dim broadcast with 1 stays dynamic."""
+    rank = max(len(a), len(b))
+    a = (1,) * (rank - len(a)) + tuple(a)
+    b = (1,) * (rank - len(b)) + tuple(b)
+    return tuple(y if x == 1 else x if y == 1 else (x if x is not None else y)
+                 for x, y in zip(a, b))
+
+
 def vtensor_type(shape: Sequence[Optional[int]], dtype: str) -> ir.Type:
     dims = ",".join("?" if d is None else str(d) for d in shape)
     return ir.Type.parse(f"!torch.vtensor<[{dims}],{dtype}>")
@@ -157,6 +166,10 @@ class TorchBuilder:
     def aten(self, name: str, result: TensorInfo | ir.Type, *operands) -> ir.Value:
         type_ = result if isinstance(result, ir.Type) else vtensor_type(result.shape, result.dtype)
         return self._op(f"torch.aten.{name}", [type_], operands).result
+
+    def aten_scalar(self, name: str, result_type: str, *operands) -> ir.Value:
+        """An aten op with a scalar result (`size.int` → !torch.int)."""
+        return self._op(f"torch.aten.{name}", [ir.Type.parse(result_type)], operands).result
 
     def f32_literal(self, array) -> ir.Value:
         """A `torch.vtensor.literal` holding a small f32 numpy array (compile-time masks)."""
