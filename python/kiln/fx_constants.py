@@ -73,7 +73,7 @@ def freeze_state(graph: fx.Graph, program) -> set:
         if node.op == "placeholder" and node.name in names:
             node.replace_all_uses_with(state[names[node.name]])
             graph.erase_node(node)
-    return {id(state[name]) for name in names.values()}
+    return {id(tensor) for tensor in program.state_dict.values()}
 
 
 def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
