@@ -128,8 +128,31 @@ def _signature(program, module: ir.Module) -> dict:
         return {"name": name, **entry} if name else entry
 
     inputs = [describe(t, n) for t, n in zip(function_type.inputs, names)]
+    for entry, bounds in zip(inputs, _dynamic_dim_bounds(program, names)):
+        if any(b is not None for b in bounds):
+            entry["bounds"] = bounds
     outputs = [describe(t) for t in function_type.results]
     return {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+
+
+def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:
+    """Per user input, per dim: [min, max] of a dynamic dim (from torch.export's range
+    constraints; max None when unbounded), None for a static one."""
+    placeholders = {n.name: n for n in program.graph.nodes if n.op == "placeholder"}
+    result = []
+    for name in names:
+        value = placeholders[name].meta.get("val") if name in placeholders else None
+        dims = []
+        for dim in getattr(value, "shape", ()):
+            if isinstance(dim, int):
+                dims.append(None)
+                continue
+            ranges = program.range_constraints.get(dim.node.expr)
+            low = int(ranges.lower) if ranges is not None and ranges.lower.is_finite else 0
+            high = int(ranges.upper) if ranges is not None and ranges.upper.is_finite else None
+            dims.append([low, high])
+        result.append(dims)
+    return result
 
 
 def _main_func(module: ir.Module) -> ir.Operation:

@@ -112,6 +112,11 @@ class KilnModule:
                 want is not None and want != got for want, got in zip(shape, array.shape)):
             raise ValueError(f"{label}: expected shape {_shape_text(shape)}, got "
                              f"{_shape_text(array.shape)}")
+        for axis, (bounds, got) in enumerate(zip(spec.get("bounds", ()), array.shape)):
+            if bounds is not None and not (bounds[0] <= got and (bounds[1] is None or
+                                                                 got <= bounds[1])):
+                raise ValueError(f"{label}: dim {axis} is {got}, outside the compiled range "
+                                 f"[{bounds[0]}, {'∞' if bounds[1] is None else bounds[1]}]")
         return array
 
     def _to_user(self, result: Any, index: int, as_torch: bool):
