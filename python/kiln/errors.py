@@ -4,7 +4,11 @@ from __future__ import annotations
 
 
 class KilnError(Exception):
-    """Base of Kiln's errors."""
+    """Base of Kiln's errors; `issues` lists every problem found (kiln.diagnose.Issue)."""
+
+    def __init__(self, message: str = "", issues=()):
+        super().__init__(message)
+        self.issues = list(issues)
 
 
 class KilnImportError(KilnError):

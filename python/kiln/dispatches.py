@@ -1,0 +1,57 @@
+"""Count the dispatches IREE forms for a compiled model (a proxy for kernel launches).
+
+IREE groups the program into dispatch regions; each `flow.dispatch` in the `flow` phase is one
+kernel launch per call. Kiln's fusion work is judged by this number per transformer layer:
+compile the same architecture with 1 and 2 layers and take the difference.
+"""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from kiln.targets import iree_flags, normalize_target
+
+_DISPATCH = re.compile(r"flow\.dispatch @[\w$]+::@([\w$]+)")
+
+
+@dataclass(frozen=True)
+class DispatchCount:
+    count: int
+    names: tuple[str, ...]  # IREE's dispatch names: matmul_like_16x192x64_f32, softmax_…
+
+
+def _iree_compile_tool() -> str:
+    from iree.compiler.tools import binaries
+
+    return binaries.find_tool("iree-compile")
+
+
+def count_dispatches(iree_input: str, target="cpu") -> DispatchCount:
+    """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`."""
+    with tempfile.TemporaryDirectory(prefix="kiln-dispatches-") as tmp:
+        source = Path(tmp) / "input.mlir"
+        source.write_text(iree_input)
+        result = subprocess.run(
+            [_iree_compile_tool(), str(source), "--compile-to=flow",
+             *iree_flags(normalize_target(target))], capture_output=True, text=True)
+    if result.returncode != 0:
+        raise RuntimeError(f"iree-compile --compile-to=flow failed:\n{result.stderr[-2000:]}")
+    names = tuple(re.sub(r"^main\$async_dispatch_\d+_", "", m)
+                  for m in _DISPATCH.findall(result.stdout))
+    return DispatchCount(len(names), names)
+
+
+def dispatches_per_layer(build_model, example_args, target="cpu", **options) -> int:
+    """Dispatches one extra layer adds: `build_model(layers)` for 1 and 2 layers."""
+    import kiln
+
+    counts = []
+    for layers in (1, 2):
+        text = kiln.compile_to_vmfb(build_model(layers), example_args, target=target,
+                                    compile_to="iree-input", **options)
+        counts.append(count_dispatches(text, target).count)
+    return counts[1] - counts[0]
