@@ -24,5 +24,24 @@ module {
       %5 = irdl.any
       irdl.results(result: %5)
     }
+    irdl.operation @layer_norm {
+      %0 = irdl.any
+      %1 = irdl.any
+      %2 = irdl.any
+      irdl.operands(input: %0, weight: optional %1, bias: optional %2)
+      %3 = irdl.base "#builtin.float" 
+      irdl.attributes {"epsilon" = %3}
+      %4 = irdl.any
+      irdl.results(result: %4)
+    }
+    irdl.operation @rms_norm {
+      %0 = irdl.any
+      %1 = irdl.any
+      irdl.operands(input: %0, weight: optional %1)
+      %2 = irdl.base "#builtin.float" 
+      irdl.attributes {"epsilon" = %2}
+      %3 = irdl.any
+      irdl.results(result: %3)
+    }
   }
 }

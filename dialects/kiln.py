@@ -14,6 +14,10 @@ torch-dialect programs and lower back to torch ops that IREE's torch input pipel
         (grouped-query attention keeps the kv heads). mask: bool (true = keep) or additive
         float, broadcastable to [..., Hq, Sq, Sk]. causal: key j is masked for query i when
         j > i (top-left aligned, as torch's SDPA).
+    kiln.layer_norm(x[, w[, b]]) {epsilon}, kiln.rms_norm(x[, w]) {epsilon}
+        normalization over the last axis (statistics in f32), then · w (+ b). The weight and
+        bias may have another float dtype than x (Llama keeps the weight in the model dtype and
+        computes in f32); the result has x's dtype.
     kiln.linear(x, w[, b]) {activation, weight_layout}
         activation(x · Wᵀ + b) for weight_layout "out_in" (torch.nn.Linear, w: [N, K]) or
         activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]).
@@ -195,6 +199,49 @@ def _verify_linear(op) -> None:
         if b.rank != 1 or not _dims_match(b.shape[0], out_features) or b.dtype != x.dtype:
             raise _VerifyError(f"'{name}' bias {b} should be "
                                f"{TensorInfo((out_features,), x.dtype)}")
+
+
+class LayerNormOp(KilnDialect.Operation, name="layer_norm", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    epsilon: ir.FloatAttr
+    result: ext.Result[Any]
+    weight: Optional[ext.Operand[Any]] = None
+    bias: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, lambda o: _verify_norm(o, "kiln.layer_norm", ("weight", "bias")))
+
+
+class RmsNormOp(KilnDialect.Operation, name="rms_norm", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    epsilon: ir.FloatAttr
+    result: ext.Result[Any]
+    weight: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, lambda o: _verify_norm(o, "kiln.rms_norm", ("weight",)))
+
+
+def _verify_norm(op, name: str, params: tuple[str, ...]) -> None:
+    eps = _attribute(op, name, "epsilon", ir.FloatAttr).value
+    if not 0.0 < eps < 1.0:
+        raise _VerifyError(f"'{name}' epsilon must be in (0, 1), got {eps}")
+    x = _operand_info(name, "input", op.input)
+    out = _operand_info(name, "result", op.result)
+    if not x.is_float or x.rank < 1:
+        raise _VerifyError(f"'{name}' input must be a float tensor of rank >= 1, got {x}")
+    if out.shape != x.shape and not all(_dims_match(a, b) for a, b in zip(out.shape, x.shape)):
+        raise _VerifyError(f"'{name}' result {out} should have the input's shape {x}")
+    for param in params:
+        value = getattr(op, param)
+        if value is None:
+            continue
+        info = _operand_info(name, param, value)
+        if info.rank != 1 or not _dims_match(info.shape[0], x.shape[-1]):
+            raise _VerifyError(f"'{name}' {param} {info} should be 1-D of the normalized size "
+                               f"{x.shape[-1]}")
 
 
 def bool_attr(value: bool) -> ir.Attribute:

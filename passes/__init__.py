@@ -23,6 +23,7 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
                                     "DropIdentities"),
     "kiln-raise-attention": _loader("kiln.passes.raising.kiln_raise_attention",
                                     "RaiseAttention"),
+    "kiln-raise-norms": _loader("kiln.passes.raising.kiln_raise_norms", "RaiseNorms"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
 }.items()))
 

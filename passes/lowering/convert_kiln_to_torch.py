@@ -7,6 +7,8 @@ How `kiln.attention` is lowered is a per-target choice made from measurements
   fused       torch.aten.scaled_dot_product_attention, which IREE turns into its own
               `iree_linalg_ext.attention` op (slow on CPU: 16-85x in ARCHITECTURE.md).
 `kiln.linear` becomes aten.linear / addmm / matmul (+ bias add) followed by its activation.
+`kiln.layer_norm` / `kiln.rms_norm` become f32 mean/rsqrt arithmetic (one reduction dispatch;
+this also sidesteps IREE's CPU failures on bf16 and dynamic-shape `native_layer_norm`).
 
 Must run last in Kiln's pipeline: IREE does not know the kiln dialect. Leaves torch ops alone.
 """
@@ -63,6 +65,51 @@ def lower_linear(op: ir.Operation) -> ir.Value:
     elif activation in ("relu", "silu"):
         y = b.aten(activation, out, y)
     return y
+
+
+def _normalize_last_axis(b: TorchBuilder, x: ir.Value, eps: float, center: bool) -> ir.Value:
+    """f32 (x - mean) / sqrt(var + eps) (center) or x / sqrt(mean(x²) + eps) over the last
+    axis: one reduction IREE fuses with its elementwise neighbours."""
+    info = tensor_info(x)
+    xf = b.cast(x, "f32")
+    f32 = TensorInfo(info.shape, "f32")
+    stats = TensorInfo(info.shape[:-1] + (1,), "f32")
+    last, keep, none = b.int_list([-1]), b.bool(True), b.none()
+    if center:
+        mean = b.aten("mean.dim", stats, xf, last, keep, none)
+        xf = b.aten("sub.Tensor", f32, xf, mean, b.int(1))
+    power = b.aten("mean.dim", stats, b.aten("mul.Tensor", f32, xf, xf), last, b.bool(True),
+                   b.none())
+    inverse = b.aten("rsqrt", stats, b.aten("add.Scalar", stats, power, b.float(eps), b.int(1)))
+    return b.aten("mul.Tensor", f32, xf, inverse)
+
+
+def lower_layer_norm(op: ir.Operation) -> ir.Value:
+    b = TorchBuilder(op.location)
+    out = tensor_info(op.results[0])
+    y = _normalize_last_axis(b, op.operands[0], ir.FloatAttr(op.attributes["epsilon"]).value,
+                             center=True)
+    f32 = TensorInfo(out.shape, "f32")
+    operands = list(op.operands)[1:]
+    segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
+    weight = operands[0] if segments[1] else None
+    bias = operands[segments[1]] if segments[2] else None
+    if weight is not None:
+        y = b.aten("mul.Tensor", f32, y, b.cast(weight, "f32"))
+    if bias is not None:
+        y = b.aten("add.Tensor", f32, y, b.cast(bias, "f32"), b.int(1))
+    return b.cast(y, out.dtype)
+
+
+def lower_rms_norm(op: ir.Operation) -> ir.Value:
+    """As Llama computes it: normalize in f32, cast to the input dtype, then · weight."""
+    b = TorchBuilder(op.location)
+    x, out = op.operands[0], tensor_info(op.results[0])
+    y = _normalize_last_axis(b, x, ir.FloatAttr(op.attributes["epsilon"]).value, center=False)
+    y = b.cast(y, tensor_info(x).dtype)
+    if len(op.operands) > 1:
+        y = b.aten("mul.Tensor", out, y, op.operands[1])
+    return b.cast(y, out.dtype)
 
 
 def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value:
@@ -227,10 +274,12 @@ class ConvertKilnToTorch(KilnPass):
 
     def apply(self, module: ir.Operation) -> None:
         strategy = attention_strategy(self.target, self.attention)
-        for op in collect_ops(module, ("kiln.attention", "kiln.linear")):
+        lowerings = {"kiln.linear": lower_linear, "kiln.layer_norm": lower_layer_norm,
+                     "kiln.rms_norm": lower_rms_norm}
+        for op in collect_ops(module, ("kiln.attention",) + tuple(lowerings)):
             with ir.InsertionPoint(op), op.location:
-                if op.name == "kiln.linear":
-                    value = lower_linear(op)
+                if op.name in lowerings:
+                    value = lowerings[op.name](op)
                 elif strategy == "fused":
                     value = lower_attention_fused(op)
                 else:

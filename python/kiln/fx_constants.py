@@ -31,6 +31,7 @@ from kiln.bindings import FxImporterHooks
 
 MAX_FOLDED_ELEMENTS = 1 << 24
 MAX_READABLE_ELEMENTS = 1 << 24
+MAX_INLINE_BF16_ELEMENTS = 1 << 16
 DROPPED_TARGETS = (torch.ops.aten._assert_tensor_metadata.default,)
 
 TORCH_TO_MLIR_DTYPE = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
@@ -155,7 +156,11 @@ class LiteralHooks(FxImporterHooks):
                                    attributes={"value": attr}).result
 
     def _elements_attr(self, tensor: torch.Tensor) -> ir.Attribute:
-        readable = id(tensor) not in self.state_ids or tensor.numel() == 1
+        # IREE 3.13 miscompiles small bf16 `dense_resource` constants it inlines into
+        # dispatches ("'arith.constant' op failed to verify that all of {value, result} have
+        # same type"); as plain dense attrs they compile. Biases and norm weights are small.
+        readable = id(tensor) not in self.state_ids or tensor.numel() == 1 or (
+            tensor.dtype == torch.bfloat16 and tensor.numel() <= MAX_INLINE_BF16_ELEMENTS)
         tensor = tensor.detach().contiguous().cpu()
         element = ir.Type.parse(TORCH_TO_MLIR_DTYPE[tensor.dtype])
         tensor_type = ir.RankedTensorType.get(list(tensor.shape), element)

@@ -96,6 +96,7 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
         # Before linear raising: attention's q·kᵀ and p·v matmuls are not linear layers.
         "kiln-raise-attention" if raise_attention else None,
         "kiln-raise-linear" if raise_linear else None,
+        "kiln-raise-norms",
     ]
     steps: list[Step] = [create_pass(n) for n in wanted if n and n not in disabled]
     # Fold the constants and drop the ops the rewrites left dead.

@@ -1,17 +1,13 @@
-// KNOWN BUG (convert-kiln-to-torch, decomposed attention), kept as an expected failure until
-// fixed; remove the XFAIL line then.
+// Regression test (convert-kiln-to-torch, decomposed attention) for a fixed bug.
 // RUN: not kiln-opt %s -p convert-kiln-to-torch --split-input-file 2>&1 | filecheck %s
 //
-// The verifier accepts a dynamic head count on one side (query heads ? over 2 kv heads, or 4 over
-// ?), since a dynamic dim matches anything. lower_attention_decomposed then sees the heads differ
-// and calls _expand_kv_heads, which computes `query_heads // heads` with a None and dies with a
-// Python TypeError: "kiln-opt failed: unsupported operand type(s) for //: 'NoneType' and 'int'",
-// no op, no location. (The fused lowering is fine: it just sets enable_gqa.)
-// Suggested fix: in lower_attention_decomposed, when either head count is None and they are not
-// both None, raise PassError(f"kiln.attention at {source_location(op)}: grouped-query attention
-// with a dynamic head count is not supported yet") as the dynamic causal case already does (or
-// expand with a runtime group size). If the fix lowers these instead, rewrite this test to check
-// the lowered IR.
+// Guards against: a kiln.attention with a dynamic head count on one side only (query heads ?
+// over 2 kv heads, or 4 query heads over ?). The verifier accepts it (a dynamic dim matches
+// anything), and the decomposed lowering's kv-head expansion once computed `query_heads // heads`
+// with a None, dying with a bare Python TypeError ("unsupported operand type(s) for //:
+// 'NoneType' and 'int") that named no op and no location. It must fail with a kiln error that
+// names the kiln.attention and its source location instead. (If such ops are ever lowered,
+// rewrite this test to check the lowered IR.)
 
 // CHECK-NOT: unsupported operand type
 // CHECK:     error: {{.*}}kiln.attention at {{.*}}

@@ -2,7 +2,8 @@
 
 // kiln-raise-attention: SDPA and matmul-softmax-matmul → one kiln.attention.
 // Positive cases first, then the patterns the pass must leave alone.
-// Known pass bugs are kept out of this file: see bug-*.mlir beside it (XFAIL).
+// Per-family cases (with negatives) live in kiln-raise-attention/; known pass bugs are kept in
+// kiln-raise-attention/known-bugs.mlir (XFAIL), fixed ones as regression cases in the family files.
 
 // SDPA with is_causal = true and no scale: default scale is 1/sqrt(16) = 0.25.
 // CHECK-LABEL: func.func @sdpa_causal(

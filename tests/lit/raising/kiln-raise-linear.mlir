@@ -2,7 +2,7 @@
 
 // kiln-raise-linear: linear / addmm / matmul(x, W) + B, and a single-use activation after them,
 // → one kiln.linear. Positive cases first, then the patterns the pass must leave alone.
-// Known pass bugs are kept out of this file: see bug-*.mlir beside it (XFAIL).
+// Fixed pass bugs are guarded by regression-*.mlir beside it.
 
 // aten.linear with a bias → weight_layout "out_in".
 // CHECK-LABEL: func.func @linear_bias(

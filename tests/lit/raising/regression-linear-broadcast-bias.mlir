@@ -1,13 +1,11 @@
-// KNOWN BUG (kiln-raise-linear), kept as an expected failure until fixed; remove the XFAIL line then.
+// Regression test (kiln-raise-linear) for a fixed bug.
 // RUN: kiln-opt %s -p kiln-raise-linear --split-input-file | filecheck %s
 //
-// The matmul+bias and addmm matchers accept any rank-1 bias, but kiln.linear's verifier wants
-// exactly [out_features]. A bias of shape [1] (valid torch: it broadcasts) makes the pass build an
-// invalid kiln.linear and the pipeline fails ("'kiln.linear' bias 1xf32 should be 4xf32") instead
-// of leaving the op alone.
-// Suggested fix: in match_linear / _match_matmul_plus_bias, return None unless the bias shape is
-// [N] with N the weight's out_features (w.shape[1] for in_out) and its dtype the input's. (Or
-// materialise the broadcast; then update the CHECK lines below to expect a kiln.linear.)
+// Guards against: a matmul + bias (or addmm) whose bias is rank 1 but not [out_features], e.g. a
+// [1] bias that torch broadcasts. The matchers once accepted any rank-1 bias and built a
+// kiln.linear that its verifier rejects ("'kiln.linear' bias 1xf32 should be 4xf32"), failing
+// the whole pipeline. Such a bias must leave the ops alone. (If the pass later materialises the
+// broadcast instead, update the CHECK lines to expect a kiln.linear.)
 
 // CHECK-LABEL: func.func @matmul_broadcast_bias(
 // CHECK-NOT:     kiln.linear
