@@ -3,6 +3,7 @@
 from kiln.dialects.kiln import (  # noqa: F401
     ACTIVATIONS,
     WEIGHT_LAYOUTS,
+    attention_type_problem,
     AttentionOp,
     KilnDialect,
     LayerNormOp,

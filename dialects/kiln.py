@@ -110,10 +110,25 @@ def _verify_attention(op) -> None:
         raise _VerifyError(f"'{name}' scale must be finite, got {scale}")
     if str(_attribute(op, name, "causal", ir.IntegerAttr).type) != "i1":
         raise _VerifyError(f"'{name}' causal must be a bool attribute (true/false)")
-    q = _operand_info(name, "query", op.query)
-    k = _operand_info(name, "key", op.key)
-    v = _operand_info(name, "value", op.value)
-    out = _operand_info(name, "result", op.result)
+    infos = [_operand_info(name, role, value) for role, value in
+             (("query", op.query), ("key", op.key), ("value", op.value), ("result", op.result))]
+    mask = _operand_info(name, "mask", op.mask) if op.mask is not None else None
+    check_attention_types(*infos, mask)
+
+
+def attention_type_problem(query, key, value, result, mask=None) -> Optional[str]:
+    """Why kiln.attention would reject these operand types (TensorInfos), or None. Matchers
+    ask before they rewrite, so that a pattern torch broadcasts is left alone, not broken."""
+    try:
+        check_attention_types(query, key, value, result, mask)
+    except _VerifyError as error:
+        return str(error)
+    return None
+
+
+def check_attention_types(q: TensorInfo, k: TensorInfo, v: TensorInfo, out: TensorInfo,
+                          mask: Optional[TensorInfo] = None) -> None:
+    name = "kiln.attention"
     for role, info in (("key", k), ("value", v), ("result", out)):
         if info.dtype != q.dtype:
             raise _VerifyError(f"'{name}' {role} dtype {info.dtype} differs from query dtype "
@@ -140,8 +155,7 @@ def _verify_attention(op) -> None:
     if not all(_dims_match(a, b) for a, b in zip(out.shape, expected)):
         raise _VerifyError(f"'{name}' result {out} should be "
                            f"{TensorInfo(expected, q.dtype)}")
-    if op.mask is not None:
-        mask = _operand_info(name, "mask", op.mask)
+    if mask is not None:
         if mask.dtype not in ("i1", q.dtype, "f32"):
             allowed = q.dtype if q.dtype == "f32" else f"{q.dtype} or f32"
             raise _VerifyError(f"'{name}' mask dtype {mask.dtype} must be i1 (keep = true) or "

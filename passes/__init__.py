@@ -21,6 +21,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
                                      "ConvertKilnToTorch"),
     "kiln-drop-identities": _loader("kiln.passes.raising.kiln_drop_identities",
                                     "DropIdentities"),
+    "kiln-raise-activations": _loader("kiln.passes.raising.kiln_raise_activations",
+                                      "RaiseActivations"),
     "kiln-raise-attention": _loader("kiln.passes.raising.kiln_raise_attention",
                                     "RaiseAttention"),
     "kiln-raise-norms": _loader("kiln.passes.raising.kiln_raise_norms", "RaiseNorms"),

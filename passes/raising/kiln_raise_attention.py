@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.bindings import ir
-from kiln.dialects import AttentionOp, bool_attr
+from kiln.dialects import AttentionOp, attention_type_problem, bool_attr
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead, source_location
 from kiln.passes.matching import (MASKED_SCORE_BOUND, NoMatch, classify_mask, is_last_axis,
                                   literal_array, only_use, producer, swaps_last_two,
@@ -82,7 +82,7 @@ def match_sdpa(op: ir.Operation) -> AttentionMatch | NoMatch:
         masks = (MaskTerm(mask, kind),)
     if causal and masks:
         return NoMatch("SDPA with both is_causal and attn_mask")
-    k, v = unwrap_repeat_kv(k), unwrap_repeat_kv(v)
+    k, v = unwrap_repeat_kv_pair(k, v)
     return AttentionMatch(op, q, k, v, masks, float(scale_value), causal, "sdpa", (op,))
 
 
@@ -149,17 +149,23 @@ def _peel_scores(scores: ir.Value, matched: list):
             if not tensor_info(term).is_float:
                 # torch adds a bool/int tensor as numbers (+1 where true): not a keep-mask.
                 return NoMatch(f"additive mask of non-float dtype {tensor_info(term).dtype}")
+            if scale != 1.0:
+                return NoMatch("a mask or bias is added before the scores are scaled")
             terms.append(MaskTerm(term, "add"))
         elif (op := producer(scores, "torch.aten.where.self",
                              "torch.aten.where.ScalarOther")) is not None:
             if not _fill_is_masking(op.operands[2]):
                 return NoMatch("where() fill is not a large negative constant")
+            if scale != 1.0:
+                return NoMatch("a mask is applied before the scores are scaled")
             terms.append(MaskTerm(op.operands[0], "keep"))
             scores = op.operands[1]
         elif (op := producer(scores, "torch.aten.masked_fill.Scalar",
                              "torch.aten.masked_fill.Tensor")) is not None:
             if not _fill_is_masking(op.operands[2]):
                 return NoMatch("masked_fill value is not a large negative constant")
+            if scale != 1.0:
+                return NoMatch("a mask is applied before the scores are scaled")
             terms.append(MaskTerm(op.operands[1], "drop"))
             scores = op.operands[0]
         else:
@@ -224,9 +230,18 @@ def match_softmax_attention(output_matmul: ir.Operation) -> AttentionMatch | NoM
     if tensor_info(query).dtype != tensor_info(key).dtype or \
             tensor_info(key).dtype != tensor_info(value).dtype:
         return NoMatch("q, k and v dtypes differ")
-    return AttentionMatch(output_matmul, query, unwrap_repeat_kv(key), unwrap_repeat_kv(value),
+    key, value = unwrap_repeat_kv_pair(key, value)
+    return AttentionMatch(output_matmul, query, key, value,
                           tuple(reversed(terms)), scale * q_scale * kt_scale * k_scale, False,
                           "softmax", tuple(matched))
+
+
+def unwrap_repeat_kv_pair(key: ir.Value, value: ir.Value) -> tuple[ir.Value, ir.Value]:
+    """Both K and V unwrapped to the same kv heads, or both left as they are."""
+    k, v = unwrap_repeat_kv(key), unwrap_repeat_kv(value)
+    if (k is key) != (v is value) or tensor_info(k).shape[:-2] != tensor_info(v).shape[:-2]:
+        return key, value
+    return k, v
 
 
 def unwrap_repeat_kv(value: ir.Value) -> ir.Value:
@@ -278,6 +293,20 @@ def simplify_constant_masks(match: AttentionMatch) -> AttentionMatch | NoMatch:
     return dataclasses.replace(match, masks=tuple(kept), causal=causal)
 
 
+def _combined_mask_info(match: AttentionMatch) -> Optional[TensorInfo]:
+    """The type `_combined_mask` will give the mask operand."""
+    if not match.masks:
+        return None
+    if match.masks[0].kind != "add":
+        return tensor_info(match.masks[0].value)
+    infos = [tensor_info(t.value) for t in match.masks]
+    shape = infos[0].shape
+    for info in infos[1:]:
+        shape = broadcast_shapes(shape, info.shape)
+    dtypes = {i.dtype for i in infos}
+    return TensorInfo(shape, dtypes.pop() if len(dtypes) == 1 else "f32")
+
+
 def _combined_mask(match: AttentionMatch) -> Optional[ir.Value]:
     """One kiln mask operand from the terms: a bool keep-mask or a sum of additive terms."""
     if not match.masks:
@@ -325,6 +354,12 @@ class RaiseAttention(KilnPass):
                 continue
             if not isinstance(match, NoMatch):
                 match = simplify_constant_masks(match)
+            if not isinstance(match, NoMatch):
+                problem = attention_type_problem(
+                    tensor_info(match.query), tensor_info(match.key), tensor_info(match.value),
+                    tensor_info(match.root.results[0]), _combined_mask_info(match))
+                if problem:
+                    match = NoMatch(f"operands kiln.attention cannot take: {problem}")
             if isinstance(match, NoMatch):
                 self.unmatched.append((match.reason, source_location(op)))
                 continue

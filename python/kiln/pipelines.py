@@ -95,6 +95,8 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
         "kiln-drop-identities",
         # Before linear raising: attention's q·kᵀ and p·v matmuls are not linear layers.
         "kiln-raise-attention" if raise_attention else None,
+        # Arithmetic GELU/SiLU become one op, which kiln-raise-linear folds into the linear.
+        "kiln-raise-activations",
         "kiln-raise-linear" if raise_linear else None,
         "kiln-raise-norms",
     ]

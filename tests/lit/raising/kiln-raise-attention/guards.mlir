@@ -1,13 +1,10 @@
-// XFAIL: *
 // RUN: kiln-opt %s -p kiln-raise-attention --split-input-file | filecheck %s
 
-// kiln-raise-attention: KNOWN BUGS, kept here as an expected failure until the pass is fixed.
-// Each case states the correct behaviour in its CHECK lines; the file fails while any of them is
-// wrong (a wrong rewrite, or kiln-opt failing on valid input). When a fix lands, move its case
-// into the family file it belongs to (with CHECK lines for the actual output); once every case
-// passes, lit reports XPASS: delete this file.
+// kiln-raise-attention guards: regression cases of four bugs found by this suite and fixed
+// (masks under a scale, mask dtypes kiln.attention cannot take, shapes torch broadcasts but
+// kiln.attention rejects, K and V unwrapped to different head counts). Each must be left alone.
 
-// BUG 1 (miscompile): an additive term UNDER a scale. _peel_scores multiplies every scale it
+// WAS BUG 1 (miscompile): an additive term UNDER a scale. _peel_scores multiplies every scale it
 // meets into `scale` and collects add.Tensor terms as if they were added after all scaling, so
 //   softmax((q·kᵀ + bias) / 4) · v   becomes   kiln.attention(q, k, v, bias) {scale = 0.25},
 // i.e. softmax(q·kᵀ/4 + bias) · v: the bias is not divided by 4.
@@ -35,7 +32,7 @@ func.func @bias_added_before_scale(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torc
 
 // -----
 
-// BUG 1, boolean variant: the fill is checked before the scale that follows it. Here
+// WAS BUG 1, boolean variant: the fill is checked before the scale that follows it. Here
 // where(keep, q·kᵀ, -1e4) * 1e-4 leaves the "masked" logits at -1.0 (not masked: the same as the
 // fill = -1.0 case the pass correctly refuses), yet it is raised as a keep-mask. A negative scale
 // would even turn a -inf fill into +inf. Same fix: check fill * (scale above it) <= -1e4.
@@ -61,7 +58,7 @@ func.func @fill_scaled_out_of_masking_range(%q: !torch.vtensor<[1,4,8,16],f32>, 
 
 // -----
 
-// BUG 2 (pipeline failure on valid input): an f16 additive mask added to f32 scores (torch
+// WAS BUG 2 (pipeline failure on valid input): an f16 additive mask added to f32 scores (torch
 // promotes the sum to f32) is passed on as kiln.attention's mask, which the verifier rejects:
 // "'kiln.attention' mask dtype f16 must be i1 (keep = true) or additive f32". The same happens
 // when several f16 terms are summed for an f32 query.
@@ -85,7 +82,7 @@ func.func @f16_mask_on_f32_scores(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch
 
 // -----
 
-// BUG 3 (pipeline failure on valid input): broadcasting shapes. match_softmax_attention checks
+// WAS BUG 3 (pipeline failure on valid input): broadcasting shapes. match_softmax_attention checks
 // no shapes, so matmul / add broadcasting that torch accepts yields a kiln.attention its verifier
 // rejects. Three forms:
 //  (a) a [2, 1, 8, 8] mask broadcasts the [1, 4, 8, 8] scores up to batch 2: the raised op keeps
@@ -144,7 +141,7 @@ func.func @rank2_value(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1
 
 // -----
 
-// BUG 4 (pipeline failure on valid input): k and v are unwrapped independently. Here k is
+// WAS BUG 4 (pipeline failure on valid input): k and v are unwrapped independently. Here k is
 // repeat_kv'd from 2 to 4 heads while v already has 4 heads; only k is unwrapped and the
 // verifier rejects the op ("key and value differ in batch dim 1: 1x2x8x16xf32 vs 1x4x8x16xf32").
 // Suggested fix: in match_softmax_attention / match_sdpa, unwrap k and v only when both unwrap
