@@ -369,3 +369,9 @@ class RaiseAttention(KilnPass):
                 (", grouped kv" if grouped and tensor_info(match.query).rank >= 3 else "")
             self.record(f"attention/{match.form}", detail, op)
             rewrite_attention(match)
+        reported = {where for _, where in self.unmatched}
+        for softmax in collect_ops(module, SOFTMAX_OPS):
+            where = source_location(softmax)
+            if where not in reported:
+                self.unmatched.append(("softmax result does not feed a matmul (not attention, "
+                                       "or attention written another way)", where))
