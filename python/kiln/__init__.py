@@ -21,6 +21,8 @@ _LAZY = {
     "KilnCompileError": "kiln.errors",
     "KilnImportError": "kiln.errors",
     "KilnLoadError": "kiln.errors",
+    "check": "kiln.check",  # the module is callable too: kiln.check(...) works either way
+    "CheckResult": "kiln.check",
 }
 
 __all__ = sorted(_LAZY)

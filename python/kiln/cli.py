@@ -3,6 +3,7 @@
     kiln compile path/model.py:factory --input 1x128x768xf32 --target cpu -o out.vmfb
     kiln run out.vmfb --input tokens.npy
     kiln demo
+    kiln check path/model.py:factory --input 1x16xi64 --target cpu --samples 3
 """
 
 from __future__ import annotations
@@ -185,6 +186,32 @@ def cmd_demo(args) -> int:
     return 0
 
 
+def cmd_check(args) -> int:
+    """Compile, then compare with eager on several inputs; exit 1 on a mismatch."""
+    import torch
+
+    import kiln
+
+    built = load_factory(args.model)()
+    model, example_args = built if isinstance(built, tuple) else (built, None)
+    if not isinstance(model, torch.nn.Module):
+        raise SystemExit(f"kiln: {args.model} returned {type(model).__name__}, expected a "
+                         f"torch.nn.Module or (module, example_args)")
+    if args.input:
+        rng = np.random.default_rng(args.seed)
+        example_args = _to_torch(parse_input_spec(s, rng, args.int_high) for s in args.input)
+    if example_args is None:
+        raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
+                         "(module, example_args) from the factory")
+    target = tuple(args.target.split(",")) if "," in args.target else args.target
+    result = kiln.check(model, example_args, target=target, samples=args.samples,
+                        seed=args.seed, rtol=args.rtol, locate=not args.no_locate,
+                        attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
+                        verbose=args.verbose)
+    print(result)
+    return 0 if result.passed else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiln", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -233,6 +260,30 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how the example model writes attention")
     d.add_argument("--repeat", type=int, default=50, help="timed runs per system")
     d.set_defaults(func=cmd_demo)
+
+    k = sub.add_parser("check", help="compile a model and compare it with eager PyTorch on "
+                                     "several inputs (exit 1 on a mismatch)")
+    k.add_argument("model", help="path/to/model.py:factory; factory() returns an nn.Module or "
+                                 "(module, example_args)")
+    k.add_argument("--input", action="append", default=[], metavar="SPEC",
+                   help="example input, repeatable: DIMSxDTYPE (1x128x768xf32, 1x16xi64) for a "
+                        "random tensor, or a .npy file; sample 0 of the check")
+    k.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda (default: cpu)")
+    k.add_argument("--samples", type=int, default=3,
+                   help="inputs to compare on: the example plus random ones (default 3)")
+    k.add_argument("--rtol", type=float, default=None,
+                   help="relative tolerance (default by the model's dtype: f32 1e-4, f16 1e-2, "
+                        "bf16 5e-2)")
+    k.add_argument("--no-locate", action="store_true",
+                   help="on a mismatch, skip the bisection for the first diverging op")
+    k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
+    k.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target")
+    k.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture")
+    k.add_argument("--int-high", type=int, default=32,
+                   help="random integer example inputs are drawn from [0, N) (default 32)")
+    k.add_argument("--seed", type=int, default=0, help="seed for random inputs")
+    k.add_argument("--verbose", action="store_true", help="print phases and their times")
+    k.set_defaults(func=cmd_check)
     return parser
 
 

@@ -41,6 +41,7 @@ class CompileOptions:
     extra_iree_flags: Sequence[str] = ()
     verbose: bool = False  # print each phase and its time to stderr
     strict_export: bool = False
+    cache: bool = True  # reuse/store artifacts in KILN_CACHE_DIR (KILN_CACHE=0 also turns it off)
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> "CompileOptions":
@@ -69,12 +70,14 @@ class CompileReport:
     rewrites: list[Rewrite] = field(default_factory=list)
     unmatched_softmax: list[tuple[str, str]] = field(default_factory=list)
     phase_seconds: dict[str, float] = field(default_factory=dict)
+    cache: str = "off"  # "hit" | "miss" | "off" (kiln.cache)
 
     def count(self, kind_prefix: str) -> int:
         return sum(1 for r in self.rewrites if r.kind.startswith(kind_prefix))
 
     def __str__(self) -> str:
-        lines = [f"kiln compile report (target {','.join(self.target)})"]
+        lines = [f"kiln compile report (target {','.join(self.target)})",
+                 f"  cache       {self.cache}"]
         lines += [f"  {phase:<11} {seconds:7.2f} s" for phase, seconds in
                   self.phase_seconds.items()]
         lines += [f"  {r}" for r in self.rewrites]
@@ -178,10 +181,17 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     report = CompileReport(targets)
     log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
     timed = _PhaseTimer(report, opts.verbose, log)
+    from kiln.cache import CacheSession
 
+    cache = CacheSession.start(model, example_args, targets=targets, phase=phase, options=opts,
+                               dynamic_shapes=dynamic_shapes, report=report, log=log)
+    if cache.hit is not None:
+        return cache.hit
     with timed("export"):
         program = export_model(model, example_args, dynamic_shapes=dynamic_shapes,
                                strict=opts.strict_export)
+    if cache.lookup_graph(program) is not None:
+        return cache.hit
     with timed("import"):
         module = import_program(program, fold_constants=opts.fold_constants)
         signature = _signature(program, module)
@@ -216,7 +226,7 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags)
-    return CompiledModel(vmfb, None, report)
+    return cache.store(CompiledModel(vmfb, None, report))
 
 
 def _run_iree_compile(ir_text: str, flags: list[str]) -> bytes:

@@ -1,0 +1,205 @@
+"""kiln.check / `kiln check`: compiled vs eager on several inputs, and locating the first
+diverging op when numerics are broken on purpose."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from torch import nn
+
+import kiln
+import kiln.compiler
+import models
+from kiln.check import CheckResult, errors, make_samples
+from kiln.cli import main as cli_main
+from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path / "kiln-cache"))
+    monkeypatch.delenv("KILN_CACHE", raising=False)
+
+
+class TanhHead(nn.Module):
+    """linear → tanh → scale → linear → softmax: one tanh, which the tests break on purpose."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.up = nn.Linear(32, 64)
+        self.down = nn.Linear(64, 16)
+
+    def forward(self, x):
+        hidden = self.up(x)
+        squashed = torch.tanh(hidden)  # the op the broken compiler gets wrong
+        return torch.softmax(self.down(squashed * 2.0), dim=-1)
+
+
+@pytest.fixture
+def broken_tanh(monkeypatch):
+    """Compile every `torch.aten.tanh` as sigmoid: wrong numerics at exactly one op, after
+    export (so eager and the exported graph stay right)."""
+    original = kiln.compiler._run_iree_compile
+
+    def compile_with_sigmoid(ir_text, flags):
+        return original(ir_text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags)
+
+    monkeypatch.setattr(kiln.compiler, "_run_iree_compile", compile_with_sigmoid)
+
+
+# ---------------------------------------------------------------------------------------------
+# Passing models
+
+
+def test_tiny_gpt_passes():
+    config = TinyGPTConfig(vocab_size=100, n_layers=1, d_model=64, max_seq_len=32)
+    model, args = build_tiny_gpt(config, batch=1, seq_len=16)
+    result = kiln.check(model, args, target="cpu", samples=3, seed=0)
+    assert isinstance(result, CheckResult)
+    assert result.passed, str(result)
+    assert result.samples == 3 and result.reference == "float64"
+    assert result.model_dtype == "float32" and result.tolerance == 1e-4
+    [logits] = result.outputs
+    assert logits.shape == (1, 16, 100) and logits.dtype == "float32"
+    assert 0 < logits.max_rel_error < 1e-4 and logits.max_abs_error > 0
+    assert logits.eager_rel_error < 1e-5  # eager float32 vs the float64 reference
+    assert result.first_diverging_op is None
+    text = str(result)
+    assert "PASS" in text and "max rel err" in text and "1x16x100" in text
+
+
+def test_mlp_passes_with_several_outputs_and_dtypes():
+    class TwoHeads(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.mlp = models.mlp()
+
+        def forward(self, x):
+            y = self.mlp(x)
+            return y, y.sum(-1)
+
+    result = kiln.check(TwoHeads(), (models.mlp_input(),), samples=2)
+    assert result.passed, str(result)
+    assert [o.shape for o in result.outputs] == [(1, 16, 64), (1, 16)]
+
+    half = kiln.check(models.mlp().half(), (models.mlp_input(torch.float16),), samples=2)
+    assert half.passed, str(half)
+    assert half.tolerance == 1e-2 and half.model_dtype == "float16"
+    assert 0 < half.outputs[0].eager_rel_error < 1e-2
+
+
+def test_rtol_overrides_the_dtype_tolerance():
+    result = kiln.check(models.mlp(), (models.mlp_input(),), samples=1, rtol=1e-12,
+                        locate=False)
+    assert result.tolerance == 1e-12
+    assert not result.passed or result.max_rel_error == 0.0
+
+
+# ---------------------------------------------------------------------------------------------
+# Broken numerics
+
+
+def test_mismatch_is_reported_and_the_diverging_op_named(broken_tanh):
+    result = kiln.check(TanhHead(), (torch.randn(4, 32),), samples=2, cache=False)
+    assert not result.passed
+    [output] = result.outputs
+    assert output.max_rel_error > 1e-2 and output.max_abs_error > 0
+    op = result.first_diverging_op
+    assert op is not None, result.locate_note
+    assert op.target.startswith("aten.tanh"), str(op)
+    assert op.node == "tanh"
+    assert "test_check.py" in op.source and "torch.tanh(hidden)" in op.source
+    assert op.previous and "linear" in op.previous  # the op before it matched
+    assert op.rel_error > 1e-2 and op.compiles >= 2
+    text = str(result)
+    assert "FAIL" in text and "first diverging op: aten.tanh" in text
+
+
+def test_locate_false_skips_the_bisection(broken_tanh, monkeypatch):
+    compiles = []
+    original = kiln.compile_model
+    monkeypatch.setattr(kiln.compiler, "compile_model",
+                        lambda *a, **k: compiles.append(1) or original(*a, **k))
+    result = kiln.check(TanhHead(), (torch.randn(4, 32),), samples=1, locate=False,
+                        cache=False)
+    assert not result.passed and result.first_diverging_op is None
+    assert len(compiles) == 1 and "locate" not in result.seconds
+
+
+# ---------------------------------------------------------------------------------------------
+# Pieces
+
+
+def test_samples_keep_shapes_dtypes_and_integer_ranges():
+    tokens = torch.tensor([[3, 7, 1, 9]])
+    mask = torch.ones(1, 4, dtype=torch.int64)
+    x = torch.randn(2, 3, dtype=torch.float16)
+    samples = make_samples((tokens, mask, x, 5), samples=4, seed=0)
+    assert len(samples) == 4 and samples[0][0] is tokens
+    for sample in samples[1:]:
+        t, m, f, scalar = sample
+        assert t.shape == tokens.shape and t.dtype == torch.int64
+        assert int(t.min()) >= 1 and int(t.max()) <= 9
+        assert torch.equal(m, mask)  # all-ones masks stay all ones
+        assert f.dtype == torch.float16 and f.shape == x.shape
+        assert scalar == 5
+    assert not torch.equal(samples[1][2], samples[2][2])
+    again = make_samples((tokens, mask, x, 5), samples=4, seed=0)
+    assert all(torch.equal(a[2], b[2]) for a, b in zip(samples, again))
+
+
+def test_errors_handle_non_finite_values():
+    ref = torch.tensor([1.0, -math.inf, 4.0])
+    assert errors(torch.tensor([1.0, -math.inf, 3.0]), ref) == (1.0, 0.25)
+    assert errors(torch.tensor([1.0, math.inf, 4.0]), ref)[1] == math.inf
+    assert errors(torch.tensor([math.nan, -math.inf, 4.0]), ref)[1] == math.inf
+    assert errors(torch.zeros(2), torch.zeros(3))[1] == math.inf
+    assert errors(torch.zeros(3), torch.zeros(3)) == (0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line
+
+MODEL_FILE = '''
+import torch
+from torch import nn
+
+
+class TanhHead(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.up = nn.Linear(32, 64)
+        self.down = nn.Linear(64, 16)
+
+    def forward(self, x):
+        return torch.softmax(self.down(torch.tanh(self.up(x)) * 2.0), dim=-1)
+
+
+def build():
+    return TanhHead()
+'''
+
+
+@pytest.fixture
+def model_file(tmp_path):
+    path = tmp_path / "tanh_head.py"
+    path.write_text(MODEL_FILE)
+    return f"{path}:build"
+
+
+def test_cli_check_exit_codes(model_file, capsys, monkeypatch):
+    assert cli_main(["check", model_file, "--input", "4x32xf32", "--samples", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "PASS" in out and "max rel err" in out
+
+    monkeypatch.setenv("KILN_CACHE", "0")
+    original = kiln.compiler._run_iree_compile
+    monkeypatch.setattr(kiln.compiler, "_run_iree_compile", lambda text, flags: original(
+        text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags))
+    assert cli_main(["check", model_file, "--input", "4x32xf32", "--samples", "1"]) == 1
+    out = capsys.readouterr().out
+    assert "FAIL" in out and "first diverging op: aten.tanh" in out and "tanh_head.py" in out
