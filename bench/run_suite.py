@@ -1,0 +1,1024 @@
+"""The benchmark suite: every (model, batch, dtype, system) cell in its own process.
+
+CPU (here):
+    python bench/run_suite.py --device cpu                      # full: batches 1 and 8
+    python bench/run_suite.py --device cpu --quick              # batch 1, few runs
+    python bench/run_suite.py --device cpu --models mlp,bert --batches 1 --systems eager,kiln
+GPU (two halves: the GPU machine has no IREE compiler and no torch-mlir):
+    python bench/run_suite.py --device cuda --prepare-only --out .device/suite     # here
+    python3 bench/run_suite.py --device cuda --artifacts .device/suite --out $OUT  # there
+
+Systems. CPU: eager, torch.compile (inductor), onnxruntime (CPU provider, torch.onnx.export),
+kiln. GPU: eager, torch.compile (default, reduce-overhead, max-autotune-no-cudagraphs), kiln
+(CUDA graph command buffers, as kiln.load sets them). Dtypes: f32 on CPU; f16 and bf16 on GPU.
+
+Each cell runs in fresh processes:
+  reference  eager forward of the zoo model (zoo.py: deterministic weights and inputs); saves the
+             inputs and the output once per (model, batch, dtype)
+  prepare    systems with an ahead-of-time step: Kiln compiles a .vmfb, ONNX Runtime exports
+             the .onnx; records compile time and the compile's peak RSS
+  run        builds or loads the system (a torch.compile cell compiles here: its compile time is
+             the first call), checks the output against the reference (max abs error, and the
+             error relative to max(1, max|eager|); above TOLERANCE the cell is FAILED-CHECK and
+             is not timed), then times: warm-up calls, then up to N calls within a time budget
+             (a slow cell gets fewer calls, never none): median, p10, p90, min. Peak RSS is the
+             run process's VmHWM (Kiln's and ONNX Runtime's run processes never import
+             torch: their RSS is what serving takes). On CUDA also torch's max_memory_allocated
+             and the process's GPU memory by nvidia-smi.
+The parent merges cells into bench/results/suite-<device>-<machine tag>.json and .csv (a rerun
+replaces the cells it ran) and writes the report (bench/report.py).
+
+The machine may be shared: during each timed loop the CPU time used by other processes is
+sampled from /proc/stat and stored with the cell ("foreign_cores"); on CPU the harness waits
+(up to --quiet-wait seconds) for other load to drop below half a core before timing, and times
+a loop again (--attempts) if others still took more than half a core during it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import os
+import platform
+import re
+import resource
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent
+RESULTS = HERE / "results"
+
+SYSTEMS = {
+    "cpu": ["eager", "torch.compile", "onnxruntime", "kiln"],
+    "cuda": ["eager", "torch.compile", "torch.compile:reduce-overhead",
+             "torch.compile:max-autotune-no-cudagraphs", "kiln"],
+}
+DTYPES = {"cpu": ["f32"], "cuda": ["f16", "bf16"]}
+# Max abs error allowed, relative to max(1, max|eager|). Looser than tests/models.py for the
+# 12-layer models: rounding compounds with depth in f16/bf16.
+TOLERANCE = {"f32": 1e-4, "f16": 5e-2, "bf16": 1e-1}
+TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
+IREE_ELEMENT = {"float32": "f32", "float16": "f16", "bfloat16": "bf16", "int64": "i64",
+                "int32": "i32"}
+
+# Timing plan: (warm-up calls, max timed calls, time budget per cell in s, min timed calls).
+TIMING = {"full": (3, 50, 20.0, 5), "quick": (2, 10, 5.0, 3)}
+GPU_TIMING = {"full": (10, 100, 3.0, 10), "quick": (5, 30, 1.0, 5)}
+TIMEOUT_S = {"reference": 600, "prepare": 2400, "run": 1200, "params": 900}
+# Harness self-test without a GPU: KILN_BENCH_FAKE_CUDA=1 runs the "cuda" flow on the CPU
+# (artifacts compiled for cpu, torch on cpu, no CUDA memory or device-time measurements).
+FAKE_CUDA = os.environ.get("KILN_BENCH_FAKE_CUDA") == "1"
+
+
+def _torch_device(device: str) -> str:
+    return "cpu" if FAKE_CUDA else device
+
+
+# =============================================================================================
+# Helpers used in children
+
+
+def _peak_rss_mb() -> float:
+    """This process's peak RSS: VmHWM (ru_maxrss would carry the parent's peak over fork+exec)."""
+    try:
+        text = Path("/proc/self/status").read_text()
+        return int(re.findall(r"^VmHWM:\s+(\d+) kB", text, re.M)[0]) / 1024
+    except (OSError, IndexError):
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+class ForeignLoad:
+    """CPU used by other processes while a loop runs, in cores (from /proc/stat)."""
+
+    def __init__(self):
+        self.tick = os.sysconf("SC_CLK_TCK")
+
+    @staticmethod
+    def _busy_jiffies() -> int:
+        with open("/proc/stat") as f:
+            fields = [int(x) for x in f.readline().split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+        return sum(fields[:8]) - idle
+
+    @staticmethod
+    def _self_seconds() -> float:
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
+        return usage.ru_utime + usage.ru_stime + children.ru_utime + children.ru_stime
+
+    def __enter__(self):
+        self.wall, self.busy, self.mine = (time.perf_counter(), self._busy_jiffies(),
+                                           self._self_seconds())
+        return self
+
+    def __exit__(self, *exc):
+        wall = time.perf_counter() - self.wall
+        busy = (self._busy_jiffies() - self.busy) / self.tick
+        mine = self._self_seconds() - self.mine
+        self.cores = max(0.0, (busy - mine) / wall) if wall > 0 else 0.0
+        self.own_cores = mine / wall if wall > 0 else 0.0
+
+
+def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.5) -> float:
+    """Wait until other processes use less than `threshold_cores` (1 s samples), at most
+    `max_wait_s`; returns the last sample."""
+    deadline = time.monotonic() + max_wait_s
+    while True:
+        with ForeignLoad() as load:
+            time.sleep(1.0)
+        if load.cores < threshold_cores or time.monotonic() >= deadline:
+            return load.cores
+
+
+def time_calls(fn, sync, plan, first_s: float, quiet_wait: float = 0.0,
+               attempts: int = 1) -> dict:
+    """Warm-up, then up to `max_n` timed calls within the budget (at least `min_n`).
+
+    With `quiet_wait`, first wait (up to that long) for other processes to calm down; if they
+    still took more than half a core during the loop, wait and time again (up to `attempts`
+    loops), keeping the loop with the least foreign load."""
+    warmup, max_n, budget_s, min_n = plan
+    warmup = max(1, min(warmup, int(0.25 * budget_s / max(first_s, 1e-6))))
+    best = None
+    for attempt in range(attempts):
+        if quiet_wait > 0:
+            wait_for_quiet(quiet_wait)
+        for _ in range(warmup):
+            fn()
+        sync()
+        samples = []
+        start = time.perf_counter()
+        with ForeignLoad() as load:
+            while len(samples) < max_n:
+                t0 = time.perf_counter()
+                fn()
+                sync()
+                samples.append((time.perf_counter() - t0) * 1e3)
+                if len(samples) >= min_n and time.perf_counter() - start > budget_s:
+                    break
+        samples.sort()
+
+        def pct(q):
+            return samples[min(len(samples) - 1, int(round(q * (len(samples) - 1))))]
+
+        timing = {"ms": statistics.median(samples), "p10_ms": pct(0.1), "p90_ms": pct(0.9),
+                  "min_ms": samples[0], "runs": len(samples), "warmup": warmup,
+                  "foreign_cores": round(load.cores, 3), "own_cores": round(load.own_cores, 3),
+                  "attempt": attempt + 1}
+        if best is None or timing["foreign_cores"] < best["foreign_cores"]:
+            best = timing
+        if best["foreign_cores"] < 0.5:
+            break
+    return best
+
+
+def check(actual, expected, dtype: str) -> dict:
+    import numpy as np
+
+    actual = np.asarray(actual, dtype=np.float64)
+    expected = np.asarray(expected, dtype=np.float64)
+    if actual.shape != expected.shape:
+        return {"check": "FAILED-CHECK", "check_detail": f"shape {actual.shape} != eager "
+                                                          f"{expected.shape}"}
+    finite = bool(np.all(np.isfinite(actual)))
+    error = float(np.max(np.abs(actual - expected))) if finite else float("inf")
+    scale = max(1.0, float(np.max(np.abs(expected))))
+    result = {"max_abs_err": error, "rel_err": error / scale, "ref_max_abs": scale,
+              "tolerance": TOLERANCE[dtype]}
+    result["check"] = "ok" if finite and error <= TOLERANCE[dtype] * scale else "FAILED-CHECK"
+    if not finite:
+        result["check_detail"] = "non-finite output"
+    return result
+
+
+def _to_numpy_f32(value):
+    """A torch tensor or numpy array (incl. ml_dtypes bfloat16) → float32 numpy."""
+    import numpy as np
+
+    if type(value).__module__.startswith("torch"):
+        return value.detach().float().cpu().numpy()
+    array = np.asarray(value)
+    if array.dtype.kind == "V" or str(array.dtype) == "bfloat16":
+        array = (array.view(np.uint16).astype(np.uint32) << 16).view(np.float32)
+    return array.astype(np.float32)
+
+
+def cell_dir(work: Path, model: str, batch: int, dtype: str) -> Path:
+    return Path(work) / f"{model}-b{batch}-{dtype}"
+
+
+def _save_inputs(directory: Path, inputs) -> list:
+    import numpy as np
+    import torch
+
+    specs = []
+    for i, tensor in enumerate(inputs):
+        dtype = str(tensor.dtype).replace("torch.", "")
+        array = tensor.view(torch.int16).numpy() if tensor.dtype == torch.bfloat16 else \
+            tensor.numpy()
+        np.save(directory / f"input{i}.npy", array)
+        specs.append({"shape": list(tensor.shape), "dtype": dtype})
+    return specs
+
+
+def _load_inputs(directory: Path, as_torch: bool = False):
+    """Inputs saved by the reference stage (bf16 stored as int16 bits)."""
+    import numpy as np
+
+    specs = json.loads((directory / "reference.json").read_text())["inputs"]
+    arrays = []
+    for i, spec in enumerate(specs):
+        array = np.load(directory / f"input{i}.npy")
+        if as_torch:
+            import torch
+
+            tensor = torch.from_numpy(array)
+            arrays.append(tensor.view(torch.bfloat16) if spec["dtype"] == "bfloat16" else tensor)
+        elif spec["dtype"] == "bfloat16":
+            import ml_dtypes
+
+            arrays.append(array.view(ml_dtypes.bfloat16))
+        else:
+            arrays.append(array)
+    return arrays
+
+
+def _build(spec):
+    import torch
+
+    sys.path.insert(0, str(HERE))
+    import zoo
+
+    model, inputs = zoo.build(spec["model"], spec["batch"],
+                              getattr(torch, TORCH_DTYPES[spec["dtype"]]))
+    return model, inputs
+
+
+# =============================================================================================
+# Child stages
+
+
+def stage_reference(spec) -> dict:
+    """Eager forward once; saves inputs and output (float32) for every other cell."""
+    import numpy as np
+    import torch
+
+    directory = cell_dir(spec["work"], spec["model"], spec["batch"], spec["dtype"])
+    directory.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    model, inputs = _build(spec)
+    build_s = time.perf_counter() - start
+    device = _torch_device(spec["device"])
+    with torch.no_grad():
+        output = model.to(device)(*[x.to(device) for x in inputs])
+    np.save(directory / "reference.npy", _to_numpy_f32(output))
+    info = {"inputs": _save_inputs(directory, inputs), "output_shape": list(output.shape),
+            "parameters": sum(p.numel() for p in model.parameters()), "build_s": build_s}
+    (directory / "reference.json").write_text(json.dumps(info))
+    return info
+
+
+def stage_prepare(spec) -> dict:
+    """Ahead-of-time step: Kiln .vmfb (CPU) or ONNX export."""
+    directory = cell_dir(spec["work"], spec["model"], spec["batch"], spec["dtype"])
+    model, inputs = _build(spec)
+    system = spec["system"]
+    start = time.perf_counter()
+    if system == "kiln":
+        import kiln
+
+        options = _kiln_options(spec.get("kiln_options", {}))
+        compiled = kiln.compile_model(model, tuple(inputs), target="cpu", **options)
+        compile_s = time.perf_counter() - start
+        path = compiled.save(directory / spec.get("artifact", "kiln.vmfb"))
+        return {"compile_s": compile_s, "artifact_mb": path.stat().st_size / 2**20,
+                "compile_peak_rss_mb": _peak_rss_mb(),
+                "phases_s": {k: round(v, 2) for k, v in compiled.report.phase_seconds.items()}}
+    if system == "onnxruntime":
+        import torch
+
+        path = directory / "model.onnx"
+        exporter, errors = None, []
+        for dynamo in (True, False):
+            try:
+                with torch.no_grad():
+                    torch.onnx.export(model, tuple(inputs), str(path), dynamo=dynamo,
+                                      input_names=[f"input{i}" for i in range(len(inputs))],
+                                      output_names=["output"])
+                exporter = "dynamo" if dynamo else "torchscript"
+                break
+            except Exception as error:  # the other exporter may work
+                errors.append(f"dynamo={dynamo}: {type(error).__name__}: {error}"[:500])
+        if exporter is None:
+            raise RuntimeError("torch.onnx.export failed: " + " | ".join(errors))
+        size = sum(p.stat().st_size for p in directory.glob("model.onnx*"))
+        return {"compile_s": time.perf_counter() - start, "exporter": exporter,
+                "artifact_mb": size / 2**20, "compile_peak_rss_mb": _peak_rss_mb()}
+    raise ValueError(f"{system} has no prepare stage")
+
+
+def _kiln_options(options: dict) -> dict:
+    """Compile options for a benchmark compile: never the compile cache (compile time is
+    measured), when this Kiln has the option."""
+    from dataclasses import fields
+
+    from kiln.compiler import CompileOptions
+
+    known = {f.name for f in fields(CompileOptions)}
+    result = dict(options)
+    if "cache" in known:
+        result["cache"] = False
+    return result
+
+
+def stage_run(spec) -> dict:
+    import numpy as np
+
+    directory = cell_dir(spec["work"], spec["model"], spec["batch"], spec["dtype"])
+    expected = np.load(directory / "reference.npy")
+    system = spec["system"]
+    device = spec["device"]
+    torch_device = _torch_device(device)
+    plan = tuple(spec["plan"])
+    result = {}
+    sync = lambda: None  # noqa: E731
+
+    if system in ("eager",) or system.startswith("torch.compile"):
+        import torch
+
+        model, _ = _build(spec)
+        inputs = [x.to(torch_device) for x in _load_inputs(directory, as_torch=True)]
+        model = model.to(torch_device)
+        if torch_device == "cuda":
+            sync = torch.cuda.synchronize
+            torch.cuda.reset_peak_memory_stats()
+        if system == "eager":
+            fn = model
+        else:
+            mode = system.split(":", 1)[1] if ":" in system else None
+            fn = torch.compile(model, mode=mode)
+        torch.set_grad_enabled(False)
+        start = time.perf_counter()
+        # clone: reduce-overhead's CUDA graphs overwrite their outputs on the next replay
+        output = fn(*inputs).clone()
+        sync()
+        first_s = time.perf_counter() - start
+        if system != "eager":
+            result["compile_s"] = first_s
+            start = time.perf_counter()
+            fn(*inputs)
+            sync()
+            first_s = time.perf_counter() - start
+        call = lambda: fn(*inputs)  # noqa: E731
+        result["threads"] = torch.get_num_threads()
+    elif system == "onnxruntime":
+        import onnxruntime as ort
+
+        start = time.perf_counter()
+        session = ort.InferenceSession(str(directory / "model.onnx"),
+                                       providers=["CPUExecutionProvider"])
+        result["session_s"] = time.perf_counter() - start
+        feeds = {i.name: x for i, x in zip(session.get_inputs(), _load_inputs(directory))}
+        start = time.perf_counter()
+        output = session.run(None, feeds)[0]
+        first_s = time.perf_counter() - start
+        call = lambda: session.run(None, feeds)  # noqa: E731
+        result["threads"] = session.get_session_options().intra_op_num_threads or os.cpu_count()
+    elif system == "kiln":
+        sys.path.insert(0, str(REPO / "python"))
+        import kiln.runtime
+
+        if device == "cuda":
+            vmfb = Path(spec["artifacts"]) / spec["artifact"]
+            params = directory / "kiln.irpa"
+        else:
+            vmfb, params = directory / spec.get("artifact", "kiln.vmfb"), None
+        if spec.get("runtime_flags"):
+            import iree.runtime
+
+            iree.runtime.flags.parse_flags(*spec["runtime_flags"])
+        start = time.perf_counter()
+        module = kiln.runtime.load(vmfb, device=torch_device,
+                                   parameters=params if params and params.exists() else None)
+        result["load_s"] = time.perf_counter() - start
+        inputs = _load_inputs(directory)
+        start = time.perf_counter()
+        output = module(*inputs)
+        first_s = time.perf_counter() - start
+        call = lambda: module(*inputs)  # noqa: E731
+    else:
+        raise ValueError(f"unknown system {system}")
+
+    result["first_call_s"] = first_s
+    result.update(check(_to_numpy_f32(output), expected, spec["dtype"]))
+    if result["check"] != "ok":
+        result["peak_rss_mb"] = _peak_rss_mb()
+        return result
+    result.update(time_calls(call, sync, plan, first_s, spec.get("quiet_wait", 0.0),
+                             spec.get("attempts", 1)))
+    result["peak_rss_mb"] = _peak_rss_mb()
+    if torch_device == "cuda":
+        result["gpu_process_mb"] = _nvidia_smi_process_mb()
+        if system != "kiln":
+            import torch
+
+            result["gpu_peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        else:
+            result["device_ms"] = _iree_device_ms(vmfb, params, module)
+    return result
+
+
+def _nvidia_smi_process_mb():
+    try:
+        text = subprocess.run(["nvidia-smi", "--query-compute-apps=pid,used_memory",
+                               "--format=csv,noheader,nounits"], capture_output=True, text=True,
+                              timeout=30).stdout
+    except Exception:
+        return None
+    for line in text.splitlines():
+        parts = [p.strip() for p in line.split(",")]
+        if len(parts) == 2 and parts[0] == str(os.getpid()):
+            return float(parts[1])
+    return None
+
+
+def _iree_device_ms(vmfb: Path, params, module):
+    """Kiln's time with no Python: iree-benchmark-module, splat inputs of the signature."""
+    tool = shutil.which("iree-benchmark-module") or shutil.which(
+        "iree-benchmark-module", path=str(Path(sys.executable).parent))
+    if tool is None or module.signature is None:
+        return None
+    command = [tool, f"--module={vmfb}", "--device=cuda", "--function=main",
+               "--benchmark_repetitions=5", "--benchmark_min_time=0.2s",
+               "--cuda_use_streams=false", "--cuda_tracing=0"]
+    if params is not None:
+        command.append(f"--parameters=model={params}")
+    for spec in module.signature["inputs"]:
+        shape = "x".join(str(d) for d in spec["shape"])
+        command.append(f"--input={shape}x{IREE_ELEMENT[spec['dtype']]}=1")
+    try:
+        text = subprocess.run(command, capture_output=True, text=True, timeout=300).stdout
+    except Exception:
+        return None
+    medians = re.findall(r"_median\s+([\d.]+) ms", text) or re.findall(r"\s([\d.]+) ms", text)
+    return float(medians[0]) if medians else None
+
+
+def stage_params(spec) -> dict:
+    """On the GPU machine: rebuild the .irpa a Kiln CUDA artifact needs from the zoo's
+    deterministic weights (verified against the digests recorded at compile time)."""
+    import numpy as np
+    import torch
+
+    sys.path.insert(0, str(REPO / "python"))
+    from kiln.runtime import write_parameter_archive
+
+    artifacts = Path(spec["artifacts"])
+    manifest = json.loads((artifacts / spec["params_manifest"]).read_text())
+    model, _ = _build(spec)
+    state = dict(model.state_dict())
+    state.update(dict(model.named_buffers()))
+    consts = np.load(artifacts / manifest["consts"]) if manifest.get("consts") else {}
+    arrays, mismatched = {}, []
+    for entry in manifest["parameters"]:
+        key = entry["key"]
+        if key in state:
+            array = _kiln_bytes(state[key])
+        else:
+            array = consts[key]
+        if hashlib.sha256(array.tobytes()).hexdigest() != entry["sha256"]:
+            mismatched.append(key)
+        arrays[key] = array
+    if mismatched:
+        raise RuntimeError(f"{len(mismatched)} rebuilt weight(s) differ from the compiled ones "
+                           f"(first: {mismatched[:3]})")
+    directory = cell_dir(spec["work"], spec["model"], spec["batch"], spec["dtype"])
+    write_parameter_archive(directory / "kiln.irpa", arrays)
+    return {"params": len(arrays), "params_mb": sum(a.nbytes for a in arrays.values()) / 2**20}
+
+
+def _kiln_bytes(tensor):
+    """A state tensor as Kiln stores it in a parameter archive (bf16 as int16 bits)."""
+    import torch
+
+    tensor = tensor.detach().cpu().contiguous()
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy()
+    return tensor.numpy()
+
+
+def child_main(spec: dict) -> None:
+    result = {"reference": stage_reference, "prepare": stage_prepare, "run": stage_run,
+              "params": stage_params}[spec["stage"]](spec)
+    print("RESULT " + json.dumps(result), flush=True)
+
+
+# =============================================================================================
+# Parent
+
+
+def run_child(spec: dict, timeout: float) -> dict:
+    """Run one stage in a fresh process; {"status": ok|FAILED|TIMEOUT, ...}."""
+    env = dict(os.environ)
+    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
+    env.setdefault("TRANSFORMERS_OFFLINE", "1")
+    env.setdefault("HF_HUB_OFFLINE", "1")
+    env.setdefault("TOKENIZERS_PARALLELISM", "false")
+    cold_cache = None
+    if spec.get("system", "").startswith("torch.compile") and spec["stage"] == "run":
+        # A cold compile, as Kiln's (cache=False): inductor's on-disk caches would otherwise
+        # turn a rerun's compile into a cache lookup.
+        Path(spec["work"]).mkdir(parents=True, exist_ok=True)
+        cold_cache = Path(tempfile.mkdtemp(prefix="inductor-", dir=spec["work"]))
+        env["TORCHINDUCTOR_CACHE_DIR"] = str(cold_cache)
+        env["TRITON_CACHE_DIR"] = str(cold_cache / "triton")
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
+                               json.dumps(spec)], capture_output=True, text=True,
+                              timeout=timeout, env=env)
+    except subprocess.TimeoutExpired as error:
+        tail = (error.stderr or b"")[-1500:]
+        return {"status": "TIMEOUT", "error": f"{spec['stage']} exceeded {timeout:.0f} s",
+                "stderr_tail": tail.decode(errors="replace") if isinstance(tail, bytes) else tail,
+                "wall_s": time.perf_counter() - start}
+    finally:
+        if cold_cache is not None:
+            shutil.rmtree(cold_cache, ignore_errors=True)
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")]
+    if proc.returncode != 0 or not lines:
+        errors = [ln for ln in proc.stderr.splitlines() if "Error" in ln or "error" in ln]
+        return {"status": "FAILED", "error": (errors[-1] if errors else
+                                              f"exit {proc.returncode}")[:600],
+                "stderr_tail": proc.stderr[-3000:], "wall_s": time.perf_counter() - start}
+    result = json.loads(lines[-1][7:])
+    result["status"] = "ok"
+    result["wall_s"] = time.perf_counter() - start
+    return result
+
+
+def machine_info(device: str) -> dict:
+    info = {"hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
+            "cores": os.cpu_count(), "python": platform.python_version(),
+            "platform": platform.platform()}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        get = lambda key: (re.findall(rf"^{key}\s*:\s*(.*)$", text, re.M) or [""])[0]  # noqa
+        info["cpu"] = get("model name")
+        info["cpu_family_model"] = f"{get('cpu family')}/{get('model')}"
+        flags = get("flags").split()
+        info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
+                                   "amx_tile") if f in flags]
+        mem = re.findall(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
+        info["ram_gb"] = round(int(mem[0]) / 2**20, 1) if mem else None
+    except OSError:
+        pass
+    for package in ("torch", "transformers", "numpy", "onnxruntime", "onnx", "onnxscript",
+                    "iree-base-compiler", "iree-base-runtime", "torch-mlir"):
+        try:
+            from importlib.metadata import version
+
+            info[package] = version(package)
+        except Exception:
+            pass
+    try:
+        commit = subprocess.run(["git", "-C", str(REPO), "rev-parse", "--short", "HEAD"],
+                                capture_output=True, text=True, timeout=30).stdout.strip()
+        dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "python",
+                                "passes", "dialects"], capture_output=True, text=True,
+                               timeout=30).stdout.strip()
+        if commit:
+            info["kiln_commit"] = commit + (f" + {len(dirty.splitlines())} uncommitted "
+                                            f"file(s) in python/ passes/ dialects/"
+                                            if dirty else "")
+    except Exception:
+        pass
+    if device == "cuda":
+        try:
+            text = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version,memory.total",
+                                   "--format=csv,noheader"], capture_output=True, text=True,
+                                  timeout=30).stdout.strip().splitlines()[0]
+            info["gpu"], info["driver"], info["gpu_memory"] = [p.strip() for p in
+                                                               text.split(",")]
+        except Exception:
+            info["gpu"] = "unknown"
+    return info
+
+
+def machine_tag(info: dict, device: str) -> str:
+    if device == "cuda":
+        name = info.get("gpu", "gpu")
+    else:
+        name = f"{info.get('cpu', 'cpu')}-{info['cores']}core"
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+def _cell_key(cell: dict) -> tuple:
+    return (cell["model"], cell["batch"], cell["dtype"], cell["system"])
+
+
+def merge_results(path: Path, new: dict) -> dict:
+    if path.exists():
+        old = json.loads(path.read_text())
+        replaced = {_cell_key(c) for c in new["cells"]}
+        new["cells"] = [c for c in old["cells"] if _cell_key(c) not in replaced] + new["cells"]
+        new["commands"] = sorted(set(old.get("commands", [])) | set(new["commands"]))
+    order = {m: i for i, m in enumerate(_zoo_names())}
+    systems = {s: i for i, s in enumerate(SYSTEMS["cpu"] + SYSTEMS["cuda"])}
+    new["cells"].sort(key=lambda c: (order.get(c["model"], 99), c["batch"], c["dtype"],
+                                     systems.get(c["system"], 99)))
+    return new
+
+
+CSV_FIELDS = ["model", "batch", "dtype", "system", "status", "check", "ms", "p10_ms", "p90_ms",
+              "min_ms", "runs", "vs_eager", "vs_kiln", "compile_s", "peak_rss_mb",
+              "compile_peak_rss_mb", "gpu_peak_alloc_mb", "gpu_process_mb", "device_ms",
+              "max_abs_err", "rel_err", "foreign_cores", "error"]
+
+
+def write_csv(path: Path, result: dict) -> None:
+    by_key = {_cell_key(c): c for c in result["cells"]}
+    with path.open("w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, extrasaction="ignore")
+        writer.writeheader()
+        for cell in result["cells"]:
+            row = dict(cell)
+            for peer, column in (("eager", "vs_eager"), ("kiln", "vs_kiln")):
+                other = by_key.get((cell["model"], cell["batch"], cell["dtype"], peer))
+                if other and other.get("ms") and cell.get("ms"):
+                    row[column] = round(other["ms"] / cell["ms"], 4)
+            writer.writerow(row)
+
+
+def _zoo_names() -> tuple:
+    sys.path.insert(0, str(HERE))
+    import zoo
+
+    return zoo.MODEL_NAMES
+
+
+def _log(message: str) -> None:
+    print(f"[suite {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def _command_line(argv) -> str:
+    """The command as run, without scratch paths (--work, --out, --resume values)."""
+    words, skip = [], False
+    for word in argv:
+        if skip:
+            skip = False
+            continue
+        if word in ("--work", "--out", "--resume"):
+            skip = word != "--out"
+            if word == "--out":
+                words.append("--out")
+                words.append("$OUT")
+                skip = True
+            continue
+        if word.startswith(("--work=", "--resume=")):
+            continue
+        words.append(word)
+    return "python bench/run_suite.py " + " ".join(words)
+
+
+DONE_STATUSES = ("ok", "FAILED-CHECK", "FAILED", "TIMEOUT", "SKIPPED")
+
+
+def run_suite(args) -> Path:
+    device = args.device
+    models = args.models.split(",") if args.models else list(_zoo_names())
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else \
+        ([1] if args.quick else [1, 8])
+    dtypes = args.dtypes.split(",") if args.dtypes else DTYPES[device]
+    systems = args.systems.split(",") if args.systems else SYSTEMS[device]
+    unknown = [s for s in systems if s not in SYSTEMS[device]]
+    if unknown:
+        raise SystemExit(f"unknown system(s) for {device}: {unknown}; known {SYSTEMS[device]}")
+    speed = "quick" if args.quick else "full"
+    plan = (GPU_TIMING if device == "cuda" else TIMING)[speed]
+    if args.runs:
+        plan = (plan[0], args.runs, plan[2], min(plan[3], args.runs))
+    if args.budget:
+        plan = (plan[0], plan[1], args.budget, plan[3])
+    deadline = time.monotonic() + 60 * args.deadline_min if args.deadline_min else None
+    info = machine_info(device)
+    tag = args.tag or machine_tag(info, device)
+    out_dir = Path(args.out) if args.out else RESULTS
+    out_dir.mkdir(parents=True, exist_ok=True)
+    stem = f"suite-{device}-{tag}" + ("-quick" if args.quick else "")
+    work = Path(args.work or tempfile.mkdtemp(prefix=f"kiln-suite-{device}-"))
+    manifest = None
+    if device == "cuda":
+        manifest = json.loads((Path(args.artifacts) / "manifest.json").read_text())
+        info["kiln_commit"] = f"{manifest.get('kiln_commit')} (artifacts compiled with " \
+                              f"{manifest.get('compiled_with')})"
+    _log(f"{device} suite on {tag}: models {models}, batches {batches}, dtypes {dtypes}, "
+         f"systems {systems}, timing {plan}; work dir {work}")
+    result = {"device": device, "tag": tag, "machine": info, "timing": dict(zip(
+        ("warmup", "max_runs", "budget_s", "min_runs"), plan)), "tolerance": TOLERANCE,
+        "commands": [_command_line(sys.argv[1:])], "cells": []}
+    json_path = out_dir / f"{stem}.json"
+    done = {}
+    if args.resume:
+        for path in args.resume:
+            previous = json.loads(Path(path).read_text())
+            for cell in previous["cells"]:
+                if cell.get("status") in DONE_STATUSES:
+                    done[_cell_key(cell)] = cell
+            result["commands"] = sorted(set(result["commands"]) |
+                                        set(previous.get("commands", [])))
+        result["cells"] = list(done.values())
+        _log(f"resuming: {len(done)} cells done in {args.resume}")
+
+    def flush():
+        merged = merge_results(json_path, dict(result, cells=list(result["cells"])))
+        json_path.write_text(json.dumps(merged, indent=1) + "\n")
+        write_csv(json_path.with_suffix(".csv"), merged)
+
+    stopped = False
+    for model in models:
+        for batch in batches:
+            for dtype in dtypes:
+                todo = [s for s in systems if (model, batch, dtype, s) not in done]
+                if not todo or stopped:
+                    continue
+                if deadline and time.monotonic() > deadline:
+                    _log(f"deadline reached; stopping before {model} b{batch} {dtype} "
+                         f"(rerun with --resume {json_path})")
+                    stopped = True
+                    continue
+                base = {"model": model, "batch": batch, "dtype": dtype, "device": device,
+                        "work": str(work)}
+                _log(f"{model} b{batch} {dtype}: reference")
+                ref = run_child(dict(base, stage="reference"), TIMEOUT_S["reference"])
+                for system in todo:
+                    if deadline and time.monotonic() > deadline:
+                        _log(f"deadline reached; stopping before {model} b{batch} {dtype} "
+                             f"{system} (rerun with --resume {json_path})")
+                        stopped = True
+                        break
+                    cell = dict(model=model, batch=batch, dtype=dtype, system=system)
+                    if ref["status"] != "ok":
+                        cell.update(status="FAILED", error="reference: " + ref.get("error", ""),
+                                    stderr_tail=ref.get("stderr_tail", "")[-1500:])
+                    else:
+                        cell["parameters"] = ref["parameters"]
+                        cell.update(_run_cell(base, system, plan, args, manifest))
+                    _log(f"{model} b{batch} {dtype} {system}: {_summary(cell)}")
+                    result["cells"].append(cell)
+                    flush()
+                shutil.rmtree(cell_dir(work, model, batch, dtype), ignore_errors=True)
+    flush()
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    _log(f"wrote {json_path} and {json_path.with_suffix('.csv')}")
+    if not args.no_report and not args.quick and device == "cpu":
+        try:
+            sys.path.insert(0, str(HERE))
+            import report
+
+            report.main([str(json_path)])
+        except Exception as error:  # results are saved; the report can be rerun
+            _log(f"report failed: {type(error).__name__}: {error}")
+    return json_path
+
+
+def merge_files(paths: list, into: Path) -> None:
+    """Merge result files of one device and machine (e.g. several GPU-machine runs)."""
+    merged = None
+    for path in paths:
+        part = json.loads(Path(path).read_text())
+        if merged is None:
+            merged = part
+            continue
+        if (part["device"], part["tag"]) != (merged["device"], merged["tag"]):
+            raise SystemExit(f"{path}: {part['device']}/{part['tag']} is not "
+                             f"{merged['device']}/{merged['tag']}")
+        keys = {_cell_key(c) for c in part["cells"]}
+        merged["cells"] = [c for c in merged["cells"] if _cell_key(c) not in keys] + \
+            part["cells"]
+        merged["commands"] = sorted(set(merged.get("commands", [])) |
+                                    set(part.get("commands", [])))
+    into.parent.mkdir(parents=True, exist_ok=True)
+    if into.exists():
+        into.unlink()
+    merged = merge_results(into, merged)
+    into.write_text(json.dumps(merged, indent=1) + "\n")
+    write_csv(into.with_suffix(".csv"), merged)
+    _log(f"merged {len(paths)} files into {into} ({len(merged['cells'])} cells)")
+
+
+def _run_cell(base: dict, system: str, plan, args, manifest) -> dict:
+    cell = {}
+    spec = dict(base, system=system, plan=list(plan), quiet_wait=args.quiet_wait,
+                attempts=args.attempts)
+    if base["device"] == "cpu" and system in ("kiln", "onnxruntime"):
+        prep = run_child(dict(spec, stage="prepare", kiln_options={}), args.prepare_timeout)
+        if prep["status"] != "ok":
+            return dict(status=prep["status"], error="prepare: " + prep.get("error", ""),
+                        stderr_tail=prep.get("stderr_tail", "")[-1500:])
+        cell.update({k: v for k, v in prep.items() if k not in ("status", "wall_s")})
+    if base["device"] == "cuda" and system == "kiln":
+        entry = next((e for e in manifest["artifacts"] if (e["model"], e["batch"], e["dtype"])
+                      == (base["model"], base["batch"], base["dtype"])), None)
+        if entry is None:
+            return {"status": "SKIPPED", "error": "no Kiln artifact prepared for this cell"}
+        cell.update(compile_s=entry["compile_s"], artifact_mb=entry["artifact_mb"],
+                    compile_peak_rss_mb=entry.get("compile_peak_rss_mb"))
+        spec.update(artifacts=str(args.artifacts), artifact=entry["file"])
+        if entry.get("params_manifest"):
+            params = run_child(dict(spec, stage="params",
+                                    params_manifest=entry["params_manifest"]),
+                               TIMEOUT_S["params"])
+            if params["status"] != "ok":
+                return dict(cell, status="FAILED", error="params: " + params.get("error", ""))
+    run = run_child(dict(spec, stage="run"), args.run_timeout)
+    if run["status"] != "ok":
+        return dict(cell, status=run["status"], error="run: " + run.get("error", ""),
+                    stderr_tail=run.get("stderr_tail", "")[-1500:])
+    compile_first = run.pop("compile_s", None)
+    if compile_first is not None:
+        cell["compile_s"] = compile_first
+    elif system == "onnxruntime":
+        cell["export_s"] = cell.get("compile_s")
+        cell["compile_s"] = (cell.get("compile_s") or 0) + run.get("session_s", 0)
+    cell.update({k: v for k, v in run.items() if k != "wall_s"})
+    if cell.get("check") != "ok":
+        cell["status"] = "FAILED-CHECK"
+    return cell
+
+
+def _summary(cell: dict) -> str:
+    if cell.get("status") != "ok":
+        return f"{cell.get('status')} {cell.get('error', '')[:300]}"
+    parts = [f"{cell['ms']:.2f} ms (p10 {cell['p10_ms']:.2f}, p90 {cell['p90_ms']:.2f}, "
+             f"n={cell['runs']})", f"err {cell.get('rel_err', 0):.1e}",
+             f"rss {cell.get('peak_rss_mb', 0):.0f} MB",
+             f"foreign {cell.get('foreign_cores', 0):.2f} cores"]
+    if cell.get("compile_s") is not None:
+        parts.append(f"compile {cell['compile_s']:.1f} s")
+    return ", ".join(parts)
+
+
+# ---------------------------------------------------------------------------------------------
+# GPU: prepare here
+
+
+def prepare_cuda(args) -> None:
+    """Compile the Kiln CUDA artifacts with external weights; the GPU machine rebuilds the
+    weights from the zoo, so only code (and folded constants) travels."""
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    models = args.models.split(",") if args.models else list(_zoo_names())
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else [1, 8]
+    dtypes = args.dtypes.split(",") if args.dtypes else DTYPES["cuda"]
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else \
+        {"artifacts": []}
+    compiled_on = machine_info("cpu")
+    manifest["kiln_commit"] = compiled_on.get("kiln_commit")
+    manifest["compiled_with"] = {k: compiled_on.get(k) for k in ("iree-base-compiler",
+                                                                   "torch-mlir", "torch")}
+    for model in models:
+        for batch in batches:
+            for dtype in dtypes:
+                spec = {"stage": "prepare-cuda", "model": model, "batch": batch, "dtype": dtype,
+                        "device": "cpu", "out": str(out), "weights": args.weights}
+                _log(f"compiling {model} b{batch} {dtype} for cuda")
+                entry = run_child(spec, args.prepare_timeout)
+                if entry["status"] != "ok":
+                    _log(f"  FAILED: {entry.get('error')}\n{entry.get('stderr_tail', '')[-1500:]}")
+                    continue
+                entry.pop("status")
+                entry.pop("wall_s")
+                manifest["artifacts"] = [e for e in manifest["artifacts"] if
+                                         e["file"] != entry["file"]] + [entry]
+                manifest_path.write_text(json.dumps(manifest, indent=1))
+                _log(f"  {entry['file']}: {entry['artifact_mb']:.1f} MB in "
+                     f"{entry['compile_s']:.0f} s")
+    total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
+    _log(f"{out}: {len(manifest['artifacts'])} artifacts, {total / 2**20:.1f} MB in all")
+
+
+def stage_prepare_cuda(spec) -> dict:
+    import numpy as np
+
+    import kiln
+
+    model, inputs = _build(spec)
+    out = Path(spec["out"])
+    stem = f"{spec['model']}-b{spec['batch']}-{spec['dtype']}"
+    start = time.perf_counter()
+    options = _kiln_options({"weights": spec["weights"]})
+    compiled = kiln.compile_model(model, tuple(inputs),
+                                  target=spec.get("target", "cpu" if FAKE_CUDA else "cuda"),
+                                  **options)
+    compile_s = time.perf_counter() - start
+    file = f"{stem}.vmfb"
+    (out / file).write_bytes(compiled.vmfb)
+    entry = {"file": file, "model": spec["model"], "batch": spec["batch"],
+             "dtype": spec["dtype"], "compile_s": compile_s,
+             "compile_peak_rss_mb": _peak_rss_mb(),
+             "artifact_mb": (out / file).stat().st_size / 2**20}
+    if compiled.parameters:
+        state = dict(model.state_dict())
+        state.update(dict(model.named_buffers()))
+        params, consts = [], {}
+        for key, array in compiled.parameters.items():
+            array = np.ascontiguousarray(array)
+            if key not in state or _kiln_bytes(state[key]).tobytes() != array.tobytes():
+                consts[key] = array
+            params.append({"key": key, "shape": list(array.shape), "dtype": str(array.dtype),
+                           "sha256": hashlib.sha256(array.tobytes()).hexdigest()})
+        manifest = {"parameters": params}
+        if consts:
+            np.savez(out / f"{stem}-consts.npz", **consts)
+            manifest["consts"] = f"{stem}-consts.npz"
+            entry["consts_mb"] = (out / manifest["consts"]).stat().st_size / 2**20
+        (out / f"{stem}-params.json").write_text(json.dumps(manifest))
+        entry["params_manifest"] = f"{stem}-params.json"
+        entry["params_mb"] = sum(a.nbytes for a in compiled.parameters.values()) / 2**20
+    return entry
+
+
+# ---------------------------------------------------------------------------------------------
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--models", help="comma-separated zoo names (default: all)")
+    parser.add_argument("--batches", help="comma-separated (default 1,8; --quick: 1)")
+    parser.add_argument("--dtypes", help="default f32 on cpu, f16,bf16 on cuda")
+    parser.add_argument("--systems", help="comma-separated (default: all for the device)")
+    parser.add_argument("--quick", action="store_true",
+                        help="batch 1, fewer runs, results to suite-...-quick.json, no report")
+    parser.add_argument("--runs", type=int, help="max timed calls per cell")
+    parser.add_argument("--budget", type=float, help="seconds of timed calls per cell")
+    parser.add_argument("--tag", help="machine tag in the result file name")
+    parser.add_argument("--out", help="results folder (default bench/results); with "
+                                      "--prepare-only the artifact folder")
+    parser.add_argument("--work", help="scratch folder (default: a temp dir)")
+    parser.add_argument("--prepare-only", action="store_true",
+                        help="cuda: compile Kiln artifacts here, for --artifacts there")
+    parser.add_argument("--artifacts", help="cuda: folder written by --prepare-only")
+    parser.add_argument("--weights", default="external", choices=("inline", "external"),
+                        help="cuda --prepare-only: where the artifacts' weights live")
+    parser.add_argument("--quiet-wait", type=float, default=None,
+                        help="cpu: wait up to this long for other load before timing "
+                             "(default 60 s; 0 = never)")
+    parser.add_argument("--attempts", type=int, default=None,
+                        help="cpu: time a cell again (up to this many loops) when other "
+                             "processes took over half a core during the loop (default 2)")
+    parser.add_argument("--prepare-timeout", type=float, default=TIMEOUT_S["prepare"])
+    parser.add_argument("--run-timeout", type=float, default=TIMEOUT_S["run"])
+    parser.add_argument("--no-report", action="store_true")
+    parser.add_argument("--deadline-min", type=float,
+                        help="start no new cell after this many minutes (results so far are "
+                             "written; continue with --resume)")
+    parser.add_argument("--resume", action="append",
+                        help="results JSON of an earlier run: its finished cells are kept and "
+                             "not run again (repeatable)")
+    parser.add_argument("--merge", nargs="+", metavar="JSON",
+                        help="merge these results files into --into and exit")
+    parser.add_argument("--into", type=Path, help="target of --merge")
+    parser.add_argument("--child", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+    if args.child:
+        spec = json.loads(args.child)
+        if spec["stage"] == "prepare-cuda":
+            print("RESULT " + json.dumps(stage_prepare_cuda(spec)), flush=True)
+        else:
+            child_main(spec)
+        return
+    if args.merge:
+        if not args.into:
+            raise SystemExit("--merge needs --into <results json>")
+        merge_files(args.merge, args.into)
+        return
+    if args.quiet_wait is None:
+        args.quiet_wait = 60.0 if args.device == "cpu" else 0.0
+    if args.attempts is None:
+        args.attempts = 2 if args.device == "cpu" else 1
+    if args.prepare_only:
+        if args.device != "cuda" or not args.out:
+            raise SystemExit("--prepare-only is for --device cuda with --out <folder>")
+        prepare_cuda(args)
+        return
+    if args.device == "cuda" and not args.artifacts:
+        raise SystemExit("--device cuda needs --artifacts <folder from --prepare-only> "
+                         "(Kiln artifacts are compiled on a machine with IREE's compiler)")
+    run_suite(args)
+
+
+if __name__ == "__main__":
+    main()

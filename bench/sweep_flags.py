@@ -1,0 +1,167 @@
+"""Sweep IREE compile flags and runtime flags for Kiln's CPU target on zoo models.
+
+    python bench/sweep_flags.py                                  # default models and configs
+    python bench/sweep_flags.py --models mlp,bert --configs default,no-data-tiling
+    python bench/report.py --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
+
+Each config is compiled (Kiln → .vmfb, a fresh process; compile time recorded) and timed
+(another fresh process: kiln.load, check against eager, warm-up, median of up to N calls within
+a time budget), with the harness of bench/run_suite.py (same checks, same foreign-load
+bookkeeping). Runtime-flag configs reuse the default artifact and pass IREE runtime flags
+(iree.runtime.flags.parse_flags) before kiln.load. Results: bench/results/sweep-cpu.json and a
+table in docs/benchmarks.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))
+import run_suite  # noqa: E402
+
+# name → (compile options, runtime flags, description). Kiln's defaults (python/kiln/targets.py):
+# --iree-opt-level=O3 --iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all
+# --iree-llvmcpu-target-cpu=host. A later duplicate of a flag overrides the default's.
+CONFIGS = {
+    "default": ({}, [], "Kiln default: O3, data tiling, ukernels=all, target-cpu=host"),
+    "no-data-tiling": ({"data_tiling": False}, [], "default without --iree-opt-data-tiling"),
+    "no-ukernels": ({"extra_iree_flags": ["--iree-llvmcpu-enable-ukernels=none"]}, [],
+                    "default with --iree-llvmcpu-enable-ukernels=none"),
+    "no-dt-no-uk": ({"data_tiling": False,
+                     "extra_iree_flags": ["--iree-llvmcpu-enable-ukernels=none"]}, [],
+                    "neither data tiling nor ukernels"),
+    "x86-64-v3": ({"cpu": "x86-64-v3"}, [],
+                  "--iree-llvmcpu-target-cpu=x86-64-v3 (AVX2, portable; host has AVX-512)"),
+    "O2": ({"opt_level": "O2"}, [], "--iree-opt-level=O2"),
+    "aggressive-fusion": ({"extra_iree_flags": [
+        "--iree-dispatch-creation-enable-aggressive-fusion"]}, [],
+        "+ --iree-dispatch-creation-enable-aggressive-fusion"),
+    "reassoc-fp": ({"extra_iree_flags": ["--iree-llvmcpu-reassociate-fp-reductions"]}, [],
+                   "+ --iree-llvmcpu-reassociate-fp-reductions"),
+    "conv-data-tiling": ({"extra_iree_flags": [
+        "--iree-dispatch-creation-experimental-set-data-tiling-ops=matmul,scaled_matmul,"
+        "convolution"]}, [], "+ data tiling of convolutions (experimental)"),
+    "rt-spin-100us": ({}, ["--task_worker_spin_us=100"],
+                      "default artifact; runtime --task_worker_spin_us=100"),
+    "rt-1-worker": ({}, ["--task_topology_group_count=1"],
+                    "default artifact; runtime --task_topology_group_count=1 (one worker)"),
+}
+DEFAULT_MODELS = "mlp:1,bert:1,gpt2-decode:1,resnet:1"
+# conv-data-tiling only matters where there are convolutions
+ONLY_FOR = {"conv-data-tiling": {"resnet"}}
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default=DEFAULT_MODELS,
+                        help="model:batch,... from bench/zoo.py")
+    parser.add_argument("--configs", default=",".join(CONFIGS))
+    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--budget", type=float, default=15.0)
+    parser.add_argument("--quiet-wait", type=float, default=60.0)
+    parser.add_argument("--attempts", type=int, default=2)
+    parser.add_argument("--out", type=Path, default=HERE / "results" / "sweep-cpu.json")
+    parser.add_argument("--work")
+    args = parser.parse_args(argv)
+    configs = args.configs.split(",")
+    unknown = [c for c in configs if c not in CONFIGS]
+    if unknown:
+        raise SystemExit(f"unknown config(s) {unknown}; known: {list(CONFIGS)}")
+    configs = ["default"] + [c for c in configs if c != "default"]  # runtime configs reuse it
+    work = Path(args.work or tempfile.mkdtemp(prefix="kiln-sweep-"))
+    plan = [3, args.runs, args.budget, 5]
+    info = run_suite.machine_info("cpu")
+    sweep = {"device": "cpu", "machine": info,
+             "machine_line": run_suite_machine_line(info),
+             "command": "python bench/sweep_flags.py " + " ".join(sys.argv[1:] if argv is None
+                                                                  else argv),
+             "default": "default", "timing": plan,
+             "configs": {n: {"options": CONFIGS[n][0], "runtime_flags": CONFIGS[n][1],
+                             "description": CONFIGS[n][2]} for n in configs},
+             "rows": []}
+    if args.out.exists():
+        old = json.loads(args.out.read_text())
+        sweep["rows"] = old.get("rows", [])
+        for name, config in old.get("configs", {}).items():
+            sweep["configs"].setdefault(name, config)
+    for item in args.models.split(","):
+        model, batch = item.split(":") if ":" in item else (item, "1")
+        batch = int(batch)
+        base = {"model": model, "batch": batch, "dtype": "f32", "device": "cpu",
+                "work": str(work)}
+        _log(f"{model} b{batch}: reference")
+        ref = run_suite.run_child(dict(base, stage="reference"), 600)
+        if ref["status"] != "ok":
+            _log(f"reference failed: {ref.get('error')}")
+            continue
+        for name in configs:
+            if name in ONLY_FOR and model not in ONLY_FOR[name]:
+                continue
+            options, runtime_flags, _ = CONFIGS[name]
+            row = {"model": model, "batch": batch, "config": name}
+            artifact = "kiln-default.vmfb" if not options and name != "default" else \
+                f"kiln-{name}.vmfb"
+            spec = dict(base, system="kiln", artifact=artifact, plan=plan,
+                        quiet_wait=args.quiet_wait, attempts=args.attempts)
+            if name == "default" or options:
+                prep = run_suite.run_child(dict(spec, stage="prepare", kiln_options=options),
+                                           2400)
+                if prep["status"] != "ok":
+                    row.update(status=prep["status"], error=prep.get("error", "")[:400])
+                    _store(sweep, row, args.out)
+                    _log(f"{model} {name}: {row['status']} {row['error']}")
+                    continue
+                row.update(compile_s=prep["compile_s"], artifact_mb=prep["artifact_mb"])
+            elif not (run_suite.cell_dir(work, model, batch, "f32") / artifact).exists():
+                row.update(status="SKIPPED", error="default artifact missing")
+                _store(sweep, row, args.out)
+                continue
+            run = run_suite.run_child(dict(spec, stage="run", runtime_flags=runtime_flags),
+                                      1200)
+            if run["status"] != "ok":
+                row.update(status=run["status"], error=run.get("error", "")[:400])
+            else:
+                row.update({k: v for k, v in run.items() if k != "wall_s"})
+                if row.get("check") != "ok":
+                    row["status"] = "FAILED-CHECK"
+            _store(sweep, row, args.out)
+            _log(f"{model} b{batch} {name}: " + (f"{row['ms']:.2f} ms (p10 {row['p10_ms']:.2f}"
+                                                 f", p90 {row['p90_ms']:.2f}), foreign "
+                                                 f"{row['foreign_cores']:.2f}, compile "
+                                                 f"{row.get('compile_s', 0):.0f} s, err "
+                                                 f"{row.get('rel_err', 0):.1e}"
+                                                 if row.get("status") == "ok" else
+                                                 f"{row.get('status')} {row.get('error', '')}"))
+        shutil.rmtree(run_suite.cell_dir(work, model, batch, "f32"), ignore_errors=True)
+    import report
+
+    report.main(["--sweep", str(args.out)])
+
+
+def run_suite_machine_line(info: dict) -> str:
+    import report
+
+    return report.machine_line({"device": "cpu", "machine": info}).replace("**", "")
+
+
+def _store(sweep: dict, row: dict, out: Path) -> None:
+    sweep["rows"] = [r for r in sweep["rows"] if (r["model"], r["batch"], r["config"]) !=
+                     (row["model"], row["batch"], row["config"])] + [row]
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(sweep, indent=1) + "\n")
+
+
+def _log(message: str) -> None:
+    print(f"[sweep {time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
