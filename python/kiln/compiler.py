@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -11,6 +12,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from kiln import __version__
 from kiln.bindings import iree_compiler, ir
+from kiln.diagnose import format_issues, unsupported_ops
 from kiln.errors import KilnCompileError
 from kiln.frontend import export_model, import_program
 from kiln.passes import Rewrite
@@ -216,7 +218,6 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     report.rewrites += lower_pipeline.rewrites()
     with timed("serialize"):
         ir_text = module.operation.get_asm(large_elements_limit=None, enable_debug_info=False)
-    del module
     if phase is Phase.IREE_INPUT:
         return CompiledModel(None, ir_text, report)
 
@@ -225,23 +226,27 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
                                               data_tiling=opts.data_tiling))
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
-        vmfb = _run_iree_compile(ir_text, flags)
+        vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags))
     return cache.store(CompiledModel(vmfb, None, report))
 
 
-def _run_iree_compile(ir_text: str, flags: list[str]) -> bytes:
+def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None) -> bytes:
+    """IREE's compile; on failure `diagnose()` (kiln.diagnose.unsupported_ops) lists every
+    op IREE rejects, with its source line, instead of only the first one IREE reports."""
     compiler = iree_compiler()
     try:
         return compiler.compile_str(ir_text, extra_args=flags)
     except compiler.CompilerToolError as error:
         saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
         saved.write_text(ir_text)
-        message = str(error)
+        message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', str(error))
         errors = [line for line in message.splitlines() if "error:" in line]
+        issues = diagnose() if diagnose is not None else []
+        summary = format_issues("unsupported operations", issues) + "\n" if issues else ""
         raise KilnCompileError(
-            "IREE could not compile the model:\n" + "\n".join(errors[:10]) +
+            summary + "IREE could not compile the model:\n" + "\n".join(errors[:10]) +
             f"\n--- full diagnostics (tail) ---\n{message[-3000:]}\nreproduce with:\n"
-            f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb") from error
+            f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb", issues) from error
 
 
 def compile_to_vmfb(model, example_args, *, target="cpu", output=None, compile_to=None,

@@ -74,6 +74,19 @@ def _hint(op_name: str) -> str:
 # ----------------------------------------------------------------------------- export problems
 
 
+def _filenames(report) -> dict:
+    """Frame filename index → path: the report's own table, completed from torch's structured
+    logging intern table (later exports in a process intern files the report does not list)."""
+    files = dict(getattr(report, "str_to_filename", {}) or {})
+    try:
+        from torch._logging import structured
+
+        files.update({index: name for name, index in structured.INTERN_TABLE.items()})
+    except (ImportError, AttributeError):
+        pass
+    return files
+
+
 def export_issues(model, example_args, dynamic_shapes=None) -> list[Issue]:
     """Every problem torch.export meets in `model`, via draft_export (empty if none found)."""
     import torch
@@ -87,10 +100,11 @@ def export_issues(model, example_args, dynamic_shapes=None) -> list[Issue]:
     for failure in report.failures:
         data = failure.data if isinstance(failure.data, dict) else {}
         kind = getattr(failure.failure_type, "name", str(failure.failure_type))
-        frames = [f for f in data.get("user_stack", [])
-                  if "site-packages/torch/" not in report.str_to_filename[f["filename"]]]
-        locations = [f"{report.str_to_filename[f['filename']]}:{f['line']}" for f in frames[-1:]]
-        code = frames[-1]["loc"] if frames else ""
+        files = _filenames(report)
+        named = [(files.get(f.get("filename"), "?"), f) for f in data.get("user_stack", [])]
+        frames = [(path, f) for path, f in named if "site-packages/torch/" not in path]
+        locations = [f"{path}:{f['line']}" for path, f in frames[-1:]]
+        code = frames[-1][1].get("loc", "") if frames else ""
         what = kind.replace("_", " ").lower()
         if data.get("expr"):
             what += f" on `{data['expr']}`"

@@ -31,11 +31,16 @@ _EXPORT_HINTS = (
 )
 
 
-def unsupported_export_error(error: Exception) -> KilnImportError:
-    """A KilnImportError for a model torch.export rejected, with the usual fix where known."""
+def unsupported_export_error(error: Exception, issues=()) -> KilnImportError:
+    """A KilnImportError for a model torch.export rejected: every problem draft_export found
+    (`issues`, kiln.diagnose.Issue) with its source line and fix, then torch's own message."""
+    from kiln.diagnose import format_issues
+
     message = str(error)
     hints = [hint for needle, hint in _EXPORT_HINTS if needle.lower() in message.lower()]
-    text = f"torch.export could not capture the model: {type(error).__name__}: {message}"
+    text = format_issues("torch.export could not capture the model", issues) + "\n" \
+        if issues else ""
+    text += f"torch.export could not capture the model: {type(error).__name__}: {message}"
     if hints:
         text += "\nhint: " + "\nhint: ".join(hints)
-    return KilnImportError(text)
+    return KilnImportError(text, issues)

@@ -20,6 +20,7 @@ import torch
 
 from kiln.bindings import FxImporter, ir
 from kiln.dialects import make_context
+from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
 from kiln.fx_constants import (LiteralHooks, fold_constant_subgraphs, freeze_state,
                                 materialize_tensors_in_mixed_lists)
@@ -68,7 +69,9 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
             program = torch.export.export(model, tuple(example_args),
                                           dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as error:  # torch raises many types; all become one clear report
-        raise unsupported_export_error(error) from error
+        # export stops at the first problem; draft_export lists them all, with source lines.
+        issues = export_issues(model, example_args, dynamic_shapes)
+        raise unsupported_export_error(error, issues) from error
     finally:
         for module, flag in training.items():
             module.training = flag
