@@ -11,6 +11,12 @@ from pathlib import Path
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+# The compile cache lives in a per-run folder: a user's ~/.cache/kiln is neither read nor
+# filled by the tests (tests that exercise the cache point KILN_CACHE_DIR elsewhere).
+if "KILN_TEST_KEEP_CACHE" not in os.environ:
+    import tempfile
+
+    os.environ["KILN_CACHE_DIR"] = tempfile.mkdtemp(prefix="kiln-test-cache-")
 
 sys.path.insert(0, str(Path(__file__).parent))
 
