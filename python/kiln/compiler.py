@@ -15,6 +15,7 @@ from kiln.bindings import iree_compiler, ir
 from kiln.diagnose import format_issues, unsupported_ops
 from kiln.errors import KilnCompileError
 from kiln.frontend import export_model, import_program
+from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
 from kiln.targets import TargetOptions, iree_flags, normalize_target
@@ -43,6 +44,9 @@ class CompileOptions:
     extra_iree_flags: Sequence[str] = ()
     verbose: bool = False  # print each phase and its time to stderr
     strict_export: bool = False
+    # inline: weights in the .vmfb | external: weights of >= 1 KiB in an IREE parameter archive
+    # (<output>.irpa) that kiln.load finds beside the .vmfb (see kiln.parameters)
+    weights: str = "inline"
     cache: bool = True  # reuse/store artifacts in KILN_CACHE_DIR (KILN_CACHE=0 also turns it off)
 
     @classmethod
@@ -61,6 +65,11 @@ class CompileOptions:
                              f"known: {', '.join(PASS_REGISTRY)}")
         if opts.attention not in ("auto", "decomposed", "fused"):
             raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed or fused")
+        if opts.weights not in WEIGHTS_MODES:
+            raise ValueError(f"weights={opts.weights!r}: choose 'inline' (in the .vmfb) or "
+                             f"'external' (a .irpa parameter archive beside it)")
+        if opts.weights == "external":
+            opts.cache = False  # the compile cache stores only the .vmfb, not the archive
         return opts
 
 
@@ -93,6 +102,22 @@ class CompiledModel:
     vmfb: Optional[bytes]
     ir_text: Optional[str]
     report: CompileReport
+    # weights="external": archive key → bytes (numpy) of the weights the artifact loads
+    parameters: Optional[dict] = None
+
+    def save(self, output) -> Path:
+        """Write the .vmfb to `output` and, with external weights, the parameter archive to
+        `output` with suffix .irpa (where kiln.load looks for it); returns the .vmfb path."""
+        if self.vmfb is None:
+            raise ValueError("nothing to save: this compile stopped at an IR phase")
+        path = Path(output)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.vmfb)
+        if self.parameters:
+            from kiln.runtime import parameters_path, write_parameter_archive
+
+            write_parameter_archive(parameters_path(path), self.parameters)
+        return path
 
 
 class _PhaseTimer:
@@ -194,8 +219,10 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
                                strict=opts.strict_export)
     if cache.lookup_graph(program) is not None:
         return cache.hit
+    parameters = ExternalParameters() if opts.weights == "external" else None
     with timed("import"):
-        module = import_program(program, fold_constants=opts.fold_constants)
+        module = import_program(program, fold_constants=opts.fold_constants,
+                                parameters=parameters)
         signature = _signature(program, module)
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
@@ -216,10 +243,15 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
         lower_pipeline.run(module)
         _attach_signature(module, signature)
     report.rewrites += lower_pipeline.rewrites()
+    archive = None
     with timed("serialize"):
-        ir_text = module.operation.get_asm(large_elements_limit=None, enable_debug_info=False)
+        if parameters is not None:
+            ir_text, archive = externalize(module, parameters)
+        else:
+            ir_text = module.operation.get_asm(large_elements_limit=None,
+                                               enable_debug_info=False)
     if phase is Phase.IREE_INPUT:
-        return CompiledModel(None, ir_text, report)
+        return CompiledModel(None, ir_text, report, archive)
 
     flags = iree_flags(targets, TargetOptions(cpu=opts.cpu, cuda_arch=opts.cuda_arch,
                                               opt_level=opts.opt_level,
@@ -227,7 +259,7 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags))
-    return cache.store(CompiledModel(vmfb, None, report))
+    return cache.store(CompiledModel(vmfb, None, report, archive))
 
 
 def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None) -> bytes:
@@ -255,15 +287,19 @@ def compile_to_vmfb(model, example_args, *, target="cpu", output=None, compile_t
 
     Returns the `.vmfb` bytes, or writes them to `output` and returns its path. With
     `compile_to="torch" | "kiln" | "iree-input"` returns that phase's IR as text instead.
+    With `weights="external"` an artifact needs `output`: the weights go to `output` with
+    suffix `.irpa` (`kiln.compile_model(...).parameters` holds them for other uses).
     Options: see `CompileOptions`.
     """
+    if options.get("weights") == "external" and output is None and \
+            Phase.parse(compile_to) is Phase.VMFB:
+        raise ValueError("weights='external' needs an output path: the weights are written to "
+                         "<output>.irpa beside the .vmfb (or use kiln.compile_model(...) and "
+                         "its .parameters)")
     compiled = compile_model(model, example_args, target=target, compile_to=compile_to,
                              dynamic_shapes=dynamic_shapes, **options)
     if compiled.vmfb is None:
         return compiled.ir_text
     if output is None:
         return compiled.vmfb
-    path = Path(output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(compiled.vmfb)
-    return path
+    return compiled.save(output)

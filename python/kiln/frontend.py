@@ -23,7 +23,7 @@ from kiln.dialects import make_context
 from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
 from kiln.fx_constants import (LiteralHooks, fold_constant_subgraphs, freeze_state,
-                                materialize_tensors_in_mixed_lists)
+                                materialize_tensors_in_mixed_lists, state_keys)
 
 # Ops Kiln's raising passes want to see whole (see the module docstring).
 PRESERVED_OPS = (
@@ -80,17 +80,19 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
 
 def import_program(program: torch.export.ExportedProgram, *,
                    context: Optional[ir.Context] = None, func_name: str = "main",
-                   fold_constants: bool = True) -> ir.Module:
+                   fold_constants: bool = True, parameters=None) -> ir.Module:
     """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded).
 
     The program's graph is modified: state is frozen into it and, with `fold_constants`,
-    input-independent subgraphs are evaluated (see kiln.fx_constants)."""
+    input-independent subgraphs are evaluated (see kiln.fx_constants). `parameters` (a
+    kiln.parameters.ExternalParameters) collects the weights that go to an external archive."""
     context = context or make_context()
+    keys = state_keys(program) if parameters is not None else None
     state_ids = freeze_state(program.graph, program)
     if fold_constants:
         fold_constant_subgraphs(program.graph)
     materialize_tensors_in_mixed_lists(program.graph)
-    importer = FxImporter(context=context, hooks=LiteralHooks(state_ids))
+    importer = FxImporter(context=context, hooks=LiteralHooks(state_ids, parameters, keys))
     try:
         importer.import_frozen_program(_ProgramWithAllState(program), func_name=func_name)
     except Exception as error:

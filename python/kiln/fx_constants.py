@@ -77,6 +77,15 @@ def freeze_state(graph: fx.Graph, program) -> set:
     return {id(tensor) for tensor in program.state_dict.values()}
 
 
+def state_keys(program) -> dict[int, str]:
+    """id → `state_dict` name of each weight (the first name of a tied one); call before
+    `freeze_state`. Names the entries of an external parameter archive."""
+    keys: dict[int, str] = {}
+    for name, tensor in program.state_dict.items():
+        keys.setdefault(id(tensor), name)
+    return keys
+
+
 def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
     stats = FoldStats()
     for node in list(graph.nodes):
@@ -136,8 +145,12 @@ class LiteralHooks(FxImporterHooks):
     else (folded constants, masks; bool ones arrive converted to uint8) as readable dense attrs
     up to MAX_READABLE_ELEMENTS."""
 
-    def __init__(self, state_ids: set):
+    def __init__(self, state_ids: set, parameters=None, state_keys: Optional[dict] = None):
         self.state_ids = state_ids
+        # kiln.parameters.ExternalParameters with weights="external": blobs it wants are named
+        # kiln_param_N and recorded there (keyed by `state_keys`) for the .irpa archive.
+        self.parameters = parameters
+        self.state_keys = state_keys or {}
         self._cache: dict[int, ir.Attribute] = {}
         self._keep_alive: list = []
 
@@ -161,6 +174,7 @@ class LiteralHooks(FxImporterHooks):
         # same type"); as plain dense attrs they compile. Biases and norm weights are small.
         readable = id(tensor) not in self.state_ids or tensor.numel() == 1 or (
             tensor.dtype == torch.bfloat16 and tensor.numel() <= MAX_INLINE_BF16_ELEMENTS)
+        key = self.state_keys.get(id(tensor))
         tensor = tensor.detach().contiguous().cpu()
         element = ir.Type.parse(TORCH_TO_MLIR_DTYPE[tensor.dtype])
         tensor_type = ir.RankedTensorType.get(list(tensor.shape), element)
@@ -169,5 +183,10 @@ class LiteralHooks(FxImporterHooks):
         self._keep_alive.append(raw)
         if readable and tensor.numel() <= MAX_READABLE_ELEMENTS:
             return ir.DenseElementsAttr.get(raw, type=tensor_type)
+        if self.parameters is not None and self.parameters.wants(raw):
+            attr = ir.DenseResourceElementsAttr.get_from_buffer(
+                raw, self.parameters.next_resource_name(), tensor_type)
+            self.parameters.register(attr, raw, key)
+            return attr
         name = f"kiln_tensor_{'x'.join(str(d) for d in tensor.shape)}_{tensor.dtype}"
         return ir.DenseResourceElementsAttr.get_from_buffer(raw, name, tensor_type)

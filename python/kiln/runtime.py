@@ -4,11 +4,14 @@ The only module that imports `iree.runtime`; it needs neither torch-mlir nor IRE
 (torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
 reflection on `main`): a wrong count, shape or dtype raises ValueError naming the argument.
+An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its IREE
+parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first.
 """
 
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -17,6 +20,10 @@ import numpy as np
 from kiln.errors import KilnLoadError
 
 SIGNATURE_KEY = "kiln.signature"
+# Reflection entry of artifacts compiled with weights="external" (kiln.parameters): JSON
+# {"scope", "count", "bytes"}; their weights live in an IREE parameter archive (.irpa).
+PARAMETERS_KEY = "kiln.parameters"
+PARAMETER_SCOPE = "model"
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
 CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0")
@@ -47,7 +54,8 @@ def _bfloat16():
 class KilnModule:
     """A loaded artifact; call it with the exported signature's inputs."""
 
-    def __init__(self, vmfb: bytes, device: str = "cpu", function: str = "main"):
+    def __init__(self, vmfb: bytes, device: str = "cpu", function: str = "main",
+                 parameters: Union[str, Path, None] = None):
         if device not in DRIVERS:
             raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
         rt = _iree_runtime()
@@ -66,18 +74,52 @@ class KilnModule:
             raise KilnLoadError(
                 f"not a loadable IREE .vmfb ({len(vmfb)} bytes; truncated, corrupt or another "
                 f"kind of file): {error}") from error
-        try:
-            self._context.add_vm_module(vm_module)
-        except Exception as error:
-            raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
-                                f"for this target?): {error}") from error
         vm_function = vm_module.lookup_function(function)
         if vm_function is None:
             raise KilnLoadError(f"the artifact has no function '{function}'")
         reflection = dict(vm_function.reflection)
         self.signature: Optional[dict] = json.loads(reflection[SIGNATURE_KEY]) \
             if SIGNATURE_KEY in reflection else None
+        # The parameters module must be in the context before the module that imports it.
+        self.parameters_file = self._add_parameters(rt, reflection, parameters)
+        try:
+            self._context.add_vm_module(vm_module)
+        except Exception as error:
+            if self.parameters_file is not None:
+                raise KilnLoadError(
+                    f"the artifact could not start with the parameters in "
+                    f"{self.parameters_file} (an archive from another compile?) on device "
+                    f"'{device}': {error}") from error
+            raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
+                                f"for this target?): {error}") from error
         self._function = self._context.modules[vm_module.name][function]
+
+    def _add_parameters(self, rt, reflection: dict, parameters) -> Optional[Path]:
+        """Load the .irpa an artifact with external weights needs; None for inline weights."""
+        if PARAMETERS_KEY not in reflection:
+            return None
+        info = json.loads(reflection[PARAMETERS_KEY])
+        what = (f"this artifact keeps its weights ({info.get('count')} tensors, "
+                f"{info.get('bytes')} bytes) in an IREE parameter archive (.irpa)")
+        if parameters is None:
+            raise KilnLoadError(f"{what}: load it from its .vmfb path (the .irpa beside it is "
+                                f"found) or pass parameters='path/to/model.irpa'")
+        path = Path(parameters)
+        if not path.is_file():
+            raise KilnLoadError(f"{what}, expected at {path}, which does not exist (compiling "
+                                f"with weights='external' and output= writes it there; or "
+                                f"pass parameters=...)")
+        index = rt.ParameterIndex()
+        try:
+            index.load(str(path))
+        except Exception as error:
+            raise KilnLoadError(f"{path} is not a readable IREE parameter archive: "
+                                f"{error}") from error
+        provider = index.create_provider(scope=info.get("scope", PARAMETER_SCOPE))
+        self._context.add_vm_module(rt.create_io_parameters_module(self._context.instance,
+                                                                   provider))
+        self._parameter_index, self._parameter_provider = index, provider  # keep them alive
+        return path
 
     @property
     def input_names(self) -> list[str]:
@@ -165,6 +207,40 @@ def _describe(spec: dict) -> str:
     return f"{_shape_text(spec['shape'])} {spec['dtype']}"
 
 
-def load(vmfb_or_path, device: str = "cpu") -> KilnModule:
-    """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda")."""
-    return KilnModule(_read_artifact(vmfb_or_path), device=device)
+def parameters_path(vmfb_path: Union[str, Path]) -> Path:
+    """Where an artifact's external weights live: beside the .vmfb, suffix .irpa."""
+    return Path(vmfb_path).with_suffix(".irpa")
+
+
+def write_parameter_archive(path: Union[str, Path], arrays: dict) -> Path:
+    """Write {key: numpy array} as an IREE parameter archive (.irpa) at `path`."""
+    rt = _iree_runtime()
+    index = rt.ParameterIndex()
+    for key, array in arrays.items():
+        index.add_buffer(key, np.ascontiguousarray(array))
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    index.create_archive_file(str(path))
+    os.chmod(path, 0o666 & ~_umask())  # IREE creates it 0640; make it readable like the .vmfb
+    return path
+
+
+def _umask() -> int:
+    try:  # read without setting it (os.umask would change it for other threads meanwhile)
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    return 0o022
+
+
+def load(vmfb_or_path, device: str = "cpu",
+         parameters: Union[str, Path, None] = None) -> KilnModule:
+    """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda").
+
+    An artifact compiled with weights="external" needs its parameter archive: `parameters`, or
+    by default the `.irpa` beside a `.vmfb` path (same stem)."""
+    if parameters is None and isinstance(vmfb_or_path, (str, Path)):
+        parameters = parameters_path(vmfb_or_path)
+    return KilnModule(_read_artifact(vmfb_or_path), device=device, parameters=parameters)
