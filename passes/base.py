@@ -124,7 +124,14 @@ def collect_ops(module: ir.Operation, names: tuple[str, ...] | str) -> list[ir.O
 
 
 def erase_if_dead(ops: list[Optional[ir.Operation]]) -> None:
-    """Erase ops whose results are unused, in the given order (consumers first)."""
-    for op in ops:
-        if op is not None and all(not list(r.uses) for r in op.results):
-            op.erase()
+    """Erase those of `ops` whose results are unused, repeating until none is left to erase
+    (whatever order they come in; torch ops are not removed by canonicalize)."""
+    alive = [op for op in ops if op is not None]
+    erased = True
+    while erased:
+        erased = False
+        for op in list(alive):
+            if all(not list(r.uses) for r in op.results):
+                alive.remove(op)
+                op.erase()
+                erased = True

@@ -44,8 +44,8 @@ def broken_tanh(monkeypatch):
     export (so eager and the exported graph stay right)."""
     original = kiln.compiler._run_iree_compile
 
-    def compile_with_sigmoid(ir_text, flags):
-        return original(ir_text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags)
+    def compile_with_sigmoid(ir_text, flags, *rest):
+        return original(ir_text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags, *rest)
 
     monkeypatch.setattr(kiln.compiler, "_run_iree_compile", compile_with_sigmoid)
 
@@ -198,8 +198,8 @@ def test_cli_check_exit_codes(model_file, capsys, monkeypatch):
 
     monkeypatch.setenv("KILN_CACHE", "0")
     original = kiln.compiler._run_iree_compile
-    monkeypatch.setattr(kiln.compiler, "_run_iree_compile", lambda text, flags: original(
-        text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags))
+    monkeypatch.setattr(kiln.compiler, "_run_iree_compile", lambda text, flags, *rest: original(
+        text.replace("torch.aten.tanh ", "torch.aten.sigmoid "), flags, *rest))
     assert cli_main(["check", model_file, "--input", "4x32xf32", "--samples", "1"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "first diverging op: aten.tanh" in out and "tanh_head.py" in out

@@ -136,10 +136,6 @@ def test_norms_and_activations_are_raised_and_match_eager(name):
     _assert_matches_eager(model, args, compiled)
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "kiln-raise-linear folds an activation only when it is the linear's direct single user; "
-    "GPT-2's Conv1D reshapes between them (addmm [16,128] -> view [1,16,128] -> gelu), so the "
-    "raised aten.gelu(tanh) stays separate and c_fc is kiln.linear activation=none"))
 def test_gpt2_mlp_up_projection_carries_gelu_tanh():
     _, _, compiled = _compiled("gpt2")
     details = _linear_activations(compiled.report)

@@ -106,7 +106,10 @@ def lower_rms_norm(op: ir.Operation) -> ir.Value:
     b = TorchBuilder(op.location)
     x, out = op.operands[0], tensor_info(op.results[0])
     y = _normalize_last_axis(b, x, ir.FloatAttr(op.attributes["epsilon"]).value, center=False)
-    y = b.cast(y, tensor_info(x).dtype)
+    # Llama rounds to the input dtype before the weight; an f32 result (T5 with an f32 weight)
+    # keeps the f32 value.
+    x_dtype = tensor_info(x).dtype
+    y = b.cast(y, x_dtype if out.dtype == x_dtype else out.dtype)
     if len(op.operands) > 1:
         y = b.aten("mul.Tensor", out, y, op.operands[1])
     return b.cast(y, out.dtype)

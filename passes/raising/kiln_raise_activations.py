@@ -112,8 +112,8 @@ def match_gelu(root: ir.Operation) -> Optional[tuple[ir.Value, str, list]]:
                            (add.operands[1], add.operands[0])):
             cubic_ops: list = []
             c, cube = factors(cubic, cubic_ops, root=False)
-            if lin == x and _close(c, CUBIC) and len(cube) == 1 and \
-                    _is_cube(cube[0], x, cubic_ops):
+            if lin == x and _close(c, CUBIC) and (cube == [x, x, x] or (
+                    len(cube) == 1 and _is_cube(cube[0], x, cubic_ops))):
                 return x, "tanh", inner_ops + [tanh, add] + cubic_ops
     return None
 

@@ -90,6 +90,21 @@ def activation_of(op: ir.Operation) -> Optional[str]:
     return ACTIVATION_OPS.get(op.name)
 
 
+def _activation_after(linear: ir.Operation):
+    """(activation op, view between) when the linear's only use is an activation, directly or
+    through one single-use view/reshape; (None, None) otherwise."""
+    users = [use.owner.operation for use in linear.results[0].uses]
+    if len(users) != 1:
+        return None, None
+    if activation_of(users[0]):
+        return users[0], None
+    if users[0].name in ("torch.aten.view", "torch.aten.reshape"):
+        after = [use.owner.operation for use in users[0].results[0].uses]
+        if len(after) == 1 and activation_of(after[0]):
+            return after[0], users[0]
+    return None, None
+
+
 @dataclass
 class RaiseLinear(KilnPass):
     name = "kiln-raise-linear"
@@ -101,16 +116,19 @@ class RaiseLinear(KilnPass):
             match = match_linear(op)
             if match is None:
                 continue
-            root, activation = match.root, "none"
-            users = [use.owner for use in match.root.results[0].uses]
-            if len(users) == 1 and activation_of(users[0].operation):
-                root = users[0].operation
-                activation = activation_of(root)
+            activation_op, reshape = _activation_after(match.root)
+            activation = activation_of(activation_op) if activation_op is not None else "none"
             self.record(f"linear/{match.form}", f"activation={activation}", match.root)
-            with ir.InsertionPoint(root), root.location:
+            # The new op replaces the linear; the activation folds into it. With a view between
+            # them (GPT-2's Conv1D: addmm → view → gelu) the view stays, after the new op.
+            with ir.InsertionPoint(match.root), match.root.location:
                 new = LinearOp(match.input, match.weight,
                                activation=ir.StringAttr.get(activation),
                                weight_layout=ir.StringAttr.get(match.weight_layout),
-                               result=root.results[0].type, bias=match.bias)
-            root.results[0].replace_all_uses_with(new.result)
-            erase_if_dead(([root] if root is not match.root else []) + list(match.matched_ops))
+                               result=match.root.results[0].type, bias=match.bias)
+            match.root.results[0].replace_all_uses_with(new.result)
+            if activation_op is not None:
+                folded_into = reshape.results[0] if reshape is not None else new.result
+                activation_op.results[0].replace_all_uses_with(folded_into)
+            erase_if_dead(([activation_op] if activation_op is not None else []) +
+                          list(match.matched_ops))

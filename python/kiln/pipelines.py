@@ -22,6 +22,7 @@ from kiln.errors import KilnCompileError
 from kiln.passes import KilnPass, Rewrite, create_pass
 
 Step = Union[KilnPass, str]
+REPRODUCER_ELEMENTS_LIMIT = 1 << 16
 
 
 class Phase(enum.Enum):
@@ -65,7 +66,10 @@ class Pipeline:
                 from None
         if print_ir_after_all:
             pm.enable_ir_printing()
-        before = module.operation.get_asm(large_elements_limit=None, enable_debug_info=True)
+        # The reproducer elides large constants: printing every weight of a 124M-parameter model
+        # before each pipeline cost seconds, and pass bugs do not depend on weight values.
+        before = module.operation.get_asm(large_elements_limit=REPRODUCER_ELEMENTS_LIMIT,
+                                          enable_debug_info=True)
         try:
             pm.run(module.operation)
         except Exception as error:

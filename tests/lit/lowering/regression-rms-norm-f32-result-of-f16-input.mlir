@@ -1,7 +1,4 @@
-// Known bug (kiln-raise-norms + convert-kiln-to-torch), kept failing until fixed: XFAIL makes lit
-// report it as an expected failure; once fixed lit reports XPASS, then delete the XFAIL line (and
-// rename the file to regression-rms-norm-f32-result-of-f16-input.mlir).
-// XFAIL: *
+// Regression test (kiln-raise-norms + convert-kiln-to-torch): this was a bug, fixed since.
 // RUN: kiln-opt %s -p 'kiln-raise-norms,canonicalize,convert-kiln-to-torch,canonicalize' | filecheck %s
 //
 // T5's RMSNorm with an f16 input and an f32 weight (T5LayerNorm casts back to the weight's dtype

@@ -1,7 +1,4 @@
-// Known bug (kiln-raise-activations), kept failing until fixed: XFAIL makes lit report it as an
-// expected failure; once the pass is fixed lit reports XPASS, then delete the XFAIL line (and
-// rename the file to regression-gelu-tanh-cube-by-muls.mlir).
-// XFAIL: *
+// Regression test (kiln-raise-activations): this was a bug, fixed since.
 // RUN: kiln-opt %s -p kiln-raise-activations | filecheck %s
 //
 // The module docstring promises the tanh GELU with the cube written as x·x·x ("pow 3 or
