@@ -13,6 +13,7 @@ __version__ = "0.1.0"
 _LAZY = {
     "compile_to_vmfb": "kiln.compiler",
     "compile_model": "kiln.compiler",
+    "compile_entry_points": "kiln.compiler",
     "CompileOptions": "kiln.compiler",
     "import_model": "kiln.frontend",
     "load": "kiln.runtime",

@@ -142,9 +142,9 @@ class _PhaseTimer:
         return _Scope()
 
 
-def _signature(program, module: ir.Module) -> dict:
+def _signature(program, module: ir.Module, name: str = "main") -> dict:
     """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks."""
-    func = _main_func(module)
+    func = _function(module, name)
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     names = [spec.arg.name for spec in program.graph_signature.input_specs
              if spec.kind.name == "USER_INPUT"]
@@ -185,15 +185,16 @@ def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:
     return result
 
 
-def _main_func(module: ir.Module) -> ir.Operation:
+def _function(module: ir.Module, name: str) -> ir.Operation:
     for op in module.body.operations:
-        if op.operation.name == "func.func":
+        if op.operation.name == "func.func" and \
+                ir.StringAttr(op.operation.attributes["sym_name"]).value == name:
             return op.operation
-    raise KilnCompileError("imported module has no function")
+    raise KilnCompileError(f"imported module has no function '{name}'")
 
 
-def _attach_signature(module: ir.Module, signature: dict) -> None:
-    func = _main_func(module)
+def _attach_signature(module: ir.Module, signature: dict, name: str = "main") -> None:
+    func = _function(module, name)
     with module.context:
         func.attributes["iree.reflection"] = ir.DictAttr.get(
             {SIGNATURE_KEY: ir.StringAttr.get(json.dumps(signature))})
@@ -219,11 +220,63 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
                                strict=opts.strict_export)
     if cache.lookup_graph(program) is not None:
         return cache.hit
+    compiled = _compile_programs({"main": program}, targets, phase, opts, report, timed)
+    return cache.store(compiled) if compiled.vmfb is not None else compiled
+
+
+def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
+                         log: Callable[[str], None] = None, **options):
+    """One artifact with several functions, e.g. `prefill` and `decode` of a decoder.
+
+    `entries` maps each function name to `(module, example_args)` or `(module, example_args,
+    dynamic_shapes)`; modules that share weights (wrappers around one model) store them once.
+    `kiln.load(...)` exposes the functions by name (`run.prefill(...)`, `run["decode"](...)`).
+    Returns the `.vmfb` bytes, or its path when `output` is given, or a phase's IR as text.
+    The compile cache is not used for multi-function artifacts."""
+    if not entries:
+        raise ValueError("compile_entry_points needs at least one entry point")
+    for name in entries:
+        if not name.isidentifier():
+            raise ValueError(f"entry point name {name!r} must be a Python identifier")
+    opts = CompileOptions.from_kwargs(options)
+    targets = normalize_target(target)
+    phase = Phase.parse(compile_to)
+    report = CompileReport(targets)
+    log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
+    timed = _PhaseTimer(report, opts.verbose, log)
+    programs = {}
+    for name, entry in entries.items():
+        module, args, *rest = entry
+        with timed(f"export {name}"):
+            programs[name] = export_model(module, args, dynamic_shapes=rest[0] if rest else None,
+                                          strict=opts.strict_export)
+    compiled = _compile_programs(programs, targets, phase, opts, report, timed)
+    if compiled.vmfb is None or output is None:
+        return compiled.ir_text if compiled.vmfb is None else compiled.vmfb
+    return compiled.save(output)
+
+
+def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> CompiledModel:
+    """Import exported programs as functions of one module, then raise, lower and compile."""
     parameters = ExternalParameters() if opts.weights == "external" else None
+    literal_cache: dict = {}
+    signatures = {}
     with timed("import"):
-        module = import_program(program, fold_constants=opts.fold_constants,
-                                parameters=parameters)
-        signature = _signature(program, module)
+        from kiln.dialects import make_context
+
+        context = make_context()
+        module = None
+        for name, program in programs.items():
+            imported = import_program(program, context=context, func_name=name,
+                                      fold_constants=opts.fold_constants,
+                                      parameters=parameters, literal_cache=literal_cache)
+            signatures[name] = _signature(program, imported, name)
+            if module is None:
+                module = imported
+            else:
+                function = _function(imported, name)
+                function.detach_from_parent()
+                module.body.append(function)
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
 
@@ -241,7 +294,8 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention)
     with timed("lower"):
         lower_pipeline.run(module)
-        _attach_signature(module, signature)
+        for name, signature in signatures.items():
+            _attach_signature(module, signature, name)
     report.rewrites += lower_pipeline.rewrites()
     archive = None
     with timed("serialize"):
@@ -259,7 +313,7 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags))
-    return cache.store(CompiledModel(vmfb, None, report, archive))
+    return CompiledModel(vmfb, None, report, archive)
 
 
 def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None) -> bytes:

@@ -80,7 +80,8 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
 
 def import_program(program: torch.export.ExportedProgram, *,
                    context: Optional[ir.Context] = None, func_name: str = "main",
-                   fold_constants: bool = True, parameters=None) -> ir.Module:
+                   fold_constants: bool = True, parameters=None,
+                   literal_cache: Optional[dict] = None) -> ir.Module:
     """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded).
 
     The program's graph is modified: state is frozen into it and, with `fold_constants`,
@@ -92,7 +93,8 @@ def import_program(program: torch.export.ExportedProgram, *,
     if fold_constants:
         fold_constant_subgraphs(program.graph)
     materialize_tensors_in_mixed_lists(program.graph)
-    importer = FxImporter(context=context, hooks=LiteralHooks(state_ids, parameters, keys))
+    importer = FxImporter(context=context, hooks=LiteralHooks(state_ids, parameters, keys,
+                                                              literal_cache))
     try:
         importer.import_frozen_program(_ProgramWithAllState(program), func_name=func_name)
     except Exception as error:

@@ -145,13 +145,15 @@ class LiteralHooks(FxImporterHooks):
     else (folded constants, masks; bool ones arrive converted to uint8) as readable dense attrs
     up to MAX_READABLE_ELEMENTS."""
 
-    def __init__(self, state_ids: set, parameters=None, state_keys: Optional[dict] = None):
+    def __init__(self, state_ids: set, parameters=None, state_keys: Optional[dict] = None,
+                 literal_cache: Optional[dict] = None):
         self.state_ids = state_ids
         # kiln.parameters.ExternalParameters with weights="external": blobs it wants are named
         # kiln_param_N and recorded there (keyed by `state_keys`) for the .irpa archive.
         self.parameters = parameters
         self.state_keys = state_keys or {}
-        self._cache: dict[int, ir.Attribute] = {}
+        # Shared between the entry points of one artifact: a weight they share is stored once.
+        self._cache: dict[int, ir.Attribute] = literal_cache if literal_cache is not None else {}
         self._keep_alive: list = []
 
     def resolve_literal(self, gni, literal: Any, info) -> Optional[ir.Value]:

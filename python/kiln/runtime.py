@@ -10,6 +10,7 @@ parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 from pathlib import Path
@@ -54,7 +55,7 @@ def _bfloat16():
 class KilnModule:
     """A loaded artifact; call it with the exported signature's inputs."""
 
-    def __init__(self, vmfb: bytes, device: str = "cpu", function: str = "main",
+    def __init__(self, vmfb: bytes, device: str = "cpu", function: Optional[str] = None,
                  parameters: Union[str, Path, None] = None):
         if device not in DRIVERS:
             raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
@@ -74,12 +75,24 @@ class KilnModule:
             raise KilnLoadError(
                 f"not a loadable IREE .vmfb ({len(vmfb)} bytes; truncated, corrupt or another "
                 f"kind of file): {error}") from error
-        vm_function = vm_module.lookup_function(function)
-        if vm_function is None:
-            raise KilnLoadError(f"the artifact has no function '{function}'")
-        reflection = dict(vm_function.reflection)
-        self.signature: Optional[dict] = json.loads(reflection[SIGNATURE_KEY]) \
-            if SIGNATURE_KEY in reflection else None
+        reflections = {name: dict(vm_module.lookup_function(name).reflection)
+                       for name in vm_module.function_names
+                       if not name.startswith("__") and "$" not in name}
+        # Entry points: functions Kiln compiled (with a signature); any function otherwise.
+        self.entry_points = [n for n, r in reflections.items() if SIGNATURE_KEY in r] or \
+            list(reflections)
+        if function is None:
+            function = "main" if "main" in reflections else \
+                self.entry_points[0] if len(self.entry_points) == 1 else None
+        if function is not None and function not in reflections:
+            raise KilnLoadError(f"the artifact has no function '{function}' (it has "
+                                f"{', '.join(self.entry_points)})")
+        self.function_name = function
+        reflection = {k: v for r in reflections.values() for k, v in r.items()
+                      if k != SIGNATURE_KEY}
+        self._signatures = {n: json.loads(r[SIGNATURE_KEY]) for n, r in reflections.items()
+                            if SIGNATURE_KEY in r}
+        self.signature: Optional[dict] = self._signatures.get(function)
         # The parameters module must be in the context before the module that imports it.
         self.parameters_file = self._add_parameters(rt, reflection, parameters)
         try:
@@ -92,7 +105,24 @@ class KilnModule:
                     f"'{device}': {error}") from error
             raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
                                 f"for this target?): {error}") from error
-        self._function = self._context.modules[vm_module.name][function]
+        self._vm_name = vm_module.name
+        self._function = self._context.modules[vm_module.name][function] if function else None
+
+    def __getitem__(self, name: str) -> "KilnModule":
+        """The entry point `name` of a multi-function artifact (same loaded context)."""
+        if name not in self.entry_points:
+            raise KeyError(f"no entry point '{name}'; this artifact has "
+                           f"{', '.join(self.entry_points)}")
+        view = copy.copy(self)
+        view.function_name, view.signature = name, self._signatures.get(name)
+        view._function = self._context.modules[self._vm_name][name]
+        return view
+
+    def __getattr__(self, name: str):
+        entry_points = self.__dict__.get("entry_points", ())
+        if name in entry_points:
+            return self[name]
+        raise AttributeError(f"KilnModule has no attribute or entry point '{name}'")
 
     def _add_parameters(self, rt, reflection: dict, parameters) -> Optional[Path]:
         """Load the .irpa an artifact with external weights needs; None for inline weights."""
@@ -126,6 +156,10 @@ class KilnModule:
         return [i["name"] for i in self.signature["inputs"]] if self.signature else []
 
     def __call__(self, *args: Any):
+        if self._function is None:
+            raise ValueError(f"this artifact has several entry points "
+                             f"({', '.join(self.entry_points)}): call one by name, e.g. "
+                             f"run.{self.entry_points[0]}(...)")
         uses_torch = any(type(a).__module__.startswith("torch") for a in args)
         arrays = [self._check(i, a) for i, a in enumerate(self._check_arity(args))]
         results = self._function(*arrays)
