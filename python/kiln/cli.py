@@ -95,19 +95,20 @@ def cmd_compile(args) -> int:
         raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
                          "(module, example_args) from the factory")
     target = tuple(args.target.split(",")) if "," in args.target else args.target
+    # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.
     compiled = kiln.compile_model(model, example_args, target=target,
                                   compile_to=args.compile_to, attention=args.attention,
-                                  cpu=args.cpu, cuda_arch=args.cuda_arch,
-                                  verbose=args.verbose)
-    if args.report or args.verbose:
+                                  cpu=args.cpu, cuda_arch=args.cuda_arch, weights=args.weights,
+                                  verbose=not args.quiet)
+    if args.report:
         print(compiled.report, file=sys.stderr)
     if compiled.vmfb is None:
         text = compiled.ir_text
         Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
         return 0
-    output = Path(args.output or "out.vmfb")
-    output.write_bytes(compiled.vmfb)
-    print(f"wrote {output} ({len(compiled.vmfb)} bytes) for target {args.target}")
+    output = compiled.save(Path(args.output or "out.vmfb"))
+    extra = f" + {output.with_suffix('.irpa')}" if compiled.parameters else ""
+    print(f"wrote {output} ({len(compiled.vmfb)} bytes){extra} for target {args.target}")
     return 0
 
 
@@ -237,8 +238,14 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--int-high", type=int, default=32,
                    help="random integer inputs are drawn from [0, N) (default 32)")
     c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    c.add_argument("--report", action="store_true", help="print what each pass rewrote")
-    c.add_argument("--verbose", action="store_true", help="print phases and their times")
+    c.add_argument("--weights", default="inline", choices=("inline", "external"),
+                   help="external: weights go to OUTPUT.irpa beside the .vmfb (kiln run and "
+                        "kiln.load find it); inline (default): inside the .vmfb")
+    c.add_argument("--report", action="store_true",
+                   help="print what each pass rewrote (with source lines) and unmatched "
+                        "softmaxes")
+    c.add_argument("--quiet", action="store_true", help="do not print phases and their times")
+    c.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)  # old spelling
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a .vmfb on random or .npy inputs")
