@@ -151,11 +151,32 @@ def _clone_constant(value: ir.Value, cache: dict) -> ir.Value:
     return clone
 
 
-def probe_text(op: ir.Operation) -> str:
-    """A module whose function runs only `op` (constant operands cloned, others arguments)."""
+def _is_tensor_list(value: ir.Value) -> bool:
+    owner = value.owner if isinstance(value, ir.OpResult) else None
+    return owner is not None and owner.operation.name == "torch.prim.ListConstruct" and all(
+        _is_tensor(v) for v in owner.operation.operands)
+
+
+def _is_tensor(value: ir.Value) -> bool:
+    return str(value.type).startswith("!torch.vtensor")
+
+
+def probe_text(op: ir.Operation) -> Optional[str]:
+    """A module whose function runs only `op` (constants cloned, tensors and tensor lists from
+    arguments); None when an operand is a computed scalar or list, which a probe cannot stand
+    in for (IREE rejects such function arguments: the probe would blame the wrong thing)."""
     with op.context, ir.Location.unknown():
         module = ir.Module.create()
-        variable = [v for v in op.operands if not _is_constant(v)]
+        variable = []
+        for v in op.operands:
+            if _is_constant(v):
+                continue
+            if _is_tensor(v):
+                variable.append(v)
+            elif _is_tensor_list(v):
+                variable.extend(v.owner.operation.operands)
+            else:
+                return None
         result_types = [r.type for r in op.results]
         with ir.InsertionPoint(module.body):
             function = func_d.FuncOp("probe", ([v.type for v in variable], result_types))
@@ -163,8 +184,17 @@ def probe_text(op: ir.Operation) -> str:
         with ir.InsertionPoint(block):
             cache: dict = {}
             arguments = iter(block.arguments)
-            operands = [next(arguments) if not _is_constant(v) else _clone_constant(v, cache)
-                        for v in op.operands]
+
+            def operand(v):
+                if _is_constant(v):
+                    return _clone_constant(v, cache)
+                if _is_tensor(v):
+                    return next(arguments)
+                items = [next(arguments) for _ in v.owner.operation.operands]
+                return ir.Operation.create("torch.prim.ListConstruct", results=[v.type],
+                                           operands=items).result
+
+            operands = [operand(v) for v in op.operands]
             clone = ir.Operation.create(op.name, results=result_types, operands=operands,
                                         attributes=_attributes(op))
             func_d.ReturnOp(list(clone.results))
@@ -188,9 +218,11 @@ def unsupported_ops(module: ir.Module, flags: list[str]) -> list[Issue]:
                                                      "--iree-input-type"))]
     issues = []
     for (name, _), ops in list(kinds.items())[:MAX_PROBES]:
+        text = probe_text(ops[0])
+        if text is None:
+            continue
         try:
-            compiler.compile_str(probe_text(ops[0]), extra_args=probe_flags + [
-                "--compile-to=input"])
+            compiler.compile_str(text, extra_args=probe_flags + ["--compile-to=input"])
             continue
         except compiler.CompilerToolError as error:
             message = str(error)
