@@ -22,3 +22,9 @@ def iree_compiler():
 
     return iree_compiler_module
 
+
+def iree_compile_tool() -> str:
+    """Path of the `iree-compile` binary that ships in iree-base-compiler."""
+    from iree.compiler.tools import binaries
+
+    return binaries.find_tool("iree-compile")

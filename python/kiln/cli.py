@@ -78,10 +78,9 @@ def _to_torch(arrays):
     return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
 
 
-def cmd_compile(args) -> int:
+def _model_inputs_target(args):
+    """(model, example_args, target) from MODEL, --input specs and --target."""
     import torch
-
-    import kiln
 
     built = load_factory(args.model)()
     model, example_args = built if isinstance(built, tuple) else (built, None)
@@ -95,6 +94,13 @@ def cmd_compile(args) -> int:
         raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
                          "(module, example_args) from the factory")
     target = tuple(args.target.split(",")) if "," in args.target else args.target
+    return model, example_args, target
+
+
+def cmd_compile(args) -> int:
+    import kiln
+
+    model, example_args, target = _model_inputs_target(args)
     # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.
     compiled = kiln.compile_model(model, example_args, target=target,
                                   compile_to=args.compile_to, attention=args.attention,
@@ -189,22 +195,9 @@ def cmd_demo(args) -> int:
 
 def cmd_check(args) -> int:
     """Compile, then compare with eager on several inputs; exit 1 on a mismatch."""
-    import torch
-
     import kiln
 
-    built = load_factory(args.model)()
-    model, example_args = built if isinstance(built, tuple) else (built, None)
-    if not isinstance(model, torch.nn.Module):
-        raise SystemExit(f"kiln: {args.model} returned {type(model).__name__}, expected a "
-                         f"torch.nn.Module or (module, example_args)")
-    if args.input:
-        rng = np.random.default_rng(args.seed)
-        example_args = _to_torch(parse_input_spec(s, rng, args.int_high) for s in args.input)
-    if example_args is None:
-        raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
-                         "(module, example_args) from the factory")
-    target = tuple(args.target.split(",")) if "," in args.target else args.target
+    model, example_args, target = _model_inputs_target(args)
     result = kiln.check(model, example_args, target=target, samples=args.samples,
                         seed=args.seed, rtol=args.rtol, locate=not args.no_locate,
                         attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,

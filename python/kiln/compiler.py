@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import sys
 import time
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -200,15 +201,20 @@ def _attach_signature(module: ir.Module, signature: dict, name: str = "main") ->
             {SIGNATURE_KEY: ir.StringAttr.get(json.dumps(signature))})
 
 
+def _start(options: dict, target, compile_to, log):
+    """Validated options, targets, phase, a fresh report, the log and the phase timer."""
+    opts = CompileOptions.from_kwargs(options)
+    targets = normalize_target(target)
+    report = CompileReport(targets)
+    log = log or (lambda message: print(message, file=sys.stderr, flush=True))
+    return opts, targets, Phase.parse(compile_to), report, log, _PhaseTimer(report, opts.verbose,
+                                                                             log)
+
+
 def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic_shapes=None,
                   log: Callable[[str], None] = None, **options) -> CompiledModel:
     """Compile and return the artifact (or a phase's IR) together with the compile report."""
-    opts = CompileOptions.from_kwargs(options)
-    targets = normalize_target(target)
-    phase = Phase.parse(compile_to)
-    report = CompileReport(targets)
-    log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
-    timed = _PhaseTimer(report, opts.verbose, log)
+    opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
     from kiln.cache import CacheSession
 
     cache = CacheSession.start(model, example_args, targets=targets, phase=phase, options=opts,
@@ -238,12 +244,7 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     for name in entries:
         if not name.isidentifier():
             raise ValueError(f"entry point name {name!r} must be a Python identifier")
-    opts = CompileOptions.from_kwargs(options)
-    targets = normalize_target(target)
-    phase = Phase.parse(compile_to)
-    report = CompileReport(targets)
-    log = log or (lambda message: print(message, file=__import__("sys").stderr, flush=True))
-    timed = _PhaseTimer(report, opts.verbose, log)
+    opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
     programs = {}
     for name, entry in entries.items():
         module, args, *rest = entry

@@ -13,6 +13,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from kiln.bindings import iree_compile_tool
 from kiln.targets import iree_flags, normalize_target
 
 _DISPATCH = re.compile(r"flow\.dispatch @[\w$]+::@([\w$]+)")
@@ -24,19 +25,13 @@ class DispatchCount:
     names: tuple[str, ...]  # IREE's dispatch names: matmul_like_16x192x64_f32, softmax_…
 
 
-def _iree_compile_tool() -> str:
-    from iree.compiler.tools import binaries
-
-    return binaries.find_tool("iree-compile")
-
-
 def count_dispatches(iree_input: str, target="cpu") -> DispatchCount:
     """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`."""
     with tempfile.TemporaryDirectory(prefix="kiln-dispatches-") as tmp:
         source = Path(tmp) / "input.mlir"
         source.write_text(iree_input)
         result = subprocess.run(
-            [_iree_compile_tool(), str(source), "--compile-to=flow",
+            [iree_compile_tool(), str(source), "--compile-to=flow",
              *iree_flags(normalize_target(target))], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"iree-compile --compile-to=flow failed:\n{result.stderr[-2000:]}")
