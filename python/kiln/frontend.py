@@ -34,11 +34,33 @@ PRESERVED_OPS = (
 )
 
 
+def _batch_norm_inference(input, weight, bias, running_mean, running_var, momentum, eps):
+    """Eval-mode BatchNorm as arithmetic (torch-mlir has no op for
+    `_native_batch_norm_legit_no_training`, and torch's own decomposition goes through the
+    training variant, which export rejects as non-functional). Weight-only parts fold later."""
+    shape = [1, -1] + [1] * (input.dim() - 2)
+    out = (input - running_mean.view(shape)) * torch.rsqrt(running_var + eps).view(shape)
+    if weight is not None:
+        out = out * weight.view(shape)
+    if bias is not None:
+        out = out + bias.view(shape)
+    empty = input.new_zeros((0,))
+    return out, empty, empty
+
+
+# Core ATen ops torch-mlir has no torch-dialect op for (they would import as `torch.operator`,
+# which IREE rejects), with the decomposition Kiln uses instead.
+DECOMPOSITIONS = {
+    torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
+}
+
+
 def decomposition_table() -> dict:
     table = torch.export.default_decompositions()
     for op in PRESERVED_OPS:
         if op in table:
             del table[op]
+    table.update(DECOMPOSITIONS)
     return table
 
 
