@@ -91,6 +91,9 @@ def section(result: dict, stem: str) -> str:
     gpu = result["device"] == "cuda"
     timing = result.get("timing", {})
     lines = [f"### {result['device'].upper()}: {machine_line(result)}", ""]
+    commits = sorted({c["kiln_commit"] for c in result["cells"] if c.get("kiln_commit")})
+    if commits:
+        lines += ["Kiln cells ran at commit(s): " + "; ".join(f"`{c}`" for c in commits), ""]
     lines += ["Commands: " + "; ".join(f"`{c}`" for c in result.get("commands", [])), "",
               f"Median of up to {timing.get('max_runs')} calls after {timing.get('warmup')} "
               f"warm-ups within {timing.get('budget_s')} s per cell (slow cells: fewer calls, "
@@ -147,7 +150,8 @@ def section(result: dict, stem: str) -> str:
 
     # Details per model/batch.
     lines += ["#### Details per cell", ""]
-    detail_header = ["system", "median ms", "p10–p90 ms", "× eager", "Kiln ×", "compile s",
+    detail_header = ["system", "median ms", "p10–p90 ms", "min ms", "× eager", "Kiln ×",
+                     "compile s",
                      "peak RSS MB"]
     if gpu:
         detail_header += ["GPU MB", "device ms"]
@@ -170,9 +174,10 @@ def section(result: dict, stem: str) -> str:
                 median = _fmt_ms(cell["ms"]) + ("†" if cell.get("foreign_cores", 0) > LOADED
                                                 else "")
                 spread = f"{_fmt_ms(cell['p10_ms'])}–{_fmt_ms(cell['p90_ms'])}"
+                fastest = _fmt_ms(cell["min_ms"])
             else:
-                median = spread = vs_eager = vs_kiln = "—"
-            row = [SYSTEM_LABELS.get(s, s), median, spread, vs_eager, vs_kiln,
+                median = spread = fastest = vs_eager = vs_kiln = "—"
+            row = [SYSTEM_LABELS.get(s, s), median, spread, fastest, vs_eager, vs_kiln,
                    _fmt(cell.get("compile_s")), _fmt(cell.get("peak_rss_mb"), ".0f")]
             if gpu:
                 gpu_mb = cell.get("gpu_peak_alloc_mb") or cell.get("gpu_process_mb")
@@ -187,7 +192,8 @@ def section(result: dict, stem: str) -> str:
             row.append(status)
             lines.append("| " + " | ".join(row) + " |")
         lines.append("")
-    lines += ["× eager: eager's median ÷ this system's (above 1: faster than eager). Kiln ×: "
+    lines += ["min ms: the fastest call (least disturbed by other processes). "
+              "× eager: eager's median ÷ this system's (above 1: faster than eager). Kiln ×: "
               "this system's median ÷ Kiln's (above 1: Kiln is faster). compile s: Kiln's "
               "compile to .vmfb, ONNX export + session creation, torch.compile's first call. "
               "peak RSS: the timing process (Kiln and ONNX Runtime run without torch loaded).",
@@ -211,7 +217,7 @@ def chart(result: dict, path: Path) -> Path:
     for ax, dtype in zip(axes[:, 0], dtypes):
         keys = [k for k in groups if k[2] == dtype]
         for j, system in enumerate(systems):
-            xs, ys = [], []
+            xs, ys, loaded = [], [], []
             for i, key in enumerate(keys):
                 cells = groups[key]
                 eager, cell = cells.get("eager"), cells.get(system)
@@ -219,12 +225,17 @@ def chart(result: dict, path: Path) -> Path:
                 if cell and _ok(cell) and eager and _ok(eager):
                     xs.append(x)
                     ys.append(eager["ms"] / cell["ms"])
+                    loaded.append(max(cell.get("foreign_cores", 0),
+                                      eager.get("foreign_cores", 0)) > LOADED)
                 elif cell is not None:
                     ax.text(x, 1.0, "✗", ha="center", va="bottom", color=COLORS.get(system),
                             fontsize=9)
             bars = ax.bar(xs, ys, width, label=SYSTEM_LABELS.get(system, system),
                           color=COLORS.get(system, None), bottom=0)
-            for bar, y in zip(bars, ys):
+            for bar, y, busy in zip(bars, ys, loaded):
+                if busy:
+                    bar.set_hatch("///")
+                    bar.set_edgecolor("white")
                 if system != "eager":
                     ax.text(bar.get_x() + bar.get_width() / 2, y, f"{y:.1f}", ha="center",
                             va="bottom", fontsize=6.5, rotation=90)
@@ -235,7 +246,8 @@ def chart(result: dict, path: Path) -> Path:
         ax.set_ylabel("speedup over eager (×, log)")
         title = machine_line(result).replace("**", "")
         ax.set_title(f"{dtype}: {title.split('; ')[0]}", fontsize=9)
-        ax.text(0.995, 0.98, "✗ = failed (compile, run or output check)",
+        ax.text(0.995, 0.98, "✗ = failed (compile, run or output check); hatched = this "
+                "system or eager timed while other processes used > 0.3 cores",
                 transform=ax.transAxes, ha="right", va="top", fontsize=7.5)
         ax.legend(fontsize=8, ncol=len(systems), loc="upper left")
         ax.grid(axis="y", which="both", alpha=0.3)

@@ -147,6 +147,8 @@ def time_calls(fn, sync, plan, first_s: float, quiet_wait: float = 0.0,
     loops), keeping the loop with the least foreign load."""
     warmup, max_n, budget_s, min_n = plan
     warmup = max(1, min(warmup, int(0.25 * budget_s / max(first_s, 1e-6))))
+    if first_s > budget_s / 10:  # a slow cell: fewer calls, never none
+        min_n = min(min_n, 3)
     best = None
     for attempt in range(attempts):
         if quiet_wait > 0:
@@ -731,7 +733,9 @@ def run_suite(args) -> Path:
         for path in args.resume:
             previous = json.loads(Path(path).read_text())
             for cell in previous["cells"]:
-                if cell.get("status") in DONE_STATUSES:
+                loaded = args.rerun_loaded is not None and \
+                    cell.get("foreign_cores", 0) > args.rerun_loaded
+                if cell.get("status") in DONE_STATUSES and not loaded:
                     done[_cell_key(cell)] = cell
             result["commands"] = sorted(set(result["commands"]) |
                                         set(previous.get("commands", [])))
@@ -766,6 +770,8 @@ def run_suite(args) -> Path:
                         stopped = True
                         break
                     cell = dict(model=model, batch=batch, dtype=dtype, system=system)
+                    if system == "kiln":
+                        cell["kiln_commit"] = info.get("kiln_commit")
                     if ref["status"] != "ok":
                         cell.update(status="FAILED", error="reference: " + ref.get("error", ""),
                                     stderr_tail=ref.get("stderr_tail", "")[-1500:])
@@ -830,6 +836,11 @@ def _run_cell(base: dict, system: str, plan, args, manifest) -> dict:
         entry = next((e for e in manifest["artifacts"] if (e["model"], e["batch"], e["dtype"])
                       == (base["model"], base["batch"], base["dtype"])), None)
         if entry is None:
+            failed = next((f for f in manifest.get("failed", []) if (f["model"], f["batch"],
+                           f["dtype"]) == (base["model"], base["batch"], base["dtype"])), None)
+            if failed:
+                return {"status": "FAILED", "error": "compile (--prepare-only): " +
+                        failed.get("error", "")}
             return {"status": "SKIPPED", "error": "no Kiln artifact prepared for this cell"}
         cell.update(compile_s=entry["compile_s"], artifact_mb=entry["artifact_mb"],
                     compile_peak_rss_mb=entry.get("compile_peak_rss_mb"))
@@ -894,13 +905,20 @@ def prepare_cuda(args) -> None:
                         "device": "cpu", "out": str(out), "weights": args.weights}
                 _log(f"compiling {model} b{batch} {dtype} for cuda")
                 entry = run_child(spec, args.prepare_timeout)
+                key = {"model": model, "batch": batch, "dtype": dtype}
+                manifest["failed"] = [f for f in manifest.get("failed", [])
+                                      if {k: f[k] for k in key} != key]
+                manifest["artifacts"] = [e for e in manifest["artifacts"]
+                                         if {k: e[k] for k in key} != key]
                 if entry["status"] != "ok":
                     _log(f"  FAILED: {entry.get('error')}\n{entry.get('stderr_tail', '')[-1500:]}")
+                    manifest["failed"].append(dict(key, status=entry["status"],
+                                                   error=entry.get("error", "")[:600]))
+                    manifest_path.write_text(json.dumps(manifest, indent=1))
                     continue
                 entry.pop("status")
                 entry.pop("wall_s")
-                manifest["artifacts"] = [e for e in manifest["artifacts"] if
-                                         e["file"] != entry["file"]] + [entry]
+                manifest["artifacts"].append(entry)
                 manifest_path.write_text(json.dumps(manifest, indent=1))
                 _log(f"  {entry['file']}: {entry['artifact_mb']:.1f} MB in "
                      f"{entry['compile_s']:.0f} s")
@@ -975,7 +993,7 @@ def main(argv=None) -> None:
                         help="cuda --prepare-only: where the artifacts' weights live")
     parser.add_argument("--quiet-wait", type=float, default=None,
                         help="cpu: wait up to this long for other load before timing "
-                             "(default 60 s; 0 = never)")
+                             "(default 30 s; 0 = never)")
     parser.add_argument("--attempts", type=int, default=None,
                         help="cpu: time a cell again (up to this many loops) when other "
                              "processes took over half a core during the loop (default 2)")
@@ -988,6 +1006,9 @@ def main(argv=None) -> None:
     parser.add_argument("--resume", action="append",
                         help="results JSON of an earlier run: its finished cells are kept and "
                              "not run again (repeatable)")
+    parser.add_argument("--rerun-loaded", type=float, metavar="CORES",
+                        help="with --resume: run again the cells timed while other processes "
+                             "used more than CORES cores")
     parser.add_argument("--merge", nargs="+", metavar="JSON",
                         help="merge these results files into --into and exit")
     parser.add_argument("--into", type=Path, help="target of --merge")
@@ -1006,7 +1027,7 @@ def main(argv=None) -> None:
         merge_files(args.merge, args.into)
         return
     if args.quiet_wait is None:
-        args.quiet_wait = 60.0 if args.device == "cpu" else 0.0
+        args.quiet_wait = 30.0 if args.device == "cpu" else 0.0
     if args.attempts is None:
         args.attempts = 2 if args.device == "cpu" else 1
     if args.prepare_only:
