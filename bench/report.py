@@ -291,16 +291,22 @@ def sweep_section(sweep: dict) -> str:
                 text = f"{_fmt_ms(row['ms'])} ms"
                 if row.get("foreign_cores", 0) > LOADED:
                     text += "†"
-                cells.append(text + f" ({row.get('compile_s', 0):.0f} s)")
+                passes = row.get("pass_ms") or []
+                if len(passes) > 1:
+                    text += f" [{_fmt_ms(min(passes))}–{_fmt_ms(max(passes))}]"
+                cells.append(text + (f" ({row['compile_s']:.0f} s)" if row.get("compile_s")
+                                     is not None else ""))
                 if base and base.get("status") == "ok":
                     ratios.append(base["ms"] / row["ms"])
         g = _geomean(ratios)
         desc = sweep["configs"][name]["description"].replace("|", "/")
         lines.append(f"| {'**' + name + '**' if name == default else name} | {desc} | " +
                      " | ".join(cells) + f" | {'—' if g is None else f'{g:.2f}×'} |")
-    lines += ["", "Cells: Kiln's median latency (compile time in parentheses). geomean vs "
-                  "default: the default's time ÷ this config's (above 1: faster than the "
-                  "default).", ""]
+    lines += ["", "Cells: Kiln's latency, the median over interleaved passes of each pass's "
+                  "median [range of the passes] (compile time in parentheses; runtime-flag "
+                  "configs reuse the default's artifact). geomean vs default: the default's "
+                  "time ÷ this config's (above 1: faster than the default). † = other "
+                  f"processes used more than {LOADED} cores during a pass.", ""]
     return "\n".join(lines)
 
 

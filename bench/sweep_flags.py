@@ -4,10 +4,12 @@
     python bench/sweep_flags.py --models mlp,bert --configs default,no-data-tiling
     python bench/report.py --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
 
-Each config is compiled (Kiln → .vmfb, a fresh process; compile time recorded) and timed
-(another fresh process: kiln.load, check against eager, warm-up, median of up to N calls within
-a time budget), with the harness of bench/run_suite.py (same checks, same foreign-load
-bookkeeping). Runtime-flag configs reuse the default artifact and pass IREE runtime flags
+Per model, every config is compiled first (Kiln → .vmfb, a fresh process each; compile time
+recorded), then all configs are timed in --passes interleaved passes (rotating order; each
+timing a fresh process: kiln.load, check against eager, warm-up, median of up to N calls within
+a time budget, with the harness of bench/run_suite.py: same checks, same foreign-load
+bookkeeping). A config's time is the median of its passes' medians, so slow drift of the
+machine's load spreads over all configs instead of favouring whichever ran at a quiet moment. Runtime-flag configs reuse the default artifact and pass IREE runtime flags
 (iree.runtime.flags.parse_flags) before kiln.load. Results: bench/results/sweep-cpu.json and a
 table in docs/benchmarks.md.
 """
@@ -17,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -64,7 +67,9 @@ def main(argv=None) -> None:
     parser.add_argument("--models", default=DEFAULT_MODELS,
                         help="model:batch,... from bench/zoo.py")
     parser.add_argument("--configs", default=",".join(CONFIGS))
-    parser.add_argument("--runs", type=int, default=30)
+    parser.add_argument("--runs", type=int, default=30, help="max timed calls per pass")
+    parser.add_argument("--passes", type=int, default=3,
+                        help="timing passes over all configs (interleaved)")
     parser.add_argument("--budget", type=float, default=15.0)
     parser.add_argument("--quiet-wait", type=float, default=60.0)
     parser.add_argument("--attempts", type=int, default=2)
@@ -102,44 +107,64 @@ def main(argv=None) -> None:
         if ref["status"] != "ok":
             _log(f"reference failed: {ref.get('error')}")
             continue
-        for name in configs:
-            if name in ONLY_FOR and model not in ONLY_FOR[name]:
-                continue
+        names = [n for n in configs if n not in ONLY_FOR or model in ONLY_FOR[n]]
+        rows, specs = {}, {}
+        # 1. compile every config (runtime-flag configs reuse the default's artifact)
+        for name in names:
             options, runtime_flags, _ = CONFIGS[name]
-            row = {"model": model, "batch": batch, "config": name}
+            rows[name] = {"model": model, "batch": batch, "config": name,
+                          "kiln_commit": info.get("kiln_commit")}
             artifact = "kiln-default.vmfb" if not options and name != "default" else \
                 f"kiln-{name}.vmfb"
-            spec = dict(base, system="kiln", artifact=artifact, plan=plan,
-                        quiet_wait=args.quiet_wait, attempts=args.attempts)
+            specs[name] = dict(base, system="kiln", artifact=artifact, plan=plan,
+                               quiet_wait=args.quiet_wait, attempts=args.attempts,
+                               runtime_flags=runtime_flags)
             if name == "default" or options:
-                prep = run_suite.run_child(dict(spec, stage="prepare", kiln_options=options),
-                                           2400)
+                prep = run_suite.run_child(dict(specs[name], stage="prepare",
+                                                kiln_options=options), 2400)
                 if prep["status"] != "ok":
-                    row.update(status=prep["status"], error=prep.get("error", "")[:400])
-                    _store(sweep, row, args.out)
-                    _log(f"{model} {name}: {row['status']} {row['error']}")
+                    rows[name].update(status=prep["status"], error=prep.get("error", "")[:400])
+                    _log(f"{model} {name}: compile {prep['status']} {rows[name]['error']}")
                     continue
-                row.update(compile_s=prep["compile_s"], artifact_mb=prep["artifact_mb"])
-            elif not (run_suite.cell_dir(work, model, batch, "f32") / artifact).exists():
-                row.update(status="SKIPPED", error="default artifact missing")
-                _store(sweep, row, args.out)
-                continue
-            run = run_suite.run_child(dict(spec, stage="run", runtime_flags=runtime_flags),
-                                      1200)
-            if run["status"] != "ok":
-                row.update(status=run["status"], error=run.get("error", "")[:400])
-            else:
-                row.update({k: v for k, v in run.items() if k != "wall_s"})
-                if row.get("check") != "ok":
-                    row["status"] = "FAILED-CHECK"
+                rows[name].update(compile_s=prep["compile_s"], artifact_mb=prep["artifact_mb"])
+                _log(f"{model} b{batch} {name}: compiled in {prep['compile_s']:.0f} s")
+        # 2. time them in interleaved passes (rotating the order), so that drift in the
+        #    machine's load spreads over all configs; a config's time = median of its passes
+        runs: dict = {name: [] for name in names}
+        for number in range(args.passes):
+            order = names[number % len(names):] + names[:number % len(names)]
+            for name in order:
+                row = rows[name]
+                if row.get("status") not in (None, "ok"):
+                    continue
+                if not (run_suite.cell_dir(work, model, batch, "f32") /
+                        specs[name]["artifact"]).exists():
+                    row.update(status="SKIPPED", error="artifact missing")
+                    continue
+                run = run_suite.run_child(dict(specs[name], stage="run"), 1200)
+                if run["status"] != "ok" or run.get("check") != "ok":
+                    row.update({k: v for k, v in run.items() if k != "wall_s"})
+                    row["status"] = run["status"] if run["status"] != "ok" else "FAILED-CHECK"
+                    row["error"] = run.get("error", row.get("check_detail", ""))[:400]
+                    continue
+                runs[name].append(run)
+                _log(f"{model} b{batch} {name} pass {number + 1}: {run['ms']:.2f} ms (p10 "
+                     f"{run['p10_ms']:.2f}, p90 {run['p90_ms']:.2f}), foreign "
+                     f"{run['foreign_cores']:.2f}, err {run.get('rel_err', 0):.1e}")
+        for name in names:
+            row = rows[name]
+            if runs[name] and row.get("status") in (None, "ok"):
+                times = sorted(r["ms"] for r in runs[name])
+                last = runs[name][-1]
+                row.update({k: v for k, v in last.items()
+                            if k in ("max_abs_err", "rel_err", "check", "peak_rss_mb")})
+                row.update(status="ok", ms=statistics.median(times),
+                           pass_ms=[r["ms"] for r in runs[name]],
+                           p10_ms=statistics.median(r["p10_ms"] for r in runs[name]),
+                           p90_ms=statistics.median(r["p90_ms"] for r in runs[name]),
+                           min_ms=min(r["min_ms"] for r in runs[name]),
+                           foreign_cores=max(r["foreign_cores"] for r in runs[name]))
             _store(sweep, row, args.out)
-            _log(f"{model} b{batch} {name}: " + (f"{row['ms']:.2f} ms (p10 {row['p10_ms']:.2f}"
-                                                 f", p90 {row['p90_ms']:.2f}), foreign "
-                                                 f"{row['foreign_cores']:.2f}, compile "
-                                                 f"{row.get('compile_s', 0):.0f} s, err "
-                                                 f"{row.get('rel_err', 0):.1e}"
-                                                 if row.get("status") == "ok" else
-                                                 f"{row.get('status')} {row.get('error', '')}"))
         shutil.rmtree(run_suite.cell_dir(work, model, batch, "f32"), ignore_errors=True)
     import report
 
