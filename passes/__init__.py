@@ -27,6 +27,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
                                     "RaiseAttention"),
     "kiln-raise-norms": _loader("kiln.passes.raising.kiln_raise_norms", "RaiseNorms"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
+    "kiln-select-cuda-kernels": _loader("kiln.passes.lowering.kiln_select_cuda_kernels",
+                                        "SelectCudaKernels"),
 }.items()))
 
 

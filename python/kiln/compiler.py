@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from kiln import __version__
 from kiln.bindings import iree_compiler, ir
+from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
 from kiln.errors import KilnCompileError
 from kiln.frontend import export_model, import_program
@@ -40,6 +41,9 @@ class CompileOptions:
     disable_passes: Sequence[str] = ()  # kiln pass names to leave out of the pipelines
     cpu: str = "host"  # LLVM CPU for the CPU target: host, or an ISA such as x86-64-v3
     cuda_arch: str = "sm_80"
+    # Library kernels (Triton, sm_90a: H100/H200) for the linears and attentions they support,
+    # target "cuda" only: auto (on when triton is installed: pip install kiln[cuda]) | on | off
+    cuda_kernels: str = "auto"
     opt_level: str = "O3"
     data_tiling: bool = True
     extra_iree_flags: Sequence[str] = ()
@@ -66,12 +70,39 @@ class CompileOptions:
                              f"known: {', '.join(PASS_REGISTRY)}")
         if opts.attention not in ("auto", "decomposed", "fused"):
             raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed or fused")
+        if opts.cuda_kernels not in CUDA_KERNEL_MODES:
+            raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
+                             f"{', '.join(CUDA_KERNEL_MODES)}")
         if opts.weights not in WEIGHTS_MODES:
             raise ValueError(f"weights={opts.weights!r}: choose 'inline' (in the .vmfb) or "
                              f"'external' (a .irpa parameter archive beside it)")
         if opts.weights == "external":
             opts.cache = False  # the compile cache stores only the .vmfb, not the archive
         return opts
+
+
+CUDA_KERNEL_MODES = ("auto", "on", "off")
+
+
+def use_cuda_kernels(mode: str, targets: tuple[str, ...]) -> bool:
+    """Whether library kernels go into this compile (see CompileOptions.cuda_kernels)."""
+    if mode == "off" or "cuda" not in targets:
+        if mode == "on" and "cuda" not in targets:
+            raise ValueError("cuda_kernels='on' needs target 'cuda'")
+        return False
+    if targets != ("cuda",):
+        if mode == "on":
+            raise ValueError("cuda_kernels='on' needs target 'cuda' alone: the kernels have no "
+                             "CPU variant for a multi-target artifact")
+        return False
+    try:
+        import triton  # noqa: F401
+    except ImportError:
+        if mode == "on":
+            raise ValueError("cuda_kernels='on' needs triton (pip install 'kiln[cuda]')") \
+                from None
+        return False
+    return True
 
 
 @dataclass
@@ -292,7 +323,9 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     if phase is Phase.KILN:
         return CompiledModel(None, str(module), report)
 
-    lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention)
+    lower_pipeline = build_lower_pipeline(
+        target=",".join(targets), attention=opts.attention,
+        cuda_kernels=use_cuda_kernels(opts.cuda_kernels, targets))
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
@@ -305,6 +338,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
         else:
             ir_text = module.operation.get_asm(large_elements_limit=None,
                                                enable_debug_info=False)
+        ir_text = render_kernel_calls(ir_text)
     if phase is Phase.IREE_INPUT:
         return CompiledModel(None, ir_text, report, archive)
 

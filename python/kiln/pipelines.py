@@ -110,9 +110,12 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
     return Pipeline("kiln-raise-pipeline", steps)
 
 
-def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto") -> Pipeline:
-    """kiln → iree-input: lower kiln ops the way measured fastest on `target`."""
-    steps: list[Step] = [
+def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
+                         cuda_kernels: bool = False) -> Pipeline:
+    """kiln → iree-input: lower kiln ops the way measured fastest on `target`; with
+    `cuda_kernels` (target cuda only) library kernels take the ops they support first."""
+    steps: list[Step] = [create_pass("kiln-select-cuda-kernels")] if cuda_kernels else []
+    steps += [
         create_pass("convert-kiln-to-torch", {"target": target, "attention": attention}),
         # Merge the constants the lowering created per op.
         "canonicalize",

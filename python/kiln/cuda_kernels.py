@@ -1,0 +1,228 @@
+"""Library kernels inside IREE artifacts: Kiln's side of the contract with `kiln.kernels`.
+
+`kiln-select-cuda-kernels` (passes/lowering) replaces a `kiln.linear` / `kiln.attention` whose
+shape and dtype a library kernel supports by a call to a private function declaration
+
+    func.func private @kiln_kernel_3(tensor<128x768xf16>, ...) -> tensor<128x2304xf16>
+        attributes {kiln.kernel = "linear(m=128, n=2304, k=768, dtype='f16', ...)"}
+
+whose body IREE cannot be given in torch-mlir's MLIR (it knows neither `flow` nor `hal`).
+`render_kernel_calls` runs on the text handed to IREE: it rebuilds each declaration's
+`kiln.kernels` plan from the spec (ahead-of-time compiled PTX, cached in process), turns the
+declaration into a function of `flow.dispatch`es, and adds one `hal.executable.source` per
+kernel carrying its PTX (../shared/design/CUDA_KERNELS.md; measured in docs/kernels.md):
+
+    hal.executable.source private @kiln_exe_<kernel> <{objects = #hal.executable.objects<{
+        #hal.executable.target<"cuda", "cuda-nvptx-fb"> = [#hal.executable.object<{data = ...}>]}>}> {
+      hal.executable.export public @<entry> ordinal(0) layout(<one binding per pointer param>)
+          count(...) { <the kernel's grid> } <workgroup_size = [32·warps, 1, 1], ...>
+    }
+
+The generic target key matches whatever CUDA target the flags create (sm_80 for IREE's own
+code); the PTX targets sm_90a, so such an artifact runs on Hopper GPUs only. The kernel ABI
+(Triton 3.6): one pointer per binding in dispatch-operand order, no scalars (every size is a
+compile-time constant), two trailing scratch pointers. Written buffers are tied operands
+(`-> %out`) so each kernel writes where the next one reads.
+"""
+
+from __future__ import annotations
+
+import ast
+import re
+from typing import Any
+
+KERNEL_ATTR = "kiln.kernel"
+KERNEL_PREFIX = "kiln_kernel_"
+BUILDERS = ("linear", "attention")
+# Hopper's per-block limit on dynamic shared memory (227 KiB).
+MAX_SHARED_BYTES = 232448
+MLIR_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "i8": "i8"}
+_CUDA_TARGET = '#hal.executable.target<"cuda", "cuda-nvptx-fb">'
+
+_DECLARATION = re.compile(
+    r'^(?P<indent>[ ]*)func\.func private @(?P<name>' + KERNEL_PREFIX + r'\d+)\(.*\) -> .* '
+    r'attributes \{' + re.escape(KERNEL_ATTR) + r' = "(?P<spec>[^"]*)"\}$', re.M)
+_MODULE_LINE = re.compile(r"^module\b.*\{$", re.M)
+
+
+class KernelRenderError(RuntimeError):
+    """A kernel declaration that cannot become IREE input (names the declaration)."""
+
+
+def encode_spec(builder: str, arguments: dict[str, Any]) -> str:
+    """`builder(key=value, ...)` with Python literals quoted with ' (fits an MLIR string)."""
+    if builder not in BUILDERS:
+        raise ValueError(f"unknown kernel builder {builder!r}; known: {', '.join(BUILDERS)}")
+    parts = []
+    for key, value in arguments.items():
+        text = repr(tuple(value) if isinstance(value, list) else value)
+        if '"' in text or "\\" in text:
+            raise ValueError(f"kernel spec value {key}={text} cannot be encoded")
+        parts.append(f"{key}={text}")
+    return f"{builder}({', '.join(parts)})"
+
+
+def decode_spec(spec: str) -> tuple[str, dict[str, Any]]:
+    try:
+        call = ast.parse(spec, mode="eval").body
+        if not isinstance(call, ast.Call) or not isinstance(call.func, ast.Name) or call.args:
+            raise ValueError("not builder(key=value, ...)")
+        builder = call.func.id
+        if builder not in BUILDERS:
+            raise ValueError(f"unknown builder {builder!r}")
+        return builder, {kw.arg: ast.literal_eval(kw.value) for kw in call.keywords}
+    except (SyntaxError, ValueError) as error:
+        raise KernelRenderError(f"malformed {KERNEL_ATTR} spec {spec!r}: {error}") from None
+
+
+def build_plan(builder: str, arguments: dict[str, Any]):
+    """The `kiln.kernels` plan for a spec, or raise `kiln.kernels.KernelUnsupported`."""
+    from kiln import kernels
+
+    return getattr(kernels, f"{builder}_plan")(**arguments)
+
+
+def plan_problem(plan) -> str | None:
+    """Why IREE cannot carry this plan, or None."""
+    for launch in plan.launches:
+        kernel = launch.kernel
+        if kernel.shared_bytes > MAX_SHARED_BYTES:
+            return (f"kernel {kernel.symbol} needs {kernel.shared_bytes} bytes of shared memory "
+                    f"(limit {MAX_SHARED_BYTES})")
+        if len(launch.args) != len(kernel.params):
+            return f"kernel {kernel.symbol}: {len(launch.args)} arguments for " \
+                   f"{len(kernel.params)} parameters"
+    return None
+
+
+def tensor_type(shape, dtype: str) -> str:
+    if dtype not in MLIR_ELEMENT:
+        raise KernelRenderError(f"kernel parameter dtype {dtype!r} has no MLIR element type")
+    return f"tensor<{''.join(f'{d}x' for d in shape)}{MLIR_ELEMENT[dtype]}>"
+
+
+def _buffers(plan) -> tuple[dict[str, str], dict[str, str]]:
+    """Types of the plan's inputs (in0, in1, ...) and of its out/tmp buffers, from the params
+    of the launches that use them (and a consistency check: one type per name)."""
+    inputs, buffers = {}, {}
+    for name, shape, dtype in plan.temps:
+        buffers[name] = tensor_type(shape, dtype)
+    for launch in plan.launches:
+        for arg, param in zip(launch.args, launch.kernel.params):
+            if arg == "scratch":
+                continue
+            table = inputs if arg.startswith("in") else buffers
+            type_ = tensor_type(param.shape, param.dtype)
+            if table.setdefault(arg, type_) != type_:
+                raise KernelRenderError(f"plan buffer {arg} is {table[arg]} for one kernel and "
+                                        f"{type_} for {launch.kernel.symbol}")
+    if "out" not in buffers:
+        raise KernelRenderError("plan writes no 'out' buffer")
+    order = sorted(inputs, key=lambda n: int(n[2:]))
+    if order != [f"in{i}" for i in range(len(order))]:
+        raise KernelRenderError(f"plan inputs {order} are not in0..in{len(order) - 1}")
+    return {n: inputs[n] for n in order}, buffers
+
+
+def render_executable(kernel) -> str:
+    """One `hal.executable.source` holding `kernel`'s PTX, exported under its entry name."""
+    bindings = ", ".join(
+        "#hal.pipeline.binding<storage_buffer, ReadOnly>" if p.role == "input"
+        else "#hal.pipeline.binding<storage_buffer>" for p in kernel.params)
+    x, y, z = kernel.grid
+    ptx = kernel.ptx if isinstance(kernel.ptx, bytes) else kernel.ptx.encode()
+    return (
+        f"  hal.executable.source private @kiln_exe_{kernel.symbol} <{{objects = "
+        f"#hal.executable.objects<{{{_CUDA_TARGET} = [#hal.executable.object<{{data = "
+        f'dense<"0x{ptx.hex()}"> : vector<{len(ptx)}xi8>}}>]}}>}}> {{\n'
+        f"    hal.executable.export public @{kernel.entry} ordinal(0) layout("
+        f"#hal.pipeline.layout<bindings = [{bindings}]>) count(%device: !hal.device) -> "
+        f"(index, index, index) {{\n"
+        f"      %x = arith.constant {x} : index\n"
+        f"      %y = arith.constant {y} : index\n"
+        f"      %z = arith.constant {z} : index\n"
+        f"      hal.return %x, %y, %z : index, index, index\n"
+        f"    }} <workgroup_size = [{32 * kernel.num_warps} : index, 1 : index, 1 : index], "
+        f"subgroup_size = 32, workgroup_local_memory = {kernel.shared_bytes}>\n"
+        f"  }}\n")
+
+
+def render_function(name: str, plan, indent: str = "  ") -> str:
+    """The body of declaration `name`: empty out/tmp/scratch tensors, then one flow.dispatch
+    per launch with its written buffers tied, returning the final `out`."""
+    inputs, buffers = _buffers(plan)
+    lines = [f"{indent}func.func private @{name}(" +
+             ", ".join(f"%{n}: {t}" for n, t in inputs.items()) +
+             f") -> {buffers['out']} {{"]
+    current = dict((n, f"%{n}") for n in inputs)
+    for buffer, type_ in buffers.items():
+        lines.append(f"{indent}  %{buffer} = tensor.empty() : {type_}")
+        current[buffer] = f"%{buffer}"
+    types = dict(inputs, **buffers)
+    for index, launch in enumerate(plan.launches):
+        kernel = launch.kernel
+        operands, operand_types, written = [], [], []
+        scratch_count = 0
+        for arg, param in zip(launch.args, kernel.params):
+            if arg == "scratch":
+                # Distinct sizes keep distinct scratch tensors (CSE would merge equal empties).
+                size = max(16, int(param.shape[0]) if param.shape else 16) + 16 * scratch_count
+                scratch = f"%scratch{index}_{scratch_count}"
+                lines.append(f"{indent}  {scratch} = tensor.empty() : tensor<{size}xi8>")
+                operands.append(scratch)
+                operand_types.append(f"tensor<{size}xi8>")
+                scratch_count += 1
+                continue
+            if arg not in types:
+                raise KernelRenderError(f"{name}: kernel {kernel.symbol} argument {arg!r} is "
+                                        f"not an input, temporary or out")
+            operands.append(current[arg])
+            operand_types.append(types[arg])
+            if param.role in ("output", "temp") and not arg.startswith("in"):
+                written.append(arg)
+        if not written:
+            raise KernelRenderError(f"{name}: kernel {kernel.symbol} writes no buffer")
+        result = f"%r{index}"
+        ties = ", ".join(current[w] for w in written)
+        lines.append(
+            f"{indent}  {result}{':' + str(len(written)) if len(written) > 1 else ''} = "
+            f"flow.dispatch @kiln_exe_{kernel.symbol}::@{kernel.entry}({', '.join(operands)}) "
+            f": ({', '.join(operand_types)}) -> " +
+            (f"({ties})" if len(written) > 1 else ties))
+        for position, buffer in enumerate(written):
+            current[buffer] = result if len(written) == 1 else f"{result}#{position}"
+    lines.append(f"{indent}  return {current['out']} : {buffers['out']}")
+    lines.append(f"{indent}}}")
+    return "\n".join(lines)
+
+
+def kernel_declarations(ir_text: str) -> list[tuple[str, str]]:
+    """(function name, spec) of every kernel declaration in the text."""
+    return [(m.group("name"), m.group("spec")) for m in _DECLARATION.finditer(ir_text)]
+
+
+def render_kernel_calls(ir_text: str) -> str:
+    """Replace each kernel declaration by its dispatches and add the executables it uses."""
+    executables: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        name, spec = match.group("name"), match.group("spec")
+        builder, arguments = decode_spec(spec)
+        try:
+            plan = build_plan(builder, arguments)
+        except Exception as error:  # the selection pass saw this plan build; say what changed
+            raise KernelRenderError(f"@{name}: no kernel plan for {spec}: {error}") from error
+        problem = plan_problem(plan)
+        if problem:
+            raise KernelRenderError(f"@{name}: {problem}")
+        for launch in plan.launches:
+            executables.setdefault(launch.kernel.symbol, render_executable(launch.kernel))
+        return render_function(name, plan, match.group("indent"))
+
+    text = _DECLARATION.sub(replace, ir_text)
+    if not executables:
+        return text
+    module = _MODULE_LINE.search(text)
+    if module is None:
+        raise KernelRenderError("no top-level `module {` line to put kernel executables in")
+    return text[:module.end()] + "\n" + "".join(executables.values()) + text[module.end() + 1:]
