@@ -96,7 +96,7 @@ def use_cuda_kernels(mode: str, targets: tuple[str, ...]) -> bool:
                              "CPU variant for a multi-target artifact")
         return False
     try:
-        import triton  # noqa: F401
+        import kiln.kernels  # noqa: F401  (imports triton)
     except ImportError:
         if mode == "on":
             raise ValueError("cuda_kernels='on' needs triton (pip install 'kiln[cuda]')") \
