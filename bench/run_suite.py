@@ -7,10 +7,30 @@ CPU (here):
 GPU (two halves: the GPU machine has no IREE compiler and no torch-mlir):
     python bench/run_suite.py --device cuda --prepare-only --out .device/suite     # here
     python3 bench/run_suite.py --device cuda --artifacts .device/suite --out $OUT  # there
+    # the cells of the GPU suite (in priority order; --cells takes model:batch:dtype,...):
+    python bench/run_suite.py --device cuda --prepare-only --out .device/suite --cells gpu
+    python3 bench/run_suite.py --device cuda --artifacts .device/suite --out $OUT --cells gpu \
+        --lanes 2
+    # Kiln alone again (e.g. after a compiler change), and a Kiln variant as its own system:
+    python bench/run_suite.py --device cuda --prepare-only --out .device/suite --cells gpu \
+        --systems kiln,kiln+kernels
+    python3 bench/run_suite.py ... --cells gpu --systems kiln,kiln+kernels   # there; merge with
+    python bench/run_suite.py --merge old.json new.json --into bench/results/suite-cuda-<tag>.json
 
 Systems. CPU: eager, torch.compile (inductor), onnxruntime (CPU provider, torch.onnx.export),
 kiln. GPU: eager, torch.compile (default, reduce-overhead, max-autotune-no-cudagraphs), kiln
 (CUDA graph command buffers, as kiln.load sets them). Dtypes: f32 on CPU; f16 and bf16 on GPU.
+Kiln variants are systems of their own (KILN_SYSTEMS: name → compile options), e.g.
+"kiln+kernels" (the Hopper library kernels on); plain "kiln" pins them off where Kiln has the
+switch, so its cells stay comparable across commits.
+
+GPU lanes (--lanes N, cuda only): N cells run side by side so that process start-up, model
+builds and compiles overlap, while every measurement stays alone on the GPU: a timed loop,
+iree-benchmark-module and max-autotune's compile (its autotuning times kernels) hold an
+exclusive lock on the GPU; the other GPU work (reference forward, torch.compile's default and
+reduce-overhead compiles, Kiln's load and first call) holds it shared. The timing thread runs
+on CPUs of its own (the first 4), everything else on the rest, and "foreign_cores" is measured
+on the timing CPUs.
 
 Each cell runs in fresh processes:
   reference  eager forward of the zoo model (zoo.py: deterministic weights and inputs); saves the
@@ -49,6 +69,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -62,6 +83,19 @@ SYSTEMS = {
              "torch.compile:max-autotune-no-cudagraphs", "kiln"],
 }
 DTYPES = {"cpu": ["f32"], "cuda": ["f16", "bf16"]}
+# Kiln systems: name → compile options ("options": always passed; "if_known": passed when this
+# Kiln's CompileOptions has the field — older commits lack it and behave as that value).
+# A new variant is one entry here (and --systems <name> in both halves).
+KILN_SYSTEMS = {
+    "kiln": {"if_known": {"cuda_kernels": "off"}},
+    "kiln+kernels": {"options": {"cuda_kernels": "on"}},
+}
+# The GPU suite's cells in priority order (--cells gpu): the goal cells first (single-token
+# decode b1 and prefill 8×512 in f16 and bf16), then the rest of the zoo.
+GPU_CELLS = ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "gpt2-decode:1:bf16",
+             "gpt2-prefill-512:8:bf16", "llama:1:f16", "llama:8:f16", "bert:8:f16", "mlp:1:f16",
+             "resnet:1:f16", "mlp:8:f16", "resnet:8:f16", "bert:1:f16", "gpt2-decode:8:f16",
+             "llama:1:bf16", "llama:8:bf16"]
 # Max abs error allowed, relative to max(1, max|eager|). Looser than tests/models.py for the
 # 12-layer models: rounding compounds with depth in f16/bf16.
 TOLERANCE = {"f32": 1e-4, "f16": 5e-2, "bf16": 1e-1}
@@ -82,6 +116,46 @@ def _torch_device(device: str) -> str:
     return "cpu" if FAKE_CUDA else device
 
 
+def is_kiln(system: str) -> bool:
+    return system in KILN_SYSTEMS
+
+
+def kiln_variant_suffix(system: str) -> str:
+    """'' for kiln, '-kernels' for kiln+kernels: artifact file names."""
+    return "" if system == "kiln" else "-" + re.sub(r"[^a-z0-9]+", "-", system.split("+", 1)[1])
+
+
+class GpuLock:
+    """The GPU lanes' lock (see the docstring): exclusive for measurements, shared for other GPU
+    work; the timing thread moves to its own CPUs while it holds the lock exclusively. A no-op
+    without lanes."""
+
+    def __init__(self, spec: dict, exclusive: bool):
+        self.path = spec.get("gpu_lock")
+        self.exclusive = exclusive
+        self.timing_cpus = spec.get("timing_cpus")
+
+    def __enter__(self):
+        if self.path:
+            import fcntl
+
+            self.file = open(self.path, "a+")
+            fcntl.flock(self.file, fcntl.LOCK_EX if self.exclusive else fcntl.LOCK_SH)
+            if self.exclusive and self.timing_cpus:
+                self.cpus = os.sched_getaffinity(0)
+                os.sched_setaffinity(0, self.timing_cpus)
+        return self
+
+    def __exit__(self, *exc):
+        if self.path:
+            import fcntl
+
+            if self.exclusive and self.timing_cpus:
+                os.sched_setaffinity(0, self.cpus)
+            fcntl.flock(self.file, fcntl.LOCK_UN)
+            self.file.close()
+
+
 # =============================================================================================
 # Helpers used in children
 
@@ -96,17 +170,27 @@ def _peak_rss_mb() -> float:
 
 
 class ForeignLoad:
-    """CPU used by other processes while a loop runs, in cores (from /proc/stat)."""
+    """CPU used by other processes while a loop runs, in cores (from /proc/stat); with `cpus`,
+    only on those CPUs (the GPU lanes' timing CPUs)."""
 
-    def __init__(self):
+    def __init__(self, cpus=None):
         self.tick = os.sysconf("SC_CLK_TCK")
+        self.cpus = {f"cpu{c}" for c in cpus} if cpus else None
 
-    @staticmethod
-    def _busy_jiffies() -> int:
+    def _busy_jiffies(self) -> int:
+        busy = 0
         with open("/proc/stat") as f:
-            fields = [int(x) for x in f.readline().split()[1:]]
-        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
-        return sum(fields[:8]) - idle
+            for line in f:
+                name, *values = line.split()
+                if not name.startswith("cpu"):
+                    break
+                if (self.cpus is None) != (name == "cpu") or \
+                        (self.cpus is not None and name not in self.cpus):
+                    continue
+                fields = [int(x) for x in values]
+                idle = fields[3] + (fields[4] if len(fields) > 4 else 0)
+                busy += sum(fields[:8]) - idle
+        return busy
 
     @staticmethod
     def _self_seconds() -> float:
@@ -139,7 +223,7 @@ def wait_for_quiet(max_wait_s: float, threshold_cores: float = 0.5) -> float:
 
 
 def time_calls(fn, sync, plan, first_s: float, quiet_wait: float = 0.0,
-               attempts: int = 1) -> dict:
+               attempts: int = 1, cpus=None) -> dict:
     """Warm-up, then up to `max_n` timed calls within the budget (at least `min_n`).
 
     With `quiet_wait`, first wait (up to that long) for other processes to calm down; if they
@@ -158,7 +242,7 @@ def time_calls(fn, sync, plan, first_s: float, quiet_wait: float = 0.0,
         sync()
         samples = []
         start = time.perf_counter()
-        with ForeignLoad() as load:
+        with ForeignLoad(cpus) as load:
             while len(samples) < max_n:
                 t0 = time.perf_counter()
                 fn()
@@ -279,7 +363,7 @@ def stage_reference(spec) -> dict:
     model, inputs = _build(spec)
     build_s = time.perf_counter() - start
     device = _torch_device(spec["device"])
-    with torch.no_grad():
+    with torch.no_grad(), GpuLock(spec, exclusive=False):
         output = model.to(device)(*[x.to(device) for x in inputs])
     np.save(directory / "reference.npy", _to_numpy_f32(output))
     info = {"inputs": _save_inputs(directory, inputs), "output_shape": list(output.shape),
@@ -327,15 +411,19 @@ def stage_prepare(spec) -> dict:
     raise ValueError(f"{system} has no prepare stage")
 
 
-def _kiln_options(options: dict) -> dict:
+def _kiln_options(options: dict, if_known: dict | None = None) -> dict:
     """Compile options for a benchmark compile: never the compile cache (compile time is
-    measured), when this Kiln has the option."""
+    measured), when this Kiln has the option; `if_known` only where this Kiln has them."""
     from dataclasses import fields
 
     from kiln.compiler import CompileOptions
 
     known = {f.name for f in fields(CompileOptions)}
+    missing = sorted(set(options) - known)
+    if missing:
+        raise RuntimeError(f"this Kiln's CompileOptions has no {', '.join(missing)}")
     result = dict(options)
+    result.update({k: v for k, v in (if_known or {}).items() if k in known})
     if "cache" in known:
         result["cache"] = False
     return result
@@ -368,17 +456,19 @@ def stage_run(spec) -> dict:
             mode = system.split(":", 1)[1] if ":" in system else None
             fn = torch.compile(model, mode=mode)
         torch.set_grad_enabled(False)
-        start = time.perf_counter()
-        # clone: reduce-overhead's CUDA graphs overwrite their outputs on the next replay
-        output = fn(*inputs).clone()
-        sync()
-        first_s = time.perf_counter() - start
-        if system != "eager":
-            result["compile_s"] = first_s
+        # max-autotune times kernels while it compiles: alone on the GPU, like a measurement
+        with GpuLock(spec, exclusive="max-autotune" in system):
             start = time.perf_counter()
-            fn(*inputs)
+            # clone: reduce-overhead's CUDA graphs overwrite their outputs on the next replay
+            output = fn(*inputs).clone()
             sync()
             first_s = time.perf_counter() - start
+            if system != "eager":
+                result["compile_s"] = first_s
+                start = time.perf_counter()
+                fn(*inputs)
+                sync()
+                first_s = time.perf_counter() - start
         call = lambda: fn(*inputs)  # noqa: E731
         result["threads"] = torch.get_num_threads()
     elif system == "onnxruntime":
@@ -394,27 +484,28 @@ def stage_run(spec) -> dict:
         first_s = time.perf_counter() - start
         call = lambda: session.run(None, feeds)  # noqa: E731
         result["threads"] = session.get_session_options().intra_op_num_threads or os.cpu_count()
-    elif system == "kiln":
+    elif is_kiln(system):
         sys.path.insert(0, str(REPO / "python"))
         import kiln.runtime
 
         if device == "cuda":
             vmfb = Path(spec["artifacts"]) / spec["artifact"]
-            params = directory / "kiln.irpa"
+            params = directory / spec.get("params_file", "kiln.irpa")
         else:
             vmfb, params = directory / spec.get("artifact", "kiln.vmfb"), None
         if spec.get("runtime_flags"):
             import iree.runtime
 
             iree.runtime.flags.parse_flags(*spec["runtime_flags"])
-        start = time.perf_counter()
-        module = kiln.runtime.load(vmfb, device=torch_device,
-                                   parameters=params if params and params.exists() else None)
-        result["load_s"] = time.perf_counter() - start
-        inputs = _load_inputs(directory)
-        start = time.perf_counter()
-        output = module(*inputs)
-        first_s = time.perf_counter() - start
+        with GpuLock(spec, exclusive=False):
+            start = time.perf_counter()
+            module = kiln.runtime.load(vmfb, device=torch_device,
+                                       parameters=params if params and params.exists() else None)
+            result["load_s"] = time.perf_counter() - start
+            inputs = _load_inputs(directory)
+            start = time.perf_counter()
+            output = module(*inputs)
+            first_s = time.perf_counter() - start
         call = lambda: module(*inputs)  # noqa: E731
     else:
         raise ValueError(f"unknown system {system}")
@@ -424,17 +515,18 @@ def stage_run(spec) -> dict:
     if result["check"] != "ok":
         result["peak_rss_mb"] = _peak_rss_mb()
         return result
-    result.update(time_calls(call, sync, plan, first_s, spec.get("quiet_wait", 0.0),
-                             spec.get("attempts", 1)))
+    with GpuLock(spec, exclusive=True):
+        result.update(time_calls(call, sync, plan, first_s, spec.get("quiet_wait", 0.0),
+                                 spec.get("attempts", 1), spec.get("timing_cpus")))
+        if torch_device == "cuda" and is_kiln(system):
+            result["device_ms"] = _iree_device_ms(vmfb, params, module)
     result["peak_rss_mb"] = _peak_rss_mb()
     if torch_device == "cuda":
         result["gpu_process_mb"] = _nvidia_smi_process_mb()
-        if system != "kiln":
+        if not is_kiln(system):
             import torch
 
             result["gpu_peak_alloc_mb"] = torch.cuda.max_memory_allocated() / 2**20
-        else:
-            result["device_ms"] = _iree_device_ms(vmfb, params, module)
     return result
 
 
@@ -503,7 +595,7 @@ def stage_params(spec) -> dict:
         raise RuntimeError(f"{len(mismatched)} rebuilt weight(s) differ from the compiled ones "
                            f"(first: {mismatched[:3]})")
     directory = cell_dir(spec["work"], spec["model"], spec["batch"], spec["dtype"])
-    write_parameter_archive(directory / "kiln.irpa", arrays)
+    write_parameter_archive(directory / spec.get("params_file", "kiln.irpa"), arrays)
     return {"params": len(arrays), "params_mb": sum(a.nbytes for a in arrays.values()) / 2**20}
 
 
@@ -518,6 +610,8 @@ def _kiln_bytes(tensor):
 
 
 def child_main(spec: dict) -> None:
+    if spec.get("compile_cpus"):  # GPU lanes: everything but the timed loop off the timing CPUs
+        os.sched_setaffinity(0, spec["compile_cpus"])
     result = {"reference": stage_reference, "prepare": stage_prepare, "run": stage_run,
               "params": stage_params}[spec["stage"]](spec)
     print("RESULT " + json.dumps(result), flush=True)
@@ -634,7 +728,7 @@ def merge_results(path: Path, new: dict) -> dict:
         new["cells"] = [c for c in old["cells"] if _cell_key(c) not in replaced] + new["cells"]
         new["commands"] = sorted(set(old.get("commands", [])) | set(new["commands"]))
     order = {m: i for i, m in enumerate(_zoo_names())}
-    systems = {s: i for i, s in enumerate(SYSTEMS["cpu"] + SYSTEMS["cuda"])}
+    systems = {s: i for i, s in enumerate(SYSTEMS["cpu"] + SYSTEMS["cuda"] + list(KILN_SYSTEMS))}
     new["cells"].sort(key=lambda c: (order.get(c["model"], 99), c["batch"], c["dtype"],
                                      systems.get(c["system"], 99)))
     return new
@@ -660,11 +754,33 @@ def write_csv(path: Path, result: dict) -> None:
             writer.writerow(row)
 
 
-def _zoo_names() -> tuple:
+def _zoo_names(device: str | None = None) -> tuple:
+    """The zoo's models; for the CPU suite's default list without the GPU-only ones."""
     sys.path.insert(0, str(HERE))
     import zoo
 
+    if device == "cpu":
+        return tuple(m for m in zoo.MODEL_NAMES if m not in getattr(zoo, "GPU_ONLY", ()))
     return zoo.MODEL_NAMES
+
+
+def selected_cells(args, device: str) -> list:
+    """(model, batch, dtype) in run order: --cells (or "gpu" = GPU_CELLS) as given, else the
+    product of --models × --batches × --dtypes."""
+    if getattr(args, "cells", None):
+        words = GPU_CELLS if args.cells == "gpu" else args.cells.split(",")
+        cells = []
+        for word in words:
+            model, batch, dtype = word.split(":")
+            if model not in _zoo_names():
+                raise SystemExit(f"unknown model {model!r} in --cells")
+            cells.append((model, int(batch), dtype))
+        return cells
+    models = args.models.split(",") if args.models else list(_zoo_names(device))
+    batches = [int(b) for b in args.batches.split(",")] if args.batches else \
+        ([1] if getattr(args, "quick", False) else [1, 8])
+    dtypes = args.dtypes.split(",") if args.dtypes else DTYPES[device]
+    return [(m, b, d) for m in models for b in batches for d in dtypes]
 
 
 def _log(message: str) -> None:
@@ -696,14 +812,16 @@ DONE_STATUSES = ("ok", "FAILED-CHECK", "FAILED", "TIMEOUT", "SKIPPED")
 
 def run_suite(args) -> Path:
     device = args.device
-    models = args.models.split(",") if args.models else list(_zoo_names())
-    batches = [int(b) for b in args.batches.split(",")] if args.batches else \
-        ([1] if args.quick else [1, 8])
-    dtypes = args.dtypes.split(",") if args.dtypes else DTYPES[device]
+    cells_todo = selected_cells(args, device)
     systems = args.systems.split(",") if args.systems else SYSTEMS[device]
-    unknown = [s for s in systems if s not in SYSTEMS[device]]
+    known = SYSTEMS[device] + ([s for s in KILN_SYSTEMS if s not in SYSTEMS[device]]
+                               if device == "cuda" else [])
+    unknown = [s for s in systems if s not in known]
     if unknown:
-        raise SystemExit(f"unknown system(s) for {device}: {unknown}; known {SYSTEMS[device]}")
+        raise SystemExit(f"unknown system(s) for {device}: {unknown}; known {known}")
+    lanes = max(1, args.lanes or 1)
+    if lanes > 1 and device != "cuda":
+        raise SystemExit("--lanes is for --device cuda (CPU timings need the whole machine)")
     speed = "quick" if args.quick else "full"
     plan = (GPU_TIMING if device == "cuda" else TIMING)[speed]
     if args.runs:
@@ -717,13 +835,21 @@ def run_suite(args) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     stem = f"suite-{device}-{tag}" + ("-quick" if args.quick else "")
     work = Path(args.work or tempfile.mkdtemp(prefix=f"kiln-suite-{device}-"))
+    work.mkdir(parents=True, exist_ok=True)
     manifest = None
     if device == "cuda":
         manifest = json.loads((Path(args.artifacts) / "manifest.json").read_text())
         info["kiln_commit"] = f"{manifest.get('kiln_commit')} (artifacts compiled with " \
                               f"{manifest.get('compiled_with')})"
-    _log(f"{device} suite on {tag}: models {models}, batches {batches}, dtypes {dtypes}, "
-         f"systems {systems}, timing {plan}; work dir {work}")
+    lane_spec = {}
+    if lanes > 1:
+        cpus = sorted(os.sched_getaffinity(0))
+        lane_spec["gpu_lock"] = str(work / "gpu.lock")
+        if len(cpus) >= 8:
+            lane_spec["timing_cpus"], lane_spec["compile_cpus"] = cpus[:4], cpus[4:]
+    info["lanes"] = lanes
+    _log(f"{device} suite on {tag}: cells {[f'{m}:{b}:{d}' for m, b, d in cells_todo]}, "
+         f"systems {systems}, timing {plan}, lanes {lanes}; work dir {work}")
     result = {"device": device, "tag": tag, "machine": info, "timing": dict(zip(
         ("warmup", "max_runs", "budget_s", "min_runs"), plan)), "tolerance": TOLERANCE,
         "commands": [_command_line(sys.argv[1:])], "cells": []}
@@ -731,6 +857,9 @@ def run_suite(args) -> Path:
     done = {}
     if args.resume:
         for path in args.resume:
+            if not Path(path).exists():
+                _log(f"--resume {path}: no such file (nothing resumed from it)")
+                continue
             previous = json.loads(Path(path).read_text())
             for cell in previous["cells"]:
                 loaded = args.rerun_loaded is not None and \
@@ -742,46 +871,60 @@ def run_suite(args) -> Path:
         result["cells"] = list(done.values())
         _log(f"resuming: {len(done)} cells done in {args.resume}")
 
-    def flush():
-        merged = merge_results(json_path, dict(result, cells=list(result["cells"])))
-        json_path.write_text(json.dumps(merged, indent=1) + "\n")
-        write_csv(json_path.with_suffix(".csv"), merged)
+    lock = threading.Lock()
+    state = {"stopped": False}
 
-    stopped = False
-    for model in models:
-        for batch in batches:
-            for dtype in dtypes:
-                todo = [s for s in systems if (model, batch, dtype, s) not in done]
-                if not todo or stopped:
-                    continue
-                if deadline and time.monotonic() > deadline:
-                    _log(f"deadline reached; stopping before {model} b{batch} {dtype} "
-                         f"(rerun with --resume {json_path})")
-                    stopped = True
-                    continue
-                base = {"model": model, "batch": batch, "dtype": dtype, "device": device,
-                        "work": str(work)}
-                _log(f"{model} b{batch} {dtype}: reference")
-                ref = run_child(dict(base, stage="reference"), TIMEOUT_S["reference"])
-                for system in todo:
-                    if deadline and time.monotonic() > deadline:
-                        _log(f"deadline reached; stopping before {model} b{batch} {dtype} "
-                             f"{system} (rerun with --resume {json_path})")
-                        stopped = True
-                        break
-                    cell = dict(model=model, batch=batch, dtype=dtype, system=system)
-                    if system == "kiln":
-                        cell["kiln_commit"] = info.get("kiln_commit")
-                    if ref["status"] != "ok":
-                        cell.update(status="FAILED", error="reference: " + ref.get("error", ""),
-                                    stderr_tail=ref.get("stderr_tail", "")[-1500:])
-                    else:
-                        cell["parameters"] = ref["parameters"]
-                        cell.update(_run_cell(base, system, plan, args, manifest))
-                    _log(f"{model} b{batch} {dtype} {system}: {_summary(cell)}")
-                    result["cells"].append(cell)
-                    flush()
-                shutil.rmtree(cell_dir(work, model, batch, dtype), ignore_errors=True)
+    def flush():
+        with lock:
+            merged = merge_results(json_path, dict(result, cells=list(result["cells"])))
+            _write_atomic(json_path, json.dumps(merged, indent=1) + "\n")
+            write_csv(json_path.with_suffix(".csv"), merged)
+
+    def past_deadline(what: str) -> bool:
+        if deadline and time.monotonic() > deadline:
+            if not state["stopped"]:
+                _log(f"deadline reached; stopping before {what} (rerun with --resume "
+                     f"{json_path})")
+            state["stopped"] = True
+        return state["stopped"]
+
+    def run_group(model: str, batch: int, dtype: str) -> None:
+        todo = [s for s in systems if (model, batch, dtype, s) not in done]
+        if not todo or past_deadline(f"{model} b{batch} {dtype}"):
+            return
+        base = dict(lane_spec, model=model, batch=batch, dtype=dtype, device=device,
+                    work=str(work))
+        _log(f"{model} b{batch} {dtype}: reference")
+        ref = run_child(dict(base, stage="reference"), TIMEOUT_S["reference"])
+        for system in todo:
+            if past_deadline(f"{model} b{batch} {dtype} {system}"):
+                break
+            cell = dict(model=model, batch=batch, dtype=dtype, system=system)
+            if is_kiln(system):
+                cell["kiln_commit"] = info.get("kiln_commit")
+            if ref["status"] != "ok":
+                cell.update(status="FAILED", error="reference: " + ref.get("error", ""),
+                            stderr_tail=ref.get("stderr_tail", "")[-1500:])
+            else:
+                cell["parameters"] = ref["parameters"]
+                if lanes > 1:
+                    cell["lanes"] = lanes
+                cell.update(_run_cell(base, system, plan, args, manifest))
+            _log(f"{model} b{batch} {dtype} {system}: {_summary(cell)}")
+            with lock:
+                result["cells"].append(cell)
+            flush()
+        shutil.rmtree(cell_dir(work, model, batch, dtype), ignore_errors=True)
+
+    if lanes == 1:
+        for model, batch, dtype in cells_todo:
+            run_group(model, batch, dtype)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(max_workers=lanes) as pool:
+            for future in [pool.submit(run_group, *key) for key in cells_todo]:
+                future.result()
     flush()
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
@@ -795,6 +938,13 @@ def run_suite(args) -> Path:
         except Exception as error:  # results are saved; the report can be rerun
             _log(f"report failed: {type(error).__name__}: {error}")
     return json_path
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """A results file is never half-written (a run may be killed at its time limit)."""
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def merge_files(paths: list, into: Path) -> None:
@@ -832,26 +982,37 @@ def _run_cell(base: dict, system: str, plan, args, manifest) -> dict:
             return dict(status=prep["status"], error="prepare: " + prep.get("error", ""),
                         stderr_tail=prep.get("stderr_tail", "")[-1500:])
         cell.update({k: v for k, v in prep.items() if k not in ("status", "wall_s")})
-    if base["device"] == "cuda" and system == "kiln":
-        entry = next((e for e in manifest["artifacts"] if (e["model"], e["batch"], e["dtype"])
-                      == (base["model"], base["batch"], base["dtype"])), None)
+    if base["device"] == "cuda" and is_kiln(system):
+        key = (base["model"], base["batch"], base["dtype"], system)
+
+        def matches(e):
+            return (e["model"], e["batch"], e["dtype"], e.get("system", "kiln")) == key
+
+        entry = next((e for e in manifest["artifacts"] if matches(e)), None)
         if entry is None:
-            failed = next((f for f in manifest.get("failed", []) if (f["model"], f["batch"],
-                           f["dtype"]) == (base["model"], base["batch"], base["dtype"])), None)
+            failed = next((f for f in manifest.get("failed", []) if matches(f)), None)
             if failed:
                 return {"status": "FAILED", "error": "compile (--prepare-only): " +
                         failed.get("error", "")}
-            return {"status": "SKIPPED", "error": "no Kiln artifact prepared for this cell"}
+            return {"status": "SKIPPED", "error": f"no {system} artifact prepared for this cell"}
         cell.update(compile_s=entry["compile_s"], artifact_mb=entry["artifact_mb"],
-                    compile_peak_rss_mb=entry.get("compile_peak_rss_mb"))
-        spec.update(artifacts=str(args.artifacts), artifact=entry["file"])
+                    compile_peak_rss_mb=entry.get("compile_peak_rss_mb"),
+                    compile_options=entry.get("options"))
+        if entry.get("kiln_commit"):
+            cell["kiln_commit"] = entry["kiln_commit"]
+        spec.update(artifacts=str(args.artifacts), artifact=entry["file"],
+                    params_file=Path(entry["file"]).stem + ".irpa")
         if entry.get("params_manifest"):
+            start = time.perf_counter()
             params = run_child(dict(spec, stage="params",
                                     params_manifest=entry["params_manifest"]),
                                TIMEOUT_S["params"])
             if params["status"] != "ok":
-                return dict(cell, status="FAILED", error="params: " + params.get("error", ""))
+                return dict(cell, status="FAILED", error="params: " + params.get("error", ""),
+                            stderr_tail=params.get("stderr_tail", "")[-1500:])
+            cell["params_stage_s"] = round(time.perf_counter() - start, 2)
     run = run_child(dict(spec, stage="run"), args.run_timeout)
+    cell["run_stage_s"] = round(run.get("wall_s", 0), 2)
     if run["status"] != "ok":
         return dict(cell, status=run["status"], error="run: " + run.get("error", ""),
                     stderr_tail=run.get("stderr_tail", "")[-1500:])
@@ -888,9 +1049,10 @@ def prepare_cuda(args) -> None:
     weights from the zoo, so only code (and folded constants) travels."""
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    models = args.models.split(",") if args.models else list(_zoo_names())
-    batches = [int(b) for b in args.batches.split(",")] if args.batches else [1, 8]
-    dtypes = args.dtypes.split(",") if args.dtypes else DTYPES["cuda"]
+    cells = selected_cells(args, "cuda")
+    systems = [s for s in (args.systems.split(",") if args.systems else ["kiln"]) if is_kiln(s)]
+    if not systems:
+        raise SystemExit(f"--prepare-only compiles Kiln systems: {', '.join(KILN_SYSTEMS)}")
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else \
         {"artifacts": []}
@@ -898,30 +1060,35 @@ def prepare_cuda(args) -> None:
     manifest["kiln_commit"] = compiled_on.get("kiln_commit")
     manifest["compiled_with"] = {k: compiled_on.get(k) for k in ("iree-base-compiler",
                                                                    "torch-mlir", "torch")}
-    for model in models:
-        for batch in batches:
-            for dtype in dtypes:
-                spec = {"stage": "prepare-cuda", "model": model, "batch": batch, "dtype": dtype,
-                        "device": "cpu", "out": str(out), "weights": args.weights}
-                _log(f"compiling {model} b{batch} {dtype} for cuda")
-                entry = run_child(spec, args.prepare_timeout)
-                key = {"model": model, "batch": batch, "dtype": dtype}
-                manifest["failed"] = [f for f in manifest.get("failed", [])
-                                      if {k: f[k] for k in key} != key]
-                manifest["artifacts"] = [e for e in manifest["artifacts"]
-                                         if {k: e[k] for k in key} != key]
-                if entry["status"] != "ok":
-                    _log(f"  FAILED: {entry.get('error')}\n{entry.get('stderr_tail', '')[-1500:]}")
-                    manifest["failed"].append(dict(key, status=entry["status"],
-                                                   error=entry.get("error", "")[:600]))
-                    manifest_path.write_text(json.dumps(manifest, indent=1))
-                    continue
-                entry.pop("status")
-                entry.pop("wall_s")
-                manifest["artifacts"].append(entry)
-                manifest_path.write_text(json.dumps(manifest, indent=1))
-                _log(f"  {entry['file']}: {entry['artifact_mb']:.1f} MB in "
-                     f"{entry['compile_s']:.0f} s")
+    for model, batch, dtype in cells:
+        for system in systems:
+            spec = {"stage": "prepare-cuda", "model": model, "batch": batch, "dtype": dtype,
+                    "device": "cpu", "out": str(out), "weights": args.weights,
+                    "system": system}
+            _log(f"compiling {model} b{batch} {dtype} for cuda ({system})")
+            entry = run_child(spec, args.prepare_timeout)
+            key = {"model": model, "batch": batch, "dtype": dtype, "system": system}
+
+            def same(e):
+                return all(e.get(k, "kiln" if k == "system" else None) == v
+                           for k, v in key.items())
+
+            manifest["failed"] = [f for f in manifest.get("failed", []) if not same(f)]
+            manifest["artifacts"] = [e for e in manifest["artifacts"] if not same(e)]
+            if entry["status"] != "ok":
+                _log(f"  FAILED: {entry.get('error')}\n{entry.get('stderr_tail', '')[-1500:]}")
+                manifest["failed"].append(dict(key, status=entry["status"],
+                                               error=entry.get("error", "")[:600],
+                                               kiln_commit=manifest["kiln_commit"]))
+                _write_atomic(manifest_path, json.dumps(manifest, indent=1))
+                continue
+            entry.pop("status")
+            entry.pop("wall_s")
+            entry["kiln_commit"] = manifest["kiln_commit"]
+            manifest["artifacts"].append(entry)
+            _write_atomic(manifest_path, json.dumps(manifest, indent=1))
+            _log(f"  {entry['file']}: {entry['artifact_mb']:.1f} MB in "
+                 f"{entry['compile_s']:.0f} s")
     total = sum(p.stat().st_size for p in out.rglob("*") if p.is_file())
     _log(f"{out}: {len(manifest['artifacts'])} artifacts, {total / 2**20:.1f} MB in all")
 
@@ -933,9 +1100,12 @@ def stage_prepare_cuda(spec) -> dict:
 
     model, inputs = _build(spec)
     out = Path(spec["out"])
-    stem = f"{spec['model']}-b{spec['batch']}-{spec['dtype']}"
+    system = spec.get("system", "kiln")
+    stem = f"{spec['model']}-b{spec['batch']}-{spec['dtype']}{kiln_variant_suffix(system)}"
+    variant = KILN_SYSTEMS[system]
+    options = _kiln_options(dict(variant.get("options", {}), weights=spec["weights"]),
+                            variant.get("if_known"))
     start = time.perf_counter()
-    options = _kiln_options({"weights": spec["weights"]})
     compiled = kiln.compile_model(model, tuple(inputs),
                                   target=spec.get("target", "cpu" if FAKE_CUDA else "cuda"),
                                   **options)
@@ -943,7 +1113,9 @@ def stage_prepare_cuda(spec) -> dict:
     file = f"{stem}.vmfb"
     (out / file).write_bytes(compiled.vmfb)
     entry = {"file": file, "model": spec["model"], "batch": spec["batch"],
-             "dtype": spec["dtype"], "compile_s": compile_s,
+             "dtype": spec["dtype"], "system": system, "compile_s": compile_s,
+             "options": {k: v for k, v in options.items() if k != "cache"},
+             "phases_s": {k: round(v, 2) for k, v in compiled.report.phase_seconds.items()},
              "compile_peak_rss_mb": _peak_rss_mb(),
              "artifact_mb": (out / file).stat().st_size / 2**20}
     if compiled.parameters:
@@ -977,7 +1149,15 @@ def main(argv=None) -> None:
     parser.add_argument("--models", help="comma-separated zoo names (default: all)")
     parser.add_argument("--batches", help="comma-separated (default 1,8; --quick: 1)")
     parser.add_argument("--dtypes", help="default f32 on cpu, f16,bf16 on cuda")
-    parser.add_argument("--systems", help="comma-separated (default: all for the device)")
+    parser.add_argument("--systems", help="comma-separated (default: all for the device; "
+                                          "--prepare-only: kiln). Kiln variants: "
+                                          + ", ".join(KILN_SYSTEMS))
+    parser.add_argument("--cells", help="model:batch:dtype,... in this order instead of "
+                                        "--models/--batches/--dtypes; 'gpu' = the GPU suite's "
+                                        "cells (GPU_CELLS)")
+    parser.add_argument("--lanes", type=int, default=1,
+                        help="cuda: cells run side by side, measurements alone on the GPU "
+                             "(see the docstring)")
     parser.add_argument("--quick", action="store_true",
                         help="batch 1, fewer runs, results to suite-...-quick.json, no report")
     parser.add_argument("--runs", type=int, help="max timed calls per cell")

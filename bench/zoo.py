@@ -11,6 +11,7 @@ rebuilds weights there that match artifacts compiled here. Inputs come from the 
 |---|---|---|---|
 | mlp | Linear 768→3072, GELU, Linear 3072→768 | (B, 128, 768) | (B, 128, 768) |
 | gpt2-prefill | GPT-2 small (GPT2Config(): 12 layers, d=768, 124M) | ids (B, 128) | next-token logits (B, 1, 50257) |
+| gpt2-prefill-512 | the same model, prompt of 512 tokens (GPU suite; batch 8 = the prefill goal) | ids (B, 512) | (B, 1, 50257) |
 | gpt2-decode | the same model, one token, no KV cache | ids (B, 1) | (B, 1, 50257) |
 | bert | BERT-base (BertConfig(): 12 layers, d=768, 110M), no pooler | ids (B, 128) | last hidden state (B, 128, 768) |
 | llama | Llama-style 109M: d=768, 12 layers, 12 heads, 4 kv heads (GQA), RoPE, RMSNorm, SwiGLU 2048, vocab 32000 | ids (B, 128) | next-token logits (B, 1, 32000) |
@@ -218,6 +219,8 @@ def _ids(key: str, seq: int, vocab: int) -> Callable:
 MODELS: dict[str, tuple[Callable[[], nn.Module], Callable, str]] = {
     "mlp": (MLP, _float_input("mlp.x", (SEQ, HIDDEN)), "MLP 768→3072→768, 128 tokens"),
     "gpt2-prefill": (_gpt2, _ids("gpt2.ids", SEQ, 50257), "GPT-2 small, prefill T=128"),
+    "gpt2-prefill-512": (_gpt2, _ids("gpt2.ids512", 512, 50257),
+                         "GPT-2 small, prefill T=512"),
     "gpt2-decode": (_gpt2, _ids("gpt2.ids1", 1, 50257), "GPT-2 small, one token T=1"),
     "bert": (_bert, _ids("bert.ids", SEQ, 30522), "BERT-base, sequence 128"),
     "llama": (_llama, _ids("llama.ids", SEQ, 32000),
@@ -225,6 +228,8 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable, str]] = {
     "resnet": (ResNet18, _float_input("resnet.x", (3, 224, 224)), "ResNet-18, 3×224×224"),
 }
 MODEL_NAMES = tuple(MODELS)
+# Left out of the CPU suite's default model list (run_suite --device cpu); --models still takes them.
+GPU_ONLY = ("gpt2-prefill-512",)
 
 
 def build(name: str, batch: int = 1, dtype: torch.dtype = torch.float32):
