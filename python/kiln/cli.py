@@ -105,7 +105,7 @@ def cmd_compile(args) -> int:
     compiled = kiln.compile_model(model, example_args, target=target,
                                   compile_to=args.compile_to, attention=args.attention,
                                   cpu=args.cpu, cuda_arch=args.cuda_arch, weights=args.weights,
-                                  verbose=not args.quiet)
+                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet)
     if args.report:
         print(compiled.report, file=sys.stderr)
     if compiled.vmfb is None:
@@ -201,7 +201,7 @@ def cmd_check(args) -> int:
     result = kiln.check(model, example_args, target=target, samples=args.samples,
                         seed=args.seed, rtol=args.rtol, locate=not args.no_locate,
                         attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
-                        verbose=args.verbose)
+                        cuda_kernels=args.cuda_kernels, verbose=args.verbose)
     print(result)
     return 0 if result.passed else 1
 
@@ -228,6 +228,9 @@ def build_parser() -> argparse.ArgumentParser:
                                                  "machine) or an ISA such as x86-64-v3")
     c.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture (IREE 3.13 has no "
                                                         "sm_90; sm_80 runs on H100/H200)")
+    c.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
+                   help="target cuda: Kiln's Triton kernels (sm_90a, H100/H200) for the linears "
+                        "and attentions they support; auto = on when triton is installed")
     c.add_argument("--int-high", type=int, default=32,
                    help="random integer inputs are drawn from [0, N) (default 32)")
     c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
@@ -279,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
     k.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target")
     k.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture")
+    k.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
+                   help="target cuda: Kiln's Triton kernels (sm_90a, H100/H200) for the linears "
+                        "and attentions they support; auto = on when triton is installed")
     k.add_argument("--int-high", type=int, default=32,
                    help="random integer example inputs are drawn from [0, N) (default 32)")
     k.add_argument("--seed", type=int, default=0, help="seed for random inputs")
