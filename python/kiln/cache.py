@@ -60,7 +60,7 @@ logger = logging.getLogger("kiln.cache")
 CACHE_FORMAT = 1
 DEFAULT_MAX_MB = 2048
 _OFF_VALUES = {"0", "false", "off", "no"}
-_VERSIONED_DISTRIBUTIONS = ("torch", "torch-mlir", "iree-base-compiler")
+_VERSIONED_DISTRIBUTIONS = ("torch", "torch-mlir", "iree-base-compiler", "triton")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -151,7 +151,8 @@ def _source_files() -> list[Path]:
     for directory in _package_dirs():
         for path in sorted(directory.rglob("*")):
             relative = path.relative_to(directory)
-            if path.suffix not in (".py", ".mlir") or "__pycache__" in relative.parts:
+            # .json: the kernel library's measured config table picks the kernels compiled in.
+            if path.suffix not in (".py", ".mlir", ".json") or "__pycache__" in relative.parts:
                 continue
             if relative.parts[0] == "examples" or (directory.name == "kiln" and
                                                     str(relative) in _NOT_COMPILER):
