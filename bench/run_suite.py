@@ -900,8 +900,9 @@ def run_suite(args) -> Path:
             if past_deadline(f"{model} b{batch} {dtype} {system}"):
                 break
             cell = dict(model=model, batch=batch, dtype=dtype, system=system)
-            if is_kiln(system):
-                cell["kiln_commit"] = info.get("kiln_commit")
+            if is_kiln(system):  # cuda: the artifact's own commit (from its manifest entry)
+                cell["kiln_commit"] = (manifest or {}).get("kiln_commit") or \
+                    info.get("kiln_commit")
             if ref["status"] != "ok":
                 cell.update(status="FAILED", error="reference: " + ref.get("error", ""),
                             stderr_tail=ref.get("stderr_tail", "")[-1500:])

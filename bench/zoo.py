@@ -228,7 +228,7 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable, str]] = {
     "resnet": (ResNet18, _float_input("resnet.x", (3, 224, 224)), "ResNet-18, 3×224×224"),
 }
 MODEL_NAMES = tuple(MODELS)
-# Left out of the CPU suite's default model list (run_suite --device cpu); --models still takes them.
+# Not in the CPU suite's default model list (run_suite --device cpu); --models takes them.
 GPU_ONLY = ("gpt2-prefill-512",)
 
 
