@@ -76,6 +76,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
 RESULTS = HERE / "results"
+# Where `kiln` is imported from (default: this checkout's python/). On the GPU machine a frozen
+# copy of the runtime keeps the run independent of uncommitted edits in the tree.
+KILN_PYTHON = Path(os.environ.get("KILN_BENCH_KILN_PYTHON", REPO / "python"))
 
 SYSTEMS = {
     "cpu": ["eager", "torch.compile", "onnxruntime", "kiln"],
@@ -485,7 +488,7 @@ def stage_run(spec) -> dict:
         call = lambda: session.run(None, feeds)  # noqa: E731
         result["threads"] = session.get_session_options().intra_op_num_threads or os.cpu_count()
     elif is_kiln(system):
-        sys.path.insert(0, str(REPO / "python"))
+        sys.path.insert(0, str(KILN_PYTHON))
         import kiln.runtime
 
         if device == "cuda":
@@ -572,7 +575,7 @@ def stage_params(spec) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(REPO / "python"))
+    sys.path.insert(0, str(KILN_PYTHON))
     from kiln.runtime import write_parameter_archive
 
     artifacts = Path(spec["artifacts"])
@@ -624,7 +627,7 @@ def child_main(spec: dict) -> None:
 def run_child(spec: dict, timeout: float) -> dict:
     """Run one stage in a fresh process; {"status": ok|FAILED|TIMEOUT, ...}."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(REPO / "python"), env.get("PYTHONPATH", "")])
+    env["PYTHONPATH"] = os.pathsep.join([str(KILN_PYTHON), env.get("PYTHONPATH", "")])
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
