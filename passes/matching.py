@@ -114,3 +114,77 @@ def classify_mask(mask, query_len: Optional[int], key_len: Optional[int]) -> str
         return "none"
     causal = np.tril(np.ones((query_len, key_len), dtype=bool))
     return "causal" if np.all(keep == causal) else "general"
+
+
+def permutation_of(op: ir.Operation) -> Optional[tuple[int, ...]]:
+    """The axis permutation of a constant `permute` or `transpose.int` (non-negative axes), or
+    None."""
+    info = tensor_info(op.operands[0])
+    if info is None:
+        return None
+    rank = info.rank
+    if op.name == "torch.aten.permute":
+        perm = constant_or(op.operands[1], None)
+        if not isinstance(perm, list) or sorted(p % rank for p in perm) != list(range(rank)):
+            return None
+        return tuple(p % rank for p in perm)
+    if op.name == "torch.aten.transpose.int":
+        a, b = constant_or(op.operands[1], None), constant_or(op.operands[2], None)
+        if not (isinstance(a, int) and isinstance(b, int)) or isinstance(a, bool) or \
+                isinstance(b, bool):
+            return None
+        perm = list(range(rank))
+        perm[a % rank], perm[b % rank] = perm[b % rank], perm[a % rank]
+        return tuple(perm)
+    return None
+
+
+@dataclass(frozen=True)
+class HeadSplit:
+    """An attention projection's head split of a value [..., H·D]: a view to [..., H, D] and a
+    permute that puts the heads axis before the sequence axis and keeps D last (BSHD → BHSD)."""
+
+    view: ir.Operation
+    permute: ir.Operation
+    heads: int
+    head_dim: int
+    perm: tuple[int, ...]
+
+    @property
+    def heads_axis(self) -> int:
+        """Where the heads axis is after the permute."""
+        return self.perm.index(len(self.perm) - 2)
+
+    @property
+    def leading_sizes(self) -> list[ir.Value]:
+        """The view's size operands before [H, D] (batch, sequence: constants or sizes)."""
+        return list(defining_op(self.view.operands[1]).operands)[:-2]
+
+
+def match_head_split(value: ir.Value):
+    """HeadSplit of `value` when its only use is such a view whose only use is such a permute,
+    else NoMatch. The view must keep the leading dims (at most one of them dynamic, so that
+    equal static dims prove the dynamic one equal too)."""
+    info = tensor_info(value)
+    uses = [use.owner.operation for use in value.uses]
+    if info is None or len(uses) != 1 or uses[0].name not in ("torch.aten.view",
+                                                               "torch.aten.reshape"):
+        return NoMatch("not used by one view alone")
+    view = uses[0]
+    viewed = tensor_info(view.results[0])
+    sizes = producer(view.operands[1], "torch.prim.ListConstruct")
+    if viewed is None or sizes is None or viewed.rank != info.rank + 1 or viewed.rank < 3:
+        return NoMatch("the view does not split the last axis in two")
+    heads, head_dim = viewed.shape[-2:]
+    lead, source_lead = viewed.shape[:-2], info.shape[:-1]
+    if heads is None or head_dim is None or info.shape[-1] != heads * head_dim or \
+            any(a != b for a, b in zip(lead, source_lead)) or lead.count(None) > 1:
+        return NoMatch(f"the view {info} → {viewed} is not [..., H·D] → [..., H, D]")
+    after = [use.owner.operation for use in view.results[0].uses]
+    if len(after) != 1 or after[0].name not in ("torch.aten.permute", "torch.aten.transpose.int"):
+        return NoMatch("the heads view is not used by one permute alone")
+    perm = permutation_of(after[0])
+    rank = viewed.rank
+    if perm is None or perm[-1] != rank - 1 or perm.index(rank - 2) > perm.index(rank - 3):
+        return NoMatch("the permute does not move the heads axis before the sequence axis")
+    return HeadSplit(view, after[0], heads, head_dim, perm)

@@ -167,6 +167,21 @@ class TorchBuilder:
         type_ = result if isinstance(result, ir.Type) else vtensor_type(result.shape, result.dtype)
         return self._op(f"torch.aten.{name}", [type_], operands).result
 
+    def cat(self, values: Sequence[ir.Value], dim: int, result: TensorInfo) -> ir.Value:
+        """aten.cat of `values` along `dim` (a `!torch.list<vtensor>` built here)."""
+        return self.aten("cat", result, self.list_of(values, "vtensor"), self.int(dim))
+
+    def list_of(self, values: Sequence[ir.Value], element: str = "int") -> ir.Value:
+        """A `!torch.list<element>` of existing values (e.g. sizes that are not constants)."""
+        return self._op("torch.prim.ListConstruct", [ir.Type.parse(f"!torch.list<{element}>")],
+                        values).result
+
+    def slice(self, value: ir.Value, dim: int, start: int, end: int, result: TensorInfo,
+              step: int = 1) -> ir.Value:
+        """aten.slice.Tensor: value[..., start:end:step, ...] along `dim`."""
+        return self.aten("slice.Tensor", result, value, self.int(dim), self.int(start),
+                         self.int(end), self.int(step))
+
     def aten_scalar(self, name: str, result_type: str, *operands) -> ir.Value:
         """An aten op with a scalar result (`size.int` → !torch.int)."""
         return self._op(f"torch.aten.{name}", [ir.Type.parse(result_type)], operands).result
