@@ -3,9 +3,23 @@
 The only module that imports `iree.runtime`; it needs neither torch-mlir nor IREE's compiler
 (torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
-reflection on `main`): a wrong count, shape or dtype raises ValueError naming the argument.
-An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its IREE
-parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first.
+reflection on `main`): a wrong count, shape, dtype or device raises ValueError naming the
+argument. An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its
+IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first.
+
+Inputs and outputs (docs/gpu.md, "Calling from Python"):
+  - numpy arrays and torch tensors on the host are copied to the device for the call;
+  - torch tensors already on the module's device (CUDA tensors for device="cuda", CPU tensors
+    for device="cpu") are imported without a copy through DLPack; they must be contiguous and
+    64-byte aligned (ValueError otherwise; for CPU tensors a copy is made instead, as before);
+  - a `DeviceTensor` (an output kept on the device, `outputs="device"`) is passed as is, so a
+    decode loop keeps its KV cache on the GPU.
+  Outputs follow `outputs=` (of `load`, or per call): "auto" (the default: torch if any input is
+  a torch tensor, on the GPU if one was a CUDA tensor; `DeviceTensor` if the inputs were
+  device tensors; numpy otherwise), "numpy", "torch" (tensors on the module's device) or
+  "device" (`DeviceTensor`, converted later with `.torch()` or `.numpy()`).
+Calls are synchronous: the results are complete when a call returns, and torch's current
+stream is synchronized before a call that reads CUDA tensors.
 """
 
 from __future__ import annotations
@@ -13,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -27,8 +42,22 @@ PARAMETERS_KEY = "kiln.parameters"
 PARAMETER_SCOPE = "model"
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
+# Parsed once per process, before the CUDA driver is created (IREE reads them then).
 CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0")
 _cuda_flags_parsed = False
+OUTPUT_MODES = ("auto", "numpy", "torch", "device")
+# IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
+ALIGNMENT = 64
+# How results reach the host on a device whose memory the host cannot map (CUDA):
+# "staging": one reused pinned buffer per device (a queue copy, then a host copy);
+# "iree": iree.runtime's DeviceArray.to_host (registers a fresh numpy array each call);
+# "torch": DLPack export to a torch CUDA tensor, then .cpu() (needs exportable buffers).
+HOST_TRANSFER = "staging"
+# How host inputs (numpy, torch CPU) reach such a device: "iree" (allocate_buffer_copy) or
+# "torch" (torch.from_numpy(...).cuda(), then a DLPack import).
+HOST_UPLOAD = "iree"
+
+_DLPACK_CPU, _DLPACK_CUDA = 1, 2
 
 
 def _iree_runtime():
@@ -52,13 +81,316 @@ def _bfloat16():
     return np.dtype(ml_dtypes.bfloat16)
 
 
+def _numpy_dtype(name: str) -> np.dtype:
+    return _bfloat16() if name == "bfloat16" else np.dtype(name)
+
+
+def _is_torch(value: Any) -> bool:
+    return type(value).__module__.startswith("torch")
+
+
+def _check_mode(outputs: str) -> str:
+    if outputs not in OUTPUT_MODES:
+        raise ValueError(f"unknown outputs={outputs!r}; use one of "
+                         f"{', '.join(repr(m) for m in OUTPUT_MODES)}")
+    return outputs
+
+
+class _Device:
+    """The HAL device of one kind ("cpu", "cuda") in this process, and what moves data on it.
+
+    IREE creates one device per driver and process (iree.runtime caches it), so every module
+    loaded for a kind shares it: a DeviceTensor of one module can be passed to another."""
+
+    def __init__(self, kind: str, hal):
+        rt = _iree_runtime()
+        self.kind = kind
+        self.hal = hal
+        self.allocator = hal.allocator
+        self.torch_type = "cuda" if kind == "cuda" else "cpu"
+        self.dlpack_device = (_DLPACK_CUDA, 0) if kind == "cuda" else (_DLPACK_CPU, 0)
+        # Whether results can be exported through DLPack (the CUDA allocator refuses buffers
+        # from stream-ordered pools); learnt on the first try.
+        self.can_export: Optional[bool] = None
+        self._rt = rt
+        self._host_visible = int(rt.MemoryType.HOST_VISIBLE)
+        self._mapping = int(rt.BufferUsage.MAPPING_SCOPED)
+        self._lock = threading.Lock()
+        self._semaphore = None
+        self._semaphore_value = 0
+        self._staging = None  # (HalBuffer, MappedMemory) of a pinned host buffer, reused
+        self._staging_size = 0
+
+    # -- device → host -------------------------------------------------------------------
+    def mappable(self, view) -> bool:
+        buffer = view.get_buffer()
+        return (buffer.memory_type() & self._host_visible) == self._host_visible and \
+            (buffer.allowed_usage() & self._mapping) == self._mapping
+
+    def to_numpy(self, view) -> np.ndarray:
+        """The contents of `view` as a numpy array (raw element type; bf16 comes as bf16)."""
+        rt = self._rt
+        dtype = rt.HalElementType.map_to_dtype(view.element_type)
+        shape = tuple(view.shape)
+        if self.mappable(view):  # host memory (CPU device): a view of the result, no copy
+            return view.map().asarray(list(shape), np.dtype(dtype))
+        if HOST_TRANSFER == "torch":
+            return _torch_to_numpy(self.to_torch(view, _dtype_name(view.element_type)).cpu())
+        if HOST_TRANSFER == "iree":
+            return rt.DeviceArray(self.hal, view, implicit_host_transfer=True).to_host()
+        return self._download(view.get_buffer(), shape, dtype)
+
+    def _download(self, buffer, shape, dtype) -> np.ndarray:
+        rt = self._rt
+        size = buffer.byte_length()
+        with self._lock:
+            if size > self._staging_size:
+                staging = self.allocator.allocate_buffer(
+                    memory_type=int(rt.MemoryType.HOST_LOCAL) | int(rt.MemoryType.DEVICE_VISIBLE),
+                    allowed_usage=int(rt.BufferUsage.TRANSFER_TARGET)
+                    | int(rt.BufferUsage.MAPPING_SCOPED) | int(rt.BufferUsage.MAPPING_PERSISTENT),
+                    allocation_size=max(size, 4096))
+                self._staging = (staging, staging.map())
+                self._staging_size = max(size, 4096)
+            staging, mapped = self._staging
+            self._copy(buffer, staging)
+            flat = mapped.asarray([self._staging_size], np.dtype(np.uint8))
+            return flat[:size].copy().view(dtype).reshape(shape)
+
+    def _copy(self, source, target) -> None:
+        """Queue a device copy of `source` into `target` (from offset 0) and wait for it."""
+        rt = self._rt
+        if self._semaphore is None:
+            self._semaphore = self.hal.create_semaphore(0)
+        value = self._semaphore_value
+        self._semaphore_value = value + 1
+        self.hal.queue_copy(source, target,
+                            wait_semaphores=rt.HalFence.create_at(self._semaphore, value),
+                            signal_semaphores=rt.HalFence.create_at(self._semaphore, value + 1))
+        rt.HalFence.create_at(self._semaphore, value + 1).wait()
+
+    # -- device → torch ------------------------------------------------------------------
+    def capsule(self, view):
+        """A DLPack capsule sharing `view`'s memory, or None where IREE cannot export it (the
+        CUDA allocator refuses buffers of the stream-ordered pool, where results are allocated
+        unless --cuda_async_allocations=false); remembered after the first refusal."""
+        if self.can_export is not False:
+            try:
+                capsule = self.hal.create_dlpack_capsule(view, *self.dlpack_device)
+                self.can_export = True
+                return capsule
+            except Exception:  # noqa: BLE001 - IREE raises RuntimeError/ValueError variants
+                self.can_export = False
+        return None
+
+    def to_torch(self, view, dtype: str):
+        """`view` as a torch tensor of `dtype` on this device: zero-copy where IREE can export
+        the buffer (shared memory), else after one device-to-device copy into a buffer that
+        can be exported."""
+        import torch.utils.dlpack
+
+        capsule = self.capsule(view)
+        if capsule is None:
+            capsule = self._exportable_copy(view)
+        tensor = torch.utils.dlpack.from_dlpack(capsule)
+        want = _torch_dtype(dtype)
+        if tensor.dtype != want:  # e.g. i1 results that come back as i8
+            tensor = tensor.view(want) if tensor.element_size() == want.itemsize else \
+                tensor.to(want)
+        return tensor
+
+    def _exportable_copy(self, view):
+        rt = self._rt
+        source = view.get_buffer()
+        # Buffers straight from the allocator (not the queue's stream-ordered pool) export.
+        target = self.allocator.allocate_buffer(
+            memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
+            allocation_size=max(source.byte_length(), 1))
+        with self._lock:
+            self._copy(source, target)
+        copied = rt.HalBufferView(target, list(view.shape), view.element_type)
+        return self.hal.create_dlpack_capsule(copied, *self.dlpack_device)
+
+    # -- host → device -------------------------------------------------------------------
+    def upload(self, array: np.ndarray):
+        rt = self._rt
+        if HOST_UPLOAD == "torch" and self.kind == "cuda" and array.dtype != _bfloat16():
+            import torch
+            import torch.utils.dlpack
+
+            tensor = torch.from_numpy(array).to(self.torch_type)
+            torch.cuda.current_stream(tensor.device).synchronize()
+            return self.hal.from_dlpack_capsule(torch.utils.dlpack.to_dlpack(tensor))
+        element_type = _element_type(array.dtype)
+        return self.allocator.allocate_buffer_copy(
+            memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
+            device=self.hal, buffer=array, element_type=element_type)
+
+
+_DEVICES: dict = {}
+
+
+def _device(kind: str, hal) -> _Device:
+    found = _DEVICES.get(kind)
+    if found is None or found.hal is not hal:
+        found = _DEVICES[kind] = _Device(kind, hal)
+    return found
+
+
+def _element_type(dtype: np.dtype):
+    rt = _iree_runtime()
+    if dtype == _bfloat16():
+        return rt.HalElementType.BFLOAT_16
+    from iree.runtime.dtypes import map_dtype_to_hal_element_type
+
+    return map_dtype_to_hal_element_type(dtype)
+
+
+_TORCH_DTYPES: dict = {}
+
+
+def _torch_dtype(name: str):
+    import torch
+
+    return getattr(torch, name)
+
+
+def _torch_dtype_name(dtype) -> str:
+    name = _TORCH_DTYPES.get(dtype)
+    if name is None:
+        name = _TORCH_DTYPES[dtype] = str(dtype).replace("torch.", "")
+    return name
+
+
+def _torch_to_numpy(tensor) -> np.ndarray:
+    import torch
+
+    if tensor.dtype == torch.bfloat16:
+        return tensor.view(torch.int16).numpy().view(_bfloat16())
+    return tensor.numpy()
+
+
+def _numpy_to_torch(array: np.ndarray):
+    import torch
+
+    if array.dtype == _bfloat16():
+        return torch.from_numpy(np.ascontiguousarray(array).view(np.int16)).view(torch.bfloat16)
+    return torch.from_numpy(np.ascontiguousarray(array))
+
+
+class DeviceTensor:
+    """An input or output kept in the memory of a loaded module's device.
+
+    Made by calls with `outputs="device"`; pass it straight to the next call (no copy) or
+    convert it: `.torch()` (a tensor on the same device, sharing memory where the runtime can
+    export it through DLPack), `.numpy()` (a host copy). `torch.from_dlpack(t)` and
+    `np.asarray(t)` work too. `shape` is a tuple, `dtype` the name ("float16", "int64", ...)."""
+
+    __slots__ = ("_view", "_device", "shape", "dtype")
+
+    def __init__(self, view, device: _Device, dtype: str):
+        self._view = view
+        self._device = device
+        self.shape = tuple(view.shape)
+        self.dtype = dtype
+
+    @property
+    def device(self) -> str:
+        return self._device.kind
+
+    @property
+    def ndim(self) -> int:
+        return len(self.shape)
+
+    @property
+    def nbytes(self) -> int:
+        return self._view.byte_length
+
+    def numpy(self) -> np.ndarray:
+        array = self._device.to_numpy(self._view)
+        want = _numpy_dtype(self.dtype)
+        if array.dtype != want:
+            array = array.view(want) if array.dtype.itemsize == want.itemsize else \
+                array.astype(want)
+        return array
+
+    def torch(self):
+        """A torch tensor on this tensor's device (CUDA tensors for device "cuda")."""
+        return self._device.to_torch(self._view, self.dtype)
+
+    def __array__(self, dtype=None, copy=None):
+        array = self.numpy()
+        return array if dtype is None else array.astype(dtype)
+
+    def __dlpack__(self, stream=None, **kwargs):
+        # Results are complete when a call returns (calls are synchronous): no stream to wait on.
+        capsule = self._device.capsule(self._view)
+        return capsule if capsule is not None else self._device._exportable_copy(self._view)
+
+    def __dlpack_device__(self):
+        return self._device.dlpack_device
+
+    def __repr__(self) -> str:
+        return f"DeviceTensor(shape={_shape_text(self.shape)}, dtype={self.dtype}, " \
+            f"device={self.device!r})"
+
+
+class _EntryPoint:
+    """One function of the artifact: its VM function and its signature, read once."""
+
+    __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count")
+
+    def __init__(self, name: str, vm_function, signature: Optional[dict]):
+        self.name = name
+        self.vm_function = vm_function
+        self.signature = signature
+        self.inputs = None
+        self.output_dtypes: Sequence[Optional[str]] = ()
+        self.result_count = 1
+        if signature is not None:
+            self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
+            self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
+            self.result_count = max(1, len(signature["outputs"]))
+
+
+class _InputSpec:
+    __slots__ = ("label", "dtype", "numpy_dtype", "shape", "bounds", "spec")
+
+    def __init__(self, index: int, spec: dict):
+        self.spec = spec
+        self.label = f"input '{spec['name']}' (#{index})"
+        self.dtype = spec["dtype"]
+        self.numpy_dtype = _numpy_dtype(spec["dtype"])
+        self.shape = spec["shape"]
+        self.bounds = spec.get("bounds", ())
+
+    def check_shape(self, shape: Sequence[int]) -> None:
+        want = self.shape
+        if len(shape) != len(want) or any(w is not None and w != g for w, g in zip(want, shape)):
+            raise ValueError(f"{self.label}: expected shape {_shape_text(want)}, got "
+                             f"{_shape_text(shape)}")
+        for axis, (bounds, got) in enumerate(zip(self.bounds, shape)):
+            if bounds is not None and not (bounds[0] <= got and (bounds[1] is None or
+                                                                 got <= bounds[1])):
+                raise ValueError(f"{self.label}: dim {axis} is {got}, outside the compiled range "
+                                 f"[{bounds[0]}, {'∞' if bounds[1] is None else bounds[1]}]")
+
+    def check_dtype(self, got: str) -> None:
+        if got != self.dtype:
+            raise ValueError(f"{self.label}: expected dtype {self.dtype}, got {got}")
+
+
 class KilnModule:
-    """A loaded artifact; call it with the exported signature's inputs."""
+    """A loaded artifact; call it with the exported signature's inputs.
+
+    `outputs` ("auto", "numpy", "torch", "device") says what calls return (module docstring);
+    a call may override it: `run(*inputs, outputs="device")`."""
 
     def __init__(self, vmfb: bytes, device: str = "cpu", function: Optional[str] = None,
-                 parameters: Union[str, Path, None] = None):
+                 parameters: Union[str, Path, None] = None, outputs: str = "auto"):
         if device not in DRIVERS:
             raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
+        self.outputs = _check_mode(outputs)
         rt = _iree_runtime()
         self.device_kind = device
         if device == "cuda":
@@ -75,9 +407,9 @@ class KilnModule:
             raise KilnLoadError(
                 f"not a loadable IREE .vmfb ({len(vmfb)} bytes; truncated, corrupt or another "
                 f"kind of file): {error}") from error
-        reflections = {name: dict(vm_module.lookup_function(name).reflection)
-                       for name in vm_module.function_names
-                       if not name.startswith("__") and "$" not in name}
+        functions = {name: vm_module.lookup_function(name) for name in vm_module.function_names
+                     if not name.startswith("__") and "$" not in name}
+        reflections = {name: dict(f.reflection) for name, f in functions.items()}
         # Entry points: functions Kiln compiled (with a signature); any function otherwise.
         self.entry_points = [n for n, r in reflections.items() if SIGNATURE_KEY in r] or \
             list(reflections)
@@ -87,12 +419,11 @@ class KilnModule:
         if function is not None and function not in reflections:
             raise KilnLoadError(f"the artifact has no function '{function}' (it has "
                                 f"{', '.join(self.entry_points)})")
-        self.function_name = function
         reflection = {k: v for r in reflections.values() for k, v in r.items()
                       if k != SIGNATURE_KEY}
-        self._signatures = {n: json.loads(r[SIGNATURE_KEY]) for n, r in reflections.items()
-                            if SIGNATURE_KEY in r}
-        self.signature: Optional[dict] = self._signatures.get(function)
+        self._entries = {n: _EntryPoint(n, f, json.loads(reflections[n][SIGNATURE_KEY])
+                                        if SIGNATURE_KEY in reflections[n] else None)
+                         for n, f in functions.items()}
         # The parameters module must be in the context before the module that imports it.
         self.parameters_file = self._add_parameters(rt, reflection, parameters)
         try:
@@ -105,8 +436,16 @@ class KilnModule:
                     f"'{device}': {error}") from error
             raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
                                 f"for this target?): {error}") from error
-        self._vm_name = vm_module.name
-        self._function = self._context.modules[vm_module.name][function] if function else None
+        self._vm_context = self._context.vm_context
+        self._device = _device(device, config.device)
+        self._list_type = rt.VmVariantList
+        self._view_type = rt.HalBufferView
+        self._select(function)
+
+    def _select(self, function: Optional[str]) -> None:
+        self.function_name = function
+        self._entry: Optional[_EntryPoint] = self._entries[function] if function else None
+        self.signature: Optional[dict] = self._entry.signature if self._entry else None
 
     def __getitem__(self, name: str) -> "KilnModule":
         """The entry point `name` of a multi-function artifact (same loaded context)."""
@@ -114,8 +453,7 @@ class KilnModule:
             raise KeyError(f"no entry point '{name}'; this artifact has "
                            f"{', '.join(self.entry_points)}")
         view = copy.copy(self)
-        view.function_name, view.signature = name, self._signatures.get(name)
-        view._function = self._context.modules[self._vm_name][name]
+        view._select(name)
         return view
 
     def __getattr__(self, name: str):
@@ -155,58 +493,139 @@ class KilnModule:
     def input_names(self) -> list[str]:
         return [i["name"] for i in self.signature["inputs"]] if self.signature else []
 
-    def __call__(self, *args: Any):
-        if self._function is None:
+    @property
+    def device(self) -> str:
+        return self.device_kind
+
+    def to_device(self, value: Any) -> DeviceTensor:
+        """`value` (numpy array, torch tensor) as a DeviceTensor on this module's device, e.g.
+        a KV cache uploaded once. Host data is copied; a torch tensor already on the device
+        is imported without a copy (they share memory)."""
+        if isinstance(value, DeviceTensor):
+            return value
+        view = None
+        if _is_torch(value):
+            view = self._import_torch(None, 0, value)
+        if view is None:
+            view = self._device.upload(_to_numpy(value, 0))
+        return DeviceTensor(view, self._device, _dtype_name(view.element_type))
+
+    def __call__(self, *args: Any, outputs: Optional[str] = None):
+        entry = self._entry
+        if entry is None:
             raise ValueError(f"this artifact has several entry points "
                              f"({', '.join(self.entry_points)}): call one by name, e.g. "
                              f"run.{self.entry_points[0]}(...)")
-        uses_torch = any(type(a).__module__.startswith("torch") for a in args)
-        arrays = [self._check(i, a) for i, a in enumerate(self._check_arity(args))]
-        results = self._function(*arrays)
-        outputs = results if isinstance(results, (tuple, list)) else (results,)
-        converted = tuple(self._to_user(r, i, uses_torch) for i, r in enumerate(outputs))
+        mode = self.outputs if outputs is None else _check_mode(outputs)
+        self._check_arity(args)
+        arguments = self._list_type(len(args))
+        seen = 0  # bits: 1 torch, 2 torch on the GPU, 4 DeviceTensor
+        for index, value in enumerate(args):
+            view, kind = self._argument(entry, index, value)
+            arguments.push_ref(view)
+            seen |= kind
+        if seen & 2:
+            import torch
+
+            torch.cuda.current_stream().synchronize()  # IREE runs on its own stream
+        results = self._list_type(entry.result_count)
+        self._vm_context.invoke(entry.vm_function, arguments, results)
+        if mode == "auto":
+            mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
+                "device" if seen & 4 else "numpy"
+        converted = tuple(self._result(entry, results, i, mode) for i in range(len(results)))
         return converted[0] if len(converted) == 1 else converted
 
-    def _check_arity(self, args: Sequence[Any]) -> Sequence[Any]:
+    def _check_arity(self, args: Sequence[Any]) -> None:
         if self.signature is not None and len(args) != len(self.signature["inputs"]):
             expected = ", ".join(f"{s['name']}: {_describe(s)}" for s in self.signature["inputs"])
             raise ValueError(f"expected {len(self.signature['inputs'])} input(s) ({expected}), "
                              f"got {len(args)}")
-        return args
 
-    def _check(self, index: int, value: Any) -> np.ndarray:
+    def _argument(self, entry: _EntryPoint, index: int, value: Any):
+        """(buffer view, kind bits) of input `index`, checked against the signature."""
+        spec = entry.inputs[index] if entry.inputs is not None else None
+        if isinstance(value, DeviceTensor):
+            if value._device is not self._device:
+                raise ValueError(f"{spec.label if spec else f'input #{index}'}: a DeviceTensor "
+                                 f"of device '{value.device}' passed to a module on "
+                                 f"'{self.device_kind}' (convert it: .numpy() or .torch())")
+            if spec is not None:
+                spec.check_dtype(value.dtype)
+                spec.check_shape(value.shape)
+            return value._view, 4
+        if _is_torch(value):
+            import torch
+
+            if isinstance(value, torch.Tensor):
+                view = self._import_torch(spec, index, value)
+                if view is not None:
+                    return view, 3 if value.is_cuda else 1
+                return self._device.upload(self._check_host(spec, index, value)), 1
+        return self._device.upload(self._check_host(spec, index, value)), 0
+
+    def _import_torch(self, spec: Optional[_InputSpec], index: int, tensor):
+        """A zero-copy DLPack import of a torch tensor on this module's device; None when the
+        tensor is on the host of a GPU module (or, on the CPU, not importable): copy it."""
+        if tensor.device.type != self._device.torch_type:
+            return None
+        label = spec.label if spec else f"input #{index}"
+        if spec is not None:
+            spec.check_dtype(_torch_dtype_name(tensor.dtype))
+            spec.check_shape(tuple(tensor.shape))
+        problem = importable_problem(tensor)
+        if problem is not None:
+            if not tensor.is_cuda:
+                return None  # CPU tensors are copied instead, as before
+            raise ValueError(f"{label}: {problem}")
+        if tensor.is_cuda and (tensor.device.index or 0) != 0:
+            raise ValueError(f"{label}: the tensor is on {tensor.device}, the module runs on "
+                             f"cuda:0 (move it with .to('cuda:0'))")
+        import torch.utils.dlpack
+
+        return self._device.hal.from_dlpack_capsule(
+            torch.utils.dlpack.to_dlpack(tensor.detach()))
+
+    def _check_host(self, spec: Optional[_InputSpec], index: int, value: Any) -> np.ndarray:
         array = _to_numpy(value, index)
-        if self.signature is None:
-            return array
-        spec = self.signature["inputs"][index]
-        label = f"input '{spec['name']}' (#{index})"
-        want_dtype = _bfloat16() if spec["dtype"] == "bfloat16" else np.dtype(spec["dtype"])
-        if array.dtype != want_dtype:
-            raise ValueError(f"{label}: expected dtype {spec['dtype']}, got {array.dtype}")
-        shape = spec["shape"]
-        if len(array.shape) != len(shape) or any(
-                want is not None and want != got for want, got in zip(shape, array.shape)):
-            raise ValueError(f"{label}: expected shape {_shape_text(shape)}, got "
-                             f"{_shape_text(array.shape)}")
-        for axis, (bounds, got) in enumerate(zip(spec.get("bounds", ()), array.shape)):
-            if bounds is not None and not (bounds[0] <= got and (bounds[1] is None or
-                                                                 got <= bounds[1])):
-                raise ValueError(f"{label}: dim {axis} is {got}, outside the compiled range "
-                                 f"[{bounds[0]}, {'∞' if bounds[1] is None else bounds[1]}]")
+        if spec is not None:
+            spec.check_dtype(str(array.dtype))
+            spec.check_shape(array.shape)
         return array
 
-    def _to_user(self, result: Any, index: int, as_torch: bool):
-        array = result.to_host() if hasattr(result, "to_host") else np.asarray(result)
-        if self.signature and self.signature["outputs"][index]["dtype"] == "bfloat16" \
-                and array.dtype != _bfloat16():
-            array = array.view(_bfloat16())
-        if not as_torch:
-            return array
-        import torch
+    def _result(self, entry: _EntryPoint, results, index: int, mode: str):
+        try:
+            view = results.get_as_object(index, self._view_type)
+        except Exception:  # noqa: BLE001 - not a buffer (a scalar result)
+            return results.get_variant(index)
+        dtypes = entry.output_dtypes
+        dtype = dtypes[index] if index < len(dtypes) and dtypes[index] else \
+            _dtype_name(view.element_type)
+        if mode == "device":
+            return DeviceTensor(view, self._device, dtype)
+        if mode == "torch" or (mode == "torch-host" and self._device.kind == "cpu"):
+            return self._device.to_torch(view, dtype)
+        array = DeviceTensor(view, self._device, dtype).numpy()
+        return _numpy_to_torch(array) if mode == "torch-host" else array
 
-        if array.dtype == _bfloat16():
-            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
-        return torch.from_numpy(np.ascontiguousarray(array))
+
+def importable_problem(tensor) -> Optional[str]:
+    """Why a torch tensor cannot be imported without a copy (DLPack), or None."""
+    if tensor.dtype.is_complex:
+        return f"dtype {tensor.dtype} cannot be passed to a Kiln module"
+    if not tensor.is_contiguous():
+        return (f"a non-contiguous tensor (shape {_shape_text(tuple(tensor.shape))}, strides "
+                f"{tuple(tensor.stride())}) cannot be passed without a copy; pass "
+                f".contiguous()")
+    if tensor.numel() and tensor.data_ptr() % ALIGNMENT:
+        return (f"the tensor's data is not {ALIGNMENT}-byte aligned (a view at offset "
+                f"{tensor.storage_offset()}); pass .clone()")
+    return None
+
+
+def _dtype_name(element_type) -> str:
+    dtype = _iree_runtime().HalElementType.map_to_dtype(element_type)
+    return "bfloat16" if dtype == _bfloat16() else str(np.dtype(dtype))
 
 
 def _parse_cuda_flags(rt) -> None:
@@ -219,18 +638,15 @@ def _parse_cuda_flags(rt) -> None:
 def _to_numpy(value: Any, index: int) -> np.ndarray:
     if isinstance(value, np.ndarray):
         return np.ascontiguousarray(value)
-    if type(value).__module__.startswith("torch"):
+    if _is_torch(value):
         import torch
 
         if isinstance(value, torch.Tensor):
-            tensor = value.detach().cpu().contiguous()
-            if tensor.dtype == torch.bfloat16:
-                return tensor.view(torch.int16).numpy().view(_bfloat16())
-            return tensor.numpy()
+            return _torch_to_numpy(value.detach().cpu().contiguous())
     if np.isscalar(value):
         return np.asarray(value)
-    raise TypeError(f"input #{index}: expected a numpy array or torch tensor, got "
-                    f"{type(value).__name__}")
+    raise TypeError(f"input #{index}: expected a numpy array or torch tensor (or a kiln "
+                    f"DeviceTensor), got {type(value).__name__}")
 
 
 def _shape_text(shape) -> str:
@@ -270,11 +686,14 @@ def _umask() -> int:
 
 
 def load(vmfb_or_path, device: str = "cpu",
-         parameters: Union[str, Path, None] = None) -> KilnModule:
+         parameters: Union[str, Path, None] = None, outputs: str = "auto") -> KilnModule:
     """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda").
 
     An artifact compiled with weights="external" needs its parameter archive: `parameters`, or
-    by default the `.irpa` beside a `.vmfb` path (same stem)."""
+    by default the `.irpa` beside a `.vmfb` path (same stem). `outputs` ("auto", "numpy",
+    "torch", "device") says what calls return; "device" keeps results on the device as
+    `DeviceTensor`s that the next call takes without a copy."""
     if parameters is None and isinstance(vmfb_or_path, (str, Path)):
         parameters = parameters_path(vmfb_or_path)
-    return KilnModule(_read_artifact(vmfb_or_path), device=device, parameters=parameters)
+    return KilnModule(_read_artifact(vmfb_or_path), device=device, parameters=parameters,
+                      outputs=outputs)

@@ -1,0 +1,274 @@
+"""Device-resident inputs and outputs of loaded modules (CPU driver: local-task).
+
+What the CPU driver supports, and so what these tests cover: torch CPU tensors are imported
+without a copy through DLPack; results kept on the device (`outputs="device"`) are
+`DeviceTensor`s that the next call takes as they are; `.torch()` exports them through DLPack
+(zero-copy on the CPU driver) and `.numpy()` maps them. The CUDA-only paths (a device-to-device
+copy where IREE cannot export a result, the staging buffer for downloads) are exercised here
+by forcing them, since they are written against the same HAL calls.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from torch.export import Dim
+
+import kiln
+import kiln.runtime as kr
+from kiln.examples.tiny_gpt import TinyGPTConfig, TinyGPTDecode, TinyGPTPrefill, build_tiny_gpt
+from kiln.runtime import DeviceTensor
+from models import assert_close
+
+
+class Affine(torch.nn.Module):
+    def forward(self, x, y):
+        return x * 2 + y
+
+
+class TwoOutputs(torch.nn.Module):
+    """Two results of different dtypes (IREE packs them into one allocation)."""
+
+    def forward(self, x, mask):
+        return torch.where(mask, x, -x), mask.logical_not()
+
+
+@pytest.fixture(scope="module")
+def affine():
+    return kiln.load(kiln.compile_to_vmfb(Affine(), _inputs()))
+
+
+@pytest.fixture(scope="module")
+def two_outputs():
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    return kiln.load(kiln.compile_to_vmfb(TwoOutputs(), (x, x > 0)))
+
+
+def _inputs():
+    return torch.randn(4, 8), torch.randn(4, 8)
+
+
+# ---------------------------------------------------------------------------------------------
+# Output modes
+
+
+def test_device_outputs_are_device_tensors(affine):
+    x, y = _inputs()
+    out = affine(x, y, outputs="device")
+    assert isinstance(out, DeviceTensor)
+    assert out.shape == (4, 8) and out.dtype == "float32" and out.device == "cpu"
+    assert out.ndim == 2 and out.nbytes == 4 * 8 * 4
+    assert repr(out) == "DeviceTensor(shape=(4, 8), dtype=float32, device='cpu')"
+    torch.testing.assert_close(out.torch(), x * 2 + y)
+    np.testing.assert_allclose(out.numpy(), (x * 2 + y).numpy(), rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(out), (x * 2 + y).numpy(), rtol=1e-6)
+    torch.testing.assert_close(torch.from_dlpack(out), x * 2 + y)
+
+
+def test_device_tensors_chain_into_the_next_call(affine):
+    x, y = _inputs()
+    first = affine(x, y, outputs="device")
+    second = affine(first, first, outputs="device")
+    third = affine(second, y)  # torch input: auto mode returns torch
+    expected = (x * 2 + y) * 3 * 2 + y
+    assert isinstance(third, torch.Tensor)
+    torch.testing.assert_close(third, expected)
+    assert isinstance(affine(first, second), DeviceTensor), "device in → device out (auto)"
+
+
+def test_auto_mode_follows_the_inputs(affine):
+    x, y = _inputs()
+    assert isinstance(affine(x.numpy(), y.numpy()), np.ndarray)
+    assert isinstance(affine(x, y), torch.Tensor)
+    assert isinstance(affine(x.numpy(), y), torch.Tensor), "any torch input → torch"
+    device = affine.to_device(x)
+    assert isinstance(affine(device, y.numpy()), DeviceTensor)
+    assert isinstance(affine(device, y), torch.Tensor), "torch wins over device tensors"
+
+
+@pytest.mark.parametrize("mode, kind", [("numpy", np.ndarray), ("torch", torch.Tensor),
+                                        ("device", DeviceTensor)])
+def test_outputs_per_call_and_per_load(affine, tiny_vmfb_affine, mode, kind):
+    x, y = _inputs()
+    assert isinstance(affine(x, y, outputs=mode), kind)
+    assert isinstance(affine(x.numpy(), y.numpy(), outputs=mode), kind)
+    loaded = kiln.load(tiny_vmfb_affine, outputs=mode)
+    assert loaded.outputs == mode
+    assert isinstance(loaded(x, y), kind)
+    assert isinstance(loaded(x, y, outputs="auto"), torch.Tensor)
+
+
+@pytest.fixture(scope="module")
+def tiny_vmfb_affine():
+    return kiln.compile_to_vmfb(Affine(), _inputs())
+
+
+def test_unknown_outputs_mode(affine, tiny_vmfb_affine):
+    x, y = _inputs()
+    with pytest.raises(ValueError, match=r"unknown outputs='gpu'.*'auto', 'numpy', 'torch', "
+                                         r"'device'"):
+        affine(x, y, outputs="gpu")
+    with pytest.raises(ValueError, match="unknown outputs='host'"):
+        kiln.load(tiny_vmfb_affine, outputs="host")
+
+
+# ---------------------------------------------------------------------------------------------
+# Inputs
+
+
+def test_torch_cpu_tensors_are_imported_without_copy(affine):
+    """The DLPack import keeps the tensor alive while IREE holds it and reads its memory."""
+    x, y = _inputs()
+    dev = affine._device
+    view = dev.hal.from_dlpack_capsule(torch.utils.dlpack.to_dlpack(x))
+    x.add_(1.0)  # the imported view sees the change: it is the same memory
+    got = affine(DeviceTensor(view, dev, "float32"), y)
+    torch.testing.assert_close(got, x * 2 + y)
+
+
+def test_importable_problem():
+    assert kr.importable_problem(torch.randn(4, 8)) is None
+    problem = kr.importable_problem(torch.randn(8, 4).t())
+    assert "non-contiguous" in problem and ".contiguous()" in problem
+    problem = kr.importable_problem(torch.randn(100)[1:33])
+    assert "64-byte aligned" in problem and "offset 1" in problem and ".clone()" in problem
+
+
+def test_unimportable_cpu_tensors_are_copied(affine):
+    x, y = _inputs()
+    transposed = torch.randn(8, 4).t()
+    torch.testing.assert_close(affine(transposed, y), transposed * 2 + y)
+    shifted = torch.randn(100)[1:33].view(4, 8)
+    torch.testing.assert_close(affine(shifted, y), shifted * 2 + y)
+
+
+def test_requires_grad_inputs(affine):
+    x, y = _inputs()
+    x.requires_grad_(True)
+    torch.testing.assert_close(affine(x, y), (x * 2 + y).detach())
+
+
+def test_to_device(affine):
+    x, y = _inputs()
+    for value in (x, x.numpy()):
+        device = affine.to_device(value)
+        assert isinstance(device, DeviceTensor) and device.dtype == "float32"
+        assert affine.to_device(device) is device
+        torch.testing.assert_close(affine(device, y), x * 2 + y)
+
+
+def test_bf16_and_bool_device_outputs(two_outputs):
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    mask = torch.rand(4, 8) > 0.5
+    values, flipped = two_outputs(x, mask, outputs="device")
+    assert values.dtype == "bfloat16" and flipped.dtype == "bool"
+    assert torch.equal(values.torch(), torch.where(mask, x, -x))
+    assert torch.equal(flipped.torch(), ~mask)
+    assert values.numpy().dtype == kr._bfloat16() and flipped.numpy().dtype == np.bool_
+    np.testing.assert_array_equal(flipped.numpy(), (~mask).numpy())
+    again, _ = two_outputs(values, flipped, outputs="device")  # chained: x → -x where ~mask
+    assert torch.equal(again.torch(), torch.where(~mask, values.torch(), -values.torch()))
+    numpy_values, numpy_flipped = two_outputs(x, mask, outputs="numpy")
+    assert numpy_values.dtype == kr._bfloat16() and numpy_flipped.dtype == np.bool_
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors
+
+
+def test_device_tensor_wrong_shape_or_dtype(affine, two_outputs):
+    x, y = _inputs()
+    small = affine.to_device(torch.randn(2, 8))
+    with pytest.raises(ValueError, match=r"input 'x' \(#0\): expected shape \(4, 8\), got "
+                                         r"\(2, 8\)"):
+        affine(small, y)
+    values, flipped = two_outputs(torch.randn(4, 8, dtype=torch.bfloat16),
+                                  torch.rand(4, 8) > 0.5, outputs="device")
+    with pytest.raises(ValueError, match=r"input 'y' \(#1\): expected dtype float32, got bool"):
+        affine(x, flipped)
+    with pytest.raises(ValueError, match=r"input 'x' \(#0\): expected dtype float32, got "
+                                         r"bfloat16"):
+        affine(values, y)
+
+
+def test_device_tensor_of_another_device(affine):
+    x, y = _inputs()
+    other = kr._Device("cuda", affine._device.hal)  # stands for a module on another device
+    stranger = DeviceTensor(affine.to_device(x)._view, other, "float32")
+    with pytest.raises(ValueError, match=r"input 'x' \(#0\): a DeviceTensor of device 'cuda' "
+                                         r"passed to a module on 'cpu'"):
+        affine(stranger, y)
+
+
+def test_torch_tensor_checks_come_first(affine):
+    x, y = _inputs()
+    with pytest.raises(ValueError, match=r"'y' \(#1\): expected dtype float32, got float16"):
+        affine(x, y.half())
+    with pytest.raises(ValueError, match=r"'y' \(#1\): expected shape \(4, 8\), got \(8, 4\)"):
+        affine(x, torch.randn(4, 8).t())  # wrong shape and not contiguous: the shape first
+
+
+def test_wrong_arity_with_device_tensors(affine):
+    x, _ = _inputs()
+    with pytest.raises(ValueError, match=r"expected 2 input\(s\)"):
+        affine(affine.to_device(x))
+
+
+# ---------------------------------------------------------------------------------------------
+# The CUDA transfer paths, forced on the CPU driver
+
+
+def test_torch_copy_when_export_is_refused(affine, monkeypatch):
+    x, y = _inputs()
+    out = affine(x, y, outputs="device")
+    monkeypatch.setattr(affine._device, "can_export", False)
+    copied = out.torch()
+    torch.testing.assert_close(copied, x * 2 + y)
+    copied.zero_()  # a copy: the device tensor is unchanged
+    torch.testing.assert_close(out.torch(), x * 2 + y)
+    torch.testing.assert_close(torch.from_dlpack(out), x * 2 + y)
+
+
+@pytest.mark.parametrize("strategy", ["staging", "iree", "torch"])
+def test_host_transfers_of_unmappable_results(two_outputs, monkeypatch, strategy):
+    """Both results live in one allocation: the second at an offset (a subspan buffer)."""
+    monkeypatch.setattr(kr._Device, "mappable", lambda self, view: False)
+    monkeypatch.setattr(kr, "HOST_TRANSFER", strategy)
+    x = torch.randn(4, 8, dtype=torch.bfloat16)
+    mask = torch.rand(4, 8) > 0.5
+    for _ in range(2):  # the staging buffer is reused
+        values, flipped = two_outputs(x, mask, outputs="numpy")
+        assert values.dtype == kr._bfloat16()
+        np.testing.assert_array_equal(values.view(np.int16),
+                                      torch.where(mask, x, -x).view(torch.int16).numpy())
+        np.testing.assert_array_equal(flipped, (~mask).numpy())
+
+
+# ---------------------------------------------------------------------------------------------
+# A decode loop with the KV cache kept on the device (entry points of one artifact)
+
+CONFIG = TinyGPTConfig(n_layers=2, d_model=64, n_heads=4, max_seq_len=64, vocab_size=128)
+
+
+def test_decode_loop_keeps_the_kv_cache_on_device():
+    model, (prompt,) = build_tiny_gpt(CONFIG, batch=1, seq_len=8)
+    with torch.no_grad():
+        _, keys, values = model.prefill(prompt)
+    past = Dim("past", min=1, max=56)
+    run = kiln.load(kiln.compile_entry_points({
+        "prefill": (TinyGPTPrefill(model), (prompt,)),
+        "decode": (TinyGPTDecode(model), (prompt[:, :1], keys, values),
+                   ({}, {3: past}, {3: past})),
+    }), outputs="device")
+    logits, keys, values = run.prefill(prompt)
+    assert isinstance(keys, DeviceTensor) and keys.shape[3] == 8
+    tokens = prompt
+    for step in range(3):
+        token = logits.torch()[:, -1:].argmax(-1)
+        tokens = torch.cat([tokens, token], dim=1)
+        logits, keys, values = run.decode(token, keys, values)
+        assert isinstance(logits, DeviceTensor) and keys.shape[3] == tokens.shape[1]
+        with torch.no_grad():
+            expected = model(tokens)[:, -1:]
+        assert_close(logits.torch(), expected, what=f"decode step {step}")
