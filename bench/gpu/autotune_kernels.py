@@ -1,0 +1,192 @@
+"""Autotune Kiln's kernels on the GPU: time candidate configs per shape class, write table.json.
+
+    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 bench/gpu/autotune_kernels.py
+    cp $OUT/table.json python/kiln/kernels/table.json      # (here, after the run)
+
+Shape classes are the keys of kiln.kernels.configs (docs/kernels.md). Every candidate (plus the
+default config) is compiled ahead of time in parallel, then timed with CUDA graphs (median of
+7 replays of 20 calls, f16). The class takes the candidate with the smallest geometric mean of
+time / best time over its shapes. Also writes $OUT/autotune.json with every timing.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import kernel_common as common  # noqa: E402
+import torch  # noqa: E402
+
+from kiln.kernels import configs, execute, reference  # noqa: E402
+from kiln.kernels.attention import attention_spec  # noqa: E402
+from kiln.kernels.configs import DecodeConfig, GemmConfig, PrefillConfig  # noqa: E402
+from kiln.kernels.linear import linear_spec  # noqa: E402
+
+# (weight_layout, has_bias, n, k): GPT-2 small (Conv1D: in_out, bias) and a Llama-style layer
+# (hidden 1024, 16 query / 4 kv heads of 64, SwiGLU 2816; nn.Linear: out_in, no bias).
+GEMM_WEIGHTS = [("in_out", True, 2304, 768), ("in_out", True, 768, 768),
+                ("in_out", True, 3072, 768), ("in_out", True, 768, 3072),
+                ("out_in", False, 1536, 1024), ("out_in", False, 1024, 1024),
+                ("out_in", False, 2816, 1024), ("out_in", False, 1024, 2816)]
+GEMM_M = [1, 8, 128, 1024, 4096]
+# (b, hq, hkv, t, causal)
+PREFILL = [(1, 12, 12, 128, True), (8, 12, 12, 128, True), (1, 12, 12, 512, True),
+           (8, 12, 12, 512, True), (1, 16, 4, 512, True), (8, 16, 4, 128, True),
+           (1, 12, 12, 128, False), (8, 12, 12, 512, False)]
+# (b, hq, hkv, kv)
+DECODE = [(b, hq, hkv, kv) for b in (1, 8) for hq, hkv in ((12, 12), (16, 4))
+          for kv in (128, 1024, 4096)]
+HEAD_DIM = 64
+
+
+def gemm_candidates(m: int) -> list[GemmConfig]:
+    if m <= 16:
+        out = []
+        for bn, bk, splits in ((16, 256, (1, 2)), (32, 128, (1, 2, 4)), (32, 256, (1, 2)),
+                               (64, 128, (1, 2, 4, 8)), (64, 256, (1, 2, 4)),
+                               (128, 128, (1, 2, 4))):
+            for s in splits:
+                out.append(GemmConfig(16, bn, bk, 1, s, 4, 4 if bk == 128 else 3))
+        return out
+    if m <= 256:
+        return [GemmConfig(64, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 2, 4, 4),
+                GemmConfig(64, 32, 64, 8, 1, 4, 4), GemmConfig(64, 32, 128, 8, 1, 4, 3),
+                GemmConfig(64, 128, 64, 8, 1, 4, 4), GemmConfig(64, 128, 64, 8, 2, 4, 4),
+                GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(128, 64, 64, 8, 2, 4, 4),
+                GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(64, 64, 128, 8, 1, 4, 3),
+                GemmConfig(32, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 4, 4, 4)]
+    return [GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 64, 8, 1, 4, 4),
+            GemmConfig(128, 256, 64, 8, 1, 8, 3), GemmConfig(64, 128, 64, 8, 1, 4, 4),
+            GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 1, 4, 4),
+            GemmConfig(256, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 128, 8, 1, 8, 2),
+            GemmConfig(64, 256, 64, 8, 1, 4, 4), GemmConfig(128, 128, 64, 4, 1, 8, 4)]
+
+
+PREFILL_CANDIDATES = [PrefillConfig(64, 64, 4, 2), PrefillConfig(64, 64, 4, 3),
+                      PrefillConfig(128, 64, 8, 2), PrefillConfig(128, 64, 4, 2),
+                      PrefillConfig(128, 64, 8, 3), PrefillConfig(128, 128, 8, 2),
+                      PrefillConfig(64, 32, 4, 2), PrefillConfig(128, 32, 4, 2),
+                      PrefillConfig(64, 128, 4, 2), PrefillConfig(32, 32, 4, 2),
+                      PrefillConfig(64, 64, 8, 2)]
+DECODE_CANDIDATES = [DecodeConfig(bn, t, w, 2) for bn in (32, 64, 128)
+                     for t in (1, 66, 132, 264, 528) for w in (4,)] + \
+                    [DecodeConfig(64, 264, 4, 3), DecodeConfig(64, 132, 2, 2),
+                     DecodeConfig(128, 264, 8, 2)]
+
+
+def jobs():
+    """(key, shape label, builder, args, candidates) per measured shape."""
+    out = []
+    for layout, bias, n, k in GEMM_WEIGHTS:
+        for m in GEMM_M:
+            args = dict(m=m, n=n, k=k, dtype="f16", weight_layout=layout, has_bias=bias,
+                        activation="none", has_residual=False)
+            cands = gemm_candidates(m) + [configs.default_gemm(m, n, k)]
+            out.append((configs.linear_key(m, n, k, layout), f"m{m} n{n} k{k} {layout}",
+                        "linear", args, cands))
+    for b, hq, hkv, t, causal in PREFILL:
+        args = dict(b=b, hq=hq, hkv=hkv, sq=t, sk=t, d=HEAD_DIM, dtype="f16",
+                    scale=HEAD_DIM ** -0.5, causal=causal)
+        cands = PREFILL_CANDIDATES + [configs.default_prefill(t, HEAD_DIM, causal)]
+        out.append((configs.prefill_key(t, HEAD_DIM, causal),
+                    f"b{b} h{hq}/{hkv} t{t} {'causal' if causal else 'full'}", "attention",
+                    args, cands))
+    for b, hq, hkv, kv in DECODE:
+        args = dict(b=b, hq=hq, hkv=hkv, sq=1, sk=kv, d=HEAD_DIM, dtype="f16",
+                    scale=HEAD_DIM ** -0.5, causal=False)
+        cands = DECODE_CANDIDATES + [configs.default_decode(kv, HEAD_DIM)]
+        out.append((configs.decode_key(kv, HEAD_DIM), f"b{b} h{hq}/{hkv} kv{kv}", "attention",
+                    args, cands))
+    return out
+
+
+def build(builder: str, args: dict, config):
+    return (linear_spec if builder == "linear" else attention_spec)(**args, config=config)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", type=float, default=150.0, help="seconds for everything")
+    parser.add_argument("--only", default="", help="substring of keys to tune")
+    options = parser.parse_args()
+    deadline = common.Deadline(options.budget)
+    info = common.machine()
+    print("#", info, flush=True)
+    work = [j for j in jobs() if options.only in j[0]]
+    specs = []
+    for key, label, builder, args, cands in work:
+        for config in cands:
+            specs.extend(build(builder, args, config).launches)
+    errors = common.precompile(specs)
+
+    timings = defaultdict(lambda: defaultdict(dict))  # key → candidate label → shape → µs
+    chosen_config = {}
+    for key, label, builder, args, cands in work:
+        if deadline.left() < 15:
+            print(f"# out of time: {key} {label} not tuned", flush=True)
+            continue
+        spec0 = build(builder, args, cands[0])
+        inputs = reference.random_inputs(spec0, None, "cuda", 0)
+        seen = {}
+        for config in cands:
+            spec = build(builder, args, config)
+            ident = tuple(launch.key() for launch in spec.launches)
+            name = config.label()
+            chosen_config[(key, name)] = config
+            if ident in seen:  # fitted to the same kernels as another candidate
+                timings[key][name][label] = timings[key][seen[ident]][label]
+                continue
+            seen[ident] = name
+            if any(launch.key() in errors for launch in spec.launches):
+                timings[key][name][label] = math.inf
+                continue
+            try:
+                buffers = execute.allocate(spec, inputs)
+                run = execute.launcher(spec, buffers, "aot")
+                timings[key][name][label] = common.time_us(run)
+            except Exception as error:  # out of resources, ...
+                print(f"# {key} {name}: {type(error).__name__}: {str(error)[:120]}")
+                timings[key][name][label] = math.inf
+        best = min(timings[key].items(), key=lambda kv: kv[1].get(label, math.inf))
+        print(f"{key:44s} {label:28s} best {best[0]:>20s} {best[1][label]:8.2f} us", flush=True)
+        torch.cuda.empty_cache()
+
+    entries = {}
+    for key, per_config in timings.items():
+        shapes = sorted({s for times in per_config.values() for s in times})
+        best_per_shape = {s: min(t.get(s, math.inf) for t in per_config.values())
+                          for s in shapes}
+
+        def score(times):
+            logs = [math.log(times.get(s, math.inf) / best_per_shape[s]) for s in shapes]
+            return math.exp(sum(logs) / len(logs))
+
+        ranked = sorted(per_config.items(), key=lambda kv: score(kv[1]))
+        name, times = ranked[0]
+        if not math.isfinite(score(times)):
+            continue
+        entries[key] = {"config": dataclasses.asdict(chosen_config[(key, name)]),
+                        "us": {s: round(times[s], 3) for s in shapes},
+                        "best_us": {s: round(best_per_shape[s], 3) for s in shapes},
+                        "slowdown_vs_best": round(score(times), 4),
+                        "candidates": len(per_config)}
+    table = {"format": configs.TABLE_FORMAT, "device": info["gpu"], "triton": info["triton"],
+             "measured": time.strftime("%Y-%m-%d"),
+             "method": "CUDA-graph median of 7 replays x 20 calls, f16, per-class geomean of "
+                       "time/best; bench/gpu/autotune_kernels.py",
+             "entries": dict(sorted(entries.items()))}
+    common.write_json("table.json", table)
+    common.write_json("autotune.json", {"machine": info, "timings": timings,
+                                        "compile_errors": errors})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,64 @@
+"""Kiln's own CUDA kernels (Triton, compiled ahead of time for sm_90a) and the plans Kiln's
+compiler puts into IREE artifacts (docs/kernels.md; ../shared/design/CUDA_KERNELS.md).
+
+    plan = linear_plan(m=128, n=2304, k=768, dtype="f16", weight_layout="in_out",
+                       has_bias=True, activation="gelu_tanh")
+    for launch in plan.launches:        # in order; launch.args names a buffer per param
+        launch.kernel.ptx, launch.kernel.grid, launch.kernel.params, ...
+
+A builder raises `KernelUnsupported(reason)` for arguments no kernel handles (dtype, head dim,
+sizes past 32-bit offsets, Triton missing); `explain_unsupported` says why without compiling.
+Configs come from the measured `table.json` (kiln.kernels.configs); compiles are cached in
+process and under $KILN_CACHE_DIR/kernels. Importing this package needs neither Triton nor
+torch; compiling needs Triton (`pip install kiln[cuda]`), no GPU.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from kiln.kernels.plan import (ARCH, CompiledKernel, KernelParam, KernelPlan, KernelUnsupported,
+                               Launch, compile_plan, triton_available)
+
+__all__ = ["ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
+           "attention_plan", "explain_unsupported", "linear_plan"]
+
+
+def linear_plan(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias: bool,
+                activation: str, has_residual: bool = False) -> KernelPlan:
+    """Y[m, n] = activation(X·Wᵀ + b) [+ residual]; inputs in0 = x [m, k], in1 = w ([n, k] for
+    "out_in", [k, n] for "in_out"), then bias [n] if has_bias, then residual [m, n]."""
+    from kiln.kernels.linear import linear_spec
+
+    return compile_plan(linear_spec(m, n, k, dtype, weight_layout, has_bias, activation,
+                                    has_residual))
+
+
+def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
+                   scale: float, causal: bool, mask_shape: Optional[tuple] = None,
+                   mask_kind: Optional[str] = None,
+                   mask_dtype: Optional[str] = None) -> KernelPlan:
+    """softmax(scale·q·kᵀ + mask, causal) · v; inputs in0 = q [b, hq, sq, d], in1 = k, in2 = v
+    [b, hkv, sk, d], then in3 = mask (shape mask_shape, "additive" in dtype or f32, or "bool"
+    as i8). Split-KV decode when sq == 1, flash-attention forward otherwise."""
+    from kiln.kernels.attention import attention_spec
+
+    return compile_plan(attention_spec(b, hq, hkv, sq, sk, d, dtype, scale, causal,
+                                       mask_shape, mask_kind, mask_dtype))
+
+
+def explain_unsupported(builder: str, **arguments) -> Optional[str]:
+    """Why `<builder>_plan(**arguments)` would raise KernelUnsupported, or None (no compile)."""
+    from kiln.kernels.attention import attention_spec
+    from kiln.kernels.linear import linear_spec
+
+    specs = {"linear": linear_spec, "attention": attention_spec}
+    if builder not in specs:
+        return f"unknown kernel builder {builder!r} (known: {', '.join(specs)})"
+    try:
+        specs[builder](**arguments)
+    except KernelUnsupported as error:
+        return error.reason
+    except TypeError as error:
+        return f"{builder}: {error}"
+    return triton_available()

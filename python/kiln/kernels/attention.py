@@ -1,0 +1,175 @@
+"""Plans for kiln.attention in f16 / bf16: flash-attention forward (Sq > 1) and split-KV decode
+(Sq == 1).
+
+Inputs, in order: in0 = q [b, hq, sq, d], in1 = k [b, hkv, sk, d], in2 = v [b, hkv, sk, d],
+then in3 = mask when given: a contiguous tensor of shape `mask_shape` (rank <= 4, padded with
+leading 1s) broadcastable to [b, hq, sq, sk]; "additive" (dtype q's or f32) or "bool" (int8,
+nonzero = keep). Output: out [b, hq, sq, d] in q's dtype.
+
+Semantics: softmax(scale · q·kᵀ + mask) · v with causal masking top-left aligned (key j is
+masked for query i when j > i, as torch's SDPA, also when sq != sk); a query row whose keys
+are all masked gives 0 (as torch's SDPA math path, "safe softmax").
+
+Decode (sq == 1) splits the keys over `splits` programs per (batch, kv head); each program
+holds the hq/hkv query heads of its kv head as rows of one tile. With splits > 1 it writes
+tmp0 = f32 [b, hq, splits, d] (normalized partial outputs) and tmp1 = f32 [b, hq, splits]
+(their base-2 log-sum-exp), merged by a second kernel; with splits == 1 one launch writes out.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Optional
+
+from kiln.kernels import configs
+from kiln.kernels.configs import DecodeConfig, PrefillConfig, cdiv, pow2
+from kiln.kernels.plan import KernelParam, KernelUnsupported, LaunchSpec, PlanSpec
+
+DTYPES = ("f16", "bf16")
+MASK_KINDS = {"additive": 1, "bool": 2}
+MAX_HEAD_DIM = 256
+INT32_LIMIT = 2**31 - 1
+LOG2E = 1.4426950408889634
+
+
+def _positive(name, value):
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise KernelUnsupported(f"attention: {name} must be a positive int, got {value!r}")
+
+
+def _mask_strides(mask_shape, b, hq, sq, sk) -> tuple[int, int, int, int]:
+    shape = tuple(mask_shape)
+    if len(shape) > 4:
+        raise KernelUnsupported(f"attention: mask of rank {len(shape)} (at most 4)")
+    shape = (1,) * (4 - len(shape)) + shape
+    target = (b, hq, sq, sk)
+    for dim, want in zip(shape, target):
+        if dim not in (1, want):
+            raise KernelUnsupported(f"attention: mask shape {tuple(mask_shape)} does not "
+                                    f"broadcast to {target}")
+    strides, step = [], 1
+    for dim in reversed(shape):
+        strides.append(step)
+        step *= dim
+    strides.reverse()
+    return tuple(0 if dim == 1 else stride for dim, stride in zip(shape, strides))
+
+
+def _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype):
+    if dtype not in DTYPES:
+        raise KernelUnsupported(f"attention: dtype {dtype!r} (kernels: {', '.join(DTYPES)})")
+    for name, value in (("b", b), ("hq", hq), ("hkv", hkv), ("sq", sq), ("sk", sk), ("d", d)):
+        _positive(name, value)
+    if hq % hkv:
+        raise KernelUnsupported(f"attention: hkv={hkv} does not divide hq={hq}")
+    if d > MAX_HEAD_DIM:
+        raise KernelUnsupported(f"attention: head dim {d} > {MAX_HEAD_DIM}")
+    if not isinstance(scale, (int, float)) or not math.isfinite(scale):
+        raise KernelUnsupported(f"attention: scale must be a finite float, got {scale!r}")
+    if not isinstance(causal, bool):
+        raise KernelUnsupported(f"attention: causal must be a bool, got {causal!r}")
+    given = [x is not None for x in (mask_shape, mask_kind, mask_dtype)]
+    if any(given) and not all(given):
+        raise KernelUnsupported("attention: mask_shape, mask_kind and mask_dtype go together")
+    if mask_kind is not None:
+        if mask_kind not in MASK_KINDS:
+            raise KernelUnsupported(f"attention: mask_kind {mask_kind!r} (additive or bool)")
+        allowed = ("i8",) if mask_kind == "bool" else (dtype, "f32")
+        if mask_dtype not in allowed:
+            raise KernelUnsupported(f"attention: {mask_kind} mask dtype {mask_dtype!r} (allowed: "
+                                    f"{', '.join(allowed)})")
+    if max(b * hq * sq * d, b * hkv * sk * d, b * hq * sq * sk) > INT32_LIMIT:
+        raise KernelUnsupported("attention: sizes exceed 32-bit offsets")
+
+
+def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
+                   scale: float, causal: bool, mask_shape=None, mask_kind: Optional[str] = None,
+                   mask_dtype: Optional[str] = None, config=None) -> PlanSpec:
+    causal = bool(causal) if isinstance(causal, (bool, int)) else causal
+    _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
+    strides = (0, 0, 0, 0)
+    if mask_kind is not None:
+        strides = _mask_strides(mask_shape, b, hq, sq, sk)
+    inputs = [("in0", (b, hq, sq, d), dtype), ("in1", (b, hkv, sk, d), dtype),
+              ("in2", (b, hkv, sk, d), dtype)]
+    pointers = [KernelParam("q_ptr", inputs[0][1], dtype, "input"),
+                KernelParam("k_ptr", inputs[1][1], dtype, "input"),
+                KernelParam("v_ptr", inputs[2][1], dtype, "input")]
+    args = ["in0", "in1", "in2"]
+    if mask_kind is not None:
+        shape = tuple(mask_shape)
+        inputs.append(("in3", shape, mask_dtype))
+        pointers.append(KernelParam("mask_ptr", shape, mask_dtype, "input"))
+        args.append("in3")
+    mask_tag = "" if mask_kind is None else f"_{mask_kind}{mask_dtype}"
+    common = dict(B=b, HQ=hq, HKV=hkv, SK=sk, D=d, QK_SCALE=float(scale) * LOG2E,
+                  MASK_KIND=MASK_KINDS.get(mask_kind, 0), BLOCK_D=pow2(d),
+                  mask_ptr=None if mask_kind is None else ...)
+    out = ((b, hq, sq, d), dtype)
+    if sq == 1:
+        return _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
+                       common, mask_tag, out, config)
+
+    source = "given"
+    if config is None:
+        config, source = configs.lookup(configs.prefill_key(sq, d, causal))
+        if config is None:
+            config, source = configs.default_prefill(sq, d, causal), "default"
+    config = configs.fit_prefill(config, sq, sk)
+    constants = dict(common, SQ=sq, CAUSAL=causal, MS_B=strides[0], MS_H=strides[1],
+                     MS_Q=strides[2], MS_K=strides[3], BLOCK_M=config.block_m,
+                     BLOCK_N=config.block_n)
+    launch = LaunchSpec(
+        "triton_attention", "attention_fwd_kernel", _constexprs(constants),
+        tuple(pointers) + (KernelParam("o_ptr", out[0], dtype, "output"),),
+        tuple(args) + ("out",), (cdiv(sq, config.block_m), b * hq, 1), config.num_warps,
+        config.num_stages,
+        f"attention_{dtype}_b{b}h{hq}kv{hkv}q{sq}k{sk}d{d}{'_causal' if causal else ''}"
+        f"{mask_tag}_{config.label()}")
+    return PlanSpec((launch,), (), tuple(inputs), out, config, source)
+
+
+def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, common,
+            mask_tag, out, config) -> PlanSpec:
+    keys = 1 if causal else sk  # top-left causal: the single query sees key 0 only
+    source = "given"
+    if config is None:
+        config, source = configs.lookup(configs.decode_key(keys, d))
+        if config is None:
+            config, source = configs.default_decode(keys, d), "default"
+    config, splits, chunk = configs.fit_decode(config, keys, b * hkv)
+    group = hq // hkv
+    constants = dict(common, MS_B=strides[0], MS_H=strides[1], MS_K=strides[3], KEYS=keys,
+                     NUM_SPLITS=splits, CHUNK=chunk, BLOCK_G=pow2(group),
+                     BLOCK_N=config.block_n)
+    tag = (f"attention_decode_{dtype}_b{b}h{hq}kv{hkv}k{sk}d{d}{'_causal' if causal else ''}"
+           f"{mask_tag}_{config.label()}_s{splits}")
+    grid = (splits, b * hkv, 1)
+    if splits == 1:
+        launch = LaunchSpec(
+            "triton_attention", "attention_decode_kernel",
+            _constexprs(dict(constants, plse_ptr=None)),
+            tuple(pointers) + (KernelParam("po_ptr", out[0], dtype, "output"),),
+            tuple(args) + ("out",), grid, config.num_warps, config.num_stages, tag)
+        return PlanSpec((launch,), (), tuple(inputs), out, config, source)
+    partial_shape, lse_shape = (b, hq, splits, d), (b, hq, splits)
+    temps = (("tmp0", partial_shape, "f32"), ("tmp1", lse_shape, "f32"))
+    partial = LaunchSpec(
+        "triton_attention", "attention_decode_kernel", _constexprs(constants),
+        tuple(pointers) + (KernelParam("po_ptr", partial_shape, "f32", "temp"),
+                           KernelParam("plse_ptr", lse_shape, "f32", "temp")),
+        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, tag)
+    reduce = LaunchSpec(
+        "triton_attention", "attention_decode_reduce_kernel",
+        _constexprs(dict(ROWS=b * hq, NUM_SPLITS=splits, D=d, BLOCK_S=pow2(splits, 2),
+                         BLOCK_D=pow2(d))),
+        (KernelParam("po_ptr", partial_shape, "f32", "temp"),
+         KernelParam("plse_ptr", lse_shape, "f32", "temp"),
+         KernelParam("o_ptr", out[0], dtype, "output")),
+        ("tmp0", "tmp1", "out"), (b * hq, 1, 1), 4 if d >= 128 else 2, 1,
+        f"attention_decode_reduce_{dtype}_b{b}h{hq}s{splits}d{d}")
+    return PlanSpec((partial, reduce), temps, tuple(inputs), out, config, source)
+
+
+def _constexprs(values: dict) -> tuple:
+    return tuple(sorted((k, v) for k, v in values.items() if v is not ...))

@@ -1,0 +1,328 @@
+"""Plan records (the contract with Kiln's compiler) and the ahead-of-time compile of a launch.
+
+A builder (`kiln.kernels.linear`, `kiln.kernels.attention`) first makes a `PlanSpec`: the
+launches with their Triton function, constexprs, grid, warps and stages, but no code. That spec
+runs as is in Triton's interpreter or JIT (`kiln.kernels.execute`), and `compile_plan` turns it
+into the `KernelPlan` of `CompiledKernel`s (PTX for sm_90a) that Kiln puts into IREE artifacts.
+
+Compiles are cached in process and on disk (`$KILN_CACHE_DIR/kernels/<key>.json`, default
+~/.cache/kiln/kernels; `KILN_CACHE=0` turns the disk cache off). The key covers the kernel
+sources, Triton's version, the function, its constexprs, pointer dtypes, warps, stages and the
+target, so a changed kernel never reuses stale PTX.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import importlib
+import json
+import os
+import re
+import tempfile
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+ARCH = 90  # sm_90a (Hopper): H100 / H200
+CACHE_FORMAT = 1
+KERNEL_MODULES = ("triton_gemm", "triton_attention")
+DTYPES = ("f16", "bf16", "f32", "i8")
+_TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8"}
+ROLES = ("input", "output", "temp", "scratch")
+
+
+class KernelUnsupported(Exception):
+    """A builder declines these arguments; `reason` says why (Kiln falls back to IREE)."""
+
+    def __init__(self, reason: str):
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class KernelParam:
+    """One pointer parameter of a PTX entry: the buffer it expects."""
+    name: str
+    shape: tuple[int, ...]
+    dtype: str  # "f16" | "bf16" | "f32" | "i8"
+    role: str   # "input" | "output" | "temp" | "scratch"
+
+
+@dataclass(frozen=True)
+class CompiledKernel:
+    """An ahead-of-time compiled kernel: PTX for sm_90a with every size fixed."""
+    symbol: str          # unique, a valid MLIR symbol: kernel, shape, config and a digest
+    entry: str           # the PTX .entry name
+    ptx: bytes
+    num_warps: int       # workgroup size = 32 · num_warps
+    shared_bytes: int    # dynamic shared memory per block
+    grid: tuple[int, int, int]
+    params: tuple[KernelParam, ...]  # every pointer of the entry, in order (scratch included)
+
+
+@dataclass(frozen=True)
+class Launch:
+    kernel: CompiledKernel
+    args: tuple[str, ...]  # per param: "in<i>", "tmp<i>", "out" or "scratch"
+
+
+@dataclass(frozen=True)
+class KernelPlan:
+    launches: tuple[Launch, ...]
+    temps: tuple[tuple[str, tuple[int, ...], str], ...]  # (name, shape, dtype)
+    # Beyond the contract, for checks: the plan's inputs (name, shape, dtype) in order and its
+    # output (shape, dtype).
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()
+    output: tuple[tuple[int, ...], str] = ((), "")
+
+
+@dataclass(frozen=True)
+class LaunchSpec:
+    """One launch before compilation."""
+    module: str                   # "triton_gemm" | "triton_attention"
+    function: str                 # the @triton.jit function in that module
+    constexprs: tuple[tuple[str, Any], ...]  # every non-pointer argument (absent pointers: None)
+    pointers: tuple[KernelParam, ...]        # pointer arguments that are present, in order
+    args: tuple[str, ...]         # plan buffer per pointer
+    grid: tuple[int, int, int]
+    num_warps: int
+    num_stages: int
+    tag: str                      # readable part of the symbol
+
+    @property
+    def constants(self) -> dict[str, Any]:
+        return dict(self.constexprs)
+
+    def key(self) -> str:
+        """Digest of everything that decides the compiled code."""
+        text = json.dumps({
+            "format": CACHE_FORMAT, "sources": _source_digest(), "triton": _triton_version(),
+            "module": self.module, "function": self.function,
+            "constexprs": [[k, _jsonable(v)] for k, v in self.constexprs],
+            "pointers": [[p.name, p.dtype] for p in self.pointers],
+            "num_warps": self.num_warps, "num_stages": self.num_stages, "arch": ARCH,
+        }, sort_keys=True)
+        return hashlib.sha256(text.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class PlanSpec:
+    launches: tuple[LaunchSpec, ...]
+    temps: tuple[tuple[str, tuple[int, ...], str], ...]
+    inputs: tuple[tuple[str, tuple[int, ...], str], ...]
+    output: tuple[tuple[int, ...], str]
+    config: Any = None      # the config record the builder chose (for reports)
+    config_key: str = ""    # the table key it looked up
+
+
+def _jsonable(value):
+    if isinstance(value, float):
+        return repr(value)
+    return value
+
+
+_DIGEST: Optional[str] = None
+
+
+def _source_digest() -> str:
+    global _DIGEST
+    if _DIGEST is None:
+        here = Path(__file__).parent
+        h = hashlib.sha256()
+        for name in KERNEL_MODULES:
+            h.update((here / f"{name}.py").read_bytes())
+        _DIGEST = h.hexdigest()[:16]
+    return _DIGEST
+
+
+def _triton_version() -> str:
+    try:
+        from importlib.metadata import version
+        return version("triton")
+    except Exception:  # not installed
+        return "none"
+
+
+def triton_function(spec: LaunchSpec):
+    module = importlib.import_module(f"kiln.kernels.{spec.module}")
+    return getattr(module, spec.function)
+
+
+def triton_available() -> Optional[str]:
+    """None when Triton can compile here, else why not."""
+    try:
+        import triton  # noqa: F401
+        from triton.backends.compiler import GPUTarget  # noqa: F401
+    except Exception as error:  # pragma: no cover - depends on the install
+        return f"triton is not importable ({error}); install kiln[cuda]"
+    if os.environ.get("TRITON_INTERPRET", "0") not in ("", "0"):
+        return "TRITON_INTERPRET is set: interpreted kernels cannot be compiled ahead of time"
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# Ahead-of-time compile
+
+
+_LOCK = threading.Lock()
+_MEMORY: dict[str, CompiledKernel] = {}
+_TRITON: dict[str, Any] = {}  # key → triton CompiledKernel (launchable on a GPU)
+_SPECS: dict[str, LaunchSpec] = {}  # symbol → the spec it was compiled from
+
+
+def _disk_dir() -> Optional[Path]:
+    if os.environ.get("KILN_CACHE", "1").strip().lower() in ("0", "false", "off", "no"):
+        return None
+    explicit = os.environ.get("KILN_CACHE_DIR")
+    base = Path(explicit).expanduser() if explicit else \
+        Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "kiln"
+    return base / "kernels"
+
+
+def _signature(spec: LaunchSpec, fn) -> tuple[dict, dict, dict]:
+    pointers = {p.name: p for p in spec.pointers}
+    constants = spec.constants
+    signature, constexprs, attrs = {}, {}, {}
+    for index, name in enumerate(fn.arg_names):
+        if name in pointers:
+            signature[name] = _TRITON_POINTER[pointers[name].dtype]
+            attrs[(index,)] = [["tt.divisibility", 16]]
+        elif name in constants:
+            signature[name] = "constexpr"
+            constexprs[name] = constants[name]
+        else:
+            raise ValueError(f"{spec.function}: argument {name!r} has neither a pointer nor a "
+                             f"constexpr value")
+    return signature, constexprs, attrs
+
+
+def compile_triton(spec: LaunchSpec):
+    """Triton's CompiledKernel for the spec (sm_90a), cached in process."""
+    key = spec.key()
+    with _LOCK:
+        if key in _TRITON:
+            return _TRITON[key]
+    import triton
+    from triton.backends.compiler import GPUTarget
+    from triton.compiler import ASTSource
+
+    fn = triton_function(spec)
+    signature, constexprs, attrs = _signature(spec, fn)
+    compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs),
+                              target=GPUTarget("cuda", ARCH, 32),
+                              options={"num_warps": spec.num_warps,
+                                       "num_stages": spec.num_stages})
+    with _LOCK:
+        _TRITON[key] = compiled
+    return compiled
+
+
+_PTX_PARAM = re.compile(r"^\s*\.param\s+\.(\w+)\b[^,)\n]*?\s(\w+)\s*,?\s*$", re.M)
+
+
+def ptx_entry_params(ptx: str, entry: str) -> list[tuple[str, str]]:
+    """(type, name) of each .param of `.entry <entry>(...)` in the PTX text."""
+    start = ptx.index(f".entry {entry}(")
+    end = ptx.index(")", start)
+    return [(m.group(1), m.group(2)) for m in _PTX_PARAM.finditer(ptx[start:end + 1])]
+
+
+def symbol_for(spec: LaunchSpec) -> str:
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"kiln_{spec.tag}_{spec.key()[:10]}")
+
+
+def compile_launch(spec: LaunchSpec) -> CompiledKernel:
+    """The CompiledKernel of one launch (memory cache, then disk cache, then Triton)."""
+    key = spec.key()
+    with _LOCK:
+        hit = _MEMORY.get(key)
+        if hit is not None:
+            _SPECS[hit.symbol] = spec
+    if hit is not None:
+        return hit
+    record = _read_disk(key)
+    if record is None:
+        problem = triton_available()
+        if problem:
+            raise KernelUnsupported(problem)
+        compiled = compile_triton(spec)
+        md = compiled.metadata
+        record = {"entry": md.name, "ptx": compiled.asm["ptx"], "shared": int(md.shared),
+                  "num_warps": int(md.num_warps),
+                  "global_scratch_size": int(getattr(md, "global_scratch_size", 0) or 0),
+                  "profile_scratch_size": int(getattr(md, "profile_scratch_size", 0) or 0)}
+        _write_disk(key, record)
+    programs = spec.grid[0] * spec.grid[1] * spec.grid[2]
+    scratch = tuple(
+        KernelParam(name, (max(16, record[f"{name}_size"] * programs),), "i8", "scratch")
+        for name in ("global_scratch", "profile_scratch"))
+    kernel = CompiledKernel(
+        symbol=symbol_for(spec), entry=record["entry"], ptx=record["ptx"].encode(),
+        num_warps=record["num_warps"], shared_bytes=record["shared"], grid=tuple(spec.grid),
+        params=tuple(spec.pointers) + scratch)
+    declared = ptx_entry_params(record["ptx"], kernel.entry)
+    if len(declared) != len(kernel.params) or any(t != "u64" for t, _ in declared):
+        raise RuntimeError(f"{kernel.symbol}: PTX entry has params {declared}, expected "
+                           f"{len(kernel.params)} pointers")
+    with _LOCK:
+        _MEMORY[key] = kernel
+        _SPECS[kernel.symbol] = spec
+    return kernel
+
+
+def spec_of(kernel: CompiledKernel) -> LaunchSpec:
+    """The launch spec a kernel of this process was compiled from (for running plans)."""
+    with _LOCK:
+        return _SPECS[kernel.symbol]
+
+
+def compile_plan(spec: PlanSpec) -> KernelPlan:
+    launches = tuple(Launch(compile_launch(ls), tuple(ls.args) + ("scratch", "scratch"))
+                     for ls in spec.launches)
+    return KernelPlan(launches=launches, temps=spec.temps, inputs=spec.inputs,
+                      output=spec.output)
+
+
+def _read_disk(key: str) -> Optional[dict]:
+    folder = _disk_dir()
+    if folder is None:
+        return None
+    path = folder / f"{key}.json"
+    try:
+        record = json.loads(path.read_text())
+        if record.get("key") != key:
+            return None
+        return record
+    except (OSError, ValueError):
+        return None
+
+
+def _write_disk(key: str, record: dict) -> None:
+    folder = _disk_dir()
+    if folder is None:
+        return
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            json.dump(dict(record, key=key), f)
+        os.replace(tmp, folder / f"{key}.json")
+    except OSError:
+        pass  # a read-only cache folder only costs a recompile
+
+
+def clear_memory_cache() -> None:
+    with _LOCK:
+        _MEMORY.clear()
+        _TRITON.clear()
+
+
+def replace(spec, **changes):
+    return dataclasses.replace(spec, **changes)
+
+
+__all__ = ["ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
+           "LaunchSpec", "PlanSpec", "compile_launch", "compile_plan", "compile_triton",
+           "ptx_entry_params", "triton_available"]

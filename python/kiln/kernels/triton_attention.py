@@ -1,0 +1,222 @@
+"""Triton source of Kiln's attention kernels (flash-attention forward, split-KV decode).
+
+softmax(scale · q·kᵀ + mask, causal-masked) · v, q: [B, HQ, SQ, D], k/v: [B, HKV, SK, D]
+(contiguous; HKV divides HQ: grouped-query attention), out: [B, HQ, SQ, D] in q's dtype.
+
+* causal: key j is masked for query i when j > i (top-left aligned, as torch's SDPA), also
+  for SQ != SK.
+* mask (MASK_KIND 1 additive float / 2 bool as int8, nonzero = keep) is read through the
+  strides MS_B, MS_H, MS_Q, MS_K of its broadcast to [B, HQ, SQ, SK] (0 on size-1 dims).
+* A query row whose keys are all masked gets 0 (torch's SDPA math path does the same since
+  torch 2.5: "safe softmax").
+
+The softmax runs in base 2 on f32 scores (QK_SCALE = scale·log2 e); every size and the scale
+are compile-time constants, so the compiled entries take pointers only. Plans are built in
+`kiln.kernels.attention`.
+"""
+
+import triton
+import triton.language as tl
+
+LOG2E = 1.4426950408889634
+MASK_KINDS = {None: 0, "additive": 1, "bool": 2}
+
+
+@triton.jit
+def _online_softmax_step(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, mask_cols, rows, cols,
+                         cols_limit, QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
+                         MS_K: tl.constexpr, CAUSAL: tl.constexpr, BOUNDED: tl.constexpr,
+                         d_ok, D_MASK: tl.constexpr):
+    """One block of keys: scores, masks, online-softmax update of (acc, l_i, m_i)."""
+    if D_MASK:
+        k = tl.load(k_ptrs, mask=d_ok[None, :], other=0.0)
+    else:
+        k = tl.load(k_ptrs)
+    qk = tl.dot(q, tl.trans(k)) * QK_SCALE
+    if MASK_KIND == 1:
+        qk += tl.load(mask_rows + mask_cols[None, :] * MS_K).to(tl.float32) * 1.4426950408889634
+    elif MASK_KIND == 2:
+        qk = tl.where(tl.load(mask_rows + mask_cols[None, :] * MS_K) != 0, qk, float("-inf"))
+    if BOUNDED:
+        keep = cols[None, :] < cols_limit
+        if CAUSAL:
+            keep = keep & (cols[None, :] <= rows[:, None])
+        qk = tl.where(keep, qk, float("-inf"))
+    m_new = tl.maximum(m_i, tl.max(qk, 1))
+    # A row with every score so far at -inf keeps m = -inf; subtract 0 instead (p = 0).
+    m_use = tl.where(m_new == float("-inf"), 0.0, m_new)
+    p = tl.math.exp2(qk - m_use[:, None])
+    alpha = tl.math.exp2(m_i - m_use)
+    l_i = l_i * alpha + tl.sum(p, 1)
+    if D_MASK:
+        v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
+    else:
+        v = tl.load(v_ptrs)
+    acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
+    return acc, l_i, m_new
+
+
+@triton.jit
+def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr,
+                         B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
+                         SQ: tl.constexpr, SK: tl.constexpr, D: tl.constexpr,
+                         QK_SCALE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
+                         MS_B: tl.constexpr, MS_H: tl.constexpr, MS_Q: tl.constexpr,
+                         MS_K: tl.constexpr,
+                         BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
+    """Flash-attention forward; grid (cdiv(SQ, BLOCK_M), B·HQ, 1)."""
+    pid_m = tl.program_id(0)
+    bh = tl.program_id(1)
+    b = bh // HQ
+    h = bh % HQ
+    hk = h // (HQ // HKV)
+    rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+    rows_c = tl.minimum(rows, SQ - 1)  # clamped: loads in bounds, store masked
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    D_MASK: tl.constexpr = BLOCK_D != D
+
+    q_ptrs = q_ptr + (bh * SQ + rows_c)[:, None] * D + offs_d[None, :]
+    if D_MASK:
+        q = tl.load(q_ptrs, mask=d_ok[None, :], other=0.0)
+    else:
+        q = tl.load(q_ptrs)
+    kv_base = (b * HKV + hk) * SK * D
+    mask_base = mask_ptr
+    if MASK_KIND != 0:
+        mask_base = mask_ptr + b * MS_B + h * MS_H + rows_c[:, None] * MS_Q
+
+    m_i = tl.full((BLOCK_M,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BLOCK_M,), tl.float32)
+    acc = tl.zeros((BLOCK_M, BLOCK_D), tl.float32)
+
+    if CAUSAL:
+        hi = tl.minimum((pid_m + 1) * BLOCK_M, SK)
+        full_end = (tl.minimum(pid_m * BLOCK_M, SK) // BLOCK_N) * BLOCK_N
+    else:
+        hi = SK
+        full_end = (SK // BLOCK_N) * BLOCK_N
+    # Key blocks every row sees in full: no bounds or causal test.
+    for start in range(0, full_end, BLOCK_N):
+        cols = start + offs_n
+        acc, l_i, m_i = _online_softmax_step(
+            acc, l_i, m_i, q,
+            k_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
+            v_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
+            mask_base, cols, rows, cols, SK,
+            QK_SCALE, MASK_KIND, MS_K, CAUSAL, False, d_ok, D_MASK)
+    # The rest: the last partial block and the causal diagonal.
+    for start in range(full_end, hi, BLOCK_N):
+        cols = start + offs_n
+        cols_c = tl.minimum(cols, SK - 1)
+        acc, l_i, m_i = _online_softmax_step(
+            acc, l_i, m_i, q,
+            k_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
+            v_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
+            mask_base, cols_c, rows, cols, SK,
+            QK_SCALE, MASK_KIND, MS_K, CAUSAL, True, d_ok, D_MASK)
+
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    o_ptrs = o_ptr + (bh * SQ + rows)[:, None] * D + offs_d[None, :]
+    tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(rows[:, None] < SQ) & d_ok[None, :])
+
+
+@triton.jit
+def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
+                            B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
+                            SK: tl.constexpr, D: tl.constexpr,
+                            QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
+                            MS_B: tl.constexpr, MS_H: tl.constexpr, MS_K: tl.constexpr,
+                            KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
+                            BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
+                            BLOCK_D: tl.constexpr):
+    """Split-KV decode (one query per head); grid (NUM_SPLITS, B·HKV, 1).
+
+    Program (s, b·HKV + hk) attends the HQ/HKV query heads of kv head hk (rows of one tile) to
+    keys [s·CHUNK, min((s+1)·CHUNK, KEYS)); KEYS is SK, or 1 under a causal mask (query 0
+    sees key 0 only). NUM_SPLITS == 1: writes the output (po_ptr, q's dtype; plse_ptr unused,
+    None). Otherwise the normalized f32 partial to po[b, h, s, :] and its base-2 log-sum-exp
+    (-inf when every key was masked) to plse[b, h, s]; `attention_decode_reduce_kernel` merges.
+    """
+    split = tl.program_id(0)
+    bk = tl.program_id(1)
+    b = bk // HKV
+    hk = bk % HKV
+    GROUP: tl.constexpr = HQ // HKV
+    offs_g = tl.arange(0, BLOCK_G)
+    heads = hk * GROUP + tl.minimum(offs_g, GROUP - 1)
+    offs_n = tl.arange(0, BLOCK_N)
+    offs_d = tl.arange(0, BLOCK_D)
+    d_ok = offs_d < D
+    D_MASK: tl.constexpr = BLOCK_D != D
+
+    q_ptrs = q_ptr + (b * HQ + heads)[:, None] * D + offs_d[None, :]
+    if D_MASK:
+        q = tl.load(q_ptrs, mask=d_ok[None, :], other=0.0)
+    else:
+        q = tl.load(q_ptrs)
+    kv_base = (b * HKV + hk) * SK * D
+    mask_base = mask_ptr
+    if MASK_KIND != 0:
+        mask_base = mask_ptr + b * MS_B + heads[:, None] * MS_H
+    rows = tl.zeros((BLOCK_G,), tl.int32)  # every row is query 0
+
+    m_i = tl.full((BLOCK_G,), float("-inf"), tl.float32)
+    l_i = tl.zeros((BLOCK_G,), tl.float32)
+    acc = tl.zeros((BLOCK_G, BLOCK_D), tl.float32)
+    start = split * CHUNK
+    end = tl.minimum(start + CHUNK, KEYS)
+    full_end = start + ((end - start) // BLOCK_N) * BLOCK_N
+    for n0 in range(start, full_end, BLOCK_N):
+        cols = n0 + offs_n
+        acc, l_i, m_i = _online_softmax_step(
+            acc, l_i, m_i, q,
+            k_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
+            v_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
+            mask_base, cols, rows, cols, end,
+            QK_SCALE, MASK_KIND, MS_K, False, False, d_ok, D_MASK)
+    for n0 in range(full_end, end, BLOCK_N):
+        cols = n0 + offs_n
+        cols_c = tl.minimum(cols, SK - 1)
+        acc, l_i, m_i = _online_softmax_step(
+            acc, l_i, m_i, q,
+            k_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
+            v_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
+            mask_base, cols_c, rows, cols, end,
+            QK_SCALE, MASK_KIND, MS_K, False, True, d_ok, D_MASK)
+
+    out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
+    g_ok = offs_g < GROUP
+    heads_out = hk * GROUP + offs_g
+    if NUM_SPLITS == 1:
+        o_ptrs = po_ptr + (b * HQ + heads_out)[:, None] * D + offs_d[None, :]
+        tl.store(o_ptrs, out.to(po_ptr.dtype.element_ty), mask=g_ok[:, None] & d_ok[None, :])
+    else:
+        row = (b * HQ + heads_out) * NUM_SPLITS + split
+        tl.store(po_ptr + row[:, None] * D + offs_d[None, :], out,
+                 mask=g_ok[:, None] & d_ok[None, :])
+        lse = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(l_i))
+        tl.store(plse_ptr + row, lse, mask=g_ok)
+
+
+@triton.jit
+def attention_decode_reduce_kernel(po_ptr, plse_ptr, o_ptr,
+                                   ROWS: tl.constexpr, NUM_SPLITS: tl.constexpr,
+                                   D: tl.constexpr, BLOCK_S: tl.constexpr,
+                                   BLOCK_D: tl.constexpr):
+    """Merge the split partials of one (b, h) row: grid (B·HQ, 1, 1)."""
+    row = tl.program_id(0)
+    offs_s = tl.arange(0, BLOCK_S)
+    offs_d = tl.arange(0, BLOCK_D)
+    s_ok = offs_s < NUM_SPLITS
+    d_ok = offs_d < D
+    lse = tl.load(plse_ptr + row * NUM_SPLITS + offs_s, mask=s_ok, other=float("-inf"))
+    top = tl.max(lse, 0)
+    top = tl.where(top == float("-inf"), 0.0, top)
+    w = tl.math.exp2(lse - top)
+    part = tl.load(po_ptr + (row * NUM_SPLITS + offs_s)[:, None] * D + offs_d[None, :],
+                   mask=s_ok[:, None] & d_ok[None, :], other=0.0)
+    total = tl.sum(w, 0)
+    out = tl.sum(part * w[:, None], 0) / tl.where(total == 0.0, 1.0, total)
+    tl.store(o_ptr + row * D + offs_d, out.to(o_ptr.dtype.element_ty), mask=d_ok)

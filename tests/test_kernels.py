@@ -1,0 +1,194 @@
+"""kiln.kernels: plan structure of ahead-of-time compiled kernels (PTX for sm_90a, no GPU), the
+config table, the compile cache, and numerics in Triton's interpreter against torch."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kiln import kernels
+from kiln.kernels import configs
+from kiln.kernels.attention import attention_spec
+from kiln.kernels.configs import DecodeConfig, GemmConfig, PrefillConfig
+from kiln.kernels.linear import linear_spec
+from kiln.kernels.plan import ptx_entry_params
+
+REPO = Path(__file__).resolve().parents[1]
+MLIR_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_$.]*$")
+needs_triton = pytest.mark.skipif(kernels.triton_available() is not None,
+                                  reason=str(kernels.triton_available()))
+
+
+def check_plan(plan, n_inputs: int, out_shape, out_dtype) -> None:
+    """The contract Kiln's compiler relies on (python/kiln/cuda_kernels.py)."""
+    temps = {name: (tuple(shape), dtype) for name, shape, dtype in plan.temps}
+    seen_inputs, writes_out = set(), False
+    for launch in plan.launches:
+        kernel = launch.kernel
+        assert MLIR_SYMBOL.match(kernel.symbol) and MLIR_SYMBOL.match(kernel.entry)
+        assert isinstance(kernel.ptx, bytes)
+        ptx = kernel.ptx.decode()
+        assert ".target sm_90a" in ptx
+        declared = ptx_entry_params(ptx, kernel.entry)
+        assert len(declared) == len(kernel.params) == len(launch.args)
+        assert all(kind == "u64" for kind, _ in declared)  # pointers only: no scalars
+        assert [p.role for p in kernel.params[-2:]] == ["scratch", "scratch"]
+        assert launch.args[-2:] == ("scratch", "scratch")
+        assert all(p.shape[0] >= 16 and p.dtype == "i8" for p in kernel.params[-2:])
+        assert 0 <= kernel.shared_bytes <= 232448
+        assert len(kernel.grid) == 3 and all(g >= 1 for g in kernel.grid)
+        assert kernel.num_warps in (1, 2, 4, 8, 16)
+        for param, arg in zip(kernel.params[:-2], launch.args[:-2]):
+            assert param.dtype in ("f16", "bf16", "f32", "i8")
+            if arg.startswith("in"):
+                assert param.role == "input"
+                seen_inputs.add(arg)
+            elif arg.startswith("tmp"):
+                assert param.role == "temp" and temps[arg] == (param.shape, param.dtype)
+            else:
+                assert arg == "out" and param.role == "output"
+                assert (param.shape, param.dtype) == (tuple(out_shape), out_dtype)
+                writes_out = True
+    assert writes_out
+    assert seen_inputs == {f"in{i}" for i in range(n_inputs)}
+    symbols = [launch.kernel.symbol for launch in plan.launches]
+    assert len(set(symbols)) == len(symbols)
+
+
+@needs_triton
+def test_linear_plans():
+    plan = kernels.linear_plan(128, 96, 72, "f16", "in_out", True, "gelu_tanh",
+                               has_residual=True)
+    check_plan(plan, 4, (128, 96), "f16")
+    assert len(plan.launches) == 1 and plan.temps == ()
+    assert [p.name for p in plan.launches[0].kernel.params] == [
+        "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr", "global_scratch", "profile_scratch"]
+    assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out", "scratch", "scratch")
+    # decode-shaped: split-K in two launches through an f32 temporary
+    plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
+    check_plan(plan, 2, (1, 64), "bf16")
+    assert len(plan.launches) == 2
+    (name, shape, dtype), = plan.temps
+    assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
+    assert plan.launches[1].args == ("tmp0", "out", "scratch", "scratch")
+    assert kernels.linear_plan(128, 96, 72, "f16", "in_out", True, "gelu_tanh",
+                               has_residual=True) is not plan  # cached compile, fresh plan
+
+
+@needs_triton
+def test_attention_plans():
+    plan = kernels.attention_plan(2, 8, 2, 33, 70, 40, "bf16", 0.15, True,
+                                  mask_shape=(2, 1, 33, 70), mask_kind="bool", mask_dtype="i8")
+    check_plan(plan, 4, (2, 8, 33, 40), "bf16")
+    assert len(plan.launches) == 1
+    assert plan.launches[0].kernel.params[3].shape == (2, 1, 33, 70)
+    # decode: split-KV partials (f32) and log-sum-exp, then the merge
+    plan = kernels.attention_plan(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
+                                  mask_shape=(1, 1, 1, 4096), mask_kind="additive",
+                                  mask_dtype="f32")
+    check_plan(plan, 4, (1, 16, 1, 64), "f16")
+    assert len(plan.launches) == 2
+    assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
+    splits = plan.temps[0][1][2]
+    assert plan.launches[0].kernel.grid == (splits, 4, 1) and splits > 1
+    # a short decode needs one launch
+    plan = kernels.attention_plan(1, 4, 4, 1, 16, 64, "f16", 0.125, False)
+    check_plan(plan, 3, (1, 4, 1, 64), "f16")
+    assert len(plan.launches) == 1 and plan.temps == ()
+
+
+def test_unsupported_reasons():
+    with pytest.raises(kernels.KernelUnsupported, match="dtype"):
+        kernels.linear_plan(4, 4, 4, "f32", "out_in", False, "none")
+    cases = [
+        ("linear", dict(m=4, n=8, k=8, dtype="f16", weight_layout="nk", has_bias=False,
+                        activation="none"), "weight_layout"),
+        ("linear", dict(m=4, n=8, k=8, dtype="f16", weight_layout="out_in", has_bias=False,
+                        activation="tanh"), "activation"),
+        ("attention", dict(b=1, hq=6, hkv=4, sq=8, sk=8, d=64, dtype="f16", scale=0.1,
+                           causal=False), "divide"),
+        ("attention", dict(b=1, hq=4, hkv=4, sq=8, sk=8, d=512, dtype="f16", scale=0.1,
+                           causal=False), "head dim"),
+        ("attention", dict(b=1, hq=4, hkv=4, sq=8, sk=8, d=64, dtype="f16", scale=0.1,
+                           causal=False, mask_shape=(1, 1, 8, 8), mask_kind="bool",
+                           mask_dtype="f16"), "mask dtype"),
+        ("attention", dict(b=1, hq=4, hkv=4, sq=8, sk=8, d=64, dtype="f16", scale=0.1,
+                           causal=False, mask_shape=(1, 3, 8, 8), mask_kind="additive",
+                           mask_dtype="f16"), "broadcast"),
+    ]
+    for builder, arguments, words in cases:
+        reason = kernels.explain_unsupported(builder, **arguments)
+        assert reason and words in reason, (arguments, reason)
+    if kernels.triton_available() is None:
+        assert kernels.explain_unsupported("linear", m=4, n=8, k=8, dtype="f16",
+                                           weight_layout="out_in", has_bias=False,
+                                           activation="none") is None
+
+
+def test_specs_without_compiling():
+    spec = attention_spec(2, 8, 8, 1, 100, 64, "f16", 0.125, True)
+    assert spec.launches[0].constants["KEYS"] == 1  # causal decode: query 0 sees key 0 only
+    spec = attention_spec(2, 8, 8, 20, 30, 64, "f16", 0.125, False, (1, 8, 1, 30), "additive",
+                          "f16")
+    c = spec.launches[0].constants
+    assert (c["MS_B"], c["MS_H"], c["MS_Q"], c["MS_K"]) == (0, 30, 0, 1)
+    for m, n, k in [(1, 768, 768), (8, 3072, 768), (5, 7, 1000), (4096, 3072, 768)]:
+        for split in (1, 3, 8):
+            config, k_split, even = configs.fit_gemm(GemmConfig(16, 64, 128, 1, split), m, n, k)
+            assert k_split % config.block_k == 0
+            assert (config.split_k - 1) * k_split < k <= config.split_k * k_split
+            assert even == (k == config.split_k * k_split)
+
+
+def test_config_table():
+    table = json.loads(configs.TABLE_PATH.read_text())
+    assert table["format"] == configs.TABLE_FORMAT
+    for key, entry in table["entries"].items():
+        op = key.split("/")[0]
+        configs.CONFIG_TYPES[op](**entry["config"])
+        assert configs.lookup(key)[1] == key
+    assert configs.lookup(configs.decode_key(1 << 20, 64), {})[0] is None
+    fake = {"linear/out_in/m128/n1024/k1024": {"config": {"block_m": 64, "block_n": 64,
+                                                          "block_k": 64}}}
+    config, key = configs.lookup(configs.linear_key(100, 1000, 1100, "in_out"), fake)
+    assert key == "linear/out_in/m128/n1024/k1024" and config.block_m == 64
+    assert configs.lookup(configs.linear_key(4096, 16384, 64, "out_in"), fake)[0] is None
+
+
+@needs_triton
+def test_compile_cache(tmp_path, monkeypatch):
+    from kiln.kernels import plan as plan_module
+
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    spec = linear_spec(16, 32, 48, "f16", "out_in", False, "relu",
+                       config=GemmConfig(16, 32, 16, 1, 1, 4, 2))
+    first = plan_module.compile_plan(spec)
+    assert list((tmp_path / "kernels").glob("*.json"))
+    assert plan_module.compile_plan(spec).launches[0].kernel is first.launches[0].kernel
+    plan_module.clear_memory_cache()
+
+    def no_compile(_):
+        raise AssertionError("compiled again despite the disk cache")
+    monkeypatch.setattr(plan_module, "compile_triton", no_compile)
+    assert plan_module.compile_plan(spec) == first
+
+
+def test_interpreter_numerics():
+    """Every kernel family in Triton's interpreter vs torch (ragged sizes, causal, both mask
+    kinds, GQA, split-K, split-KV decode); bf16 dots are GPU-only (bench/gpu/kernel_check.py)."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    done = subprocess.run([sys.executable, "-m", "kiln.kernels.selfcheck"], env=env,
+                          capture_output=True, text=True, timeout=300)
+    results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
+    assert len(results) >= 14, done.stderr[-2000:]
+    failed = [r for r in results if not r["ok"]]
+    assert not failed, failed
+    assert done.returncode == 0
