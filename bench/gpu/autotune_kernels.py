@@ -75,10 +75,9 @@ PREFILL_CANDIDATES = [PrefillConfig(64, 64, 4, 2), PrefillConfig(64, 64, 4, 3),
                       PrefillConfig(64, 32, 4, 2), PrefillConfig(128, 32, 4, 2),
                       PrefillConfig(64, 128, 4, 2), PrefillConfig(32, 32, 4, 2),
                       PrefillConfig(64, 64, 8, 2)]
-DECODE_CANDIDATES = [DecodeConfig(bn, t, w, 2) for bn in (32, 64, 128)
-                     for t in (1, 66, 132, 264, 528) for w in (4,)] + \
-                    [DecodeConfig(64, 264, 4, 3), DecodeConfig(64, 132, 2, 2),
-                     DecodeConfig(128, 264, 8, 2)]
+DECODE_CANDIDATES = [DecodeConfig(bn, t, 4, 2) for bn in (32, 64, 128)
+                     for t in (1, 132, 264, 528)] + \
+                    [DecodeConfig(64, 264, 4, 3), DecodeConfig(128, 264, 8, 2)]
 
 
 def jobs():
@@ -117,14 +116,14 @@ def main() -> int:
     parser.add_argument("--only", default="", help="substring of keys to tune")
     options = parser.parse_args()
     deadline = common.Deadline(options.budget)
-    info = common.machine()
-    print("#", info, flush=True)
     work = [j for j in jobs() if options.only in j[0]]
     specs = []
     for key, label, builder, args, cands in work:
         for config in cands:
             specs.extend(build(builder, args, config).launches)
     errors = common.precompile(specs)
+    info = common.machine()
+    print("#", info, flush=True)
 
     timings = defaultdict(lambda: defaultdict(dict))  # key → candidate label → shape → µs
     chosen_config = {}

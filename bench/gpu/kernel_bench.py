@@ -84,15 +84,25 @@ def torch_attention(args, inputs, backend):
 
 
 def main() -> int:
-    info = common.machine()
-    print("#", info, "table:", configs.table_path(), flush=True)
+    import argparse
+
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--budget", type=float, default=1e9, help="seconds; rows past it are "
+                        "skipped")
+    options = parser.parse_args()
+    deadline = common.Deadline(options.budget)
     gemms = list(gemm_rows())
     attns = list(attention_rows())
     specs = [l for a in gemms for l in linear_spec(**a).launches] + \
             [l for _, a in attns for l in attention_spec(**a).launches]
     errors = common.precompile(specs)
+    info = common.machine()
+    print("#", info, "table:", configs.table_path(), flush=True)
     rows = []
     for args in gemms:
+        if deadline.passed():
+            print("# out of time:", args)
+            continue
         spec = linear_spec(**args)
         inputs = reference.random_inputs(spec, None, "cuda", 0)
         buffers = execute.allocate(spec, inputs)
@@ -114,6 +124,9 @@ def main() -> int:
         print(f"{row['dtype']:4s} {row['shape']:34s} {row['config']:>20s} kiln {ours:8.2f} us "
               f"cuBLAS {theirs:8.2f} us ratio {row['ratio']:5.2f} err {error:.1e}", flush=True)
     for kind, args in attns:
+        if deadline.passed():
+            print("# out of time:", kind, args)
+            continue
         spec = attention_spec(**args)
         inputs = reference.random_inputs(spec, args.get("mask_kind"), "cuda", 0,
                                          masked_rows=False)

@@ -144,8 +144,6 @@ def torch_fully_masked() -> dict:
 
 
 def main() -> int:
-    info = common.machine()
-    print("#", info, flush=True)
     cases = list(all_cases())
     specs = []
     for op, args, _ in cases:
@@ -155,6 +153,8 @@ def main() -> int:
             specs.extend((linear_spec if op == "linear" else attention_spec)(
                 **{k: v for k, v in args.items() if k != "config"}).launches)
     errors = common.precompile(specs)
+    info = common.machine()
+    print("#", info, flush=True)
     for key, error in errors.items():
         print("# compile failed:", key[:12], error)
     results = []

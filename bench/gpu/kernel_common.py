@@ -47,7 +47,9 @@ def _compile_one(spec: LaunchSpec):
 
 
 def precompile(specs, workers: int | None = None) -> dict[str, str]:
-    """Compile every distinct spec in worker processes; {spec key: error} for failures."""
+    """Compile every distinct spec in worker processes; {spec key: error} for failures.
+
+    Workers are forked (no re-import of torch); call this before CUDA is initialized."""
     unique = {}
     for spec in specs:
         unique.setdefault(spec.key(), spec)
@@ -55,7 +57,9 @@ def precompile(specs, workers: int | None = None) -> dict[str, str]:
         return {}
     workers = workers or max(1, min(len(unique), (os.cpu_count() or 2) - 1))
     start = time.time()
-    context = multiprocessing.get_context("spawn")
+    if torch.cuda.is_initialized():
+        print("# warning: CUDA initialized before the compile workers fork", flush=True)
+    context = multiprocessing.get_context("fork")
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         results = list(pool.map(_compile_one, unique.values(), chunksize=1))
     errors = {key: err for key, err in zip(unique, results) if err}
