@@ -1,0 +1,179 @@
+"""Per-dispatch GPU time of the GPU suite's Kiln artifacts (Nsight Compute, on the GPU machine).
+
+    python3 bench/gpu/kiln_cuda_profile.py --artifacts .device/suite-cuda \
+        --cells gpt2-decode:1:f16,gpt2-prefill-512:8:f16 --work /tmp/w --out $OUT
+
+For each cell: rebuilds the artifact's .irpa from the zoo (bench/run_suite.py's params stage,
+digests checked), runs `main` once with `iree-run-module` under
+`ncu --metrics gpu__time_duration.sum` (streams, not CUDA graphs, so every dispatch is a kernel
+launch of its own; inputs are splats of 1 as in the suite's device_ms) and sums the kernel times
+per dispatch and per kind (matmul, attention, reduction, elementwise ...). The sum is the GPU's
+busy time with no launch gaps; compare with the suite's device_ms (iree-benchmark-module, CUDA
+graphs) and the Python call. With --work shared with a running suite (--lanes), ncu holds the
+suite's GPU lock, so it never overlaps a timed loop. Writes <out>/kiln-cuda-profile.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import io
+import json
+import re
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
+
+import run_suite  # noqa: E402
+
+KINDS = [  # (kind, pattern on the dispatch name), first match wins
+    ("attention / softmax", r"attention|softmax"),
+    ("matmul / matvec", r"matmul|matvec|vecmat|mmt|contract|conv|batch_mm"),
+    ("reduction (norms)", r"reduction|reduce"),
+    ("gather / embedding", r"gather|index|slice"),
+    ("transpose / copy", r"transpose|copy|memcpy|fill"),
+    ("elementwise", r"elementwise|generic"),
+]
+UNITS_NS = {"nsecond": 1.0, "ns": 1.0, "usecond": 1e3, "us": 1e3, "msecond": 1e6, "ms": 1e6,
+            "second": 1e9, "s": 1e9}
+
+
+def kind_of(name: str) -> str:
+    for kind, pattern in KINDS:
+        if re.search(pattern, name):
+            return kind
+    return "other"
+
+
+def short_name(name: str) -> str:
+    return re.sub(r"^main\$async_dispatch_\d+_", "", name)
+
+
+def parse_ncu_csv(text: str) -> list:
+    """[(kernel name, ns)] from `ncu --csv` output (lines before the header are dropped)."""
+    lines = [ln for ln in text.splitlines() if not ln.startswith("==")]
+    start = next((i for i, ln in enumerate(lines) if ln.startswith('"ID"')), None)
+    if start is None:
+        return []
+    rows = []
+    for row in csv.DictReader(io.StringIO("\n".join(lines[start:]))):
+        if row.get("Metric Name") != "gpu__time_duration.sum":
+            continue
+        value = float(row["Metric Value"].replace(",", ""))
+        rows.append((row["Kernel Name"], value * UNITS_NS.get(row.get("Metric Unit", "ns"), 1.0)))
+    return rows
+
+
+def summarize(rows: list) -> dict:
+    per_dispatch: dict = {}
+    for name, ns in rows:
+        entry = per_dispatch.setdefault(name, {"name": short_name(name), "kind": kind_of(name),
+                                               "launches": 0, "total_us": 0.0})
+        entry["launches"] += 1
+        entry["total_us"] += ns / 1e3
+    dispatches = sorted(per_dispatch.values(), key=lambda e: -e["total_us"])
+    kinds: dict = {}
+    for entry in dispatches:
+        kind = kinds.setdefault(entry["kind"], {"launches": 0, "total_us": 0.0})
+        kind["launches"] += entry["launches"]
+        kind["total_us"] += entry["total_us"]
+    total = sum(e["total_us"] for e in dispatches)
+    return {"kernel_us": total, "launches": sum(e["launches"] for e in dispatches),
+            "kinds": dict(sorted(kinds.items(), key=lambda kv: -kv[1]["total_us"])),
+            "dispatches": dispatches}
+
+
+def profile_cell(args, model: str, batch: int, dtype: str, manifest: dict) -> dict:
+    entry = next((e for e in manifest["artifacts"] if (e["model"], e["batch"], e["dtype"],
+                  e.get("system", "kiln")) == (model, batch, dtype, args.system)), None)
+    if entry is None:
+        return {"status": "SKIPPED", "error": "no artifact"}
+    # Cell folders of its own (a suite sharing --work removes its own when a cell is done),
+    # the suite's lock.
+    spec = {"model": model, "batch": batch, "dtype": dtype, "device": "cuda",
+            "work": str(Path(args.work) / "profile"), "artifacts": str(args.artifacts),
+            "gpu_lock": str(Path(args.work) / "gpu.lock"), "params_file": "profile.irpa"}
+    directory = run_suite.cell_dir(spec["work"], model, batch, dtype)
+    directory.mkdir(parents=True, exist_ok=True)
+    vmfb = Path(args.artifacts) / entry["file"]
+    command = [shutil.which("iree-run-module") or "iree-run-module", f"--module={vmfb}",
+               "--device=cuda", "--cuda_use_streams=true", "--function=main",
+               f"--output=@{directory / 'out.npy'}"]
+    if entry.get("params_manifest"):
+        params = run_suite.run_child(dict(spec, stage="params",
+                                          params_manifest=entry["params_manifest"]), 900)
+        if params["status"] != "ok":
+            return {"status": "FAILED", "error": "params: " + params.get("error", "")}
+        command.append(f"--parameters=model={directory / 'profile.irpa'}")
+    for shape, element in _zoo_inputs(model, batch, dtype):
+        command.append(f"--input={'x'.join(str(d) for d in shape)}x{element}=1")
+    log = directory / "ncu.csv"
+    ncu = [args.ncu, "--metrics", "gpu__time_duration.sum", "--csv", "--print-units", "base",
+           "--log-file", str(log)] + command
+    start = time.perf_counter()
+    with run_suite.GpuLock(spec, exclusive=True):
+        proc = subprocess.run(ncu, capture_output=True, text=True, timeout=args.timeout)
+    result = {"command": " ".join(ncu), "wall_s": round(time.perf_counter() - start, 1),
+              "returncode": proc.returncode}
+    rows = parse_ncu_csv(log.read_text()) if log.exists() else []
+    if proc.returncode != 0 or not rows:
+        result.update(status="FAILED", stderr_tail=(proc.stderr or proc.stdout)[-2000:])
+        return result
+    result.update(status="ok", **summarize(rows))
+    shutil.rmtree(directory, ignore_errors=True)
+    return result
+
+
+def _zoo_inputs(model: str, batch: int, dtype: str) -> list:
+    """The zoo's example inputs as (shape, IREE element type)."""
+    import torch
+
+    sys.path.insert(0, str(HERE.parent))
+    import zoo
+
+    torch_dtype = getattr(torch, run_suite.TORCH_DTYPES[dtype])
+    tensors = zoo.MODELS[model][1](batch, torch_dtype)
+    return [(list(t.shape), run_suite.IREE_ELEMENT[str(t.dtype).replace("torch.", "")])
+            for t in tensors]
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--artifacts", type=Path, required=True)
+    parser.add_argument("--cells", required=True, help="model:batch:dtype,...")
+    parser.add_argument("--system", default="kiln", help="which Kiln system's artifacts")
+    parser.add_argument("--work", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--ncu", default=shutil.which("ncu") or "ncu")
+    parser.add_argument("--timeout", type=float, default=300)
+    args = parser.parse_args(argv)
+    manifest = json.loads((args.artifacts / "manifest.json").read_text())
+    info = run_suite.machine_info("cuda")
+    results = {"machine": info, "kiln_commit": manifest.get("kiln_commit"), "cells": {}}
+    args.out.mkdir(parents=True, exist_ok=True)
+    for word in args.cells.split(","):
+        model, batch, dtype = word.split(":")
+        key = f"{model}-b{batch}-{dtype}"
+        try:
+            results["cells"][key] = profile_cell(args, model, int(batch), dtype, manifest)
+        except Exception as error:  # the next cell may work
+            results["cells"][key] = {"status": "FAILED", "error": f"{type(error).__name__}: "
+                                                                  f"{error}"}
+        cell = results["cells"][key]
+        print(f"[profile] {key}: {cell.get('status')} "
+              f"{cell.get('kernel_us', 0) / 1e3:.3f} ms in {cell.get('launches', 0)} kernels "
+              f"{cell.get('error', '')}", flush=True)
+        for entry in cell.get("dispatches", [])[:8]:
+            print(f"    {entry['total_us']:9.1f} us  x{entry['launches']:<3} {entry['kind']:<22}"
+                  f" {entry['name'][:90]}", flush=True)
+        (args.out / "kiln-cuda-profile.json").write_text(json.dumps(results, indent=1) + "\n")
+
+
+if __name__ == "__main__":
+    main()
