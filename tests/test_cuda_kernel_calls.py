@@ -63,10 +63,10 @@ def split_decode_plan():
     """Two launches chained through temporaries, like a split-KV decode."""
     partial = Kernel("partial", "partial_kernel", PTX, 4, 0, (4, 1, 1),
                      (Param("q", (1, 64), "f16", "input"), Param("k", (128, 64), "f16", "input"),
-                      Param("o", (4, 64), "f32", "output"), Param("l", (4,), "f32", "output"))
+                      Param("o", (4, 64), "f32", "temp"), Param("l", (4,), "f32", "temp"))
                      + SCRATCH)
     reduce = Kernel("reduce", "reduce_kernel", PTX, 2, 0, (1, 1, 1),
-                    (Param("o", (4, 64), "f32", "input"), Param("l", (4,), "f32", "input"),
+                    (Param("o", (4, 64), "f32", "temp"), Param("l", (4,), "f32", "temp"),
                      Param("y", (1, 64), "f16", "output")) + SCRATCH)
     return Plan((Launch(partial, ("in0", "in1", "tmp0", "tmp1", "scratch", "scratch")),
                  Launch(reduce, ("tmp0", "tmp1", "out", "scratch", "scratch"))),
@@ -128,6 +128,7 @@ def test_chained_launches_thread_their_temporaries(plans):
     assert "%r0:2 = flow.dispatch @kiln_exe_partial::@partial_kernel(%in0, %in1, %tmp0, %tmp1" \
         in text and "-> (%tmp0, %tmp1)" in text
     assert "flow.dispatch @kiln_exe_reduce::@reduce_kernel(%r0#0, %r0#1, %out" in text
+    assert "%r1 = flow.dispatch" in text, "the reduce reads the temporaries, writes only out"
 
 
 def test_rendered_kernels_compile_for_cuda_without_a_gpu(plans):

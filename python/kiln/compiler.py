@@ -95,12 +95,12 @@ def use_cuda_kernels(mode: str, targets: tuple[str, ...]) -> bool:
             raise ValueError("cuda_kernels='on' needs target 'cuda' alone: the kernels have no "
                              "CPU variant for a multi-target artifact")
         return False
-    try:
-        import kiln.kernels  # noqa: F401  (imports triton)
-    except ImportError:
+    from kiln.kernels import triton_available
+
+    problem = triton_available()
+    if problem is not None:
         if mode == "on":
-            raise ValueError("cuda_kernels='on' needs triton (pip install 'kiln[cuda]')") \
-                from None
+            raise ValueError(f"cuda_kernels='on': {problem}")
         return False
     return True
 

@@ -159,6 +159,7 @@ def render_function(name: str, plan, indent: str = "  ") -> str:
         lines.append(f"{indent}  %{buffer} = tensor.empty() : {type_}")
         current[buffer] = f"%{buffer}"
     types = dict(inputs, **buffers)
+    produced: set[str] = set()
     for index, launch in enumerate(plan.launches):
         kernel = launch.kernel
         operands, operand_types, written = [], [], []
@@ -178,7 +179,9 @@ def render_function(name: str, plan, indent: str = "  ") -> str:
                                         f"not an input, temporary or out")
             operands.append(current[arg])
             operand_types.append(types[arg])
-            if param.role in ("output", "temp") and not arg.startswith("in"):
+            # A temporary is written by the first launch that uses it, read by later ones.
+            if not arg.startswith("in") and (param.role == "output" or (
+                    param.role == "temp" and arg not in produced)):
                 written.append(arg)
         if not written:
             raise KernelRenderError(f"{name}: kernel {kernel.symbol} writes no buffer")
@@ -191,6 +194,7 @@ def render_function(name: str, plan, indent: str = "  ") -> str:
             (f"({ties})" if len(written) > 1 else ties))
         for position, buffer in enumerate(written):
             current[buffer] = result if len(written) == 1 else f"{result}#{position}"
+            produced.add(buffer)
     lines.append(f"{indent}  return {current['out']} : {buffers['out']}")
     lines.append(f"{indent}}}")
     return "\n".join(lines)
