@@ -127,6 +127,27 @@ def test_torch_cpu_tensors_are_imported_without_copy(affine):
     torch.testing.assert_close(got, x * 2 + y)
 
 
+def test_repeated_tensor_reuses_its_import_and_sees_new_contents(affine):
+    x, y = _inputs()
+    torch.testing.assert_close(affine(x, y), x * 2 + y)
+    entry = affine._entry
+    first = entry.imports[0][3]
+    x.mul_(3.0)  # in place: same storage, so the cached import is still right
+    torch.testing.assert_close(affine(x, y), x * 2 + y)
+    assert entry.imports[0][3] is first
+    x.set_(torch.randn(4, 8))  # new storage: imported again
+    torch.testing.assert_close(affine(x, y), x * 2 + y)
+    assert entry.imports[0][3] is not first
+
+
+def test_import_cache_can_be_turned_off(affine, monkeypatch):
+    monkeypatch.setattr(kr, "CACHE_IMPORTS", False)
+    x, y = _inputs()
+    for _ in range(2):
+        torch.testing.assert_close(affine(x, y), x * 2 + y)
+        x.add_(1.0)
+
+
 def test_importable_problem():
     assert kr.importable_problem(torch.randn(4, 8)) is None
     problem = kr.importable_problem(torch.randn(8, 4).t())
@@ -230,7 +251,7 @@ def test_torch_copy_when_export_is_refused(affine, monkeypatch):
     torch.testing.assert_close(torch.from_dlpack(out), x * 2 + y)
 
 
-@pytest.mark.parametrize("strategy", ["staging", "iree", "torch"])
+@pytest.mark.parametrize("strategy", ["auto", "staging", "iree", "torch"])
 def test_host_transfers_of_unmappable_results(two_outputs, monkeypatch, strategy):
     """Both results live in one allocation: the second at an offset (a subspan buffer)."""
     monkeypatch.setattr(kr._Device, "mappable", lambda self, view: False)

@@ -10,10 +10,12 @@ Models (all f16, compiled for target="cuda"):
   - decode: TinyGPT's decode step with a fixed-size KV cache ([2, 1, 4, 128, 32] keys and
     values, written at `position`), so that a step's cache outputs are the next step's inputs.
 Each configuration runs in its own process (IREE reads its CUDA flags once per process):
-  - before: kiln.runtime as of BEFORE_COMMIT (numpy/torch in, host out), default flags;
+  - before: kiln.runtime as of BEFORE_COMMIT (numpy/torch in, host out), its flags;
+  - sync-alloc: today's runtime and flags (--cuda_async_allocations=false: results can be
+    exported through DLPack);
   - async: today's runtime with stream-ordered (async) allocations (IREE's default);
-  - sync-alloc: --cuda_async_allocations=false (results can be exported through DLPack);
-  - sync-alloc-caching: sync-alloc with IREE's caching allocator on the device.
+  - sync-alloc-caching: sync-alloc with IREE's caching allocator on the device;
+  - sync-alloc-streams: sync-alloc with stream command buffers instead of CUDA graphs.
 Times are medians of many calls (wall clock around each call from Python, the call being
 synchronous); decode loops report the median step. Device time: iree-benchmark-module.
 Results: one JSON file ($OUT/call-overhead.json), copied to bench/results/call-overhead-<gpu>.json.
@@ -35,9 +37,15 @@ from pathlib import Path
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[2]
+# Where git runs (prepare): a `git archive` copy of a commit has no .git; point this at the repo.
+GIT_DIR = Path(os.environ.get("KILN_GIT_DIR", ROOT))
 BEFORE_COMMIT = "40ac1da"  # the last commit of python/kiln/runtime.py before device tensors
-CONFIGS = ("before", "async", "sync-alloc", "sync-alloc-caching")
 BASE_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0")
+SYNC_ALLOC = ("--cuda_async_allocations=false",)
+STREAMS = ("--cuda_use_streams=true", "--cuda_tracing=0", *SYNC_ALLOC)
+CONFIG_FLAGS = {"before": BASE_FLAGS, "sync-alloc": BASE_FLAGS + SYNC_ALLOC, "async": BASE_FLAGS,
+                "sync-alloc-caching": BASE_FLAGS + SYNC_ALLOC, "sync-alloc-streams": STREAMS}
+CONFIGS = ("before", "sync-alloc", "async", "sync-alloc-caching")
 MAX_LEN = 128  # decode cache slots (TinyGPT's max_seq_len)
 # KILN_BENCH_DEVICE=cpu runs the same script on the CPU (artifacts from `prepare --target cpu`),
 # to debug it without a GPU; the numbers that matter are CUDA's.
@@ -143,7 +151,10 @@ def prepare(out: Path, target: str = "cuda") -> None:
     print(f"static-cache decode vs eager TinyGPT (f32, CPU): max abs err {error:.2e}")
     assert error < 1e-4, error
     models, _ = _models(torch.float16)
-    manifest = {"decode_check_max_abs_err": error, "models": {}}
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=GIT_DIR,
+                            capture_output=True, text=True).stdout.strip()
+    manifest = {"decode_check_max_abs_err": error, "models": {}, "kiln_commit": commit,
+                "kiln_path": str(Path(kiln.__file__).parent)}
     for name, (module, args) in models.items():
         start = time.perf_counter()
         kiln.compile_to_vmfb(module, args, target=target, output=out / f"{name}.vmfb")
@@ -154,7 +165,7 @@ def prepare(out: Path, target: str = "cuda") -> None:
             np.save(out / f"{name}-input{index}.npy", arg.numpy())
         print(f"compiled {name}", flush=True)
     before = subprocess.run(["git", "show", f"{BEFORE_COMMIT}:python/kiln/runtime.py"],
-                            cwd=ROOT, capture_output=True, text=True, check=True).stdout
+                            cwd=GIT_DIR, capture_output=True, text=True, check=True).stdout
     (out / "runtime_before.py").write_text(before)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1))
 
@@ -195,7 +206,7 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
         print("RESULT " + json.dumps(dict(config=config, **row)), flush=True)
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
-    flags = BASE_FLAGS + (("--cuda_async_allocations=false",) if "sync-alloc" in config else ())
+    flags = CONFIG_FLAGS[config]
     if config == "before":
         runtime = _load_before(artifacts)
     else:
@@ -253,6 +264,25 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
         case("raw VM invoke (prepared device arguments)",
              lambda: run._vm_context.invoke(run._entry.vm_function, arguments,
                                             rt.VmVariantList(3)))
+        imported = rt.VmVariantList(len(cuda))
+        for t in cuda:
+            imported.push_ref(run._device.hal.from_dlpack_capsule(torch.utils.dlpack.to_dlpack(t)))
+        case("raw VM invoke (prepared imports of torch CUDA tensors)",
+             lambda: run._vm_context.invoke(run._entry.vm_function, imported,
+                                            rt.VmVariantList(3)))
+
+        def fresh_imports():
+            fresh = rt.VmVariantList(len(cuda))
+            for t in cuda:
+                fresh.push_ref(run._device.hal.from_dlpack_capsule(
+                    torch.utils.dlpack.to_dlpack(t)))
+            run._vm_context.invoke(run._entry.vm_function, fresh, rt.VmVariantList(3))
+
+        case("raw VM invoke (fresh imports of torch CUDA tensors)", fresh_imports)
+        kr.CACHE_IMPORTS = False
+        case("torch CUDA in, device out (import cache off)",
+             lambda: run(*cuda, outputs="device"))
+        kr.CACHE_IMPORTS = True
         # Correctness of each path against numpy in/out.
         for label, got in (("torch CUDA out", run(*cuda)),
                            ("device out", run(*resident, outputs="device"))):
@@ -285,12 +315,12 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
             for strategy in ("staging", "iree", "torch"):
                 kr.HOST_TRANSFER = strategy
                 case(f"micro: 64 KiB device → numpy ({strategy})", lambda: d.numpy())
-            kr.HOST_TRANSFER = "staging"
+            kr.HOST_TRANSFER = "auto"
             for strategy in ("iree", "torch"):
                 kr.HOST_UPLOAD = strategy
                 case(f"micro: 64 KiB numpy → device ({strategy})",
                      lambda: run.to_device(host[0]))
-            kr.HOST_UPLOAD = "iree"
+            kr.HOST_UPLOAD = "auto"
     _decode_loops(config, runs["decode"], inputs["decode"], runtime, emit, kr)
 
 
@@ -355,6 +385,17 @@ def _decode_loops(config, run, host, runtime, emit, kr, steps: int = 100, loops:
     timed("KV cache on device (DeviceTensor), token argmax in torch", device_step,
           lambda: dict(token=torch.from_numpy(token0).to(TORCH_DEVICE), k=run.to_device(keys0),
                        v=run.to_device(values0), tokens=[]))
+    def host_sampling_step(state, position):
+        logits, keys, values = run(state["token"], positions_np[position], state["k"],
+                                   state["v"], outputs="device")
+        token = logits.numpy()[:, -1:].argmax(-1)
+        state.update(token=token, k=keys, v=values)
+        state["tokens"].append(int(token[0, 0]))
+        return state
+
+    timed("KV cache on device (DeviceTensor), logits to numpy, argmax on host",
+          host_sampling_step, lambda: dict(token=token0, k=run.to_device(keys0),
+                                           v=run.to_device(values0), tokens=[]))
     token_dev = run.to_device(token0)
     positions_dev = [run.to_device(p) for p in positions_np]
 
@@ -372,12 +413,12 @@ def _device_times(artifacts: Path, manifest: dict, emit) -> None:
     """iree-benchmark-module (device time, no Python) per model, default and sync allocations."""
     for name, model in manifest["models"].items():
         inputs = [f"@{artifacts / f'{name}-input{i}.npy'}" for i in range(len(model["inputs"]))]
-        for extra in ((), ("--cuda_async_allocations=false",)) if DEVICE == "cuda" else ((),):
+        variants = (BASE_FLAGS, BASE_FLAGS + SYNC_ALLOC) if DEVICE == "cuda" else ((),)
+        for flags in variants:
             command = ["iree-benchmark-module", f"--module={artifacts / model['file']}",
                        f"--device={'cuda' if DEVICE == 'cuda' else 'local-task'}",
                        "--function=main", "--benchmark_repetitions=3",
-                       "--benchmark_min_time=0.1s", *(BASE_FLAGS if DEVICE == "cuda" else ()),
-                       *extra,
+                       "--benchmark_min_time=0.1s", *flags,
                        *[f"--input={i}" for i in inputs]]
             try:
                 text = subprocess.run(command, capture_output=True, text=True, check=True,
@@ -386,26 +427,28 @@ def _device_times(artifacts: Path, manifest: dict, emit) -> None:
 
                 medians = re.findall(r"_median\s+([\d.]+) ms", text) or \
                     re.findall(r"\s([\d.]+) ms", text)
-                emit(kind="device_time", model=name, flags=list(extra), ms=float(medians[0]))
+                emit(kind="device_time", model=name, flags=list(flags), ms=float(medians[0]))
             except Exception as error:  # noqa: BLE001
-                emit(kind="error", model=name, case="iree-benchmark-module " + " ".join(extra),
+                emit(kind="error", model=name, case="iree-benchmark-module " + " ".join(flags),
                      error=repr(error)[:400])
 
 
-def measure(artifacts: Path, out: Path, configs, iters: int, budget_s: float) -> None:
+def measure(artifacts: Path, out: Path, configs, iters: int, budget_s: float,
+            repeat: int = 1) -> None:
     out.mkdir(parents=True, exist_ok=True)
     manifest = json.loads((artifacts / "manifest.json").read_text())
     rows = []
     deadline = time.monotonic() + budget_s
 
     def save():
-        (out / "call-overhead.json").write_text(json.dumps({"rows": rows}, indent=1))
+        (out / "call-overhead.json").write_text(json.dumps({"manifest": manifest, "rows": rows},
+                                                           indent=1))
 
     def emit(**row):
         rows.append(dict(config="iree-benchmark-module", **row))
         print(json.dumps(rows[-1]), flush=True)
 
-    for config in configs:
+    for config in list(configs) * repeat:
         left = deadline - time.monotonic()
         if left < 10:
             rows.append({"config": config, "kind": "skipped", "why": "time budget"})
@@ -443,6 +486,7 @@ def main() -> None:
     parser.add_argument("--artifacts", type=Path, default=Path(".device/callov"))
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--iters", type=int, default=200)
+    parser.add_argument("--repeat", type=int, default=1, help="run the configs N times")
     parser.add_argument("--budget-s", type=float, default=130)
     parser.add_argument("--target", default="cuda", help="prepare: compile target")
     args = parser.parse_args()
@@ -452,7 +496,8 @@ def main() -> None:
     elif args.action == "child":
         _child(args.config, args.artifacts, args.iters)
     else:
-        measure(args.artifacts, args.out, args.configs.split(","), args.iters, args.budget_s)
+        measure(args.artifacts, args.out, args.configs.split(","), args.iters, args.budget_s,
+                args.repeat)
 
 
 if __name__ == "__main__":

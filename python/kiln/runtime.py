@@ -27,6 +27,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import threading
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
@@ -42,8 +43,13 @@ PARAMETERS_KEY = "kiln.parameters"
 PARAMETER_SCOPE = "model"
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
-# Parsed once per process, before the CUDA driver is created (IREE reads them then).
-CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0")
+# No stream-ordered (async) allocations: IREE's CUDA allocator cannot export buffers of that
+# pool through DLPack ("CUDA buffer type is not supported for export"), and results allocated
+# with cuMemAlloc can: torch gets them without a copy (docs/gpu.md has the measured trade-off).
+# Parsed once per process, before the CUDA driver is created (IREE reads them then): set
+# kiln.runtime.CUDA_RUNTIME_FLAGS before the first kiln.load(..., device="cuda") to change them.
+CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0",
+                      "--cuda_async_allocations=false")
 _cuda_flags_parsed = False
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
@@ -51,11 +57,16 @@ ALIGNMENT = 64
 # How results reach the host on a device whose memory the host cannot map (CUDA):
 # "staging": one reused pinned buffer per device (a queue copy, then a host copy);
 # "iree": iree.runtime's DeviceArray.to_host (registers a fresh numpy array each call);
-# "torch": DLPack export to a torch CUDA tensor, then .cpu() (needs exportable buffers).
-HOST_TRANSFER = "staging"
-# How host inputs (numpy, torch CPU) reach such a device: "iree" (allocate_buffer_copy) or
-# "torch" (torch.from_numpy(...).cuda(), then a DLPack import).
-HOST_UPLOAD = "iree"
+# "torch": DLPack export to a torch CUDA tensor, then .cpu() (the fastest where results
+# export); "auto": "torch" when torch is imported and results export, else "staging".
+HOST_TRANSFER = "auto"
+# How host inputs (numpy, torch CPU) reach such a device: "iree" (allocate_buffer_copy),
+# "torch" (torch.from_numpy(...).cuda(), then a DLPack import) or "auto" ("torch" when torch
+# is already imported; the runtime never imports torch for numpy users).
+HOST_UPLOAD = "auto"
+# Reuse the DLPack import of a torch tensor passed again to the same input of an entry point
+# (same object, same storage): the view aliases its memory, so new contents are seen.
+CACHE_IMPORTS = True
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
 
@@ -134,9 +145,13 @@ class _Device:
         shape = tuple(view.shape)
         if self.mappable(view):  # host memory (CPU device): a view of the result, no copy
             return view.map().asarray(list(shape), np.dtype(dtype))
-        if HOST_TRANSFER == "torch":
+        strategy = HOST_TRANSFER
+        if strategy == "auto":
+            strategy = "torch" if self.can_export is not False and "torch" in sys.modules \
+                else "staging"
+        if strategy == "torch":
             return _torch_to_numpy(self.to_torch(view, _dtype_name(view.element_type)).cpu())
-        if HOST_TRANSFER == "iree":
+        if strategy == "iree":
             return rt.DeviceArray(self.hal, view, implicit_host_transfer=True).to_host()
         return self._download(view.get_buffer(), shape, dtype)
 
@@ -214,7 +229,9 @@ class _Device:
     # -- host → device -------------------------------------------------------------------
     def upload(self, array: np.ndarray):
         rt = self._rt
-        if HOST_UPLOAD == "torch" and self.kind == "cuda" and array.dtype != _bfloat16():
+        if self.kind == "cuda" and (HOST_UPLOAD == "torch" or HOST_UPLOAD == "auto" and
+                                    "torch" in sys.modules) \
+                and array.dtype != _bfloat16() and array.flags.writeable:
             import torch
             import torch.utils.dlpack
 
@@ -338,7 +355,8 @@ class DeviceTensor:
 class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
-    __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count")
+    __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
+                 "imports")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -347,6 +365,8 @@ class _EntryPoint:
         self.inputs = None
         self.output_dtypes: Sequence[Optional[str]] = ()
         self.result_count = 1
+        # input index → (tensor, data_ptr, shape, view, kind) of the last torch tensor imported
+        self.imports: dict = {}
         if signature is not None:
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
@@ -558,9 +578,17 @@ class KilnModule:
             import torch
 
             if isinstance(value, torch.Tensor):
+                if CACHE_IMPORTS:
+                    hit = entry.imports.get(index)
+                    if hit is not None and hit[0] is value and hit[1] == value.data_ptr() \
+                            and hit[2] == value.shape:
+                        return hit[3], hit[4]
                 view = self._import_torch(spec, index, value)
                 if view is not None:
-                    return view, 3 if value.is_cuda else 1
+                    kind = 3 if value.is_cuda else 1
+                    if CACHE_IMPORTS:
+                        entry.imports[index] = (value, value.data_ptr(), value.shape, view, kind)
+                    return view, kind
                 return self._device.upload(self._check_host(spec, index, value)), 1
         return self._device.upload(self._check_host(spec, index, value)), 0
 
