@@ -56,13 +56,27 @@ def gemm_candidates(m: int) -> list[GemmConfig]:
                 out.append(GemmConfig(16, bn, bk, 1, s, 4, 4 if bk == 128 else 3))
         return out
     if m <= 256:
-        return [GemmConfig(64, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 2, 4, 4),
+        return [GemmConfig(64, 64, 64, 8, 1, 4, 4, True),
+                GemmConfig(64, 128, 64, 8, 1, 4, 4, True),
+                GemmConfig(128, 64, 64, 8, 1, 4, 4, True),
+                GemmConfig(64, 32, 128, 8, 1, 4, 3, True),
+                GemmConfig(64, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 2, 4, 4),
                 GemmConfig(64, 32, 64, 8, 1, 4, 4), GemmConfig(64, 32, 128, 8, 1, 4, 3),
                 GemmConfig(64, 128, 64, 8, 1, 4, 4), GemmConfig(64, 128, 64, 8, 2, 4, 4),
                 GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(128, 64, 64, 8, 2, 4, 4),
                 GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(64, 64, 128, 8, 1, 4, 3),
                 GemmConfig(32, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 4, 4, 4)]
-    return [GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 64, 8, 1, 4, 4),
+    persistent = [GemmConfig(128, 128, 64, 8, 1, 8, 3, True),
+                  GemmConfig(128, 128, 64, 8, 1, 8, 4, True),
+                  GemmConfig(128, 128, 64, 8, 1, 4, 4, True),
+                  GemmConfig(128, 256, 64, 8, 1, 8, 3, True),
+                  GemmConfig(128, 256, 64, 8, 1, 8, 4, True),
+                  GemmConfig(64, 128, 64, 8, 1, 4, 4, True),
+                  GemmConfig(128, 64, 64, 8, 1, 4, 4, True),
+                  GemmConfig(256, 128, 64, 8, 1, 8, 3, True),
+                  GemmConfig(64, 256, 64, 8, 1, 4, 4, True)]
+    return persistent + [
+            GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 64, 8, 1, 4, 4),
             GemmConfig(128, 256, 64, 8, 1, 8, 3), GemmConfig(64, 128, 64, 8, 1, 4, 4),
             GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 1, 4, 4),
             GemmConfig(256, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 128, 8, 1, 8, 2),
@@ -113,10 +127,12 @@ def build(builder: str, args: dict, config):
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=150.0, help="seconds for everything")
-    parser.add_argument("--only", default="", help="substring of keys to tune")
+    parser.add_argument("--only", default="", help="prefix of the keys to tune")
+    parser.add_argument("--merge", default="", help="a table whose entries outside --only "
+                        "are kept")
     options = parser.parse_args()
     deadline = common.Deadline(options.budget)
-    work = [j for j in jobs() if options.only in j[0]]
+    work = [j for j in jobs() if j[0].startswith(options.only)]
     specs = []
     for key, label, builder, args, cands in work:
         for config in cands:
@@ -158,6 +174,9 @@ def main() -> int:
         torch.cuda.empty_cache()
 
     entries = {}
+    if options.merge:
+        kept = configs.table_entries(Path(options.merge))
+        entries.update({k: v for k, v in kept.items() if not k.startswith(options.only)})
     for key, per_config in timings.items():
         shapes = sorted({s for times in per_config.values() for s in times})
         best_per_shape = {s: min(t.get(s, math.inf) for t in per_config.values())

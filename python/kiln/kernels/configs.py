@@ -9,7 +9,7 @@ Table format (written by bench/gpu/autotune_kernels.py on the GPU; see docs/kern
                            "candidates": <how many configs were timed>}, ...}}
 
 Keys (shape classes; `pow2(x)` is x rounded up to a power of two, at least 16):
-    linear/<weight_layout>/m<pow2(M)>/n<N>/k<K>        GemmConfig
+    linear/<weight_layout>/m<pow2(M), at least 1>/n<N>/k<K>  GemmConfig
     attention_prefill/d<pow2(D)>/sq<pow2(Sq)>/<causal|full>  PrefillConfig
     attention_decode/d<pow2(D)>/kv<pow2(Sk)>           DecodeConfig
 
@@ -35,6 +35,7 @@ TABLE_PATH = Path(__file__).with_name("table.json")
 TABLE_FORMAT = 1
 NEAR_ENOUGH = 3.0  # log2 units
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper
+NUM_SMS = 132  # H100 SXM / H200: persistent kernels start this many programs at most
 
 
 def pow2(x: int, floor: int = 16) -> int:
@@ -54,10 +55,11 @@ class GemmConfig:
     split_k: int = 1
     num_warps: int = 4
     num_stages: int = 3
+    persistent: bool = False  # one program per SM walking the tiles (no split-K)
 
     def label(self) -> str:
         return (f"{self.block_m}x{self.block_n}x{self.block_k}g{self.group_m}s{self.split_k}"
-                f"w{self.num_warps}p{self.num_stages}")
+                f"w{self.num_warps}p{self.num_stages}{'P' if self.persistent else ''}")
 
 
 @dataclass(frozen=True)
@@ -91,7 +93,7 @@ CONFIG_TYPES = {"linear": GemmConfig, "attention_prefill": PrefillConfig,
 
 
 def linear_key(m: int, n: int, k: int, weight_layout: str) -> str:
-    return f"linear/{weight_layout}/m{pow2(m)}/n{n}/k{k}"
+    return f"linear/{weight_layout}/m{pow2(m, 1)}/n{n}/k{k}"
 
 
 def prefill_key(sq: int, d: int, causal: bool) -> str:
@@ -201,7 +203,8 @@ def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, in
     bn = min(config.block_n, pow2(n))
     bk = min(config.block_k, pow2(k))
     blocks = cdiv(k, bk)
-    per_split = cdiv(blocks, max(1, min(config.split_k, blocks)))
+    want = 1 if config.persistent else config.split_k
+    per_split = cdiv(blocks, max(1, min(want, blocks)))
     split = cdiv(blocks, per_split)
     stages = config.num_stages
     while stages > 1 and (bm * bk + bk * bn) * 2 * stages > SMEM_LIMIT:

@@ -4,7 +4,8 @@ Inputs, in order: in0 = x [m, k], in1 = w ([n, k] for "out_in", [k, n] for "in_o
 then in2 = bias [n] when has_bias, then residual [m, n] when has_residual (in2 or in3).
 Output: out [m, n] in x's dtype.
 
-One launch of `linear_kernel`, or with split-K (small m·n, long k: decode-shaped GEMMs) two:
+One launch of `linear_kernel` (or of `linear_persistent_kernel`, one program per SM walking
+the tiles, where the table says so), or with split-K (small m·n, long k: decode-shaped GEMMs) two:
 the partial products into tmp0 = f32 [split_k, m, n], then `splitk_reduce_kernel` applies bias,
 activation and residual.
 """
@@ -75,6 +76,12 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
                 BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m)
     x = KernelParam("x_ptr", (m, k), dtype, "input")
     w = KernelParam("w_ptr", w_shape, dtype, "input")
+    function, grid = "linear_kernel", (tiles, 1, 1)
+    if config.persistent:
+        programs = min(tiles, configs.NUM_SMS)
+        function, grid = "linear_persistent_kernel", (programs, 1, 1)
+        base = {key: value for key, value in base.items() if key not in ("SPLIT_K", "K_SPLIT")}
+        base["NUM_PROGRAMS"] = programs
     if split == 1:
         pointers = [x, w]
         args = ["in0", "in1"]
@@ -89,8 +96,8 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
         constants = dict(base, ACT=act, b_ptr=None if not bias else ..., r_ptr=None
                          if not residual else ...)
         launch = LaunchSpec(
-            "triton_gemm", "linear_kernel", _constexprs(constants), tuple(pointers),
-            tuple(args), (tiles, 1, 1), config.num_warps, config.num_stages,
+            "triton_gemm", function, _constexprs(constants), tuple(pointers),
+            tuple(args), grid, config.num_warps, config.num_stages,
             f"linear_{dtype}_m{m}n{n}k{k}_{layout_tag}{extras}_{activation}_{config.label()}")
         return PlanSpec((launch,), (), tuple(inputs), ((m, n), dtype), config, source)
 

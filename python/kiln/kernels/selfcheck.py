@@ -23,6 +23,10 @@ LINEAR_CASES = [
     (3, 40, 64, "f16", "out_in", False, "silu", True, GemmConfig(16, 32, 16, 1, 3, 4, 2)),
     (17, 32, 72, "f16", "in_out", True, "relu", False, GemmConfig(16, 16, 32, 1, 2, 4, 2)),
     (16, 32, 64, "bf16", "out_in", True, "none", False, GemmConfig(16, 16, 32, 1, 1, 4, 2)),
+    (37, 40, 56, "f16", "in_out", True, "gelu", True,
+     GemmConfig(16, 16, 32, 2, 1, 4, 2, persistent=True)),
+    (32, 48, 64, "f16", "out_in", False, "silu", False,
+     GemmConfig(16, 16, 32, 1, 1, 4, 2, persistent=True)),
 ]
 ATTENTION_CASES = [
     # (b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype, config)
@@ -44,7 +48,7 @@ ATTENTION_CASES = [
 
 
 def _cases(quick: bool):
-    linear = LINEAR_CASES[:3] if quick else LINEAR_CASES
+    linear = LINEAR_CASES[:3] + LINEAR_CASES[5:6] if quick else LINEAR_CASES
     attention = ATTENTION_CASES[:2] + ATTENTION_CASES[4:6] if quick else ATTENTION_CASES
     for c in linear:
         yield "linear", dict(m=c[0], n=c[1], k=c[2], dtype=c[3], weight_layout=c[4],
@@ -104,6 +108,10 @@ def main(argv=None) -> int:
     patch_interpreter()
     failed = 0
     interpreted = os.environ.get("TRITON_INTERPRET", "0") not in ("", "0")
+    if interpreted:
+        from kiln.kernels import configs
+
+        configs.NUM_SMS = 3  # persistent GEMMs then walk several tiles per program
     for op, args in _cases(options.quick):
         if interpreted and args["dtype"] == "bf16":
             # Triton 3.6's interpreter multiplies bf16 dot operands as raw 16-bit integers.

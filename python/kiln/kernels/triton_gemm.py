@@ -114,3 +114,70 @@ def splitk_reduce_kernel(p_ptr, b_ptr, r_ptr, y_ptr,
     if r_ptr is not None:
         acc += tl.load(r_ptr + offs, mask=mask, other=0.0).to(tl.float32)
     tl.store(y_ptr + offs, acc.to(y_ptr.dtype.element_ty), mask=mask)
+
+
+@triton.jit
+def linear_persistent_kernel(x_ptr, w_ptr, b_ptr, r_ptr, y_ptr,
+                             M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
+                             W_IN_OUT: tl.constexpr, ACT: tl.constexpr, EVEN_K: tl.constexpr,
+                             BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                             BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr,
+                             NUM_PROGRAMS: tl.constexpr):
+    """`linear_kernel` (no split-K) as a persistent kernel: NUM_PROGRAMS programs (about one
+    per SM) walk the tiles; the tile loop and the K loop are flattened into one software
+    pipeline, so one tile's epilogue overlaps the next tile's loads. Grid: (NUM_PROGRAMS, 1, 1).
+    """
+    start_pid = tl.program_id(0)
+    num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
+    num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
+    num_tiles: tl.constexpr = num_pid_m * num_pid_n
+    k_tiles: tl.constexpr = (K + BLOCK_K - 1) // BLOCK_K
+    num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
+    offs_k = tl.arange(0, BLOCK_K)
+    tile_out = start_pid - NUM_PROGRAMS
+    for tile_id in tl.range(start_pid, num_tiles, NUM_PROGRAMS, flatten=True):
+        group_id = tile_id // num_pid_in_group
+        first_pid_m = group_id * GROUP_M
+        group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+        pid_m = first_pid_m + (tile_id % group_size_m)
+        pid_n = (tile_id % num_pid_in_group) // group_size_m
+        offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        if M % BLOCK_M != 0:
+            offs_m = offs_m % M
+        if N % BLOCK_N != 0:
+            offs_n = offs_n % N
+        acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
+        for ki in range(k_tiles):
+            ks = ki * BLOCK_K + offs_k
+            x_ptrs = x_ptr + offs_m[:, None] * K + ks[None, :]
+            if W_IN_OUT:
+                w_ptrs = w_ptr + ks[:, None] * N + offs_n[None, :]
+            else:
+                w_ptrs = w_ptr + offs_n[None, :] * K + ks[:, None]
+            if EVEN_K:
+                a = tl.load(x_ptrs)
+                b = tl.load(w_ptrs)
+            else:
+                a = tl.load(x_ptrs, mask=ks[None, :] < K, other=0.0)
+                b = tl.load(w_ptrs, mask=ks[:, None] < K, other=0.0)
+            acc = tl.dot(a, b, acc)
+
+        # The epilogue recomputes its tile from its own counter (keeps the flattened loop's
+        # stages independent, as in Triton's persistent matmul tutorial).
+        tile_out += NUM_PROGRAMS
+        group_id = tile_out // num_pid_in_group
+        first_pid_m = group_id * GROUP_M
+        group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+        pid_m = first_pid_m + (tile_out % group_size_m)
+        pid_n = (tile_out % num_pid_in_group) // group_size_m
+        rows = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
+        cols = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
+        y_mask = (rows[:, None] < M) & (cols[None, :] < N)
+        y_offs = rows[:, None] * N + cols[None, :]
+        if b_ptr is not None:
+            acc += tl.load(b_ptr + cols, mask=cols < N, other=0.0)[None, :].to(tl.float32)
+        acc = apply_activation(acc, ACT)
+        if r_ptr is not None:
+            acc += tl.load(r_ptr + y_offs, mask=y_mask, other=0.0).to(tl.float32)
+        tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
