@@ -1,0 +1,88 @@
+// RUN: kiln-opt %s -p kiln-select-cuda-kernels --split-input-file | filecheck %s
+
+// kiln-select-cuda-kernels (target cuda): a kiln op a library kernel supports becomes torch_c
+// casts around a call of a private declaration that carries the kernel spec; the text handed to
+// IREE gets the declaration's body (kiln.cuda_kernels, tests/test_cuda_kernel_calls.py).
+// Unsupported ops (dtype, dynamic shapes, mixed dtypes, head dim) are left as they are.
+
+// A linear of rank-3 input: flattened to [m, k], called, viewed back. Equal specs share one
+// declaration.
+// CHECK-LABEL: module
+// CHECK:         func.func private @kiln_kernel_0(tensor<6x96xf16>, tensor<200x96xf16>, tensor<200xf16>) -> tensor<6x200xf16> attributes {kiln.kernel = "linear(m=6, n=200, k=96, dtype='f16', weight_layout='out_in', has_bias=True, activation='gelu')"}
+// CHECK-NOT:     func.func private @kiln_kernel_1
+// CHECK-LABEL: func.func @linear(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,3,96],f16>, %[[W:[^:]+]]: !torch.vtensor<[200,96],f16>, %[[B:[^:]+]]: !torch.vtensor<[200],f16>)
+// CHECK:         %[[X2:.+]] = torch.aten.view %[[X]], %{{.+}} -> !torch.vtensor<[6,96],f16>
+// CHECK:         %[[XB:.+]] = "torch_c.to_builtin_tensor"(%[[X2]]) : (!torch.vtensor<[6,96],f16>) -> tensor<6x96xf16>
+// CHECK:         %[[WB:.+]] = "torch_c.to_builtin_tensor"(%[[W]])
+// CHECK:         %[[BB:.+]] = "torch_c.to_builtin_tensor"(%[[B]])
+// CHECK:         %[[Y:.+]] = call @kiln_kernel_0(%[[XB]], %[[WB]], %[[BB]]) : (tensor<6x96xf16>, tensor<200x96xf16>, tensor<200xf16>) -> tensor<6x200xf16>
+// CHECK:         %[[YT:.+]] = "torch_c.from_builtin_tensor"(%[[Y]]) : (tensor<6x200xf16>) -> !torch.vtensor<[6,200],f16>
+// CHECK:         %[[OUT:.+]] = torch.aten.view %[[YT]], %{{.+}} -> !torch.vtensor<[2,3,200],f16>
+// CHECK:         %[[Y2:.+]] = call @kiln_kernel_0(
+// CHECK-NOT:     kiln.linear
+// CHECK:         return %[[OUT]]
+func.func @linear(%x: !torch.vtensor<[2,3,96],f16>, %w: !torch.vtensor<[200,96],f16>, %b: !torch.vtensor<[200],f16>) -> !torch.vtensor<[2,3,200],f16> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,3,96],f16>, !torch.vtensor<[200,96],f16>, !torch.vtensor<[200],f16>) -> !torch.vtensor<[2,3,200],f16>
+  %1 = "kiln.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,3,96],f16>, !torch.vtensor<[200,96],f16>, !torch.vtensor<[200],f16>) -> !torch.vtensor<[2,3,200],f16>
+  return %0 : !torch.vtensor<[2,3,200],f16>
+}
+
+// -----
+
+// GPT-2's Conv1D layout ([in, out] weight) and bf16, no bias.
+// CHECK-LABEL: module
+// CHECK:         func.func private @kiln_kernel_0(tensor<4x64xbf16>, tensor<64x192xbf16>) -> tensor<4x192xbf16> attributes {kiln.kernel = "linear(m=4, n=192, k=64, dtype='bf16', weight_layout='in_out', has_bias=False, activation='gelu_tanh')"}
+// CHECK-LABEL: func.func @conv1d_layout(
+// CHECK:         call @kiln_kernel_0
+func.func @conv1d_layout(%x: !torch.vtensor<[4,64],bf16>, %w: !torch.vtensor<[64,192],bf16>) -> !torch.vtensor<[4,192],bf16> {
+  %0 = "kiln.linear"(%x, %w) {activation = "gelu_tanh", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "in_out"} : (!torch.vtensor<[4,64],bf16>, !torch.vtensor<[64,192],bf16>) -> !torch.vtensor<[4,192],bf16>
+  return %0 : !torch.vtensor<[4,192],bf16>
+}
+
+// -----
+
+// Attention of rank 3 gets a leading 1; a bool mask travels as si8 (true = keep), broadcast
+// dims kept for the kernel's zero strides.
+// CHECK-LABEL: module
+// CHECK:         func.func private @kiln_kernel_0(tensor<1x4x77x64xf16>, tensor<1x4x77x64xf16>, tensor<1x4x77x64xf16>, tensor<1x1x77x77xi8>) -> tensor<1x4x77x64xf16> attributes {kiln.kernel = "attention(b=1, hq=4, hkv=4, sq=77, sk=77, d=64, dtype='f16', scale=0.125, causal=False, mask_shape=(1, 1, 77, 77), mask_kind='bool', mask_dtype='i8')"}
+// CHECK-LABEL: func.func @attention_bool_mask(
+// CHECK:         %[[M4:.+]] = torch.aten.view %{{.+}} : !torch.vtensor<[77,77],i1>, !torch.list<int> -> !torch.vtensor<[1,1,77,77],i1>
+// CHECK:         %[[M8:.+]] = torch.aten.to.dtype %[[M4]], {{.+}} -> !torch.vtensor<[1,1,77,77],si8>
+// CHECK:         %[[MB:.+]] = "torch_c.to_builtin_tensor"(%[[M8]]) : (!torch.vtensor<[1,1,77,77],si8>) -> tensor<1x1x77x77xi8>
+// CHECK:         call @kiln_kernel_0({{.+}}, %[[MB]])
+// CHECK-NOT:     kiln.attention
+func.func @attention_bool_mask(%q: !torch.vtensor<[4,77,64],f16>, %k: !torch.vtensor<[4,77,64],f16>, %v: !torch.vtensor<[4,77,64],f16>, %m: !torch.vtensor<[77,77],i1>) -> !torch.vtensor<[4,77,64],f16> {
+  %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[4,77,64],f16>, !torch.vtensor<[4,77,64],f16>, !torch.vtensor<[4,77,64],f16>, !torch.vtensor<[77,77],i1>) -> !torch.vtensor<[4,77,64],f16>
+  return %0 : !torch.vtensor<[4,77,64],f16>
+}
+
+// -----
+
+// Grouped kv heads, causal, single-token decode: one spec with hq != hkv and sq = 1.
+// CHECK-LABEL: module
+// CHECK:         attributes {kiln.kernel = "attention(b=2, hq=8, hkv=2, sq=1, sk=300, d=64, dtype='bf16', scale=0.125, causal=True)"}
+// CHECK-LABEL: func.func @attention_gqa_decode(
+// CHECK:         call @kiln_kernel_0
+func.func @attention_gqa_decode(%q: !torch.vtensor<[2,8,1,64],bf16>, %k: !torch.vtensor<[2,2,300,64],bf16>, %v: !torch.vtensor<[2,2,300,64],bf16>) -> !torch.vtensor<[2,8,1,64],bf16> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[2,8,1,64],bf16>, !torch.vtensor<[2,2,300,64],bf16>, !torch.vtensor<[2,2,300,64],bf16>) -> !torch.vtensor<[2,8,1,64],bf16>
+  return %0 : !torch.vtensor<[2,8,1,64],bf16>
+}
+
+// -----
+
+// Negative cases stay kiln ops for convert-kiln-to-torch: f32, a dynamic dim, an attention
+// head dim over the kernels' limit (256).
+// CHECK-LABEL: module
+// CHECK-NOT:     kiln_kernel
+// CHECK-LABEL: func.func @unsupported(
+// CHECK:         "kiln.linear"(%{{.+}}) {{.+}} -> !torch.vtensor<[4,32],f32>
+// CHECK:         "kiln.linear"(%{{.+}}) {{.+}} -> !torch.vtensor<[?,32],f16>
+// CHECK:         "kiln.attention"(%{{.+}}) {{.+}} -> !torch.vtensor<[1,2,8,512],f16>
+// CHECK-NOT:     call @kiln_kernel
+func.func @unsupported(%x32: !torch.vtensor<[4,16],f32>, %w32: !torch.vtensor<[32,16],f32>, %xd: !torch.vtensor<[?,16],f16>, %w: !torch.vtensor<[32,16],f16>, %q: !torch.vtensor<[1,2,8,512],f16>) -> (!torch.vtensor<[4,32],f32>, !torch.vtensor<[?,32],f16>, !torch.vtensor<[1,2,8,512],f16>) {
+  %0 = "kiln.linear"(%x32, %w32) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[4,16],f32>, !torch.vtensor<[32,16],f32>) -> !torch.vtensor<[4,32],f32>
+  %1 = "kiln.linear"(%xd, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[?,16],f16>, !torch.vtensor<[32,16],f16>) -> !torch.vtensor<[?,32],f16>
+  %3 = "kiln.attention"(%q, %q, %q) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[1,2,8,512],f16>, !torch.vtensor<[1,2,8,512],f16>, !torch.vtensor<[1,2,8,512],f16>) -> !torch.vtensor<[1,2,8,512],f16>
+  return %0, %1, %3 : !torch.vtensor<[4,32],f32>, !torch.vtensor<[?,32],f16>, !torch.vtensor<[1,2,8,512],f16>
+}
