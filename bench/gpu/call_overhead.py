@@ -231,7 +231,7 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
     for name in ("one-op", "tinygpt", "decode"):
         run, host = runs[name], inputs[name]
         cpu = [torch.from_numpy(a) for a in host]
-        cuda = [t.to(TORCH_DEVICE) for t in cpu]
+        cuda = [t.to(TORCH_DEVICE, copy=True) for t in cpu]  # (aligned on the CPU too)
         sync()
         reference = run(*host)
         reference = [np.asarray(r, dtype=np.float32) for r in
