@@ -19,7 +19,9 @@ Inputs and outputs (docs/gpu.md, "Calling from Python"):
   device tensors; numpy otherwise), "numpy", "torch" (tensors on the module's device) or
   "device" (`DeviceTensor`, converted later with `.torch()` or `.numpy()`).
 Calls are synchronous: the results are complete when a call returns, and torch's current
-stream is synchronized before a call that reads CUDA tensors.
+stream is synchronized before a call that reads CUDA tensors. Results go to torch without a
+copy (DLPack export; `.torch()` shares the result's memory) since Kiln's CUDA flags turn off
+IREE's stream-ordered allocations, whose buffers IREE cannot export (CUDA_RUNTIME_FLAGS).
 """
 
 from __future__ import annotations
@@ -298,10 +300,12 @@ def _numpy_to_torch(array: np.ndarray):
 class DeviceTensor:
     """An input or output kept in the memory of a loaded module's device.
 
-    Made by calls with `outputs="device"`; pass it straight to the next call (no copy) or
-    convert it: `.torch()` (a tensor on the same device, sharing memory where the runtime can
-    export it through DLPack), `.numpy()` (a host copy). `torch.from_dlpack(t)` and
-    `np.asarray(t)` work too. `shape` is a tuple, `dtype` the name ("float16", "int64", ...)."""
+    Made by calls with `outputs="device"` (or `KilnModule.to_device`); pass it straight to the
+    next call (no copy) or convert it: `.torch()` (a tensor on the same device, sharing memory
+    where the runtime can export it through DLPack, else a device copy), `.numpy()` (a host
+    copy on CUDA; on the CPU driver a view of the result). `torch.from_dlpack(t)` and
+    `np.asarray(t)` work too. `shape` is a tuple, `dtype` the name ("float16", "int64", ...).
+    Inputs of a call are only read: a DeviceTensor can be passed to any number of calls."""
 
     __slots__ = ("_view", "_device", "shape", "dtype")
 
