@@ -18,6 +18,7 @@ _LAZY = {
     "import_model": "kiln.frontend",
     "load": "kiln.runtime",
     "KilnModule": "kiln.runtime",
+    "DeviceTensor": "kiln.runtime",
     "KilnError": "kiln.errors",
     "KilnCompileError": "kiln.errors",
     "KilnImportError": "kiln.errors",
