@@ -137,3 +137,21 @@ def test_compile_leaves_training_flag_alone():
     model = nn.Sequential(nn.Linear(8, 8), nn.Dropout(0.5)).train()
     kiln.compile_to_vmfb(model, (torch.randn(2, 8),), compile_to="torch")
     assert model.training
+
+
+def test_aliased_example_inputs_stay_independent_inputs():
+    """f(x, x) as example: torch.export would specialize on the aliasing and the artifact would
+    ignore its first input; Kiln exports from copies instead."""
+
+    class TwoInputs(nn.Module):
+        def forward(self, x, y):
+            return x * 2 + y
+
+    x = torch.randn(4)
+    run = kiln.load(kiln.compile_to_vmfb(TwoInputs(), (x, x), cache=False))
+    a, b = torch.randn(4), torch.randn(4)
+    assert_close(run(a, b), a * 2 + b)
+    # A view of the same storage is aliasing too.
+    base = torch.randn(8)
+    run = kiln.load(kiln.compile_to_vmfb(TwoInputs(), (base[:4], base[:4]), cache=False))
+    assert_close(run(a, b), a * 2 + b)

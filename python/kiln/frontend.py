@@ -75,6 +75,29 @@ class _ProgramWithAllState:
         return getattr(self._program, name)
 
 
+def _unalias(example_args: Sequence[Any]) -> tuple:
+    """Example inputs with each tensor that shares memory with an earlier one replaced by a copy.
+
+    torch.export specializes the graph to the aliasing it sees: `f(x, x)` exported for
+    `x*2 + y` reads only the second input, and the artifact silently ignores the first (found
+    on the CUDA runtime work, 2026-11-27). Callers pass independent tensors at run time."""
+    from torch.utils import _pytree
+
+    seen: set = set()
+
+    def copy_if_seen(value):
+        if not isinstance(value, torch.Tensor):
+            return value
+        key = (value.untyped_storage().data_ptr(), value.device) if value.numel() else None
+        if key is not None and key in seen:
+            return value.clone()
+        if key is not None:
+            seen.add(key)
+        return value
+
+    return tuple(_pytree.tree_map(copy_if_seen, tuple(example_args)))
+
+
 def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
                  dynamic_shapes=None, strict: bool = False) -> torch.export.ExportedProgram:
     """torch.export the model in eval mode and decompose it to the ops Kiln imports."""
@@ -82,6 +105,7 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
         raise TypeError(f"kiln expects a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(example_args, (tuple, list)):
         example_args = (example_args,)
+    example_args = _unalias(example_args)
     # Inference compiler: dropout and batch-norm statistics take their eval behaviour; the
     # caller's module gets its training flags back.
     training = {module: module.training for module in model.modules()}
