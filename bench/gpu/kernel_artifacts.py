@@ -302,6 +302,16 @@ def _error(actual: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
     return error, error / max(1.0, float(np.abs(reference).max()))
 
 
+WHOLE_MODELS = ("gpt2-2layer", "llama-2layer", "tiny-gpt")
+_SPEC_DTYPE = {"float16": "f16", "bfloat16": "bf16", "float32": "f32", "int64": "i64",
+               "bool": "i1"}
+
+
+def _input_spec(array: np.ndarray) -> str:
+    """iree-benchmark-module's --input for an array's shape and dtype (zeros)."""
+    return "x".join(str(d) for d in array.shape) + "x" + _SPEC_DTYPE[str(array.dtype)]
+
+
 def check_correctness(artifacts: Path, manifest: dict) -> list[dict]:
     import kiln
 
@@ -321,10 +331,20 @@ def check_correctness(artifacts: Path, manifest: dict) -> list[dict]:
                 row[f"rel_{mode}"] = float("inf")
         bound = max(TOLERANCE[entry["dtype"]], 1.5 * row["rel_off"])
         row["passed"] = row["rel_on"] <= bound
+        if entry["name"] in WHOLE_MODELS:  # device time of the whole model, kernels on vs off
+            specs = [_input_spec(x) for x in inputs]
+            for mode in ("on", "off"):
+                try:
+                    row[f"ms_{mode}"] = _iree_ms(artifacts / f"{stem}.{mode}.vmfb", specs)
+                except subprocess.CalledProcessError as error:
+                    row[f"ms_error_{mode}"] = (error.stderr or "")[-300:]
         rows.append(row)
         print(f"{stem:<32} kernels {row['kernels']:>2}  rel err on {row['rel_on']:.2e}  "
               f"off {row['rel_off']:.2e}  {'ok' if row['passed'] else 'FAIL'} "
-              f"{row.get('error_on', '')}", flush=True)
+              f"{row.get('error_on', '')}" +
+              (f"  device ms on {row.get('ms_on', math.nan):.4f} off "
+               f"{row.get('ms_off', math.nan):.4f}" if entry["name"] in WHOLE_MODELS else ""),
+              flush=True)
     return rows
 
 
