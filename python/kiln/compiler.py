@@ -20,7 +20,7 @@ from kiln.frontend import export_model, import_program
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
-from kiln.targets import TargetOptions, iree_flags, normalize_target
+from kiln.targets import TargetOptions, codegen_fallback_flags, iree_flags, normalize_target
 from kiln.torch_ir import tensor_info
 
 SIGNATURE_KEY = "kiln.signature"
@@ -347,17 +347,28 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
                                               data_tiling=opts.data_tiling))
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
-        vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags))
+        vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
+                                 lambda error: codegen_fallback_flags(targets, error), report)
     return CompiledModel(vmfb, None, report, archive)
 
 
-def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None) -> bytes:
+def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=None,
+                      report=None) -> bytes:
     """IREE's compile; on failure `diagnose()` (kiln.diagnose.unsupported_ops) lists every
-    op IREE rejects, with its source line, instead of only the first one IREE reports."""
+    op IREE rejects, with its source line, instead of only the first one IREE reports.
+    `fallback(error) -> flags`: a codegen limit IREE hit is retried once with those flags
+    (kiln.targets.codegen_fallback_flags), recorded in `report.rewrites`."""
     compiler = iree_compiler()
     try:
         return compiler.compile_str(ir_text, extra_args=flags)
     except compiler.CompilerToolError as error:
+        retry = fallback(str(error)) if fallback is not None else []
+        if retry and retry != flags[-len(retry):]:
+            if report is not None:
+                first = next((line for line in str(error).splitlines() if "error:" in line), "")
+                report.rewrites.append(Rewrite("iree-compile", "fallback/" + " ".join(retry),
+                                               first.split("error:", 1)[-1].strip()[:200], ""))
+            return _run_iree_compile(ir_text, flags + retry, diagnose, None, report)
         saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
         saved.write_text(ir_text)
         message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', str(error))

@@ -49,6 +49,26 @@ def check_cuda_arch(arch: str) -> None:
                          f"{', '.join(KNOWN_CUDA_ARCHS)}); sm_80 code runs on H100/H200")
 
 
+# IREE 3.13's llvm-cpu codegen rejects some dispatches that its own dispatch formation builds at
+# O3: a multi-use elementwise producer (an embedding sum, a residual add) fused into a norm's
+# row-reduction dispatch, often with the data-tiling packs of its results. The backend keeps
+# whole rows of each multi-use intermediate per tile (8-32 rows x hidden) on the stack or in one
+# vector, which passes the stack limit or the large-vector check from hidden ~700 up (BERT-base,
+# GPT-2 and Llama at d=768; docs/decisions.md). Compiling without multi-use fusion splits those
+# dispatches; it also costs one dispatch per LayerNorm and per residual add that compile fine, so
+# it is the fallback for the failing modules, not the default.
+CPU_CODEGEN_LIMIT_ERRORS = ("exceeded stack allocation limit",
+                            "operations with large vector sizes")
+CPU_CODEGEN_FALLBACK_FLAGS = ("--iree-dispatch-creation-fuse-multi-use=false",)
+
+
+def codegen_fallback_flags(targets: Sequence[str], error_text: str) -> list[str]:
+    """Flags to recompile with after IREE failed with `error_text` (empty: no fallback)."""
+    if "cpu" in targets and any(e in error_text for e in CPU_CODEGEN_LIMIT_ERRORS):
+        return list(CPU_CODEGEN_FALLBACK_FLAGS)
+    return []
+
+
 def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions()) -> list[str]:
     """iree-compile flags for `targets` (already normalized)."""
     devices = []
