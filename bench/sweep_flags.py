@@ -29,11 +29,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 import run_suite  # noqa: E402
 
+NO_PREPROCESSING = "--iree-preprocessing-pass-pipeline=builtin.module()"
 # name → (compile options, runtime flags, description). Kiln's defaults (python/kiln/targets.py):
 # --iree-opt-level=O3 --iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all
-# --iree-llvmcpu-target-cpu=host. A later duplicate of a flag overrides the default's.
+# --iree-llvmcpu-target-cpu=host, convolutions channels-last. A later duplicate of a flag
+# overrides the default's.
 CONFIGS = {
-    "default": ({}, [], "Kiln default: O3, data tiling, ukernels=all, target-cpu=host"),
+    "default": ({}, [], "Kiln default: O3, data tiling, ukernels=all, target-cpu=host, "
+                        "channels-last convolutions"),
     "no-data-tiling": ({"data_tiling": False}, [], "default without --iree-opt-data-tiling"),
     "no-ukernels": ({"extra_iree_flags": ["--iree-llvmcpu-enable-ukernels=none"]}, [],
                     "default with --iree-llvmcpu-enable-ukernels=none"),
@@ -48,17 +51,37 @@ CONFIGS = {
         "+ --iree-dispatch-creation-enable-aggressive-fusion"),
     "reassoc-fp": ({"extra_iree_flags": ["--iree-llvmcpu-reassociate-fp-reductions"]}, [],
                    "+ --iree-llvmcpu-reassociate-fp-reductions"),
+    # (a list option: one flag per op family; "matmul,scaled_matmul,convolution" is rejected)
     "conv-data-tiling": ({"extra_iree_flags": [
-        "--iree-dispatch-creation-experimental-set-data-tiling-ops=matmul,scaled_matmul,"
-        "convolution"]}, [], "+ data tiling of convolutions (experimental)"),
+        f"--iree-dispatch-creation-experimental-set-data-tiling-ops={family}"
+        for family in ("matmul", "scaled_matmul", "convolution")]}, [],
+        "+ data tiling of convolutions (experimental)"),
+    # Convolution layouts. Kiln's default rewrites NCHW convolutions to NHWC
+    # (kiln.targets.CHANNELS_LAST_PIPELINE); an empty preprocessing pipeline undoes that.
+    "nchw-convs": ({"extra_iree_flags": [NO_PREPROCESSING]}, [],
+                   "convolutions left NCHW (Kiln's default before channels-last)"),
+    "im2col": ({"extra_iree_flags": ["--iree-global-opt-use-im2col-for-convs"]}, [],
+               "+ --iree-global-opt-use-im2col-for-convs (convs as im2col + matmul)"),
+    "nchw-im2col": ({"extra_iree_flags": [NO_PREPROCESSING,
+                                          "--iree-global-opt-use-im2col-for-convs"]}, [],
+                    "NCHW convolutions as im2col + matmul"),
+    "chlast-tile16": ({"extra_iree_flags": [
+        "--iree-preprocessing-pass-pipeline=builtin.module(util.func("
+        "iree-preprocessing-convert-conv-to-channels-last{tile-size=16}))"]}, [],
+        "channels-last with channel tiles of 16 (NCHW16c-like)"),
+    # the flag Kiln falls back to when IREE's CPU codegen rejects a fused norm dispatch
+    "no-multi-use-fusion": ({"extra_iree_flags": [
+        "--iree-dispatch-creation-fuse-multi-use=false"]}, [],
+        "+ --iree-dispatch-creation-fuse-multi-use=false (Kiln's codegen-limit fallback)"),
     "rt-spin-100us": ({}, ["--task_worker_spin_us=100"],
                       "default artifact; runtime --task_worker_spin_us=100"),
     "rt-1-worker": ({}, ["--task_topology_group_count=1"],
                     "default artifact; runtime --task_topology_group_count=1 (one worker)"),
 }
 DEFAULT_MODELS = "mlp:1,bert:1,gpt2-decode:1,resnet:1"
-# conv-data-tiling only matters where there are convolutions
-ONLY_FOR = {"conv-data-tiling": {"resnet"}}
+# convolution configs only matter where there are convolutions
+ONLY_FOR = {name: {"resnet"} for name in ("conv-data-tiling", "nchw-convs", "im2col",
+                                          "nchw-im2col", "chlast-tile16")}
 
 
 def main(argv=None) -> None:

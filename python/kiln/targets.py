@@ -1,8 +1,9 @@
 """Per-target IREE compiler presets (measured choices; see docs/decisions.md).
 
 CPU: IREE's default is O0; O3 + data tiling + microkernels took a 768→3072→768 MLP from 29 ms to
-10 ms on this AVX2 machine. `cpu="host"` tunes for the compiling machine; name an ISA such as
-`x86-64-v3` for an artifact that must run elsewhere.
+10 ms on this AVX2 machine; convolutions are rewritten to channels-last (NHWC) first. `cpu="host"`
+tunes for the compiling machine; name an ISA such as `x86-64-v3` for an artifact that must run
+elsewhere.
 CUDA: IREE 3.13 has no sm_90 target; sm_80 PTX runs on H100/H200 (JIT-compiled by the driver).
 Both: `--iree-hal-target-device=cuda,local` makes one artifact whose CUDA or CPU variant is
 picked by the driver it is loaded with.
@@ -24,6 +25,7 @@ class TargetOptions:
     opt_level: str = "O3"
     data_tiling: bool = True
     ukernels: str = "all"
+    channels_last: bool = True  # CPU: convolutions rewritten to NHWC before IREE's global opt
 
 
 def normalize_target(target) -> tuple[str, ...]:
@@ -60,6 +62,8 @@ def check_cuda_arch(arch: str) -> None:
 CPU_CODEGEN_LIMIT_ERRORS = ("exceeded stack allocation limit",
                             "operations with large vector sizes")
 CPU_CODEGEN_FALLBACK_FLAGS = ("--iree-dispatch-creation-fuse-multi-use=false",)
+CHANNELS_LAST_PIPELINE = ("--iree-preprocessing-pass-pipeline=builtin.module(util.func("
+                         "iree-preprocessing-convert-conv-to-channels-last))")
 
 
 def codegen_fallback_flags(targets: Sequence[str], error_text: str) -> list[str]:
@@ -96,4 +100,9 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
     if options.data_tiling and targets == ("cpu",):
         # Measured on CPU only; the GPU path has not been measured with it.
         flags.append("--iree-opt-data-tiling")
+    if options.channels_last and targets == ("cpu",):
+        # torch's NCHW convolutions as NHWC (transposes at the edges, folded between convs):
+        # ResNet-18 on the CPU 3-3.5x faster (docs/decisions.md). Models without convolutions
+        # compile to the same bytes. CPU-only: unmeasured on the GPU path.
+        flags.append(CHANNELS_LAST_PIPELINE)
     return [f"--iree-hal-target-device={','.join(devices)}"] + flags
