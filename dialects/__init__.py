@@ -8,6 +8,7 @@ from kiln.dialects.kiln import (  # noqa: F401
     KilnDialect,
     LayerNormOp,
     LinearOp,
+    RopeOp,
     RmsNormOp,
     bool_attr,
     generate_irdl,

@@ -24,6 +24,16 @@ module {
       %5 = irdl.any
       irdl.results(result: %5)
     }
+    irdl.operation @rope {
+      %0 = irdl.any
+      %1 = irdl.any
+      %2 = irdl.any
+      irdl.operands(input: %0, cos: %1, sin: %2)
+      %3 = irdl.base "#builtin.integer" 
+      irdl.attributes {"interleaved" = %3}
+      %4 = irdl.any
+      irdl.results(result: %4)
+    }
     irdl.operation @layer_norm {
       %0 = irdl.any
       %1 = irdl.any

@@ -21,6 +21,11 @@ torch-dialect programs and lower back to torch ops that IREE's torch input pipel
     kiln.linear(x, w[, b]) {activation, weight_layout}
         activation(x · Wᵀ + b) for weight_layout "out_in" (torch.nn.Linear, w: [N, K]) or
         activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]).
+    kiln.rope(x, cos, sin) {interleaved}
+        rotary position embedding x · cos + rotate(x) · sin over the last axis (D even):
+        rotate-half (HF Llama: rotate(x) = cat(-x[..., D/2:], x[..., :D/2])) or, interleaved
+        (GPT-J: rotate(x)[2i] = -x[2i+1], rotate(x)[2i+1] = x[2i]). cos and sin: one shape,
+        broadcastable to x, last dim D, x's dtype.
 
 Regenerate the IRDL file kept beside this module with `python -m kiln.dialects.kiln`.
 """
@@ -213,6 +218,42 @@ def _verify_linear(op) -> None:
         if b.rank != 1 or not _dims_match(b.shape[0], out_features) or b.dtype != x.dtype:
             raise _VerifyError(f"'{name}' bias {b} should be "
                                f"{TensorInfo((out_features,), x.dtype)}")
+
+
+class RopeOp(KilnDialect.Operation, name="rope", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    cos: ext.Operand[Any]
+    sin: ext.Operand[Any]
+    interleaved: ir.IntegerAttr
+    result: ext.Result[Any]
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, _verify_rope)
+
+
+def _verify_rope(op) -> None:
+    name = "kiln.rope"
+    if str(_attribute(op, name, "interleaved", ir.IntegerAttr).type) != "i1":
+        raise _VerifyError(f"'{name}' interleaved must be a bool attribute (true/false)")
+    x = _operand_info(name, "input", op.input)
+    out = _operand_info(name, "result", op.result)
+    if not x.is_float or x.rank < 1:
+        raise _VerifyError(f"'{name}' input must be a float tensor of rank >= 1, got {x}")
+    if x.shape[-1] is None or x.shape[-1] % 2:
+        raise _VerifyError(f"'{name}' input's last dim must be static and even, got {x}")
+    for role, value in (("cos", op.cos), ("sin", op.sin)):
+        table = _operand_info(name, role, value)
+        if table.dtype != x.dtype or table.shape[-1:] != x.shape[-1:] or \
+                not _broadcastable(table.shape, x.shape):
+            raise _VerifyError(f"'{name}' {role} {table} must have the input's dtype and last "
+                               f"dim and broadcast to the input {x}")
+    if tensor_info(op.cos).shape != tensor_info(op.sin).shape:
+        raise _VerifyError(f"'{name}' cos {tensor_info(op.cos)} and sin {tensor_info(op.sin)} "
+                           f"differ in shape")
+    if out.dtype != x.dtype or not (out.rank == x.rank and all(
+            _dims_match(a, b) for a, b in zip(out.shape, x.shape))):
+        raise _VerifyError(f"'{name}' result {out} should have the input's type {x}")
 
 
 class LayerNormOp(KilnDialect.Operation, name="layer_norm", traits=[ext.Pure]):

@@ -131,6 +131,33 @@ def lower_rms_norm(op: ir.Operation) -> ir.Value:
     return b.cast(y, out.dtype)
 
 
+def rotation_gather(depth: int, interleaved: bool):
+    """(indices, signs) with rotate(x) = x[..., indices] · signs over a last axis of `depth`."""
+    if interleaved:
+        indices = np.arange(depth).reshape(-1, 2)[:, ::-1].reshape(-1)
+        signs = np.tile(np.array([-1.0, 1.0], np.float32), depth // 2)
+    else:
+        half = depth // 2
+        indices = np.concatenate([np.arange(half, depth), np.arange(half)])
+        signs = np.repeat(np.array([-1.0, 1.0], np.float32), half)
+    return indices, signs
+
+
+def lower_rope(op: ir.Operation) -> ir.Value:
+    """x·cos + x[..., indices]·(sin·signs): the rotation as a gather with constant indices, not
+    HF's slices + cat. IREE fuses the gather into one elementwise dispatch, while the cat of a
+    slice of a merged QKV projection became copies and transposes (Llama, docs/fusion.md)."""
+    x, cos, sin = op.operands[0], op.operands[1], op.operands[2]
+    xi, table = tensor_info(x), tensor_info(sin)
+    interleaved = ir.BoolAttr(op.attributes["interleaved"]).value
+    indices, signs = rotation_gather(xi.shape[-1], interleaved)
+    b = TorchBuilder(op.location)
+    rotated = b.aten("index_select", xi, x, b.int(-1), b.si64_literal(indices))
+    signed_sin = b.aten("mul.Tensor", table, sin, b.cast(b.f32_literal(signs), table.dtype))
+    return b.aten("add.Tensor", xi, b.aten("mul.Tensor", xi, x, cos),
+                  b.aten("mul.Tensor", xi, rotated, signed_sin), b.int(1))
+
+
 def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value:
     """[..., Hkv, S, D] → [..., Hq, S, D], kv head h serving query heads h·G … h·G+G-1."""
     info = tensor_info(kv)
@@ -239,16 +266,21 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
 
 
 def _grouped_query_rows(op: ir.Operation):
-    """[B, Hkv, G] for grouped-query decode (one query token) that can run without repeating K
-    and V: the G query heads of a kv head become the rows of one product (a view, no copy).
-    None otherwise: for prefill the regrouping costs transposes that cost more than the
-    repeat (measured in dispatches on Llama: 16 vs 15 per layer). Needs rank 4, no mask
-    operand, static head counts."""
+    """[B, Hkv, G·Sq] when the G query heads that share a kv head can be the rows of one product
+    (q viewed as [B, Hkv, G·Sq, D], no copy), so K and V are read once instead of repeated G
+    times; None otherwise. Needs rank 4, no mask operand, static head counts, and static
+    lengths for a causal prefill (its causal bias is tiled per group).
+    Measured on Llama (dispatches per layer, docs/fusion.md): with Q/K/V merged into one
+    projection, grouped rows cost one transpose of the output back to [B, S, Hq·D] where the
+    repeats of K and V cost two (12 vs 13); with separate projections the repeat of V had
+    folded into its projection and the repeat was cheaper (15 vs 16, docs/decisions.md)."""
     q, k = tensor_info(op.operands[0]), tensor_info(op.operands[1])
-    if q.rank != 4 or len(op.operands) > 3 or None in (q.shape[1], k.shape[1]) or \
-            q.shape[2] != 1:
+    if q.rank != 4 or len(op.operands) > 3 or None in (q.shape[1], k.shape[1]):
         return None
     if k.shape[1] == q.shape[1] or q.shape[1] % k.shape[1]:
+        return None
+    causal = ir.BoolAttr(op.attributes["causal"]).value
+    if q.shape[2] is None or (causal and k.shape[2] is None):
         return None
     group = q.shape[1] // k.shape[1]
     return (q.shape[0], k.shape[1], group * q.shape[2])
@@ -294,7 +326,7 @@ class ConvertKilnToTorch(KilnPass):
     def apply(self, module: ir.Operation) -> None:
         strategy = attention_strategy(self.target, self.attention)
         lowerings = {"kiln.linear": lower_linear, "kiln.layer_norm": lower_layer_norm,
-                     "kiln.rms_norm": lower_rms_norm}
+                     "kiln.rms_norm": lower_rms_norm, "kiln.rope": lower_rope}
         for op in collect_ops(module, ("kiln.attention",) + tuple(lowerings)):
             with ir.InsertionPoint(op), op.location:
                 if op.name in lowerings:

@@ -103,6 +103,14 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
         "kiln-raise-activations",
         "kiln-raise-linear" if raise_linear else None,
         "kiln-raise-norms",
+        # x·cos + rotate(x)·sin → kiln.rope, lowered as one gather-and-FMA IREE fuses.
+        "kiln-raise-rope",
+        # Q/K/V projections of one input → one linear + slices (after kiln-raise-linear) ...
+        "kiln-merge-linears",
+        # ... and the slices of any fused QKV projection → slices of whole heads (no copies).
+        "kiln-hoist-head-split",
+        # The q and k rotations of those heads → one kiln.rope (one dispatch instead of two).
+        "kiln-merge-ropes",
     ]
     steps: list[Step] = [create_pass(n) for n in wanted if n and n not in disabled]
     # Fold the constants and drop the ops the rewrites left dead.

@@ -197,6 +197,18 @@ class TorchBuilder:
             "torch.vtensor.literal", results=[vtensor_type(array.shape, "f32")],
             attributes={"value": dense}, loc=self.location).result
 
+    def si64_literal(self, array) -> ir.Value:
+        """A `torch.vtensor.literal` holding a small int64 numpy array (gather indices)."""
+        import numpy as np
+
+        array = np.ascontiguousarray(array, dtype=np.int64)
+        tensor_type = ir.RankedTensorType.get(list(array.shape),
+                                              ir.IntegerType.get_signed(64))
+        dense = ir.DenseElementsAttr.get(array, type=tensor_type)
+        return ir.Operation.create(
+            "torch.vtensor.literal", results=[vtensor_type(array.shape, "si64")],
+            attributes={"value": dense}, loc=self.location).result
+
     def cast(self, value: ir.Value, dtype: str) -> ir.Value:
         """aten.to.dtype to `dtype`, or `value` itself when it already has that dtype."""
         info = tensor_info(value)

@@ -209,3 +209,21 @@ func.func @linear_integer_activation(%x: !torch.vtensor<[2,8],f32>, %w: !torch.v
   %0 = "kiln.linear"(%x, %w) {activation = 1 : i64, operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[2,4],f32>
   return %0 : !torch.vtensor<[2,4],f32>
 }
+
+// -----
+
+// kiln.rope needs an even last dim (the rotation pairs its halves or neighbours).
+// CHECK: error: {{.*}}'kiln.rope' input's last dim must be static and even, got 2x7xf32
+func.func @rope_odd_depth(%x: !torch.vtensor<[2,7],f32>, %c: !torch.vtensor<[2,7],f32>) -> !torch.vtensor<[2,7],f32> {
+  %0 = "kiln.rope"(%x, %c, %c) {interleaved = false} : (!torch.vtensor<[2,7],f32>, !torch.vtensor<[2,7],f32>, !torch.vtensor<[2,7],f32>) -> !torch.vtensor<[2,7],f32>
+  return %0 : !torch.vtensor<[2,7],f32>
+}
+
+// -----
+
+// kiln.rope tables must broadcast to the input and end in its last dim.
+// CHECK: error: {{.*}}'kiln.rope' sin 3x4xf32 must have the input's dtype and last dim and broadcast to the input 2x3x8xf32
+func.func @rope_table_shape(%x: !torch.vtensor<[2,3,8],f32>, %c: !torch.vtensor<[3,8],f32>, %s: !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,3,8],f32> {
+  %0 = "kiln.rope"(%x, %c, %s) {interleaved = true} : (!torch.vtensor<[2,3,8],f32>, !torch.vtensor<[3,8],f32>, !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,3,8],f32>
+  return %0 : !torch.vtensor<[2,3,8],f32>
+}

@@ -50,3 +50,15 @@ func.func @linear_no_bias(%x: !torch.vtensor<[8],f32>, %w: !torch.vtensor<[4,8],
   %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[8],f32>, !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[4],f32>
   return %0 : !torch.vtensor<[4],f32>
 }
+
+// -----
+
+// kiln.rope, rotate-half, tables broadcast over batch and heads.
+// CHECK-LABEL: func.func @rope(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[1,4,?,8],f16>, %[[C:[^:]+]]: !torch.vtensor<[1,1,?,8],f16>, %[[S:[^:]+]]: !torch.vtensor<[1,1,?,8],f16>)
+// CHECK-NEXT:    %[[Y:.+]] = "kiln.rope"(%[[X]], %[[C]], %[[S]]) {interleaved = false} : (!torch.vtensor<[1,4,?,8],f16>, !torch.vtensor<[1,1,?,8],f16>, !torch.vtensor<[1,1,?,8],f16>) -> !torch.vtensor<[1,4,?,8],f16>
+// CHECK-NEXT:    return %[[Y]]
+func.func @rope(%x: !torch.vtensor<[1,4,?,8],f16>, %c: !torch.vtensor<[1,1,?,8],f16>, %s: !torch.vtensor<[1,1,?,8],f16>) -> !torch.vtensor<[1,4,?,8],f16> {
+  %0 = "kiln.rope"(%x, %c, %s) {interleaved = false} : (!torch.vtensor<[1,4,?,8],f16>, !torch.vtensor<[1,1,?,8],f16>, !torch.vtensor<[1,1,?,8],f16>) -> !torch.vtensor<[1,4,?,8],f16>
+  return %0 : !torch.vtensor<[1,4,?,8],f16>
+}

@@ -2,7 +2,8 @@
 
 // convert-kiln-to-torch for kiln.layer_norm / kiln.rms_norm (f32 mean/rsqrt arithmetic over the
 // last axis, weight and bias applied in f32, result cast back), and for grouped-query attention:
-// decode (one query token) regroups q instead of repeating K/V; prefill repeats K/V.
+// q is regrouped instead of repeating K/V (decode, and prefill of static lengths); a causal
+// prefill of dynamic length repeats K/V.
 
 // f16 layer norm with weight and bias: x → f32, mean, x − mean, mean of squares, + eps, rsqrt,
 // ·, w → f32 and ·, b → f32 and +, back to f16.
@@ -100,23 +101,47 @@ func.func @gqa_decode(%q: !torch.vtensor<[1,8,1,16],f32>, %k: !torch.vtensor<[1,
 
 // -----
 
-// Same heads, 8 query tokens (prefill): K and V are repeated to 8 heads (unsqueeze, expand to
-// [1,2,4,8,16], reshape to [1,8,8,16]) and q is not reshaped.
+// Same heads, 8 query tokens (prefill), causal: q is regrouped the same way ([1,2,32,16]: the
+// 4 query heads of a kv head stacked as rows), K and V are not repeated, and the [8, 8] causal
+// bias is tiled 4 times down the rows.
 // CHECK-LABEL: func.func @gqa_prefill(
 // CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,8,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>)
-// CHECK:         %[[KU:.+]] = torch.aten.unsqueeze %[[K]], %{{.+}} -> !torch.vtensor<[1,2,1,8,16],f32>
-// CHECK:         %[[KE:.+]] = torch.aten.expand %[[KU]], %{{.+}} -> !torch.vtensor<[1,2,4,8,16],f32>
-// CHECK:         %[[KR:.+]] = torch.aten.reshape %[[KE]], %{{.+}} -> !torch.vtensor<[1,8,8,16],f32>
-// CHECK:         %[[VU:.+]] = torch.aten.unsqueeze %[[V]], %{{.+}} -> !torch.vtensor<[1,2,1,8,16],f32>
-// CHECK:         %[[VE:.+]] = torch.aten.expand %[[VU]], %{{.+}} -> !torch.vtensor<[1,2,4,8,16],f32>
-// CHECK:         %[[VR:.+]] = torch.aten.reshape %[[VE]], %{{.+}} -> !torch.vtensor<[1,8,8,16],f32>
-// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[KR]],
-// CHECK:         %[[S:.+]] = torch.aten.matmul %[[Q]], %[[KT]] : !torch.vtensor<[1,8,8,16],f32>, !torch.vtensor<[1,8,16,8],f32> -> !torch.vtensor<[1,8,8,8],f32>
+// CHECK-NOT:     torch.aten.expand
+// CHECK:         %[[QG:.+]] = torch.aten.reshape %[[Q]], %{{.+}} : !torch.vtensor<[1,8,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,2,32,16],f32>
+// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[K]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,8,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,2,16,8],f32>
+// CHECK:         torch.aten.matmul %[[QG]], %[[KT]] : !torch.vtensor<[1,2,32,16],f32>, !torch.vtensor<[1,2,16,8],f32> -> !torch.vtensor<[1,2,32,8],f32>
+// CHECK:         %[[BIAS:.+]] = torch.vtensor.literal(dense<{{.+}}> : tensor<32x8xf32>)
+// CHECK:         torch.aten.add.Tensor %{{.+}}, %[[BIAS]], %{{.+}} : !torch.vtensor<[1,2,32,8],f32>, !torch.vtensor<[32,8],f32>, !torch.int -> !torch.vtensor<[1,2,32,8],f32>
 // CHECK:         %[[P:.+]] = torch.aten._softmax
-// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[VR]] : !torch.vtensor<[1,8,8,8],f32>, !torch.vtensor<[1,8,8,16],f32> -> !torch.vtensor<[1,8,8,16],f32>
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[V]] : !torch.vtensor<[1,2,32,8],f32>, !torch.vtensor<[1,2,8,16],f32> -> !torch.vtensor<[1,2,32,16],f32>
+// CHECK:         %[[Y:.+]] = torch.aten.reshape %[[O]], %{{.+}} -> !torch.vtensor<[1,8,8,16],f32>
+// CHECK-NOT:     torch.aten.expand
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[Y]]
+func.func @gqa_prefill(%q: !torch.vtensor<[1,8,8,16],f32>, %k: !torch.vtensor<[1,2,8,16],f32>, %v: !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,8,8,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,8,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,8,8,16],f32>
+  return %0 : !torch.vtensor<[1,8,8,16],f32>
+}
+
+// -----
+
+// Causal prefill of a dynamic length: the tiled bias needs static lengths, so K and V are
+// repeated to the 8 query heads (unsqueeze, expand [1,2,4,?,16], reshape) instead.
+// CHECK-LABEL: func.func @gqa_prefill_dynamic_causal(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,8,?,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,?,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,?,16],f32>)
+// CHECK:         %[[KU:.+]] = torch.aten.unsqueeze %[[K]], %{{.+}} -> !torch.vtensor<[1,2,1,?,16],f32>
+// CHECK:         %[[KE:.+]] = torch.aten.expand %[[KU]], %{{.+}} -> !torch.vtensor<[1,2,4,?,16],f32>
+// CHECK:         %[[KR:.+]] = torch.aten.reshape %[[KE]], %{{.+}} -> !torch.vtensor<[1,8,?,16],f32>
+// CHECK:         %[[VU:.+]] = torch.aten.unsqueeze %[[V]], %{{.+}} -> !torch.vtensor<[1,2,1,?,16],f32>
+// CHECK:         %[[VE:.+]] = torch.aten.expand %[[VU]], %{{.+}} -> !torch.vtensor<[1,2,4,?,16],f32>
+// CHECK:         %[[VR:.+]] = torch.aten.reshape %[[VE]], %{{.+}} -> !torch.vtensor<[1,8,?,16],f32>
+// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[KR]],
+// CHECK:         torch.aten.matmul %[[Q]], %[[KT]] : !torch.vtensor<[1,8,?,16],f32>, !torch.vtensor<[1,8,16,?],f32> -> !torch.vtensor<[1,8,?,?],f32>
+// CHECK:         %[[P:.+]] = torch.aten._softmax
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[VR]] : !torch.vtensor<[1,8,?,?],f32>, !torch.vtensor<[1,8,?,16],f32> -> !torch.vtensor<[1,8,?,16],f32>
 // CHECK-NOT:     kiln.
 // CHECK:         return %[[O]]
-func.func @gqa_prefill(%q: !torch.vtensor<[1,8,8,16],f32>, %k: !torch.vtensor<[1,2,8,16],f32>, %v: !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,8,8,16],f32> {
-  %0 = "kiln.attention"(%q, %k, %v) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,8,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>) -> !torch.vtensor<[1,8,8,16],f32>
-  return %0 : !torch.vtensor<[1,8,8,16],f32>
+func.func @gqa_prefill_dynamic_causal(%q: !torch.vtensor<[1,8,?,16],f32>, %k: !torch.vtensor<[1,2,?,16],f32>, %v: !torch.vtensor<[1,2,?,16],f32>) -> !torch.vtensor<[1,8,?,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,8,?,16],f32>, !torch.vtensor<[1,2,?,16],f32>, !torch.vtensor<[1,2,?,16],f32>) -> !torch.vtensor<[1,8,?,16],f32>
+  return %0 : !torch.vtensor<[1,8,?,16],f32>
 }

@@ -93,23 +93,20 @@ func.func @attention_bool_mask(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vt
 
 // -----
 
-// Grouped-query attention, 4 query heads over 2 kv heads. Decomposed: k and v each become
-// unsqueeze(2) → expand [1,2,2,8,16] → reshape [1,4,8,16] (kv head h serves query heads 2h, 2h+1);
-// fused: SDPA on the original k/v with enable_gqa = true.
+// Grouped-query attention, 4 query heads over 2 kv heads. Decomposed: q [1,4,8,16] is viewed
+// as [1,2,16,16] (the 2 query heads of kv head h are its rows), K and V are used as they are,
+// and the product is viewed back; fused: SDPA on the original k/v with enable_gqa = true.
 // CHECK-LABEL: func.func @attention_gqa(
 // CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>)
-// CHECK:         %[[KU:.+]] = torch.aten.unsqueeze %[[K]], %{{.+}} : !torch.vtensor<[1,2,8,16],f32>, !torch.int -> !torch.vtensor<[1,2,1,8,16],f32>
-// CHECK:         %[[KE:.+]] = torch.aten.expand %[[KU]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,1,8,16],f32>, !torch.list<int>, !torch.bool -> !torch.vtensor<[1,2,2,8,16],f32>
-// CHECK:         %[[KR:.+]] = torch.aten.reshape %[[KE]], %{{.+}} : !torch.vtensor<[1,2,2,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,4,8,16],f32>
-// CHECK:         %[[VU:.+]] = torch.aten.unsqueeze %[[V]], %{{.+}} : !torch.vtensor<[1,2,8,16],f32>, !torch.int -> !torch.vtensor<[1,2,1,8,16],f32>
-// CHECK:         %[[VE:.+]] = torch.aten.expand %[[VU]], %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,1,8,16],f32>, !torch.list<int>, !torch.bool -> !torch.vtensor<[1,2,2,8,16],f32>
-// CHECK:         %[[VR:.+]] = torch.aten.reshape %[[VE]], %{{.+}} : !torch.vtensor<[1,2,2,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,4,8,16],f32>
-// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[KR]], %{{.+}}, %{{.+}} :
-// CHECK:         torch.aten.matmul %[[Q]], %[[KT]] :
+// CHECK-NOT:     torch.aten.expand
+// CHECK:         %[[QG:.+]] = torch.aten.reshape %[[Q]], %{{.+}} : !torch.vtensor<[1,4,8,16],f32>, !torch.list<int> -> !torch.vtensor<[1,2,16,16],f32>
+// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[K]], %{{.+}}, %{{.+}} :
+// CHECK:         torch.aten.matmul %[[QG]], %[[KT]] :
 // CHECK:         %[[P:.+]] = torch.aten._softmax
-// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[VR]] : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
+// CHECK:         %[[O:.+]] = torch.aten.matmul %[[P]], %[[V]] : !torch.vtensor<[1,2,16,8],f32>, !torch.vtensor<[1,2,8,16],f32> -> !torch.vtensor<[1,2,16,16],f32>
+// CHECK:         %[[Y:.+]] = torch.aten.reshape %[[O]], %{{.+}} -> !torch.vtensor<[1,4,8,16],f32>
 // CHECK-NOT:     kiln.
-// CHECK:         return %[[O]]
+// CHECK:         return %[[Y]]
 
 // FUSED-LABEL: func.func @attention_gqa(
 // FUSED-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>)
