@@ -83,13 +83,54 @@ def torch_attention(args, inputs, backend):
     return run
 
 
+def markdown(path: str) -> str:
+    """The results file as Markdown tables (for docs/kernels.md)."""
+    import json
+
+    data = json.loads(Path(path).read_text())
+    lines = []
+    for op, title, other in (("linear", "GEMM (bias, no activation)", "cuBLAS"),
+                             ("prefill", "Attention prefill", "SDPA"),
+                             ("prefill+mask", "Attention prefill with a bool mask", "SDPA"),
+                             ("decode", "Attention decode (Sq = 1)", "SDPA")):
+        rows = [r for r in data["rows"] if r["op"] == op]
+        if not rows:
+            continue
+        lines += [f"#### {title}", "",
+                  f"| shape | config | f16 Kiln µs | f16 {other} µs | f16 ratio | "
+                  f"bf16 Kiln µs | bf16 {other} µs | bf16 ratio |",
+                  "|---|---|---|---|---|---|---|---|"]
+        by_shape = {}
+        for r in rows:
+            by_shape.setdefault(r["shape"], {})[r["dtype"]] = r
+        for shape, pair in by_shape.items():
+            cells = [shape, next(iter(pair.values()))["config"]]
+            for dtype in DTYPES:
+                r = pair.get(dtype)
+                cells += ([f"{r['kiln_us']:.2f}", f"{r['torch_us']:.2f}",
+                           f"**{r['ratio']:.2f}**" if r["ratio"] > 1.3 else f"{r['ratio']:.2f}"]
+                          if r else ["", "", ""])
+            lines.append("| " + " | ".join(cells) + " |")
+        ratios = [r["ratio"] for r in rows]
+        geo = math.exp(sum(math.log(x) for x in ratios) / len(ratios))
+        lines += ["", f"{op}: geometric mean ratio {geo:.2f}, worst {max(ratios):.2f}, "
+                      f"{sum(x <= 1.3 for x in ratios)}/{len(ratios)} within 1.3×; backends: "
+                      f"{', '.join(sorted({r['torch'] for r in rows}))}", ""]
+    return "\n".join(lines)
+
+
 def main() -> int:
     import argparse
 
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=1e9, help="seconds; rows past it are "
                         "skipped")
+    parser.add_argument("--markdown", default="", help="print this results file as Markdown "
+                        "tables and exit")
     options = parser.parse_args()
+    if options.markdown:
+        print(markdown(options.markdown))
+        return 0
     deadline = common.Deadline(options.budget)
     gemms = list(gemm_rows())
     attns = list(attention_rows())
