@@ -2,6 +2,7 @@
 
     python bench/fusion_variants.py layouts    # IREE dispatches of Q/K/V and RoPE layouts
     python bench/fusion_variants.py swiglu     # CPU time of gate/up MLP forms (interleaved runs)
+    python bench/fusion_variants.py models     # CPU time of medium GPT-2/Llama/BERT, fusion on/off
 
 `layouts` writes each variant as PyTorch code and compiles it with Kiln's fusion passes off, so
 IREE sees the layout as written: a fused QKV projection sliced on its last axis, or split into
@@ -139,5 +140,43 @@ def swiglu(repeats: int = 400) -> None:
                   f"min {np.min(samples) * 1e3:7.3f} ms")
 
 
+def _medium_models():
+    """GPT-2, Llama (GQA 8/4) and BERT at hidden 512, 8 heads, 2 layers, random weights."""
+    import transformers as tf
+
+    torch.manual_seed(0)
+    gpt2 = tf.GPT2LMHeadModel(tf.GPT2Config(vocab_size=1000, n_positions=128, n_embd=512,
+                                            n_layer=2, n_head=8, n_inner=2048))
+    llama = tf.LlamaForCausalLM(tf.LlamaConfig(
+        vocab_size=1000, hidden_size=512, intermediate_size=1408, num_hidden_layers=2,
+        num_attention_heads=8, num_key_value_heads=4, max_position_embeddings=128))
+    bert = tf.BertModel(tf.BertConfig(vocab_size=1000, hidden_size=512, num_hidden_layers=2,
+                                      num_attention_heads=8, intermediate_size=2048,
+                                      max_position_embeddings=128))
+    for model in (gpt2, llama, bert):
+        model.config.use_cache = False
+    return {"gpt2": gpt2.eval(), "llama": llama.eval(), "bert": bert.eval()}
+
+
+def models(repeats: int = 200, seq: int = 128) -> None:
+    """CPU time per call of the medium models with Kiln's fusion passes on (default) and off."""
+    tokens = torch.randint(0, 1000, (1, seq), generator=torch.Generator().manual_seed(0))
+    for name, model in _medium_models().items():
+        runs = {config: kiln.load(kiln.compile_to_vmfb(
+            model, (tokens,), target="cpu", cache=False,
+            disable_passes=FUSION_PASSES if config == "fusion off" else []))
+            for config in ("fusion on", "fusion off")}
+        times = {config: [] for config in runs}
+        for _ in range(repeats):
+            for config, run in runs.items():
+                start = time.perf_counter()
+                run(tokens)
+                times[config].append(time.perf_counter() - start)
+        for config, samples in times.items():
+            print(f"{name:6s} seq {seq}  {config:10s} median {np.median(samples) * 1e3:7.3f} ms"
+                  f"  min {np.min(samples) * 1e3:7.3f} ms")
+
+
 if __name__ == "__main__":
-    {"layouts": layouts, "swiglu": swiglu}[sys.argv[1] if len(sys.argv) > 1 else "layouts"]()
+    {"layouts": layouts, "swiglu": swiglu, "models": models}[
+        sys.argv[1] if len(sys.argv) > 1 else "layouts"]()

@@ -12,8 +12,10 @@ Why: each kiln.rope is one elementwise dispatch in IREE; the union is one (Llama
 layer, docs/fusion.md), and the slices of whole heads that follow are read in place.
 Merged together: ropes with the same cos, sin and form, whose inputs are step-1 slices of one
 source on one axis other than the last, with ranges that touch; cos and sin must not vary
-along that axis (size 1 there, or lower rank), so one table serves the union.
-Leaves alone: a lone rope, ranges with gaps, ropes of different tables.
+along that axis (size 1 there, or lower rank), so one table serves the union; every axis before
+the sliced one has size 1, so that the slices of the union are contiguous (at batch 2 they are
+copies: Llama 15 dispatches per layer merged vs 14 apart).
+Leaves alone: a lone rope, ranges with gaps, ropes of different tables, batch > 1.
 Runs after kiln-raise-rope and kiln-hoist-head-split.
 """
 
@@ -50,8 +52,9 @@ def rope_of_slice(rope: ir.Operation) -> Optional[RopeOfSlice]:
             isinstance(v, int) and not isinstance(v, bool) for v in (axis, start, end)):
         return None
     axis %= info.rank
-    if axis == info.rank - 1 or info.shape[axis] is None:
-        return None
+    if axis == info.rank - 1 or info.shape[axis] is None or any(d != 1 for d in
+                                                                info.shape[:axis]):
+        return None  # a slice of the union would not be contiguous: a copy (batch > 1)
     end = min(end, info.shape[axis])
     table = tensor_info(rope.operands[1])
     from_right = info.rank - axis

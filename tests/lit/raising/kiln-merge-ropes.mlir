@@ -74,3 +74,23 @@ func.func @table_varies_or_other_form(%x: !torch.vtensor<[4,3,4],f32>, %cos: !to
   %dr = "kiln.rope"(%b, %c1, %s1) {interleaved = true} : (!torch.vtensor<[2,3,4],f32>, !torch.vtensor<[3,4],f32>, !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,3,4],f32>
   return %ar, %br, %cr, %dr : !torch.vtensor<[2,3,4],f32>, !torch.vtensor<[2,3,4],f32>, !torch.vtensor<[2,3,4],f32>, !torch.vtensor<[2,3,4],f32>
 }
+
+// -----
+
+// Negative: batch 2. Slices of heads of [2, 8, 3, 4] are not contiguous, so slicing q and k
+// out of a merged rotation would be copies (measured: Llama at batch 2, 15 dispatches per
+// layer merged vs 14 apart); the ropes stay apart.
+// CHECK-LABEL: func.func @batch_two(
+// CHECK-COUNT-2: "kiln.rope"(%{{[0-9]+}}, %arg1
+// CHECK-NOT:     "kiln.rope"
+func.func @batch_two(%qkv: !torch.vtensor<[2,8,3,4],f32>, %cos: !torch.vtensor<[3,4],f32>, %sin: !torch.vtensor<[3,4],f32>) -> (!torch.vtensor<[2,4,3,4],f32>, !torch.vtensor<[2,2,3,4],f32>) {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int4 = torch.constant.int 4
+  %int6 = torch.constant.int 6
+  %q = torch.aten.slice.Tensor %qkv, %int1, %int0, %int4, %int1 : !torch.vtensor<[2,8,3,4],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[2,4,3,4],f32>
+  %k = torch.aten.slice.Tensor %qkv, %int1, %int4, %int6, %int1 : !torch.vtensor<[2,8,3,4],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[2,2,3,4],f32>
+  %qr = "kiln.rope"(%q, %cos, %sin) {interleaved = false} : (!torch.vtensor<[2,4,3,4],f32>, !torch.vtensor<[3,4],f32>, !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,4,3,4],f32>
+  %kr = "kiln.rope"(%k, %cos, %sin) {interleaved = false} : (!torch.vtensor<[2,2,3,4],f32>, !torch.vtensor<[3,4],f32>, !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,2,3,4],f32>
+  return %qr, %kr : !torch.vtensor<[2,4,3,4],f32>, !torch.vtensor<[2,2,3,4],f32>
+}
