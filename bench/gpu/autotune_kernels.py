@@ -56,27 +56,13 @@ def gemm_candidates(m: int) -> list[GemmConfig]:
                 out.append(GemmConfig(16, bn, bk, 1, s, 4, 4 if bk == 128 else 3))
         return out
     if m <= 256:
-        return [GemmConfig(64, 64, 64, 8, 1, 4, 4, True),
-                GemmConfig(64, 128, 64, 8, 1, 4, 4, True),
-                GemmConfig(128, 64, 64, 8, 1, 4, 4, True),
-                GemmConfig(64, 32, 128, 8, 1, 4, 3, True),
-                GemmConfig(64, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 2, 4, 4),
+        return [GemmConfig(64, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 2, 4, 4),
                 GemmConfig(64, 32, 64, 8, 1, 4, 4), GemmConfig(64, 32, 128, 8, 1, 4, 3),
                 GemmConfig(64, 128, 64, 8, 1, 4, 4), GemmConfig(64, 128, 64, 8, 2, 4, 4),
                 GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(128, 64, 64, 8, 2, 4, 4),
                 GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(64, 64, 128, 8, 1, 4, 3),
                 GemmConfig(32, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 4, 4, 4)]
-    persistent = [GemmConfig(128, 128, 64, 8, 1, 8, 3, True),
-                  GemmConfig(128, 128, 64, 8, 1, 8, 4, True),
-                  GemmConfig(128, 128, 64, 8, 1, 4, 4, True),
-                  GemmConfig(128, 256, 64, 8, 1, 8, 3, True),
-                  GemmConfig(128, 256, 64, 8, 1, 8, 4, True),
-                  GemmConfig(64, 128, 64, 8, 1, 4, 4, True),
-                  GemmConfig(128, 64, 64, 8, 1, 4, 4, True),
-                  GemmConfig(256, 128, 64, 8, 1, 8, 3, True),
-                  GemmConfig(64, 256, 64, 8, 1, 4, 4, True)]
-    return persistent + [
-            GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 64, 8, 1, 4, 4),
+    return [GemmConfig(128, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 64, 8, 1, 4, 4),
             GemmConfig(128, 256, 64, 8, 1, 8, 3), GemmConfig(64, 128, 64, 8, 1, 4, 4),
             GemmConfig(128, 64, 64, 8, 1, 4, 4), GemmConfig(64, 64, 64, 8, 1, 4, 4),
             GemmConfig(256, 128, 64, 8, 1, 8, 3), GemmConfig(128, 128, 128, 8, 1, 8, 2),

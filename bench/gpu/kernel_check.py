@@ -42,11 +42,7 @@ LINEAR = [
     dict(m=64, n=768, k=3072, weight_layout="out_in", has_bias=True, activation="none",
          has_residual=True, config=GemmConfig(64, 64, 64, 8, 4, 4, 3)),
     dict(m=777, n=1000, k=520, weight_layout="out_in", has_bias=True, activation="gelu",
-         has_residual=True, config=GemmConfig(64, 128, 64, 8, 1, 4, 4, persistent=True)),
-    dict(m=300, n=257, k=129, weight_layout="in_out", has_bias=False, activation="relu",
-         has_residual=False, config=GemmConfig(128, 64, 64, 8, 1, 4, 4, persistent=True)),
-    dict(m=4096, n=3072, k=768, weight_layout="in_out", has_bias=True, activation="gelu_tanh",
-         has_residual=True, config=GemmConfig(128, 256, 64, 8, 1, 8, 3, persistent=True)),
+         has_residual=True, config=GemmConfig(64, 128, 64, 8, 1, 4, 4)),
 ]
 ATTENTION = [
     dict(b=2, hq=8, hkv=2, sq=200, sk=333, d=80, causal=True, mask_shape=(2, 1, 200, 333),

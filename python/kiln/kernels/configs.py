@@ -35,7 +35,6 @@ TABLE_PATH = Path(__file__).with_name("table.json")
 TABLE_FORMAT = 1
 NEAR_ENOUGH = 3.0  # log2 units
 SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper
-NUM_SMS = 132  # H100 SXM / H200: persistent kernels start this many programs at most
 
 
 def pow2(x: int, floor: int = 16) -> int:
@@ -55,11 +54,10 @@ class GemmConfig:
     split_k: int = 1
     num_warps: int = 4
     num_stages: int = 3
-    persistent: bool = False  # one program per SM walking the tiles (no split-K)
 
     def label(self) -> str:
         return (f"{self.block_m}x{self.block_n}x{self.block_k}g{self.group_m}s{self.split_k}"
-                f"w{self.num_warps}p{self.num_stages}{'P' if self.persistent else ''}")
+                f"w{self.num_warps}p{self.num_stages}")
 
 
 @dataclass(frozen=True)
@@ -203,8 +201,7 @@ def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, in
     bn = min(config.block_n, pow2(n))
     bk = min(config.block_k, pow2(k))
     blocks = cdiv(k, bk)
-    want = 1 if config.persistent else config.split_k
-    per_split = cdiv(blocks, max(1, min(want, blocks)))
+    per_split = cdiv(blocks, max(1, min(config.split_k, blocks)))
     split = cdiv(blocks, per_split)
     stages = config.num_stages
     while stages > 1 and (bm * bk + bk * bn) * 2 * stages > SMEM_LIMIT:

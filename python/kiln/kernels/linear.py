@@ -4,8 +4,7 @@ Inputs, in order: in0 = x [m, k], in1 = w ([n, k] for "out_in", [k, n] for "in_o
 then in2 = bias [n] when has_bias, then residual [m, n] when has_residual (in2 or in3).
 Output: out [m, n] in x's dtype.
 
-One launch of `linear_kernel` (or of `linear_persistent_kernel`, one program per SM walking
-the tiles, where the table says so), or with split-K (small m·n, long k: decode-shaped GEMMs) two:
+One launch of `linear_kernel`, or with split-K (small m·n, long k: decode-shaped GEMMs) two:
 the partial products into tmp0 = f32 [split_k, m, n], then `splitk_reduce_kernel` applies bias,
 activation and residual.
 """
@@ -77,11 +76,6 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
     x = KernelParam("x_ptr", (m, k), dtype, "input")
     w = KernelParam("w_ptr", w_shape, dtype, "input")
     function, grid = "linear_kernel", (tiles, 1, 1)
-    if config.persistent:
-        programs = min(tiles, configs.NUM_SMS)
-        function, grid = "linear_persistent_kernel", (programs, 1, 1)
-        base = {key: value for key, value in base.items() if key not in ("SPLIT_K", "K_SPLIT")}
-        base["NUM_PROGRAMS"] = programs
     if split == 1:
         pointers = [x, w]
         args = ["in0", "in1"]
