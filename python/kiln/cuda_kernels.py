@@ -20,9 +20,12 @@ kernel carrying its PTX (../shared/design/CUDA_KERNELS.md; measured in docs/kern
 
 The generic target key matches whatever CUDA target the flags create (sm_80 for IREE's own
 code); the PTX targets sm_90a, so such an artifact runs on Hopper GPUs only. The kernel ABI
-(Triton 3.6): one pointer per binding in dispatch-operand order, no scalars (every size is a
-compile-time constant), two trailing scratch pointers. Written buffers are tied operands
-(`-> %out`) so each kernel writes where the next one reads.
+(Triton 3.6): one pointer per binding, in dispatch order (operands, then results), no scalars
+(every size is a compile-time constant), two trailing scratch pointers. Buffers a launch writes
+are dispatch results, so IREE allocates them; the PTX's `.param` list is permuted so that they
+come last (params are referenced by name, so only the ABI order changes). Tying them to
+`tensor.empty` operands instead made IREE hoist each empty tensor into a constant and copy it
+into place before every launch (20 copies in TinyGPT, docs/decisions.md).
 """
 
 from __future__ import annotations
@@ -124,17 +127,57 @@ def _buffers(plan) -> tuple[dict[str, str], dict[str, str]]:
     return {n: inputs[n] for n in order}, buffers
 
 
-def render_executable(kernel) -> str:
-    """One `hal.executable.source` holding `kernel`'s PTX, exported under its entry name."""
+_PARAM_LINE = re.compile(r"^\s*\.param\s.*$", re.M)
+
+
+def permute_ptx_params(ptx: str, entry: str, order: list[int]) -> str:
+    """`ptx` with the `.param` declarations of `.entry entry(...)` in `order` (new position i
+    holds old parameter order[i])."""
+    start = ptx.find(f".entry {entry}(")
+    if start < 0:
+        raise KernelRenderError(f"PTX has no entry {entry}")
+    close = ptx.index(")", start)
+    head = ptx[start:close]
+    lines = [m.group(0).strip().rstrip(",") for m in _PARAM_LINE.finditer(head)]
+    if sorted(order) != list(range(len(lines))):
+        raise KernelRenderError(f"entry {entry}: {len(lines)} params, permutation {order}")
+    body = ",\n".join("\t" + lines[i] for i in order)
+    first = head.index("(") + 1
+    return ptx[:start] + head[:first] + "\n" + body + "\n" + ptx[close:]
+
+
+def _launch_layout(launch, produced: set) -> tuple[list, list, list]:
+    """Indices of the launch's params that it reads, that are scratch, and that it writes (a
+    temporary is written by the first launch that uses it, read by later ones)."""
+    reads, scratch, writes = [], [], []
+    for index, (arg, param) in enumerate(zip(launch.args, launch.kernel.params)):
+        if arg == "scratch":
+            scratch.append(index)
+        elif not arg.startswith("in") and (param.role == "output" or (
+                param.role == "temp" and arg not in produced)):
+            writes.append(index)
+        else:
+            reads.append(index)
+    return reads, scratch, writes
+
+
+def executable_name(kernel, order: list[int]) -> str:
+    natural = order == list(range(len(order)))
+    return f"kiln_exe_{kernel.symbol}" + ("" if natural else "_p" + "_".join(map(str, order)))
+
+
+def render_executable(kernel, order: list[int], writes: set) -> str:
+    """One `hal.executable.source` holding `kernel`'s PTX with its params in `order`."""
     bindings = ", ".join(
-        "#hal.pipeline.binding<storage_buffer, ReadOnly>" if p.role == "input"
-        else "#hal.pipeline.binding<storage_buffer>" for p in kernel.params)
+        "#hal.pipeline.binding<storage_buffer>" if i in writes
+        else "#hal.pipeline.binding<storage_buffer, ReadOnly>" for i in order)
     x, y, z = kernel.grid
-    ptx = kernel.ptx if isinstance(kernel.ptx, bytes) else kernel.ptx.encode()
+    ptx = kernel.ptx.decode() if isinstance(kernel.ptx, bytes) else kernel.ptx
+    data = permute_ptx_params(ptx, kernel.entry, order).encode()
     return (
-        f"  hal.executable.source private @kiln_exe_{kernel.symbol} <{{objects = "
+        f"  hal.executable.source private @{executable_name(kernel, order)} <{{objects = "
         f"#hal.executable.objects<{{{_CUDA_TARGET} = [#hal.executable.object<{{data = "
-        f'dense<"0x{ptx.hex()}"> : vector<{len(ptx)}xi8>}}>]}}>}}> {{\n'
+        f'dense<"0x{data.hex()}"> : vector<{len(data)}xi8>}}>]}}>}}> {{\n'
         f"    hal.executable.export public @{kernel.entry} ordinal(0) layout("
         f"#hal.pipeline.layout<bindings = [{bindings}]>) count(%device: !hal.device) -> "
         f"(index, index, index) {{\n"
@@ -147,54 +190,60 @@ def render_executable(kernel) -> str:
         f"  }}\n")
 
 
-def render_function(name: str, plan, indent: str = "  ") -> str:
-    """The body of declaration `name`: empty out/tmp/scratch tensors, then one flow.dispatch
-    per launch with its written buffers tied, returning the final `out`."""
+def render_function(name: str, plan, indent: str = "  ",
+                    executables: dict | None = None) -> str:
+    """The body of declaration `name`: one flow.dispatch per launch, reading inputs and earlier
+    results plus dummy scratch tensors, returning the buffers it writes; returns the final
+    `out`. `executables` collects the executable text each dispatch needs."""
     inputs, buffers = _buffers(plan)
+    executables = {} if executables is None else executables
     lines = [f"{indent}func.func private @{name}(" +
              ", ".join(f"%{n}: {t}" for n, t in inputs.items()) +
              f") -> {buffers['out']} {{"]
-    current = dict((n, f"%{n}") for n in inputs)
-    for buffer, type_ in buffers.items():
-        lines.append(f"{indent}  %{buffer} = tensor.empty() : {type_}")
-        current[buffer] = f"%{buffer}"
+    current = {n: f"%{n}" for n in inputs}
     types = dict(inputs, **buffers)
     produced: set[str] = set()
     for index, launch in enumerate(plan.launches):
         kernel = launch.kernel
-        operands, operand_types, written = [], [], []
-        scratch_count = 0
-        for arg, param in zip(launch.args, kernel.params):
-            if arg == "scratch":
-                # Distinct sizes keep distinct scratch tensors (CSE would merge equal empties).
-                size = max(16, int(param.shape[0]) if param.shape else 16) + 16 * scratch_count
-                scratch = f"%scratch{index}_{scratch_count}"
-                lines.append(f"{indent}  {scratch} = tensor.empty() : tensor<{size}xi8>")
-                operands.append(scratch)
-                operand_types.append(f"tensor<{size}xi8>")
-                scratch_count += 1
-                continue
+        reads, scratch, writes = _launch_layout(launch, produced)
+        order = reads + scratch + writes
+        exe = executable_name(kernel, order)
+        executables.setdefault(exe, render_executable(kernel, order, set(writes)))
+        operands, operand_types = [], []
+        for i in reads:
+            arg = launch.args[i]
+            if arg not in current:
+                raise KernelRenderError(f"{name}: kernel {kernel.symbol} reads {arg!r} before "
+                                        f"any launch writes it")
+            operands.append(current[arg])
+            operand_types.append(types[arg])
+        for position, i in enumerate(scratch):
+            # Distinct sizes keep distinct tensors (CSE would merge equal constants).
+            shape = kernel.params[i].shape
+            size = max(16, int(shape[0]) if shape else 16) + 16 * position
+            lines.append(f"{indent}  %scratch{index}_{position} = arith.constant "
+                         f"dense<0> : tensor<{size}xi8>")
+            operands.append(f"%scratch{index}_{position}")
+            operand_types.append(f"tensor<{size}xi8>")
+        written = [launch.args[i] for i in writes]
+        if not written:
+            raise KernelRenderError(f"{name}: kernel {kernel.symbol} writes no buffer")
+        for arg in written:
             if arg not in types:
                 raise KernelRenderError(f"{name}: kernel {kernel.symbol} argument {arg!r} is "
                                         f"not an input, temporary or out")
-            operands.append(current[arg])
-            operand_types.append(types[arg])
-            # A temporary is written by the first launch that uses it, read by later ones.
-            if not arg.startswith("in") and (param.role == "output" or (
-                    param.role == "temp" and arg not in produced)):
-                written.append(arg)
-        if not written:
-            raise KernelRenderError(f"{name}: kernel {kernel.symbol} writes no buffer")
         result = f"%r{index}"
-        ties = ", ".join(current[w] for w in written)
+        results = ", ".join(types[w] for w in written)
         lines.append(
             f"{indent}  {result}{':' + str(len(written)) if len(written) > 1 else ''} = "
-            f"flow.dispatch @kiln_exe_{kernel.symbol}::@{kernel.entry}({', '.join(operands)}) "
+            f"flow.dispatch @{exe}::@{kernel.entry}({', '.join(operands)}) "
             f": ({', '.join(operand_types)}) -> " +
-            (f"({ties})" if len(written) > 1 else ties))
+            (f"({results})" if len(written) > 1 else results))
         for position, buffer in enumerate(written):
             current[buffer] = result if len(written) == 1 else f"{result}#{position}"
             produced.add(buffer)
+    if "out" not in current:
+        raise KernelRenderError(f"{name}: no launch writes 'out'")
     lines.append(f"{indent}  return {current['out']} : {buffers['out']}")
     lines.append(f"{indent}}}")
     return "\n".join(lines)
@@ -219,9 +268,7 @@ def render_kernel_calls(ir_text: str) -> str:
         problem = plan_problem(plan)
         if problem:
             raise KernelRenderError(f"@{name}: {problem}")
-        for launch in plan.launches:
-            executables.setdefault(launch.kernel.symbol, render_executable(launch.kernel))
-        return render_function(name, plan, match.group("indent"))
+        return render_function(name, plan, match.group("indent"), executables)
 
     text = _DECLARATION.sub(replace, ir_text)
     if not executables:
