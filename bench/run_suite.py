@@ -579,7 +579,17 @@ def stage_run(spec) -> dict:
             module = kiln.runtime.load(vmfb, device=torch_device,
                                        parameters=params if params and params.exists() else None)
             result["load_s"] = time.perf_counter() - start
-            inputs = _load_inputs(directory)
+            if torch_device == "cuda":
+                # Like the torch systems: inputs live on the GPU and results stay there
+                # (zero-copy DLPack in and out, kiln.runtime); the host copies of numpy in/out
+                # cost 0.6-3 ms per call (docs/gpu.md).
+                import torch
+
+                inputs = [x.to("cuda") for x in _load_inputs(directory, as_torch=True)]
+                sync = torch.cuda.synchronize
+                result["io"] = "torch-cuda"
+            else:
+                inputs = _load_inputs(directory)
             start = time.perf_counter()
             output = module(*inputs)
             first_s = time.perf_counter() - start
