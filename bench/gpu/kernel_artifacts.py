@@ -207,7 +207,7 @@ def _kernel_count(report) -> int:
                if r.pass_name == "kiln-select-cuda-kernels" and r.detail.startswith("kernel "))
 
 
-def prepare(out: Path, only: str | None) -> None:
+def prepare(out: Path, only: str | None, timing: bool = True) -> None:
     torch = _torch()
     import kiln
 
@@ -243,11 +243,11 @@ def prepare(out: Path, only: str | None) -> None:
             entry[f"compile_s_{mode}"] = round(time.perf_counter() - start, 2)
         print(f"prepared {stem}: {entry['kernels_on']} kernel op(s)", flush=True)
         manifest["correctness"].append(entry)
-    for name, m, k, n, activation in GEMM_TIMING:
+    for name, m, k, n, activation in GEMM_TIMING if timing else ():
         if only and only not in name:
             continue
         manifest["timing"].append(_prepare_gemm(out, name, m, k, n, activation))
-    for spec in ATTENTION_TIMING:
+    for spec in ATTENTION_TIMING if timing else ():
         if only and only not in spec[0]:
             continue
         manifest["timing"].append(_prepare_attention(out, *spec))
@@ -440,12 +440,13 @@ def main(argv=None) -> None:
     p = sub.add_parser("prepare")
     p.add_argument("--out", type=Path, required=True)
     p.add_argument("--only", help="only cases whose name contains this")
+    p.add_argument("--no-timing", action="store_true", help="correctness cases only")
     c = sub.add_parser("check")
     c.add_argument("--artifacts", type=Path, required=True)
     c.add_argument("--out", type=Path, required=True)
     args = parser.parse_args(argv)
     if args.command == "prepare":
-        prepare(args.out, args.only)
+        prepare(args.out, args.only, timing=not args.no_timing)
     else:
         check(args.artifacts, args.out)
 
