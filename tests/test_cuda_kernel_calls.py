@@ -132,6 +132,22 @@ def test_declaration_becomes_dispatch_and_executable_is_added_once(plans):
     assert "kiln.kernel" not in text
 
 
+def test_declarations_with_other_attributes_are_rendered(plans):
+    """Another pass may add attributes beside the spec (external weights' reflection did)."""
+    spec = encode_spec("linear", dict(m=8, n=32, k=16))
+    plans[spec] = gemm_plan()
+    declaration = (f'  func.func private @kiln_kernel_0(tensor<8x16xf16>, tensor<32x16xf16>) -> '
+                   f'tensor<8x32xf16> attributes {{iree.reflection = {{kiln.parameters = '
+                   f'"{{\\22scope\\22: 1}}"}}, {spec_attr(spec)}, zz.other = 1 : i64}}')
+    text = render_kernel_calls(module_with(declaration, ""))
+    assert "func.func private @kiln_kernel_0(%in0: tensor<8x16xf16>" in text
+    assert "kiln.kernel" not in text
+
+
+def spec_attr(spec: str) -> str:
+    return f'kiln.kernel = "{spec}"'
+
+
 def test_chained_launches_thread_their_temporaries(plans):
     spec = encode_spec("attention", dict(sq=1))
     plans[spec] = split_decode_plan()

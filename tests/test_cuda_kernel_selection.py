@@ -86,3 +86,13 @@ def test_dynamic_shapes_fall_back_with_a_reason():
                                   cache=False)
     [rewrite] = _kernel_rewrites(compiled.report)
     assert "IREE codegen: input has a dynamic shape" in rewrite.detail
+
+
+def test_kernels_with_external_weights(tiny_gpt_f16, tmp_path):
+    """External weights mark the public functions' reflection; the kernel declarations must
+    still be rendered (they were left as imports: "vm.import op must reference a function")."""
+    model, args = tiny_gpt_f16
+    compiled = kiln.compile_model(model, args, target="cuda", weights="external", cache=False)
+    path = compiled.save(tmp_path / "tiny.vmfb")
+    assert b".target sm_90a" in path.read_bytes()
+    assert path.with_suffix(".irpa").exists()

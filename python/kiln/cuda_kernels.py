@@ -44,7 +44,7 @@ _CUDA_TARGET = '#hal.executable.target<"cuda", "cuda-nvptx-fb">'
 
 _DECLARATION = re.compile(
     r'^(?P<indent>[ ]*)func\.func private @(?P<name>' + KERNEL_PREFIX + r'\d+)\(.*\) -> .* '
-    r'attributes \{' + re.escape(KERNEL_ATTR) + r' = "(?P<spec>[^"]*)"\}$', re.M)
+    r'attributes \{(?:.*, )?' + re.escape(KERNEL_ATTR) + r' = "(?P<spec>[^"]*)"(?:, .*)?\}$', re.M)
 _MODULE_LINE = re.compile(r"^module\b.*\{$", re.M)
 
 

@@ -150,6 +150,8 @@ def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str,
             info = {"scope": parameters.scope, "count": len(used),
                     "bytes": sum(p.array.nbytes for p in used.values())}
             for func in funcs:
+                if "sym_visibility" in func.attributes:  # private: kernel declarations
+                    continue
                 entries = {}
                 if "iree.reflection" in func.attributes:
                     entries = {named.name: named.attr
