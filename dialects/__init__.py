@@ -2,6 +2,7 @@
 
 from kiln.dialects.kiln import (  # noqa: F401
     ACTIVATIONS,
+    GATED_ACTIVATIONS,
     WEIGHT_LAYOUTS,
     attention_type_problem,
     AttentionOp,

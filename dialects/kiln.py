@@ -20,7 +20,8 @@ torch-dialect programs and lower back to torch ops that IREE's torch input pipel
         computes in f32); the result has x's dtype.
     kiln.linear(x, w[, b]) {activation, weight_layout}
         activation(x · Wᵀ + b) for weight_layout "out_in" (torch.nn.Linear, w: [N, K]) or
-        activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]).
+        activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]). activation "swiglu" is
+        gated: with y = x · Wᵀ + b of 2N features, silu(y[..., :N]) · y[..., N:] ([..., N]).
     kiln.rope(x, cos, sin) {interleaved}
         rotary position embedding x · cos + rotate(x) · sin over the last axis (D even):
         rotate-half (HF Llama: rotate(x) = cat(-x[..., D/2:], x[..., :D/2])) or, interleaved
@@ -39,7 +40,10 @@ from kiln.bindings import dialect_ext as ext
 from kiln.bindings import ir, passmanager, torch_d
 from kiln.torch_ir import TensorInfo, tensor_info
 
-ACTIVATIONS = ("none", "gelu", "gelu_tanh", "relu", "silu")
+ACTIVATIONS = ("none", "gelu", "gelu_tanh", "relu", "silu", "swiglu")
+# Gated activations read two halves of x · Wᵀ + b and return one: the result has half the
+# weight's out-features.
+GATED_ACTIVATIONS = ("swiglu",)
 WEIGHT_LAYOUTS = ("out_in", "in_out")
 IRDL_FILE = Path(__file__).with_name("kiln.irdl.mlir")
 
@@ -208,7 +212,13 @@ def _verify_linear(op) -> None:
     if not _dims_match(x.shape[-1], in_features):
         raise _VerifyError(f"'{name}' input features {x.shape[-1]} do not match weight {w} "
                            f"({layout}: in_features {in_features})")
-    expected = x.shape[:-1] + (out_features,)
+    result_features = out_features
+    if activation in GATED_ACTIVATIONS:
+        if out_features is None or out_features % 2:
+            raise _VerifyError(f"'{name}' activation '{activation}' needs an even, static number "
+                               f"of out-features (gate and up halves), got weight {w}")
+        result_features = out_features // 2
+    expected = x.shape[:-1] + (result_features,)
     if out.rank != len(expected) or not all(_dims_match(a, b) for a, b in zip(out.shape,
                                                                                expected)):
         raise _VerifyError(f"'{name}' result {out} should be "

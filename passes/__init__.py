@@ -31,6 +31,7 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
                                     "RaiseAttention"),
     "kiln-raise-norms": _loader("kiln.passes.raising.kiln_raise_norms", "RaiseNorms"),
     "kiln-raise-rope": _loader("kiln.passes.raising.kiln_raise_rope", "RaiseRope"),
+    "kiln-raise-swiglu": _loader("kiln.passes.raising.kiln_raise_swiglu", "RaiseSwiglu"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
     "kiln-select-cuda-kernels": _loader("kiln.passes.lowering.kiln_select_cuda_kernels",
                                         "SelectCudaKernels"),

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 
 from kiln.bindings import ir
-from kiln.dialects import ACTIVATIONS, WEIGHT_LAYOUTS, generate_irdl, make_context
+from kiln.dialects import (ACTIVATIONS, GATED_ACTIVATIONS, WEIGHT_LAYOUTS, generate_irdl,
+                           make_context)
 from kiln.dialects.kiln import IRDL_FILE
 
 
@@ -124,11 +125,14 @@ def test_round_trip_keeps_attributes():
 
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 def test_every_activation_is_accepted(activation):
-    assert parse(linear_func(activation=activation)).operation.verify()
+    # A gated activation (swiglu) returns half of the weight's 64 out-features.
+    result = vt("2,8,32") if activation in GATED_ACTIVATIONS else vt("2,8,64")
+    assert parse(linear_func(activation=activation, result=result)).operation.verify()
 
 
 def test_layouts_and_activations_are_documented_sets():
-    assert set(ACTIVATIONS) == {"none", "gelu", "gelu_tanh", "relu", "silu"}
+    assert set(ACTIVATIONS) == {"none", "gelu", "gelu_tanh", "relu", "silu", "swiglu"}
+    assert set(GATED_ACTIVATIONS) == {"swiglu"}
     assert set(WEIGHT_LAYOUTS) == {"out_in", "in_out"}
 
 

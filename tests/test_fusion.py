@@ -75,7 +75,8 @@ FACTORIES = {"gpt2": gpt2, "llama": llama, "bert": bert}
 # CPU default (decomposed), to separate the attention lowering from the other rewrites.
 RAISING_PASSES = ("kiln-drop-identities", "kiln-raise-attention", "kiln-raise-activations",
                   "kiln-raise-linear", "kiln-raise-norms", "kiln-raise-rope",
-                  "kiln-merge-linears", "kiln-hoist-head-split", "kiln-merge-ropes")
+                  "kiln-raise-swiglu", "kiln-merge-linears", "kiln-hoist-head-split",
+                  "kiln-merge-ropes")
 CONFIGS = {
     "off": {"raise_attention": False, "raise_linear": False,
             "disable_passes": list(RAISING_PASSES)},
@@ -176,17 +177,18 @@ def test_without_norm_and_activation_raising_still_matches(name):
 # (b') horizontal fusion: merged projections, whole-head slices, merged rotations
 
 # Rewrites per layer. Llama and BERT merge q/k/v (GPT-2's c_attn is one Conv1D already); all
-# three then split heads before slicing; Llama's q and k rotations are raised and merged.
+# three then split heads before slicing; Llama's q and k rotations are raised and merged, and
+# its gate/up projections become one swiglu linear.
 FUSION_PER_LAYER = {
     "gpt2": {"merge/linears": 0, "head-split/hoisted": 1, "rope/rotate_half": 0,
-             "rope/merged": 0},
+             "rope/merged": 0, "swiglu/gate+up": 0},
     "llama": {"merge/linears": 1, "head-split/hoisted": 1, "rope/rotate_half": 2,
-              "rope/merged": 1},
+              "rope/merged": 1, "swiglu/gate+up": 1},
     "bert": {"merge/linears": 1, "head-split/hoisted": 1, "rope/rotate_half": 0,
-             "rope/merged": 0},
+             "rope/merged": 0, "swiglu/gate+up": 0},
 }
-FUSION_PASSES = ("kiln-raise-rope", "kiln-merge-linears", "kiln-hoist-head-split",
-                 "kiln-merge-ropes")
+FUSION_PASSES = ("kiln-raise-rope", "kiln-raise-swiglu", "kiln-merge-linears",
+                 "kiln-hoist-head-split", "kiln-merge-ropes")
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))

@@ -6,7 +6,9 @@ How `kiln.attention` is lowered is a per-target choice made from measurements
               and forms plain GEMMs, which it compiles well on CPU.
   fused       torch.aten.scaled_dot_product_attention, which IREE turns into its own
               `iree_linalg_ext.attention` op (slow on CPU: 16-85x in ARCHITECTURE.md).
-`kiln.linear` becomes aten.linear / addmm / matmul (+ bias add) followed by its activation.
+`kiln.linear` becomes aten.linear / addmm / matmul (+ bias add) followed by its activation (for
+the gated "swiglu", SiLU of the first half times the second).
+`kiln.rope` becomes x·cos + x[..., indices]·(sin·signs), a gather IREE fuses into one dispatch.
 `kiln.layer_norm` / `kiln.rms_norm` become f32 mean/rsqrt arithmetic (one reduction dispatch;
 this also sidesteps IREE's CPU failures on bf16 and dynamic-shape `native_layer_norm`).
 
@@ -22,7 +24,8 @@ import numpy as np
 
 from kiln.bindings import ir
 from kiln.passes.base import KilnPass, PassError, collect_ops, source_location
-from kiln.torch_ir import TensorInfo, TorchBuilder, broadcast_shapes, tensor_info
+from kiln.torch_ir import (TensorInfo, TorchBuilder, broadcast_shapes, defining_op,
+                            tensor_info)
 
 # Default attention lowering per target; see docs/decisions.md for the measurements.
 ATTENTION_STRATEGY_BY_TARGET = {"cpu": "decomposed", "cuda": "decomposed"}
@@ -52,15 +55,16 @@ def lower_linear(op: ir.Operation) -> ir.Value:
     layout = ir.StringAttr(op.attributes["weight_layout"]).value
     out = tensor_info(op.results[0])
     b = TorchBuilder(op.location)
-    if layout == "out_in":
-        y = b.aten("linear", out, x, weight, bias if bias is not None else b.none())
-    elif bias is not None and tensor_info(x).rank == 2:
-        one = b.int(1)
-        y = b.aten("addmm", out, bias, x, weight, one, one)
-    else:
-        y = b.aten("matmul", out, x, weight)
-        if bias is not None:
-            y = b.aten("add.Tensor", out, y, bias, b.int(1))
+    if activation == "swiglu":
+        # Two linears, SiLU(gate) · up: IREE fuses the product into the second matmul, 3
+        # dispatches per MLP like one matmul over both halves + an elementwise dispatch, and
+        # without the [..., 2N] intermediate (docs/decisions.md).
+        axis = 0 if layout == "out_in" else 1
+        gate_w, up_w = _halves(b, weight, axis)
+        gate_b, up_b = _halves(b, bias, 0) if bias is not None else (None, None)
+        gate = b.aten("silu", out, _dense(b, x, gate_w, gate_b, layout, out))
+        return b.aten("mul.Tensor", out, gate, _dense(b, x, up_w, up_b, layout, out))
+    y = _dense(b, x, weight, bias, layout, out)
     if activation == "gelu":
         y = b.aten("gelu", out, y, b.str("none"))
     elif activation == "gelu_tanh":
@@ -68,6 +72,38 @@ def lower_linear(op: ir.Operation) -> ir.Value:
     elif activation in ("relu", "silu"):
         y = b.aten(activation, out, y)
     return y
+
+
+def _dense(b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
+           out: TensorInfo) -> ir.Value:
+    """x · Wᵀ + b (out_in) or x · W + b (in_out) as the torch op IREE matches best."""
+    if layout == "out_in":
+        return b.aten("linear", out, x, weight, bias if bias is not None else b.none())
+    if bias is not None and tensor_info(x).rank == 2:
+        one = b.int(1)
+        return b.aten("addmm", out, bias, x, weight, one, one)
+    y = b.aten("matmul", out, x, weight)
+    if bias is not None:
+        y = b.aten("add.Tensor", out, y, bias, b.int(1))
+    return y
+
+
+def _halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:
+    """The two halves of `value` along `axis`: the parts of an aten.cat of two equal halves
+    (what kiln-raise-swiglu builds from the gate and up weights: no copy, nothing for IREE to
+    evaluate), else slices."""
+    info = tensor_info(value)
+    half = info.shape[axis] // 2
+    shape = list(info.shape)
+    shape[axis] = half
+    part = TensorInfo(tuple(shape), info.dtype)
+    cat = defining_op(value)
+    if cat is not None and cat.name == "torch.aten.cat":
+        items = defining_op(cat.operands[0])
+        if items is not None and items.name == "torch.prim.ListConstruct" and \
+                len(items.operands) == 2 and all(tensor_info(v) == part for v in items.operands):
+            return items.operands[0], items.operands[1]
+    return (b.slice(value, axis, 0, half, part), b.slice(value, axis, half, 2 * half, part))
 
 
 def _gelu_tanh(b: TorchBuilder, out: TensorInfo, x: ir.Value) -> ir.Value:

@@ -74,28 +74,39 @@ def merge_key(parts: LinearParts) -> Optional[tuple]:
             parts.bias is not None, parts.op.block, split.head_dim)
 
 
-def merge(group: list[LinearParts]) -> ir.Operation:
-    """Build the merged linear before the group's first op; returns it."""
-    first = group[0].op
+def concat_parameters(group: list[LinearParts],
+                      before: ir.Operation) -> tuple[ir.Value, Optional[ir.Value]]:
+    """(weight, bias) of the group's linears concatenated on the out-features axis, built
+    before `before` (the literals they read move above it when defined later)."""
     for parts in group:
         for constant in (parts.weight, parts.bias):
             op = producer(constant, LITERAL) if constant is not None else None
-            if op is not None and op.block == first.block and not op.is_before_in_block(first):
-                op.move_before(first)  # a literal has no operands: it can move up freely
-    out = tensor_info(first.results[0])
+            if op is not None and op.block == before.block and not op.is_before_in_block(before):
+                op.move_before(before)  # a literal has no operands: it can move up freely
     total = sum(p.out_features for p in group)
     weight = tensor_info(group[0].weight)
     axis = 0 if group[0].weight_layout == "out_in" else 1
     weight_shape = list(weight.shape)
     weight_shape[axis] = total
-    with ir.InsertionPoint(first), first.location:
-        b = TorchBuilder(first.location)
+    with ir.InsertionPoint(before), before.location:
+        b = TorchBuilder(before.location)
         weights = b.cat([p.weight for p in group], axis,
                         TensorInfo(tuple(weight_shape), weight.dtype))
         bias = None
         if group[0].bias is not None:
             bias = b.cat([p.bias for p in group], 0,
                          TensorInfo((total,), tensor_info(group[0].bias).dtype))
+    return weights, bias
+
+
+def merge(group: list[LinearParts]) -> ir.Operation:
+    """Build the merged linear before the group's first op; returns it."""
+    first = group[0].op
+    weights, bias = concat_parameters(group, first)
+    out = tensor_info(first.results[0])
+    total = sum(p.out_features for p in group)
+    with ir.InsertionPoint(first), first.location:
+        b = TorchBuilder(first.location)
         merged = LinearOp(group[0].input, weights,
                           activation=ir.StringAttr.get(group[0].activation),
                           weight_layout=ir.StringAttr.get(group[0].weight_layout),

@@ -105,6 +105,8 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
         "kiln-raise-norms",
         # x·cos + rotate(x)·sin → kiln.rope, lowered as one gather-and-FMA IREE fuses.
         "kiln-raise-rope",
+        # SiLU(gate(x))·up(x) → one linear with the gated epilogue "swiglu".
+        "kiln-raise-swiglu",
         # Q/K/V projections of one input → one linear + slices (after kiln-raise-linear) ...
         "kiln-merge-linears",
         # ... and the slices of any fused QKV projection → slices of whole heads (no copies).

@@ -114,7 +114,7 @@ func.func @causal_int(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,
 // -----
 
 // kiln.linear: unknown activation.
-// CHECK: error: {{.*}}'kiln.linear' activation 'tanh' is not one of ('none', 'gelu', 'gelu_tanh', 'relu', 'silu')
+// CHECK: error: {{.*}}'kiln.linear' activation 'tanh' is not one of ('none', 'gelu', 'gelu_tanh', 'relu', 'silu', 'swiglu')
 func.func @activation(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[2,4],f32> {
   %0 = "kiln.linear"(%x, %w) {activation = "tanh", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>) -> !torch.vtensor<[2,4],f32>
   return %0 : !torch.vtensor<[2,4],f32>
@@ -226,4 +226,22 @@ func.func @rope_odd_depth(%x: !torch.vtensor<[2,7],f32>, %c: !torch.vtensor<[2,7
 func.func @rope_table_shape(%x: !torch.vtensor<[2,3,8],f32>, %c: !torch.vtensor<[3,8],f32>, %s: !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,3,8],f32> {
   %0 = "kiln.rope"(%x, %c, %s) {interleaved = true} : (!torch.vtensor<[2,3,8],f32>, !torch.vtensor<[3,8],f32>, !torch.vtensor<[3,4],f32>) -> !torch.vtensor<[2,3,8],f32>
   return %0 : !torch.vtensor<[2,3,8],f32>
+}
+
+// -----
+
+// The gated activation swiglu needs an even number of out-features and returns half of them.
+// CHECK: error: {{.*}}'kiln.linear' activation 'swiglu' needs an even, static number of out-features (gate and up halves), got weight 7x8xf32
+func.func @linear_swiglu_odd(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[7,8],f32>) -> !torch.vtensor<[2,3],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "swiglu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[7,8],f32>) -> !torch.vtensor<[2,3],f32>
+  return %0 : !torch.vtensor<[2,3],f32>
+}
+
+// -----
+
+// A swiglu linear's result has half the out-features, not all of them.
+// CHECK: error: {{.*}}'kiln.linear' result 2x8xf32 should be 2x4xf32
+func.func @linear_swiglu_full_width(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[8,8],f32>) -> !torch.vtensor<[2,8],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "swiglu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[8,8],f32>) -> !torch.vtensor<[2,8],f32>
+  return %0 : !torch.vtensor<[2,8],f32>
 }

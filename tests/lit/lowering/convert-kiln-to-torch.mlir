@@ -253,3 +253,44 @@ func.func @linear_silu(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[4,8],f
   %0 = "kiln.linear"(%x, %w, %b) {activation = "silu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[4,8],f32>, !torch.vtensor<[4],f32>) -> !torch.vtensor<[2,4],f32>
   return %0 : !torch.vtensor<[2,4],f32>
 }
+
+// -----
+
+// activation = "swiglu" (gated) on a weight argument [8,4]: its halves are sliced on the
+// out-features axis, one linear each, SiLU of the gate times the up projection ([2,4]).
+// CHECK-LABEL: func.func @linear_swiglu(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,4],f32>, %[[W:[^:]+]]: !torch.vtensor<[8,4],f32>)
+// CHECK:         %[[WG:.+]] = torch.aten.slice.Tensor %[[W]], %int0{{[_0-9]*}}, %int0{{[_0-9]*}}, %int4{{[_0-9]*}}, %int1{{[_0-9]*}} : !torch.vtensor<[8,4],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[4,4],f32>
+// CHECK:         %[[WU:.+]] = torch.aten.slice.Tensor %[[W]], %int0{{[_0-9]*}}, %int4{{[_0-9]*}}, %int8{{[_0-9]*}}, %int1{{[_0-9]*}} : !torch.vtensor<[8,4],f32>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[4,4],f32>
+// CHECK:         %[[G:.+]] = torch.aten.linear %[[X]], %[[WG]], %{{.+}} : !torch.vtensor<[2,4],f32>, !torch.vtensor<[4,4],f32>, !torch.none -> !torch.vtensor<[2,4],f32>
+// CHECK:         %[[S:.+]] = torch.aten.silu %[[G]] : !torch.vtensor<[2,4],f32> -> !torch.vtensor<[2,4],f32>
+// CHECK:         %[[U:.+]] = torch.aten.linear %[[X]], %[[WU]], %{{.+}} : !torch.vtensor<[2,4],f32>, !torch.vtensor<[4,4],f32>, !torch.none -> !torch.vtensor<[2,4],f32>
+// CHECK:         %[[H:.+]] = torch.aten.mul.Tensor %[[S]], %[[U]] : !torch.vtensor<[2,4],f32>, !torch.vtensor<[2,4],f32> -> !torch.vtensor<[2,4],f32>
+// CHECK-NEXT:    return %[[H]]
+func.func @linear_swiglu(%x: !torch.vtensor<[2,4],f32>, %w: !torch.vtensor<[8,4],f32>) -> !torch.vtensor<[2,4],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "swiglu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,4],f32>, !torch.vtensor<[8,4],f32>) -> !torch.vtensor<[2,4],f32>
+  return %0 : !torch.vtensor<[2,4],f32>
+}
+
+// -----
+
+// swiglu on what kiln-raise-swiglu builds, a cat of the gate and up weights ("in_out", with
+// biases): the linears take the cat's parts, no slice; the dead cats are left to canonicalize.
+// CHECK-LABEL: func.func @linear_swiglu_of_cat(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[3,2],f32>, %[[WG:[^:]+]]: !torch.vtensor<[2,4],f32>, %[[WU:[^:]+]]: !torch.vtensor<[2,4],f32>, %[[BG:[^:]+]]: !torch.vtensor<[4],f32>, %[[BU:[^:]+]]: !torch.vtensor<[4],f32>)
+// CHECK-NOT:     torch.aten.slice.Tensor
+// CHECK:         %[[G:.+]] = torch.aten.addmm %[[BG]], %[[X]], %[[WG]], {{.*}} -> !torch.vtensor<[3,4],f32>
+// CHECK:         %[[S:.+]] = torch.aten.silu %[[G]]
+// CHECK:         %[[U:.+]] = torch.aten.addmm %[[BU]], %[[X]], %[[WU]], {{.*}} -> !torch.vtensor<[3,4],f32>
+// CHECK:         %[[H:.+]] = torch.aten.mul.Tensor %[[S]], %[[U]]
+// CHECK-NEXT:    return %[[H]]
+func.func @linear_swiglu_of_cat(%x: !torch.vtensor<[3,2],f32>, %wg: !torch.vtensor<[2,4],f32>, %wu: !torch.vtensor<[2,4],f32>, %bg: !torch.vtensor<[4],f32>, %bu: !torch.vtensor<[4],f32>) -> !torch.vtensor<[3,4],f32> {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %ws = torch.prim.ListConstruct %wg, %wu : (!torch.vtensor<[2,4],f32>, !torch.vtensor<[2,4],f32>) -> !torch.list<vtensor>
+  %w = torch.aten.cat %ws, %int1 : !torch.list<vtensor>, !torch.int -> !torch.vtensor<[2,8],f32>
+  %bs = torch.prim.ListConstruct %bg, %bu : (!torch.vtensor<[4],f32>, !torch.vtensor<[4],f32>) -> !torch.list<vtensor>
+  %b = torch.aten.cat %bs, %int0 : !torch.list<vtensor>, !torch.int -> !torch.vtensor<[8],f32>
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "swiglu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "in_out"} : (!torch.vtensor<[3,2],f32>, !torch.vtensor<[2,8],f32>, !torch.vtensor<[8],f32>) -> !torch.vtensor<[3,4],f32>
+  return %0 : !torch.vtensor<[3,4],f32>
+}
