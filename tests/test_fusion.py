@@ -198,6 +198,19 @@ def test_projections_merged_heads_hoisted_ropes_merged(name):
         assert compiled.report.count(kind) == per_layer * LAYERS, (kind, str(compiled.report))
 
 
+def test_report_counts_rewrites_per_pass():
+    _, _, compiled = _compiled("llama")
+    report = compiled.report
+    counts = report.counts_by_pass()
+    assert counts["kiln-merge-linears"] == {"merge/linears": LAYERS}
+    assert counts["kiln-raise-rope"] == {"rope/rotate_half": 2 * LAYERS}
+    assert counts["kiln-raise-swiglu"] == {"swiglu/gate+up": LAYERS}
+    assert list(counts)[:2] == ["kiln-raise-attention", "kiln-raise-linear"]  # pipeline order
+    assert sum(sum(kinds.values()) for kinds in counts.values()) == len(report.rewrites)
+    line = next(line for line in str(report).splitlines() if "kiln-merge-linears " in line)
+    assert line.split()[1:] == [str(LAYERS), "(merge/linears", f"{LAYERS})"], line
+
+
 @pytest.mark.parametrize("name", ["llama", "bert"])
 def test_merged_weights_are_concatenated_at_compile_time(name):
     """The merged projection's weight is an aten.cat of constants that IREE's const-eval

@@ -118,11 +118,22 @@ class CompileReport:
     def count(self, kind_prefix: str) -> int:
         return sum(1 for r in self.rewrites if r.kind.startswith(kind_prefix))
 
+    def counts_by_pass(self) -> dict[str, dict[str, int]]:
+        """What each pass rewrote, in pipeline order: {pass name: {kind: count}}."""
+        counts: dict[str, dict[str, int]] = {}
+        for rewrite in self.rewrites:
+            kinds = counts.setdefault(rewrite.pass_name, {})
+            kinds[rewrite.kind] = kinds.get(rewrite.kind, 0) + 1
+        return counts
+
     def __str__(self) -> str:
         lines = [f"kiln compile report (target {','.join(self.target)})",
                  f"  cache       {self.cache}"]
         lines += [f"  {phase:<11} {seconds:7.2f} s" for phase, seconds in
                   self.phase_seconds.items()]
+        lines += [f"  {name:<26} {sum(kinds.values()):4d}  (" +
+                  ", ".join(f"{kind} {n}" for kind, n in kinds.items()) + ")"
+                  for name, kinds in self.counts_by_pass().items()]
         lines += [f"  {r}" for r in self.rewrites]
         lines += [f"  unmatched softmax at {where}: {why}" for why, where in
                   self.unmatched_softmax]
