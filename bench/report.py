@@ -267,18 +267,38 @@ def chart(result: dict, path: Path) -> Path:
 
 
 def sweep_section(sweep: dict) -> str:
-    """Table of the IREE flag sweep (bench/sweep_flags.py)."""
-    configs = list(sweep["configs"])
-    models = []
+    """Tables of the IREE flag sweeps (bench/sweep_flags.py): one per sweep command, each
+    config compared with that command's default (rows without a command: the file's)."""
+    groups: dict = {}
     for row in sweep["rows"]:
+        groups.setdefault(row.get("command") or sweep.get("command", ""), []).append(row)
+    machine = re.sub(r"; Kiln at .*$", "", sweep.get("machine_line", ""))  # per table below
+    lines = [f"Machine: {machine}", ""]
+    for command, rows in groups.items():
+        lines += _sweep_table(sweep, command, rows)
+    lines += ["Cells: Kiln's latency, the median over interleaved passes of each pass's "
+              "median [range of the passes] (compile time in parentheses; runtime-flag "
+              "configs reuse the default's artifact). geomean vs default: the default's "
+              "time ÷ this config's in the same sweep command (above 1: faster than the "
+              f"default). † = other processes used more than {LOADED} cores during a pass.", ""]
+    return "\n".join(lines)
+
+
+def _sweep_table(sweep: dict, command: str, rows: list) -> list:
+    models, configs = [], []
+    for row in rows:
         if (row["model"], row["batch"]) not in models:
             models.append((row["model"], row["batch"]))
-    by = {(r["model"], r["batch"], r["config"]): r for r in sweep["rows"]}
-    lines = [f"Machine: {sweep.get('machine_line', '')}", "",
-             "Command: `" + sweep.get("command", "python bench/sweep_flags.py") + "`", "",
+    for row in rows:  # in the order the command measured them
+        if row["config"] not in configs:
+            configs.append(row["config"])
+    commits = sorted({r.get("kiln_commit") or "?" for r in rows})
+    by = {(r["model"], r["batch"], r["config"]): r for r in rows}
+    lines = ["Command: `" + (command or "python bench/sweep_flags.py") + "` (Kiln at " +
+             ", ".join(commits) + ")", "",
              "| config | flags | " + " | ".join(f"{m} b{b}" for m, b in models) +
              " | geomean vs default |", "|---|---|" + "---|" * (len(models) + 1)]
-    default = sweep.get("default", configs[0])
+    default = sweep.get("default", "default")
     for name in configs:
         cells, ratios = [], []
         for model, batch in models:
@@ -300,15 +320,13 @@ def sweep_section(sweep: dict) -> str:
                 if base and base.get("status") == "ok":
                     ratios.append(base["ms"] / row["ms"])
         g = _geomean(ratios)
-        desc = sweep["configs"][name]["description"].replace("|", "/")
+        described = [r["description"] for r in rows if r["config"] == name and
+                     r.get("description")]  # as when measured (the default changes)
+        desc = (described[0] if described else
+                sweep["configs"][name]["description"]).replace("|", "/")
         lines.append(f"| {'**' + name + '**' if name == default else name} | {desc} | " +
                      " | ".join(cells) + f" | {'—' if g is None else f'{g:.2f}×'} |")
-    lines += ["", "Cells: Kiln's latency, the median over interleaved passes of each pass's "
-                  "median [range of the passes] (compile time in parentheses; runtime-flag "
-                  "configs reuse the default's artifact). geomean vs default: the default's "
-                  "time ÷ this config's (above 1: faster than the default). † = other "
-                  f"processes used more than {LOADED} cores during a pass.", ""]
-    return "\n".join(lines)
+    return lines + [""]
 
 
 def write_section(stem: str, body: str, title: str) -> None:

@@ -136,7 +136,8 @@ def main(argv=None) -> None:
         for name in names:
             options, runtime_flags, _ = CONFIGS[name]
             rows[name] = {"model": model, "batch": batch, "config": name,
-                          "kiln_commit": info.get("kiln_commit")}
+                          "kiln_commit": info.get("kiln_commit"), "command": sweep["command"],
+                          "description": CONFIGS[name][2]}
             artifact = "kiln-default.vmfb" if not options and name != "default" else \
                 f"kiln-{name}.vmfb"
             specs[name] = dict(base, system="kiln", artifact=artifact, plan=plan,
@@ -201,8 +202,10 @@ def run_suite_machine_line(info: dict) -> str:
 
 
 def _store(sweep: dict, row: dict, out: Path) -> None:
-    sweep["rows"] = [r for r in sweep["rows"] if (r["model"], r["batch"], r["config"]) !=
-                     (row["model"], row["batch"], row["config"])] + [row]
+    # rows of earlier sweep commands stay (each command's table has its own default)
+    key = ("model", "batch", "config", "command")
+    sweep["rows"] = [r for r in sweep["rows"]
+                     if tuple(r.get(k) for k in key) != tuple(row.get(k) for k in key)] + [row]
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(sweep, indent=1) + "\n")
 
