@@ -163,12 +163,19 @@ def _zoo_cases():
         ("resnet-layer4", {"layer4": resnet.layer4}, None),
         ("resnet-head", {"avgpool": resnet.avgpool, "fc": resnet.fc}, "fc"),
     ]
-    x = image
+    x, stage_inputs = image, {}
     for name, parts, flatten_before in stages:
         module = _Seq(parts, flatten_before).eval()
         cases.append((name, module, (x,), RESNET_VARIANTS, "resnet", ""))
+        stage_inputs[name] = x
         with torch.no_grad():
             x = _reference(module, (x,)).to(torch.float16)
+    # layer4 with the head: the last block's BN + residual + ReLU fuse into the f16 avgpool
+    # reduction (one dispatch) only when they are compiled together.
+    module = _Seq({"layer4": resnet.layer4, "avgpool": resnet.avgpool, "fc": resnet.fc},
+                  "fc").eval()
+    cases.append(("resnet-layer4-head", module, (stage_inputs["resnet-layer4"],),
+                  RESNET_VARIANTS, "resnet", ""))
 
     bert, (ids,) = zoo.build("bert", 8, torch.float16)
     cases.append(("bert-b8", bert, (ids,), BERT_VARIANTS, "bert", ""))
