@@ -233,6 +233,35 @@ def test_without_fusion_passes_still_matches(name):
     _assert_matches_eager(model, args, compiled)
 
 
+@pytest.mark.parametrize("name", sorted(FACTORIES))
+def test_fused_models_compile_for_cuda(name):
+    """Compile-only (no GPU needed): f16 for target cuda, library kernels as the default picks
+    them. Q/K/V merge and head splits happen there too; with kernels, gate and up stay two
+    linears (the library has no swiglu epilogue) and every linear gets a kernel when Triton is
+    installed."""
+    from kiln.compiler import use_cuda_kernels
+
+    compiled = kiln.compile_model(FACTORIES[name]().to(torch.float16), example_args(),
+                                  target="cuda", cache=False)
+    assert compiled.vmfb, name
+    report = compiled.report
+    expected = dict(FUSION_PER_LAYER[name])
+    if use_cuda_kernels("auto", ("cuda",)):
+        expected["swiglu/gate+up"] = 0
+        declined = [r for r in report.rewrites if r.pass_name == "kiln-select-cuda-kernels"
+                    and r.kind == "kiln.linear" and "IREE codegen" in r.detail]
+        assert not declined, declined
+    for kind, per_layer in expected.items():
+        assert report.count(kind) == per_layer * LAYERS, (kind, str(report))
+
+
+def test_swiglu_compiles_for_cuda_without_kernels():
+    compiled = kiln.compile_model(FACTORIES["llama"]().to(torch.float16), example_args(),
+                                  target="cuda", cache=False, cuda_kernels="off")
+    assert compiled.vmfb
+    assert compiled.report.count("swiglu/gate+up") == LAYERS, str(compiled.report)
+
+
 # ---------------------------------------------------------------------------------------------
 # (c) dispatches per layer
 

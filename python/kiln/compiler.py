@@ -323,9 +323,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
 
+    kernels = use_cuda_kernels(opts.cuda_kernels, targets)
+    # The kernel library has no gated (swiglu) epilogue: with kernels, gate and up stay two
+    # linears, one kernel call each, instead of one linear left to IREE's code generation.
+    disabled = tuple(opts.disable_passes) + (("kiln-raise-swiglu",) if kernels else ())
     raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
-                                          raise_linear=opts.raise_linear,
-                                          disabled=tuple(opts.disable_passes))
+                                          raise_linear=opts.raise_linear, disabled=disabled)
     with timed("raise"):
         raise_pipeline.run(module)
     report.rewrites += raise_pipeline.rewrites()
@@ -334,9 +337,8 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     if phase is Phase.KILN:
         return CompiledModel(None, str(module), report)
 
-    lower_pipeline = build_lower_pipeline(
-        target=",".join(targets), attention=opts.attention,
-        cuda_kernels=use_cuda_kernels(opts.cuda_kernels, targets))
+    lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
+                                          cuda_kernels=kernels)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
