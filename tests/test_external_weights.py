@@ -141,3 +141,22 @@ def test_option_values_are_checked_before_compiling():
         kiln.compile_to_vmfb(model, (x,), weights="bogus")
     with pytest.raises(ValueError, match="needs an output path"):
         kiln.compile_to_vmfb(model, (x,), weights="external")
+
+
+def test_external_weights_keep_linears_unmerged():
+    """Merging Q/K/V concatenates weights; with external weights that concat would run in the
+    module initializer (copies exceeding CUDA graph limits at load), so it is left out."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    config = LlamaConfig(num_hidden_layers=1, hidden_size=64, num_attention_heads=4,
+                         num_key_value_heads=2, intermediate_size=128, vocab_size=100,
+                         use_cache=False)
+    model = LlamaForCausalLM(config).eval()
+    ids = torch.randint(0, 100, (1, 8))
+    inline = kiln.compile_model(model, (ids,), compile_to="kiln", cache=False)
+    external = kiln.compile_model(model, (ids,), compile_to="kiln", weights="external",
+                                  cache=False)
+    assert any(r.pass_name == "kiln-merge-linears" for r in inline.report.rewrites)
+    assert not any(r.pass_name in ("kiln-merge-linears", "kiln-raise-swiglu")
+                   for r in external.report.rewrites)
+    assert "torch.aten.cat" not in external.ir_text

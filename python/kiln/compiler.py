@@ -327,6 +327,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     # The kernel library has no gated (swiglu) epilogue: with kernels, gate and up stay two
     # linears, one kernel call each, instead of one linear left to IREE's code generation.
     disabled = tuple(opts.disable_passes) + (("kiln-raise-swiglu",) if kernels else ())
+    if opts.weights == "external":
+        # Concatenated weights of external parameters cannot be folded at compile time: the
+        # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
+        # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
+        # limit" at load on an H200) and hold every weight twice.
+        disabled += ("kiln-merge-linears", "kiln-raise-swiglu")
     raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
                                           raise_linear=opts.raise_linear, disabled=disabled)
     with timed("raise"):
