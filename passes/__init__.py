@@ -21,6 +21,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
                                      "ConvertKilnToTorch"),
     "kiln-drop-identities": _loader("kiln.passes.raising.kiln_drop_identities",
                                     "DropIdentities"),
+    "kiln-fuse-residual-norms": _loader("kiln.passes.raising.kiln_fuse_residual_norms",
+                                        "FuseResidualNorms"),
     "kiln-hoist-head-split": _loader("kiln.passes.raising.kiln_hoist_head_split",
                                      "HoistHeadSplit"),
     "kiln-merge-linears": _loader("kiln.passes.raising.kiln_merge_linears", "MergeLinears"),
@@ -33,6 +35,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
     "kiln-raise-rope": _loader("kiln.passes.raising.kiln_raise_rope", "RaiseRope"),
     "kiln-raise-swiglu": _loader("kiln.passes.raising.kiln_raise_swiglu", "RaiseSwiglu"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
+    "kiln-unstride-pointwise-conv": _loader("kiln.passes.lowering.kiln_unstride_pointwise_conv",
+                                            "UnstridePointwiseConv"),
     "kiln-select-cuda-kernels": _loader("kiln.passes.lowering.kiln_select_cuda_kernels",
                                         "SelectCudaKernels"),
 }.items()))

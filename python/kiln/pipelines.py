@@ -103,6 +103,8 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
         "kiln-raise-activations",
         "kiln-raise-linear" if raise_linear else None,
         "kiln-raise-norms",
+        # norm(x + r) → one op returning the norm and the sum (the pre-norm residual step).
+        "kiln-fuse-residual-norms",
         # x·cos + rotate(x)·sin → kiln.rope, lowered as one gather-and-FMA IREE fuses.
         "kiln-raise-rope",
         # SiLU(gate(x))·up(x) → one linear with the gated epilogue "swiglu".
@@ -127,6 +129,11 @@ def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
     steps: list[Step] = [create_pass("kiln-select-cuda-kernels")] if cuda_kernels else []
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target, "attention": attention}),
+    ]
+    if "cuda" in target.split(","):
+        # IREE 3.13 miscompiles strided 1x1 convolutions for CUDA (f16, H200; decisions.md).
+        steps.append(create_pass("kiln-unstride-pointwise-conv"))
+    steps += [
         # Merge the constants the lowering created per op.
         "canonicalize",
         "cse",
