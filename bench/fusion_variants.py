@@ -27,8 +27,8 @@ from torch import nn
 import kiln
 from kiln.dispatches import count_dispatches
 
-FUSION_PASSES = ["kiln-raise-rope", "kiln-raise-swiglu", "kiln-merge-linears",
-                 "kiln-hoist-head-split", "kiln-merge-ropes"]
+FUSION_PASSES = ["kiln-raise-rope", "kiln-fuse-residual-norms", "kiln-raise-swiglu",
+                 "kiln-merge-linears", "kiln-hoist-head-split", "kiln-merge-ropes"]
 HORIZONTAL = "--iree-dispatch-creation-enable-fuse-horizontal-contractions"
 SEQ, HIDDEN, HEADS, KV_HEADS, HEAD_DIM = 16, 64, 4, 2, 16
 

@@ -2,6 +2,8 @@
 
 from kiln.dialects.kiln import (  # noqa: F401
     ACTIVATIONS,
+    AddLayerNormOp,
+    AddRmsNormOp,
     GATED_ACTIVATIONS,
     WEIGHT_LAYOUTS,
     attention_type_problem,

@@ -53,5 +53,28 @@ module {
       %3 = irdl.any
       irdl.results(result: %3)
     }
+    irdl.operation @add_layer_norm {
+      %0 = irdl.any
+      %1 = irdl.any
+      %2 = irdl.any
+      %3 = irdl.any
+      irdl.operands(input: %0, residual: %1, weight: optional %2, bias: optional %3)
+      %4 = irdl.base "#builtin.float" 
+      irdl.attributes {"epsilon" = %4}
+      %5 = irdl.any
+      %6 = irdl.any
+      irdl.results(result: %5, sum: %6)
+    }
+    irdl.operation @add_rms_norm {
+      %0 = irdl.any
+      %1 = irdl.any
+      %2 = irdl.any
+      irdl.operands(input: %0, residual: %1, weight: optional %2)
+      %3 = irdl.base "#builtin.float" 
+      irdl.attributes {"epsilon" = %3}
+      %4 = irdl.any
+      %5 = irdl.any
+      irdl.results(result: %4, sum: %5)
+    }
   }
 }

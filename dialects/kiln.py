@@ -22,6 +22,8 @@ torch-dialect programs and lower back to torch ops that IREE's torch input pipel
         activation(x · Wᵀ + b) for weight_layout "out_in" (torch.nn.Linear, w: [N, K]) or
         activation(x · W + b) for "in_out" (addmm / Conv1D, w: [K, N]). activation "swiglu" is
         gated: with y = x · Wᵀ + b of 2N features, silu(y[..., :N]) · y[..., N:] ([..., N]).
+    kiln.add_layer_norm(x, r[, w[, b]]) {epsilon}, kiln.add_rms_norm(x, r[, w]) {epsilon}
+        the pre-norm residual step: s = x + r, then the norm of s; returns (norm(s), s).
     kiln.rope(x, cos, sin) {interleaved}
         rotary position embedding x · cos + rotate(x) · sin over the last axis (D even):
         rotate-half (HF Llama: rotate(x) = cat(-x[..., D/2:], x[..., :D/2])) or, interleaved
@@ -287,6 +289,44 @@ class RmsNormOp(KilnDialect.Operation, name="rms_norm", traits=[ext.Pure]):
     @staticmethod
     def verify_invariants(op) -> bool:
         return _run_verifier(op, lambda o: _verify_norm(o, "kiln.rms_norm", ("weight",)))
+
+
+class AddLayerNormOp(KilnDialect.Operation, name="add_layer_norm", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    residual: ext.Operand[Any]
+    epsilon: ir.FloatAttr
+    result: ext.Result[Any]
+    sum: ext.Result[Any]
+    weight: Optional[ext.Operand[Any]] = None
+    bias: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, lambda o: _verify_add_norm(o, "kiln.add_layer_norm",
+                                                            ("weight", "bias")))
+
+
+class AddRmsNormOp(KilnDialect.Operation, name="add_rms_norm", traits=[ext.Pure]):
+    input: ext.Operand[Any]
+    residual: ext.Operand[Any]
+    epsilon: ir.FloatAttr
+    result: ext.Result[Any]
+    sum: ext.Result[Any]
+    weight: Optional[ext.Operand[Any]] = None
+
+    @staticmethod
+    def verify_invariants(op) -> bool:
+        return _run_verifier(op, lambda o: _verify_add_norm(o, "kiln.add_rms_norm", ("weight",)))
+
+
+def _verify_add_norm(op, name: str, params: tuple[str, ...]) -> None:
+    """The norm's rules, plus: residual and sum have the input's exact type."""
+    _verify_norm(op, name, params)
+    x = _operand_info(name, "input", op.input)
+    for role, value in (("residual", op.residual), ("sum", op.sum)):
+        info = _operand_info(name, role, value)
+        if info != x:
+            raise _VerifyError(f"'{name}' {role} {info} must have the input's type {x}")
 
 
 def _verify_norm(op, name: str, params: tuple[str, ...]) -> None:

@@ -75,8 +75,8 @@ FACTORIES = {"gpt2": gpt2, "llama": llama, "bert": bert}
 # CPU default (decomposed), to separate the attention lowering from the other rewrites.
 RAISING_PASSES = ("kiln-drop-identities", "kiln-raise-attention", "kiln-raise-activations",
                   "kiln-raise-linear", "kiln-raise-norms", "kiln-raise-rope",
-                  "kiln-raise-swiglu", "kiln-merge-linears", "kiln-hoist-head-split",
-                  "kiln-merge-ropes")
+                  "kiln-fuse-residual-norms", "kiln-raise-swiglu", "kiln-merge-linears",
+                  "kiln-hoist-head-split", "kiln-merge-ropes")
 CONFIGS = {
     "off": {"raise_attention": False, "raise_linear": False,
             "disable_passes": list(RAISING_PASSES)},
@@ -187,8 +187,12 @@ FUSION_PER_LAYER = {
     "bert": {"merge/linears": 1, "head-split/hoisted": 1, "rope/rotate_half": 0,
              "rope/merged": 0, "swiglu/gate+up": 0},
 }
-FUSION_PASSES = ("kiln-raise-rope", "kiln-raise-swiglu", "kiln-merge-linears",
-                 "kiln-hoist-head-split", "kiln-merge-ropes")
+FUSION_PASSES = ("kiln-raise-rope", "kiln-fuse-residual-norms", "kiln-raise-swiglu",
+                 "kiln-merge-linears", "kiln-hoist-head-split", "kiln-merge-ropes")
+# Norms of a residual sum (x + r): GPT-2 ln_1 (after the embeddings' add, then the previous
+# layer's output), ln_2 and ln_f; Llama all but the first input norm (it reads the embedding);
+# BERT the embeddings LayerNorm and both post-LN norms of each layer.
+RESIDUAL_NORMS = {"gpt2": 2 * LAYERS + 1, "llama": 2 * LAYERS, "bert": 2 * LAYERS + 1}
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
@@ -196,6 +200,7 @@ def test_projections_merged_heads_hoisted_ropes_merged(name):
     _, _, compiled = _compiled(name)  # equivalence: test_norms_and_activations_..._match_eager
     for kind, per_layer in FUSION_PER_LAYER[name].items():
         assert compiled.report.count(kind) == per_layer * LAYERS, (kind, str(compiled.report))
+    assert compiled.report.count("residual-norm/") == RESIDUAL_NORMS[name], str(compiled.report)
 
 
 def test_report_counts_rewrites_per_pass():
@@ -230,6 +235,7 @@ def test_without_fusion_passes_still_matches(name):
     model, args, compiled = _compiled(name, torch.float32, FUSION_PASSES)
     report = compiled.report
     assert all(report.count(kind) == 0 for kind in FUSION_PER_LAYER[name]), report
+    assert report.count("residual-norm/") == 0, report
     _assert_matches_eager(model, args, compiled)
 
 

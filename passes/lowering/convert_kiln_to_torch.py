@@ -10,7 +10,8 @@ How `kiln.attention` is lowered is a per-target choice made from measurements
 the gated "swiglu", SiLU of the first half times the second).
 `kiln.rope` becomes x·cos + x[..., indices]·(sin·signs), a gather IREE fuses into one dispatch.
 `kiln.layer_norm` / `kiln.rms_norm` become f32 mean/rsqrt arithmetic (one reduction dispatch;
-this also sidesteps IREE's CPU failures on bf16 and dynamic-shape `native_layer_norm`).
+this also sidesteps IREE's CPU failures on bf16 and dynamic-shape `native_layer_norm`);
+`kiln.add_layer_norm` / `kiln.add_rms_norm` the residual add and the same arithmetic.
 
 Must run last in Kiln's pipeline: IREE does not know the kiln dialect. Leaves torch ops alone.
 """
@@ -136,16 +137,19 @@ def _normalize_last_axis(b: TorchBuilder, x: ir.Value, eps: float, center: bool)
     return b.aten("mul.Tensor", f32, xf, inverse)
 
 
-def lower_layer_norm(op: ir.Operation) -> ir.Value:
-    b = TorchBuilder(op.location)
+def _norm_parameters(op: ir.Operation, first: int) -> tuple:
+    """(weight, bias) of a norm op whose optional operands start at operand `first`."""
+    operands = list(op.operands)[first:]
+    segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))[first:]
+    weight = operands[0] if segments[0] else None
+    bias = operands[segments[0]] if len(segments) > 1 and segments[1] else None
+    return weight, bias
+
+
+def _layer_norm(b: TorchBuilder, op: ir.Operation, x: ir.Value, weight, bias) -> ir.Value:
     out = tensor_info(op.results[0])
-    y = _normalize_last_axis(b, op.operands[0], ir.FloatAttr(op.attributes["epsilon"]).value,
-                             center=True)
+    y = _normalize_last_axis(b, x, ir.FloatAttr(op.attributes["epsilon"]).value, center=True)
     f32 = TensorInfo(out.shape, "f32")
-    operands = list(op.operands)[1:]
-    segments = list(ir.DenseI32ArrayAttr(op.attributes["operandSegmentSizes"]))
-    weight = operands[0] if segments[1] else None
-    bias = operands[segments[1]] if segments[2] else None
     if weight is not None:
         y = b.aten("mul.Tensor", f32, y, b.cast(weight, "f32"))
     if bias is not None:
@@ -153,18 +157,43 @@ def lower_layer_norm(op: ir.Operation) -> ir.Value:
     return b.cast(y, out.dtype)
 
 
-def lower_rms_norm(op: ir.Operation) -> ir.Value:
+def _rms_norm(b: TorchBuilder, op: ir.Operation, x: ir.Value, weight) -> ir.Value:
     """As Llama computes it: normalize in f32, cast to the input dtype, then · weight."""
-    b = TorchBuilder(op.location)
-    x, out = op.operands[0], tensor_info(op.results[0])
+    out = tensor_info(op.results[0])
     y = _normalize_last_axis(b, x, ir.FloatAttr(op.attributes["epsilon"]).value, center=False)
     # Llama rounds to the input dtype before the weight; an f32 result (T5 with an f32 weight)
     # keeps the f32 value.
     x_dtype = tensor_info(x).dtype
     y = b.cast(y, x_dtype if out.dtype == x_dtype else out.dtype)
-    if len(op.operands) > 1:
-        y = b.aten("mul.Tensor", out, y, op.operands[1])
+    if weight is not None:
+        y = b.aten("mul.Tensor", out, y, weight)
     return b.cast(y, out.dtype)
+
+
+def lower_layer_norm(op: ir.Operation) -> ir.Value:
+    return _layer_norm(TorchBuilder(op.location), op, op.operands[0], *_norm_parameters(op, 1))
+
+
+def lower_rms_norm(op: ir.Operation) -> ir.Value:
+    return _rms_norm(TorchBuilder(op.location), op, op.operands[0], _norm_parameters(op, 1)[0])
+
+
+def _residual_sum(b: TorchBuilder, op: ir.Operation) -> ir.Value:
+    return b.aten("add.Tensor", tensor_info(op.results[1]), op.operands[0], op.operands[1],
+                  b.int(1))
+
+
+def lower_add_layer_norm(op: ir.Operation) -> tuple[ir.Value, ir.Value]:
+    """(norm(x + r), x + r): the add and the norm IREE fuses into one reduction dispatch."""
+    b = TorchBuilder(op.location)
+    total = _residual_sum(b, op)
+    return _layer_norm(b, op, total, *_norm_parameters(op, 2)), total
+
+
+def lower_add_rms_norm(op: ir.Operation) -> tuple[ir.Value, ir.Value]:
+    b = TorchBuilder(op.location)
+    total = _residual_sum(b, op)
+    return _rms_norm(b, op, total, _norm_parameters(op, 2)[0]), total
 
 
 def rotation_gather(depth: int, interleaved: bool):
@@ -362,7 +391,9 @@ class ConvertKilnToTorch(KilnPass):
     def apply(self, module: ir.Operation) -> None:
         strategy = attention_strategy(self.target, self.attention)
         lowerings = {"kiln.linear": lower_linear, "kiln.layer_norm": lower_layer_norm,
-                     "kiln.rms_norm": lower_rms_norm, "kiln.rope": lower_rope}
+                     "kiln.rms_norm": lower_rms_norm, "kiln.rope": lower_rope,
+                     "kiln.add_layer_norm": lower_add_layer_norm,
+                     "kiln.add_rms_norm": lower_add_rms_norm}
         for op in collect_ops(module, ("kiln.attention",) + tuple(lowerings)):
             with ir.InsertionPoint(op), op.location:
                 if op.name in lowerings:
@@ -372,5 +403,7 @@ class ConvertKilnToTorch(KilnPass):
                 else:
                     value = lower_attention_decomposed(op)
             self.record(op.name, strategy if op.name == "kiln.attention" else "torch ops", op)
-            op.results[0].replace_all_uses_with(value)
+            values = value if isinstance(value, tuple) else (value,)  # add_*_norm: 2 results
+            for result, replacement in zip(op.results, values):
+                result.replace_all_uses_with(replacement)
             op.erase()

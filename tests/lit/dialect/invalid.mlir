@@ -245,3 +245,12 @@ func.func @linear_swiglu_full_width(%x: !torch.vtensor<[2,8],f32>, %w: !torch.vt
   %0 = "kiln.linear"(%x, %w) {activation = "swiglu", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[8,8],f32>) -> !torch.vtensor<[2,8],f32>
   return %0 : !torch.vtensor<[2,8],f32>
 }
+
+// -----
+
+// kiln.add_rms_norm's residual must have the input's type (no broadcasting: it is the stream).
+// CHECK: error: {{.*}}'kiln.add_rms_norm' residual 8xf32 must have the input's type 2x8xf32
+func.func @add_rms_norm_broadcast_residual(%x: !torch.vtensor<[2,8],f32>, %r: !torch.vtensor<[8],f32>) -> !torch.vtensor<[2,8],f32> {
+  %y:2 = "kiln.add_rms_norm"(%x, %r) {epsilon = 1.000000e-06 : f64, operandSegmentSizes = array<i32: 1, 1, 0>} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[8],f32>) -> (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>)
+  return %y#0 : !torch.vtensor<[2,8],f32>
+}

@@ -145,3 +145,38 @@ func.func @gqa_prefill_dynamic_causal(%q: !torch.vtensor<[1,8,?,16],f32>, %k: !t
   %0 = "kiln.attention"(%q, %k, %v) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,8,?,16],f32>, !torch.vtensor<[1,2,?,16],f32>, !torch.vtensor<[1,2,?,16],f32>) -> !torch.vtensor<[1,8,?,16],f32>
   return %0 : !torch.vtensor<[1,8,?,16],f32>
 }
+
+// -----
+
+// kiln.add_rms_norm: the residual sum (second result) and the RMS norm of it (first result),
+// same arithmetic as kiln.rms_norm on the sum.
+// CHECK-LABEL: func.func @add_rms_norm(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[R:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[W:[^:]+]]: !torch.vtensor<[8],f32>)
+// CHECK:         %[[S:.+]] = torch.aten.add.Tensor %[[X]], %[[R]], %{{.+}} : !torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>, !torch.int -> !torch.vtensor<[2,8],f32>
+// CHECK:         %[[SQ:.+]] = torch.aten.mul.Tensor %[[S]], %[[S]]
+// CHECK:         torch.aten.rsqrt
+// CHECK:         %[[N:.+]] = torch.aten.mul.Tensor %[[S]], %{{.+}} : !torch.vtensor<[2,8],f32>, !torch.vtensor<[2,1],f32> -> !torch.vtensor<[2,8],f32>
+// CHECK:         %[[Y:.+]] = torch.aten.mul.Tensor %[[N]], %[[W]]
+// CHECK-NOT:     kiln.
+// CHECK:         return %[[Y]], %[[S]]
+func.func @add_rms_norm(%x: !torch.vtensor<[2,8],f32>, %r: !torch.vtensor<[2,8],f32>, %w: !torch.vtensor<[8],f32>) -> (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>) {
+  %y:2 = "kiln.add_rms_norm"(%x, %r, %w) {epsilon = 1.000000e-06 : f64, operandSegmentSizes = array<i32: 1, 1, 1>} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>, !torch.vtensor<[8],f32>) -> (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>)
+  return %y#0, %y#1 : !torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>
+}
+
+// -----
+
+// kiln.add_layer_norm with a bias and no weight (segments 1, 1, 0, 1): the bias is added, no
+// weight multiply.
+// CHECK-LABEL: func.func @add_layer_norm_bias_only(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[R:[^:]+]]: !torch.vtensor<[2,8],f32>, %[[B:[^:]+]]: !torch.vtensor<[8],f32>)
+// CHECK:         %[[S:.+]] = torch.aten.add.Tensor %[[X]], %[[R]]
+// CHECK:         torch.aten.sub.Tensor %[[S]]
+// CHECK:         %[[N:.+]] = torch.aten.mul.Tensor %{{.+}}, %{{.+}} : !torch.vtensor<[2,8],f32>, !torch.vtensor<[2,1],f32> -> !torch.vtensor<[2,8],f32>
+// CHECK-NOT:     torch.aten.mul.Tensor
+// CHECK:         %[[Y:.+]] = torch.aten.add.Tensor %[[N]], %[[B]], %{{.+}} : !torch.vtensor<[2,8],f32>, !torch.vtensor<[8],f32>, !torch.int -> !torch.vtensor<[2,8],f32>
+// CHECK:         return %[[Y]], %[[S]]
+func.func @add_layer_norm_bias_only(%x: !torch.vtensor<[2,8],f32>, %r: !torch.vtensor<[2,8],f32>, %b: !torch.vtensor<[8],f32>) -> (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>) {
+  %y:2 = "kiln.add_layer_norm"(%x, %r, %b) {epsilon = 1.000000e-05 : f64, operandSegmentSizes = array<i32: 1, 1, 0, 1>} : (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>, !torch.vtensor<[8],f32>) -> (!torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>)
+  return %y#0, %y#1 : !torch.vtensor<[2,8],f32>, !torch.vtensor<[2,8],f32>
+}
