@@ -35,8 +35,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
     "kiln-raise-rope": _loader("kiln.passes.raising.kiln_raise_rope", "RaiseRope"),
     "kiln-raise-swiglu": _loader("kiln.passes.raising.kiln_raise_swiglu", "RaiseSwiglu"),
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
-    "kiln-unstride-pointwise-conv": _loader("kiln.passes.lowering.kiln_unstride_pointwise_conv",
-                                            "UnstridePointwiseConv"),
+    "kiln-pointwise-conv-to-matmul": _loader("kiln.passes.lowering.kiln_pointwise_conv_to_matmul",
+                                            "PointwiseConvToMatmul"),
     "kiln-select-cuda-kernels": _loader("kiln.passes.lowering.kiln_select_cuda_kernels",
                                         "SelectCudaKernels"),
 }.items()))

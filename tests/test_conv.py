@@ -42,3 +42,20 @@ def test_resnet_block_with_batch_norm_matches_eager():
     out = kiln.load(kiln.compile_to_vmfb(model, (x,)))(x)
     with torch.no_grad():
         assert_close(out, model(x))
+
+
+def test_pointwise_convolutions_as_matmuls_match_eager():
+    """target cuda rewrites 1x1 convolutions as matmuls (kiln-pointwise-conv-to-matmul, an IREE
+    CUDA f16 workaround); a cpu+cuda artifact carries the rewrite, so its CPU variant checks
+    the numbers here: strided, with bias, and beside a 3x3 convolution that stays a conv."""
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 12, 1, stride=2),
+                                torch.nn.Conv2d(12, 4, 1, bias=False)).eval()
+    x = torch.randn(2, 8, 9, 7)
+    compiled = kiln.compile_model(model, (x,), target=("cpu", "cuda"), cache=False)
+    rewrites = [r for r in compiled.report.rewrites
+                if r.pass_name == "kiln-pointwise-conv-to-matmul"]
+    assert len(rewrites) == 2
+    out = kiln.load(compiled.vmfb, device="cpu")(x)
+    torch.testing.assert_close(out, model(x).detach(), rtol=1e-4, atol=1e-4)

@@ -132,7 +132,7 @@ def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
     ]
     if "cuda" in target.split(","):
         # IREE 3.13 miscompiles strided 1x1 convolutions for CUDA (f16, H200; decisions.md).
-        steps.append(create_pass("kiln-unstride-pointwise-conv"))
+        steps.append(create_pass("kiln-pointwise-conv-to-matmul"))
     steps += [
         # Merge the constants the lowering created per op.
         "canonicalize",
