@@ -15,7 +15,8 @@ The declaration's body (dispatches of ahead-of-time compiled Triton kernels for 
 written into the text handed to IREE by `kiln.cuda_kernels.render_kernel_calls`, since
 torch-mlir's MLIR has no `flow`/`hal` ops. Equal specs share one declaration.
 
-Supported: static shapes; f16 / bf16; linear with its bias and activation; attention of rank 4
+Supported: static shapes; f16 / bf16; linear with its bias and activation and a weight of at
+least `min_linear_weight_elements` (smaller GEMMs measured faster in IREE); attention of rank 4
 (rank 3 gets a leading 1) with scale, causal, grouped kv heads and a bool or additive mask
 (bool masks travel as int8). Whatever the kernel library declines (`KernelUnsupported`) is
 recorded with the library's reason and left for convert-kiln-to-torch. Must run before it.
@@ -70,7 +71,16 @@ def _view(b: TorchBuilder, value: ir.Value, shape: tuple[int, ...]) -> ir.Value:
     return b.aten("view", TensorInfo(tuple(shape), info.dtype), value, b.int_list(list(shape)))
 
 
-def linear_spec(op: ir.Operation) -> tuple[dict, list[ir.Value]]:
+# Linears whose weight has fewer elements stay with IREE. Measured on an H200 (docs/kernels.md,
+# bench/gpu/kernel_artifacts.py): whole small models (hidden 128, every weight <= 128x512 =
+# 65536 elements, each GEMM a split-K pair of launches) ran 0.03-0.07 ms slower with kernels
+# (TinyGPT 0.190 vs 0.122 ms), while GPT-2 small / Llama-style / BERT-base (weights >= 768x768)
+# ran 1.4-9x faster. The boundary between the two was not swept.
+MIN_LINEAR_WEIGHT_ELEMENTS = 1 << 18
+
+
+def linear_spec(op: ir.Operation, min_weight_elements: int = MIN_LINEAR_WEIGHT_ELEMENTS
+                ) -> tuple[dict, list[ir.Value]]:
     """kiln.linear → kernel spec arguments and the operands in the plan's input order."""
     x, w = tensor_info(op.operands[0]), tensor_info(op.operands[1])
     bias = op.operands[2] if len(op.operands) > 2 else None
@@ -85,6 +95,9 @@ def linear_spec(op: ir.Operation) -> tuple[dict, list[ir.Value]]:
     layout = ir.StringAttr(op.attributes["weight_layout"]).value
     n, k = (shape_w[0], shape_w[1]) if layout == "out_in" else (shape_w[1], shape_w[0])
     m = math.prod(shape_x[:-1])
+    if n * k < min_weight_elements:
+        raise Unsupported(f"weight {n}x{k} is below the measured kernel threshold "
+                          f"({min_weight_elements} elements)")
     args = dict(m=m, n=n, k=k, dtype=x.dtype, weight_layout=layout, has_bias=bias is not None,
                 activation=ir.StringAttr(op.attributes["activation"]).value)
     return args, [op.operands[0], op.operands[1]] + ([bias] if bias is not None else [])
@@ -126,6 +139,7 @@ class SelectCudaKernels(KilnPass):
     name = "kiln-select-cuda-kernels"
     summary = ("Replace kiln.linear / kiln.attention by calls of library CUDA kernels (Hopper, "
                "sm_90a) where a kernel supports the shape and dtype")
+    min_linear_weight_elements: int = MIN_LINEAR_WEIGHT_ELEMENTS
 
     def apply(self, module: ir.Operation) -> None:
         # torch-mlir's Python build has no torch_c (TorchConversion) dialect; its ops are
@@ -136,7 +150,8 @@ class SelectCudaKernels(KilnPass):
         for op in collect_ops(module, tuple(SPECS)):
             builder, describe = SPECS[op.name]
             try:
-                arguments, operands = describe(op)
+                arguments, operands = describe(op) if builder != "linear" else \
+                    describe(op, self.min_linear_weight_elements)
                 spec = encode_spec(builder, arguments)
                 if spec not in declarations:
                     plan = self._plan(builder, arguments)

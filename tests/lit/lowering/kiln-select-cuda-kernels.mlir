@@ -1,4 +1,5 @@
-// RUN: kiln-opt %s -p kiln-select-cuda-kernels --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p 'kiln-select-cuda-kernels{min_linear_weight_elements=0}' --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p kiln-select-cuda-kernels --split-input-file | filecheck %s --check-prefix=DEFAULT
 
 // kiln-select-cuda-kernels (target cuda): a kiln op a library kernel supports becomes torch_c
 // casts around a call of a private declaration that carries the kernel spec; the text handed to
@@ -70,6 +71,11 @@ func.func @attention_gqa_decode(%q: !torch.vtensor<[2,8,1,64],bf16>, %k: !torch.
 }
 
 // -----
+
+// With the default threshold (2^18 weight elements, measured) the small linears above stay
+// kiln ops and only attentions get kernels.
+// DEFAULT-NOT:   linear(m=
+// DEFAULT:       attention(b=1, hq=4, hkv=4, sq=77
 
 // Negative cases stay kiln ops for convert-kiln-to-torch: f32, a dynamic dim, an attention
 // head dim over the kernels' limit (256).
