@@ -155,3 +155,17 @@ def test_aliased_example_inputs_stay_independent_inputs():
     base = torch.randn(8)
     run = kiln.load(kiln.compile_to_vmfb(TwoInputs(), (base[:4], base[:4]), cache=False))
     assert_close(run(a, b), a * 2 + b)
+
+
+def test_unbind_after_permute_compiles():
+    """`q, k, v = qkv.permute(...)` unpacking exports aten.squeeze.dims, which torch-mlir has
+    no op for; Kiln decomposes it (found on a ViT-style block, 2026-11-27)."""
+
+    class Unbind(nn.Module):
+        def forward(self, x):
+            q, k, v = x.view(2, 5, 3, 4).permute(2, 0, 1, 3)
+            return q * k + v
+
+    x = torch.randn(2, 5, 12)
+    run = kiln.load(kiln.compile_to_vmfb(Unbind(), (x,), cache=False))
+    assert_close(run(x), Unbind()(x))

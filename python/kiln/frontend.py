@@ -50,8 +50,19 @@ def _batch_norm_inference(input, weight, bias, running_mean, running_var, moment
 
 # Core ATen ops torch-mlir has no torch-dialect op for (they would import as `torch.operator`,
 # which IREE rejects), with the decomposition Kiln uses instead.
+def _squeeze_dims(x: torch.Tensor, dims) -> torch.Tensor:
+    """aten.squeeze.dims (what `unbind` after a permute leaves, e.g. `q, k, v = qkv.unbind(0)`)
+    as `select(dim, 0)` per size-1 axis, last axis first so the others keep their positions
+    (squeeze.dim itself decomposes back into squeeze.dims)."""
+    for dim in sorted({d % x.dim() for d in dims} if x.dim() else set(), reverse=True):
+        if x.shape[dim] == 1:
+            x = torch.ops.aten.select.int(x, dim, 0)
+    return x
+
+
 DECOMPOSITIONS = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
+    torch.ops.aten.squeeze.dims: _squeeze_dims,
 }
 
 
