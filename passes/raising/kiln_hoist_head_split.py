@@ -17,7 +17,8 @@ matmul (written head-major) and a slice of whole heads is read in place (contigu
 batch 1). Pieces come from `aten.slice.Tensor` (step 1) and from `split` / `split_with_sizes`
 unpacked by `prim.ListUnpack`, all on the last axis; a piece is rewritten when its only use is
 such a head split (passes.matching.match_head_split) and its offset is a whole number of heads.
-Leaves alone: pieces used otherwise (they keep their slice), slices with a step, other axes.
+Leaves alone: pieces used otherwise (they keep their slice), slices with a step, other axes,
+dynamic shapes (IREE 3.13's CPU backend fails on whole-head slices of a dynamic length).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ slices into slices of whole heads, which IREE reads in place; a last-axis slice 
 reshaped costs a copy dispatch, which is why results used any other way are not merged.
 
 Leaves alone: a lone projection, non-constant weights, different activations (Llama's gate/up:
-kiln-raise-swiglu merges those), projections in different blocks.
+kiln-raise-swiglu merges those), projections in different blocks, dynamic shapes (their slices
+could not become head slices: see passes.matching.match_head_split).
 Runs after kiln-raise-linear.
 """
 

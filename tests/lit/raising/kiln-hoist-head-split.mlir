@@ -41,18 +41,13 @@ func.func @gpt2_split_with_sizes(%qkv: !torch.vtensor<[1,3,24],f32>) -> (!torch.
 
 // -----
 
-// The slices kiln-merge-linears leaves (grouped-query sizes 16/8/8, heads of 4, transpose.int
-// for one of them), with a dynamic sequence length: the new view keeps the size operand of the
-// earliest view.
+// Negative: the slices kiln-merge-linears would leave (grouped-query sizes 16/8/8, heads of 4,
+// transpose.int for one of them) with a dynamic sequence length stay: IREE 3.13's CPU backend
+// fails to compile q·kᵀ on whole-head slices of a dynamic-length projection.
 // CHECK-LABEL: func.func @merged_slices_dynamic_sequence(
 // CHECK-SAME:    %[[QKV:[^:]+]]: !torch.vtensor<[1,?,32],f32>, %[[LEN:[^:]+]]: !torch.int)
-// CHECK:         %[[SIZES:.+]] = torch.prim.ListConstruct %int1, %[[LEN]], %int8{{[_0-9]*}}, %int4{{[_0-9]*}} :
-// CHECK-NEXT:    %[[HEADS:.+]] = torch.aten.view %[[QKV]], %[[SIZES]] : !torch.vtensor<[1,?,32],f32>, !torch.list<int> -> !torch.vtensor<[1,?,8,4],f32>
-// CHECK:         %[[FIRST:.+]] = torch.aten.permute %[[HEADS]], {{.*}} -> !torch.vtensor<[1,8,?,4],f32>
-// CHECK:         %[[Q:.+]] = torch.aten.slice.Tensor %[[FIRST]], {{.*}} -> !torch.vtensor<[1,4,?,4],f32>
-// CHECK:         %[[K:.+]] = torch.aten.slice.Tensor %[[FIRST]], {{.*}} -> !torch.vtensor<[1,2,?,4],f32>
-// CHECK:         %[[V:.+]] = torch.aten.slice.Tensor %[[FIRST]], {{.*}} -> !torch.vtensor<[1,2,?,4],f32>
-// CHECK:         return %[[Q]], %[[K]], %[[V]]
+// CHECK-COUNT-3: torch.aten.slice.Tensor %[[QKV]]
+// CHECK-NOT:     -> !torch.vtensor<[1,?,8,4],f32>
 func.func @merged_slices_dynamic_sequence(%qkv: !torch.vtensor<[1,?,32],f32>, %len: !torch.int) -> (!torch.vtensor<[1,4,?,4],f32>, !torch.vtensor<[1,2,?,4],f32>, !torch.vtensor<[1,2,?,4],f32>) {
   %int0 = torch.constant.int 0
   %int1 = torch.constant.int 1

@@ -174,3 +174,28 @@ func.func @not_a_head_split(%x: !torch.vtensor<[2,3,8],f32>) -> (!torch.vtensor<
   %k3 = torch.aten.view %k, %s : !torch.vtensor<[2,3,8],f32>, !torch.list<int> -> !torch.vtensor<[6,2,4],f32>
   return %q3, %k3 : !torch.vtensor<[6,2,4],f32>, !torch.vtensor<[6,2,4],f32>
 }
+
+// -----
+
+// Negative: a dynamic sequence length. Its slices could not become whole-head slices (IREE
+// 3.13's CPU backend fails on those with dynamic lengths), so merging would only add copies.
+// CHECK-LABEL: func.func @dynamic_sequence(
+// CHECK-COUNT-2: "kiln.linear"
+// CHECK-NOT:     torch.aten.cat
+func.func @dynamic_sequence(%x: !torch.vtensor<[1,?,8],f32>, %len: !torch.int) -> (!torch.vtensor<[1,2,?,4],f32>, !torch.vtensor<[1,2,?,4],f32>) {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int2 = torch.constant.int 2
+  %int3 = torch.constant.int 3
+  %int4 = torch.constant.int 4
+  %w = torch.vtensor.literal(dense<1.0> : tensor<8x8xf32>) : !torch.vtensor<[8,8],f32>
+  %perm = torch.prim.ListConstruct %int0, %int2, %int1, %int3 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %s = torch.prim.ListConstruct %int1, %len, %int2, %int4 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %q = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[1,?,8],f32>, !torch.vtensor<[8,8],f32>) -> !torch.vtensor<[1,?,8],f32>
+  %q4 = torch.aten.view %q, %s : !torch.vtensor<[1,?,8],f32>, !torch.list<int> -> !torch.vtensor<[1,?,2,4],f32>
+  %qh = torch.aten.permute %q4, %perm : !torch.vtensor<[1,?,2,4],f32>, !torch.list<int> -> !torch.vtensor<[1,2,?,4],f32>
+  %k = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[1,?,8],f32>, !torch.vtensor<[8,8],f32>) -> !torch.vtensor<[1,?,8],f32>
+  %k4 = torch.aten.view %k, %s : !torch.vtensor<[1,?,8],f32>, !torch.list<int> -> !torch.vtensor<[1,?,2,4],f32>
+  %kh = torch.aten.permute %k4, %perm : !torch.vtensor<[1,?,2,4],f32>, !torch.list<int> -> !torch.vtensor<[1,2,?,4],f32>
+  return %qh, %kh : !torch.vtensor<[1,2,?,4],f32>, !torch.vtensor<[1,2,?,4],f32>
+}
