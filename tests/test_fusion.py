@@ -318,9 +318,9 @@ def test_swiglu_compiles_for_cuda_without_kernels():
 # (q·kᵀ, softmax, p·v, where IREE's fused attention is 1; faster on the CPU, see
 # docs/decisions.md): "on-fused" shows the count with the fused attention.
 DISPATCHES_PER_LAYER = {
-    ("gpt2", "off"): 10, ("gpt2", "on"): 9, ("gpt2", "on-fused"): 7,
-    ("llama", "off"): 12, ("llama", "on"): 12, ("llama", "on-fused"): 9,
-    ("bert", "off"): 9, ("bert", "on"): 9, ("bert", "on-fused"): 7,
+    ("gpt2", "off"): 10, ("gpt2", "on"): 10, ("gpt2", "on-fused"): 8,
+    ("llama", "off"): 12, ("llama", "on"): 13, ("llama", "on-fused"): 10,
+    ("bert", "off"): 9, ("bert", "on"): 10, ("bert", "on-fused"): 8,
 }
 TARGET_PER_LAYER = 8  # the goal in docs/fusion.md; not reached yet
 

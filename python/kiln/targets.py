@@ -26,6 +26,7 @@ class TargetOptions:
     data_tiling: bool = True
     ukernels: str = "all"
     channels_last: bool = True  # CPU: convolutions rewritten to NHWC before IREE's global opt
+    transpose_propagation: bool = False  # CPU: IREE's global-opt transpose propagation
 
 
 def normalize_target(target) -> tuple[str, ...]:
@@ -100,6 +101,12 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
     if options.data_tiling and targets == ("cpu",):
         # Measured on CPU only; the GPU path has not been measured with it.
         flags.append("--iree-opt-data-tiling")
+    if not options.transpose_propagation and targets == ("cpu",):
+        # IREE folds the head transposes of attention into the projections and P·V, which
+        # become "matmul_like" contractions with permuted outputs that skip data tiling; at
+        # batch 8 they ran 20-25x slower per FLOP than a plain matmul + a transpose (BERT-base
+        # b8 2.1x faster overall without the folding; docs/decisions.md).
+        flags.append("--iree-global-opt-propagate-transposes=false")
     if options.channels_last and targets == ("cpu",):
         # torch's NCHW convolutions as NHWC (transposes at the edges, folded between convs):
         # ResNet-18 on the CPU 3-3.5x faster (docs/decisions.md). Models without convolutions
