@@ -122,3 +122,19 @@ def test_kernels_with_external_weights(tiny_gpt_f16, tmp_path):
     path = compiled.save(tmp_path / "block.vmfb")
     assert b".target sm_90a" in path.read_bytes()
     assert path.with_suffix(".irpa").exists()
+
+
+def test_residual_add_rides_in_the_linear_kernel():
+    class Residual(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.proj = torch.nn.Linear(768, 768)
+
+        def forward(self, x):
+            return x + self.proj(x)
+
+    model, x = Residual().half().eval(), torch.randn(1, 8, 768).half()
+    compiled = kiln.compile_model(model, (x,), target="cuda", cache=False)
+    [chosen] = [r for r in _kernel_rewrites(compiled.report) if r.detail.startswith("kernel ")]
+    assert "has_residual=True" in chosen.detail
+    assert b".target sm_90a" in compiled.vmfb

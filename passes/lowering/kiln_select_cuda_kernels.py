@@ -131,6 +131,28 @@ def attention_spec(op: ir.Operation) -> tuple[dict, list[ir.Value]]:
     return args, [op.operands[i] for i in range(len(op.operands))]
 
 
+def _residual_add(op: ir.Operation):
+    """(the add, r) when the linear's only use is `aten.add.Tensor(linear, r, 1)` (either
+    order) with r of the result's exact static shape and dtype, else None."""
+    from kiln.torch_ir import constant_or
+
+    result = op.results[0]
+    uses = list(result.uses)
+    if len(uses) != 1:
+        return None
+    add = uses[0].owner.operation
+    if add.name != "torch.aten.add.Tensor" or constant_or(add.operands[2], None) != 1:
+        return None
+    lhs, rhs = add.operands[0], add.operands[1]
+    other = rhs if lhs == result else lhs if rhs == result else None
+    if other is None or other == result:
+        return None
+    out, info = tensor_info(result), tensor_info(other)
+    if info is None or info != out or None in info.shape or tensor_info(add.results[0]) != out:
+        return None
+    return add, other
+
+
 SPECS = {"kiln.linear": ("linear", linear_spec), "kiln.attention": ("attention", attention_spec)}
 
 
@@ -149,9 +171,17 @@ class SelectCudaKernels(KilnPass):
         body = module.regions[0].blocks[0]
         for op in collect_ops(module, tuple(SPECS)):
             builder, describe = SPECS[op.name]
+            replaced = op
             try:
                 arguments, operands = describe(op) if builder != "linear" else \
                     describe(op, self.min_linear_weight_elements)
+                residual = _residual_add(op) if builder == "linear" else None
+                if residual is not None:
+                    # linear(x) + r: the kernel's residual epilogue adds r (one launch, no
+                    # separate elementwise dispatch reading the linear's output back).
+                    replaced, r = residual
+                    arguments["has_residual"] = True
+                    operands = operands + [r]
                 spec = encode_spec(builder, arguments)
                 if spec not in declarations:
                     plan = self._plan(builder, arguments)
@@ -159,10 +189,12 @@ class SelectCudaKernels(KilnPass):
             except Unsupported as reason:
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 continue
-            with ir.InsertionPoint(op), op.location:
+            with ir.InsertionPoint(replaced), op.location:
                 value = self._call(op, declarations[spec], operands, builder, arguments)
             self.record(op.name, f"kernel {declarations[spec]}: {spec}", op)
-            op.results[0].replace_all_uses_with(value)
+            replaced.results[0].replace_all_uses_with(value)
+            if replaced is not op:
+                replaced.erase()
             op.erase()
 
     @staticmethod
@@ -201,6 +233,8 @@ class SelectCudaKernels(KilnPass):
         if builder == "linear":
             x = _view(b, operands[0], (args["m"], args["k"]))
             values = [x] + operands[1:]
+            if args.get("has_residual"):
+                values[-1] = _view(b, values[-1], (args["m"], args["n"]))
             result = TensorInfo((args["m"], args["n"]), out.dtype)
         else:
             four = lambda v: _view(b, v, (1,) * (4 - tensor_info(v).rank) +  # noqa: E731

@@ -92,3 +92,26 @@ func.func @unsupported(%x32: !torch.vtensor<[4,16],f32>, %w32: !torch.vtensor<[3
   %3 = "kiln.attention"(%q, %q, %q) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[1,2,8,512],f16>, !torch.vtensor<[1,2,8,512],f16>, !torch.vtensor<[1,2,8,512],f16>) -> !torch.vtensor<[1,2,8,512],f16>
   return %0, %1, %3 : !torch.vtensor<[4,32],f32>, !torch.vtensor<[?,32],f16>, !torch.vtensor<[1,2,8,512],f16>
 }
+
+// -----
+
+// linear(x) + r with the linear's only use: the kernel's residual epilogue takes r; the add goes.
+// A linear whose result is used twice keeps its add.
+// CHECK-LABEL: module
+// CHECK-DAG:     @kiln_kernel_0({{.+}} attributes {kiln.kernel = "linear(m=4, n=64, k=64, dtype='f16', weight_layout='out_in', has_bias=False, activation='none', has_residual=True)"}
+// CHECK-DAG:     @kiln_kernel_1({{.+}} attributes {kiln.kernel = "linear(m=4, n=64, k=64, dtype='f16', weight_layout='out_in', has_bias=False, activation='none')"}
+// CHECK-LABEL: func.func @residual(
+// CHECK-SAME:    %[[X:[^:]+]]: !torch.vtensor<[4,64],f16>, %[[W:[^:]+]]: !torch.vtensor<[64,64],f16>, %[[R:[^:]+]]: !torch.vtensor<[4,64],f16>)
+// CHECK:         %[[RB:.+]] = "torch_c.to_builtin_tensor"(%[[R]])
+// CHECK:         call @kiln_kernel_0(%{{.+}}, %{{.+}}, %[[RB]])
+// CHECK:         call @kiln_kernel_1(
+// CHECK:         torch.aten.add.Tensor
+// CHECK-NOT:     torch.aten.add.Tensor
+func.func @residual(%x: !torch.vtensor<[4,64],f16>, %w: !torch.vtensor<[64,64],f16>, %r: !torch.vtensor<[4,64],f16>) -> (!torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>) {
+  %int1 = torch.constant.int 1
+  %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[4,64],f16>, !torch.vtensor<[64,64],f16>) -> !torch.vtensor<[4,64],f16>
+  %1 = torch.aten.add.Tensor %r, %0, %int1 : !torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>, !torch.int -> !torch.vtensor<[4,64],f16>
+  %2 = "kiln.linear"(%r, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[4,64],f16>, !torch.vtensor<[64,64],f16>) -> !torch.vtensor<[4,64],f16>
+  %3 = torch.aten.add.Tensor %2, %x, %int1 : !torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>, !torch.int -> !torch.vtensor<[4,64],f16>
+  return %1, %3, %2 : !torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>, !torch.vtensor<[4,64],f16>
+}
