@@ -92,9 +92,16 @@ def section(result: dict, stem: str) -> str:
     gpu = result["device"] == "cuda"
     timing = result.get("timing", {})
     lines = [f"### {result['device'].upper()}: {machine_line(result)}", ""]
-    commits = sorted({c["kiln_commit"] for c in result["cells"] if c.get("kiln_commit")})
-    if commits:
-        lines += ["Kiln cells ran at commit(s): " + "; ".join(f"`{c}`" for c in commits), ""]
+    by_commit: dict = {}  # commit → the Kiln cells measured at it
+    for c in result["cells"]:
+        if c.get("kiln_commit"):
+            by_commit.setdefault(c["kiln_commit"], []).append(f"{c['model']} b{c['batch']}")
+    if len(by_commit) == 1:
+        lines += [f"Kiln cells ran at commit `{next(iter(by_commit))}`", ""]
+    elif by_commit:
+        lines += ["Kiln cells ran at commits: " + "; ".join(
+            f"`{commit}` ({', '.join(cells)})" for commit, cells in sorted(by_commit.items())),
+            ""]
     lines += ["Commands: " + "; ".join(f"`{c}`" for c in result.get("commands", [])), "",
               f"Median of up to {timing.get('max_runs')} calls after {timing.get('warmup')} "
               f"warm-ups within {timing.get('budget_s')} s per cell (slow cells: fewer calls, "

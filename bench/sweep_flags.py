@@ -32,11 +32,11 @@ import run_suite  # noqa: E402
 NO_PREPROCESSING = "--iree-preprocessing-pass-pipeline=builtin.module()"
 # name → (compile options, runtime flags, description). Kiln's defaults (python/kiln/targets.py):
 # --iree-opt-level=O3 --iree-opt-data-tiling --iree-llvmcpu-enable-ukernels=all
-# --iree-llvmcpu-target-cpu=host, convolutions channels-last. A later duplicate of a flag
-# overrides the default's.
+# --iree-llvmcpu-target-cpu=host --iree-global-opt-propagate-transposes=false, convolutions
+# channels-last. A later duplicate of a flag overrides the default's.
 CONFIGS = {
     "default": ({}, [], "Kiln default: O3, data tiling, ukernels=all, target-cpu=host, "
-                        "channels-last convolutions"),
+                        "channels-last convolutions, no transpose propagation"),
     "no-data-tiling": ({"data_tiling": False}, [], "default without --iree-opt-data-tiling"),
     "no-ukernels": ({"extra_iree_flags": ["--iree-llvmcpu-enable-ukernels=none"]}, [],
                     "default with --iree-llvmcpu-enable-ukernels=none"),
@@ -69,6 +69,9 @@ CONFIGS = {
         "--iree-preprocessing-pass-pipeline=builtin.module(util.func("
         "iree-preprocessing-convert-conv-to-channels-last{tile-size=16}))"]}, [],
         "channels-last with channel tiles of 16 (NCHW16c-like)"),
+    "transposes-propagated": ({"extra_iree_flags": [
+        "--iree-global-opt-propagate-transposes=true"]}, [],
+        "IREE's transpose propagation on (Kiln's default before it was turned off)"),
     # the flag Kiln falls back to when IREE's CPU codegen rejects a fused norm dispatch
     "no-multi-use-fusion": ({"extra_iree_flags": [
         "--iree-dispatch-creation-fuse-multi-use=false"]}, [],
