@@ -361,9 +361,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     if phase is Phase.IREE_INPUT:
         return CompiledModel(None, ir_text, report, archive)
 
+    # dynamic dims: IREE 3.13's separate transpose dispatches fail to compile (kiln.targets)
+    dynamic = any("bounds" in entry for s in signatures.values() for entry in s["inputs"])
     flags = iree_flags(targets, TargetOptions(cpu=opts.cpu, cuda_arch=opts.cuda_arch,
                                               opt_level=opts.opt_level,
-                                              data_tiling=opts.data_tiling))
+                                              data_tiling=opts.data_tiling,
+                                              transpose_propagation=dynamic))
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),

@@ -67,10 +67,19 @@ CHANNELS_LAST_PIPELINE = ("--iree-preprocessing-pass-pipeline=builtin.module(uti
                          "iree-preprocessing-convert-conv-to-channels-last))")
 
 
+# With transpose propagation off, IREE 3.13 fails on dynamic-shape transposes ("'affine.
+# delinearize_index' op no basis element may be statically non-positive"): Kiln's compiler keeps
+# propagation on for dynamic shapes, and a module that still hits it is recompiled with it on.
+TRANSPOSE_ERRORS = ("no basis element may be statically non-positive",)
+TRANSPOSE_FALLBACK_FLAGS = ("--iree-global-opt-propagate-transposes=true",)
+
+
 def codegen_fallback_flags(targets: Sequence[str], error_text: str) -> list[str]:
     """Flags to recompile with after IREE failed with `error_text` (empty: no fallback)."""
     if "cpu" in targets and any(e in error_text for e in CPU_CODEGEN_LIMIT_ERRORS):
         return list(CPU_CODEGEN_FALLBACK_FLAGS)
+    if targets == ("cpu",) and any(e in error_text for e in TRANSPOSE_ERRORS):
+        return list(TRANSPOSE_FALLBACK_FLAGS)
     return []
 
 
