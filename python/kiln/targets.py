@@ -114,7 +114,8 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
         # IREE folds the head transposes of attention into the projections and P·V, which
         # become "matmul_like" contractions with permuted outputs that skip data tiling; at
         # batch 8 they ran 20-25x slower per FLOP than a plain matmul + a transpose (BERT-base
-        # b8 2.1x faster overall without the folding; docs/decisions.md).
+        # b8 1.33x, GPT-2 prefill b8 1.12x faster without the folding; docs/decisions.md).
+        # Static shapes only: the compiler passes transpose_propagation=True for dynamic ones.
         flags.append("--iree-global-opt-propagate-transposes=false")
     if options.channels_last and targets == ("cpu",):
         # torch's NCHW convolutions as NHWC (transposes at the edges, folded between convs):
