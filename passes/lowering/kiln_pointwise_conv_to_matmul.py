@@ -69,17 +69,14 @@ class PointwiseConvToMatmul(KilnPass):
                                        b.int(dim), b.int(0), b.int(size), b.int(step))
                 n, c, h, wd = shape
                 f = w.shape[0]
-                pixels = TensorInfo((n, c, h * wd), x.dtype)
-                flat = b.aten("view", pixels, value, b.int_list([n, c, h * wd]))
-                weight = b.aten("view", TensorInfo((f, c), w.dtype), op.operands[1],
-                                b.int_list([f, c]))
+                flat = b.view(value, (n, c, h * wd))
+                weight = b.view(op.operands[1], (f, c))
                 y = b.aten("matmul", TensorInfo((n, f, h * wd), out.dtype), weight, flat)
                 if tensor_info(bias) is not None:
-                    column = b.aten("view", TensorInfo((f, 1), tensor_info(bias).dtype), bias,
-                                    b.int_list([f, 1]))
+                    column = b.view(bias, (f, 1))
                     y = b.aten("add.Tensor", TensorInfo((n, f, h * wd), out.dtype), y, column,
                                b.int(1))
-                y = b.aten("view", out, y, b.int_list([n, f, h, wd]))
+                y = b.view(y, (n, f, h, wd))
             self.record("conv1x1", f"stride {list(stride)} → matmul {f}x{c} · {c}x{h * wd}", op)
             op.results[0].replace_all_uses_with(y)
             op.erase()

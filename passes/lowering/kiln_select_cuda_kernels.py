@@ -26,12 +26,12 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Optional
 
 from kiln.bindings import ir
-from kiln.cuda_kernels import KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_spec, plan_problem
+from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_spec,
+                               plan_buffer_types, plan_problem)
 from kiln.passes.base import KilnPass, collect_ops
-from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
+from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info, vtensor_type
 
 KERNEL_DTYPES = ("f16", "bf16")
 _ELEMENT = {"f16": ir.F16Type.get, "bf16": ir.BF16Type.get, "f32": ir.F32Type.get,
@@ -57,18 +57,9 @@ def _builtin(b: TorchBuilder, value: ir.Value) -> ir.Value:
 
 
 def _from_builtin(b: TorchBuilder, value: ir.Value, info: TensorInfo) -> ir.Value:
-    from kiln.torch_ir import vtensor_type
-
     return ir.Operation.create("torch_c.from_builtin_tensor",
                                results=[vtensor_type(info.shape, info.dtype)], operands=[value],
                                loc=b.location).result
-
-
-def _view(b: TorchBuilder, value: ir.Value, shape: tuple[int, ...]) -> ir.Value:
-    info = tensor_info(value)
-    if tuple(info.shape) == tuple(shape):
-        return value
-    return b.aten("view", TensorInfo(tuple(shape), info.dtype), value, b.int_list(list(shape)))
 
 
 # Linears whose weight has fewer elements stay with IREE. Measured on an H200 (docs/kernels.md,
@@ -134,8 +125,6 @@ def attention_spec(op: ir.Operation) -> tuple[dict, list[ir.Value]]:
 def _residual_add(op: ir.Operation):
     """(the add, r) when the linear's only use is `aten.add.Tensor(linear, r, 1)` (either
     order) with r of the result's exact static shape and dtype, else None."""
-    from kiln.torch_ir import constant_or
-
     result = op.results[0]
     uses = list(result.uses)
     if len(uses) != 1:
@@ -212,9 +201,7 @@ class SelectCudaKernels(KilnPass):
 
     @staticmethod
     def _declare(body: ir.Block, plan, spec: str, index: int) -> str:
-        from kiln.cuda_kernels import _buffers
-
-        inputs, buffers = _buffers(plan)
+        inputs, buffers = plan_buffer_types(plan)
         name = f"{KERNEL_PREFIX}{index}"
         types = [ir.Type.parse(t) for t in inputs.values()]
         function_type = ir.FunctionType.get(types, [ir.Type.parse(buffers["out"])])
@@ -231,13 +218,13 @@ class SelectCudaKernels(KilnPass):
         b = TorchBuilder(op.location)
         out = tensor_info(op.results[0])
         if builder == "linear":
-            x = _view(b, operands[0], (args["m"], args["k"]))
+            x = b.view(operands[0], (args["m"], args["k"]))
             values = [x] + operands[1:]
             if args.get("has_residual"):
-                values[-1] = _view(b, values[-1], (args["m"], args["n"]))
+                values[-1] = b.view(values[-1], (args["m"], args["n"]))
             result = TensorInfo((args["m"], args["n"]), out.dtype)
         else:
-            four = lambda v: _view(b, v, (1,) * (4 - tensor_info(v).rank) +  # noqa: E731
+            four = lambda v: b.view(v, (1,) * (4 - tensor_info(v).rank) +  # noqa: E731
                                    tuple(tensor_info(v).shape))
             values = [four(v) for v in operands[:3]]
             if len(operands) > 3:
@@ -250,4 +237,4 @@ class SelectCudaKernels(KilnPass):
                                                           _ELEMENT[result.dtype]())],
             operands=builtin, attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
             loc=op.location).result
-        return _view(b, _from_builtin(b, call, result), tuple(out.shape))
+        return b.view(_from_builtin(b, call, result), tuple(out.shape))

@@ -86,9 +86,11 @@ CUDA_KERNEL_MODES = ("auto", "on", "off")
 
 def use_cuda_kernels(mode: str, targets: tuple[str, ...]) -> bool:
     """Whether library kernels go into this compile (see CompileOptions.cuda_kernels)."""
-    if mode == "off" or "cuda" not in targets:
-        if mode == "on" and "cuda" not in targets:
+    if "cuda" not in targets:
+        if mode == "on":
             raise ValueError("cuda_kernels='on' needs target 'cuda'")
+        return False
+    if mode == "off":
         return False
     if targets != ("cuda",):
         if mode == "on":

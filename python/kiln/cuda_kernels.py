@@ -104,7 +104,7 @@ def tensor_type(shape, dtype: str) -> str:
     return f"tensor<{''.join(f'{d}x' for d in shape)}{MLIR_ELEMENT[dtype]}>"
 
 
-def _buffers(plan) -> tuple[dict[str, str], dict[str, str]]:
+def plan_buffer_types(plan) -> tuple[dict[str, str], dict[str, str]]:
     """Types of the plan's inputs (in0, in1, ...) and of its out/tmp buffers, from the params
     of the launches that use them (and a consistency check: one type per name)."""
     inputs, buffers = {}, {}
@@ -195,7 +195,7 @@ def render_function(name: str, plan, indent: str = "  ",
     """The body of declaration `name`: one flow.dispatch per launch, reading inputs and earlier
     results plus dummy scratch tensors, returning the buffers it writes; returns the final
     `out`. `executables` collects the executable text each dispatch needs."""
-    inputs, buffers = _buffers(plan)
+    inputs, buffers = plan_buffer_types(plan)
     executables = {} if executables is None else executables
     lines = [f"{indent}func.func private @{name}(" +
              ", ".join(f"%{n}: {t}" for n, t in inputs.items()) +

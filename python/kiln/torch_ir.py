@@ -209,6 +209,14 @@ class TorchBuilder:
             "torch.vtensor.literal", results=[vtensor_type(array.shape, "si64")],
             attributes={"value": dense}, loc=self.location).result
 
+    def view(self, value: ir.Value, shape: Sequence[int]) -> ir.Value:
+        """aten.view to a static `shape`, or `value` itself when it already has that shape."""
+        info = tensor_info(value)
+        if tuple(info.shape) == tuple(shape):
+            return value
+        return self.aten("view", TensorInfo(tuple(shape), info.dtype), value,
+                         self.int_list(list(shape)))
+
     def cast(self, value: ir.Value, dtype: str) -> ir.Value:
         """aten.to.dtype to `dtype`, or `value` itself when it already has that dtype."""
         info = tensor_info(value)
