@@ -35,8 +35,9 @@ KINDS = [  # (kind, pattern on the dispatch name), first match wins
 ]
 
 
-def kind_of(name: str) -> str:
-    for kind, pattern in KINDS:
+def kind_of(name: str, kinds=None) -> str:
+    """The first kind of `kinds` (default: this CPU table) whose pattern matches `name`."""
+    for kind, pattern in KINDS if kinds is None else kinds:
         if re.search(pattern, name):
             return kind
     return "other"

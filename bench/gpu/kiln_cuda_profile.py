@@ -19,7 +19,6 @@ import argparse
 import csv
 import io
 import json
-import re
 import shutil
 import subprocess
 import sys
@@ -29,7 +28,9 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 
+import profile_dispatches  # noqa: E402
 import run_suite  # noqa: E402
+from profile_dispatches import short_name  # noqa: E402
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
     ("attention / softmax", r"attention|softmax"),
@@ -44,14 +45,7 @@ UNITS_NS = {"nsecond": 1.0, "ns": 1.0, "usecond": 1e3, "us": 1e3, "msecond": 1e6
 
 
 def kind_of(name: str) -> str:
-    for kind, pattern in KINDS:
-        if re.search(pattern, name):
-            return kind
-    return "other"
-
-
-def short_name(name: str) -> str:
-    return re.sub(r"^main\$async_dispatch_\d+_", "", name)
+    return profile_dispatches.kind_of(name, KINDS)
 
 
 def parse_ncu_csv(text: str) -> list:
