@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import re
 import sys
 import time
-from dataclasses import dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -76,8 +77,6 @@ class CompileOptions:
         if opts.weights not in WEIGHTS_MODES:
             raise ValueError(f"weights={opts.weights!r}: choose 'inline' (in the .vmfb) or "
                              f"'external' (a .irpa parameter archive beside it)")
-        if opts.weights == "external":
-            opts.cache = False  # the compile cache stores only the .vmfb, not the archive
         return opts
 
 
@@ -140,6 +139,21 @@ class CompileReport:
         lines += [f"  unmatched softmax at {where}: {why}" for why, where in
                   self.unmatched_softmax]
         return "\n".join(lines)
+
+    def to_json(self) -> dict:
+        """What a cache entry keeps of the compile that built it (kiln.cache stores JSON)."""
+        return {"target": list(self.target),
+                "rewrites": [asdict(r) for r in self.rewrites],
+                "unmatched_softmax": [list(u) for u in self.unmatched_softmax],
+                "phase_seconds": dict(self.phase_seconds)}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "CompileReport":
+        """The inverse of `to_json`; raises (TypeError, KeyError, ValueError) on a bad record."""
+        return cls(target=tuple(data["target"]),
+                   rewrites=[Rewrite(**r) for r in data["rewrites"]],
+                   unmatched_softmax=[tuple(u) for u in data["unmatched_softmax"]],
+                   phase_seconds={str(k): float(v) for k, v in data["phase_seconds"].items()})
 
 
 @dataclass
@@ -259,19 +273,10 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
                   log: Callable[[str], None] = None, **options) -> CompiledModel:
     """Compile and return the artifact (or a phase's IR) together with the compile report."""
     opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
-    from kiln.cache import CacheSession
-
-    cache = CacheSession.start(model, example_args, targets=targets, phase=phase, options=opts,
-                               dynamic_shapes=dynamic_shapes, report=report, log=log)
-    if cache.hit is not None:
-        return cache.hit
     with timed("export"):
         program = export_model(model, example_args, dynamic_shapes=dynamic_shapes,
                                strict=opts.strict_export)
-    if cache.lookup_graph(program) is not None:
-        return cache.hit
-    compiled = _compile_programs({"main": program}, targets, phase, opts, report, timed)
-    return cache.store(compiled) if compiled.vmfb is not None else compiled
+    return _compile_cached({"main": program}, targets, phase, opts, report, timed, log)
 
 
 def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
@@ -281,8 +286,7 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     `entries` maps each function name to `(module, example_args)` or `(module, example_args,
     dynamic_shapes)`; modules that share weights (wrappers around one model) store them once.
     `kiln.load(...)` exposes the functions by name (`run.prefill(...)`, `run["decode"](...)`).
-    Returns the `.vmfb` bytes, or its path when `output` is given, or a phase's IR as text.
-    The compile cache is not used for multi-function artifacts."""
+    Returns the `.vmfb` bytes, or its path when `output` is given, or a phase's IR as text."""
     if not entries:
         raise ValueError("compile_entry_points needs at least one entry point")
     for name in entries:
@@ -295,10 +299,63 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
         with timed(f"export {name}"):
             programs[name] = export_model(module, args, dynamic_shapes=rest[0] if rest else None,
                                           strict=opts.strict_export)
-    compiled = _compile_programs(programs, targets, phase, opts, report, timed)
+    compiled = _compile_cached(programs, targets, phase, opts, report, timed, log)
     if compiled.vmfb is None or output is None:
         return compiled.ir_text if compiled.vmfb is None else compiled.vmfb
     return compiled.save(output)
+
+
+def _compile_cached(programs: dict, targets, phase, opts, report, timed, log) -> CompiledModel:
+    """`_compile_programs` behind the compile cache: the key is taken from the exported
+    programs and the context (kiln.compile_key), so a hit is the artifact of the same program.
+    Only full artifacts with inline weights are cached; cache problems never fail a compile."""
+    from kiln.cache import CompileCache, cache_enabled, max_bytes
+    from kiln.compile_key import Unkeyable, artifact_key, compile_context
+
+    def note(message: str) -> None:
+        if opts.verbose:
+            log(f"[kiln] {message}")
+
+    if not cache_enabled(opts.cache) or phase is not Phase.VMFB or opts.weights != "inline":
+        why = "off" if not cache_enabled(opts.cache) else \
+            f"bypassed for compile_to={phase.value}" if phase is not Phase.VMFB else \
+            "bypassed for weights='external' (it stores only the .vmfb)"
+        note(f"cache {why}")
+        return _compile_programs(programs, targets, phase, opts, report, timed)
+    store, key = CompileCache(), None
+    with timed("cache-lookup"):
+        try:
+            key = artifact_key(programs, compile_context(targets, phase, opts))
+        except Unkeyable as reason:
+            note(f"cache off for this model: {reason}")
+        except Exception as error:  # noqa: BLE001 - the cache must never fail a compile
+            logging.getLogger("kiln.cache").warning(
+                "kiln cache: off for this compile, the key failed: %s: %s",
+                type(error).__name__, error)
+        entry = store.get(key) if key is not None else None
+    if entry is not None:
+        try:
+            saved = CompileReport.from_json(entry.meta["report"])
+        except (TypeError, KeyError, ValueError, AttributeError) as error:
+            note(f"cache entry {key[:16]}… has an unreadable report ({error}); recompiling")
+        else:
+            lookup = dict(report.phase_seconds)  # this call's export and lookup
+            report.rewrites[:] = saved.rewrites
+            report.unmatched_softmax[:] = saved.unmatched_softmax
+            report.phase_seconds.clear()
+            report.phase_seconds.update(saved.phase_seconds)  # of the compile that built it
+            report.phase_seconds.update(lookup)
+            report.cache = "hit"
+            note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
+                 f"{lookup['cache-lookup']:.3f} s")
+            return CompiledModel(entry.vmfb, None, report)
+    compiled = _compile_programs(programs, targets, phase, opts, report, timed)
+    if key is not None:
+        report.cache = "miss"
+        if store.put(key, compiled.vmfb, {"report": report.to_json()}):
+            store.prune(max_bytes())
+            note(f"cache: stored {key[:16]}… in {store.root}")
+    return compiled
 
 
 def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> CompiledModel:

@@ -173,12 +173,9 @@ _SPECS: dict[str, LaunchSpec] = {}  # symbol → the spec it was compiled from
 
 
 def _disk_dir() -> Optional[Path]:
-    if os.environ.get("KILN_CACHE", "1").strip().lower() in ("0", "false", "off", "no"):
-        return None
-    explicit = os.environ.get("KILN_CACHE_DIR")
-    base = Path(explicit).expanduser() if explicit else \
-        Path(os.environ.get("XDG_CACHE_HOME") or "~/.cache").expanduser() / "kiln"
-    return base / "kernels"
+    from kiln.cache import cache_dir, cache_enabled
+
+    return cache_dir() / "kernels" if cache_enabled() else None
 
 
 def _signature(spec: LaunchSpec, fn) -> tuple[dict, dict, dict]:
@@ -292,11 +289,16 @@ def _read_disk(key: str) -> Optional[dict]:
     path = folder / f"{key}.json"
     try:
         record = json.loads(path.read_text())
-        if record.get("key") != key:
-            return None
-        return record
     except (OSError, ValueError):
         return None
+    # Anything but a whole record written for this key (a hand-edited, truncated or foreign
+    # file) is a miss.
+    fields = ("entry", "ptx", "shared", "num_warps", "global_scratch_size",
+              "profile_scratch_size")
+    if not isinstance(record, dict) or record.get("key") != key or \
+            any(name not in record for name in fields):
+        return None
+    return record
 
 
 def _write_disk(key: str, record: dict) -> None:
