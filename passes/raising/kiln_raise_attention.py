@@ -5,7 +5,8 @@ Before → after:
     matmul(softmax(S), v), S built from matmul(q, kᵀ) by any nesting of
         scale      mul.Scalar / div.Scalar on the scores, on q, or on k (d^-0.25 each)
         additive   add.Tensor(S, bias_or_mask), several terms allowed (T5: bias + mask)
-        boolean    where(keep, S, fill) / masked_fill(S, drop, fill), fill <= -1e4
+        boolean    where(keep, S, fill) / where(drop, fill, S) / masked_fill(S, drop, fill),
+                   fill <= -1e4 (-inf, finfo.min, -1e9, -1e4 as models write it)
         dtype      cast to f32 before the softmax and back after (f32 softmax in f16 models)
     and matmul or bmm (3-D [B·H, S, D] views) for both products
         →  kiln.attention(q, k, v[, mask]) {scale, causal}
@@ -37,6 +38,8 @@ MATMUL_OPS = ("torch.aten.matmul", "torch.aten.bmm")
 SCALE_OPS = ("torch.aten.mul.Scalar", "torch.aten.div.Scalar")
 CAST_OPS = ("torch.aten.to.dtype", "torch.aten._to_copy")
 SDPA_OP = "torch.aten.scaled_dot_product_attention"
+WHERE_OPS = ("torch.aten.where.self", "torch.aten.where.ScalarOther",
+             "torch.aten.where.ScalarSelf")
 
 
 @dataclass(frozen=True)
@@ -107,14 +110,14 @@ def leads_to_scores(value: ir.Value, depth: int = 0) -> bool:
         return False
     if producer(value, *MATMUL_OPS) is not None:
         return True
-    op = producer(value, *SCALE_OPS, "torch.aten.add.Tensor", "torch.aten.where.self",
-                  "torch.aten.where.ScalarOther", "torch.aten.masked_fill.Scalar",
-                  "torch.aten.masked_fill.Tensor")
+    op = producer(value, *SCALE_OPS, "torch.aten.add.Tensor", *WHERE_OPS,
+                  "torch.aten.masked_fill.Scalar", "torch.aten.masked_fill.Tensor")
     if op is None:
         return False
     candidates = {"torch.aten.add.Tensor": op.operands[:2],
-                  "torch.aten.where.self": op.operands[1:2],
-                  "torch.aten.where.ScalarOther": op.operands[1:2]}.get(op.name, op.operands[:1])
+                  "torch.aten.where.self": op.operands[1:3],
+                  "torch.aten.where.ScalarOther": op.operands[1:2],
+                  "torch.aten.where.ScalarSelf": op.operands[2:3]}.get(op.name, op.operands[:1])
     return any(leads_to_scores(c, depth + 1) for c in candidates)
 
 
@@ -152,14 +155,21 @@ def _peel_scores(scores: ir.Value, matched: list):
             if scale != 1.0:
                 return NoMatch("a mask or bias is added before the scores are scaled")
             terms.append(MaskTerm(term, "add"))
-        elif (op := producer(scores, "torch.aten.where.self",
-                             "torch.aten.where.ScalarOther")) is not None:
-            if not _fill_is_masking(op.operands[2]):
+        elif (op := producer(scores, *WHERE_OPS)) is not None:
+            # where(keep, S, fill) keeps where true; where(drop, fill, S) is masked_fill's
+            # decomposition (masked_fill(S, drop, -inf) → where.self(drop, -inf, S)).
+            cond, on_true, on_false = op.operands[:3]
+            if op.name != "torch.aten.where.ScalarSelf" and leads_to_scores(on_true):
+                kind, fill, scores = "keep", on_false, on_true
+            elif op.name != "torch.aten.where.ScalarOther" and leads_to_scores(on_false):
+                kind, fill, scores = "drop", on_true, on_false
+            else:
+                return NoMatch("where() with no q·kᵀ branch")
+            if not _fill_is_masking(fill):
                 return NoMatch("where() fill is not a large negative constant")
             if scale != 1.0:
                 return NoMatch("a mask is applied before the scores are scaled")
-            terms.append(MaskTerm(op.operands[0], "keep"))
-            scores = op.operands[1]
+            terms.append(MaskTerm(cond, kind))
         elif (op := producer(scores, "torch.aten.masked_fill.Scalar",
                              "torch.aten.masked_fill.Tensor")) is not None:
             if not _fill_is_masking(op.operands[2]):

@@ -1,6 +1,7 @@
 // RUN: kiln-opt %s -p kiln-raise-attention --split-input-file | filecheck %s
 
-// kiln-raise-attention, boolean-mask family: where.self / where.ScalarOther(keep, scores, fill)
+// kiln-raise-attention, boolean-mask family: where.self / where.ScalarOther(keep, scores, fill),
+// where.self / where.ScalarSelf(drop, fill, scores) (masked_fill after torch.export)
 // and masked_fill.Scalar / .Tensor(scores, drop, fill) with a constant fill <= -1e4
 // (MASKED_SCORE_BOUND) become kiln.attention's i1 keep-mask operand (logical_not of a drop mask).
 // A fill that is not a large negative constant, or more than one mask kind, leaves the pattern
@@ -318,33 +319,6 @@ func.func @where_fill_argument(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vt
 
 // -----
 
-// Negative: where(m, fill, scores) fills where m is TRUE; the scores are the "other" operand,
-// which the matcher does not read as a keep-mask.
-// CHECK-LABEL: func.func @where_scores_on_false_side(
-// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[M:[^:]+]]: !torch.vtensor<[8,8],i1>)
-// CHECK-NOT:     "kiln.attention"
-// CHECK:         %[[KT:.+]] = torch.aten.transpose.int %[[K]]
-// CHECK:         %[[S:.+]] = torch.aten.matmul %[[Q]], %[[KT]]
-// CHECK:         %[[W:.+]] = torch.aten.where.self %[[M]], %{{.+}}, %[[S]]
-// CHECK:         %[[SM:.+]] = torch.aten._softmax %[[W]]
-// CHECK:         %[[O:.+]] = torch.aten.matmul %[[SM]], %[[V]]
-// CHECK-NOT:     "kiln.attention"
-// CHECK:         return %[[O]]
-func.func @where_scores_on_false_side(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>, %m: !torch.vtensor<[8,8],i1>) -> !torch.vtensor<[1,4,8,16],f32> {
-  %intm2 = torch.constant.int -2
-  %intm1 = torch.constant.int -1
-  %false = torch.constant.bool false
-  %fill = torch.vtensor.literal(dense<-3.40282347E+38> : tensor<f32>) : !torch.vtensor<[],f32>
-  %kt = torch.aten.transpose.int %k, %intm2, %intm1 : !torch.vtensor<[1,4,8,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,4,16,8],f32>
-  %s = torch.aten.matmul %q, %kt : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,16,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
-  %w = torch.aten.where.self %m, %fill, %s : !torch.vtensor<[8,8],i1>, !torch.vtensor<[],f32>, !torch.vtensor<[1,4,8,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
-  %sm = torch.aten._softmax %w, %intm1, %false : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
-  %o = torch.aten.matmul %sm, %v : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
-  return %o : !torch.vtensor<[1,4,8,16],f32>
-}
-
-// -----
-
 // Negative: two boolean masks (where + masked_fill) would need an and of the two; the pass
 // takes at most one boolean mask.
 // CHECK-LABEL: func.func @two_boolean_masks(
@@ -396,6 +370,80 @@ func.func @boolean_and_additive_masks(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !t
   %s = torch.aten.matmul %q, %kt : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,16,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
   %a = torch.aten.add.Tensor %s, %bias, %int1 : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,8],f32>, !torch.int -> !torch.vtensor<[1,4,8,8],f32>
   %w = torch.aten.where.ScalarOther %m, %a, %ninf : !torch.vtensor<[8,8],i1>, !torch.vtensor<[1,4,8,8],f32>, !torch.float -> !torch.vtensor<[1,4,8,8],f32>
+  %sm = torch.aten._softmax %w, %intm1, %false : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
+  %o = torch.aten.matmul %sm, %v : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
+  return %o : !torch.vtensor<[1,4,8,16],f32>
+}
+
+// -----
+
+// masked_fill(scores, drop, -inf) as torch.export decomposes it: where.self(drop, fill, scores),
+// the fill first. The drop condition becomes a keep-mask through logical_not.
+// CHECK-LABEL: func.func @where_self_drop_first(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,4,8,16],f32>, %[[M:[^:]+]]: !torch.vtensor<[8,8],i1>)
+// CHECK-NOT:     torch.aten.where.self
+// CHECK:         %[[KEEP:.+]] = torch.aten.logical_not %[[M]]
+// CHECK:         %[[O:.+]] = "kiln.attention"(%[[Q]], %[[K]], %[[V]], %[[KEEP]]) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 1.000000e+00 : f64}
+// CHECK-NEXT:    return %[[O]]
+func.func @where_self_drop_first(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>, %m: !torch.vtensor<[8,8],i1>) -> !torch.vtensor<[1,4,8,16],f32> {
+  %intm2 = torch.constant.int -2
+  %intm1 = torch.constant.int -1
+  %false = torch.constant.bool false
+  %fill = torch.vtensor.literal(dense<0xFF800000> : tensor<f32>) : !torch.vtensor<[],f32>
+  %kt = torch.aten.transpose.int %k, %intm2, %intm1 : !torch.vtensor<[1,4,8,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,4,16,8],f32>
+  %s = torch.aten.matmul %q, %kt : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,16,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
+  %w = torch.aten.where.self %m, %fill, %s : !torch.vtensor<[8,8],i1>, !torch.vtensor<[],f32>, !torch.vtensor<[1,4,8,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
+  %sm = torch.aten._softmax %w, %intm1, %false : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
+  %o = torch.aten.matmul %sm, %v : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
+  return %o : !torch.vtensor<[1,4,8,16],f32>
+}
+
+// -----
+
+// A causal mask built in forward (triu(ones(T, T, bool), 1), folded to a ui8 literal converted
+// to i1) filled with -inf through where.self(drop, fill, scores): causal = true, no mask operand.
+// CHECK-LABEL: func.func @where_self_drop_triu_causal(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,2,4,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,4,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,4,16],f32>)
+// CHECK-NOT:     torch.aten.where.self
+// CHECK:         %[[O:.+]] = "kiln.attention"(%[[Q]], %[[K]], %[[V]]) {causal = true, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 2.500000e-01 : f64}
+// CHECK-NEXT:    return %[[O]]
+func.func @where_self_drop_triu_causal(%q: !torch.vtensor<[1,2,4,16],f32>, %k: !torch.vtensor<[1,2,4,16],f32>, %v: !torch.vtensor<[1,2,4,16],f32>) -> !torch.vtensor<[1,2,4,16],f32> {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int2 = torch.constant.int 2
+  %int3 = torch.constant.int 3
+  %int11 = torch.constant.int 11
+  %intm1 = torch.constant.int -1
+  %false = torch.constant.bool false
+  %f4 = torch.constant.float 4.000000e+00
+  %perm = torch.prim.ListConstruct %int0, %int1, %int3, %int2 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %kt = torch.aten.permute %k, %perm : !torch.vtensor<[1,2,4,16],f32>, !torch.list<int> -> !torch.vtensor<[1,2,16,4],f32>
+  %s = torch.aten.matmul %q, %kt : !torch.vtensor<[1,2,4,16],f32>, !torch.vtensor<[1,2,16,4],f32> -> !torch.vtensor<[1,2,4,4],f32>
+  %d = torch.aten.div.Scalar %s, %f4 : !torch.vtensor<[1,2,4,4],f32>, !torch.float -> !torch.vtensor<[1,2,4,4],f32>
+  %bits = torch.vtensor.literal(dense<[[0, 1, 1, 1], [0, 0, 1, 1], [0, 0, 0, 1], [0, 0, 0, 0]]> : tensor<4x4xui8>) : !torch.vtensor<[4,4],ui8>
+  %drop = torch.prims.convert_element_type %bits, %int11 : !torch.vtensor<[4,4],ui8>, !torch.int -> !torch.vtensor<[4,4],i1>
+  %fill = torch.vtensor.literal(dense<0xFF800000> : tensor<f32>) : !torch.vtensor<[],f32>
+  %w = torch.aten.where.self %drop, %fill, %d : !torch.vtensor<[4,4],i1>, !torch.vtensor<[],f32>, !torch.vtensor<[1,2,4,4],f32> -> !torch.vtensor<[1,2,4,4],f32>
+  %sm = torch.aten._softmax %w, %intm1, %false : !torch.vtensor<[1,2,4,4],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,2,4,4],f32>
+  %o = torch.aten.matmul %sm, %v : !torch.vtensor<[1,2,4,4],f32>, !torch.vtensor<[1,2,4,16],f32> -> !torch.vtensor<[1,2,4,16],f32>
+  return %o : !torch.vtensor<[1,2,4,16],f32>
+}
+
+// -----
+
+// Negative: where.self(cond, fill, scores) with a fill that is not masking (-1.0): left alone.
+// CHECK-LABEL: func.func @where_self_drop_first_small_fill(
+// CHECK-NOT:     kiln.attention
+// CHECK:         torch.aten.where.self
+// CHECK:         return
+func.func @where_self_drop_first_small_fill(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<[1,4,8,16],f32>, %v: !torch.vtensor<[1,4,8,16],f32>, %m: !torch.vtensor<[8,8],i1>) -> !torch.vtensor<[1,4,8,16],f32> {
+  %intm2 = torch.constant.int -2
+  %intm1 = torch.constant.int -1
+  %false = torch.constant.bool false
+  %fill = torch.vtensor.literal(dense<-1.0> : tensor<f32>) : !torch.vtensor<[],f32>
+  %kt = torch.aten.transpose.int %k, %intm2, %intm1 : !torch.vtensor<[1,4,8,16],f32>, !torch.int, !torch.int -> !torch.vtensor<[1,4,16,8],f32>
+  %s = torch.aten.matmul %q, %kt : !torch.vtensor<[1,4,8,16],f32>, !torch.vtensor<[1,4,16,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
+  %w = torch.aten.where.self %m, %fill, %s : !torch.vtensor<[8,8],i1>, !torch.vtensor<[],f32>, !torch.vtensor<[1,4,8,8],f32> -> !torch.vtensor<[1,4,8,8],f32>
   %sm = torch.aten._softmax %w, %intm1, %false : !torch.vtensor<[1,4,8,8],f32>, !torch.int, !torch.bool -> !torch.vtensor<[1,4,8,8],f32>
   %o = torch.aten.matmul %sm, %v : !torch.vtensor<[1,4,8,8],f32>, !torch.vtensor<[1,4,8,16],f32> -> !torch.vtensor<[1,4,8,16],f32>
   return %o : !torch.vtensor<[1,4,8,16],f32>
