@@ -2,7 +2,7 @@
 becomes exactly one kiln.attention (causal forms with causal = true and no mask operand,
 unmasked forms without a mask) and the artifact computes what eager computes.
 
-CI runs a seeded sample that uses every value of every dimension; the whole product (≈ 24k
+CI runs a seeded sample that uses every value of every dimension; the whole product (51,840
 variants) or a larger sample runs with
     KILN_ATTENTION_FUZZ=all   python -m pytest tests/test_attention_fuzz.py   (raising only)
     KILN_ATTENTION_FUZZ=200   python -m pytest tests/test_attention_fuzz.py
