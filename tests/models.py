@@ -120,6 +120,47 @@ def hf_bert(attn_implementation: str | None = None):
 
 HF_MODELS = {"gpt2": hf_gpt2, "llama": hf_llama, "bert": hf_bert}
 
+
+def hf_model(family: str, layers: int = LAYERS, positions: int = SEQ):
+    """A tiny transformers model of `family` (random weights, eval mode, no KV cache) with
+    `positions` positions: gpt2, llama, qwen2, mistral (causal LMs, GQA for the last three),
+    bert, t5-encoder."""
+    import transformers as hf
+
+    torch.manual_seed(0)
+    common = dict(vocab_size=VOCAB, use_cache=False)
+    decoder = dict(common, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
+                   num_hidden_layers=layers, num_attention_heads=HEADS,
+                   num_key_value_heads=KV_HEADS, max_position_embeddings=positions,
+                   bos_token_id=0, eos_token_id=0)
+    builders = {
+        "gpt2": lambda: hf.GPT2LMHeadModel(hf.GPT2Config(
+            n_positions=positions, n_embd=HIDDEN, n_layer=layers, n_head=HEADS,
+            n_inner=INTERMEDIATE, bos_token_id=0, eos_token_id=0, **common)),
+        "llama": lambda: hf.LlamaForCausalLM(hf.LlamaConfig(**decoder)),
+        "qwen2": lambda: hf.Qwen2ForCausalLM(hf.Qwen2Config(**decoder)),
+        "mistral": lambda: hf.MistralForCausalLM(hf.MistralConfig(**decoder)),
+        "bert": lambda: hf.BertModel(hf.BertConfig(
+            vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=layers,
+            num_attention_heads=HEADS, intermediate_size=INTERMEDIATE,
+            max_position_embeddings=positions)),
+        "t5-encoder": lambda: hf.T5EncoderModel(hf.T5Config(
+            d_model=HIDDEN, d_kv=HIDDEN // HEADS, d_ff=INTERMEDIATE, num_layers=layers,
+            num_heads=HEADS, **common)),
+    }
+    return _finish_hf(builders[family](), None)
+
+
+class FirstOutput(nn.Module):
+    """model(input_ids=...)[0]: the logits or last hidden state of a transformers model."""
+
+    def __init__(self, model: nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids)[0]
+
 # kiln.linear layers each model should produce: per layer + heads.
 #   GPT-2: c_attn, attn c_proj, c_fc, mlp c_proj (Conv1D, in_out) + lm_head
 #   Llama: q, k, v, o, gate, up, down + lm_head

@@ -240,8 +240,11 @@ def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value
     expanded = b.aten("expand", TensorInfo(expanded_shape, info.dtype), unsqueezed,
                       b.int_list([-1 if d is None else d for d in expanded_shape]), b.bool(False))
     out_shape = (*batch, query_heads, length, dim)
-    return b.aten("reshape", TensorInfo(out_shape, info.dtype), expanded,
-                  b.int_list([-1 if d is None else d for d in out_shape]))
+    # Dynamic batch and length: each from kv's own size (two -1s would be ambiguous).
+    sizes = [(kv, axis) if size is None else size for axis, size in
+             enumerate((*batch, heads, length, dim))]
+    sizes[rank - 3] = query_heads
+    return b.aten("reshape", TensorInfo(out_shape, info.dtype), expanded, b.size_list(sizes))
 
 
 def _causal_bias(b: TorchBuilder, op: ir.Operation, score_shape) -> ir.Value:
@@ -360,11 +363,11 @@ def lower_attention_fused(op: ir.Operation) -> ir.Value:
         if tensor_info(mask).dtype not in ("i1", qi.dtype):
             mask = b.cast(mask, qi.dtype)
         mask_info = tensor_info(mask)
-        if mask_info.rank < qi.rank:
+        while mask_info.rank < qi.rank:
             # IREE's SDPA conversion needs the mask at the scores' rank (it fails on a 2-D one).
-            full = (1,) * (qi.rank - mask_info.rank) + mask_info.shape
-            mask = b.aten("reshape", TensorInfo(full, mask_info.dtype), mask,
-                          b.int_list([-1 if d is None else d for d in full]))
+            mask = b.aten("unsqueeze", TensorInfo((1,) + mask_info.shape, mask_info.dtype),
+                          mask, b.int(0))
+            mask_info = tensor_info(mask)
     causal = ir.BoolAttr(op.attributes["causal"]).value
     if causal and mask is not None:
         # SDPA takes is_causal or attn_mask, not both: fold the causal part into the mask.

@@ -429,7 +429,8 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
-                                 lambda error: codegen_fallback_flags(targets, error), report)
+                                 lambda error, tried: codegen_fallback_flags(targets, error, tried),
+                                 report)
     return CompiledModel(vmfb, None, report, archive)
 
 
@@ -437,19 +438,20 @@ def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=No
                       report=None) -> bytes:
     """IREE's compile; on failure `diagnose()` (kiln.diagnose.unsupported_ops) lists every
     op IREE rejects, with its source line, instead of only the first one IREE reports.
-    `fallback(error) -> flags`: a codegen limit IREE hit is retried once with those flags
-    (kiln.targets.codegen_fallback_flags), recorded in `report.rewrites`."""
+    `fallback(error, flags so far) -> flags`: a known codegen failure IREE hit is retried with
+    those flags, each fallback at most once (kiln.targets.codegen_fallback_flags), recorded in
+    `report.rewrites`."""
     compiler = iree_compiler()
     try:
         return compiler.compile_str(ir_text, extra_args=flags)
     except compiler.CompilerToolError as error:
-        retry = fallback(str(error)) if fallback is not None else []
-        if retry and retry != flags[-len(retry):]:
+        retry = fallback(str(error), flags) if fallback is not None else []
+        if retry:
             if report is not None:
                 first = next((line for line in str(error).splitlines() if "error:" in line), "")
                 report.rewrites.append(Rewrite("iree-compile", "fallback/" + " ".join(retry),
                                                first.split("error:", 1)[-1].strip()[:200], ""))
-            return _run_iree_compile(ir_text, flags + retry, diagnose, None, report)
+            return _run_iree_compile(ir_text, flags + retry, diagnose, fallback, report)
         saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
         saved.write_text(ir_text)
         message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', str(error))

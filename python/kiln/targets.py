@@ -70,16 +70,50 @@ CHANNELS_LAST_PIPELINE = ("--iree-preprocessing-pass-pipeline=builtin.module(uti
 # With transpose propagation off, IREE 3.13 fails on dynamic-shape transposes ("'affine.
 # delinearize_index' op no basis element may be statically non-positive"): Kiln's compiler keeps
 # propagation on for dynamic shapes, and a module that still hits it is recompiled with it on.
+# With propagation on, data tiling of a dynamic batch matmul (GPT-2's P·V with dynamic batch and
+# length) still fails the same way; without data tiling it compiles.
 TRANSPOSE_ERRORS = ("no basis element may be statically non-positive",)
 TRANSPOSE_FALLBACK_FLAGS = ("--iree-global-opt-propagate-transposes=true",)
+NO_DATA_TILING_FLAGS = ("--iree-opt-data-tiling=false",)
+# IREE 3.13's CUDA codegen cannot distribute a dynamic-shape row reduction fused with its
+# multi-use producer (GPT-2's embedding sum into the first LayerNorm, batch and length dynamic:
+# "'func.func' op failed to distribute"); without multi-use fusion it compiles.
+CUDA_DISTRIBUTE_ERRORS = ("failed to distribute",)
 
 
-def codegen_fallback_flags(targets: Sequence[str], error_text: str) -> list[str]:
-    """Flags to recompile with after IREE failed with `error_text` (empty: no fallback)."""
-    if "cpu" in targets and any(e in error_text for e in CPU_CODEGEN_LIMIT_ERRORS):
-        return list(CPU_CODEGEN_FALLBACK_FLAGS)
-    if targets == ("cpu",) and any(e in error_text for e in TRANSPOSE_ERRORS):
-        return list(TRANSPOSE_FALLBACK_FLAGS)
+@dataclass(frozen=True)
+class CodegenFallback:
+    """Flags that get past a known IREE codegen failure, for the modules that hit it."""
+
+    errors: tuple[str, ...]  # substrings of IREE's diagnostics this fallback answers
+    flags: tuple[str, ...]
+    target: str  # "cpu" | "cuda": the target whose codegen fails
+    cpu_only: bool = False  # only for artifacts built for the CPU alone
+    reverts: str = ""  # a flag this fallback undoes: useless unless that flag was given
+
+
+# Tried in order; each at most once per compile (a later one may answer what remains).
+CODEGEN_FALLBACKS = (
+    CodegenFallback(CPU_CODEGEN_LIMIT_ERRORS, CPU_CODEGEN_FALLBACK_FLAGS, "cpu"),
+    CodegenFallback(CUDA_DISTRIBUTE_ERRORS, CPU_CODEGEN_FALLBACK_FLAGS, "cuda"),
+    CodegenFallback(TRANSPOSE_ERRORS, TRANSPOSE_FALLBACK_FLAGS, "cpu", cpu_only=True,
+                    reverts="--iree-global-opt-propagate-transposes=false"),
+    CodegenFallback(TRANSPOSE_ERRORS, NO_DATA_TILING_FLAGS, "cpu", cpu_only=True),
+)
+
+
+def codegen_fallback_flags(targets: Sequence[str], error_text: str,
+                           tried: Sequence[str] = ()) -> list[str]:
+    """Flags to recompile with after IREE failed with `error_text`: the first fallback that
+    answers the error and whose flags are not all in `tried` already (empty: none left)."""
+    for fallback in CODEGEN_FALLBACKS:
+        if fallback.target not in targets or (fallback.cpu_only and tuple(targets) != ("cpu",)):
+            continue
+        if fallback.reverts and fallback.reverts not in tried:
+            continue
+        if any(e in error_text for e in fallback.errors) and \
+                not set(fallback.flags) <= set(tried):
+            return list(fallback.flags)
     return []
 
 

@@ -163,6 +163,15 @@ class TorchBuilder:
         return self._op("torch.prim.ListConstruct", [ir.Type.parse("!torch.list<int>")],
                         items).result
 
+    def size_list(self, entries: Sequence) -> ir.Value:
+        """A `!torch.list<int>` of sizes for reshape/view: an int is a constant, a
+        `(value, axis)` pair is that value's size read at run time (`aten.size.int`). A reshape
+        may hold -1 once only; with two dynamic dims each must come from a real size."""
+        items = [self.int(e) if isinstance(e, int) else
+                 self.aten_scalar("size.int", "!torch.int", e[0], self.int(e[1]))
+                 for e in entries]
+        return self.list_of(items)
+
     def aten(self, name: str, result: TensorInfo | ir.Type, *operands) -> ir.Value:
         type_ = result if isinstance(result, ir.Type) else vtensor_type(result.shape, result.dtype)
         return self._op(f"torch.aten.{name}", [type_], operands).result
