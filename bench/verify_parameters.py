@@ -55,7 +55,8 @@ def do_compile(args) -> dict:
     one_thread_s = time.perf_counter() - start
     return {"compile_s": compile_s, "serialize_s": compiled.report.phase_seconds["serialize"],
             "record_s": record_s, "sha256_one_thread_s": one_thread_s,
-            "parameters": len(arrays), "archive_bytes": archive.parameters_path(path).stat().st_size,
+            "parameters": len(arrays),
+            "archive_bytes": archive.parameters_path(path).stat().st_size,
             "parameter_bytes": sum(a.nbytes for a in arrays)}
 
 
