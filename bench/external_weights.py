@@ -48,6 +48,7 @@ def do_compile(args) -> dict:
     import torch
 
     import kiln
+    from kiln.archive import parameters_path
 
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
@@ -63,7 +64,7 @@ def do_compile(args) -> dict:
     start = time.perf_counter()
     vmfb = compiled.save(work / f"{args.mode}.vmfb")
     save_s = time.perf_counter() - start
-    irpa = vmfb.with_suffix(".irpa")
+    irpa = parameters_path(vmfb)
     return {"mode": args.mode, "parameters": params, "compile_s": compile_s, "save_s": save_s,
             "phases_s": dict(compiled.report.phase_seconds),
             "vmfb_bytes": vmfb.stat().st_size,

@@ -3,14 +3,21 @@
 Checks: the archive is written and found by kiln.load; the .vmfb shrinks; the IR handed to IREE
 carries no weight bytes and reads them from `#stream.parameter.named` globals; outputs match
 eager; tied weights are stored once and equal-valued weights stay distinct; int buffers work;
-a swapped archive changes the outputs without recompiling; missing archives and bad option
-values are clear errors.
+missing archives and bad option values are clear errors.
+The archive is bound to its artifact (kiln.archive): the artifact records each parameter's key,
+shape, dtype, byte length and sha256; kiln.load refuses another model's archive (same keys,
+other shapes, missing or extra keys, truncated or altered bytes) naming the parameter, unless
+`verify_parameters=False` (contents unchecked: a swapped archive then runs other weights);
+outputs `m.b1` and `m.b2` get archives of their own; the pair is renamed into place together.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import re
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -19,6 +26,7 @@ from torch import nn
 
 import kiln
 import models
+from kiln.archive import parameters_path
 from kiln.runtime import write_parameter_archive
 from models import assert_close, eager
 
@@ -60,23 +68,185 @@ def test_iree_input_has_parameters_and_no_weight_bytes(tiny_gpt_eager):
     assert len(text) < weight_bytes
 
 
-def test_mlp_external_and_swapped_archive(tmp_path):
-    model, x = models.mlp("gelu"), models.mlp_input()
-    compiled = kiln.compile_model(model, (x,), target="cpu", weights="external")
-    assert set(compiled.parameters) == {"0.weight", "2.weight"}  # 64- and 128-float biases
+@pytest.fixture(scope="module")
+def mlps():
+    """(input, [(model, compile_model(..., weights="external"))] for two MLPs of the same
+    architecture (same archive keys and shapes) and other weights)."""
+    x = models.mlp_input()
+    pairs = []
+    for seed in (0, 7):
+        model = models.mlp("gelu", seed=seed)
+        pairs.append((model, kiln.compile_model(model, (x,), target="cpu", weights="external")))
+    return x, pairs
+
+
+def _weights(model, keys) -> dict:
+    return {k: v.detach().numpy() for k, v in model.state_dict().items() if k in keys}
+
+
+def test_mlp_external_and_swapped_archive(mlps, tmp_path):
+    x, [(model, compiled), _] = mlps
+    assert list(compiled.parameters) == ["0.weight", "2.weight"]  # 64- and 128-float biases
     inline = kiln.compile_model(model, (x,), target="cpu")  # stay inline (< 1 KiB)
     path = compiled.save(tmp_path / "mlp.vmfb")
     assert path.with_suffix(".irpa").is_file()
     assert path.stat().st_size < len(inline.vmfb) - 50_000
     assert_close(kiln.load(path)(x), eager(model, x))
-    # The .vmfb holds no weights: another archive with the same keys gives another model.
-    other = models.mlp("gelu", seed=7)
+    # Another model's archive with the same keys and shapes: refused, naming the parameter.
+    other = models.mlp("gelu", seed=7)  # a copy: the fixture's is compared with its compile
     other.load_state_dict({**other.state_dict(), "0.bias": model[0].bias,
                            "2.bias": model[2].bias})
     swapped = tmp_path / "other.irpa"
-    write_parameter_archive(swapped, {k: v.detach().numpy() for k, v in
-                                      other.state_dict().items() if k in compiled.parameters})
-    assert_close(kiln.load(path, parameters=swapped)(x), eager(other, x))
+    write_parameter_archive(swapped, _weights(other, compiled.parameters))
+    with pytest.raises(kiln.KilnLoadError, match=r"other.irpa.*'0.weight' \(128x64 float32, "
+                                                 r"32768 bytes\) has other contents"):
+        kiln.load(path, parameters=swapped)
+    # verify_parameters=False (unsafe, documented) skips the contents check: the .vmfb holds
+    # no weights, so another archive with the same keys and shapes gives another model.
+    assert_close(kiln.load(path, parameters=swapped, verify_parameters=False)(x), eager(other, x))
+
+
+def _record(vmfb: bytes) -> dict:
+    import iree.runtime as rt
+
+    module = rt.VmModule.copy_buffer(rt.VmInstance(), vmfb)
+    return json.loads(dict(module.lookup_function("main").reflection)["kiln.parameters"])
+
+
+def test_artifact_records_its_parameters(mlps):
+    _, [(model, compiled), _] = mlps
+    record = _record(compiled.vmfb)
+    state = model.state_dict()
+    assert [(p["key"], p["shape"], p["dtype"], p["bytes"]) for p in record["parameters"]] == [
+        (k, list(state[k].shape), "float32", state[k].numel() * 4)
+        for k in ("0.weight", "2.weight")]
+    for entry in record["parameters"]:
+        assert entry["sha256"] == hashlib.sha256(state[entry["key"]].numpy().tobytes()).hexdigest()
+    assert (record["count"], record["bytes"]) == (2, 2 * 128 * 64 * 4)
+    # The digest covers every parameter: another model's weights give another one.
+    assert re.fullmatch("[0-9a-f]{64}", record["digest"])
+    assert record["digest"] != _record(mlps[1][1][1].vmfb)["digest"]
+
+
+def test_archive_of_other_shapes_is_refused(mlps, tmp_path):
+    x, [(_, compiled), _] = mlps
+    path = compiled.save(tmp_path / "mlp.vmfb")
+    cases = {  # archive contents → what the error names
+        # larger tensors under the same keys: IREE would read their first bytes silently
+        "larger": ({"0.weight": np.ones((256, 64), np.float32),
+                    "2.weight": np.ones((64, 256), np.float32)},
+                   r"'0.weight' \(128x64 float32, 32768 bytes\) has 65536 bytes there"),
+        "smaller": ({"0.weight": compiled.parameters["0.weight"],
+                     "2.weight": np.ones((64, 32), np.float32)},
+                    r"'2.weight' \(64x128 float32, 32768 bytes\) has 8192 bytes there"),
+        # same byte length, transposed: only the contents tell
+        "transposed": ({"0.weight": np.ascontiguousarray(compiled.parameters["0.weight"].T),
+                        "2.weight": compiled.parameters["2.weight"]},
+                       r"'0.weight' .* has other contents"),
+        "missing key": ({"0.weight": compiled.parameters["0.weight"]},
+                        r"has no parameter '2.weight' \(64x128 float32, 32768 bytes\)"),
+        "extra key": ({**compiled.parameters, "3.weight": np.ones(512, np.float32)},
+                      r"parameter\(s\) the artifact does not use: '3.weight'"),
+    }
+    for name, (arrays, message) in cases.items():
+        archive = tmp_path / f"{name.replace(' ', '_')}.irpa"
+        write_parameter_archive(archive, arrays)
+        with pytest.raises(kiln.KilnLoadError, match=message):
+            kiln.load(path, parameters=archive)(x)
+    # Keys and byte lengths are checked even with verify_parameters=False.
+    with pytest.raises(kiln.KilnLoadError, match="65536 bytes there"):
+        kiln.load(path, parameters=tmp_path / "larger.irpa", verify_parameters=False)
+
+
+def test_truncated_or_altered_archive_is_refused(mlps, tmp_path):
+    x, [(model, compiled), _] = mlps
+    path = compiled.save(tmp_path / "mlp.vmfb")
+    archive = parameters_path(path)
+    data = archive.read_bytes()
+    # One flipped byte inside 2.weight (the last 32 KiB of data; the file ends with padding).
+    end = data.rindex(compiled.parameters["2.weight"].tobytes()) + 32768
+    altered = bytearray(data)
+    altered[end - 100] ^= 0xFF
+    archive.write_bytes(bytes(altered))
+    with pytest.raises(kiln.KilnLoadError, match=r"mlp.irpa.*'2.weight' .* other contents"):
+        kiln.load(path)
+    archive.write_bytes(data[:end - 4096])  # cut inside the data
+    with pytest.raises(kiln.KilnLoadError, match="mlp.irpa"):
+        kiln.load(path)
+    archive.write_bytes(data)
+    assert_close(kiln.load(path)(x), eager(model, x))
+
+
+def test_distinct_outputs_get_distinct_archives(mlps, tmp_path):
+    x, pairs = mlps
+    assert parameters_path("out/model.vmfb") == Path("out/model.irpa")
+    assert parameters_path("out/m.b1") == Path("out/m.b1.irpa")
+    paths = [compiled.save(tmp_path / f"m.b{i}") for i, (_, compiled) in enumerate(pairs, 1)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.b1", "m.b1.irpa", "m.b2",
+                                                          "m.b2.irpa"]
+    for path, (model, _) in zip(paths, pairs):
+        assert_close(kiln.load(path)(x), eager(model, x), what=path.name)
+
+
+def test_artifact_and_archive_are_written_as_a_pair(mlps, tmp_path, monkeypatch):
+    x, [(model, compiled), (other, other_compiled)] = mlps
+    path = compiled.save(tmp_path / "m.vmfb")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    # A failure while writing: the old pair stays, no temporary file is left.
+    import kiln.runtime
+
+    def failing_archive(*args):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(kiln.runtime, "write_parameter_archive", failing_archive)
+    with pytest.raises(OSError, match="disk full"):
+        other_compiled.save(path)
+    monkeypatch.undo()
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+    # A crash between the renames (archive renamed, artifact not): the old artifact beside the
+    # new archive is refused at load, not run with the other weights.
+    renamed = []
+
+    def crash_on_artifact(source, target):
+        if Path(target) == path:
+            raise OSError("crash")
+        renamed.append(Path(target))
+        shutil.move(source, target)
+
+    monkeypatch.setattr(kiln.runtime.os, "replace", crash_on_artifact)
+    with pytest.raises(OSError, match="crash"):
+        other_compiled.save(path)
+    monkeypatch.undo()
+    assert renamed == [parameters_path(path)]  # the archive first
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["m.irpa", "m.vmfb"]
+    with pytest.raises(kiln.KilnLoadError, match="'0.weight' .* other contents"):
+        kiln.load(path)
+    other_compiled.save(path)
+    assert_close(kiln.load(path)(x), eager(other, x))
+
+
+def test_verify_splats_old_records_and_damaged_records(tmp_path):
+    """kiln.archive.verify alone (no compile): a splat entry is hashed as its expanded bytes;
+    a record without digests (older Kiln) is refused unless verify_parameters=False; a record
+    whose own digest disagrees with its entries is refused naming the archive."""
+    from kiln.archive import ArchiveEntry, record, verify
+
+    zeros, ramp = np.zeros((64, 64), np.float32), np.arange(512, dtype=np.int64)
+    info = record("model", [("zeros", zeros, "float32"), ("ramp", ramp, "int64")])
+    archive = tmp_path / "x.irpa"
+    entries = [ArchiveEntry("zeros", zeros.nbytes, splat_pattern=b"\0\0\0\0"),
+               ArchiveEntry("ramp", ramp.nbytes, view=memoryview(ramp.tobytes()))]
+    verify(info, entries, archive)
+    ones = [ArchiveEntry("zeros", zeros.nbytes, splat_pattern=b"\1"), entries[1]]
+    with pytest.raises(kiln.KilnLoadError, match=r"x.irpa .*'zeros' \(64x64 float32, 16384 "
+                                                 r"bytes\) has other contents"):
+        verify(info, ones, archive)
+    old = {k: info[k] for k in ("scope", "count", "bytes")}
+    with pytest.raises(kiln.KilnLoadError, match="older Kiln.*x.irpa.*compile it again"):
+        verify(old, entries, archive)
+    verify(old, ones, archive, contents=False)
+    with pytest.raises(kiln.KilnLoadError, match="x.irpa.*digest of its parameters differs"):
+        verify({**info, "digest": "0" * 64}, entries, archive)
 
 
 class TiedWithIndexBuffer(nn.Module):
@@ -109,6 +279,8 @@ def test_tied_equal_and_int_weights(tmp_path):
     # Tied: one entry; equal values: two entries; the int64 buffer: an i64 global.
     assert sorted(compiled.parameters) == ["a.weight", "b.weight", "embed.weight", "remap"]
     assert re.search(r'"model"::"remap"> : tensor<256xi64>', compiled.ir_text)
+    assert {p["key"]: (p["shape"], p["dtype"]) for p in _record(path.read_bytes())[
+        "parameters"]}["remap"] == ([256], "int64")
     assert_close(kiln.load(path)(ids), eager(model, ids))
 
 

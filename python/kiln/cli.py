@@ -99,6 +99,7 @@ def _model_inputs_target(args):
 
 def cmd_compile(args) -> int:
     import kiln
+    from kiln.archive import parameters_path
 
     model, example_args, target = _model_inputs_target(args)
     # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.
@@ -113,7 +114,7 @@ def cmd_compile(args) -> int:
         Path(args.output).write_text(text) if args.output else sys.stdout.write(text)
         return 0
     output = compiled.save(Path(args.output or "out.vmfb"))
-    extra = f" + {output.with_suffix('.irpa')}" if compiled.parameters else ""
+    extra = f" + {parameters_path(output)}" if compiled.parameters else ""
     print(f"wrote {output} ({len(compiled.vmfb)} bytes){extra} for target {args.target}")
     return 0
 
@@ -235,8 +236,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="random integer inputs are drawn from [0, N) (default 32)")
     c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     c.add_argument("--weights", default="inline", choices=("inline", "external"),
-                   help="external: weights go to OUTPUT.irpa beside the .vmfb (kiln run and "
-                        "kiln.load find it); inline (default): inside the .vmfb")
+                   help="external: weights go to an .irpa beside the .vmfb (OUTPUT with .vmfb "
+                        "replaced by .irpa; kiln run and kiln.load find it and check it is "
+                        "this artifact's); inline (default): inside the .vmfb")
     c.add_argument("--report", action="store_true",
                    help="print what each pass rewrote (with source lines) and unmatched "
                         "softmaxes")

@@ -51,7 +51,8 @@ class CompileOptions:
     verbose: bool = False  # print each phase and its time to stderr
     strict_export: bool = False
     # inline: weights in the .vmfb | external: weights of >= 1 KiB in an IREE parameter archive
-    # (<output>.irpa) that kiln.load finds beside the .vmfb (see kiln.parameters)
+    # (kiln.archive.parameters_path(output)) that kiln.load finds beside the .vmfb and checks
+    # against the artifact's record (kiln.parameters, kiln.archive)
     weights: str = "inline"
     cache: bool = True  # reuse/store artifacts in KILN_CACHE_DIR (KILN_CACHE=0 also turns it off)
 
@@ -166,17 +167,14 @@ class CompiledModel:
 
     def save(self, output) -> Path:
         """Write the .vmfb to `output` and, with external weights, the parameter archive to
-        `output` with suffix .irpa (where kiln.load looks for it); returns the .vmfb path."""
+        `kiln.archive.parameters_path(output)` (where kiln.load looks for it: `m.vmfb` →
+        `m.irpa`, `m.b1` → `m.b1.irpa`), as a pair (kiln.runtime.save_artifact); returns the
+        .vmfb path."""
         if self.vmfb is None:
             raise ValueError("nothing to save: this compile stopped at an IR phase")
-        path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(self.vmfb)
-        if self.parameters:
-            from kiln.runtime import parameters_path, write_parameter_archive
+        from kiln.runtime import save_artifact
 
-            write_parameter_archive(parameters_path(path), self.parameters)
-        return path
+        return save_artifact(Path(output), self.vmfb, self.parameters)
 
 
 class _PhaseTimer:
@@ -470,14 +468,15 @@ def compile_to_vmfb(model, example_args, *, target="cpu", output=None, compile_t
 
     Returns the `.vmfb` bytes, or writes them to `output` and returns its path. With
     `compile_to="torch" | "kiln" | "iree-input"` returns that phase's IR as text instead.
-    With `weights="external"` an artifact needs `output`: the weights go to `output` with
-    suffix `.irpa` (`kiln.compile_model(...).parameters` holds them for other uses).
+    With `weights="external"` an artifact needs `output`: the weights go to
+    `kiln.archive.parameters_path(output)` (`.vmfb` → `.irpa`, else `.irpa` appended;
+    `kiln.compile_model(...).parameters` holds them for other uses).
     Options: see `CompileOptions`.
     """
     if options.get("weights") == "external" and output is None and \
             Phase.parse(compile_to) is Phase.VMFB:
         raise ValueError("weights='external' needs an output path: the weights are written to "
-                         "<output>.irpa beside the .vmfb (or use kiln.compile_model(...) and "
+                         "an .irpa beside the .vmfb (or use kiln.compile_model(...) and "
                          "its .parameters)")
     compiled = compile_model(model, example_args, target=target, compile_to=compile_to,
                              dynamic_shapes=dynamic_shapes, **options)

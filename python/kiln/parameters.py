@@ -20,8 +20,10 @@ With `weights="external"` the IR handed to IREE carries no weight bytes. The rou
    plus one `util.global private @kiln_param_3 = #stream.parameter.named<"model"::"key">` per
    parameter at module level. torch-mlir's context knows neither `util` nor `stream`, so these
    ops exist only as text (see docs/decisions.md for the routes measured).
-3. The function's `iree.reflection` gets `kiln.parameters` = {"scope", "count", "bytes"}, which
-   tells `kiln.load` that the artifact needs an archive.
+3. The function's `iree.reflection` gets `kiln.parameters` (`kiln.archive.record`: scope, and
+   each parameter's key, shape, dtype, byte length and sha256, plus a digest over them all),
+   which tells `kiln.load` that the artifact needs an archive and lets it check that the
+   archive it finds is the one compiled with (`kiln.archive.verify`).
 
 Bool tensors stay inline (IREE stores i1 tensors in its own layout); so does anything a pass
 turned into a literal of another type.
@@ -36,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from kiln import archive
 from kiln.bindings import ir
 from kiln.errors import KilnCompileError
 from kiln.runtime import PARAMETER_SCOPE as SCOPE
@@ -56,6 +59,13 @@ class Parameter:
     key: str  # archive key
     array: np.ndarray  # the bytes to store (bf16 as an int16 view), C-contiguous
     tensor_type: str  # builtin tensor type as the literal carries it, e.g. tensor<4xsi64>
+
+    @property
+    def dtype(self) -> str:
+        """Element type as the signature names it: float32, bfloat16, int64, ..."""
+        from kiln.compiler import TORCH_TO_NUMPY_DTYPE
+
+        return TORCH_TO_NUMPY_DTYPE[re.search(r"[<x]([a-z]+\d+)>$", self.tensor_type)[1]]
 
     @property
     def builtin_type(self) -> str:
@@ -146,9 +156,11 @@ def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str,
             op.attributes[MARKER] = ir.StringAttr.get(name)
             used[name] = parameter
             marked += 1
+        # Registration (import) order: the record's and the globals' order.
+        names = [name for name in parameters.by_resource if name in used]
         if used:
-            info = {"scope": parameters.scope, "count": len(used),
-                    "bytes": sum(p.array.nbytes for p in used.values())}
+            info = archive.record(parameters.scope,
+                                  [(used[n].key, used[n].array, used[n].dtype) for n in names])
             for func in funcs:
                 if "sym_visibility" in func.attributes:  # private: kernel declarations
                     continue
@@ -176,11 +188,10 @@ def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str,
     if replaced != marked or f"{{{MARKER} = " in text:
         raise KilnCompileError(f"internal error: externalized {replaced} of {marked} weight "
                                f"literals; the printed IR has an unexpected form")
-    order = {name: index for index, name in enumerate(parameters.by_resource)}
     globals_text = "".join(
         f"  util.global private @{name} = #stream.parameter.named<"
-        f"{_mlir_string(parameters.scope)}::{_mlir_string(p.key)}> : {p.builtin_type}\n"
-        for name, p in sorted(used.items(), key=lambda item: order[item[0]]))
+        f"{_mlir_string(parameters.scope)}::{_mlir_string(used[name].key)}> : "
+        f"{used[name].builtin_type}\n" for name in names)
     first_line = text.index("\n") + 1
     text = text[:first_line] + globals_text + text[first_line:]
-    return text, {p.key: p.array for p in used.values()}
+    return text, {used[name].key: used[name].array for name in names}

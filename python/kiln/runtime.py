@@ -5,7 +5,8 @@ The only module that imports `iree.runtime`; it needs neither torch-mlir nor IRE
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
 reflection on `main`): a wrong count, shape, dtype or device raises ValueError naming the
 argument. An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its
-IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first.
+IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first,
+after checking that it is the archive the artifact was compiled with (kiln.archive.verify).
 
 Inputs and outputs (docs/gpu.md, "Calling from Python"):
   - numpy arrays and torch tensors on the host are copied to the device for the call;
@@ -36,11 +37,13 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
+from kiln.archive import ArchiveEntry, parameters_path, verify
 from kiln.errors import KilnLoadError
 
 SIGNATURE_KEY = "kiln.signature"
 # Reflection entry of artifacts compiled with weights="external" (kiln.parameters): JSON
-# {"scope", "count", "bytes"}; their weights live in an IREE parameter archive (.irpa).
+# {"scope", "count", "bytes", "digest", "parameters"} (kiln.archive.record); their weights live
+# in an IREE parameter archive (.irpa), checked against that record at load.
 PARAMETERS_KEY = "kiln.parameters"
 PARAMETER_SCOPE = "model"
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
@@ -411,7 +414,8 @@ class KilnModule:
     a call may override it: `run(*inputs, outputs="device")`."""
 
     def __init__(self, vmfb: bytes, device: str = "cpu", function: Optional[str] = None,
-                 parameters: Union[str, Path, None] = None, outputs: str = "auto"):
+                 parameters: Union[str, Path, None] = None, outputs: str = "auto",
+                 verify_parameters: bool = True):
         if device not in DRIVERS:
             raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
         self.outputs = _check_mode(outputs)
@@ -449,7 +453,8 @@ class KilnModule:
                                         if SIGNATURE_KEY in reflections[n] else None)
                          for n, f in functions.items()}
         # The parameters module must be in the context before the module that imports it.
-        self.parameters_file = self._add_parameters(rt, reflection, parameters)
+        self.parameters_file = self._add_parameters(rt, reflection, parameters,
+                                                    verify_parameters)
         try:
             self._context.add_vm_module(vm_module)
         except Exception as error:
@@ -486,8 +491,11 @@ class KilnModule:
             return self[name]
         raise AttributeError(f"KilnModule has no attribute or entry point '{name}'")
 
-    def _add_parameters(self, rt, reflection: dict, parameters) -> Optional[Path]:
-        """Load the .irpa an artifact with external weights needs; None for inline weights."""
+    def _add_parameters(self, rt, reflection: dict, parameters,
+                        verify_parameters: bool = True) -> Optional[Path]:
+        """Load the .irpa an artifact with external weights needs, checked against the
+        artifact's record (keys and byte lengths always; contents unless `verify_parameters`
+        is False); None for inline weights."""
         if PARAMETERS_KEY not in reflection:
             return None
         info = json.loads(reflection[PARAMETERS_KEY])
@@ -507,6 +515,11 @@ class KilnModule:
         except Exception as error:
             raise KilnLoadError(f"{path} is not a readable IREE parameter archive: "
                                 f"{error}") from error
+        verify(info, [ArchiveEntry(entry.key, entry.length,
+                                   entry.file_view if entry.is_file else None,
+                                   None if entry.is_file else entry.splat_pattern)
+                      for entry in (index[i] for i in range(len(index)))],
+               path, contents=verify_parameters)
         provider = index.create_provider(scope=info.get("scope", PARAMETER_SCOPE))
         self._context.add_vm_module(rt.create_io_parameters_module(self._context.instance,
                                                                    provider))
@@ -689,11 +702,6 @@ def _describe(spec: dict) -> str:
     return f"{_shape_text(spec['shape'])} {spec['dtype']}"
 
 
-def parameters_path(vmfb_path: Union[str, Path]) -> Path:
-    """Where an artifact's external weights live: beside the .vmfb, suffix .irpa."""
-    return Path(vmfb_path).with_suffix(".irpa")
-
-
 def write_parameter_archive(path: Union[str, Path], arrays: dict) -> Path:
     """Write {key: numpy array} as an IREE parameter archive (.irpa) at `path`."""
     rt = _iree_runtime()
@@ -707,6 +715,40 @@ def write_parameter_archive(path: Union[str, Path], arrays: dict) -> Path:
     return path
 
 
+def save_artifact(path: Union[str, Path], vmfb: bytes, parameters: Optional[dict] = None) -> Path:
+    """Write a `.vmfb` to `path` and, with external weights ({key: numpy array}), its archive
+    to `parameters_path(path)`, as a pair: both go to temporary names beside their targets,
+    then are renamed, archive first and artifact last, so a failure never leaves a new
+    artifact beside an old archive (a stale pair left by a crash between the two renames is
+    refused at load: the digests differ). Returns `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    renames: list[tuple[Path, Path]] = []
+    try:
+        if parameters:
+            target = parameters_path(path)
+            renames.append((_temporary_beside(target), target))
+            write_parameter_archive(renames[-1][0], parameters)
+        renames.append((_temporary_beside(path), path))
+        renames[-1][0].write_bytes(vmfb)
+        os.chmod(renames[-1][0], 0o666 & ~_umask())
+        for temporary, target in renames:
+            os.replace(temporary, target)
+    finally:
+        for temporary, _ in renames:
+            temporary.unlink(missing_ok=True)  # left only by a failure
+    return path
+
+
+def _temporary_beside(target: Path) -> Path:
+    """A fresh, empty file in `target`'s folder (a rename there is atomic)."""
+    import tempfile
+
+    handle, name = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
+    os.close(handle)
+    return Path(name)
+
+
 def _umask() -> int:
     try:  # read without setting it (os.umask would change it for other threads meanwhile)
         for line in Path("/proc/self/status").read_text().splitlines():
@@ -718,14 +760,20 @@ def _umask() -> int:
 
 
 def load(vmfb_or_path, device: str = "cpu",
-         parameters: Union[str, Path, None] = None, outputs: str = "auto") -> KilnModule:
+         parameters: Union[str, Path, None] = None, outputs: str = "auto",
+         verify_parameters: bool = True) -> KilnModule:
     """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda").
 
     An artifact compiled with weights="external" needs its parameter archive: `parameters`, or
-    by default the `.irpa` beside a `.vmfb` path (same stem). `outputs` ("auto", "numpy",
-    "torch", "device") says what calls return; "device" keeps results on the device as
-    `DeviceTensor`s that the next call takes without a copy."""
+    by default `parameters_path(path)` beside a `.vmfb` path (`m.vmfb` → `m.irpa`, `m.b1` →
+    `m.b1.irpa`). The archive must be the one compiled with the artifact: KilnLoadError names
+    the first parameter that is missing, extra, of another byte length or of other contents.
+    `verify_parameters=False` skips only the contents check (hashing the whole archive;
+    docs/weights.md has its cost) and is unsafe: same-shaped weights of another model or
+    compile then run silently. `outputs` ("auto", "numpy", "torch", "device") says what calls
+    return; "device" keeps results on the device as `DeviceTensor`s that the next call takes
+    without a copy."""
     if parameters is None and isinstance(vmfb_or_path, (str, Path)):
         parameters = parameters_path(vmfb_or_path)
     return KilnModule(_read_artifact(vmfb_or_path), device=device, parameters=parameters,
-                      outputs=outputs)
+                      outputs=outputs, verify_parameters=verify_parameters)
