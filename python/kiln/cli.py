@@ -199,7 +199,8 @@ def cmd_check(args) -> int:
 
     model, example_args, target = _model_inputs_target(args)
     result = kiln.check(model, example_args, target=target, samples=args.samples,
-                        seed=args.seed, rtol=args.rtol, locate=not args.no_locate,
+                        seed=args.seed, rtol=args.rtol, atol=args.atol,
+                        locate=not args.no_locate,
                         attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
                         cuda_kernels=args.cuda_kernels, verbose=args.verbose)
     print(result)
@@ -275,8 +276,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--samples", type=int, default=3,
                    help="inputs to compare on: the example plus random ones (default 3)")
     k.add_argument("--rtol", type=float, default=None,
-                   help="relative tolerance (default by the model's dtype: f32 1e-4, f16 1e-2, "
-                        "bf16 5e-2)")
+                   help="relative part of the per-element tolerance |err| <= atol + "
+                        "rtol*|ref| (default by the model's dtype: f32 1e-4, f16 1e-2, bf16 "
+                        "5e-2)")
+    k.add_argument("--atol", type=float, default=None,
+                   help="absolute part of the per-element tolerance (default by the model's "
+                        "dtype: f32 1e-5, f16 2e-3, bf16 2e-2)")
     k.add_argument("--no-locate", action="store_true",
                    help="on a mismatch, skip the bisection for the first diverging op")
     k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
