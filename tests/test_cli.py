@@ -106,3 +106,42 @@ def test_output_into_an_existing_directory_is_a_usage_error(model_file, tmp_path
 def test_a_bad_input_spec_is_a_usage_error(model_file, capsys):
     assert kiln_main(["compile", f"{model_file}:build", "--input", "1x4xq7", "--quiet"]) == 2
     assert "cannot read input spec '1x4xq7'" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------------------------
+# kiln-opt
+
+GOOD_IR = """func.func @main(%arg0: !torch.vtensor<[2],f32>) -> !torch.vtensor<[2],f32> {
+  %0 = torch.aten.tanh %arg0 : !torch.vtensor<[2],f32> -> !torch.vtensor<[2],f32>
+  return %0 : !torch.vtensor<[2],f32>
+}
+"""
+
+
+@pytest.mark.parametrize("source, pipeline", [
+    ("func.func @broken(", "canonicalize"),  # the input does not parse
+    (GOOD_IR, "kiln-no-such-pass"),  # the pipeline fails
+])
+def test_kiln_opt_keeps_the_output_file_when_it_fails(tmp_path, capsys, source, pipeline):
+    source_path, output = tmp_path / "in.mlir", tmp_path / "out.mlir"
+    source_path.write_text(source)
+    output.write_text("// the previous result\n")
+    assert kiln_opt_main([str(source_path), "-p", pipeline, "-o", str(output)]) == 1
+    assert output.read_text() == "// the previous result\n"
+    assert "error:" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mlir", "out.mlir"]
+
+
+def test_kiln_opt_writes_the_output_file_on_success(tmp_path):
+    source_path, output = tmp_path / "in.mlir", tmp_path / "out.mlir"
+    source_path.write_text(GOOD_IR)
+    output.write_text("// the previous result\n")
+    assert kiln_opt_main([str(source_path), "-p", "canonicalize", "-o", str(output)]) == 0
+    assert "torch.aten.tanh" in output.read_text()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mlir", "out.mlir"]
+
+
+def test_kiln_opt_reports_an_unreadable_input_in_one_line(tmp_path, capsys):
+    assert kiln_opt_main([str(tmp_path / "missing.mlir"), "-p", "canonicalize"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: cannot read {tmp_path / 'missing.mlir'}") and "Trace" not in err
