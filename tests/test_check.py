@@ -236,6 +236,7 @@ def test_cli_check_exit_codes(model_file, capsys, monkeypatch):
                      "0", "--atol", "0", "--no-locate"]) == 1
     out = capsys.readouterr().out
     assert "atol 0e+00 + rtol 0e+00" in out and "FAIL: output 0 element [" in out
+    assert "must match exactly" in out
 
     monkeypatch.setenv("KILN_CACHE", "0")
     original = kiln.compiler._run_iree_compile

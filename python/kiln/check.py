@@ -24,8 +24,9 @@ On a mismatch (and `locate=True`) the first diverging op is found by bisection o
 graph: the graph is truncated after op k (`torch.fx`: copy the graph, return node k's value,
 eliminate dead code), the truncated module is compiled with the same target and options and run
 on the worst sample, and its value is compared with eager's by the same per-element rule. The
-first op whose value differs beyond the tolerance is reported with its aten target, node name and Python source line. This
-costs about log2(#ops) + 1 extra compiles, so it runs only when the check fails.
+first op whose value differs beyond the tolerance is reported with its aten target, node name
+and Python source line. This costs about log2(#ops) + 1 extra compiles, so it runs only when the
+check fails.
 """
 
 from __future__ import annotations
@@ -111,11 +112,12 @@ class OutputCheck:
             return f"output {self.index} (sample {self.worst_sample}): shape differs"
         element = f"element [{', '.join(map(str, self.worst_index))}]" if self.worst_index \
             else "the scalar"
+        rule = "must match exactly" if self.rtol == 0 and self.atol == 0 else \
+            (f"|compiled − reference| > atol {self.atol:.0e} + rtol {self.rtol:.0e}·|reference| "
+             f"({_times(self.tolerance_used)} the tolerance)")
         return (f"output {self.index} {element} (sample {self.worst_sample}): compiled "
                 f"{_value(self.worst_got)}, reference {_value(self.worst_ref)}, eager "
-                f"{_value(self.worst_eager)}; |compiled − reference| > atol {self.atol:.0e} + "
-                f"rtol {self.rtol:.0e}·|reference| ({_times(self.tolerance_used)} the "
-                f"tolerance)")
+                f"{_value(self.worst_eager)}; {rule}")
 
 
 def _value(value: Optional[float]) -> str:
