@@ -24,7 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 import models  # noqa: E402  (tests/models.py)
 
 import kiln  # noqa: E402
-from kiln.check import (_EvalMode, _tensor_leaves, _to_float64, compare, make_samples,  # noqa: E402
+from kiln.equivalence import (_EvalMode, _tensor_leaves, _to_float64, compare, make_samples,  # noqa: E402
                         model_dtype, tolerances)
 from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt  # noqa: E402
 

@@ -12,7 +12,7 @@ from torch import nn
 import kiln
 import kiln.compiler
 import models
-from kiln.check import DEFAULT_ATOL, DEFAULT_RTOL, CheckResult, compare, make_samples
+from kiln.equivalence import DEFAULT_ATOL, DEFAULT_RTOL, CheckResult, compare, make_samples
 from kiln.cli import main as cli_main
 from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
 

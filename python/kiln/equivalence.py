@@ -35,9 +35,7 @@ import copy
 import math
 import operator
 import re
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -594,14 +592,3 @@ def locate_divergence(model, example_args, sample, *, output_index: int, rtol: f
                        rel_error=comparison.rel_error, abs_error=comparison.abs_error,
                        tolerance_used=comparison.tolerance_used,
                        position=bad, ops=len(ops), compiles=compiles, previous=previous), note
-
-
-class _CallableModule(types.ModuleType):
-    """`kiln.check` names both this module and its function: importing the submodule makes
-    `kiln.check` the module, so the module forwards calls to `check`."""
-
-    def __call__(self, *args, **kwargs) -> CheckResult:
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
