@@ -360,7 +360,7 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports")
+                 "imports", "guards", "user_outputs")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -371,10 +371,30 @@ class _EntryPoint:
         self.result_count = 1
         # input index → (tensor, data_ptr, shape, view, kind) of the last torch tensor imported
         self.imports: dict = {}
+        # Index bounds checks the artifact computes (kiln.guards), results after the user's;
+        # the runtime raises IndexError for a set one and returns the user's results only
+        self.guards: Sequence[dict] = ()
+        self.user_outputs: Optional[list[int]] = None  # result indices returned; None: all
         if signature is not None:
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
             self.result_count = max(1, len(signature["outputs"]))
+            self.guards = signature.get("guards", ())
+            if self.guards:
+                flags = {g["output"] for g in self.guards}
+                self.user_outputs = [i for i in range(len(signature["outputs"]))
+                                     if i not in flags]
+
+    def check_guards(self, read) -> None:
+        """IndexError for the first guard whose count of out-of-bounds indices is non-zero;
+        `read(i)` gives result i as a numpy array ([count, largest offender, size])."""
+        for guard in self.guards:
+            count, index, size = (int(v) for v in read(guard["output"]))
+            if count:
+                raise IndexError(
+                    f"{guard['op']} at {guard['source']}: index {index} is out of bounds for "
+                    f"dimension {guard['dim']} with size {size} ({count} out-of-bounds "
+                    f"{'index' if count == 1 else 'indices'} in this call); {guard['message']}")
 
 
 class _InputSpec:
@@ -554,10 +574,13 @@ class KilnModule:
             torch.cuda.current_stream().synchronize()  # IREE runs on its own stream
         results = self._list_type(entry.result_count)
         self._vm_context.invoke(entry.vm_function, arguments, results)
+        if entry.guards:
+            entry.check_guards(lambda i: self._result(entry, results, i, "numpy"))
         if mode == "auto":
             mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
                 "device" if seen & 4 else "numpy"
-        converted = tuple(self._result(entry, results, i, mode) for i in range(len(results)))
+        returned = range(len(results)) if entry.user_outputs is None else entry.user_outputs
+        converted = tuple(self._result(entry, results, i, mode) for i in returned)
         return converted[0] if len(converted) == 1 else converted
 
     def _check_arity(self, args: Sequence[Any]) -> None:
