@@ -18,7 +18,9 @@ from torch.export import Dim
 
 import kiln
 import kiln.compiler
+import models
 from kiln.bindings import iree_compile_tool
+from kiln.dispatches import count_dispatches
 from kiln.errors import KilnCompileError
 
 VOCAB = 100
@@ -95,6 +97,14 @@ def test_out_of_range_token_ids_raise_index_error(lookups, bad):
     assert "index out of range in self" in message  # what eager says
 
 
+def test_int64_minimum_is_out_of_bounds_too(lookups):
+    """The guard's "none out of bounds" value is int64's minimum: an index equal to it still
+    raises (reported one higher)."""
+    _, run = lookups
+    with pytest.raises(IndexError, match=rf"index {-(1 << 63) + 1} is out of bounds"):
+        run(*_with(0, -(1 << 63)))
+
+
 @pytest.mark.parametrize("argument, bad, op, code, dim, size", [
     (1, 10, "aten.index_select", "torch.index_select(", 0, 10),
     (1, -1, "aten.index_select", "torch.index_select(", 0, 10),
@@ -122,7 +132,7 @@ def test_signature_lists_guards_after_the_outputs(lookups):
     assert [g["op"] for g in guards] == ["aten.embedding", "aten.index_select", "aten.gather",
                                          "aten.index"]
     assert [g["output"] for g in guards] == [3, 4, 5, 6]
-    assert all(signature["outputs"][g["output"]] == {"shape": [3], "dtype": "int64"}
+    assert all(signature["outputs"][g["output"]] == {"shape": [2], "dtype": "int64"}
                for g in guards)
     assert all(":" in g["source"] and g["message"] for g in guards)
 
@@ -135,6 +145,14 @@ def test_index_checks_off_has_no_guards():
     args = _lookup_inputs()
     for g, e in zip(run(*args), _eager(model, args)):
         torch.testing.assert_close(g, e)
+
+
+def test_a_guard_costs_one_dispatch():
+    model, args = models.tiny_gpt()
+    counts = [count_dispatches(kiln.compile_to_vmfb(model, args, compile_to="iree-input",
+                                                    index_checks=checks, cache=False)).count
+              for checks in (False, True)]
+    assert counts[1] == counts[0] + 1  # the token embedding's check: one small reduction
 
 
 class Writes(nn.Module):
@@ -153,6 +171,36 @@ def test_scatters_are_checked():
         run(x, torch.tensor([0, 6]), columns)
     with pytest.raises(IndexError, match=r"^aten\.scatter at .*index -1 is out of bounds"):
         run(x, rows, torch.tensor([[0], [-1]]))
+
+
+def test_embedding_bag_is_checked():
+    bag = nn.EmbeddingBag(10, 4, mode="sum").eval()
+    ids = torch.tensor([[1, 2]])
+    run = kiln.load(kiln.compile_to_vmfb(bag, (ids,), cache=False))
+    torch.testing.assert_close(run(torch.tensor([[9, 0]])), bag(torch.tensor([[9, 0]])))
+    with pytest.raises(IndexError, match=r"^aten\._embedding_bag\S* at .*index 12 is "
+                                         r"out of bounds for dimension 0 with size 10"):
+        run(torch.tensor([[1, 12]]))
+
+
+class RowByItem(nn.Module):
+    def forward(self, x, row):
+        return x[row.item()] * 2  # aten.select at an index read from a tensor
+
+
+def test_select_at_an_index_read_from_a_tensor_is_checked():
+    x = torch.randn(10, 4)
+    run = kiln.load(kiln.compile_to_vmfb(RowByItem(), (x, torch.tensor(3)), cache=False))
+    for row in (3, -1, -10):
+        torch.testing.assert_close(run(x, torch.tensor(row)), RowByItem()(x, torch.tensor(row)))
+    for row in (10, -11, 1000):
+        with pytest.raises(IndexError):
+            RowByItem()(x, torch.tensor(row))
+        with pytest.raises(IndexError) as info:
+            run(x, torch.tensor(row))
+        assert str(info.value).startswith(
+            f"aten.select at {_line_of('x[row.item()]', RowByItem.forward)}")
+        assert f"index {row} is out of bounds for dimension 0 with size 10" in str(info.value)
 
 
 class Window(nn.Module):

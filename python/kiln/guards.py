@@ -7,17 +7,21 @@ PyTorch checks every index of a gather or scatter and raises IndexError; compile
 whose indices depend on a user input's values gets, in the FX graph:
   - its indices made safe: negative ones wrapped where eager wraps them (advanced indexing
     `x[ids]`, `index_put`), then clamped to [0, size - 1], so the op never leaves its table;
-  - a guard result: int64 [count of out-of-bounds indices, the largest one, the dimension's
-    size], appended to the graph's outputs (so guard outputs come last in the function).
+  - a guard result: int64 [the largest out-of-bounds index (int64's minimum when none), the
+    dimension's size], appended to the graph's outputs (guard outputs come last).
 The compiler records each guard in the signature ("guards": op, source line, message, dim) and
-the runtime raises IndexError when a guard's count is non-zero, then drops guard results.
+the runtime raises IndexError when a guard is set, then drops guard results.
 Indices computed from shapes only (`arange(seq)`, upsampling's `_unsafe_index`) are in bounds by
 construction and stay unguarded; index tensors that are constants are folded before this runs.
-The cost is a clamp fused into the gather and one small reduction per guarded op (measured in
-docs/decisions.md); `index_checks=False` removes both.
+The cost is a clamp fused into the gather and one small reduction dispatch per guarded op
+(measured in docs/decisions.md); `index_checks=False` removes both.
+
+A `select` at an index read from a tensor (`x[i.item()]`) is guarded too: it becomes an
+`index_select` of one clamped row.
 
 Not covered: `index_add` / `index_copy` decompose to `index_put`, so a negative index that eager
-rejects there wraps instead (still in bounds).
+rejects there wraps instead (still in bounds); the `offsets` of `embedding_bag` from an input
+are not checked (its indices are).
 
 Data-dependent shapes (`refuse_data_dependent_shapes`, after export): a node whose output shape
 holds an unbacked symbol (`nonzero`, `masked_select`, boolean-mask indexing, `unique`, a size
@@ -37,10 +41,12 @@ from torch import fx
 from kiln.errors import KilnCompileError
 
 aten = torch.ops.aten
-INT64_MIN = -(1 << 63)
-GUARD_LENGTH = 3  # [count of out-of-bounds indices, the largest one, the dimension's size]
+# A guard result is int64 [the largest out-of-bounds index or NONE_OUT_OF_BOUNDS, the size].
+NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 # Ops whose value does not depend on the values of their tensor inputs, only on shapes.
+# Ops reading a Python number out of a tensor (`.item()`, `int(t)`).
+SCALAR_READS = (aten._local_scalar_dense.default, aten.item.default)
 SHAPE_ONLY_TARGETS = (aten.sym_size.int, aten.sym_size.default, aten.sym_numel.default,
                       aten.sym_stride.int, aten.sym_stride.default)
 
@@ -65,6 +71,8 @@ INDEXED_OPS: dict[Any, _IndexedOp] = {
     aten.embedding.default: _IndexedOp(index=1, eager_message="index out of range in self"),
     aten.index_select.default: _IndexedOp(index=2, dim=1, dim_argument=True,
                                           eager_message="index out of range in self"),
+    aten._embedding_bag_forward_only.default: _IndexedOp(index=1),
+    aten._embedding_bag.default: _IndexedOp(index=1),
     aten.gather.default: _GATHER,
     aten.scatter.src: _GATHER,
     aten.scatter.value: _GATHER,
@@ -158,7 +166,7 @@ def _size(emit: _Emitter, table: Union[fx.Node, torch.Tensor], dim: int):
 
 def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool
                    ) -> tuple[fx.Node, fx.Node]:
-    """(indices clamped into [0, size), guard result [count, largest offender, size]).
+    """(indices clamped into [0, size), guard result [largest out-of-bounds index, size]).
 
     The safe indices are int64 whatever the given type: torch-mlir's lowering of `index.Tensor`
     compares int32 indices with an index-typed size of a dynamic dim, which IREE rejects
@@ -172,30 +180,65 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool
     last = size - 1 if isinstance(size, int) else emit(operator.sub, size, 1)
     safe = emit(aten.clamp.default, wrapped, 0, last)
     bad = emit(aten.view.default, emit(aten.ne.Tensor, safe, wrapped), [-1])
-    count = emit(aten.sum.dim_IntList, bad, [0], False, dtype=torch.int64)
-    offenders = emit(aten.where.self, bad, emit(aten.view.default, given, [-1]),
-                     torch.tensor(INT64_MIN, dtype=torch.int64))
-    largest = emit(aten.amax.default, offenders, [0])
+    # One reduction (one IREE dispatch; a count and a max beside it were two): the largest
+    # out-of-bounds index, NONE_OUT_OF_BOUNDS when there is none (an index equal to it is
+    # reported one higher, so the flag stays set).
+    offenders = emit(aten.where.self, bad,
+                     emit(aten.clamp.default, emit(aten.view.default, given, [-1]),
+                          NONE_OUT_OF_BOUNDS + 1),
+                     torch.tensor(NONE_OUT_OF_BOUNDS, dtype=torch.int64))
+    largest = emit(aten.view.default, emit(aten.amax.default, offenders, [0]), [1])
     if isinstance(size, int):
         size_value = torch.tensor([size], dtype=torch.int64)
     else:
         size_value = emit(aten.view.default,
                           emit(aten.scalar_tensor.default, size, dtype=torch.int64), [1])
-    result = emit(aten.cat.default, [emit(aten.view.default, count, [1]),
-                                     emit(aten.view.default, largest, [1]), size_value])
+    result = emit(aten.cat.default, [largest, size_value])
     return safe, result
 
 
+def _guard(node: fx.Node, dim: int, wraps: bool, eager_message: str = "") -> IndexGuard:
+    name = op_name(node.target)
+    rule = f"{name} takes indices in [{'-size' if wraps else '0'}, size) of dimension {dim}"
+    if eager_message:
+        rule += f"; eager PyTorch raises IndexError: {eager_message}"
+    return IndexGuard(name, source_line(node), dim, rule)
+
+
+def _guard_select(graph: fx.Graph, node: fx.Node, fake_mode) -> tuple[IndexGuard, fx.Node]:
+    """`x[i.item()]`: a select at an index read from a tensor becomes a guarded index_select
+    of one row, then a select of that row (same result, never out of bounds)."""
+    table, dim, index = node.args
+    dim %= node.args[0].meta["val"].dim() if isinstance(table, fx.Node) else table.dim()
+    emit = _Emitter(graph, node, fake_mode)
+    as_tensor = emit(aten.view.default,
+                     emit(aten.scalar_tensor.default, index, dtype=torch.int64), [1])
+    safe, result = _guard_indices(emit, as_tensor, _size(emit, table, dim), wraps=True)
+    row = emit(aten.select.int, emit(aten.index_select.default, table, dim, safe), dim, 0)
+    guard = _guard(node, dim, wraps=True)
+    node.replace_all_uses_with(row)
+    graph.erase_node(node)
+    return guard, result
+
+
 def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
-    """Guard every gather/scatter of INDEXED_OPS whose indices depend on user input values (see
-    the module docstring); returns the guards in the order of the outputs appended."""
+    """Guard every gather/scatter of INDEXED_OPS whose indices depend on user input values, and
+    every select at an index read from a tensor (see the module docstring); returns the guards
+    in the order of the outputs appended."""
     from torch._guards import detect_fake_mode
 
     dependent = _value_dependent_nodes(graph)
     guards: list[IndexGuard] = []
     results: list[fx.Node] = []
     for node in list(graph.nodes):
-        spec = INDEXED_OPS.get(node.target) if node.op == "call_function" else None
+        if node.op != "call_function":
+            continue
+        if node.target is aten.select.int and node.args[2] in dependent:
+            guard, result = _guard_select(graph, node, detect_fake_mode([node.meta["val"]]))
+            guards.append(guard)
+            results.append(result)
+            continue
+        spec = INDEXED_OPS.get(node.target)
         if spec is None:
             continue
         table = node.args[spec.table]
@@ -219,12 +262,7 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
             safe, result = _guard_indices(emit, indices, _size(emit, table, dim), spec.wraps)
             new_indices[dim] = safe
             results.append(result)
-            name = op_name(node.target)
-            low = "-size" if spec.wraps else "0"
-            rule = f"{name} takes indices in [{low}, size) of dimension {dim}"
-            if spec.eager_message:
-                rule += f"; eager PyTorch raises IndexError: {spec.eager_message}"
-            guards.append(IndexGuard(name, source_line(node), dim, rule))
+            guards.append(_guard(node, dim, spec.wraps, spec.eager_message))
         if new_indices:
             args = list(node.args)
             if spec.index_list:
@@ -244,12 +282,16 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
 # ------------------------------------------------------------------------ data-dependent shapes
 
 
+def _tensors(value: Any) -> list:
+    """The tensors of a node's value (multi-output ops hold a tuple)."""
+    values = value if isinstance(value, (tuple, list)) else [value]
+    return [v for v in values if isinstance(v, torch.Tensor)]
+
+
 def _unbacked_symbols(value: Any) -> set:
     from torch.fx.experimental.symbolic_shapes import free_unbacked_symbols
 
-    if isinstance(value, torch.Tensor):
-        return set(free_unbacked_symbols(value.shape))
-    return set()
+    return {s for t in _tensors(value) for s in free_unbacked_symbols(t.shape)}
 
 
 def data_dependent_shape_nodes(graph: fx.Graph) -> list[fx.Node]:
@@ -283,10 +325,18 @@ def refuse_data_dependent_shapes(program: torch.export.ExportedProgram) -> None:
         name = op_name(node.target)
         if node.target is aten.index.Tensor:
             name += " with a boolean mask (x[mask])"
-        issues.append(Issue(name, [source_line(node)], fix_hint(op_name(node.target))
-                            if node.target is not aten.index.Tensor else fix_hint("nonzero"),
-                            "its output shape depends on tensor values, which IREE cannot "
-                            "bound"))
+        value = node.meta.get("val")
+        shaped = [t for t in _tensors(value) if _unbacked_symbols(t)]
+        if shaped:
+            shapes = " and ".join(f"({', '.join(str(d) for d in t.shape)})" for t in shaped)
+            symbols = ", ".join(sorted(str(u) for u in _unbacked_symbols(value)))
+            detail = f"output shape {shapes}: {symbols} known only at run time"
+        else:
+            detail = f"the value it reads ({value}) sets a tensor shape"
+        # the data-dependent-shape hint, or the `.item()` one for a value read out of a tensor
+        hint = fix_hint(str(node.target)) if node.target in SCALAR_READS else \
+            fix_hint("nonzero")
+        issues.append(Issue(name, [source_line(node)], hint, detail))
     raise KilnCompileError(format_issues("data-dependent output shapes", issues) +
                            "\nKiln compiles fixed (or bounded dynamic) shapes only: pad to a "
                            "maximum size and carry a mask instead", issues)

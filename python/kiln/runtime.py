@@ -4,8 +4,11 @@ The only module that imports `iree.runtime`; it needs neither torch-mlir nor IRE
 (torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
 reflection on `main`): a wrong count, shape, dtype or device raises ValueError naming the
-argument. An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its
-IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first.
+argument. After a call, the index bounds checks the artifact computed (signature "guards",
+kiln.guards) are read: an out-of-range index raises IndexError naming the op and the model's
+line, and guard results are not returned. An artifact compiled with weights="external"
+(reflection `kiln.parameters`) gets its IREE parameter archive (`.irpa`, by default beside the
+`.vmfb`) added to the context first.
 
 Inputs and outputs (docs/gpu.md, "Calling from Python"):
   - numpy arrays and torch tensors on the host are copied to the device for the call;
@@ -71,6 +74,9 @@ HOST_UPLOAD = "auto"
 CACHE_IMPORTS = True
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
+# A guard result holding this has no out-of-bounds index (kiln.guards.NONE_OUT_OF_BOUNDS; the
+# runtime does not import the compiler's modules).
+_NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 
 def _iree_runtime():
@@ -386,15 +392,14 @@ class _EntryPoint:
                                      if i not in flags]
 
     def check_guards(self, read) -> None:
-        """IndexError for the first guard whose count of out-of-bounds indices is non-zero;
-        `read(i)` gives result i as a numpy array ([count, largest offender, size])."""
+        """IndexError for the first guard that is set; `read(i)` gives result i as a numpy
+        array: [the largest out-of-bounds index (int64's minimum: none), the dim's size]."""
         for guard in self.guards:
-            count, index, size = (int(v) for v in read(guard["output"]))
-            if count:
+            index, size = (int(v) for v in read(guard["output"]))
+            if index != _NONE_OUT_OF_BOUNDS:
                 raise IndexError(
                     f"{guard['op']} at {guard['source']}: index {index} is out of bounds for "
-                    f"dimension {guard['dim']} with size {size} ({count} out-of-bounds "
-                    f"{'index' if count == 1 else 'indices'} in this call); {guard['message']}")
+                    f"dimension {guard['dim']} with size {size}; {guard['message']}")
 
 
 class _InputSpec:
