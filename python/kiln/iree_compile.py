@@ -7,14 +7,17 @@ Kiln runs the `iree-compile` binary of iree-base-compiler itself, with the flags
 children: the CPU target's linker) and wall time, and stops it past either limit:
   KILN_IREE_COMPILE_TIMEOUT_S      seconds (default 3600: large models compile for minutes)
   KILN_IREE_COMPILE_MAX_MEMORY_MB  MB of RSS (default 80% of the machine's memory, or of the
-                                   cgroup's limit where lower); 0 turns a limit off
+                                   cgroup's limit where lower, read at each check: some
+                                   virtual machines grow their memory as it is used);
+                                   0 turns a limit off
 A stopped compile says which limit, its value, how long it ran and how to raise it. A compile
 that fails without diagnostics says its exit status or the signal that ended it.
 
-Reproducer: written with `tempfile.mkstemp` (unpredictable name, mode 0600) in $TMPDIR; model
-weights (`dense_resource` blobs and hex-encoded constants) are replaced by zero splats of the
-same type, which keeps the file small, free of the model's data, and still compilable; set
-KILN_REPRODUCER_WEIGHTS=1 to keep them (a failure that depends on values).
+Reproducer: written with `tempfile.mkstemp` (unpredictable name, mode 0600) in $TMPDIR; tensor
+literals of more than one number (weights as `dense_resource` blobs, small weights and folded
+constants as dense elements) are replaced by zero splats of the same type, which keeps the file
+small, free of the model's data, and still compilable; set KILN_REPRODUCER_WEIGHTS=1 to keep
+them (a failure that depends on values).
 """
 
 from __future__ import annotations
@@ -48,19 +51,33 @@ _WRITE_CHUNK = 1 << 24  # characters of IR encoded and written at a time (no sec
 
 @dataclass(frozen=True)
 class Limits:
-    """Wall-time (s) and resident-memory (MB) limits of one iree-compile; None: no limit."""
+    """Wall-time (s) and resident-memory limits of one iree-compile; None: no limit. Memory is
+    `max_memory_mb`, or `memory_fraction` of the machine's memory read at each check (some
+    virtual machines report little memory at first and grow it as it is used)."""
 
     timeout_s: Optional[float]
-    max_memory_mb: Optional[int]
+    max_memory_mb: Optional[int] = None
+    memory_fraction: Optional[float] = None
 
     @classmethod
     def from_environment(cls) -> "Limits":
         timeout = _setting(TIMEOUT_ENV, float, DEFAULT_TIMEOUT_S)
         memory = _setting(MEMORY_ENV, int, None)
         if memory is None:
-            total = machine_memory_mb()
-            memory = int(total * DEFAULT_MEMORY_FRACTION) if total else 0
+            return cls(timeout or None, None, DEFAULT_MEMORY_FRACTION)
         return cls(timeout or None, memory or None)
+
+    def memory_limit_mb(self) -> Optional[int]:
+        if self.max_memory_mb or not self.memory_fraction:
+            return self.max_memory_mb
+        total = machine_memory_mb()
+        return int(total * self.memory_fraction) if total else None
+
+    def describe_memory(self, limit_mb: int) -> str:
+        if self.max_memory_mb:
+            return f"the memory limit of {limit_mb} MB ({MEMORY_ENV})"
+        return (f"the memory limit of {limit_mb} MB ({self.memory_fraction:.0%} of this "
+                f"machine's memory; {MEMORY_ENV} sets another)")
 
 
 def _setting(name: str, kind, default):
@@ -177,10 +194,11 @@ def run_iree_compile(ir_text: str, flags: list[str], limits: Optional[Limits] = 
                 poll = min(poll * 2, MAX_POLL_S)
                 elapsed = time.monotonic() - start
                 peak = max(peak, _process_tree_rss_mb(process.pid))
-                if limits.max_memory_mb and peak > limits.max_memory_mb:
-                    stopped = (f"it passed the memory limit of {limits.max_memory_mb} MB "
-                               f"({MEMORY_ENV}); raise it with {MEMORY_ENV}=<MB>, 0 for no "
-                               f"limit, if the machine has the memory")
+                memory_limit = limits.memory_limit_mb()
+                if memory_limit and peak > memory_limit:
+                    stopped = (f"it passed {limits.describe_memory(memory_limit)}; raise it "
+                               f"with {MEMORY_ENV}=<MB>, 0 for no limit, if the machine has "
+                               f"the memory")
                 elif limits.timeout_s and elapsed > limits.timeout_s:
                     stopped = (f"it passed the time limit of {limits.timeout_s:g} s "
                                f"({TIMEOUT_ENV}); raise it with {TIMEOUT_ENV}=<seconds>, 0 "
@@ -211,7 +229,10 @@ def _kill_group(process: subprocess.Popen) -> None:
 # ------------------------------------------------------------------------------- reproducer
 
 _RESOURCE_SECTION = re.compile(r"\n\{-#\s*dialect_resources:")
-_ELEMENTS = re.compile(r'(dense_resource<[^>]*>|dense<"0x[0-9A-Fa-f]*">)(\s*:\s*tensor<([^>]*)>)')
+# A tensor literal's value that holds more than one number: a resource blob, hex-encoded or
+# listed elements (splats, one number each, stay).
+_LITERAL = re.compile(r'(torch\.vtensor\.literal\()(dense_resource<[^>]*>|dense<"0x[0-9A-Fa-f]*">|'
+                      r'dense<\[[^>]*\]>)(\s*:\s*tensor<([^>]*)>\))')
 
 
 def _zero(element_type: str) -> str:
@@ -219,20 +240,23 @@ def _zero(element_type: str) -> str:
         return "false"
     if re.fullmatch(r"[su]?i\d+|index", element_type):
         return "0"
+    if element_type.startswith("complex"):
+        return "(0.000000e+00,0.000000e+00)"
     return "0.000000e+00"
 
 
 def strip_weights(ir_text: str) -> str:
-    """`ir_text` with every `dense_resource` blob and hex-encoded constant replaced by a zero
-    splat of the same tensor type, and the resource section dropped."""
+    """`ir_text` with the value of every tensor literal that holds more than one number
+    (weights: `dense_resource` blobs; hex-encoded or listed constants) replaced by a zero splat
+    of the same tensor type, and the resource section dropped."""
     end = _RESOURCE_SECTION.search(ir_text)
     body = ir_text[:end.start() + 1] if end else ir_text
 
     def zero(match: re.Match) -> str:
-        element_type = match.group(3).rsplit("x", 1)[-1].strip()
-        return f"dense<{_zero(element_type)}>{match.group(2)}"
+        element_type = match.group(4).rsplit("x", 1)[-1].strip()
+        return f"{match.group(1)}dense<{_zero(element_type)}>{match.group(3)}"
 
-    return _ELEMENTS.sub(zero, body)
+    return _LITERAL.sub(zero, body)
 
 
 def write_reproducer(ir_text: str) -> tuple[Path, str]:
@@ -242,5 +266,6 @@ def write_reproducer(ir_text: str) -> tuple[Path, str]:
     with os.fdopen(descriptor, "w") as file:
         file.write(ir_text if keep else strip_weights(ir_text))
     what = ("with the model's weights" if keep else
-            f"weights replaced by zeros; {REPRODUCER_WEIGHTS_ENV}=1 keeps them")
+            f"weights and other tensor constants replaced by zeros; "
+            f"{REPRODUCER_WEIGHTS_ENV}=1 keeps them")
     return Path(name), what
