@@ -11,6 +11,7 @@ import subprocess
 import tempfile
 import time
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -233,6 +234,34 @@ def test_shape_derived_indices_stay_unguarded():
     x, ids = torch.randn(1, 2, 4, 4), torch.tensor([1])
     text = kiln.compile_to_vmfb(Upsample(), (x, ids), compile_to="torch", cache=False)
     assert "torch.aten.clamp" not in text  # constant or shape-built indices get no check
+
+
+EMBED_FILE = '''
+import torch
+from torch import nn
+
+
+def build():
+    torch.manual_seed(0)
+    return nn.Embedding(10, 4)
+'''
+
+
+def test_cli_run_reports_out_of_range_ids(tmp_path, capsys):
+    from kiln.cli import main as cli_main
+
+    (tmp_path / "embed.py").write_text(EMBED_FILE)
+    model, artifact = f"{tmp_path / 'embed.py'}:build", str(tmp_path / "embed.vmfb")
+    bad = tmp_path / "bad.npy"
+    np.save(bad, np.array([[1, 2, 10]], dtype=np.int64))
+    assert cli_main(["compile", model, "--input", "1x3xi64", "--int-high", "10", "-o",
+                     artifact, "--quiet"]) == 0
+    assert cli_main(["run", artifact, "--input", str(bad)]) == 1
+    error = capsys.readouterr().err
+    assert error.startswith("kiln: error: aten.embedding at ") and "index 10" in error
+    assert cli_main(["compile", model, "--input", "1x3xi64", "-o", artifact, "--quiet",
+                     "--no-index-checks"]) == 0
+    assert "guards" not in kiln.load(artifact).signature
 
 
 # ---------------------------------------------------------------------------------------------
