@@ -358,8 +358,8 @@ def test_bad_limit_setting_is_named(monkeypatch):
 
 
 @pytest.mark.parametrize("script, says", [
-    ("exit 3", "exit status 3"),
-    ("kill -SEGV $$", "signal SIGSEGV"),
+    ("exit 3", "iree-compile exited with status 3"),
+    ("kill -SEGV $$", "iree-compile was killed by signal SIGSEGV"),
 ])
 def test_silent_failure_names_exit_status(monkeypatch, tmp_path, script, says):
     tool = tmp_path / "iree-compile"

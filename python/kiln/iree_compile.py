@@ -129,7 +129,7 @@ class IreeCompileFailure(Exception):
             killed = " (SIGKILL from outside Kiln: often the system's out-of-memory killer)" \
                 if self.returncode == -signal.SIGKILL and not self.stopped else ""
             return f"was killed by signal {name}{killed}"
-        return f"exited with exit status {self.returncode}"
+        return f"exited with status {self.returncode}"
 
     def summary(self) -> str:
         if self.stopped:
