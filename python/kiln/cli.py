@@ -174,7 +174,8 @@ def cmd_compile(args) -> int:
     compiled = kiln.compile_model(model, example_args, target=target,
                                   compile_to=args.compile_to, attention=args.attention,
                                   cpu=args.cpu, cuda_arch=args.cuda_arch, weights=args.weights,
-                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet)
+                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet,
+                                  index_checks=not args.no_index_checks)
     if args.report:
         print(compiled.report, file=sys.stderr)
     if compiled.vmfb is None:
@@ -308,6 +309,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="external: weights go to an .irpa beside the .vmfb (OUTPUT with .vmfb "
                         "replaced by .irpa; kiln run and kiln.load find it and check it is "
                         "this artifact's); inline (default): inside the .vmfb")
+    c.add_argument("--no-index-checks", action="store_true",
+                   help="leave out the bounds checks of indices read from inputs (token ids): "
+                        "an out-of-range id then reads other memory instead of raising "
+                        "IndexError; saves one small dispatch per indexing op")
     c.add_argument("--report", action="store_true",
                    help="print what each pass rewrote (with source lines) and unmatched "
                         "softmaxes")
@@ -378,7 +383,7 @@ def main(argv=None) -> int:
     except Exception as error:  # one clear line instead of a traceback for known errors
         from kiln.errors import KilnError
 
-        if isinstance(error, (KilnError, ValueError, OSError, MemoryError)):
+        if isinstance(error, (KilnError, ValueError, OSError, MemoryError, IndexError)):
             print(f"kiln: error: {error}", file=sys.stderr)
             return 1
         raise

@@ -27,6 +27,7 @@ from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
 from kiln.fx_constants import (LiteralHooks, fold_constant_subgraphs, freeze_state,
                                 materialize_tensors_in_mixed_lists, state_keys)
+from kiln.guards import add_index_guards
 
 # Ops Kiln's raising passes want to see whole (see the module docstring).
 PRESERVED_OPS = (
@@ -203,17 +204,23 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
 def import_program(program: torch.export.ExportedProgram, *,
                    context: Optional[ir.Context] = None, func_name: str = "main",
                    fold_constants: bool = True, parameters=None,
-                   literal_cache: Optional[dict] = None) -> ir.Module:
+                   literal_cache: Optional[dict] = None,
+                   index_guards: Optional[list] = None) -> ir.Module:
     """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded).
 
     The program's graph is modified: state is frozen into it and, with `fold_constants`,
     input-independent subgraphs are evaluated (see kiln.fx_constants). `parameters` (a
-    kiln.parameters.ExternalParameters) collects the weights that go to an external archive."""
+    kiln.parameters.ExternalParameters) collects the weights that go to an external archive.
+    With a list as `index_guards`, gathers and scatters whose indices come from user inputs get
+    bounds checks (kiln.guards): their guard results are appended to the function's results and
+    their `IndexGuard` records to the list."""
     context = context or make_context()
     keys = state_keys(program) if parameters is not None else None
     state_ids = freeze_state(program.graph, program)
     if fold_constants:
         fold_constant_subgraphs(program.graph)
+    if index_guards is not None:
+        index_guards += add_index_guards(program.graph)
     materialize_tensors_in_mixed_lists(program.graph)
     importer = FxImporter(context=context, hooks=LiteralHooks(state_ids, parameters, keys,
                                                               literal_cache))

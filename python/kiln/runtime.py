@@ -4,9 +4,12 @@ The only module that imports `iree.runtime`; it needs neither torch-mlir nor IRE
 (torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
 reflection on `main`): a wrong count, shape, dtype or device raises ValueError naming the
-argument. An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its
-IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first,
-after checking that it is the archive the artifact was compiled with (kiln.archive.verify).
+argument. After a call, the index bounds checks the artifact computed (signature "guards",
+kiln.guards) are read: an out-of-range index raises IndexError naming the op and the model's
+line, and guard results are not returned. An artifact compiled with weights="external"
+(reflection `kiln.parameters`) gets its IREE parameter archive (`.irpa`, by default beside the
+`.vmfb`) added to the context first, after checking that it is the archive the artifact was
+compiled with (kiln.archive.verify).
 
 Inputs and outputs (docs/gpu.md, "Calling from Python"):
   - numpy arrays and torch tensors on the host are copied to the device for the call;
@@ -76,6 +79,9 @@ HOST_UPLOAD = "auto"
 CACHE_IMPORTS = True
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
+# A guard result holding this has no out-of-bounds index (kiln.guards.NONE_OUT_OF_BOUNDS; the
+# runtime does not import the compiler's modules).
+_NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 
 def _iree_runtime():
@@ -365,7 +371,7 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports")
+                 "imports", "guards", "user_outputs")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -377,10 +383,29 @@ class _EntryPoint:
         # input index → (tensor, _import_layout(tensor), view, kind) of the last torch tensor
         # imported there
         self.imports: dict = {}
+        # Index bounds checks the artifact computes (kiln.guards), results after the user's;
+        # the runtime raises IndexError for a set one and returns the user's results only
+        self.guards: Sequence[dict] = ()
+        self.user_outputs: Optional[list[int]] = None  # result indices returned; None: all
         if signature is not None:
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
             self.result_count = max(1, len(signature["outputs"]))
+            self.guards = signature.get("guards", ())
+            if self.guards:
+                flags = {g["output"] for g in self.guards}
+                self.user_outputs = [i for i in range(len(signature["outputs"]))
+                                     if i not in flags]
+
+    def check_guards(self, read) -> None:
+        """IndexError for the first guard that is set; `read(i)` gives result i as a numpy
+        array: [the largest out-of-bounds index (int64's minimum: none), the dim's size]."""
+        for guard in self.guards:
+            index, size = (int(v) for v in read(guard["output"]))
+            if index != _NONE_OUT_OF_BOUNDS:
+                raise IndexError(
+                    f"{guard['op']} at {guard['source']}: index {index} is out of bounds for "
+                    f"dimension {guard['dim']} with size {size}; {guard['message']}")
 
 
 class _InputSpec:
@@ -570,10 +595,13 @@ class KilnModule:
             torch.cuda.current_stream().synchronize()  # IREE runs on its own stream
         results = self._list_type(entry.result_count)
         self._vm_context.invoke(entry.vm_function, arguments, results)
+        if entry.guards:
+            entry.check_guards(lambda i: self._result(entry, results, i, "numpy"))
         if mode == "auto":
             mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
                 "device" if seen & 4 else "numpy"
-        converted = tuple(self._result(entry, results, i, mode) for i in range(len(results)))
+        returned = range(len(results)) if entry.user_outputs is None else entry.user_outputs
+        converted = tuple(self._result(entry, results, i, mode) for i in returned)
         return converted[0] if len(converted) == 1 else converted
 
     def _check_arity(self, args: Sequence[Any]) -> None:
