@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Optional, Union
+from typing import Any, Union
 
 import torch
 from torch import fx
@@ -110,7 +110,7 @@ def op_name(target) -> str:
 
 
 def source_line(node: fx.Node) -> str:
-    from kiln.check import source_line as check_source_line
+    from kiln.equivalence import source_line as check_source_line
 
     return check_source_line(node)
 
