@@ -78,3 +78,17 @@ def test_export_failure_report_is_not_buried_in_torch_output(capfd):
     assert message.count("torch.cond") == 1  # the fix, once
     assert "def forward" not in captured.err and "W1" not in captured.err, captured.err[:2000]
     assert len(message.splitlines()) <= 8, message
+
+
+def test_the_repository_stands_alone():
+    """No code, doc or test points outside the repository (design notes live in docs/)."""
+    root = README.parent
+    outside = ("../" + "shared", "ARCHITECTURE" + ".md", "CUDA_KERNELS" + ".md")
+    offenders = []
+    for path in root.rglob("*"):
+        if any(part in (".venv", ".git", "__pycache__", "Output") for part in path.parts) or \
+                path.suffix not in (".py", ".md", ".mlir", ".sh", ".toml", ".txt", ".cfg"):
+            continue
+        text = path.read_text(errors="replace")
+        offenders += [f"{path.relative_to(root)}: {n}" for n in outside if n in text]
+    assert not offenders, offenders

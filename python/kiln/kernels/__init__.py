@@ -1,5 +1,5 @@
 """Kiln's own CUDA kernels (Triton, compiled ahead of time for sm_90a) and the plans Kiln's
-compiler puts into IREE artifacts (docs/kernels.md; ../shared/design/CUDA_KERNELS.md).
+compiler puts into IREE artifacts (docs/kernels.md).
 
     plan = linear_plan(m=128, n=2304, k=768, dtype="f16", weight_layout="in_out",
                        has_bias=True, activation="gelu_tanh")
