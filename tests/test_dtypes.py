@@ -1,0 +1,42 @@
+"""Dtypes IREE handles differently from PyTorch unless told: float64 runs as float64 (IREE's
+torch input pipeline demotes it to float32 by default but keeps float64 at the boundary:
+"buffer view byte length 96 exceeds backing buffer byte length 48", or wrong values)."""
+
+from __future__ import annotations
+
+import torch
+
+import kiln
+
+
+class _Float64Math(torch.nn.Module):
+    def forward(self, x, y):
+        return (x * 2).to(torch.float32), (x + y).sum(dtype=torch.float64), x.mean(1)
+
+
+def _float64_inputs():
+    # values float32 cannot hold: 1e10 + 1e-3 keeps its fraction only in float64
+    x = torch.randn(3, 4, dtype=torch.float64) * 1e10 + 1e-3
+    return x, torch.randn(3, 4, dtype=torch.float64)
+
+
+def test_float64_inputs_and_outputs_run_as_float64():
+    model, args = _Float64Math(), _float64_inputs()
+    run = kiln.load(kiln.compile_to_vmfb(model, args, cache=False))
+    got, want = run(*args), model(*args)
+    for g, w in zip(got, want):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, rtol=1e-12, atol=1e-9)
+    assert run.signature["inputs"][0]["dtype"] == "float64"
+
+
+def test_sum_in_float64_of_float32_input():
+    class SumF64(torch.nn.Module):
+        def forward(self, x):
+            return x.sum(dtype=torch.float64), torch.mean(x, dtype=torch.float64)
+
+    x = torch.randn(5, 7)
+    got = kiln.load(kiln.compile_to_vmfb(SumF64(), (x,), cache=False))(x)
+    for g, w in zip(got, SumF64()(x)):
+        assert g.dtype == torch.float64
+        torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
