@@ -15,8 +15,9 @@ from kiln import __version__
 from kiln.bindings import iree_compiler, ir
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
-from kiln.errors import KilnCompileError
+from kiln.errors import KilnCompileError, KilnUnsupportedError
 from kiln.frontend import export_model, import_program
+from kiln.outputs import mutated_inputs, normalize_results, output_tree
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
@@ -27,7 +28,8 @@ SIGNATURE_KEY = "kiln.signature"
 
 TORCH_TO_NUMPY_DTYPE = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
                         "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8",
-                        "ui8": "uint8", "i1": "bool"}
+                        "ui8": "uint8", "i1": "bool", "complex<f32>": "complex64",
+                        "complex<f64>": "complex128"}
 
 
 @dataclass
@@ -188,8 +190,13 @@ class _PhaseTimer:
 
 
 def _signature(program, module: ir.Module, name: str = "main") -> dict:
-    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks."""
+    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks, and
+    how the runtime gives the model's results back: "output_tree" (the model's output
+    structure over the results, Python numbers and constants included) and "mutated_inputs"
+    (results the runtime copies into inputs the model updates in place); kiln.outputs.
+    Rewrites the function's results first (constants out, Python numbers as 0-d tensors)."""
     func = _function(module, name)
+    new_index, scalar = normalize_results(module, func, program)
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     names = [spec.arg.name for spec in program.graph_signature.input_specs
              if spec.kind.name == "USER_INPUT"]
@@ -199,6 +206,11 @@ def _signature(program, module: ir.Module, name: str = "main") -> dict:
         if info is None:
             raise KilnCompileError(f"unsupported non-tensor {'input' if name else 'output'} "
                                    f"{name or ''} of type {type_}")
+        if info.dtype not in TORCH_TO_NUMPY_DTYPE:
+            raise KilnUnsupportedError(
+                f"{'input ' + repr(name) if name else 'an output'} has dtype {info.dtype}, "
+                f"which a Kiln artifact cannot take or return (supported: "
+                f"{', '.join(TORCH_TO_NUMPY_DTYPE.values())})")
         entry = {"shape": [d for d in info.shape], "dtype": TORCH_TO_NUMPY_DTYPE[info.dtype]}
         return {"name": name, **entry} if name else entry
 
@@ -206,8 +218,14 @@ def _signature(program, module: ir.Module, name: str = "main") -> dict:
     for entry, bounds in zip(inputs, _dynamic_dim_bounds(program, names)):
         if any(b is not None for b in bounds):
             entry["bounds"] = bounds
+    function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     outputs = [describe(t) for t in function_type.results]
-    return {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+    signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__,
+                 "mutated_inputs": mutated_inputs(program, new_index)}
+    tree = output_tree(program, new_index, scalar)
+    if tree is not None:
+        signature["output_tree"] = tree
+    return signature
 
 
 def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:

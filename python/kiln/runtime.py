@@ -37,6 +37,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from kiln.errors import KilnLoadError
+from kiln.outputs import build_tree
 
 SIGNATURE_KEY = "kiln.signature"
 # Reflection entry of artifacts compiled with weights="external" (kiln.parameters): JSON
@@ -360,7 +361,7 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports")
+                 "imports", "mutations", "dropped", "output_tree")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -371,7 +372,17 @@ class _EntryPoint:
         self.result_count = 1
         # input index → (tensor, data_ptr, shape, view, kind) of the last torch tensor imported
         self.imports: dict = {}
+        # (result index, input index or None) of in-place input updates (kiln.outputs); those
+        # results are copied into the caller's inputs and not returned
+        self.mutations: list = []
+        self.dropped: frozenset = frozenset()
+        self.output_tree: Optional[dict] = None
         if signature is not None:
+            self.mutations = [(m["output"], m["input"])
+                              for m in signature.get("mutated_inputs", ())
+                              if m["output"] is not None]
+            self.dropped = frozenset(output for output, _ in self.mutations)
+            self.output_tree = signature.get("output_tree")
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
             self.result_count = max(1, len(signature["outputs"]))
@@ -558,7 +569,36 @@ class KilnModule:
             mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
                 "device" if seen & 4 else "numpy"
         converted = tuple(self._result(entry, results, i, mode) for i in range(len(results)))
-        return converted[0] if len(converted) == 1 else converted
+        for output, target in entry.mutations:
+            if target is not None:
+                self._write_back(target, args[target], converted[output], results, output)
+        if entry.output_tree is not None:
+            return build_tree(entry.output_tree, lambda index, scalar: _python_number(
+                converted[index], scalar) if scalar else converted[index])
+        kept = tuple(c for i, c in enumerate(converted) if i not in entry.dropped)
+        return kept[0] if len(kept) == 1 else kept
+
+    def _write_back(self, index: int, target: Any, value: Any, results, output: int) -> None:
+        """Copy the result `output` into input `index`, which the model updates in place (as
+        eager PyTorch would have updated the caller's tensor)."""
+        if isinstance(target, DeviceTensor):
+            view = results.get_as_object(output, self._view_type)
+            self._device._copy(view.get_buffer(), target._view.get_buffer())
+        elif _is_torch(target):
+            import torch
+
+            if isinstance(value, DeviceTensor):
+                value = value.torch()
+            elif isinstance(value, np.ndarray):
+                value = _numpy_to_torch(value)
+            with torch.no_grad():
+                target.copy_(value)
+        elif isinstance(target, np.ndarray):
+            if not target.flags.writeable:
+                raise ValueError(f"input #{index}: the model updates this input in place, but "
+                                 f"the numpy array passed is read-only")
+            np.copyto(target, value.numpy() if isinstance(value, DeviceTensor) else
+                      np.asarray(value))
 
     def _check_arity(self, args: Sequence[Any]) -> None:
         if self.signature is not None and len(args) != len(self.signature["inputs"]):
@@ -639,6 +679,13 @@ class KilnModule:
             return self._device.to_torch(view, dtype)
         array = DeviceTensor(view, self._device, dtype).numpy()
         return _numpy_to_torch(array) if mode == "torch-host" else array
+
+
+def _python_number(value: Any, kind: str):
+    """A model's Python int/float/bool result, returned by the artifact as a 0-d tensor."""
+    if isinstance(value, DeviceTensor):
+        value = value.numpy()
+    return {"int": int, "float": float, "bool": bool}[kind](value.item())
 
 
 def importable_problem(tensor) -> Optional[str]:
