@@ -40,3 +40,17 @@ def test_sum_in_float64_of_float32_input():
     for g, w in zip(got, SumF64()(x)):
         assert g.dtype == torch.float64
         torch.testing.assert_close(g, w, rtol=1e-6, atol=1e-6)
+
+
+def test_complex_inputs_and_outputs():
+    class ComplexMath(torch.nn.Module):
+        def forward(self, a, b):
+            return torch.bmm(a, b), a * a
+
+    a, b = torch.randn(2, 3, 4, dtype=torch.complex64), torch.randn(2, 4, 5,
+                                                                     dtype=torch.complex64)
+    run = kiln.load(kiln.compile_to_vmfb(ComplexMath(), (a, b), cache=False))
+    assert run.signature["inputs"][0]["dtype"] == "complex64"
+    for g, w in zip(run(a, b), ComplexMath()(a, b)):
+        assert g.dtype == torch.complex64
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)

@@ -18,7 +18,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from kiln.bindings import FxImporter, ir
+from kiln.bindings import FxImporter, ir, torch_mlir_decompositions
 from kiln.dialects import make_context
 from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
@@ -60,17 +60,44 @@ def _squeeze_dims(x: torch.Tensor, dims) -> torch.Tensor:
     return x
 
 
+def _addmm_of_integers(bias, a, b, *, beta=1, alpha=1):
+    """aten.addmm of integer tensors as mm, scale and add (torch-mlir lowers addmm only for
+    floats: "failed to legalize operation 'torch.constant.int'"); float addmm stays whole for
+    kiln-raise-linear (NotImplemented keeps the op)."""
+    if a.dtype.is_floating_point or a.dtype.is_complex:
+        return NotImplemented
+    product = torch.ops.aten.mm.default(a, b)
+    if alpha != 1:
+        product = product * alpha
+    return product + (bias * beta if beta != 1 else bias)
+
+
 DECOMPOSITIONS = {
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
     torch.ops.aten.squeeze.dims: _squeeze_dims,
+    torch.ops.aten.addmm.default: _addmm_of_integers,
 }
+
+# Ops torch-mlir's decomposition table (what the plain torch-mlir → IREE user gets) decomposes
+# and Kiln keeps whole: its raising passes match them (kiln-raise-norms, kiln-drop-identities,
+# kiln-raise-attention's casts).
+KEPT_WHOLE = (
+    torch.ops.aten.native_layer_norm.default,
+    torch.ops.aten._to_copy.default,
+)
 
 
 def decomposition_table() -> dict:
-    table = torch.export.default_decompositions()
-    for op in PRESERVED_OPS:
-        if op in table:
-            del table[op]
+    """torch-mlir's own table (core ATen with the decompositions its lowering needs, minus
+    those it lowers better whole), minus the ops Kiln matches whole, plus Kiln's own.
+
+    Kiln used torch.export's default table before; ops torch-mlir's table handles but that
+    one does not (grid_sampler_2d, batch-norm variants, group norm, slogdet, empty_like, ...)
+    failed to import or compile through Kiln while the plain path ran them
+    (docs/conformance.md)."""
+    table = dict(torch_mlir_decompositions())
+    for op in PRESERVED_OPS + KEPT_WHOLE:
+        table.pop(op, None)
     table.update(DECOMPOSITIONS)
     return table
 
