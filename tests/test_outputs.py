@@ -75,3 +75,22 @@ def test_inputs_updated_in_place_reach_the_caller():
     run(cache_np, x_np)
     np.testing.assert_allclose(cache_np[:, :2], x.numpy() * 1)
     np.testing.assert_allclose(x_np, x.numpy() * 3, rtol=1e-6)
+
+
+class _SortsAndScatters(torch.nn.Module):
+    def forward(self, x, index, source):
+        return torch.sort(x, 1).values, x.scatter(1, index, source), x.topk(2).values
+
+
+def test_inputs_the_artifact_computes_in_place_are_left_alone():
+    """IREE sorted/scattered into the buffer of an input imported without a copy: the
+    caller's tensor changed, which eager never does for these functional ops."""
+    x, index, source = torch.randn(3, 5), torch.tensor([[0, 1], [2, 3], [4, 0]]), \
+        torch.randn(3, 2)
+    before = x.clone()
+    run = _compile(_SortsAndScatters(), (x, index, source))
+    assert run.signature["written_inputs"] == [0]
+    got = run(x, index, source)
+    assert torch.equal(x, before)
+    for g, w in zip(got, _SortsAndScatters()(x, index, source)):
+        torch.testing.assert_close(g, w)

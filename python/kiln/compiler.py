@@ -17,7 +17,7 @@ from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
 from kiln.errors import KilnCompileError, KilnUnsupportedError
 from kiln.frontend import export_model, import_program
-from kiln.outputs import mutated_inputs, normalize_results, output_tree
+from kiln.outputs import mutated_inputs, normalize_results, output_tree, written_inputs
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
@@ -222,6 +222,9 @@ def _signature(program, module: ir.Module, name: str = "main") -> dict:
     outputs = [describe(t) for t in function_type.results]
     signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__,
                  "mutated_inputs": mutated_inputs(program, new_index)}
+    written = written_inputs(func)
+    if written:
+        signature["written_inputs"] = written  # the runtime passes copies of these
     tree = output_tree(program, new_index, scalar)
     if tree is not None:
         signature["output_tree"] = tree

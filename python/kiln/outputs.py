@@ -32,6 +32,14 @@ from __future__ import annotations
 import importlib
 from typing import Any, Callable, Optional
 
+# Ops IREE 3.13 may compute in the buffer of their operand (torch-mlir lowers them to in-place
+# tm_tensor / linalg_ext ops); when that operand is, or is derived from, an input the runtime
+# imported without a copy, the caller's tensor was overwritten (sort, topk, scatter*,
+# index_put and the index_copy/index_add/index_fill it decomposes to; tests/conformance).
+WRITES_OPERAND_OPS = ("torch.aten.sort", "torch.aten.topk", "torch.aten.scatter",
+                      "torch.aten.index_put", "torch.aten._index_put_impl",
+                      "torch.aten.kthvalue")
+
 # torch-mlir scalar result types → (the tree's scalar name, the 0-d tensor element type)
 _SCALAR_TYPES = {"!torch.int": ("int", "si64"), "!torch.float": ("float", "f64"),
                  "!torch.bool": ("bool", "i1")}
@@ -105,6 +113,32 @@ def normalize_results(module, func, program) -> tuple[list[Optional[int]], list[
             func.attributes["function_type"] = ir.TypeAttr.get(
                 ir.FunctionType.get(list(function_type.inputs), types))
     return new_index, scalar
+
+
+def written_inputs(func) -> list[int]:
+    """Indices of the function's inputs that reach the first operand of an op of
+    WRITES_OPERAND_OPS (through any chain of ops: conservative); the runtime passes the
+    artifact a copy of those."""
+    from kiln.bindings import ir
+
+    written = []
+    block = func.regions[0].blocks[0]
+    for index, argument in enumerate(block.arguments):
+        seen, frontier = set(), [argument]
+        while frontier and index not in written:
+            value = frontier.pop()
+            for use in value.uses:
+                op = use.owner
+                if op.name.startswith(WRITES_OPERAND_OPS) and use.operand_number == 0:
+                    written.append(index)  # the operand computed in place (not indices)
+                    break
+                if isinstance(op, ir.OpView):
+                    op = op.operation
+                if op in seen:
+                    continue
+                seen.add(op)
+                frontier.extend(op.results)
+    return written
 
 
 def mutated_inputs(program, new_index: list[Optional[int]]) -> list[dict]:

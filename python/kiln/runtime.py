@@ -361,7 +361,7 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports", "mutations", "dropped", "output_tree")
+                 "imports", "mutations", "dropped", "output_tree", "written")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -377,7 +377,11 @@ class _EntryPoint:
         self.mutations: list = []
         self.dropped: frozenset = frozenset()
         self.output_tree: Optional[dict] = None
+        # inputs the artifact may compute in place (kiln.outputs.written_inputs): passed as
+        # copies, so the caller's tensors keep their values as in eager PyTorch
+        self.written: frozenset = frozenset()
         if signature is not None:
+            self.written = frozenset(signature.get("written_inputs", ()))
             self.mutations = [(m["output"], m["input"])
                               for m in signature.get("mutated_inputs", ())
                               if m["output"] is not None]
@@ -556,6 +560,8 @@ class KilnModule:
         arguments = self._list_type(len(args))
         seen = 0  # bits: 1 torch, 2 torch on the GPU, 4 DeviceTensor
         for index, value in enumerate(args):
+            if index in entry.written:
+                value = _private_copy(value)
             view, kind = self._argument(entry, index, value)
             arguments.push_ref(view)
             seen |= kind
@@ -679,6 +685,22 @@ class KilnModule:
             return self._device.to_torch(view, dtype)
         array = DeviceTensor(view, self._device, dtype).numpy()
         return _numpy_to_torch(array) if mode == "torch-host" else array
+
+
+def _private_copy(value: Any) -> Any:
+    """A copy of an input the artifact may overwrite (torch tensors stay on their device;
+    numpy arrays are copied by the upload anyway)."""
+    if isinstance(value, DeviceTensor):
+        return value.numpy().copy()
+    if _is_torch(value) and hasattr(value, "clone"):
+        return value.clone(memory_format=_contiguous_format())
+    return value
+
+
+def _contiguous_format():
+    import torch
+
+    return torch.contiguous_format
 
 
 def _python_number(value: Any, kind: str):
