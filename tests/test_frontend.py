@@ -178,7 +178,8 @@ class _PlainPathOps(nn.Module):
         return (torch.addmm(bias, a, b, beta=3, alpha=2),  # integer addmm: mm, scale, add
                 nn.functional.grid_sample(image, grid, align_corners=False),  # grid_sampler_2d
                 nn.functional.pad(x, (2, 1), mode="reflect"),  # index with [None, folded idx]
-                torch.zeros_like(x) + torch.empty_like(x).fill_(2))
+                torch.zeros_like(x) + torch.empty_like(x).fill_(2),
+                x[[1, 0]])  # index with a list of one folded tensor
 
 
 def test_ops_the_plain_path_runs_compile():
