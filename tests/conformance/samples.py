@@ -26,9 +26,16 @@ DTYPES = {"float32": torch.float32, "float64": torch.float64, "int64": torch.int
 TOLERANCES = {torch.float16: (1e-2, 1e-2), torch.bfloat16: (3e-2, 3e-2),
               torch.float32: (1e-4, 1e-4), torch.float64: (1e-7, 1e-7),
               torch.complex64: (1e-4, 1e-4), torch.complex128: (1e-7, 1e-7)}
-# Ops whose results are uninitialized memory: only shape and dtype are compared.
-UNINITIALIZED = ("empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided",
-                 "empty_permuted")
+# Ops whose results are uninitialized memory or random draws (some OpInfo wrappers seed torch
+# themselves, so eager repeats itself but a compiled generator draws other numbers): only
+# shape and dtype are compared. Other random ops are found by running eager twice.
+UNCOMPARABLE = ("empty", "empty_like", "new_empty", "new_empty_strided", "empty_strided",
+                "empty_permuted", "bernoulli", "normal", "uniform", "exponential", "geometric",
+                "log_normal", "cauchy", "multinomial", "rand_like", "randn_like",
+                "randint_like", "randint", "randn", "rand", "randperm",
+                "nn.functional.dropout", "nn.functional.alpha_dropout",
+                "nn.functional.feature_alpha_dropout", "nn.functional.dropout2d",
+                "nn.functional.dropout3d", "nn.functional.rrelu")
 
 
 @functools.lru_cache(maxsize=None)
@@ -135,7 +142,8 @@ def build(sample_id: SampleId) -> Sample:
     constants = [_TENSOR if isinstance(leaf, torch.Tensor) else leaf for leaf in leaves]
     fn = op.inplace_variant if sample_id.inplace else op.op
     module = SampleModule(fn, spec, constants, str(sample_id))
-    compare = sample_id.op.split(".")[0] not in UNINITIALIZED
+    base = sample_id.op if sample_id.op.startswith("nn.") else sample_id.op.split(".")[0]
+    compare = base not in UNCOMPARABLE and sample_id.op not in UNCOMPARABLE
     if compare:
         first, second = (_eager(module, tensors, seed) for seed in (1, 2))
         compare = first is None or second is None or equal(first[0], second[0]) is None
