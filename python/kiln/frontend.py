@@ -72,7 +72,28 @@ def _addmm_of_integers(bias, a, b, *, beta=1, alpha=1):
     return product + (bias * beta if beta != 1 else bias)
 
 
+def _sort_of_booleans(self, dim=-1, descending=False, *, stable=None):
+    """aten.sort of booleans as a sort of unique int64 keys (flag · n + position): IREE 3.13
+    sorts i1 tensors wrongly (values out of place, through Kiln and the plain path alike) and
+    its sort is not stable, while PyTorch's CPU sort keeps ties in order (the indices of
+    booleans are almost all ties)."""
+    if self.dtype != torch.bool or self.dim() == 0:
+        return NotImplemented
+    axis = dim % self.dim()
+    n = self.shape[axis]
+    position = torch.arange(n, dtype=torch.int64).view(
+        [-1 if i == axis else 1 for i in range(self.dim())])
+    flag = self.to(torch.int64)
+    key = (1 - flag if descending else flag) * n + position
+    # sort.default: torch-mlir has no op for sort.stable (it would import as torch.operator)
+    sorted_key, _ = torch.ops.aten.sort.default(key, axis, False)
+    indices = torch.remainder(sorted_key, n)
+    return torch.gather(self, axis, indices), indices
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten.sort.default: _sort_of_booleans,
+    torch.ops.aten.sort.stable: _sort_of_booleans,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
     torch.ops.aten.squeeze.dims: _squeeze_dims,
     torch.ops.aten.addmm.default: _addmm_of_integers,

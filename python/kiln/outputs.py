@@ -129,11 +129,11 @@ def written_inputs(func) -> list[int]:
             value = frontier.pop()
             for use in value.uses:
                 op = use.owner
+                if isinstance(op, ir.OpView):  # (an OpView's .name may be an attribute)
+                    op = op.operation
                 if op.name.startswith(WRITES_OPERAND_OPS) and use.operand_number == 0:
                     written.append(index)  # the operand computed in place (not indices)
                     break
-                if isinstance(op, ir.OpView):
-                    op = op.operation
                 if op in seen:
                     continue
                 seen.add(op)
