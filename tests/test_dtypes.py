@@ -66,3 +66,13 @@ def test_sort_of_booleans():
     got, want = kiln.load(kiln.compile_to_vmfb(SortBool(), (x,), cache=False))(x), SortBool()(x)
     for g, w in zip(got, want):
         assert torch.equal(g.values, w.values) and torch.equal(g.indices, w.indices)
+
+
+def test_scatter_add_of_booleans_is_a_logical_or():
+    class ScatterAddBool(torch.nn.Module):
+        def forward(self, x, index, src):
+            return x.scatter_add(1, index, src)
+
+    args = (torch.rand(5, 10) > 0.5, torch.randint(0, 10, (5, 10)), torch.rand(5, 10) > 0.5)
+    got = kiln.load(kiln.compile_to_vmfb(ScatterAddBool(), args, cache=False))(*args)
+    assert torch.equal(got, ScatterAddBool()(*args))

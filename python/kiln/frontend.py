@@ -91,7 +91,18 @@ def _sort_of_booleans(self, dim=-1, descending=False, *, stable=None):
     return torch.gather(self, axis, indices), indices
 
 
+def _scatter_add_of_booleans(self, dim, index, src):
+    """aten.scatter_add of booleans (a logical or) through int32: in i1 arithmetic
+    True + True wrapped to False, through Kiln and the plain path alike."""
+    if self.dtype != torch.bool:
+        return NotImplemented
+    total = torch.ops.aten.scatter_add.default(self.to(torch.int32), dim, index,
+                                               src.to(torch.int32))
+    return total != 0
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten.scatter_add.default: _scatter_add_of_booleans,
     torch.ops.aten.sort.default: _sort_of_booleans,
     torch.ops.aten.sort.stable: _sort_of_booleans,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
