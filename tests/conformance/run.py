@@ -278,6 +278,39 @@ def report_markdown(records: list[dict], command: str, results_path: str,
     return "\n".join(lines) + "\n"
 
 
+# Samples the CI subset always holds: one per fix the conformance work made (tests/test_*.py
+# hold the focused tests; these keep the op-level view honest).
+CI_ALWAYS = ("add:inplace|float32|0", "index_put:inplace|float32|0", "fill:inplace|float32|0",
+             "max.reduction_with_dim|int64|0", "item|float32|0", "sum|float64|0",
+             "to|float32|0", "nn.functional.pad.reflect|float32|0", "__getitem__|bool|0",
+             "addmm|int64|0", "nn.functional.grid_sample|float32|0", "sort|int64|0",
+             "scatter|float32|0", "index_copy|float32|0", "msort|bool|0", "mul|complex64|0",
+             "empty_like|float32|0", "scatter_add|bool|0")
+
+
+def pick_ci(records: dict[str, dict], count: int) -> dict[str, str]:
+    """The CI subset from a full run's results: CI_ALWAYS, then samples Kiln passes spread
+    over families and dtypes (round robin, in id order); id → Kiln's outcome there."""
+    runnable = {i: r for i, r in records.items() if not r.get("skip") and "kiln" in r}
+    chosen = {i: runnable[i]["kiln"]["kind"] for i in CI_ALWAYS if i in runnable}
+    buckets: dict = defaultdict(list)
+    for sample_id in sorted(runnable):
+        record = runnable[sample_id]
+        if record["kiln"]["kind"] == "pass" and record["kiln"].get("seconds", 0) < 10:
+            buckets[(record["family"], sample_id.split("|")[1])].append(sample_id)
+    keys = sorted(buckets)
+    step = 0
+    while len(chosen) < count and any(buckets.values()):
+        key = keys[step % len(keys)]
+        if buckets[key]:
+            # spread inside a bucket too: every 7th id, wrapping
+            index = (step * 7) % len(buckets[key])
+            sample_id = buckets[key].pop(index)
+            chosen.setdefault(sample_id, "pass")
+        step += 1
+    return dict(sorted(chosen.items()))
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     pick = parser.add_mutually_exclusive_group()
@@ -300,6 +333,12 @@ def main(argv=None) -> int:
                         help="with --report: the command the report names")
     parser.add_argument("--markdown", default=str(ROOT / "docs" / "conformance.md"))
     parser.add_argument("--list", action="store_true", help="print the sample ids and stop")
+    parser.add_argument("--pick-ci", metavar="RESULTS",
+                        help="write tests/conformance/ci_samples.json from a results file")
+    parser.add_argument("--ci-count", type=int, default=120)
+    parser.add_argument("--merge", nargs=2, metavar=("NEWER", "OLDER"),
+                        help="write --out: each sample of OLDER with the paths NEWER ran "
+                             "replaced (e.g. a Kiln-only rerun over a run of both paths)")
     parser.add_argument("-v", "--verbose", action="store_true")
     args = parser.parse_args(argv)
 
@@ -313,6 +352,21 @@ def main(argv=None) -> int:
                                                        os.path.relpath(args.report, ROOT),
                                                        before))
         print(f"wrote {args.markdown}")
+        return 0
+    if args.merge:
+        newer, older = (load_results(Path(p)) for p in args.merge)
+        with open(args.out, "w") as handle:
+            for sample_id, record in older.items():
+                merged = {**record, **newer.get(sample_id, {})}
+                if merged.get("skip") and not record.get("skip"):
+                    merged = record  # a rerun that could not build the sample keeps the old
+                handle.write(json.dumps(merged) + "\n")
+        print(f"wrote {len(older)} samples to {args.out}")
+        return 0
+    if args.pick_ci:
+        chosen = pick_ci(load_results(Path(args.pick_ci)), args.ci_count)
+        CI_SAMPLES.write_text(json.dumps(chosen, indent=1) + "\n")
+        print(f"wrote {len(chosen)} samples to {CI_SAMPLES}")
         return 0
     ids = select_ids(args)
     if args.list:
