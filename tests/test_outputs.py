@@ -94,3 +94,16 @@ def test_inputs_the_artifact_computes_in_place_are_left_alone():
     assert torch.equal(x, before)
     for g, w in zip(got, _SortsAndScatters()(x, index, source)):
         torch.testing.assert_close(g, w)
+
+
+def test_check_and_cli_read_structured_outputs(tmp_path, capsys):
+    """kiln.check and `kiln run` flatten the model's own output structure."""
+    from kiln.cli import main
+
+    x = torch.randn(3, 4)
+    result = kiln.check(_Structured(), (x,), samples=1)
+    assert len(result.outputs) == 3  # the tensors of {"double": t, "rest": [..., (t, t)]}
+    path = kiln.compile_to_vmfb(_Structured(), (x,), cache=False, output=tmp_path / "m.vmfb")
+    assert main(["run", str(path)]) in (0, None)
+    printed = capsys.readouterr().out
+    assert "output 1: None" in printed and "output 0: shape (3, 4)" in printed

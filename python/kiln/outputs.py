@@ -234,3 +234,13 @@ def _import_class(name: str):
     except (ImportError, AttributeError):
         return None
     return found if isinstance(found, type) else None
+
+
+def output_leaves(value: Any) -> list:
+    """The leaves of a model's output as the runtime returns it (tuples, lists, dicts and named
+    tuples opened, in order), e.g. for printing or comparing every result."""
+    if isinstance(value, dict):
+        return [leaf for item in value.values() for leaf in output_leaves(item)]
+    if isinstance(value, (tuple, list)):
+        return [leaf for item in value for leaf in output_leaves(item)]
+    return [value]
