@@ -18,6 +18,11 @@ Inputs and outputs (docs/gpu.md, "Calling from Python"):
   a torch tensor, on the GPU if one was a CUDA tensor; `DeviceTensor` if the inputs were
   device tensors; numpy otherwise), "numpy", "torch" (tensors on the module's device) or
   "device" (`DeviceTensor`, converted later with `.torch()` or `.numpy()`).
+Results come back as the model returned them (kiln.outputs: the signature's "output_tree":
+tuple, list, dict, named tuple, Python numbers, None); inputs the model updates in place are
+updated in the caller's tensors or arrays ("mutated_inputs"), and inputs the artifact would
+compute in place are passed as copies ("written_inputs"), so the caller sees what eager
+PyTorch does. Artifacts without a tree return their tensors as a tuple (one: itself).
 Calls are synchronous: the results are complete when a call returns, and torch's current
 stream is synchronized before a call that reads CUDA tensors. Results go to torch without a
 copy (DLPack export; `.torch()` shares the result's memory) since Kiln's CUDA flags turn off
