@@ -76,3 +76,21 @@ def test_scatter_add_of_booleans_is_a_logical_or():
     args = (torch.rand(5, 10) > 0.5, torch.randint(0, 10, (5, 10)), torch.rand(5, 10) > 0.5)
     got = kiln.load(kiln.compile_to_vmfb(ScatterAddBool(), args, cache=False))(*args)
     assert torch.equal(got, ScatterAddBool()(*args))
+
+
+def test_float64_attention_and_norms_keep_float64_statistics():
+    """Kiln's attention and norm lowerings computed softmax / mean statistics in float32 for
+    float64 inputs (errors of 1e-6 in an f64 model)."""
+    class AttentionNorm(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.norm = torch.nn.LayerNorm(16, dtype=torch.float64)
+
+        def forward(self, q, k, v):
+            attended = torch.nn.functional.scaled_dot_product_attention(q, k, v, is_causal=True)
+            return self.norm(attended * 1e3 + 1e6)
+
+    args = tuple(torch.randn(2, 4, 8, 16, dtype=torch.float64) for _ in range(3))
+    model = AttentionNorm()
+    got = kiln.load(kiln.compile_to_vmfb(model, args, cache=False))(*args)
+    torch.testing.assert_close(got, model(*args), rtol=1e-10, atol=1e-10)

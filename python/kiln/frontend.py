@@ -101,7 +101,18 @@ def _scatter_add_of_booleans(self, dim, index, src):
     return total != 0
 
 
+def _to_copy_involving_complex(x, **kwargs):
+    """aten._to_copy to or from a complex dtype, decomposed as torch-mlir's table does (IREE
+    3.13 crashes in torch-mlir's DecomposeComplexOps on a whole `_to_copy` to complex); other
+    casts stay whole for Kiln's raising (KEPT_WHOLE)."""
+    dtype = kwargs.get("dtype")
+    if not (x.dtype.is_complex or (dtype is not None and dtype.is_complex)):
+        return NotImplemented
+    return torch_mlir_decompositions()[torch.ops.aten._to_copy.default](x, **kwargs)
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten._to_copy.default: _to_copy_involving_complex,
     torch.ops.aten.scatter_add.default: _scatter_add_of_booleans,
     torch.ops.aten.sort.default: _sort_of_booleans,
     torch.ops.aten.sort.stable: _sort_of_booleans,
