@@ -222,17 +222,20 @@ class _Device:
                 tensor.to(want)
         return tensor
 
-    def _exportable_copy(self, view):
+    def duplicate(self, view):
+        """A device copy of `view` in a fresh buffer straight from the allocator (not the
+        queue's stream-ordered pool, so it exports)."""
         rt = self._rt
         source = view.get_buffer()
-        # Buffers straight from the allocator (not the queue's stream-ordered pool) export.
         target = self.allocator.allocate_buffer(
             memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
             allocation_size=max(source.byte_length(), 1))
         with self._lock:
             self._copy(source, target)
-        copied = rt.HalBufferView(target, list(view.shape), view.element_type)
-        return self.hal.create_dlpack_capsule(copied, *self.dlpack_device)
+        return rt.HalBufferView(target, list(view.shape), view.element_type)
+
+    def _exportable_copy(self, view):
+        return self.hal.create_dlpack_capsule(self.duplicate(view), *self.dlpack_device)
 
     # -- host → device -------------------------------------------------------------------
     def upload(self, array: np.ndarray):
@@ -696,7 +699,7 @@ def _private_copy(value: Any) -> Any:
     """A copy of an input the artifact may overwrite (torch tensors stay on their device;
     numpy arrays are copied by the upload anyway)."""
     if isinstance(value, DeviceTensor):
-        return value.numpy().copy()
+        return DeviceTensor(value._device.duplicate(value._view), value._device, value.dtype)
     if _is_torch(value) and hasattr(value, "clone"):
         return value.clone(memory_format=_contiguous_format())
     return value
