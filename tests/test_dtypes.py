@@ -4,6 +4,7 @@ torch input pipeline demotes it to float32 by default but keeps float64 at the b
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 import kiln
@@ -94,3 +95,13 @@ def test_float64_attention_and_norms_keep_float64_statistics():
     model = AttentionNorm()
     got = kiln.load(kiln.compile_to_vmfb(model, args, cache=False))(*args)
     torch.testing.assert_close(got, model(*args), rtol=1e-10, atol=1e-10)
+
+
+def test_a_dtype_no_artifact_carries_is_refused_by_name():
+    class Halves(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    x = torch.randn(3, dtype=torch.complex32)
+    with pytest.raises(kiln.KilnUnsupportedError, match=r"input 'x' has dtype complex<f16>"):
+        kiln.compile_to_vmfb(Halves(), (x,), cache=False)
