@@ -171,3 +171,53 @@ def test_unbind_after_permute_compiles():
     x = torch.randn(2, 5, 12)
     run = kiln.load(kiln.compile_to_vmfb(Unbind(), (x,), cache=False))
     assert_close(run(x), Unbind()(x))
+
+
+# Ops the plain torch-mlir → IREE path runs and Kiln's own decompositions once left unrunnable
+# (found by tests/conformance; each fails without the fix named in its comment).
+class _PlainPathOps(nn.Module):
+    def forward(self, bias, a, b, image, grid, x):
+        return (torch.addmm(bias, a, b, beta=3, alpha=2),  # integer addmm: mm, scale, add
+                nn.functional.grid_sample(image, grid, align_corners=False),  # grid_sampler_2d
+                nn.functional.pad(x, (2, 1), mode="reflect"),  # index with [None, folded idx]
+                torch.zeros_like(x) + torch.empty_like(x).fill_(2),
+                x[[1, 0]])  # index with a list of one folded tensor
+
+
+def test_ops_the_plain_path_runs_compile():
+    args = (torch.randint(-5, 5, (2, 3)), torch.randint(-5, 5, (2, 4)),
+            torch.randint(-5, 5, (4, 3)), torch.randn(1, 2, 5, 5), torch.rand(1, 3, 3, 2) * 2 - 1,
+            torch.randn(2, 3, 6))
+    got = kiln.load(kiln.compile_to_vmfb(_PlainPathOps(), args, cache=False))(*args)
+    for g, w in zip(got, _PlainPathOps()(*args)):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w, rtol=1e-5, atol=1e-5)
+
+
+class _FloatAddmm(nn.Module):
+    def forward(self, bias, x, w):
+        return torch.addmm(bias, x, w)
+
+
+def test_decomposition_table_keeps_what_raising_matches():
+    """torch-mlir's table would decompose these; kiln-raise-linear / -norms match them."""
+    args = (torch.randn(3), torch.randn(2, 4), torch.randn(4, 3))
+    assert "torch.aten.addmm" in str(kiln.import_model(_FloatAddmm(), args))
+    text = str(kiln.import_model(nn.LayerNorm(8), (torch.randn(2, 8),)))
+    assert "torch.aten.native_layer_norm" in text
+
+
+class _IntegerLinearAndComplexCast(nn.Module):
+    def forward(self, x, w, y):
+        return nn.functional.linear(x, w), y.to(torch.complex64)
+
+
+def test_integer_linear_and_cast_to_complex_compile():
+    """An integer linear was raised to kiln.linear (float only: verifier error); a cast to
+    complex kept whole crashed IREE's torch input (torch-mlir's table decomposes it)."""
+    args = (torch.randint(-4, 4, (2, 5)), torch.randint(-4, 4, (3, 5)), torch.randn(4))
+    got = kiln.load(kiln.compile_to_vmfb(_IntegerLinearAndComplexCast(), args,
+                                         cache=False))(*args)
+    for g, w in zip(got, _IntegerLinearAndComplexCast()(*args)):
+        assert g.dtype == w.dtype
+        torch.testing.assert_close(g, w)

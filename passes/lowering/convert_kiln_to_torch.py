@@ -120,13 +120,20 @@ def _gelu_tanh(b: TorchBuilder, out: TensorInfo, x: ir.Value) -> ir.Value:
                   b.aten("add.Scalar", out, tanh, b.float(1.0), b.int(1)))
 
 
+def statistics_dtype(dtype: str) -> str:
+    """The dtype norms and softmax compute their statistics in: f32, or f64 for f64 inputs
+    (rounding an f64 model's softmax to f32 lost its precision: 1e-6 errors; conformance)."""
+    return "f64" if dtype == "f64" else "f32"
+
+
 def _normalize_last_axis(b: TorchBuilder, x: ir.Value, eps: float, center: bool) -> ir.Value:
-    """f32 (x - mean) / sqrt(var + eps) (center) or x / sqrt(mean(x²) + eps) over the last
-    axis: one reduction IREE fuses with its elementwise neighbours."""
+    """f32 (f64 for f64 inputs) (x - mean) / sqrt(var + eps) (center) or x / sqrt(mean(x²) +
+    eps) over the last axis: one reduction IREE fuses with its elementwise neighbours."""
     info = tensor_info(x)
-    xf = b.cast(x, "f32")
-    f32 = TensorInfo(info.shape, "f32")
-    stats = TensorInfo(info.shape[:-1] + (1,), "f32")
+    acc = statistics_dtype(info.dtype)
+    xf = b.cast(x, acc)
+    f32 = TensorInfo(info.shape, acc)
+    stats = TensorInfo(info.shape[:-1] + (1,), acc)
     last, keep, none = b.int_list([-1]), b.bool(True), b.none()
     if center:
         mean = b.aten("mean.dim", stats, xf, last, keep, none)
@@ -149,11 +156,12 @@ def _norm_parameters(op: ir.Operation, first: int) -> tuple:
 def _layer_norm(b: TorchBuilder, op: ir.Operation, x: ir.Value, weight, bias) -> ir.Value:
     out = tensor_info(op.results[0])
     y = _normalize_last_axis(b, x, ir.FloatAttr(op.attributes["epsilon"]).value, center=True)
-    f32 = TensorInfo(out.shape, "f32")
+    acc = tensor_info(y).dtype
+    f32 = TensorInfo(out.shape, acc)
     if weight is not None:
-        y = b.aten("mul.Tensor", f32, y, b.cast(weight, "f32"))
+        y = b.aten("mul.Tensor", f32, y, b.cast(weight, acc))
     if bias is not None:
-        y = b.aten("add.Tensor", f32, y, b.cast(bias, "f32"), b.int(1))
+        y = b.aten("add.Tensor", f32, y, b.cast(bias, acc), b.int(1))
     return b.cast(y, out.dtype)
 
 
@@ -276,9 +284,10 @@ def _mask_future(b: TorchBuilder, op: ir.Operation, scores: ir.Value, q: ir.Valu
     lengths when they are dynamic."""
     info = tensor_info(scores)
     lengths = (tensor_info(q).shape[-2], tensor_info(k).shape[-2])
-    out = TensorInfo(broadcast_shapes(info.shape, lengths), "f32")
+    out = TensorInfo(broadcast_shapes(info.shape, lengths), info.dtype)
     if None not in lengths:
-        return b.aten("add.Tensor", out, scores, _causal_bias(b, op, lengths), b.int(1))
+        return b.aten("add.Tensor", out, scores, b.cast(_causal_bias(b, op, lengths),
+                                                        info.dtype), b.int(1))
     return b.aten("where.ScalarSelf", out, _future_mask(b, q, k), b.float(float("-inf")),
                   scores)
 
@@ -306,9 +315,11 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
                                             ki.dtype), k, b.int(-2), b.int(-1))
     score_shape = qi.shape[:-1] + (ki.shape[-2],)
     scores = b.aten("matmul", TensorInfo(score_shape, qi.dtype), q, k_t)
-    # Softmax statistics in f32 whatever the input dtype, as torch's SDPA kernels do.
-    f32_scores = TensorInfo(score_shape, "f32")
-    scores = b.cast(scores, "f32")
+    # Softmax statistics in f32 whatever the input dtype, as torch's SDPA kernels do (f64 for
+    # f64 inputs).
+    acc = statistics_dtype(qi.dtype)
+    f32_scores = TensorInfo(score_shape, acc)
+    scores = b.cast(scores, acc)
     if scale != 1.0:
         scores = b.aten("mul.Scalar", f32_scores, scores, b.float(scale))
     if mask is not None:
@@ -316,12 +327,13 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
         if mask_info.dtype == "i1":
             scores = b.aten("where.ScalarOther", f32_scores, mask, scores, b.float(float("-inf")))
         else:
-            scores = b.aten("add.Tensor", f32_scores, scores, b.cast(mask, "f32"), b.int(1))
+            scores = b.aten("add.Tensor", f32_scores, scores, b.cast(mask, acc), b.int(1))
     if causal and group_rows is not None:
         query_len = tensor_info(op.operands[0]).shape[-2]
         bias = np.tile(np.triu(np.full((query_len, ki.shape[-2]), -np.inf, np.float32), k=1),
                        (group_rows[-1] // query_len, 1))
-        scores = b.aten("add.Tensor", f32_scores, scores, b.f32_literal(bias), b.int(1))
+        scores = b.aten("add.Tensor", f32_scores, scores, b.cast(b.f32_literal(bias), acc),
+                        b.int(1))
     elif causal:
         scores = _mask_future(b, op, scores, q, k)
     probs = b.aten("_softmax", f32_scores, scores, b.int(-1), b.bool(False))

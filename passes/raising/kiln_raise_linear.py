@@ -48,6 +48,18 @@ def _bias_fits(bias: ir.Value, weight: ir.Value, layout: str) -> bool:
 
 
 def match_linear(op: ir.Operation) -> Optional[LinearMatch]:
+    """The linear rooted at `op`, if kiln.linear can take it (float input and weight: integer
+    linears stay aten ops)."""
+    match = _match_linear_form(op)
+    if match is None:
+        return None
+    x, w = tensor_info(match.input), tensor_info(match.weight)
+    if x is None or w is None or not (x.is_float and w.is_float):
+        return None
+    return match
+
+
+def _match_linear_form(op: ir.Operation) -> Optional[LinearMatch]:
     if op.name == "torch.aten.linear":
         x, w, b = op.operands
         if tensor_info(w) is None or tensor_info(w).rank != 2:

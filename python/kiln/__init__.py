@@ -23,6 +23,7 @@ _LAZY = {
     "KilnCompileError": "kiln.errors",
     "KilnImportError": "kiln.errors",
     "KilnLoadError": "kiln.errors",
+    "KilnUnsupportedError": "kiln.errors",
     "check": "kiln.equivalence",
     "CheckResult": "kiln.equivalence",
 }

@@ -14,6 +14,8 @@ from torch_mlir.dialects import func as func_d  # noqa: F401
 from torch_mlir.dialects import irdl as irdl_d  # noqa: F401
 from torch_mlir.dialects import torch as torch_d  # noqa: F401
 from torch_mlir.extras.fx_importer import FxImporter, FxImporterHooks  # noqa: F401
+from torch_mlir.extras.fx_decomp_util import (  # noqa: F401
+    get_decomposition_table as torch_mlir_decompositions)
 
 
 def iree_compiler():

@@ -211,9 +211,12 @@ def cmd_run(args) -> int:
                                args.int_high) for spec in module.signature["inputs"]]
     else:
         raise UsageError("this artifact carries no signature; pass --input specs")
-    outputs = module(*inputs)
-    outputs = outputs if isinstance(outputs, tuple) else (outputs,)
-    for index, out in enumerate(outputs):
+    from kiln.outputs import output_leaves
+
+    for index, out in enumerate(output_leaves(module(*inputs))):
+        if not hasattr(out, "shape"):  # a Python number or None the model returns
+            print(f"output {index}: {out!r}")
+            continue
         flat = np.asarray(out, dtype=np.float64).ravel()
         print(f"output {index}: shape {tuple(out.shape)} {out.dtype}, first values "
               f"{np.array2string(flat[:4], precision=4)}")

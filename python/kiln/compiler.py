@@ -15,10 +15,11 @@ from kiln import __version__
 from kiln.bindings import ir
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
-from kiln.errors import KilnCompileError
+from kiln.errors import KilnCompileError, KilnUnsupportedError
 from kiln.frontend import export_model, import_program
 from kiln.guards import refuse_data_dependent_shapes
 from kiln.iree_compile import IreeCompileFailure, run_iree_compile, write_reproducer
+from kiln.outputs import mutated_inputs, normalize_results, output_tree, written_inputs
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
@@ -29,7 +30,8 @@ SIGNATURE_KEY = "kiln.signature"
 
 TORCH_TO_NUMPY_DTYPE = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
                         "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8",
-                        "ui8": "uint8", "i1": "bool"}
+                        "ui8": "uint8", "i1": "bool", "complex<f32>": "complex64",
+                        "complex<f64>": "complex128"}
 
 
 @dataclass
@@ -205,9 +207,14 @@ class _PhaseTimer:
 
 
 def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dict:
-    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks.
+    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks, and
+    how the runtime gives the model's results back: "output_tree" (the model's output
+    structure over the results, Python numbers and constants included) and "mutated_inputs"
+    (results the runtime copies into inputs the model updates in place); kiln.outputs.
+    Rewrites the function's results first (constants out, Python numbers as 0-d tensors).
     `guards` (kiln.guards.IndexGuard) are the last results of the function, in order."""
     func = _function(module, name)
+    new_index, scalar = normalize_results(module, func, program)
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     names = [spec.arg.name for spec in program.graph_signature.input_specs
              if spec.kind.name == "USER_INPUT"]
@@ -217,6 +224,11 @@ def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dic
         if info is None:
             raise KilnCompileError(f"unsupported non-tensor {'input' if name else 'output'} "
                                    f"{name or ''} of type {type_}")
+        if info.dtype not in TORCH_TO_NUMPY_DTYPE:
+            raise KilnUnsupportedError(
+                f"{'input ' + repr(name) if name else 'an output'} has dtype {info.dtype}, "
+                f"which a Kiln artifact cannot take or return (supported: "
+                f"{', '.join(TORCH_TO_NUMPY_DTYPE.values())})")
         entry = {"shape": [d for d in info.shape], "dtype": TORCH_TO_NUMPY_DTYPE[info.dtype]}
         return {"name": name, **entry} if name else entry
 
@@ -224,11 +236,19 @@ def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dic
     for entry, bounds in zip(inputs, _dynamic_dim_bounds(program, names)):
         if any(b is not None for b in bounds):
             entry["bounds"] = bounds
+    function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     outputs = [describe(t) for t in function_type.results]
-    signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+    signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__,
+                 "mutated_inputs": mutated_inputs(program, new_index)}
     if guards:
         first = len(outputs) - len(guards)
         signature["guards"] = [g.signature_entry(first + i) for i, g in enumerate(guards)]
+    written = written_inputs(func)
+    if written:
+        signature["written_inputs"] = written  # the runtime passes copies of these
+    tree = output_tree(program, new_index, scalar)
+    if tree is not None:
+        signature["output_tree"] = tree
     return signature
 
 

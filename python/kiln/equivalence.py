@@ -386,7 +386,7 @@ def check(model: torch.nn.Module, example_args: Sequence[Any], target="cpu", *,
                                   f"{_first_line(error)})")
         reference = reference if reference is not None else eager
         got = run(*_tensor_leaves(args))  # the artifact takes the tensors, flattened
-        got = list(got) if isinstance(got, tuple) else [got]
+        got = _tensor_leaves(got)  # the model's output structure (kiln.outputs), flattened
         if len(got) != len(eager):
             raise ValueError(f"the artifact returns {len(got)} output(s), eager "
                              f"{len(eager)} tensor output(s)")

@@ -19,6 +19,11 @@ class KilnCompileError(KilnError):
     """A pass pipeline or IREE failed; the message carries a reproducer command."""
 
 
+class KilnUnsupportedError(KilnCompileError):
+    """Kiln refuses the model before running it: the message names the input, output or op
+    and why (e.g. a dtype the artifact cannot carry)."""
+
+
 class KilnLoadError(KilnError, ValueError):
     """A file or buffer is not a loadable Kiln/IREE artifact."""
 

@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 
 import torch
 
-from kiln.bindings import FxImporter, ir
+from kiln.bindings import FxImporter, ir, torch_mlir_decompositions
 from kiln.dialects import make_context
 from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
@@ -64,17 +64,87 @@ def _squeeze_dims(x: torch.Tensor, dims) -> torch.Tensor:
     return x
 
 
+def _addmm_of_integers(bias, a, b, *, beta=1, alpha=1):
+    """aten.addmm of integer tensors as mm, scale and add (torch-mlir lowers addmm only for
+    floats: "failed to legalize operation 'torch.constant.int'"); float addmm stays whole for
+    kiln-raise-linear (NotImplemented keeps the op)."""
+    if a.dtype.is_floating_point or a.dtype.is_complex:
+        return NotImplemented
+    product = torch.ops.aten.mm.default(a, b)
+    if alpha != 1:
+        product = product * alpha
+    return product + (bias * beta if beta != 1 else bias)
+
+
+def _sort_of_booleans(self, dim=-1, descending=False, *, stable=None):
+    """aten.sort of booleans as a sort of unique int64 keys (flag · n + position): IREE 3.13
+    sorts i1 tensors wrongly (values out of place, through Kiln and the plain path alike) and
+    its sort is not stable, while PyTorch's CPU sort keeps ties in order (the indices of
+    booleans are almost all ties)."""
+    if self.dtype != torch.bool or self.dim() == 0:
+        return NotImplemented
+    axis = dim % self.dim()
+    n = self.shape[axis]
+    position = torch.arange(n, dtype=torch.int64).view(
+        [-1 if i == axis else 1 for i in range(self.dim())])
+    flag = self.to(torch.int64)
+    key = (1 - flag if descending else flag) * n + position
+    # sort.default: torch-mlir has no op for sort.stable (it would import as torch.operator)
+    sorted_key, _ = torch.ops.aten.sort.default(key, axis, False)
+    indices = torch.remainder(sorted_key, n)
+    return torch.gather(self, axis, indices), indices
+
+
+def _scatter_add_of_booleans(self, dim, index, src):
+    """aten.scatter_add of booleans (a logical or) through int32: in i1 arithmetic
+    True + True wrapped to False, through Kiln and the plain path alike."""
+    if self.dtype != torch.bool:
+        return NotImplemented
+    total = torch.ops.aten.scatter_add.default(self.to(torch.int32), dim, index,
+                                               src.to(torch.int32))
+    return total != 0
+
+
+def _to_copy_involving_complex(x, **kwargs):
+    """aten._to_copy to or from a complex dtype, decomposed as torch-mlir's table does (IREE
+    3.13 crashes in torch-mlir's DecomposeComplexOps on a whole `_to_copy` to complex); other
+    casts stay whole for Kiln's raising (KEPT_WHOLE)."""
+    dtype = kwargs.get("dtype")
+    if not (x.dtype.is_complex or (dtype is not None and dtype.is_complex)):
+        return NotImplemented
+    return torch_mlir_decompositions()[torch.ops.aten._to_copy.default](x, **kwargs)
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten._to_copy.default: _to_copy_involving_complex,
+    torch.ops.aten.scatter_add.default: _scatter_add_of_booleans,
+    torch.ops.aten.sort.default: _sort_of_booleans,
+    torch.ops.aten.sort.stable: _sort_of_booleans,
     torch.ops.aten._native_batch_norm_legit_no_training.default: _batch_norm_inference,
     torch.ops.aten.squeeze.dims: _squeeze_dims,
+    torch.ops.aten.addmm.default: _addmm_of_integers,
 }
+
+# Ops torch-mlir's decomposition table (what the plain torch-mlir → IREE user gets) decomposes
+# and Kiln keeps whole: its raising passes match them (kiln-raise-norms, kiln-drop-identities,
+# kiln-raise-attention's casts).
+KEPT_WHOLE = (
+    torch.ops.aten.native_layer_norm.default,
+    torch.ops.aten._to_copy.default,
+)
 
 
 def decomposition_table() -> dict:
-    table = torch.export.default_decompositions()
-    for op in PRESERVED_OPS:
-        if op in table:
-            del table[op]
+    """torch-mlir's own table (core ATen with the decompositions its lowering needs, minus
+    those it lowers better whole), minus the ops Kiln matches whole, plus Kiln's own.
+
+    Kiln used torch.export's default table before; ops torch-mlir's table handles but that
+    one does not (grid_sampler_2d, batch-norm variants, group norm, slogdet, empty_like, ...)
+    failed to import or compile through Kiln while the plain path ran them
+    (docs/conformance.md)."""
+    table = dict(torch_mlir_decompositions())
+    for op in PRESERVED_OPS + KEPT_WHOLE:
+        table.pop(op, None)
     table.update(DECOMPOSITIONS)
     return table
 

@@ -23,6 +23,11 @@ Inputs and outputs (docs/gpu.md, "Calling from Python"):
   a torch tensor, on the GPU if one was a CUDA tensor; `DeviceTensor` if the inputs were
   device tensors; numpy otherwise), "numpy", "torch" (tensors on the module's device) or
   "device" (`DeviceTensor`, converted later with `.torch()` or `.numpy()`).
+Results come back as the model returned them (kiln.outputs: the signature's "output_tree":
+tuple, list, dict, named tuple, Python numbers, None); inputs the model updates in place are
+updated in the caller's tensors or arrays ("mutated_inputs"), and inputs the artifact would
+compute in place are passed as copies ("written_inputs"), so the caller sees what eager
+PyTorch does. Artifacts without a tree return their tensors as a tuple (one: itself).
 Calls are synchronous: the results are complete when a call returns, and torch's current
 stream is synchronized before a call that reads CUDA tensors. Results go to torch without a
 copy (DLPack export; `.torch()` shares the result's memory) since Kiln's CUDA flags turn off
@@ -43,6 +48,7 @@ import numpy as np
 
 from kiln.archive import ArchiveEntry, parameters_path, verify
 from kiln.errors import KilnLoadError
+from kiln.outputs import build_tree
 
 SIGNATURE_KEY = "kiln.signature"
 # Reflection entry of artifacts compiled with weights="external" (kiln.parameters): JSON
@@ -227,17 +233,20 @@ class _Device:
                 tensor.to(want)
         return tensor
 
-    def _exportable_copy(self, view):
+    def duplicate(self, view):
+        """A device copy of `view` in a fresh buffer straight from the allocator (not the
+        queue's stream-ordered pool, so it exports)."""
         rt = self._rt
         source = view.get_buffer()
-        # Buffers straight from the allocator (not the queue's stream-ordered pool) export.
         target = self.allocator.allocate_buffer(
             memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
             allocation_size=max(source.byte_length(), 1))
         with self._lock:
             self._copy(source, target)
-        copied = rt.HalBufferView(target, list(view.shape), view.element_type)
-        return self.hal.create_dlpack_capsule(copied, *self.dlpack_device)
+        return rt.HalBufferView(target, list(view.shape), view.element_type)
+
+    def _exportable_copy(self, view):
+        return self.hal.create_dlpack_capsule(self.duplicate(view), *self.dlpack_device)
 
     # -- host → device -------------------------------------------------------------------
     def upload(self, array: np.ndarray):
@@ -371,7 +380,8 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports", "guards", "user_outputs")
+                 "imports", "guards", "user_outputs", "mutations", "dropped", "output_tree",
+                 "written")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -387,7 +397,21 @@ class _EntryPoint:
         # the runtime raises IndexError for a set one and returns the user's results only
         self.guards: Sequence[dict] = ()
         self.user_outputs: Optional[list[int]] = None  # result indices returned; None: all
+        # (result index, input index or None) of in-place input updates (kiln.outputs); those
+        # results are copied into the caller's inputs and not returned
+        self.mutations: list = []
+        self.dropped: frozenset = frozenset()
+        self.output_tree: Optional[dict] = None
+        # inputs the artifact may compute in place (kiln.outputs.written_inputs): passed as
+        # copies, so the caller's tensors keep their values as in eager PyTorch
+        self.written: frozenset = frozenset()
         if signature is not None:
+            self.written = frozenset(signature.get("written_inputs", ()))
+            self.mutations = [(m["output"], m["input"])
+                              for m in signature.get("mutated_inputs", ())
+                              if m["output"] is not None]
+            self.dropped = frozenset(output for output, _ in self.mutations)
+            self.output_tree = signature.get("output_tree")
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
             self.result_count = max(1, len(signature["outputs"]))
@@ -586,6 +610,8 @@ class KilnModule:
         arguments = self._list_type(len(args))
         seen = 0  # bits: 1 torch, 2 torch on the GPU, 4 DeviceTensor
         for index, value in enumerate(args):
+            if index in entry.written:
+                value = _private_copy(value)
             view, kind = self._argument(entry, index, value)
             arguments.push_ref(view)
             seen |= kind
@@ -600,9 +626,39 @@ class KilnModule:
         if mode == "auto":
             mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
                 "device" if seen & 4 else "numpy"
+        # guard results (last) are not the model's: index by result, guards left out
         returned = range(len(results)) if entry.user_outputs is None else entry.user_outputs
         converted = tuple(self._result(entry, results, i, mode) for i in returned)
-        return converted[0] if len(converted) == 1 else converted
+        for output, target in entry.mutations:
+            if target is not None:
+                self._write_back(target, args[target], converted[output], results, output)
+        if entry.output_tree is not None:
+            return build_tree(entry.output_tree, lambda index, scalar: _python_number(
+                converted[index], scalar) if scalar else converted[index])
+        kept = tuple(c for i, c in enumerate(converted) if i not in entry.dropped)
+        return kept[0] if len(kept) == 1 else kept
+
+    def _write_back(self, index: int, target: Any, value: Any, results, output: int) -> None:
+        """Copy the result `output` into input `index`, which the model updates in place (as
+        eager PyTorch would have updated the caller's tensor)."""
+        if isinstance(target, DeviceTensor):
+            view = results.get_as_object(output, self._view_type)
+            self._device._copy(view.get_buffer(), target._view.get_buffer())
+        elif _is_torch(target):
+            import torch
+
+            if isinstance(value, DeviceTensor):
+                value = value.torch()
+            elif isinstance(value, np.ndarray):
+                value = _numpy_to_torch(value)
+            with torch.no_grad():
+                target.copy_(value)
+        elif isinstance(target, np.ndarray):
+            if not target.flags.writeable:
+                raise ValueError(f"input #{index}: the model updates this input in place, but "
+                                 f"the numpy array passed is read-only")
+            np.copyto(target, value.numpy() if isinstance(value, DeviceTensor) else
+                      np.asarray(value))
 
     def _check_arity(self, args: Sequence[Any]) -> None:
         if self.signature is not None and len(args) != len(self.signature["inputs"]):
@@ -693,6 +749,29 @@ def _import_layout(tensor) -> tuple:
     tensors (conjugate bit) are never imported. About 1.5 µs per torch input and call."""
     return (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.storage_offset(),
             tensor.dtype, tensor.device, tensor.is_neg())
+
+
+def _private_copy(value: Any) -> Any:
+    """A copy of an input the artifact may overwrite (torch tensors stay on their device;
+    numpy arrays are copied by the upload anyway)."""
+    if isinstance(value, DeviceTensor):
+        return DeviceTensor(value._device.duplicate(value._view), value._device, value.dtype)
+    if _is_torch(value) and hasattr(value, "clone"):
+        return value.clone(memory_format=_contiguous_format())
+    return value
+
+
+def _contiguous_format():
+    import torch
+
+    return torch.contiguous_format
+
+
+def _python_number(value: Any, kind: str):
+    """A model's Python int/float/bool result, returned by the artifact as a 0-d tensor."""
+    if isinstance(value, DeviceTensor):
+        value = value.numpy()
+    return {"int": int, "float": float, "bool": bool}[kind](value.item())
 
 
 def importable_problem(tensor) -> Optional[str]:

@@ -120,7 +120,12 @@ def codegen_fallback_flags(targets: Sequence[str], error_text: str,
 def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions()) -> list[str]:
     """iree-compile flags for `targets` (already normalized)."""
     devices = []
-    flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch"]
+    flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch",
+             # IREE's torch input demotes float64 to float32 unless told, but keeps float64 at
+             # the function's boundary: results came back as float32 bytes in buffers typed
+             # float64 ("buffer view byte length 96 exceeds backing buffer byte length 48"), or
+             # as wrong values. Kiln runs float64 as float64 (docs/decisions.md).
+             "--iree-input-demote-f64-to-f32=false"]
     if "cuda" in targets:
         check_cuda_arch(options.cuda_arch)
         devices.append("cuda")

@@ -13,7 +13,7 @@ from typing import Optional, Sequence
 
 from kiln.bindings import ir
 
-_VTENSOR = re.compile(r"^!torch\.vtensor<\[(?P<dims>[^\]]*)\],(?P<dtype>[^>]+)>$")
+_VTENSOR = re.compile(r"^!torch\.vtensor<\[(?P<dims>[^\]]*)\],(?P<dtype>[^>]+>?)>$")  # complex<f32>
 
 # torch ScalarType codes used by aten ops that take a dtype integer (c10/core/ScalarType.h).
 TORCH_DTYPE_CODE = {"ui8": 0, "si8": 1, "si16": 2, "si32": 3, "si64": 4, "f16": 5, "f32": 6,
