@@ -25,6 +25,9 @@ _LAZY = {
     "KilnLoadError": "kiln.errors",
     "check": "kiln.check",  # the module is callable too: kiln.check(...) works either way
     "CheckResult": "kiln.check",
+    "compile_generator": "kiln.generate",
+    "load_generator": "kiln.generate",
+    "Generator": "kiln.generate",
 }
 
 __all__ = sorted(_LAZY)
