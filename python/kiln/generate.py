@@ -6,11 +6,12 @@ artifact) and `load_generator` (the token loop, greedy or sampled, like transfor
     out = gen.generate(input_ids, max_new_tokens=32)          # LongTensor [batch, prompt + new]
     for tokens in gen.stream(input_ids, max_new_tokens=32): ...   # [batch] per step
 
-The artifact has two functions sharing the weights: `prefill` (2 to `max_seq_len` new tokens, a
-dynamic length) and `decode` (one token per row). Both write the KV cache, a set of mutable
-globals of the artifact (kiln.device_state) updated in place: it never crosses the host. Per step
-the host sends the token, its position and cache slot (a few bytes) and reads back the greedy
-token (one int64 per row) or, when sampling, the last position's logits.
+The artifact's functions share the weights: `prefill_<n>` for chunks of n prompt tokens (static
+lengths, 16, 64 and 256 by default: a prompt runs as a few chunk calls, `plan_prefill`) and
+`decode` (one token per row). All write the KV cache, a set of mutable globals of the artifact
+(kiln.device_state) updated in place: it never crosses the host. Per step the host sends the
+token, its position and cache slot (a few bytes) and reads back the greedy token (one int64 per
+row) or, when sampling, the last position's logits.
 
 Batches have `batch_size` rows at most; fewer rows are padded with copies of the first (their
 results are dropped). Left padding follows transformers: pass `attention_mask` (0 for padding);
@@ -27,21 +28,28 @@ import numpy as np
 
 from kiln.errors import KilnLoadError
 
-ENTRY_POINTS = ("prefill", "decode")
+PREFILL_PREFIX = "prefill_"
+# Static prompt chunks: a prompt runs as a few calls of these lengths (plan_prefill). Static
+# shapes, because IREE 3.13 failed on dynamic-length prefills: GPT-NeoX's tokens were wrong at
+# batch 2 (logits off by 4.1; right without data tiling) and Gemma's RMSNorm did not compile
+# (docs/decisions.md, "Generation").
+DEFAULT_PREFILL_CHUNKS = (16, 64, 256)
 # The decode function's inputs, in order (kiln.kv_cache.DecoderStep without the cache).
 STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 
 
 def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="cpu",
-                      output=None, dtype=None, **options):
+                      output=None, dtype=None, prefill_chunks: Optional[Sequence[int]] = None,
+                      **options):
     """Compile a transformers causal LM (or a module with its calling convention:
     `model(input_ids=, attention_mask=, position_ids=, cache=, use_cache=True)` returning
     `.logits`, its attention layers calling `cache.update`) into one generation artifact.
 
     `max_seq_len`: cache slots (prompt + new tokens - 1 at most); `batch_size`: rows per call;
     `dtype`: compile the model in this dtype (e.g. torch.float16 for CUDA; the model passed in
-    is not changed). Options as `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path
-    when `output` is given."""
+    is not changed); `prefill_chunks`: the prompt lengths compiled as `prefill_<n>` functions
+    (default: 16, 64 and 256 up to `max_seq_len`; see `plan_prefill`). Options as
+    `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path when `output` is given."""
     import copy
 
     import torch
@@ -55,21 +63,30 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     for name, value, low in (("max_seq_len", max_seq_len, 2), ("batch_size", batch_size, 1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"compile_generator: {name} must be an int >= {low}, got {value!r}")
+    chunks = _prefill_chunks(prefill_chunks, max_seq_len)
     _check_positions(model, max_seq_len)
     if dtype is not None and any(p.dtype != dtype for p in model.parameters()):
         model = copy.deepcopy(model).to(dtype)
     model = model.eval()
     geometry = CacheGeometry.probe(model, batch_size, max_seq_len)
     step = DecoderStep(model, geometry, max_seq_len)
-    prompt = torch.export.Dim("prompt", min=2, max=max_seq_len)
-    cache_dims = (None,) * (2 * geometry.layers)
-    entries = {
-        "prefill": (step, step.example_inputs(batch_size, min(8, max_seq_len)),
-                    ({1: prompt}, {1: prompt}, None, None, cache_dims)),
-        "decode": (step, step.example_inputs(batch_size, 1)),
-    }
+    entries = {f"{PREFILL_PREFIX}{n}": (step, step.example_inputs(batch_size, n))
+               for n in chunks}
+    entries["decode"] = (step, step.example_inputs(batch_size, 1))
     return compile_entry_points(entries, target=target, output=output,
                                 state=geometry.input_names, **options)
+
+
+def _prefill_chunks(chunks, max_seq_len: int) -> tuple[int, ...]:
+    if chunks is None:
+        chosen = tuple(n for n in DEFAULT_PREFILL_CHUNKS if n <= max_seq_len)
+        return chosen or (max(2, max_seq_len // 2),)
+    chosen = tuple(sorted(set(chunks)))
+    if not chosen or any(isinstance(n, bool) or not isinstance(n, int) or
+                         not 2 <= n <= max_seq_len for n in chosen):
+        raise ValueError(f"compile_generator: prefill_chunks must be ints in [2, max_seq_len="
+                         f"{max_seq_len}], got {chunks!r}")
+    return chosen
 
 
 def _check_positions(model, max_seq_len: int) -> None:
@@ -124,9 +141,10 @@ class Generator:
     """The token loop over a generation artifact; see the module docstring."""
 
     def __init__(self, module):
-        missing = [n for n in ENTRY_POINTS if n not in module.entry_points]
-        decode = module["decode"] if not missing else None
-        if missing or not decode.signature or "state" not in decode.signature:
+        chunks = {int(n[len(PREFILL_PREFIX):]): n for n in module.entry_points
+                  if n.startswith(PREFILL_PREFIX) and n[len(PREFILL_PREFIX):].isdigit()}
+        decode = module["decode"] if "decode" in module.entry_points else None
+        if decode is None or not decode.signature or "state" not in decode.signature:
             raise KilnLoadError(f"not a generation artifact (kiln.compile_generator): it has "
                                 f"the functions {', '.join(module.entry_points)}")
         names = [i["name"] for i in decode.signature["inputs"]]
@@ -134,12 +152,11 @@ class Generator:
             raise KilnLoadError(f"generation artifact with unexpected decode inputs {names} "
                                 f"(expected {', '.join(STEP_INPUTS)})")
         self.module = module
-        self._prefill, self._decode = module["prefill"], decode
-        mask = decode.signature["inputs"][3]
-        self.batch_size, self.max_seq_len = mask["shape"]
+        self._decode = decode
+        self._chunks = {n: module[name] for n, name in sorted(chunks.items())}
+        self.batch_size, self.max_seq_len = decode.signature["inputs"][3]["shape"]
         self.vocab_size = decode.signature["outputs"][1]["shape"][1]
-        bounds = module["prefill"].signature["inputs"][0].get("bounds", [None, [2, None]])[1]
-        self.min_prefill = bounds[0]
+        self.prefill_chunks = tuple(self._chunks)
         self.device = module.device
         self.stats = GenerationStats()
 
@@ -176,33 +193,46 @@ class Generator:
         if pad_token_id is None and eos:
             pad_token_id = eos[0]
         sampler = _Sampler(temperature, top_k, top_p, seed) if do_sample else None
+        if max_new_tokens == 0:
+            return
         batch, slots = self.batch_size, self.max_seq_len
+        padding, calls = plan_prefill(length, self.prefill_chunks, max_new_tokens, slots)
+        width = padding + length  # cache slots the prompt takes
 
-        # Rows beyond the caller's are copies of row 0: the artifact has a fixed batch.
-        tokens = np.zeros((batch, length), np.int64)
-        tokens[:rows] = prompt.numpy()
+        # Rows beyond the caller's are copies of row 0: the artifact has a fixed batch. Chunk
+        # padding goes on the left, masked, like the caller's own padding.
+        tokens = np.zeros((batch, width), np.int64)
+        tokens[:rows, padding:] = prompt.numpy()
         tokens[rows:] = tokens[0]
-        mask_rows = np.ones((batch, length), np.int64)
-        mask_rows[:rows] = mask
+        mask_rows = np.zeros((batch, width), np.int64)
+        mask_rows[:rows, padding:] = mask
         mask_rows[rows:] = mask_rows[0]
         # Positions count unmasked tokens (transformers' generate); padding gets position 0.
         positions = np.where(mask_rows != 0, np.cumsum(mask_rows, axis=1) - 1, 0)
         full_mask = np.ones((batch, slots), np.int64)
-        full_mask[:, :length] = mask_rows
+        full_mask[:, :width] = mask_rows
         cache_mask = self.module.to_device(full_mask)  # uploaded once per call
 
         stats = self.stats = GenerationStats(batch=rows, prompt_tokens=length)
         unfinished = np.ones(rows, dtype=bool)
         start = time.perf_counter()
-        entry = self._prefill if length >= self.min_prefill else self._decode
-        step_input, step_positions = tokens, positions
+        slot = 0
+        for count in calls:  # the prompt
+            entry = self._chunks[count] if count > 1 else self._decode
+            greedy, logits = entry(tokens[:, slot:slot + count], positions[:, slot:slot + count],
+                                   np.array([slot], np.int64), cache_mask, outputs="device")
+            slot += count
+        last_position = positions[:, -1:]
         for step in range(max_new_tokens):
             tick = time.perf_counter()
-            # The prompt fills slots [0, length); the token fed at step s > 0 goes to slot
-            # length + s - 1.
-            slot = np.array([length + step - 1 if step else 0], np.int64)
-            greedy, logits = entry(step_input, step_positions, slot, cache_mask,
-                                   outputs="device")
+            if step:
+                # The token chosen last step goes to the next slot.
+                fed = np.empty((batch, 1), np.int64)
+                fed[:rows, 0] = chosen
+                fed[rows:, 0] = chosen[0]
+                greedy, logits = self._decode(fed, last_position + step,
+                                              np.array([width + step - 1], np.int64),
+                                              cache_mask, outputs="device")
             if sampler is None:
                 chosen = np.array(greedy.numpy()[:rows], dtype=np.int64)
             else:
@@ -211,7 +241,7 @@ class Generator:
                 chosen = np.where(unfinished, chosen, pad_token_id)
                 unfinished &= ~np.isin(chosen, eos)
             now = time.perf_counter()
-            stats.step_times_s.append(now - tick)
+            stats.step_times_s.append(now - (start if step == 0 else tick))
             stats.new_tokens = step + 1
             if step == 0:
                 stats.time_to_first_token_s = now - start
@@ -220,11 +250,6 @@ class Generator:
             yield torch.from_numpy(chosen)
             if eos and not unfinished.any():
                 break
-            step_input = np.zeros((batch, 1), np.int64)
-            step_input[:rows, 0] = chosen
-            step_input[rows:, 0] = chosen[0]
-            step_positions = positions[:, -1:] + step + 1
-            entry = self._decode
 
     def _check_prompt(self, prompt, max_new_tokens: int) -> tuple[int, int]:
         if prompt.ndim != 2:
@@ -263,6 +288,25 @@ class Generator:
         if not mask.any(axis=1).all():
             raise ValueError("attention_mask: a row masks every prompt token")
         return mask.astype(np.int64)
+
+
+def plan_prefill(length: int, chunks: Sequence[int], max_new_tokens: int,
+                 max_seq_len: int) -> tuple[int, list[int]]:
+    """(left padding, call lengths) that feed a prompt of `length` tokens to the cache: the
+    longest chunks first; a rest shorter than every chunk is padded on the left to the shortest
+    chunk (masked slots) when the cache has room for it and the new tokens, else (and for a
+    rest of one token) fed through decode, one token per call."""
+    padding = 0
+    smallest = min(chunks) if chunks else 0
+    rest = length % smallest if smallest else length
+    if rest > 1 and length + (smallest - rest) + max(max_new_tokens - 1, 0) <= max_seq_len:
+        padding = smallest - rest
+    remaining, calls = length + padding, []
+    for chunk in sorted(chunks, reverse=True):
+        while remaining >= chunk:
+            calls.append(chunk)
+            remaining -= chunk
+    return padding, calls + [1] * remaining
 
 
 def _as_long_tensor(value, what: str):
