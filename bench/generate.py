@@ -10,8 +10,8 @@ them; the table shows medians over rounds. Greedy decoding, no eos (every row ma
 tokens). Decode tokens/s = batch x (new - 1) / (time after the first token). For
 transformers, time to first token is a `generate(max_new_tokens=1)` call and the decode time is
 a full call minus it. Kiln's compile and torch.compile's warm-up are not timed.
-ONNX Runtime is not measured: exporting a decoder with its KV cache to ONNX needs optimum's
-exporters, which this environment does not have.
+ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
+(kiln.kv_cache.DecoderStep) exported to ONNX, the cache passed as arrays from call to call.
 """
 
 from __future__ import annotations
@@ -41,8 +41,12 @@ def build_model(name: str) -> torch.nn.Module:
     elif name == "llama":
         config = dict(LLAMA_CONFIG, use_cache=True)
         model = transformers.LlamaForCausalLM(transformers.LlamaConfig(**config))
+    elif name == "tiny":  # a smoke test of the script
+        model = transformers.LlamaForCausalLM(transformers.LlamaConfig(
+            vocab_size=128, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
+            num_attention_heads=4, num_key_value_heads=2))
     else:
-        raise SystemExit(f"unknown model {name!r} (gpt2, llama)")
+        raise SystemExit(f"unknown model {name!r} (gpt2, llama, tiny)")
     return model.eval()
 
 
@@ -101,6 +105,64 @@ class HFSystem:
         return out, first, max(total - first, 1e-9)
 
 
+class OrtSystem:
+    """ONNX Runtime (CPU provider) over Kiln's capture: kiln.kv_cache.DecoderStep exported with
+    torch.onnx.export twice (prefill of the whole prompt, decode of one token), the cache
+    passed in and returned as arrays each step (ORT has no device state in this form; the
+    returned cache is the next call's input without a host copy)."""
+
+    name = "onnxruntime"
+
+    def __init__(self, model, batch, prompt, new, directory: Path):
+        import onnxruntime as ort
+
+        from kiln.kv_cache import CacheGeometry, DecoderStep
+
+        start = time.perf_counter()
+        self.max_seq_len = prompt + new
+        geometry = CacheGeometry.probe(model, batch, self.max_seq_len)
+        step = DecoderStep(model, geometry, self.max_seq_len)
+        directory.mkdir(parents=True, exist_ok=True)
+        self.sessions = {}
+        self.names = None
+        for tag, tokens in (("prefill", prompt), ("decode", 1)):
+            path = directory / f"{tag}.onnx"
+            inputs = step.example_inputs(batch, tokens)
+            names = ["input_ids", "position_ids", "cache_position", "attention_mask",
+                     *geometry.input_names]
+            with torch.no_grad():
+                torch.onnx.export(step, inputs, str(path), dynamo=True, input_names=names,
+                                  output_names=["next_token", "logits",
+                                                *[f"new_{n}" for n in geometry.input_names]])
+            self.sessions[tag] = ort.InferenceSession(str(path),
+                                                      providers=["CPUExecutionProvider"])
+            self.names = names
+        self.cache = [t.numpy() for t in geometry.zeros()]
+        self.compile_s = time.perf_counter() - start
+
+    def run(self, ids, new):
+        import numpy as np
+
+        batch, length = ids.shape
+        mask = np.ones((batch, self.max_seq_len), np.int64)
+        positions = np.tile(np.arange(length, dtype=np.int64), (batch, 1))
+        start = time.perf_counter()
+        feed = dict(zip(self.names, [ids.numpy(), positions, np.array([0], np.int64), mask,
+                                     *self.cache]))
+        outputs = self.sessions["prefill"].run(None, feed)
+        first = time.perf_counter() - start
+        tokens = [outputs[0]]
+        for step in range(1, new):
+            feed = dict(zip(self.names, [tokens[-1][:, None], positions[:, -1:] + step,
+                                         np.array([length + step - 1], np.int64), mask,
+                                         *outputs[2:]]))
+            outputs = self.sessions["decode"].run(None, feed)
+            tokens.append(outputs[0])
+        total = time.perf_counter() - start
+        out = torch.cat([ids, torch.from_numpy(np.stack(tokens, axis=1))], dim=1)
+        return out, first, max(total - first, 1e-9)
+
+
 def machine() -> str:
     cpu = platform.processor()
     try:
@@ -120,10 +182,12 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=32)
-    parser.add_argument("--systems", default="kiln,eager,static-compile")
+    parser.add_argument("--systems", default="kiln,eager,static-compile,onnxruntime")
     parser.add_argument("--chunks", default=None,
                         help="Kiln prefill chunk lengths, e.g. 64,256 (default: Kiln's)")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--onnx-dir", default="/tmp/kiln-bench-onnx",
+                        help="where the ONNX Runtime system writes its .onnx files")
     parser.add_argument("--out", default=None, help="append results to this JSON file")
     args = parser.parse_args(argv)
     chunks = tuple(int(c) for c in args.chunks.split(",")) if args.chunks else None
@@ -136,6 +200,9 @@ def main(argv=None) -> int:
             print(f"[{name}] preparing {system} ...", file=sys.stderr, flush=True)
             if system == "kiln":
                 systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks))
+            elif system == "onnxruntime":
+                systems.append(OrtSystem(build_model(name), args.batch, args.prompt, args.new,
+                                         Path(args.onnx_dir) / f"{name}-b{args.batch}"))
             elif system in ("eager", "static-compile"):
                 copy = build_model(name)  # torch.compile replaces forward: one model each
                 systems.append(HFSystem(copy, args.batch, args.prompt, args.new,

@@ -207,13 +207,14 @@ def test_generator_input_errors():
     with pytest.raises(ValueError, match="batch_size=2"):
         generator.generate(torch.zeros((3, 4), dtype=torch.long))
     with pytest.raises(ValueError, match=r"\[0, 96\)"):
-        generator.generate(torch.tensor([[1, 96]]))
+        generator.generate(torch.tensor([[1, 96]]), max_new_tokens=4)
     with pytest.raises(ValueError, match="attention_mask: shape"):
-        generator.generate(ids, attention_mask=torch.ones((2, 3), dtype=torch.long))
+        generator.generate(ids, max_new_tokens=4, attention_mask=torch.ones((2, 3),
+                                                                           dtype=torch.long))
     with pytest.raises(TypeError, match="integer token ids"):
-        generator.generate(torch.zeros((1, 3)))
+        generator.generate(torch.zeros((1, 3)), max_new_tokens=4)
     with pytest.raises(ValueError, match="temperature"):
-        generator.generate(ids, do_sample=True, temperature=0.0)
+        generator.generate(ids, max_new_tokens=4, do_sample=True, temperature=0.0)
 
 
 def test_compile_generator_errors():
@@ -280,7 +281,7 @@ def test_bind_state_rewrites_a_function():
 
 @pytest.mark.parametrize("arguments, results, state, message", [
     ([T, T], [T, T], ["missing"], "has no input"),
-    ([T, T], [T], ["cache"], "must return the 1 state value"),
+    ([T, T], [T], ["x", "cache"], "must return the 2 state value"),
     ([T, "!torch.vtensor<[2,?],f32>"], [T, "!torch.vtensor<[2,?],f32>"], ["cache"],
      "dynamic shape"),
     ([T, T], [T, "!torch.vtensor<[2,4],f16>"], ["cache"], "returned, in the order"),
