@@ -8,7 +8,8 @@ returns them updated, so torch.export sees one functional program per entry poin
       → (next_token [B] (greedy), logits [B, vocab] (of the last position), cache_0', ...)
 
 `cache_position` is the cache slot of `input_ids[:, 0]`; T new keys/values are written at slots
-`cache_position + [0, T)` (`index_copy`, which IREE runs as a scatter into the cache). The model
+`cache_position + [0, T)` (decode: `index_copy`, which IREE runs as a scatter into the cache;
+prefill chunks: a select between the cache and the new rows gathered to their slots). The model
 is called the way transformers' `generate` calls it with a static cache (`position_ids` from the
 attention mask, one cache object following transformers' `Cache` interface), with the 4-D
 attention mask built here: a key slot is visible to a query when it is not padding and not after
@@ -104,11 +105,24 @@ def _static_layer_class():
             self.is_initialized = True
 
         def update(self, key_states, value_states, *args, **kwargs):
-            slots = self.cumulative_length + torch.arange(key_states.shape[-2],
-                                                          device=key_states.device)
-            self.keys = self.keys.index_copy(2, slots, key_states.to(self.keys.dtype))
-            self.values = self.values.index_copy(2, slots, value_states.to(self.values.dtype))
+            self.keys = self._write(self.keys, key_states)
+            self.values = self._write(self.values, value_states)
             return self.keys, self.values
+
+        def _write(self, cache, new):
+            """`cache` with `new` [B, H, T, D] at slots start + [0, T)."""
+            new = new.to(cache.dtype)
+            count = new.shape[-2]
+            if count == 1:  # decode: a scatter of one row per head, in place in IREE
+                return cache.index_copy(2, self.cumulative_length, new)
+            # Prefill chunks: every slot takes its row of `new` (a gather) or keeps its value.
+            # index_copy of T rows became a scatter with a coordinate per element that IREE's
+            # CPU backend could not compile for GPT-2 small (128 KiB of stack at T = 64).
+            offsets = torch.arange(self.max_cache_len, device=cache.device) - \
+                self.cumulative_length
+            inside = (offsets >= 0) & (offsets < count)
+            placed = new.index_select(2, offsets.clamp(0, count - 1))
+            return torch.where(inside[None, None, :, None], placed, cache)
 
     return FunctionalStaticLayer
 
