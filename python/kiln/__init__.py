@@ -26,6 +26,9 @@ _LAZY = {
     "KilnUnsupportedError": "kiln.errors",
     "check": "kiln.equivalence",
     "CheckResult": "kiln.equivalence",
+    "compile_generator": "kiln.generate",
+    "load_generator": "kiln.generate",
+    "Generator": "kiln.generate",
 }
 
 # Submodules reachable as attributes without an import of their own (`kiln.diagnose.

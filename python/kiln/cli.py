@@ -4,6 +4,7 @@
     kiln run out.vmfb --input tokens.npy
     kiln demo
     kiln check path/model.py:factory --input 1x16xi64 --target cpu --samples 3
+    kiln generate path/model.py:factory --prompt-ids 1,2,3 --max-new-tokens 32 --stream
 """
 
 from __future__ import annotations
@@ -280,6 +281,57 @@ def cmd_check(args) -> int:
     return 0 if result.passed else 1
 
 
+def _prompt_ids(text: str) -> list[int]:
+    try:
+        ids = [int(part) for part in text.split(",") if part.strip()]
+    except ValueError:
+        raise SystemExit(f"kiln: --prompt-ids takes comma-separated token ids such as 1,2,3, "
+                         f"got '{text}'") from None
+    if not ids:
+        raise SystemExit("kiln: --prompt-ids is empty")
+    return ids
+
+
+def cmd_generate(args) -> int:
+    """Compile a causal LM for generation, generate from --prompt-ids, print tokens/s."""
+    import torch
+
+    import kiln
+
+    prompt = torch.tensor([_prompt_ids(args.prompt_ids)], dtype=torch.long)
+    built = load_factory(args.model)()
+    model = built[0] if isinstance(built, tuple) else built
+    if not isinstance(model, torch.nn.Module):
+        raise SystemExit(f"kiln: {args.model} returned {type(model).__name__}, expected a "
+                         f"causal LM (torch.nn.Module)")
+    max_seq_len = args.max_seq_len or prompt.shape[1] + max(args.max_new_tokens - 1, 1)
+    dtype = getattr(torch, args.dtype) if args.dtype else None
+    target = tuple(args.target.split(",")) if "," in args.target else args.target
+    start = time.perf_counter()
+    artifact = kiln.compile_generator(model, max_seq_len=max_seq_len, target=target,
+                                      dtype=dtype, verbose=args.verbose)
+    print(f"compiled in {time.perf_counter() - start:.1f} s (max_seq_len {max_seq_len})",
+          file=sys.stderr)
+    device = args.device or ("cuda" if "cuda" in args.target.split(",") else "cpu")
+    generator = kiln.load_generator(artifact, device=device)
+    options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                   eos_token_id=args.eos_token_id, seed=args.seed)
+    if args.stream:
+        print(" ".join(str(t) for t in prompt[0].tolist()), end="", flush=True)
+        for tokens in generator.stream(prompt, **options):
+            print(f" {int(tokens[0])}", end="", flush=True)
+        print()
+    else:
+        output = generator.generate(prompt, **options)
+        print(" ".join(str(t) for t in output[0].tolist()))
+    stats = generator.stats
+    print(f"{stats.new_tokens} new tokens on {device}: time to first token "
+          f"{stats.time_to_first_token_s * 1e3:.1f} ms, decode {stats.decode_tokens_per_s:.1f} "
+          f"tokens/s", file=sys.stderr)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="kiln", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -373,6 +425,31 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     k.add_argument("--verbose", action="store_true", help="print phases and their times")
     k.set_defaults(func=cmd_check)
+
+    g = sub.add_parser("generate", help="compile a causal LM (prefill + decode, KV cache on the "
+                                        "device) and generate tokens from a prompt")
+    g.add_argument("model", help="path/to/model.py:factory; factory() returns a transformers "
+                                 "causal LM (or (model, ...))")
+    g.add_argument("--prompt-ids", required=True, metavar="IDS",
+                   help="the prompt as comma-separated token ids, e.g. 1,2,3")
+    g.add_argument("--max-new-tokens", type=int, default=32)
+    g.add_argument("--max-seq-len", type=int, default=None,
+                   help="cache slots to compile for (default: prompt + new tokens)")
+    g.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda (default: cpu)")
+    g.add_argument("--device", default=None, choices=("cpu", "cuda"),
+                   help="where to run (default: cuda when the target has it)")
+    g.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
+                   help="compile the model in this dtype (default: as built)")
+    g.add_argument("--stream", action="store_true", help="print each token as it comes")
+    g.add_argument("--do-sample", action="store_true", help="sample instead of greedy")
+    g.add_argument("--temperature", type=float, default=1.0)
+    g.add_argument("--top-k", type=int, default=None)
+    g.add_argument("--top-p", type=float, default=None)
+    g.add_argument("--eos-token-id", type=int, default=None,
+                   help="stop when this token is generated")
+    g.add_argument("--seed", type=int, default=None, help="seed for sampling")
+    g.add_argument("--verbose", action="store_true", help="print phases and their times")
+    g.set_defaults(func=cmd_generate)
     return parser
 
 

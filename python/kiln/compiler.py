@@ -308,18 +308,26 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
 
 
 def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
-                         log: Callable[[str], None] = None, **options):
+                         log: Callable[[str], None] = None, state: Sequence[str] = (),
+                         **options):
     """One artifact with several functions, e.g. `prefill` and `decode` of a decoder.
 
     `entries` maps each function name to `(module, example_args)` or `(module, example_args,
     dynamic_shapes)`; modules that share weights (wrappers around one model) store them once.
     `kiln.load(...)` exposes the functions by name (`run.prefill(...)`, `run["decode"](...)`).
+    `state` names inputs that stay on the device between calls (a KV cache): every function
+    takes them and returns their new values as its last outputs, in this order; the artifact
+    keeps them as mutable globals updated in place, and its functions take and return the
+    other inputs and outputs only (kiln.device_state).
     Returns the `.vmfb` bytes, or its path when `output` is given, or a phase's IR as text."""
     if not entries:
         raise ValueError("compile_entry_points needs at least one entry point")
     for name in entries:
         if not name.isidentifier():
             raise ValueError(f"entry point name {name!r} must be a Python identifier")
+    from kiln.device_state import validate_state_names
+
+    state = validate_state_names(state)
     opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
     programs = {}
     for name, entry in entries.items():
@@ -327,13 +335,14 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
         with timed(f"export {name}"):
             programs[name] = export_model(module, args, dynamic_shapes=rest[0] if rest else None,
                                           strict=opts.strict_export)
-    compiled = _compile_cached(programs, targets, phase, opts, report, timed, log)
+    compiled = _compile_cached(programs, targets, phase, opts, report, timed, log, state)
     if compiled.vmfb is None or output is None:
         return compiled.ir_text if compiled.vmfb is None else compiled.vmfb
     return compiled.save(output)
 
 
-def _compile_cached(programs: dict, targets, phase, opts, report, timed, log) -> CompiledModel:
+def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
+                    state: tuple = ()) -> CompiledModel:
     """`_compile_programs` behind the compile cache: the key is taken from the exported
     programs and the context (kiln.compile_key), so a hit is the artifact of the same program.
     Only full artifacts with inline weights are cached; cache problems never fail a compile."""
@@ -349,11 +358,12 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log) ->
             f"bypassed for compile_to={phase.value}" if phase is not Phase.VMFB else \
             "bypassed for weights='external' (it stores only the .vmfb)"
         note(f"cache {why}")
-        return _compile_programs(programs, targets, phase, opts, report, timed)
+        return _compile_programs(programs, targets, phase, opts, report, timed, state)
     store, key = CompileCache(), None
     with timed("cache-lookup"):
         try:
-            key = artifact_key(programs, compile_context(targets, phase, opts))
+            key = artifact_key(programs, compile_context(targets, phase, opts) +
+                               (("state",) + state if state else ()))
         except Unkeyable as reason:
             note(f"cache off for this model: {reason}")
         except Exception as error:  # noqa: BLE001 - the cache must never fail a compile
@@ -377,7 +387,7 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log) ->
             note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
                  f"{lookup['cache-lookup']:.3f} s")
             return CompiledModel(entry.vmfb, None, report)
-    compiled = _compile_programs(programs, targets, phase, opts, report, timed)
+    compiled = _compile_programs(programs, targets, phase, opts, report, timed, state)
     if key is not None:
         report.cache = "miss"
         if store.put(key, compiled.vmfb, {"report": report.to_json()}):
@@ -386,7 +396,8 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log) ->
     return compiled
 
 
-def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> CompiledModel:
+def _compile_programs(programs: dict, targets, phase, opts, report, timed,
+                      state: tuple = ()) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
     parameters = ExternalParameters() if opts.weights == "external" else None
     literal_cache: dict = {}
@@ -450,6 +461,10 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
             ir_text = module.operation.get_asm(large_elements_limit=None,
                                                enable_debug_info=False)
         ir_text = render_kernel_calls(ir_text)
+        if state:
+            from kiln.device_state import bind_state
+
+            ir_text = bind_state(ir_text, state)
     if phase is Phase.IREE_INPUT:
         return CompiledModel(None, ir_text, report, archive)
 

@@ -60,8 +60,12 @@ def check_cuda_arch(arch: str) -> None:
 # GPT-2 and Llama at d=768; docs/decisions.md). Compiling without multi-use fusion splits those
 # dispatches; it also costs one dispatch per LayerNorm and per residual add that compile fine, so
 # it is the fallback for the failing modules, not the default.
+# With a dynamic sequence length the same fused dispatch can instead need a stack buffer of
+# dynamic size ("all stack allocations need to be hoisted to the entry block": Gemma's
+# residual add + RMSNorm in the prefill of kiln.compile_generator); the fallback fixes it too.
 CPU_CODEGEN_LIMIT_ERRORS = ("exceeded stack allocation limit",
-                            "operations with large vector sizes")
+                            "operations with large vector sizes",
+                            "all stack allocations need to be hoisted to the entry block")
 CPU_CODEGEN_FALLBACK_FLAGS = ("--iree-dispatch-creation-fuse-multi-use=false",)
 CHANNELS_LAST_PIPELINE = ("--iree-preprocessing-pass-pipeline=builtin.module(util.func("
                          "iree-preprocessing-convert-conv-to-channels-last))")

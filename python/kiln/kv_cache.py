@@ -1,0 +1,178 @@
+"""Capture of a Hugging Face causal LM with a static KV cache, for `kiln.compile_generator`.
+
+`DecoderStep` wraps the model in a module whose forward takes the cache as plain tensors and
+returns them updated, so torch.export sees one functional program per entry point:
+
+    step(input_ids [B, T], position_ids [B, T], cache_position [1], attention_mask [B, S],
+         cache_0, cache_1, ... [B, kv heads, S, head dim])
+      → (next_token [B] (greedy), logits [B, vocab] (of the last position), cache_0', ...)
+
+`cache_position` is the cache slot of `input_ids[:, 0]`; T new keys/values are written at slots
+`cache_position + [0, T)` (decode: `index_copy`, which IREE runs as a scatter into the cache;
+prefill chunks: a select between the cache and the new rows gathered to their slots). The model
+is called the way transformers' `generate` calls it with a static cache (`position_ids` from the
+attention mask, one cache object following transformers' `Cache` interface), with the 4-D
+attention mask built here: a key slot is visible to a query when it is not padding and not after
+the query's slot. transformers returns a 4-D mask unchanged, so the model's own attention code
+(eager or SDPA) runs as written and Kiln's raising sees the attention with its mask.
+
+Every query row sees at least its own slot (also padding rows, whose outputs are discarded): a
+row with no visible key would make a softmax of NaNs, and the NaN keys and values it wrote would
+poison later products even where they are masked.
+
+The cache shapes come from running the model eagerly on one token with transformers'
+`DynamicCache` (`CacheGeometry.probe`), which works for any model that calls `cache.update`
+(GPT-2, Llama, Qwen2, Mistral, Phi-3, Gemma, OPT, GPT-NeoX, ...).
+"""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+CACHE_INPUT = "cache"  # the state inputs are cache_0, cache_1, ... (keys, values per layer)
+
+
+@dataclass(frozen=True)
+class CacheGeometry:
+    """Per layer: key and value shapes [B, kv heads, S, head dim] and the cache dtype."""
+
+    key_shapes: tuple[tuple[int, ...], ...]
+    value_shapes: tuple[tuple[int, ...], ...]
+    dtype: torch.dtype
+
+    @property
+    def layers(self) -> int:
+        return len(self.key_shapes)
+
+    @property
+    def input_names(self) -> list[str]:
+        return [f"{CACHE_INPUT}_{i}" for i in range(2 * self.layers)]
+
+    def zeros(self) -> list[torch.Tensor]:
+        tensors = []
+        for key, value in zip(self.key_shapes, self.value_shapes):
+            tensors += [torch.zeros(key, dtype=self.dtype), torch.zeros(value, dtype=self.dtype)]
+        return tensors
+
+    @classmethod
+    def probe(cls, model: nn.Module, batch_size: int, max_seq_len: int) -> "CacheGeometry":
+        """Run `model` on one token per row and read the shapes its layers cache."""
+        from transformers import DynamicCache
+
+        from kiln.errors import KilnCompileError
+
+        cache = DynamicCache()
+        tokens = torch.zeros((batch_size, 1), dtype=torch.long)
+        try:
+            with torch.no_grad():
+                model(input_ids=tokens, cache=cache, use_cache=True)
+        except TypeError as error:
+            raise KilnCompileError(
+                f"compile_generator: {type(model).__name__} does not take "
+                f"model(input_ids=..., cache=..., use_cache=True) like a transformers causal "
+                f"LM: {error}") from error
+        layers = [layer for layer in getattr(cache, "layers", [])
+                  if getattr(layer, "keys", None) is not None]
+        if not layers:
+            raise KilnCompileError(f"compile_generator: {type(model).__name__} wrote nothing "
+                                   f"to its cache (it needs a decoder that calls cache.update)")
+        keys = tuple((*layer.keys.shape[:2], max_seq_len, layer.keys.shape[3])
+                     for layer in layers)
+        values = tuple((*layer.values.shape[:2], max_seq_len, layer.values.shape[3])
+                       for layer in layers)
+        return cls(keys, values, layers[0].keys.dtype)
+
+
+def _static_layer_class():
+    from transformers.cache_utils import StaticLayer
+
+    class FunctionalStaticLayer(StaticLayer):
+        """A static cache layer over given tensors, updated out of place (for torch.export):
+        `update` writes the new keys/values at slots `start + [0, T)` and keeps the results,
+        which the step returns as its new cache."""
+
+        def __init__(self, keys, values, start, max_cache_len):
+            super().__init__(max_cache_len)
+            self.keys, self.values = keys, values
+            self.cumulative_length = start  # slot of the first new token, a [1] tensor
+            self.batch_size, self.num_heads = keys.shape[:2]
+            self.k_head_dim, self.v_head_dim = keys.shape[3], values.shape[3]
+            self.device = keys.device
+            self.is_initialized = True
+
+        def update(self, key_states, value_states, *args, **kwargs):
+            self.keys = self._write(self.keys, key_states)
+            self.values = self._write(self.values, value_states)
+            return self.keys, self.values
+
+        def _write(self, cache, new):
+            """`cache` with `new` [B, H, T, D] at slots start + [0, T)."""
+            new = new.to(cache.dtype)
+            count = new.shape[-2]
+            if count == 1:  # decode: a scatter of one row per head, in place in IREE
+                return cache.index_copy(2, self.cumulative_length, new)
+            # Prefill chunks: every slot takes its row of `new` (a gather) or keeps its value.
+            # index_copy of T rows became a scatter with a coordinate per element that IREE's
+            # CPU backend could not compile for GPT-2 small (128 KiB of stack at T = 64).
+            offsets = torch.arange(self.max_cache_len, device=cache.device) - \
+                self.cumulative_length
+            inside = (offsets >= 0) & (offsets < count)
+            placed = new.index_select(2, offsets.clamp(0, count - 1))
+            return torch.where(inside[None, None, :, None], placed, cache)
+
+    return FunctionalStaticLayer
+
+
+def _accepts(module: nn.Module, name: str) -> bool:
+    parameters = inspect.signature(module.forward).parameters
+    return name in parameters
+
+
+class DecoderStep(nn.Module):
+    """prefill (T ≥ 2 new tokens) and decode (T = 1) of `model` over a static cache of
+    `max_seq_len` slots; see the module docstring for the calling convention."""
+
+    def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int):
+        super().__init__()
+        self.model = model
+        self.geometry = geometry
+        self.max_seq_len = max_seq_len
+        self.pass_position_ids = _accepts(model, "position_ids")
+        self.keep_last_logits = _accepts(model, "logits_to_keep")
+        self._layer_class = _static_layer_class()
+
+    def forward(self, input_ids, position_ids, cache_position, attention_mask, *cache):
+        from transformers.cache_utils import Cache
+
+        batch, new_tokens = input_ids.shape
+        slots = cache_position + torch.arange(new_tokens, device=input_ids.device)
+        key_slots = torch.arange(self.max_seq_len, device=input_ids.device)
+        visible = (key_slots[None, :] <= slots[:, None])[None, None] & \
+            (attention_mask != 0)[:, None, None, :]
+        visible = visible | (key_slots[None, :] == slots[:, None])[None, None]
+        dtype = self.geometry.dtype
+        mask = torch.zeros(visible.shape, dtype=dtype, device=input_ids.device).masked_fill(
+            ~visible, torch.finfo(dtype).min)
+        layers = [self._layer_class(cache[2 * i], cache[2 * i + 1], cache_position,
+                                    self.max_seq_len) for i in range(len(cache) // 2)]
+        kwargs = {"input_ids": input_ids, "attention_mask": mask, "cache": Cache(layers=layers),
+                  "use_cache": True, "return_dict": True}
+        if self.pass_position_ids:
+            kwargs["position_ids"] = position_ids
+        if self.keep_last_logits:
+            kwargs["logits_to_keep"] = 1
+        logits = self.model(**kwargs).logits[:, -1, :]
+        updated = []
+        for layer in layers:
+            updated += [layer.keys, layer.values]
+        return (logits.argmax(-1), logits, *updated)
+
+    def example_inputs(self, batch_size: int, new_tokens: int) -> tuple:
+        zeros = torch.zeros((batch_size, new_tokens), dtype=torch.long)
+        return (zeros, zeros.clone(), torch.zeros(1, dtype=torch.long),
+                torch.ones((batch_size, self.max_seq_len), dtype=torch.long),
+                *self.geometry.zeros())

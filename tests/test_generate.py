@@ -1,0 +1,319 @@
+"""Text generation (kiln.compile_generator / load_generator) against transformers' generate.
+
+Each family is a tiny random model (2 layers, hidden 32, vocab 96) with a large init range so
+greedy decoding does not settle on one token; one compile per family (prefill + decode)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+import kiln
+from kiln.device_state import bind_state
+from kiln.errors import KilnCompileError, KilnLoadError
+
+transformers = pytest.importorskip("transformers")
+
+VOCAB, HIDDEN, LAYERS, HEADS = 96, 32, 2, 4
+MAX_SEQ_LEN, BATCH = 24, 2
+CHUNKS = (4,)  # one prefill function: prompts run as chunks of 4 (a compile per chunk length)
+COMMON = dict(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64,
+              num_hidden_layers=LAYERS, num_attention_heads=HEADS, max_position_embeddings=64,
+              initializer_range=0.3)
+
+
+def _gpt2():
+    return transformers.GPT2LMHeadModel(transformers.GPT2Config(
+        vocab_size=VOCAB, n_positions=64, n_embd=HIDDEN, n_layer=LAYERS, n_head=HEADS,
+        initializer_range=0.3))
+
+
+def _llama():
+    return transformers.LlamaForCausalLM(transformers.LlamaConfig(num_key_value_heads=2,
+                                                                  **COMMON))
+
+
+def _qwen2():
+    return transformers.Qwen2ForCausalLM(transformers.Qwen2Config(num_key_value_heads=2,
+                                                                  **COMMON))
+
+
+def _mistral():
+    return transformers.MistralForCausalLM(transformers.MistralConfig(num_key_value_heads=2,
+                                                                      **COMMON))
+
+
+def _phi3():
+    return transformers.Phi3ForCausalLM(transformers.Phi3Config(num_key_value_heads=2,
+                                                                pad_token_id=0, **COMMON))
+
+
+def _gemma():
+    return transformers.GemmaForCausalLM(transformers.GemmaConfig(num_key_value_heads=1,
+                                                                  head_dim=8, **COMMON))
+
+
+def _opt():
+    return transformers.OPTForCausalLM(transformers.OPTConfig(
+        vocab_size=VOCAB, hidden_size=HIDDEN, ffn_dim=64, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, max_position_embeddings=64, word_embed_proj_dim=HIDDEN,
+        init_std=0.3, pad_token_id=1))
+
+
+def _gpt_neox():
+    return transformers.GPTNeoXForCausalLM(transformers.GPTNeoXConfig(
+        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=64, num_hidden_layers=LAYERS,
+        num_attention_heads=HEADS, max_position_embeddings=64, rotary_pct=0.5,
+        initializer_range=0.3))
+
+
+FAMILIES = {"gpt2": _gpt2, "llama": _llama, "qwen2": _qwen2, "mistral": _mistral,
+            "phi3": _phi3, "gemma": _gemma, "opt": _opt, "gpt_neox": _gpt_neox}
+
+
+def build(family: str):
+    torch.manual_seed(0)
+    return FAMILIES[family]().eval()
+
+
+_compiled: dict = {}
+
+
+def compiled(family: str):
+    """(model, generator) compiled once per session for batch 2, 24 cache slots."""
+    if family not in _compiled:
+        model = build(family)
+        artifact = kiln.compile_generator(model, max_seq_len=MAX_SEQ_LEN, batch_size=BATCH,
+                                          prefill_chunks=CHUNKS)
+        _compiled[family] = (model, kiln.load_generator(artifact))
+    return _compiled[family]
+
+
+def prompts(seed: int = 1, length: int = 6):
+    """Two prompts of `length`; the second left-padded by 2 (mask 0, pad id 0)."""
+    generator = torch.Generator().manual_seed(seed)
+    ids = torch.randint(2, VOCAB, (2, length), generator=generator)
+    mask = torch.ones_like(ids)
+    ids[1, :2], mask[1, :2] = 0, 0
+    return ids, mask
+
+
+def reference(model, ids, mask=None, **options):
+    options.setdefault("eos_token_id", None)
+    options.setdefault("pad_token_id", 0)
+    with torch.no_grad():
+        return model.generate(ids, attention_mask=torch.ones_like(ids) if mask is None else mask,
+                              do_sample=False, **options)
+
+
+@pytest.mark.parametrize("family", list(FAMILIES))
+def test_greedy_matches_transformers(family):
+    model, generator = compiled(family)
+    ids, mask = prompts()
+    single = generator.generate(ids[:1], max_new_tokens=12)
+    assert single.dtype == torch.long and single.shape == (1, 18)
+    assert single.tolist() == reference(model, ids[:1], max_new_tokens=12).tolist()
+    padded = generator.generate(ids, max_new_tokens=12, attention_mask=mask)
+    assert padded.tolist() == reference(model, ids, mask, max_new_tokens=12).tolist()
+
+
+@pytest.mark.parametrize("length, chunks, new, expected", [
+    (6, (4,), 12, (2, [4, 4])),  # padded on the left to a whole chunk
+    (6, (4,), 19, (0, [4, 1, 1])),  # no room for padding: the rest through decode
+    (1, (16,), 5, (0, [1])),
+    (100, (16, 64, 256), 8, (12, [64, 16, 16, 16])),
+    (9, (4, 6), 4, (0, [6, 1, 1, 1])),  # a rest of 3 with chunks 4, 6: 9 % 4 = 1 → decode
+])
+def test_plan_prefill(length, chunks, new, expected):
+    from kiln.generate import plan_prefill
+
+    assert plan_prefill(length, chunks, new, 24 if length < 100 else 512) == expected
+
+
+def test_later_calls_do_not_see_an_earlier_cache():
+    # A long generation fills slots that a shorter one later leaves unwritten: they stay masked.
+    model, generator = compiled("llama")
+    long_ids, _ = prompts(seed=3, length=10)
+    generator.generate(long_ids, max_new_tokens=MAX_SEQ_LEN - 9)
+    for length, new in ((3, 5), (1, 8)):  # a one-token prompt goes through decode
+        ids, _ = prompts(seed=4, length=length)
+        assert generator.generate(ids[:1], max_new_tokens=new).tolist() == \
+            reference(model, ids[:1], max_new_tokens=new).tolist()
+
+
+def test_stream_yields_the_tokens_of_generate():
+    _, generator = compiled("gpt2")
+    ids, mask = prompts(seed=5)
+    steps = list(generator.stream(ids, max_new_tokens=6, attention_mask=mask))
+    assert len(steps) == 6 and all(s.shape == (2,) and s.dtype == torch.long for s in steps)
+    full = generator.generate(ids, max_new_tokens=6, attention_mask=mask)
+    assert torch.equal(torch.stack(steps, dim=1), full[:, 6:])
+    assert generator.stats.new_tokens == 6 and generator.stats.decode_tokens_per_s > 0
+
+
+def test_eos_stops_each_sequence_like_transformers():
+    model, generator = compiled("llama")
+    ids, mask = prompts(seed=6)
+    free = generator.generate(ids, max_new_tokens=12, attention_mask=mask)
+    eos = int(free[0, 6 + 2])  # row 0 makes it at its third step; row 1 later or never
+    expected = reference(model, ids, mask, max_new_tokens=12, eos_token_id=eos,
+                         pad_token_id=VOCAB - 1)
+    got = generator.generate(ids, max_new_tokens=12, attention_mask=mask, eos_token_id=eos,
+                             pad_token_id=VOCAB - 1)
+    assert got.tolist() == expected.tolist()
+    assert got[0, 6 + 3:].eq(VOCAB - 1).all(), "row 0 continues with padding after eos"
+    if not (free[1, 6:] == eos).any():
+        assert got.shape[1] == 18 and torch.equal(got[1], free[1])
+    # Every row done: the output stops there.
+    both = generator.generate(ids[:1], max_new_tokens=12, eos_token_id=int(free[0, 6]))
+    assert both.shape == (1, 7)
+
+
+def test_sampling_is_reproducible_with_a_seed():
+    _, generator = compiled("gpt2")
+    ids, mask = prompts(seed=7)
+    options = dict(max_new_tokens=10, attention_mask=mask, do_sample=True, temperature=1.5)
+    first = generator.generate(ids, seed=11, **options)
+    assert torch.equal(first, generator.generate(ids, seed=11, **options))
+    others = [generator.generate(ids, seed=s, **options) for s in (12, 13, 14)]
+    assert any(not torch.equal(first, o) for o in others)
+    # top_k=1 keeps only the greedy token
+    greedy = generator.generate(ids, max_new_tokens=10, attention_mask=mask)
+    assert torch.equal(generator.generate(ids, seed=3, top_k=1, **options), greedy)
+    nucleus = generator.generate(ids, seed=3, top_p=0.5, top_k=20, **options)
+    assert nucleus.shape == greedy.shape
+
+
+def test_cache_is_device_state_not_an_input():
+    model = build("gpt2")
+    text = kiln.compile_generator(model, max_seq_len=8, batch_size=1, prefill_chunks=(4,),
+                                  compile_to="iree-input")
+    assert text.count("util.global private mutable @kiln_state_") == 2 * LAYERS
+    decode = text[text.index("func.func @decode("):]
+    decode = decode[:decode.index("\n")]
+    assert "cache" not in decode.split(" attributes ")[0]
+    assert '\\22state\\22: [\\22cache_0\\22' in decode
+
+
+def test_generator_input_errors():
+    _, generator = compiled("gpt2")
+    ids, _ = prompts()
+    with pytest.raises(ValueError, match="max_seq_len=24"):
+        generator.generate(ids, max_new_tokens=20)
+    with pytest.raises(ValueError, match="batch_size=2"):
+        generator.generate(torch.zeros((3, 4), dtype=torch.long))
+    with pytest.raises(ValueError, match=r"\[0, 96\)"):
+        generator.generate(torch.tensor([[1, 96]]), max_new_tokens=4)
+    with pytest.raises(ValueError, match="attention_mask: shape"):
+        generator.generate(ids, max_new_tokens=4, attention_mask=torch.ones((2, 3),
+                                                                           dtype=torch.long))
+    with pytest.raises(TypeError, match="integer token ids"):
+        generator.generate(torch.zeros((1, 3)), max_new_tokens=4)
+    with pytest.raises(ValueError, match="temperature"):
+        generator.generate(ids, max_new_tokens=4, do_sample=True, temperature=0.0)
+
+
+def test_compile_generator_errors():
+    with pytest.raises(ValueError, match="n_positions=64"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=65)
+    with pytest.raises(ValueError, match="max_seq_len must be an int"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=1)
+    with pytest.raises(TypeError, match="torch.nn.Module"):
+        kiln.compile_generator(object(), max_seq_len=8)
+    with pytest.raises(KilnCompileError, match="does not take"):
+        kiln.compile_generator(torch.nn.Linear(4, 4), max_seq_len=8)
+
+
+def test_load_generator_rejects_other_artifacts(tiny_gpt_vmfb):
+    with pytest.raises(KilnLoadError, match="not a generation artifact"):
+        kiln.load_generator(tiny_gpt_vmfb)
+
+
+def test_cli_generate_prints_the_tokens_of_transformers(tmp_path):
+    factory = tmp_path / "lm.py"
+    factory.write_text(
+        "import sys\n"
+        f"sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})\n"
+        "from test_generate import build\n"
+        "def model():\n"
+        "    return build('gpt2')\n")
+    result = subprocess.run([sys.executable, "-m", "kiln.cli", "generate", f"{factory}:model",
+                             "--prompt-ids", "5,17,42", "--max-new-tokens", "6",
+                             "--max-seq-len", str(MAX_SEQ_LEN), "--stream"],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    expected = reference(build("gpt2"), torch.tensor([[5, 17, 42]]), max_new_tokens=6)
+    assert result.stdout.split() == [str(t) for t in expected[0].tolist()]
+    assert "tokens/s" in result.stderr
+
+
+# -- kiln.device_state on hand-written text: the errors name what is wrong -----------------------
+
+def _module(inputs, outputs, arguments, results):
+    signature = {"inputs": inputs, "outputs": outputs}
+    escaped = '"' + __import__("json").dumps(signature).replace('"', "\\22") + '"'
+    result_text = results[0] if len(results) == 1 else "(" + ", ".join(results) + ")"
+    args = ", ".join(f"%arg{i}: {t}" for i, t in enumerate(arguments))
+    return (f"module {{\n  func.func @step({args}) -> {result_text} attributes "
+            f"{{iree.reflection = {{kiln.signature = {escaped}}}}} {{\n"
+            f"    return %arg1, %arg1 : {', '.join(results)}\n  }}\n}}\n")
+
+
+T = "!torch.vtensor<[2,4],f32>"
+
+
+def test_bind_state_rewrites_a_function():
+    text = _module([{"name": "x", "shape": [2, 4], "dtype": "float32"},
+                    {"name": "cache", "shape": [2, 4], "dtype": "float32"}],
+                   [{"shape": [2, 4]}, {"shape": [2, 4]}], [T, T], [T, T])
+    bound = bind_state(text, ["cache"])
+    assert "util.global private mutable @kiln_state_0_cache = dense<0.0> : tensor<2x4xf32>" \
+        in bound
+    assert f"func.func private @kiln_stateful_step(%arg0: {T}, %arg1: {T}) -> ({T}, {T}) {{" \
+        in bound
+    assert f"func.func @step(%kiln_in_0: {T}) -> {T} attributes" in bound
+    assert "util.global.store %kiln_state_out_0, @kiln_state_0_cache : tensor<2x4xf32>" in bound
+
+
+@pytest.mark.parametrize("arguments, results, state, message", [
+    ([T, T], [T, T], ["missing"], "has no input"),
+    ([T, T], [T], ["x", "cache"], "must return the 2 state value"),
+    ([T, "!torch.vtensor<[2,?],f32>"], [T, "!torch.vtensor<[2,?],f32>"], ["cache"],
+     "dynamic shape"),
+    ([T, T], [T, "!torch.vtensor<[2,4],f16>"], ["cache"], "returned, in the order"),
+])
+def test_bind_state_errors(arguments, results, state, message):
+    text = _module([{"name": "x"}, {"name": "cache"}], [{}] * len(results), arguments, results)
+    with pytest.raises(KilnCompileError, match=message):
+        bind_state(text, state)
+
+
+def test_decode_writes_the_cache_in_place_without_copies(tmp_path):
+    """IREE's stream IR of decode: the new keys/values are scattered into the cache globals
+    (read-write bindings of !stream.resource<variable>) and no copy moves a whole cache."""
+    from kiln.bindings import iree_compiler
+    from kiln.targets import TargetOptions, iree_flags
+
+    text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1,
+                                  prefill_chunks=(4,), compile_to="iree-input")
+    source = tmp_path / "generator.mlir"
+    source.write_text(text)
+    stream = iree_compiler().compile_file(
+        str(source), extra_args=iree_flags(("cpu",), TargetOptions()) +
+        ["--compile-to=stream"]).decode()
+    decode = stream[stream.index("util.func public @decode$async("):]
+    decode = decode[:decode.index("\n  }\n")]
+    cache_bytes = 1 * HEADS * 8 * (HIDDEN // HEADS) * 4
+    scatters = [line for line in decode.splitlines() if "dispatch" in line and "scatter" in line]
+    assert len(scatters) == 2 * LAYERS, scatters
+    assert decode.count("!stream.resource<variable>") and " rw %" in decode
+    copies = [line for line in decode.splitlines()
+              if ("stream.cmd.copy" in line or "stream.async.copy" in line or
+                  "stream.async.clone" in line) and
+              ("resource<variable>" in line or f"%c{cache_bytes}]" in line or
+               f"%c{cache_bytes} :" in line)]
+    assert not copies, copies
