@@ -35,6 +35,7 @@ from dataclasses import dataclass
 from typing import Sequence
 
 from kiln.errors import KilnCompileError
+from kiln.outputs import without_results_and_inputs
 
 SIGNATURE_KEY = "kiln.signature"
 GLOBAL_PREFIX = "kiln_state_"
@@ -229,10 +230,15 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
         raise KilnCompileError(f"state: @{header.name}'s signature lists {len(input_names)} "
                                f"inputs, its header {len(header.arguments)}")
     count = len(names)
-    if len(header.results) < count:
-        raise KilnCompileError(f"state: function '{header.name}' returns {len(header.results)} "
-                               f"output(s); it must return the {count} state value(s) last")
-    first_state_result = len(header.results) - count
+    # Index guards (kiln.guards) are the function's very last results: the state values come
+    # just before them, and the guards stay results of the wrapper.
+    guards = len(signature.get("guards", ()))
+    if len(header.results) - guards < count:
+        raise KilnCompileError(f"state: function '{header.name}' returns "
+                               f"{len(header.results) - guards} output(s); it must return the "
+                               f"{count} state value(s) last")
+    first_state_result = len(header.results) - guards - count
+    state_results = range(first_state_result, first_state_result + count)
     for offset, name in enumerate(names):
         argument_type = header.arguments[input_names.index(name)][1]
         result_type = header.results[first_state_result + offset]
@@ -261,7 +267,8 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
 
     user_inputs = [(i, t) for i, ((_, t), n) in enumerate(zip(header.arguments, input_names))
                    if n not in names]
-    user_results = header.results[:first_state_result]
+    kept_results = [i for i in range(len(header.results)) if i not in state_results]
+    user_results = [header.results[i] for i in kept_results]
     lines = []
     call_operands = []
     for index, (name, (_, torch_type)) in enumerate(zip(input_names, header.arguments)):
@@ -292,14 +299,13 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
         lines.append(f"{body}util.global.store {updated}, @{variable.global_name} : "
                      f"{variable.builtin_type}")
     if user_results:
-        lines.append(f"{body}return " + ", ".join(result(i) for i in range(len(user_results))) +
+        lines.append(f"{body}return " + ", ".join(result(i) for i in kept_results) +
                      " : " + ", ".join(user_results))
     else:
         lines.append(f"{body}return")
 
-    new_signature = dict(signature)
-    new_signature["inputs"] = [e for e in signature["inputs"] if e.get("name") not in names]
-    new_signature["outputs"] = signature["outputs"][:first_state_result]
+    new_signature = without_results_and_inputs(
+        signature, {i for i, n in enumerate(input_names) if n in names}, set(state_results))
     new_signature["state"] = list(names)
     attributes = re.sub(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
                         lambda _: f"{SIGNATURE_KEY} = {_mlir_string(json.dumps(new_signature))}",

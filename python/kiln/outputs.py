@@ -249,3 +249,57 @@ def output_leaves(value: Any) -> list:
     if isinstance(value, (tuple, list)):
         return [leaf for item in value for leaf in output_leaves(item)]
     return [value]
+
+
+def without_results_and_inputs(signature: dict, inputs: set, outputs: set) -> dict:
+    """`signature` for a function that no longer takes the inputs `inputs` nor returns the
+    results `outputs` (indices into the old lists), everything that points at results or
+    inputs renumbered: guards, mutated/written inputs, the output tree (a removed leaf leaves
+    its tuple, list or dict; a removed root leaves no tree). Used by kiln.device_state, whose
+    state values leave a function's inputs and results."""
+    new_output = {}
+    for index in range(len(signature["outputs"])):
+        if index not in outputs:
+            new_output[index] = len(new_output)
+    new_input = {}
+    for index in range(len(signature["inputs"])):
+        if index not in inputs:
+            new_input[index] = len(new_input)
+    result = dict(signature)
+    result["inputs"] = [e for i, e in enumerate(signature["inputs"]) if i in new_input]
+    result["outputs"] = [e for i, e in enumerate(signature["outputs"]) if i in new_output]
+    if "guards" in signature:
+        result["guards"] = [dict(g, output=new_output[g["output"]]) for g in signature["guards"]]
+    if "mutated_inputs" in signature:
+        result["mutated_inputs"] = [
+            dict(m, output=new_output.get(m["output"]) if m["output"] is not None else None,
+                 input=new_input.get(m["input"]) if m["input"] is not None else None)
+            for m in signature["mutated_inputs"]
+            if m["output"] not in outputs and m["input"] not in inputs]
+    if "written_inputs" in signature:
+        result["written_inputs"] = [new_input[i] for i in signature["written_inputs"]
+                                    if i in new_input]
+    if "output_tree" in signature:
+        tree = _drop_leaves(signature["output_tree"], new_output)
+        if tree is None:
+            result.pop("output_tree")
+        else:
+            result["output_tree"] = tree
+    return result
+
+
+def _drop_leaves(tree: dict, new_output: dict) -> Optional[dict]:
+    if "output" in tree:
+        return dict(tree, output=new_output[tree["output"]]) if tree["output"] in new_output \
+            else None
+    if "constant" in tree:
+        return tree
+    for kind in ("tuple", "list", "items"):
+        if kind in tree:
+            kept = [t for t in (_drop_leaves(c, new_output) for c in tree[kind]) if t is not None]
+            if kind == "items":  # a named tuple that lost fields is a plain tuple now
+                return {"tuple": kept} if len(kept) != len(tree[kind]) else dict(tree, items=kept)
+            return {kind: kept}
+    kept = [[k, t] for k, t in ((k, _drop_leaves(c, new_output)) for k, c in tree["dict"])
+            if t is not None]
+    return {"dict": kept}
