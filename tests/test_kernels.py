@@ -192,3 +192,31 @@ def test_interpreter_numerics():
     failed = [r for r in results if not r["ok"]]
     assert not failed, failed
     assert done.returncode == 0
+
+
+@needs_triton
+def test_plans_follow_the_architecture():
+    """PTX for the requested architecture: mma.sync for Ampere/Ada, wgmma for Hopper; shared
+    memory fitted to the architecture's limit; none below sm_80."""
+    from kiln.kernels.plan import ARCHS
+
+    for arch, target, instruction in (("sm_80", "sm_80", "mma.sync"),
+                                      ("sm_86", "sm_86", "mma.sync"),
+                                      ("sm_90", "sm_90a", "wgmma")):
+        plan = kernels.linear_plan(64, 256, 128, "f16", "out_in", True, "none", arch=arch)
+        ptx = plan.launches[0].kernel.ptx.decode()
+        assert f".target {target}\n" in ptx and instruction in ptx, arch
+        attention = kernels.attention_plan(1, 4, 2, 32, 32, 64, "f16", 0.125, True, arch=arch)
+        assert f".target {target}\n" in attention.launches[0].kernel.ptx.decode()
+    # A Hopper-sized pipeline (128x256x64 tiles, 3 stages: 147 KiB) is cut to fit sm_89's 99 KiB.
+    big = GemmConfig(128, 256, 64, 8, 1, 8, 3)
+    spec = linear_spec(4096, 3072, 768, "f16", "in_out", True, "none", config=big, arch="sm_89")
+    assert spec.launches[0].num_stages == 2
+    assert linear_spec(4096, 3072, 768, "f16", "in_out", True, "none", config=big)\
+        .launches[0].num_stages == 3
+    assert (128 * 64 + 64 * 256) * 2 * 2 <= ARCHS["sm_89"][1] < (128 * 64 + 64 * 256) * 2 * 3
+    for arch in ("sm_75", "sm_70", "gfx90a"):
+        reason = kernels.explain_unsupported("linear", m=4, n=8, k=8, dtype="f16",
+                                             weight_layout="out_in", has_bias=False,
+                                             activation="none", arch=arch)
+        assert reason and arch in reason and "sm_80" in reason

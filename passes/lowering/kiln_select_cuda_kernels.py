@@ -11,7 +11,8 @@ After:
     %y  = torch.aten.view (torch_c.from_builtin_tensor %yb), [1, 128, 3072]
     func.func private @kiln_kernel_0(...) attributes {kiln.kernel = "linear(m=128, ...)"}
 
-The declaration's body (dispatches of ahead-of-time compiled Triton kernels for sm_90a) is
+The declaration's body (dispatches of ahead-of-time compiled Triton kernels for the pass's
+`arch`: sm_90a by default, sm_80 / sm_86 / sm_87 / sm_89 on request) is
 written into the text handed to IREE by `kiln.cuda_kernels.render_kernel_calls`, since
 torch-mlir's MLIR has no `flow`/`hal` ops. Equal specs share one declaration.
 
@@ -148,9 +149,10 @@ SPECS = {"kiln.linear": ("linear", linear_spec), "kiln.attention": ("attention",
 @dataclass
 class SelectCudaKernels(KilnPass):
     name = "kiln-select-cuda-kernels"
-    summary = ("Replace kiln.linear / kiln.attention by calls of library CUDA kernels (Hopper, "
-               "sm_90a) where a kernel supports the shape and dtype")
+    summary = ("Replace kiln.linear / kiln.attention by calls of library CUDA kernels (PTX for "
+               "`arch`) where a kernel supports the shape and dtype")
     min_linear_weight_elements: int = MIN_LINEAR_WEIGHT_ELEMENTS
+    arch: str = "sm_90a"  # the kernels' PTX target (kiln.kernels.ARCHS; sm_90 means sm_90a)
 
     def apply(self, module: ir.Operation) -> None:
         # torch-mlir's Python build has no torch_c (TorchConversion) dialect; its ops are
@@ -164,6 +166,7 @@ class SelectCudaKernels(KilnPass):
             try:
                 arguments, operands = describe(op) if builder != "linear" else \
                     describe(op, self.min_linear_weight_elements)
+                arguments["arch"] = self.arch
                 residual = _residual_add(op) if builder == "linear" else None
                 if residual is not None:
                     # linear(x) + r: the kernel's residual epilogue adds r (one launch, no
@@ -173,7 +176,7 @@ class SelectCudaKernels(KilnPass):
                     operands = operands + [r]
                 spec = encode_spec(builder, arguments)
                 if spec not in declarations:
-                    plan = self._plan(builder, arguments)
+                    plan = self._plan(builder, arguments, self.arch)
                     declarations[spec] = self._declare(body, plan, spec, len(declarations))
             except Unsupported as reason:
                 self.record(op.name, f"IREE codegen: {reason}", op)
@@ -187,14 +190,14 @@ class SelectCudaKernels(KilnPass):
             op.erase()
 
     @staticmethod
-    def _plan(builder: str, arguments: dict):
+    def _plan(builder: str, arguments: dict, arch: str):
         from kiln.kernels import KernelUnsupported
 
         try:
             plan = build_plan(builder, arguments)
         except KernelUnsupported as reason:
             raise Unsupported(str(reason)) from None
-        problem = plan_problem(plan)
+        problem = plan_problem(plan, arch)
         if problem:
             raise Unsupported(problem)
         return plan

@@ -1,5 +1,6 @@
-"""Kiln's own CUDA kernels (Triton, compiled ahead of time for sm_90a) and the plans Kiln's
-compiler puts into IREE artifacts (docs/kernels.md; ../shared/design/CUDA_KERNELS.md).
+"""Kiln's own CUDA kernels (Triton, compiled ahead of time: PTX for sm_90a by default, or for
+sm_80 / sm_86 / sm_87 / sm_89 with `arch=`) and the plans Kiln's compiler puts into IREE
+artifacts (docs/kernels.md).
 
     plan = linear_plan(m=128, n=2304, k=768, dtype="f16", weight_layout="in_out",
                        has_bias=True, activation="gelu_tanh")
@@ -17,34 +18,38 @@ from __future__ import annotations
 
 from typing import Optional
 
-from kiln.kernels.plan import (ARCH, CompiledKernel, KernelParam, KernelPlan, KernelUnsupported,
-                               Launch, compile_plan, triton_available)
+from kiln.kernels.plan import (ARCH, ARCHS, DEFAULT_ARCH, CompiledKernel, KernelParam, KernelPlan,
+                               KernelUnsupported, Launch, compile_plan, kernel_arch,
+                               triton_available)
 
-__all__ = ["ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
-           "attention_plan", "explain_unsupported", "linear_plan"]
+__all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan",
+           "KernelUnsupported", "Launch", "attention_plan", "explain_unsupported", "kernel_arch",
+           "linear_plan"]
 
 
 def linear_plan(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias: bool,
-                activation: str, has_residual: bool = False) -> KernelPlan:
+                activation: str, has_residual: bool = False,
+                arch: str = DEFAULT_ARCH) -> KernelPlan:
     """Y[m, n] = activation(X·Wᵀ + b) [+ residual]; inputs in0 = x [m, k], in1 = w ([n, k] for
-    "out_in", [k, n] for "in_out"), then bias [n] if has_bias, then residual [m, n]."""
+    "out_in", [k, n] for "in_out"), then bias [n] if has_bias, then residual [m, n]. PTX for
+    `arch` (a key of ARCHS; sm_90 means sm_90a)."""
     from kiln.kernels.linear import linear_spec
 
     return compile_plan(linear_spec(m, n, k, dtype, weight_layout, has_bias, activation,
-                                    has_residual))
+                                    has_residual, arch=arch))
 
 
 def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
                    scale: float, causal: bool, mask_shape: Optional[tuple] = None,
                    mask_kind: Optional[str] = None,
-                   mask_dtype: Optional[str] = None) -> KernelPlan:
+                   mask_dtype: Optional[str] = None, arch: str = DEFAULT_ARCH) -> KernelPlan:
     """softmax(scale·q·kᵀ + mask, causal) · v; inputs in0 = q [b, hq, sq, d], in1 = k, in2 = v
     [b, hkv, sk, d], then in3 = mask (shape mask_shape, "additive" in dtype or f32, or "bool"
     as i8). Split-KV decode when sq == 1, flash-attention forward otherwise."""
     from kiln.kernels.attention import attention_spec
 
     return compile_plan(attention_spec(b, hq, hkv, sq, sk, d, dtype, scale, causal,
-                                       mask_shape, mask_kind, mask_dtype))
+                                       mask_shape, mask_kind, mask_dtype, arch=arch))
 
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:

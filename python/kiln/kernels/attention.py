@@ -23,7 +23,8 @@ from typing import Optional
 
 from kiln.kernels import configs
 from kiln.kernels.configs import DecodeConfig, PrefillConfig, cdiv, pow2
-from kiln.kernels.plan import KernelParam, KernelUnsupported, LaunchSpec, PlanSpec
+from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
+                               PlanSpec, kernel_arch)
 
 DTYPES = ("f16", "bf16")
 MASK_KINDS = {"additive": 1, "bool": 2}
@@ -84,9 +85,11 @@ def _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, m
 
 def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
                    scale: float, causal: bool, mask_shape=None, mask_kind: Optional[str] = None,
-                   mask_dtype: Optional[str] = None, config=None) -> PlanSpec:
+                   mask_dtype: Optional[str] = None, config=None,
+                   arch: str = DEFAULT_ARCH) -> PlanSpec:
     causal = bool(causal) if isinstance(causal, (bool, int)) else causal
     _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
+    arch = kernel_arch(arch)
     strides = (0, 0, 0, 0)
     if mask_kind is not None:
         strides = _mask_strides(mask_shape, b, hq, sq, sk)
@@ -108,7 +111,7 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
     out = ((b, hq, sq, d), dtype)
     if sq == 1:
         return _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
-                       common, mask_tag, out, config)
+                       common, mask_tag, out, config, arch)
 
     source = "given"
     if config is None:
@@ -125,12 +128,12 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
         tuple(args) + ("out",), (cdiv(sq, config.block_m), b * hq, 1), config.num_warps,
         config.num_stages,
         f"attention_{dtype}_b{b}h{hq}kv{hkv}q{sq}k{sk}d{d}{'_causal' if causal else ''}"
-        f"{mask_tag}_{config.label()}")
+        f"{mask_tag}_{config.label()}", arch)
     return PlanSpec((launch,), (), tuple(inputs), out, config, source)
 
 
 def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, common,
-            mask_tag, out, config) -> PlanSpec:
+            mask_tag, out, config, arch) -> PlanSpec:
     keys = 1 if causal else sk  # top-left causal: the single query sees key 0 only
     source = "given"
     if config is None:
@@ -150,7 +153,7 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
             "triton_attention", "attention_decode_kernel",
             _constexprs(dict(constants, plse_ptr=None)),
             tuple(pointers) + (KernelParam("po_ptr", out[0], dtype, "output"),),
-            tuple(args) + ("out",), grid, config.num_warps, config.num_stages, tag)
+            tuple(args) + ("out",), grid, config.num_warps, config.num_stages, tag, arch)
         return PlanSpec((launch,), (), tuple(inputs), out, config, source)
     partial_shape, lse_shape = (b, hq, splits, d), (b, hq, splits)
     temps = (("tmp0", partial_shape, "f32"), ("tmp1", lse_shape, "f32"))
@@ -158,7 +161,7 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
         "triton_attention", "attention_decode_kernel", _constexprs(constants),
         tuple(pointers) + (KernelParam("po_ptr", partial_shape, "f32", "temp"),
                            KernelParam("plse_ptr", lse_shape, "f32", "temp")),
-        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, tag)
+        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, tag, arch)
     reduce = LaunchSpec(
         "triton_attention", "attention_decode_reduce_kernel",
         _constexprs(dict(ROWS=b * hq, NUM_SPLITS=splits, D=d, BLOCK_S=pow2(splits, 2),
@@ -167,7 +170,7 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
          KernelParam("plse_ptr", lse_shape, "f32", "temp"),
          KernelParam("o_ptr", out[0], dtype, "output")),
         ("tmp0", "tmp1", "out"), (b * hq, 1, 1), 4 if d >= 128 else 2, 1,
-        f"attention_decode_reduce_{dtype}_b{b}h{hq}s{splits}d{d}")
+        f"attention_decode_reduce_{dtype}_b{b}h{hq}s{splits}d{d}", arch)
     return PlanSpec((partial, reduce), temps, tuple(inputs), out, config, source)
 
 

@@ -34,7 +34,7 @@ from typing import Optional
 TABLE_PATH = Path(__file__).with_name("table.json")
 TABLE_FORMAT = 1
 NEAR_ENOUGH = 3.0  # log2 units
-SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper
+SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper (plan.ARCHS per arch)
 
 
 def pow2(x: int, floor: int = 16) -> int:
@@ -195,8 +195,10 @@ def default_gemm(m: int, n: int, k: int) -> GemmConfig:
     return config
 
 
-def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, int, bool]:
-    """The config fitted to the shape, the K range per split and whether K needs no mask."""
+def fit_gemm(config: GemmConfig, m: int, n: int, k: int,
+             smem_limit: int = SMEM_LIMIT) -> tuple[GemmConfig, int, bool]:
+    """The config fitted to the shape (and to `smem_limit` bytes of shared memory), the K range
+    per split and whether K needs no mask."""
     bm = min(config.block_m, pow2(m))
     bn = min(config.block_n, pow2(n))
     bk = min(config.block_k, pow2(k))
@@ -204,7 +206,7 @@ def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, in
     per_split = cdiv(blocks, max(1, min(config.split_k, blocks)))
     split = cdiv(blocks, per_split)
     stages = config.num_stages
-    while stages > 1 and (bm * bk + bk * bn) * 2 * stages > SMEM_LIMIT:
+    while stages > 1 and (bm * bk + bk * bn) * 2 * stages > smem_limit:
         stages -= 1
     fitted = dataclasses.replace(config, block_m=bm, block_n=bn, block_k=bk, split_k=split,
                                  num_stages=stages)

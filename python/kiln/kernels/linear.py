@@ -15,7 +15,8 @@ from typing import Optional
 
 from kiln.kernels import configs
 from kiln.kernels.configs import GemmConfig, cdiv
-from kiln.kernels.plan import KernelParam, KernelUnsupported, LaunchSpec, PlanSpec
+from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
+                               PlanSpec, kernel_arch, shared_memory_limit)
 
 DTYPES = ("f16", "bf16")
 WEIGHT_LAYOUTS = ("out_in", "in_out")
@@ -50,12 +51,13 @@ def choose_config(m: int, n: int, k: int, weight_layout: str) -> tuple[GemmConfi
 
 def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias: bool,
                 activation: str, has_residual: bool = False,
-                config: Optional[GemmConfig] = None) -> PlanSpec:
+                config: Optional[GemmConfig] = None, arch: str = DEFAULT_ARCH) -> PlanSpec:
     _check(m, n, k, dtype, weight_layout, activation)
+    arch = kernel_arch(arch)
     source = "given"
     if config is None:
         config, source = choose_config(m, n, k, weight_layout)
-    config, k_split, even_k = configs.fit_gemm(config, m, n, k)
+    config, k_split, even_k = configs.fit_gemm(config, m, n, k, shared_memory_limit(arch))
     w_shape = (n, k) if weight_layout == "out_in" else (k, n)
     inputs = [("in0", (m, k), dtype), ("in1", w_shape, dtype)]
     bias = residual = None
@@ -92,7 +94,8 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
         launch = LaunchSpec(
             "triton_gemm", function, _constexprs(constants), tuple(pointers),
             tuple(args), grid, config.num_warps, config.num_stages,
-            f"linear_{dtype}_m{m}n{n}k{k}_{layout_tag}{extras}_{activation}_{config.label()}")
+            f"linear_{dtype}_m{m}n{n}k{k}_{layout_tag}{extras}_{activation}_{config.label()}",
+            arch)
         return PlanSpec((launch,), (), tuple(inputs), ((m, n), dtype), config, source)
 
     tmp = ("tmp0", (split, m, n), "f32")
@@ -100,7 +103,7 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
         "triton_gemm", "linear_kernel", _constexprs(dict(base, ACT=0, b_ptr=None, r_ptr=None)),
         (x, w, KernelParam("y_ptr", tmp[1], "f32", "temp")), ("in0", "in1", "tmp0"),
         (tiles, split, 1), config.num_warps, config.num_stages,
-        f"linear_partial_{dtype}_m{m}n{n}k{k}_{layout_tag}_{config.label()}")
+        f"linear_partial_{dtype}_m{m}n{n}k{k}_{layout_tag}_{config.label()}", arch)
     pointers = [KernelParam("p_ptr", tmp[1], "f32", "temp")]
     args = ["tmp0"]
     if bias:
@@ -116,7 +119,7 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
         _constexprs(dict(M=m, N=n, SPLIT_K=split, ACT=act, BLOCK=REDUCE_BLOCK,
                          b_ptr=None if not bias else ..., r_ptr=None if not residual else ...)),
         tuple(pointers), tuple(args), (cdiv(m * n, REDUCE_BLOCK), 1, 1), 4, 1,
-        f"linear_reduce_{dtype}_m{m}n{n}_s{split}{extras}_{activation}")
+        f"linear_reduce_{dtype}_m{m}n{n}_s{split}{extras}_{activation}", arch)
     return PlanSpec((partial, reduce), (tmp,), tuple(inputs), ((m, n), dtype), config, source)
 
 
