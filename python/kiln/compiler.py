@@ -49,6 +49,9 @@ class CompileOptions:
     # target "cuda" only: auto (on when triton is installed: pip install kiln[cuda]; when it is
     # not, the compile log and report say so) | on | off
     cuda_kernels: str = "auto"
+    # With kernels: allow split-K GEMMs (f32 partials + a reduce launch, where the config table
+    # chose them for decode-shaped GEMMs); off keeps every GEMM one launch (docs/kernels.md).
+    cuda_split_k: bool = False
     opt_level: str = "O3"
     data_tiling: bool = True
     extra_iree_flags: Sequence[str] = ()
@@ -405,9 +408,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     if kernels_off:
         timed.log(f"[kiln] warning: {kernels_off}")
         report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off", kernels_off, ""))
-    # The kernel library has no gated (swiglu) epilogue: with kernels, gate and up stay two
-    # linears, one kernel call each, instead of one linear left to IREE's code generation.
-    disabled = tuple(opts.disable_passes) + (("kiln-raise-swiglu",) if kernels else ())
+    disabled = tuple(opts.disable_passes)
     if opts.weights == "external":
         # Concatenated weights of external parameters cannot be folded at compile time: the
         # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
@@ -425,7 +426,8 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
         return CompiledModel(None, str(module), report)
 
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
-                                          cuda_kernels=kernels, cuda_arch=opts.cuda_arch)
+                                          cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
+                                          cuda_split_k=opts.cuda_split_k)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():

@@ -353,6 +353,6 @@ def replace(spec, **changes):
     return dataclasses.replace(spec, **changes)
 
 
-__all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
-           "LaunchSpec", "PlanSpec", "compile_launch", "compile_plan", "compile_triton",
+__all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan",
+           "KernelUnsupported", "Launch", "LaunchSpec", "PlanSpec", "compile_launch", "compile_plan", "compile_triton",
            "kernel_arch", "ptx_entry_params", "shared_memory_limit", "triton_available"]
