@@ -12,7 +12,7 @@ from torch import nn
 import kiln
 import kiln.compiler
 import models
-from kiln.check import CheckResult, errors, make_samples
+from kiln.equivalence import DEFAULT_ATOL, DEFAULT_RTOL, CheckResult, compare, make_samples
 from kiln.cli import main as cli_main
 from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
 
@@ -61,14 +61,17 @@ def test_tiny_gpt_passes():
     assert isinstance(result, CheckResult)
     assert result.passed, str(result)
     assert result.samples == 3 and result.reference == "float64"
-    assert result.model_dtype == "float32" and result.tolerance == 1e-4
+    assert result.model_dtype == "float32"
+    assert (result.rtol, result.atol) == (DEFAULT_RTOL[torch.float32], DEFAULT_ATOL[torch.float32])
     [logits] = result.outputs
     assert logits.shape == (1, 16, 100) and logits.dtype == "float32"
     assert 0 < logits.max_rel_error < 1e-4 and logits.max_abs_error > 0
     assert logits.eager_rel_error < 1e-5  # eager float32 vs the float64 reference
+    # Per element, the worst uses a small part of atol + rtol·|ref| (docs/decisions.md: ~0.02).
+    assert 0 < logits.tolerance_used < 0.2 and logits.eager_tolerance_used < 0.2
     assert result.first_diverging_op is None
     text = str(result)
-    assert "PASS" in text and "max rel err" in text and "1x16x100" in text
+    assert "PASS" in text and "max rel err" in text and "tol used" in text and "1x16x100" in text
 
 
 def test_mlp_passes_with_several_outputs_and_dtypes():
@@ -87,15 +90,22 @@ def test_mlp_passes_with_several_outputs_and_dtypes():
 
     half = kiln.check(models.mlp().half(), (models.mlp_input(torch.float16),), samples=2)
     assert half.passed, str(half)
-    assert half.tolerance == 1e-2 and half.model_dtype == "float16"
+    assert half.rtol == 1e-2 and half.atol == DEFAULT_ATOL[torch.float16]
+    assert half.model_dtype == "float16"
     assert 0 < half.outputs[0].eager_rel_error < 1e-2
+    assert half.outputs[0].tolerance_used < 0.5  # measured 0.17 (docs/decisions.md)
 
 
-def test_rtol_overrides_the_dtype_tolerance():
-    result = kiln.check(models.mlp(), (models.mlp_input(),), samples=1, rtol=1e-12,
+def test_rtol_and_atol_override_the_dtype_tolerance():
+    result = kiln.check(models.mlp(), (models.mlp_input(),), samples=1, rtol=1e-12, atol=0,
                         locate=False)
-    assert result.tolerance == 1e-12
-    assert not result.passed or result.max_rel_error == 0.0
+    assert (result.rtol, result.atol) == (1e-12, 0.0)
+    [output] = result.outputs
+    assert output.max_abs_error > 0  # float32 rounding: nothing passes 1e-12
+    assert not result.passed and output.tolerance_used > 1
+    assert len(output.worst_index) == 3 and output.worst_got != output.worst_ref
+    with pytest.raises(ValueError, match="atol must be a finite number"):
+        kiln.check(models.mlp(), (models.mlp_input(),), atol=-1.0)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -113,7 +123,7 @@ def test_mismatch_is_reported_and_the_diverging_op_named(broken_tanh):
     assert op.node == "tanh"
     assert "test_check.py" in op.source and "torch.tanh(hidden)" in op.source
     assert op.previous and "linear" in op.previous  # the op before it matched
-    assert op.rel_error > 1e-2 and op.compiles >= 2
+    assert op.rel_error > 1e-2 and op.tolerance_used > 1 and op.compiles >= 2
     text = str(result)
     assert "FAIL" in text and "first diverging op: aten.tanh" in text
 
@@ -151,13 +161,38 @@ def test_samples_keep_shapes_dtypes_and_integer_ranges():
     assert all(torch.equal(a[2], b[2]) for a, b in zip(samples, again))
 
 
-def test_errors_handle_non_finite_values():
+def test_compare_handles_non_finite_values():
     ref = torch.tensor([1.0, -math.inf, 4.0])
-    assert errors(torch.tensor([1.0, -math.inf, 3.0]), ref) == (1.0, 0.25)
-    assert errors(torch.tensor([1.0, math.inf, 4.0]), ref)[1] == math.inf
-    assert errors(torch.tensor([math.nan, -math.inf, 4.0]), ref)[1] == math.inf
-    assert errors(torch.zeros(2), torch.zeros(3))[1] == math.inf
-    assert errors(torch.zeros(3), torch.zeros(3)) == (0.0, 0.0)
+    matched = compare(torch.tensor([1.0, -math.inf, 3.0]), ref, rtol=0.0, atol=2.0)
+    assert (matched.abs_error, matched.rel_error) == (1.0, 0.25) and matched.passed
+    assert matched.worst_index == (2,) and (matched.got, matched.ref) == (3.0, 4.0)
+    wrong_inf = compare(torch.tensor([1.0, math.inf, 4.0]), ref, rtol=1.0, atol=1.0)
+    assert wrong_inf.tolerance_used == math.inf and wrong_inf.worst_index == (1,)
+    nan_for_finite = compare(torch.tensor([math.nan, -math.inf, 4.0]), ref, rtol=1.0, atol=1.0)
+    assert not nan_for_finite.passed and nan_for_finite.worst_index == (0,)
+    both_nan = compare(torch.tensor([math.nan]), torch.tensor([math.nan]), rtol=0.0, atol=0.0)
+    assert both_nan.passed
+    shape = compare(torch.zeros(2), torch.zeros(3), rtol=1.0, atol=1.0)
+    assert not shape.passed and shape.worst_index is None
+    assert compare(torch.zeros(3), torch.zeros(3), rtol=0.0, atol=0.0).tolerance_used == 0.0
+
+
+def test_compare_judges_every_element():
+    ref = torch.tensor([[100.0, -50.0, 0.002], [80.0, 3e-6, -0.001]], dtype=torch.float64)
+    got = ref.clone()
+    got[1, 2] = 0.001  # wrong sign on an element 1e-5 of the largest
+    result = compare(got.float(), ref, rtol=1e-4, atol=1e-5)
+    assert result.rel_error < 1e-4  # the whole-output summary does not see it
+    assert not result.passed and result.worst_index == (1, 2)
+    assert result.got == pytest.approx(0.001) and result.ref == -0.001
+    assert result.tolerance_used == pytest.approx(0.002 / (1e-5 + 1e-4 * 0.001), rel=1e-3)
+    # An element at the noise floor (below atol / 2) may have either sign.
+    noise = ref.clone()
+    noise[1, 1] = -3e-6
+    assert compare(noise, ref, rtol=1e-4, atol=1e-5).passed
+    # Integers are exact (rtol = atol = 0).
+    assert compare(torch.tensor([1, 2]), torch.tensor([1, 2]), 0.0, 0.0).passed
+    assert not compare(torch.tensor([1, 3]), torch.tensor([1, 2]), 0.0, 0.0).passed
 
 
 # ---------------------------------------------------------------------------------------------
@@ -196,6 +231,13 @@ def test_cli_check_exit_codes(model_file, capsys, monkeypatch):
     out = capsys.readouterr().out
     assert "PASS" in out and "max rel err" in out
 
+    # --rtol/--atol reach the check: nothing in float32 passes a zero tolerance.
+    assert cli_main(["check", model_file, "--input", "4x32xf32", "--samples", "1", "--rtol",
+                     "0", "--atol", "0", "--no-locate"]) == 1
+    out = capsys.readouterr().out
+    assert "atol 0e+00 + rtol 0e+00" in out and "FAIL: output 0 element [" in out
+    assert "must match exactly" in out
+
     monkeypatch.setenv("KILN_CACHE", "0")
     original = kiln.compiler._run_iree_compile
     monkeypatch.setattr(kiln.compiler, "_run_iree_compile", lambda text, flags, *rest: original(
@@ -203,3 +245,49 @@ def test_cli_check_exit_codes(model_file, capsys, monkeypatch):
     assert cli_main(["check", model_file, "--input", "4x32xf32", "--samples", "1"]) == 1
     out = capsys.readouterr().out
     assert "FAIL" in out and "first diverging op: aten.tanh" in out and "tanh_head.py" in out
+
+
+# ---------------------------------------------------------------------------------------------
+# Per-element tolerance
+
+
+class TwoScales(nn.Module):
+    """One linear, returned twice in one output: ×100 and ×1e-3. The old whole-output error
+    (max|err| / max|ref|) could not see a wrong sign in the small half: 2e-3 / 1e2 < 1e-4."""
+
+    def __init__(self, small_sign: float = 1.0):
+        super().__init__()
+        torch.manual_seed(0)
+        self.linear = nn.Linear(16, 32)
+        self.small_sign = small_sign
+
+    def forward(self, x):
+        y = self.linear(x)
+        return torch.cat([y * 100.0, y * (1e-3 * self.small_sign)], dim=-1)
+
+
+def test_a_wrong_sign_in_the_small_half_of_an_output_fails(monkeypatch):
+    """The artifact check compiles is that of a model whose small half has the wrong sign."""
+    original = kiln.compiler.compile_model
+
+    def compile_the_wrong_model(model, *args, **kwargs):
+        wrong = TwoScales(small_sign=-1.0)
+        return original(wrong if isinstance(model, TwoScales) else model, *args, **kwargs)
+
+    monkeypatch.setattr(kiln.compiler, "compile_model", compile_the_wrong_model)
+    x = torch.randn(4, 16, generator=torch.Generator().manual_seed(0))
+    result = kiln.check(TwoScales(), (x,), samples=2, locate=False)
+    [output] = result.outputs
+    assert output.max_rel_error < 1e-4  # the whole-output summary alone would pass it
+    assert not result.passed, str(result)
+    row, column = output.worst_index
+    assert column >= 32  # an element of the small half, reported with its three values
+    assert output.worst_got == pytest.approx(-output.worst_ref, rel=1e-3)
+    assert output.worst_eager == pytest.approx(output.worst_ref, rel=1e-3)
+    text = str(result)
+    assert f"FAIL: output 0 element [{row}, {column}] (sample {output.worst_sample})" in text
+    assert f"compiled {output.worst_got:.6g}, reference {output.worst_ref:.6g}" in text
+
+    # A user atol above the small half's magnitude lets it pass (same artifact, from the cache).
+    loose = kiln.check(TwoScales(), (x,), samples=2, locate=False, atol=0.1)
+    assert loose.passed and loose.atol == 0.1, str(loose)

@@ -267,8 +267,10 @@ def test_signature_names_inputs(tiny_gpt_module):
     signature = tiny_gpt_module.signature
     assert signature["inputs"] == [{"name": "tokens", "shape": [1, models.SEQ],
                                     "dtype": "int64"}]
+    # the logits, then the bounds check of the token embedding (kiln.guards; not returned)
     assert signature["outputs"] == [{"shape": [1, models.SEQ, models.VOCAB],
-                                     "dtype": "float32"}]
+                                     "dtype": "float32"}, {"shape": [2], "dtype": "int64"}]
+    assert [(g["output"], g["op"]) for g in signature["guards"]] == [(1, "aten.embedding")]
     assert signature["kiln_version"] == kiln.__version__
 
 

@@ -100,6 +100,12 @@ def test_outputs_per_call_and_per_load(affine, tiny_vmfb_affine, mode, kind):
 
 
 @pytest.fixture(scope="module")
+def affine_square():
+    """Affine on square inputs: a transposed input keeps its shape."""
+    return kiln.load(kiln.compile_to_vmfb(Affine(), (torch.randn(8, 8), torch.randn(8, 8))))
+
+
+@pytest.fixture(scope="module")
 def tiny_vmfb_affine():
     return kiln.compile_to_vmfb(Affine(), _inputs())
 
@@ -131,13 +137,55 @@ def test_repeated_tensor_reuses_its_import_and_sees_new_contents(affine):
     x, y = _inputs()
     torch.testing.assert_close(affine(x, y), x * 2 + y)
     entry = affine._entry
-    first = entry.imports[0][3]
+    first = entry.imports[0][2]
     x.mul_(3.0)  # in place: same storage, so the cached import is still right
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][3] is first
+    assert entry.imports[0][2] is first
     x.set_(torch.randn(4, 8))  # new storage: imported again
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][3] is not first
+    assert entry.imports[0][2] is not first
+
+
+def test_reused_tensor_changed_in_place_to_another_view_is_imported_again(affine_square):
+    """Same tensor object, same memory, another view of it: the cached import must not be
+    reused (its layout is the old one)."""
+    x, y = torch.randn(8, 8), torch.randn(8, 8)
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)
+    x.t_()  # same object, data_ptr and shape; strides (1, 8) now
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)
+    x.t_()
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)
+    x.as_strided_((8, 8), (1, 8))  # the same layout change by another route
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)
+
+    z = torch.zeros(64 + 16)
+    window = z[:64].view(8, 8)
+    torch.testing.assert_close(affine_square(window, y), window * 2 + y)
+    window.set_(z.untyped_storage(), 16, (8, 8), (8, 1))  # storage offset 16 (64 bytes)
+    z[16:].copy_(torch.arange(64.0))
+    torch.testing.assert_close(affine_square(window, y), window * 2 + y)
+
+
+def test_tensor_with_its_negative_bit_set_keeps_its_sign(affine_square):
+    """A lazily negated tensor (negative bit: what `.conj().imag` gives) shares its memory
+    with the unnegated values: importing that memory as is would drop the sign."""
+    x, y = torch.randn(8, 8), torch.randn(8, 8)
+    negated = torch._neg_view(x)
+    assert negated.is_neg() and negated.is_contiguous()
+    torch.testing.assert_close(affine_square(negated, y), -x * 2 + y)
+    assert "resolve_neg" in kr.importable_problem(negated)
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)  # x's import is cached
+    x.data = torch._neg_view(x.data)  # in place: same memory, shape, strides and dtype
+    assert x.is_neg()
+    torch.testing.assert_close(affine_square(x, y), x * 2 + y)
+
+
+def test_reused_tensor_reinterpreted_as_another_dtype_is_checked_again(affine_square):
+    x, y = torch.randn(8, 8), torch.randn(8, 8)
+    affine_square(x, y)
+    x.data = x.data.view(torch.int32)  # same object, memory, shape and strides; int32 now
+    with pytest.raises(ValueError, match="expected dtype float32, got int32"):
+        affine_square(x, y)
 
 
 def test_import_cache_can_be_turned_off(affine, monkeypatch):

@@ -5,7 +5,7 @@ How `kiln.attention` is lowered is a per-target choice made from measurements
   decomposed  matmul(q, kᵀ) → f32 scale/mask/softmax → matmul with v. IREE fuses the softmax
               and forms plain GEMMs, which it compiles well on CPU.
   fused       torch.aten.scaled_dot_product_attention, which IREE turns into its own
-              `iree_linalg_ext.attention` op (slow on CPU: 16-85x in ARCHITECTURE.md).
+              `iree_linalg_ext.attention` op (slow on CPU: 1.5-12x, docs/attention.md).
 `kiln.linear` becomes aten.linear / addmm / matmul (+ bias add) followed by its activation (for
 the gated "swiglu", SiLU of the first half times the second).
 `kiln.rope` becomes x·cos + x[..., indices]·(sin·signs), a gather IREE fuses into one dispatch.

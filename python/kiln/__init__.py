@@ -23,16 +23,27 @@ _LAZY = {
     "KilnCompileError": "kiln.errors",
     "KilnImportError": "kiln.errors",
     "KilnLoadError": "kiln.errors",
-    "check": "kiln.check",  # the module is callable too: kiln.check(...) works either way
-    "CheckResult": "kiln.check",
+    "check": "kiln.equivalence",
+    "CheckResult": "kiln.equivalence",
 }
 
-__all__ = sorted(_LAZY)
+# Submodules reachable as attributes without an import of their own (`kiln.diagnose.
+# export_issues(model, args)`); each is imported on first use like the names above.
+_SUBMODULES = ("cache", "compile_key", "diagnose", "equivalence", "kernels")
+
+__all__ = sorted(_LAZY) + sorted(_SUBMODULES)
 
 
 def __getattr__(name):
-    if name in _LAZY:
-        import importlib
+    import importlib
 
+    if name in _LAZY:
         return getattr(importlib.import_module(_LAZY[name]), name)
+    if name in _SUBMODULES:
+        return importlib.import_module(f"kiln.{name}")
     raise AttributeError(f"module 'kiln' has no attribute {name!r}")
+
+
+def __dir__():
+    """The public names too (they are imported lazily, so `globals()` alone lacks them)."""
+    return sorted(set(globals()) | set(__all__))

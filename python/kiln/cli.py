@@ -10,11 +10,14 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import math
+import os
 import re
 import statistics
 import sys
 import time
 from pathlib import Path
+from typing import Optional
 
 import numpy as np
 
@@ -22,6 +25,13 @@ INPUT_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i1": n
                 "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
                 "si64": np.int64, "si32": np.int32, "ui8": np.uint8, "bf16": "bfloat16"}
 _SPEC = re.compile(r"^(?P<dims>(\d+x)*)(?P<dtype>[a-z]+\d+)$")
+# Random inputs are drawn as float64 / int64 before the cast to their dtype.
+_DRAW_BYTES = 8
+
+
+class UsageError(Exception):
+    """The command line asks for something that cannot work (a bad input spec, an output path
+    that is a directory, ...): `main` prints the message in one line and exits with 2."""
 
 
 def parse_input_spec(spec: str, rng: np.random.Generator, int_high: int) -> np.ndarray:
@@ -29,38 +39,89 @@ def parse_input_spec(spec: str, rng: np.random.Generator, int_high: int) -> np.n
     if spec.endswith(".npy"):
         path = Path(spec)
         if not path.is_file():
-            raise SystemExit(f"kiln: input file {spec} does not exist")
+            raise UsageError(f"input file {spec} does not exist")
         return np.load(path)
     match = _SPEC.match(spec)
     if not match or match.group("dtype") not in INPUT_DTYPES:
-        raise SystemExit(f"kiln: cannot read input spec '{spec}': write DIMSxDTYPE such as "
+        raise UsageError(f"cannot read input spec '{spec}': write DIMSxDTYPE such as "
                          f"1x128x768xf32 (dtypes: {', '.join(INPUT_DTYPES)}) or a .npy path")
     shape = tuple(int(d) for d in match.group("dims").split("x") if d)
-    dtype = match.group("dtype")
-    return random_array(shape, dtype, rng, int_high)
+    return random_array(shape, match.group("dtype"), rng, int_high, what=f"input '{spec}'")
 
 
-def random_array(shape, dtype: str, rng: np.random.Generator, int_high: int) -> np.ndarray:
+def _input_dtype(dtype: str) -> np.dtype:
+    """numpy dtype of a spec's dtype ("f32", "bf16") or of a signature's ("float32")."""
     if dtype in ("bf16", "bfloat16"):
         import ml_dtypes
 
-        return rng.standard_normal(shape).astype(np.float32).astype(ml_dtypes.bfloat16)
-    np_dtype = np.dtype(INPUT_DTYPES.get(dtype, dtype))
-    if np_dtype == np.bool_:
-        return rng.integers(0, 2, shape).astype(np.bool_)
-    if np.issubdtype(np_dtype, np.integer):
-        return rng.integers(0, int_high, shape).astype(np_dtype)
-    return rng.standard_normal(shape).astype(np_dtype)
+        return np.dtype(ml_dtypes.bfloat16)
+    return np.dtype(INPUT_DTYPES.get(dtype, dtype))
+
+
+def random_array(shape, dtype: str, rng: np.random.Generator, int_high: int,
+                 what: str = "input") -> np.ndarray:
+    """Random values of `shape` and `dtype`: floats standard normal, ints in [0, int_high)."""
+    np_dtype = _input_dtype(dtype)
+    _check_fits_memory(shape, np_dtype, what)
+    try:
+        if np_dtype == np.bool_:
+            return rng.integers(0, 2, shape).astype(np.bool_)
+        if np.issubdtype(np_dtype, np.integer):
+            return rng.integers(0, int_high, shape).astype(np_dtype)
+        # bf16 goes through float32: numpy casts float64 to ml_dtypes' bfloat16 only that way.
+        values = rng.standard_normal(shape)
+        return values.astype(np.float32).astype(np_dtype) if np_dtype.name == "bfloat16" \
+            else values.astype(np_dtype)
+    except MemoryError:
+        raise UsageError(f"{what} does not fit in the memory left on this machine "
+                         f"({_bytes_text(math.prod(shape) * np_dtype.itemsize)} as "
+                         f"{np_dtype.name})") from None
+
+
+def _check_fits_memory(shape, dtype: np.dtype, what: str) -> None:
+    """A UsageError, before numpy tries, for an input larger than this machine's memory."""
+    elements = math.prod(shape)
+    try:
+        memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (ValueError, OSError, AttributeError):  # not on this OS: numpy's MemoryError says it
+        return
+    if elements * max(dtype.itemsize, _DRAW_BYTES) > memory:
+        raise UsageError(f"{what} is too large: {elements:.3g} elements "
+                         f"({_bytes_text(elements * dtype.itemsize)} as {dtype.name}) do not fit "
+                         f"in this machine's memory ({_bytes_text(memory)})")
+
+
+def _bytes_text(count: float) -> str:
+    for unit in ("bytes", "KiB", "MiB", "GiB", "TiB"):
+        if count < 1024:
+            return f"{count:.0f} {unit}" if unit == "bytes" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count:.1f} PiB"
+
+
+def check_output_path(output: Optional[str]) -> None:
+    """A UsageError, before compiling, for an -o that cannot be written as a file."""
+    if output is None:
+        return
+    path = Path(output)
+    if path.is_dir():
+        raise UsageError(f"-o {output} is a directory: give a file path, e.g. "
+                         f"{path / 'out.vmfb'}")
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"-o {output}: {parent} is a file, not a directory")
+            break
 
 
 def load_factory(target: str):
     """'path/model.py:factory' → the callable `factory` defined in that file."""
     path_text, sep, name = target.rpartition(":")
     if not sep or not path_text:
-        raise SystemExit(f"kiln: expected MODEL as path/to/file.py:factory, got '{target}'")
+        raise UsageError(f"expected MODEL as path/to/file.py:factory, got '{target}'")
     path = Path(path_text)
     if not path.is_file():
-        raise SystemExit(f"kiln: model file {path} does not exist")
+        raise UsageError(f"model file {path} does not exist")
     spec = importlib.util.spec_from_file_location(f"kiln_user_model_{path.stem}", path)
     module = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(path.parent.resolve()))
@@ -68,14 +129,20 @@ def load_factory(target: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     if not hasattr(module, name):
-        raise SystemExit(f"kiln: {path} defines no '{name}'")
+        raise UsageError(f"{path} defines no '{name}'")
     return getattr(module, name)
 
 
 def _to_torch(arrays):
     import torch
 
-    return tuple(torch.from_numpy(np.ascontiguousarray(a)) for a in arrays)
+    def convert(array: np.ndarray):
+        array = np.ascontiguousarray(array)
+        if array.dtype.name == "bfloat16":  # torch cannot read ml_dtypes' bfloat16: its bits
+            return torch.from_numpy(array.view(np.int16)).view(torch.bfloat16)
+        return torch.from_numpy(array)
+
+    return tuple(convert(a) for a in arrays)
 
 
 def _model_inputs_target(args):
@@ -85,13 +152,13 @@ def _model_inputs_target(args):
     built = load_factory(args.model)()
     model, example_args = built if isinstance(built, tuple) else (built, None)
     if not isinstance(model, torch.nn.Module):
-        raise SystemExit(f"kiln: {args.model} returned {type(model).__name__}, expected a "
+        raise UsageError(f"{args.model} returned {type(model).__name__}, expected a "
                          f"torch.nn.Module or (module, example_args)")
     if args.input:
         rng = np.random.default_rng(args.seed)
         example_args = _to_torch(parse_input_spec(s, rng, args.int_high) for s in args.input)
     if example_args is None:
-        raise SystemExit("kiln: give --input specs (e.g. --input 1x128x768xf32) or return "
+        raise UsageError("give --input specs (e.g. --input 1x128x768xf32) or return "
                          "(module, example_args) from the factory")
     target = tuple(args.target.split(",")) if "," in args.target else args.target
     return model, example_args, target
@@ -101,12 +168,14 @@ def cmd_compile(args) -> int:
     import kiln
     from kiln.archive import parameters_path
 
+    check_output_path(args.output)  # before the compile, which takes seconds to minutes
     model, example_args, target = _model_inputs_target(args)
     # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.
     compiled = kiln.compile_model(model, example_args, target=target,
                                   compile_to=args.compile_to, attention=args.attention,
                                   cpu=args.cpu, cuda_arch=args.cuda_arch, weights=args.weights,
-                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet)
+                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet,
+                                  index_checks=not args.no_index_checks)
     if args.report:
         print(compiled.report, file=sys.stderr)
     if compiled.vmfb is None:
@@ -141,7 +210,7 @@ def cmd_run(args) -> int:
         inputs = [random_array(tuple(d or 1 for d in spec["shape"]), spec["dtype"], rng,
                                args.int_high) for spec in module.signature["inputs"]]
     else:
-        raise SystemExit("kiln: this artifact carries no signature; pass --input specs")
+        raise UsageError("this artifact carries no signature; pass --input specs")
     outputs = module(*inputs)
     outputs = outputs if isinstance(outputs, tuple) else (outputs,)
     for index, out in enumerate(outputs):
@@ -200,7 +269,8 @@ def cmd_check(args) -> int:
 
     model, example_args, target = _model_inputs_target(args)
     result = kiln.check(model, example_args, target=target, samples=args.samples,
-                        seed=args.seed, rtol=args.rtol, locate=not args.no_locate,
+                        seed=args.seed, rtol=args.rtol, atol=args.atol,
+                        locate=not args.no_locate,
                         attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
                         cuda_kernels=args.cuda_kernels, verbose=args.verbose)
     print(result)
@@ -241,6 +311,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="external: weights go to an .irpa beside the .vmfb (OUTPUT with .vmfb "
                         "replaced by .irpa; kiln run and kiln.load find it and check it is "
                         "this artifact's); inline (default): inside the .vmfb")
+    c.add_argument("--no-index-checks", action="store_true",
+                   help="leave out the bounds checks of indices read from inputs (token ids): "
+                        "an out-of-range id then reads other memory instead of raising "
+                        "IndexError; saves one small dispatch per indexing op")
     c.add_argument("--report", action="store_true",
                    help="print what each pass rewrote (with source lines) and unmatched "
                         "softmaxes")
@@ -279,8 +353,12 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--samples", type=int, default=3,
                    help="inputs to compare on: the example plus random ones (default 3)")
     k.add_argument("--rtol", type=float, default=None,
-                   help="relative tolerance (default by the model's dtype: f32 1e-4, f16 1e-2, "
-                        "bf16 5e-2)")
+                   help="relative part of the per-element tolerance |err| <= atol + "
+                        "rtol*|ref| (default by the model's dtype: f32 1e-4, f16 1e-2, bf16 "
+                        "5e-2)")
+    k.add_argument("--atol", type=float, default=None,
+                   help="absolute part of the per-element tolerance (default by the model's "
+                        "dtype: f32 1e-5, f16 2e-3, bf16 2e-2)")
     k.add_argument("--no-locate", action="store_true",
                    help="on a mismatch, skip the bisection for the first diverging op")
     k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
@@ -302,10 +380,13 @@ def main(argv=None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
+    except UsageError as error:  # exit 2, as argparse does for the arguments it rejects
+        print(f"kiln: error: {error}", file=sys.stderr)
+        return 2
     except Exception as error:  # one clear line instead of a traceback for known errors
         from kiln.errors import KilnError
 
-        if isinstance(error, (KilnError, ValueError, FileNotFoundError)):
+        if isinstance(error, (KilnError, ValueError, OSError, MemoryError, IndexError)):
             print(f"kiln: error: {error}", file=sys.stderr)
             return 1
         raise

@@ -42,7 +42,7 @@ import kiln
 KEY_FORMAT = 2
 _VERSIONED_DISTRIBUTIONS = ("torch", "torch-mlir", "iree-base-compiler", "triton")
 # Kiln modules that do not take part in compiling (their edits keep the cache valid).
-_NOT_COMPILER = frozenset({"cli.py", "check.py", "runtime.py", "opt.py", "cache.py"})
+_NOT_COMPILER = frozenset({"cli.py", "equivalence.py", "runtime.py", "opt.py", "cache.py"})
 # Callables that may appear as fx node targets: their code is covered by the versions above.
 _KNOWN_CALLABLE_MODULES = ("torch", "_operator", "operator", "builtins", "math")
 

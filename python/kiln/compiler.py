@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
 import sys
 import time
@@ -13,11 +12,13 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from kiln import __version__
-from kiln.bindings import iree_compiler, ir
+from kiln.bindings import ir
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
 from kiln.errors import KilnCompileError
 from kiln.frontend import export_model, import_program
+from kiln.guards import refuse_data_dependent_shapes
+from kiln.iree_compile import IreeCompileFailure, run_iree_compile, write_reproducer
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
@@ -62,6 +63,10 @@ class CompileOptions:
     # against the artifact's record (kiln.parameters, kiln.archive)
     weights: str = "inline"
     cache: bool = True  # reuse/store artifacts in KILN_CACHE_DIR (KILN_CACHE=0 also turns it off)
+    # Bounds checks on gathers/scatters whose indices come from inputs (kiln.guards): an
+    # out-of-range token id raises IndexError as in eager, instead of reading other memory.
+    # Off saves a clamp and a small reduction per such op (docs/decisions.md has the cost).
+    index_checks: bool = True
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> "CompileOptions":
@@ -220,8 +225,9 @@ class _PhaseTimer:
         return _Scope()
 
 
-def _signature(program, module: ir.Module, name: str = "main") -> dict:
-    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks."""
+def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dict:
+    """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks.
+    `guards` (kiln.guards.IndexGuard) are the last results of the function, in order."""
     func = _function(module, name)
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     names = [spec.arg.name for spec in program.graph_signature.input_specs
@@ -240,7 +246,11 @@ def _signature(program, module: ir.Module, name: str = "main") -> dict:
         if any(b is not None for b in bounds):
             entry["bounds"] = bounds
     outputs = [describe(t) for t in function_type.results]
-    return {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+    signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__}
+    if guards:
+        first = len(outputs) - len(guards)
+        signature["guards"] = [g.signature_entry(first + i) for i, g in enumerate(guards)]
+    return signature
 
 
 def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:
@@ -385,16 +395,21 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
     parameters = ExternalParameters() if opts.weights == "external" else None
     literal_cache: dict = {}
     signatures = {}
+    if phase in (Phase.IREE_INPUT, Phase.VMFB):
+        for program in programs.values():
+            refuse_data_dependent_shapes(program)  # IREE would grow without bound on them
     with timed("import"):
         from kiln.dialects import make_context
 
         context = make_context()
         module = None
         for name, program in programs.items():
+            guards = [] if opts.index_checks else None
             imported = import_program(program, context=context, func_name=name,
                                       fold_constants=opts.fold_constants,
-                                      parameters=parameters, literal_cache=literal_cache)
-            signatures[name] = _signature(program, imported, name)
+                                      parameters=parameters, literal_cache=literal_cache,
+                                      index_guards=guards)
+            signatures[name] = _signature(program, imported, name, guards)
             if module is None:
                 module = imported
             else:
@@ -460,32 +475,40 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
 
 def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=None,
                       report=None) -> bytes:
-    """IREE's compile; on failure `diagnose()` (kiln.diagnose.unsupported_ops) lists every
-    op IREE rejects, with its source line, instead of only the first one IREE reports.
-    `fallback(error, flags so far) -> flags`: a known codegen failure IREE hit is retried with
-    those flags, each fallback at most once (kiln.targets.codegen_fallback_flags), recorded in
-    `report.rewrites`."""
-    compiler = iree_compiler()
+    """IREE's compile, under Kiln's time and memory limits (kiln.iree_compile); on failure
+    `diagnose()` (kiln.diagnose.unsupported_ops) lists every op IREE rejects, with its source
+    line, instead of only the first one IREE reports. `fallback(error, flags so far) -> flags`:
+    a known codegen failure IREE hit is retried with those flags, each fallback at most once
+    (kiln.targets.codegen_fallback_flags), recorded in `report.rewrites`."""
     try:
-        return compiler.compile_str(ir_text, extra_args=flags)
-    except compiler.CompilerToolError as error:
-        retry = fallback(str(error), flags) if fallback is not None else []
+        return run_iree_compile(ir_text, flags)
+    except IreeCompileFailure as error:
+        diagnostics = error.diagnostics
+        retry = fallback(diagnostics, flags) if fallback is not None and not error.stopped \
+            else []
         if retry:
             if report is not None:
-                first = next((line for line in str(error).splitlines() if "error:" in line), "")
+                first = next((line for line in diagnostics.splitlines() if "error:" in line), "")
                 report.rewrites.append(Rewrite("iree-compile", "fallback/" + " ".join(retry),
                                                first.split("error:", 1)[-1].strip()[:200], ""))
             return _run_iree_compile(ir_text, flags + retry, diagnose, fallback, report)
-        saved = Path(os.environ.get("TMPDIR", "/tmp")) / f"kiln-iree-input-{os.getpid()}.mlir"
-        saved.write_text(ir_text)
-        message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', str(error))
+        saved, holds = write_reproducer(ir_text)
+        reproduce = (f"reproduce with ({holds}):\n"
+                     f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb")
+        message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', diagnostics)
+        if error.stopped:  # a limit, not an unsupported op: no per-op probes
+            so_far = f"--- diagnostics so far (tail) ---\n{message[-3000:]}\n" \
+                if message.strip() else ""
+            raise KilnCompileError(f"IREE could not compile the model: {error}\n{so_far}"
+                                   f"{reproduce}") from error
         errors = [line for line in message.splitlines() if "error:" in line]
         issues = diagnose() if diagnose is not None else []
         summary = format_issues("unsupported operations", issues) + "\n" if issues else ""
         raise KilnCompileError(
-            summary + "IREE could not compile the model:\n" + "\n".join(errors[:10]) +
-            f"\n--- full diagnostics (tail) ---\n{message[-3000:]}\nreproduce with:\n"
-            f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb", issues) from error
+            summary + "IREE could not compile the model:\n" +
+            "\n".join(errors[:10] or [str(error)]) +
+            f"\n--- full diagnostics (tail; {error}) ---\n{message[-3000:]}\n{reproduce}",
+            issues) from error
 
 
 def compile_to_vmfb(model, example_args, *, target="cpu", output=None, compile_to=None,

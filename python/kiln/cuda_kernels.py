@@ -10,7 +10,7 @@ whose body IREE cannot be given in torch-mlir's MLIR (it knows neither `flow` no
 `render_kernel_calls` runs on the text handed to IREE: it rebuilds each declaration's
 `kiln.kernels` plan from the spec (ahead-of-time compiled PTX, cached in process), turns the
 declaration into a function of `flow.dispatch`es, and adds one `hal.executable.source` per
-kernel carrying its PTX (../shared/design/CUDA_KERNELS.md; measured in docs/kernels.md):
+kernel carrying its PTX (docs/kernels.md, "Carrying PTX inside an IREE artifact"):
 
     hal.executable.source private @kiln_exe_<kernel> <{objects = #hal.executable.objects<{
         #hal.executable.target<"cuda", "cuda-nvptx-fb"> = [#hal.executable.object<{data = ...}>]}>}> {

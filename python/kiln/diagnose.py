@@ -63,7 +63,7 @@ def format_issues(header: str, issues: list[Issue]) -> str:
     return "\n".join(lines)
 
 
-def _hint(op_name: str) -> str:
+def fix_hint(op_name: str) -> str:
     for needles, hint in FIX_HINTS:
         if any(n in op_name for n in needles):
             return hint
@@ -233,5 +233,5 @@ def unsupported_ops(module: ir.Module, flags: list[str]) -> list[Issue]:
         op_label = name.replace("torch.operator ", "").replace("torch.aten.", "aten.")
         reason = re.search(r"error: ([^\n]*)", message)
         issues.append(Issue(op_label, sorted({source_location(o) for o in ops}),
-                            _hint(name), reason.group(1)[:160] if reason else ""))
+                            fix_hint(name), reason.group(1)[:160] if reason else ""))
     return issues

@@ -36,11 +36,16 @@ def unsupported_export_error(error: Exception, issues=()) -> KilnImportError:
     (`issues`, kiln.diagnose.Issue) with its source line and fix, then torch's own message."""
     from kiln.diagnose import format_issues
 
-    message = str(error)
+    message = str(error).strip()
+    if issues:
+        # Each issue has its line and fix; torch's own text (often 20+ lines of debugging
+        # advice) stays on the exception's __cause__, with its first line quoted here.
+        first = message.splitlines()[0] if message else ""
+        text = format_issues("torch.export could not capture the model", issues)
+        text += f"\n(torch.export: {type(error).__name__}: {first})"
+        return KilnImportError(text, issues)
     hints = [hint for needle, hint in _EXPORT_HINTS if needle.lower() in message.lower()]
-    text = format_issues("torch.export could not capture the model", issues) + "\n" \
-        if issues else ""
-    text += f"torch.export could not capture the model: {type(error).__name__}: {message}"
+    text = f"torch.export could not capture the model: {type(error).__name__}: {message}"
     if hints:
         text += "\nhint: " + "\nhint: ".join(hints)
     return KilnImportError(text, issues)

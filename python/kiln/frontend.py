@@ -14,6 +14,9 @@ gives the importer a view of the program whose state holds both.
 
 from __future__ import annotations
 
+import contextlib
+import io
+import sys
 from typing import Any, Optional, Sequence
 
 import torch
@@ -24,6 +27,7 @@ from kiln.diagnose import export_issues
 from kiln.errors import KilnImportError, unsupported_export_error
 from kiln.fx_constants import (LiteralHooks, fold_constant_subgraphs, freeze_state,
                                 materialize_tensors_in_mixed_lists, state_keys)
+from kiln.guards import add_index_guards
 
 # Ops Kiln's raising passes want to see whole (see the module docstring).
 PRESERVED_OPS = (
@@ -109,6 +113,63 @@ def _unalias(example_args: Sequence[Any]) -> tuple:
     return tuple(_pytree.tree_map(copy_if_seen, tuple(example_args)))
 
 
+# torch's own chatter during export: a FutureWarning per compile from its pytree pickling, and
+# logging from symbolic shapes and draft_export (~20 lines, graph dumps included) printed before
+# the report Kiln gives for a model export rejects. Kiln's report carries what matters.
+_NOISY_LOGGERS = ("torch.fx.experimental.symbolic_shapes", "torch.export", "torch._export",
+                  "torch._dynamo", "torch.export._draft_export")
+_NOISY_WARNINGS = (r".*isinstance\(treespec, LeafSpec\)",)
+
+
+@contextlib.contextmanager
+def quiet_torch():
+    """Silence torch's warnings and logging noise listed above (restored on exit)."""
+    import logging
+    import warnings
+
+    loggers = [logging.getLogger(name) for name in _NOISY_LOGGERS]
+    levels = [logger.level for logger in loggers]
+    with warnings.catch_warnings():
+        for pattern in _NOISY_WARNINGS:
+            warnings.filterwarnings("ignore", message=pattern)
+        for logger in loggers:
+            logger.setLevel(logging.ERROR)
+        try:
+            yield
+        finally:
+            for logger, level in zip(loggers, levels):
+                logger.setLevel(level)
+
+
+@contextlib.contextmanager
+def stack_traces_through_helpers():
+    """Non-strict torch.export records only the frames of `forward` methods in each node's
+    stack trace, so an op in a helper (TinyGPT's `_run`, `forward_with_cache`) was reported at
+    the outermost `forward` line. Keep every frame from the first `forward` inward (torch's
+    own filter for tracers that do not ask for forward frames only), so reports and
+    diagnostics name the layer's own line. Degrades to torch's behaviour if the hook moves."""
+    from torch.fx import proxy
+
+    original = getattr(proxy.TracerBase, "_filter_traceback_frames", None)
+    if original is None:
+        yield
+        return
+
+    def every_frame_from_forward(self, summary):
+        saved = getattr(self, "_record_forward_stack_traces_only", False)
+        self._record_forward_stack_traces_only = False
+        try:
+            return original(self, summary)
+        finally:
+            self._record_forward_stack_traces_only = saved
+
+    proxy.TracerBase._filter_traceback_frames = every_frame_from_forward
+    try:
+        yield
+    finally:
+        proxy.TracerBase._filter_traceback_frames = original
+
+
 def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
                  dynamic_shapes=None, strict: bool = False) -> torch.export.ExportedProgram:
     """torch.export the model in eval mode and decompose it to the ops Kiln imports."""
@@ -121,34 +182,45 @@ def export_model(model: torch.nn.Module, example_args: Sequence[Any], *,
     # caller's module gets its training flags back.
     training = {module: module.training for module in model.modules()}
     model.eval()
+    torch_output = io.StringIO()  # torch prints a failed export's partial graph to stderr
     try:
-        with torch.no_grad():
+        with torch.no_grad(), quiet_torch(), stack_traces_through_helpers(), \
+                contextlib.redirect_stderr(torch_output):
             program = torch.export.export(model, tuple(example_args),
                                           dynamic_shapes=dynamic_shapes, strict=strict)
     except Exception as error:  # torch raises many types; all become one clear report
         # export stops at the first problem; draft_export lists them all, with source lines.
-        issues = export_issues(model, example_args, dynamic_shapes)
+        with quiet_torch():
+            issues = export_issues(model, example_args, dynamic_shapes)
         raise unsupported_export_error(error, issues) from error
     finally:
         for module, flag in training.items():
             module.training = flag
-    return program.run_decompositions(decomposition_table())
+    sys.stderr.write(torch_output.getvalue())  # a successful export's output is the user's
+    with quiet_torch():
+        return program.run_decompositions(decomposition_table())
 
 
 def import_program(program: torch.export.ExportedProgram, *,
                    context: Optional[ir.Context] = None, func_name: str = "main",
                    fold_constants: bool = True, parameters=None,
-                   literal_cache: Optional[dict] = None) -> ir.Module:
+                   literal_cache: Optional[dict] = None,
+                   index_guards: Optional[list] = None) -> ir.Module:
     """FX-import an ExportedProgram into a torch-dialect module (kiln dialect loaded).
 
     The program's graph is modified: state is frozen into it and, with `fold_constants`,
     input-independent subgraphs are evaluated (see kiln.fx_constants). `parameters` (a
-    kiln.parameters.ExternalParameters) collects the weights that go to an external archive."""
+    kiln.parameters.ExternalParameters) collects the weights that go to an external archive.
+    With a list as `index_guards`, gathers and scatters whose indices come from user inputs get
+    bounds checks (kiln.guards): their guard results are appended to the function's results and
+    their `IndexGuard` records to the list."""
     context = context or make_context()
     keys = state_keys(program) if parameters is not None else None
     state_ids = freeze_state(program.graph, program)
     if fold_constants:
         fold_constant_subgraphs(program.graph)
+    if index_guards is not None:
+        index_guards += add_index_guards(program.graph)
     materialize_tensors_in_mixed_lists(program.graph)
     importer = FxImporter(context=context, hooks=LiteralHooks(state_ids, parameters, keys,
                                                               literal_cache))

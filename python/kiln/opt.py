@@ -11,6 +11,7 @@ Pipeline elements are Kiln pass names (with `{key=value ...}` options), Kiln pip
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -128,7 +129,11 @@ def main(argv=None) -> int:
     if args.list_passes:
         print(list_passes())
         return 0
-    text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text()
+    try:
+        text = sys.stdin.read() if args.input == "-" else Path(args.input).read_text()
+    except OSError as error:
+        sys.stderr.write(f"error: cannot read {args.input}: {error.strerror or error}\n")
+        return 1
     chunks = text.split(SPLIT_MARKER) if args.split_input_file else [text]
     outputs, failed = [], False
     for index, chunk in enumerate(chunks):
@@ -143,9 +148,30 @@ def main(argv=None) -> int:
     result = f"\n{SPLIT_MARKER}\n".join(outputs)
     if args.output == "-":
         sys.stdout.write(result)
+    elif failed:  # a file keeps its previous contents: a build never sees half a result
+        sys.stderr.write(f"error: {args.output} not written\n")
     else:
-        Path(args.output).write_text(result)
+        try:
+            write_atomically(Path(args.output), result)
+        except OSError as error:
+            sys.stderr.write(f"error: cannot write {args.output}: {error.strerror or error}\n")
+            return 1
     return 1 if failed else 0
+
+
+def write_atomically(path: Path, text: str) -> None:
+    """Write `text` to a temporary file beside `path`, then rename it over `path`: readers see
+    the old file or the whole new one, never an empty or partial one."""
+    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    # O_EXCL: never write through someone else's file; mode 0o666 less the umask, as open() does.
+    descriptor = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666)
+    try:
+        with os.fdopen(descriptor, "w") as handle:
+            handle.write(text)
+        os.replace(temporary, path)
+    except BaseException:
+        temporary.unlink(missing_ok=True)
+        raise
 
 
 if __name__ == "__main__":

@@ -4,15 +4,19 @@ The only module that imports `iree.runtime`; it needs neither torch-mlir nor IRE
 (torch only when torch tensors are passed), so it runs on machines that carry just the runtime.
 Inputs are checked against the signature Kiln embeds in the artifact (`kiln.signature`
 reflection on `main`): a wrong count, shape, dtype or device raises ValueError naming the
-argument. An artifact compiled with weights="external" (reflection `kiln.parameters`) gets its
-IREE parameter archive (`.irpa`, by default beside the `.vmfb`) added to the context first,
-after checking that it is the archive the artifact was compiled with (kiln.archive.verify).
+argument. After a call, the index bounds checks the artifact computed (signature "guards",
+kiln.guards) are read: an out-of-range index raises IndexError naming the op and the model's
+line, and guard results are not returned. An artifact compiled with weights="external"
+(reflection `kiln.parameters`) gets its IREE parameter archive (`.irpa`, by default beside the
+`.vmfb`) added to the context first, after checking that it is the archive the artifact was
+compiled with (kiln.archive.verify).
 
 Inputs and outputs (docs/gpu.md, "Calling from Python"):
   - numpy arrays and torch tensors on the host are copied to the device for the call;
   - torch tensors already on the module's device (CUDA tensors for device="cuda", CPU tensors
-    for device="cpu") are imported without a copy through DLPack; they must be contiguous and
-    64-byte aligned (ValueError otherwise; for CPU tensors a copy is made instead, as before);
+    for device="cpu") are imported without a copy through DLPack; they must be contiguous,
+    64-byte aligned and without a negative bit (ValueError otherwise; for CPU tensors a copy is
+    made instead, as before); a tensor passed again reuses its import while its view is the same;
   - a `DeviceTensor` (an output kept on the device, `outputs="device"`) is passed as is, so a
     decode loop keeps its KV cache on the GPU.
   Outputs follow `outputs=` (of `load`, or per call): "auto" (the default: torch if any input is
@@ -70,10 +74,14 @@ HOST_TRANSFER = "auto"
 # is already imported; the runtime never imports torch for numpy users).
 HOST_UPLOAD = "auto"
 # Reuse the DLPack import of a torch tensor passed again to the same input of an entry point
-# (same object, same storage): the view aliases its memory, so new contents are seen.
+# (same object, same view of the same memory: `_import_layout`): the view aliases its memory,
+# so new contents are seen.
 CACHE_IMPORTS = True
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
+# A guard result holding this has no out-of-bounds index (kiln.guards.NONE_OUT_OF_BOUNDS; the
+# runtime does not import the compiler's modules).
+_NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 
 def _iree_runtime():
@@ -363,7 +371,7 @@ class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
-                 "imports")
+                 "imports", "guards", "user_outputs")
 
     def __init__(self, name: str, vm_function, signature: Optional[dict]):
         self.name = name
@@ -372,12 +380,32 @@ class _EntryPoint:
         self.inputs = None
         self.output_dtypes: Sequence[Optional[str]] = ()
         self.result_count = 1
-        # input index → (tensor, data_ptr, shape, view, kind) of the last torch tensor imported
+        # input index → (tensor, _import_layout(tensor), view, kind) of the last torch tensor
+        # imported there
         self.imports: dict = {}
+        # Index bounds checks the artifact computes (kiln.guards), results after the user's;
+        # the runtime raises IndexError for a set one and returns the user's results only
+        self.guards: Sequence[dict] = ()
+        self.user_outputs: Optional[list[int]] = None  # result indices returned; None: all
         if signature is not None:
             self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
             self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
             self.result_count = max(1, len(signature["outputs"]))
+            self.guards = signature.get("guards", ())
+            if self.guards:
+                flags = {g["output"] for g in self.guards}
+                self.user_outputs = [i for i in range(len(signature["outputs"]))
+                                     if i not in flags]
+
+    def check_guards(self, read) -> None:
+        """IndexError for the first guard that is set; `read(i)` gives result i as a numpy
+        array: [the largest out-of-bounds index (int64's minimum: none), the dim's size]."""
+        for guard in self.guards:
+            index, size = (int(v) for v in read(guard["output"]))
+            if index != _NONE_OUT_OF_BOUNDS:
+                raise IndexError(
+                    f"{guard['op']} at {guard['source']}: index {index} is out of bounds for "
+                    f"dimension {guard['dim']} with size {size}; {guard['message']}")
 
 
 class _InputSpec:
@@ -567,10 +595,13 @@ class KilnModule:
             torch.cuda.current_stream().synchronize()  # IREE runs on its own stream
         results = self._list_type(entry.result_count)
         self._vm_context.invoke(entry.vm_function, arguments, results)
+        if entry.guards:
+            entry.check_guards(lambda i: self._result(entry, results, i, "numpy"))
         if mode == "auto":
             mode = "torch" if seen & 2 else "torch-host" if seen & 1 else \
                 "device" if seen & 4 else "numpy"
-        converted = tuple(self._result(entry, results, i, mode) for i in range(len(results)))
+        returned = range(len(results)) if entry.user_outputs is None else entry.user_outputs
+        converted = tuple(self._result(entry, results, i, mode) for i in returned)
         return converted[0] if len(converted) == 1 else converted
 
     def _check_arity(self, args: Sequence[Any]) -> None:
@@ -597,14 +628,14 @@ class KilnModule:
             if isinstance(value, torch.Tensor):
                 if CACHE_IMPORTS:
                     hit = entry.imports.get(index)
-                    if hit is not None and hit[0] is value and hit[1] == value.data_ptr() \
-                            and hit[2] == value.shape:
-                        return hit[3], hit[4]
+                    layout = _import_layout(value)
+                    if hit is not None and hit[0] is value and hit[1] == layout:
+                        return hit[2], hit[3]
                 view = self._import_torch(spec, index, value)
                 if view is not None:
                     kind = 3 if value.is_cuda else 1
                     if CACHE_IMPORTS:
-                        entry.imports[index] = (value, value.data_ptr(), value.shape, view, kind)
+                        entry.imports[index] = (value, layout, view, kind)
                     return view, kind
                 return self._device.upload(self._check_host(spec, index, value)), 1
         return self._device.upload(self._check_host(spec, index, value)), 0
@@ -654,10 +685,22 @@ class KilnModule:
         return _numpy_to_torch(array) if mode == "torch-host" else array
 
 
+def _import_layout(tensor) -> tuple:
+    """What a DLPack import of `tensor` depends on besides its contents: the same object can
+    change all of it in place (`t_()`, `as_strided_()`, `set_()`, `.data = other.view(dtype)`),
+    and a cached import must then be redone (and the tensor checked again). The negative bit
+    too (`.data = torch._neg_view(...)`): such tensors are copied, not imported. Complex
+    tensors (conjugate bit) are never imported. About 1.5 µs per torch input and call."""
+    return (tensor.data_ptr(), tensor.shape, tensor.stride(), tensor.storage_offset(),
+            tensor.dtype, tensor.device, tensor.is_neg())
+
+
 def importable_problem(tensor) -> Optional[str]:
     """Why a torch tensor cannot be imported without a copy (DLPack), or None."""
     if tensor.dtype.is_complex:
         return f"dtype {tensor.dtype} cannot be passed to a Kiln module"
+    if tensor.is_neg():  # a lazy negation (e.g. `.conj().imag`): DLPack would drop the sign
+        return "a tensor with its negative bit set cannot be passed as is; pass .resolve_neg()"
     if not tensor.is_contiguous():
         return (f"a non-contiguous tensor (shape {_shape_text(tuple(tensor.shape))}, strides "
                 f"{tuple(tensor.stride())}) cannot be passed without a copy; pass "
@@ -687,7 +730,7 @@ def _to_numpy(value: Any, index: int) -> np.ndarray:
         import torch
 
         if isinstance(value, torch.Tensor):
-            return _torch_to_numpy(value.detach().cpu().contiguous())
+            return _torch_to_numpy(value.detach().cpu().resolve_neg().contiguous())
     if np.isscalar(value):
         return np.asarray(value)
     raise TypeError(f"input #{index}: expected a numpy array or torch tensor (or a kiln "

@@ -1,35 +1,41 @@
 """Equivalence check: the compiled artifact against eager PyTorch, on several inputs.
 
     result = kiln.check(model, example_args, target="cpu", samples=3)
-    print(result)            # a table: per output max abs / rel error, tolerance, verdict
+    print(result)            # a table: per output errors, tolerance used, verdict
     assert result.passed
 
 Sample 0 is the example inputs; the others are random with the same shapes and dtypes (floats
 standard normal, integers drawn in [min(example), max(example)] so token ids stay in range,
 booleans either way). Errors are measured against a float64 reference (a deep copy of the model
-in float64, float inputs cast to float64, integer inputs unchanged): per output,
-`max|compiled − ref| / max|ref|` over the finite reference values (non-finite values must match
-exactly). The tolerance comes from the model's dtype (f32 1e-4, f16 1e-2, bf16 5e-2) unless
-`rtol` is given; eager PyTorch in the model's own dtype is measured against the same reference
-for context. When float64 cannot run the model (explicit dtypes inside `forward`), eager in the
-model's dtype becomes the reference and the result says so.
+in float64, float inputs cast to float64, integer inputs unchanged). Every element is judged:
+
+    |compiled − ref| ≤ atol + rtol·|ref|
+
+rtol and atol come from the model's dtype (DEFAULT_RTOL, DEFAULT_ATOL; docs/decisions.md says
+how they were measured) unless given; integer and bool outputs must match exactly, and
+non-finite reference values must be matched exactly (inf sign, nan). The table also shows the
+whole-output summary `max|compiled − ref| / max|ref|` and eager PyTorch in the model's own dtype
+measured against the same reference, for context; a failure names the output, the sample, the
+element's index and its compiled, reference and eager values. When float64 cannot run the
+model (explicit dtypes inside `forward`), eager in the model's dtype becomes the reference and
+the result says so.
 
 On a mismatch (and `locate=True`) the first diverging op is found by bisection over the exported
 graph: the graph is truncated after op k (`torch.fx`: copy the graph, return node k's value,
 eliminate dead code), the truncated module is compiled with the same target and options and run
-on the worst sample, and its value is compared with eager's. The first op whose value differs
-beyond the tolerance is reported with its aten target, node name and Python source line. This
-costs about log2(#ops) + 1 extra compiles, so it runs only when the check fails.
+on the worst sample, and its value is compared with eager's by the same per-element rule. The
+first op whose value differs beyond the tolerance is reported with its aten target, node name
+and Python source line. This costs about log2(#ops) + 1 extra compiles, so it runs only when the
+check fails.
 """
 
 from __future__ import annotations
 
 import copy
+import math
 import operator
 import re
-import sys
 import time
-import types
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -37,8 +43,15 @@ from typing import Any, Optional, Sequence
 import torch
 from torch.utils import _pytree as pytree
 
-DEFAULT_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2,
-                     torch.float64: 1e-7}
+# Per-element tolerances by the model's dtype: |compiled − ref| ≤ atol + rtol·|ref|.
+# rtol: as large as the whole-output tolerance it replaced (≥ 10× headroom on the tested
+# models). atol: the floor for elements near zero, where rounding noise is absolute rather than
+# relative; measured on eager-in-dtype and compiled vs float64 (docs/decisions.md, "kiln.check:
+# per-element tolerance"): a wrong sign on any element larger than atol/2 fails.
+DEFAULT_RTOL = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5e-2,
+                torch.float64: 1e-7}
+DEFAULT_ATOL = {torch.float32: 1e-5, torch.float16: 2e-3, torch.bfloat16: 2e-2,
+                torch.float64: 1e-10}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -46,22 +59,71 @@ DEFAULT_TOLERANCE = {torch.float32: 1e-4, torch.float16: 1e-2, torch.bfloat16: 5
 
 
 @dataclass
+class Comparison:
+    """One output of one sample against its reference, element by element.
+
+    `tolerance_used` is the worst element's |got − ref| / (atol + rtol·|ref|): ≤ 1 passes (inf
+    for a shape mismatch or a non-finite value that differs). `worst_index` (None for a shape
+    mismatch) is that element's index, with its values in `got` and `ref`."""
+
+    abs_error: float  # max |got − ref| over finite reference values
+    rel_error: float  # abs_error / max |ref|: the whole-output summary
+    tolerance_used: float
+    worst_index: Optional[tuple] = None
+    got: Optional[float] = None
+    ref: Optional[float] = None
+
+    @property
+    def passed(self) -> bool:
+        return self.tolerance_used <= 1.0
+
+
+@dataclass
 class OutputCheck:
-    """One model output over all samples (errors are the worst sample's)."""
+    """One model output over all samples (the element and sample that used most of the
+    per-element tolerance are reported)."""
 
     index: int
     shape: tuple
     dtype: str
     max_abs_error: float
-    max_rel_error: float
+    max_rel_error: float  # max|compiled − ref| / max|ref|, the whole-output summary
     eager_rel_error: float  # eager in the model's dtype vs the same reference
-    tolerance: float
+    rtol: float
+    atol: float
+    tolerance_used: float  # worst element's |compiled − ref| / (atol + rtol·|ref|)
+    eager_tolerance_used: float  # the same for eager in the model's dtype
     worst_sample: int
+    worst_index: Optional[tuple] = None
+    worst_got: Optional[float] = None
+    worst_ref: Optional[float] = None
+    worst_eager: Optional[float] = None
     note: str = ""
 
     @property
     def passed(self) -> bool:
-        return self.max_rel_error <= self.tolerance
+        return self.tolerance_used <= 1.0
+
+    def describe_worst(self) -> str:
+        """'output 0 element [2, 40] (sample 1): compiled …, reference …, eager …'"""
+        if self.worst_index is None:
+            return f"output {self.index} (sample {self.worst_sample}): shape differs"
+        element = f"element [{', '.join(map(str, self.worst_index))}]" if self.worst_index \
+            else "the scalar"
+        rule = "must match exactly" if self.rtol == 0 and self.atol == 0 else \
+            (f"|compiled − reference| > atol {self.atol:.0e} + rtol {self.rtol:.0e}·|reference| "
+             f"({_times(self.tolerance_used)} the tolerance)")
+        return (f"output {self.index} {element} (sample {self.worst_sample}): compiled "
+                f"{_value(self.worst_got)}, reference {_value(self.worst_ref)}, eager "
+                f"{_value(self.worst_eager)}; {rule}")
+
+
+def _value(value: Optional[float]) -> str:
+    return "?" if value is None else f"{value:.6g}"
+
+
+def _times(ratio: float) -> str:
+    return "inf×" if math.isinf(ratio) else f"{ratio:.3g}×"
 
 
 @dataclass
@@ -73,7 +135,7 @@ class DivergingOp:
     source: str  # "file:line: code" of the model source that produced it
     rel_error: float
     abs_error: float
-    tolerance: float
+    tolerance_used: float  # worst element's |compiled − eager| / (atol + rtol·|eager|)
     position: int  # index among the ops checked
     ops: int  # number of ops the bisection ran over
     compiles: int  # truncated graphs compiled to find it
@@ -81,8 +143,9 @@ class DivergingOp:
 
     def __str__(self) -> str:
         text = (f"first diverging op: {self.target} (node {self.node}) at {self.source}\n"
-                f"  relative error {self.rel_error:.3e} (abs {self.abs_error:.3e}) > "
-                f"{self.tolerance:.0e} at this op")
+                f"  an element differs from eager by {_times(self.tolerance_used)} the "
+                f"per-element tolerance at this op (relative error {self.rel_error:.3e}, abs "
+                f"{self.abs_error:.3e})")
         if self.previous:
             text += f"; the op before it ({self.previous}) matched"
         return text + f" [op {self.position + 1} of {self.ops}, {self.compiles} compiles]"
@@ -92,7 +155,8 @@ class DivergingOp:
 class CheckResult:
     passed: bool
     outputs: list[OutputCheck]
-    tolerance: float
+    rtol: float  # for floating outputs; integer and bool outputs are compared exactly
+    atol: float
     model_dtype: str
     reference: str  # "float64", or the model dtype when float64 could not run the model
     target: tuple
@@ -109,25 +173,33 @@ class CheckResult:
 
     def __str__(self) -> str:
         head = (f"kiln check: target {','.join(self.target)}, {self.samples} sample(s) (seed "
-                f"{self.seed}), model {self.model_dtype}, reference {self.reference}")
+                f"{self.seed}), model {self.model_dtype}, reference {self.reference}, "
+                f"per element |err| ≤ atol {self.atol:.0e} + rtol {self.rtol:.0e}·|ref|")
         rows = [("output", "shape", "dtype", "max abs err", "max rel err", "eager rel err",
-                 "tolerance", "result")]
+                 "tol used", "eager tol used", "result")]
         for o in self.outputs:
             rows.append((str(o.index), "x".join(map(str, o.shape)) or "scalar", o.dtype,
                          f"{o.max_abs_error:.3e}", f"{o.max_rel_error:.3e}",
-                         f"{o.eager_rel_error:.3e}", f"{o.tolerance:.0e}",
+                         f"{o.eager_rel_error:.3e}", f"{o.tolerance_used:.3g}",
+                         f"{o.eager_tolerance_used:.3g}",
                          ("ok" if o.passed else f"FAIL (sample {o.worst_sample})") +
                          (f" {o.note}" if o.note else "")))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
         lines = [head] + ["  " + "  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip()
                           for r in rows]
+        lines.append("  (max rel err: max|err| / max|ref| over the output; tol used: the worst "
+                     "element's |err| / (atol + rtol·|ref|), ≤ 1 passes)")
+        noisy = [o for o in self.outputs if o.eager_tolerance_used > 1.0]
+        if noisy:
+            lines.append(f"note: eager {self.model_dtype} itself exceeds the per-element "
+                         f"tolerance on output(s) {', '.join(str(o.index) for o in noisy)}: "
+                         f"the tolerance is below this model's rounding noise in "
+                         f"{self.model_dtype}; consider a larger atol / rtol")
         if self.passed:
             lines.append("PASS")
         else:
-            bad = [o for o in self.outputs if not o.passed]
-            lines.append("FAIL: " + "; ".join(
-                f"output {o.index} relative error {o.max_rel_error:.3e} > {o.tolerance:.0e}"
-                for o in bad))
+            lines.append("FAIL: " + "\n      ".join(o.describe_worst() for o in self.outputs
+                                                    if not o.passed))
             if self.first_diverging_op is not None:
                 lines.append(str(self.first_diverging_op))
             if self.locate_note:
@@ -203,27 +275,44 @@ class _EvalMode:
             module.training = flag
 
 
-def errors(got: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(max abs error, max abs error / max |ref|) over finite reference values; non-finite
-    reference values must be matched exactly (inf sign, nan), else both errors are inf."""
+def compare(got: Any, ref: Any, rtol: float, atol: float) -> Comparison:
+    """`got` against `ref` element by element: |got − ref| ≤ atol + rtol·|ref| (rtol = atol = 0:
+    exact). Non-finite reference values must be matched exactly (inf sign, nan); a non-finite
+    `got` where the reference is finite, or a shape mismatch, fails with tolerance_used inf."""
     got = torch.as_tensor(got).detach().cpu()
     ref = torch.as_tensor(ref).detach().cpu()
     if tuple(got.shape) != tuple(ref.shape):
-        return float("inf"), float("inf")
-    g, r = got.to(torch.float64), ref.to(torch.float64)
+        return Comparison(float("inf"), float("inf"), float("inf"))
+    wide = torch.complex128 if got.is_complex() or ref.is_complex() else torch.float64
+    g, r = got.to(wide).reshape(-1), ref.to(wide).reshape(-1)
+
+    def at(flat_index: int, used: float, abs_error=float("inf"), rel_error=float("inf")):
+        index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat_index),
+                                                          tuple(ref.shape)))
+        return Comparison(abs_error, rel_error, used, index, _scalar(g[flat_index]),
+                          _scalar(r[flat_index]))
+
     finite = torch.isfinite(r)
-    if not bool(finite.all()):
-        same = (g[~finite] == r[~finite]) | (torch.isnan(g[~finite]) & torch.isnan(r[~finite]))
-        if not bool(same.all()):
-            return float("inf"), float("inf")
-    if not bool(torch.isfinite(g[finite]).all()):
-        return float("inf"), float("inf")
+    same = (g == r) | (torch.isnan(g) & torch.isnan(r))
+    broken = (~finite & ~same) | (finite & ~torch.isfinite(g))
+    if bool(broken.any()):
+        return at(int(broken.nonzero()[0, 0]), float("inf"))
     if not bool(finite.any()):
-        return 0.0, 0.0
-    abs_error = float((g[finite] - r[finite]).abs().max())
-    scale = float(r[finite].abs().max())
+        return Comparison(0.0, 0.0, 0.0)
+    difference = torch.where(finite, (g - r).abs(), torch.zeros((), dtype=torch.float64))
+    magnitude = torch.where(finite, r.abs(), torch.zeros((), dtype=torch.float64))
+    allowed = atol + rtol * magnitude
+    used = torch.where(difference == 0, torch.zeros((), dtype=torch.float64),
+                       difference / allowed)  # x / 0 = inf where an exact match is required
+    worst = int(used.argmax())
+    abs_error = float(difference.max())
+    scale = float(magnitude.max())
     rel_error = abs_error / scale if scale > 0 else (0.0 if abs_error == 0 else float("inf"))
-    return abs_error, rel_error
+    return at(worst, float(used[worst]), abs_error, rel_error)
+
+
+def _scalar(value: torch.Tensor):
+    return complex(value) if value.is_complex() else float(value)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -234,13 +323,28 @@ def _device_for(targets: tuple) -> str:
     return "cuda" if targets == ("cuda",) else "cpu"
 
 
+def tolerances(dtype: torch.dtype, rtol: Optional[float] = None,
+               atol: Optional[float] = None) -> tuple[float, float]:
+    """(rtol, atol) for a model of `dtype`: the given values, else the dtype's defaults."""
+    chosen = (DEFAULT_RTOL.get(dtype, DEFAULT_RTOL[torch.float32]) if rtol is None else rtol,
+              DEFAULT_ATOL.get(dtype, DEFAULT_ATOL[torch.float32]) if atol is None else atol)
+    for name, value in zip(("rtol", "atol"), chosen):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            raise ValueError(f"kiln.check: {name} must be a finite number ≥ 0, got {value!r}")
+    return float(chosen[0]), float(chosen[1])
+
+
 def check(model: torch.nn.Module, example_args: Sequence[Any], target="cpu", *,
-          samples: int = 3, seed: int = 0, rtol: Optional[float] = None, locate: bool = True,
-          device: Optional[str] = None, **options) -> "CheckResult":
+          samples: int = 3, seed: int = 0, rtol: Optional[float] = None,
+          atol: Optional[float] = None, locate: bool = True, device: Optional[str] = None,
+          **options) -> "CheckResult":
     """Compile `model` for `target` and compare it with eager on `samples` inputs.
 
-    `options` are compile options (`kiln.compiler.CompileOptions`). Returns a CheckResult;
-    `print(result)` shows the table, `result.passed` the verdict. See the module docstring."""
+    Every element of a floating output must satisfy |compiled − ref| ≤ atol + rtol·|ref|
+    (defaults by the model's dtype: DEFAULT_RTOL, DEFAULT_ATOL); integer and bool outputs must
+    match exactly. `options` are compile options (`kiln.compiler.CompileOptions`). Returns a
+    CheckResult; `print(result)` shows the table, `result.passed` the verdict. See the module
+    docstring."""
     import kiln
     from kiln.targets import normalize_target
 
@@ -251,7 +355,7 @@ def check(model: torch.nn.Module, example_args: Sequence[Any], target="cpu", *,
     targets = normalize_target(target)
     device = device or _device_for(targets)
     dtype = model_dtype(model, example_args)
-    tolerance = float(rtol) if rtol is not None else DEFAULT_TOLERANCE.get(dtype, 1e-4)
+    rtol, atol = tolerances(dtype, rtol, atol)
     seconds = {}
 
     start = time.perf_counter()
@@ -287,41 +391,61 @@ def check(model: torch.nn.Module, example_args: Sequence[Any], target="cpu", *,
             raise ValueError(f"the artifact returns {len(got)} output(s), eager "
                              f"{len(eager)} tensor output(s)")
         for index, (g, e, r) in enumerate(zip(got, eager, reference)):
-            abs_error, rel_error = errors(g, r)
-            _, eager_rel = errors(e, r)
-            entry = per_output.setdefault(index, {"abs": 0.0, "rel": -1.0, "eager": 0.0,
-                                                  "worst": 0, "shape": tuple(e.shape),
-                                                  "dtype": e.dtype})
-            entry["abs"] = max(entry["abs"], abs_error)
-            entry["eager"] = max(entry["eager"], eager_rel)
-            if rel_error > entry["rel"]:
-                entry["rel"], entry["worst"] = rel_error, sample_index
+            exact = not (e.dtype.is_floating_point or e.dtype.is_complex)
+            output_rtol, output_atol = (0.0, 0.0) if exact else (rtol, atol)
+            compiled_vs_ref = compare(g, r, output_rtol, output_atol)
+            eager_vs_ref = compare(e, r, output_rtol, output_atol)
+            entry = per_output.setdefault(index, {
+                "abs": 0.0, "rel": 0.0, "eager_rel": 0.0, "eager_used": 0.0, "worst": None,
+                "worst_sample": 0, "eager_at_worst": None, "shape": tuple(e.shape),
+                "dtype": e.dtype, "exact": exact, "rtol": output_rtol, "atol": output_atol})
+            entry["abs"] = max(entry["abs"], compiled_vs_ref.abs_error)
+            entry["rel"] = max(entry["rel"], compiled_vs_ref.rel_error)
+            entry["eager_rel"] = max(entry["eager_rel"], eager_vs_ref.rel_error)
+            entry["eager_used"] = max(entry["eager_used"], eager_vs_ref.tolerance_used)
+            if entry["worst"] is None or \
+                    compiled_vs_ref.tolerance_used > entry["worst"].tolerance_used:
+                entry["worst"], entry["worst_sample"] = compiled_vs_ref, sample_index
+                entry["eager_at_worst"] = _element(e, compiled_vs_ref.worst_index)
     seconds["compare"] = time.perf_counter() - start
 
     outputs = []
     for index, entry in sorted(per_output.items()):
-        exact = not (entry["dtype"].is_floating_point or entry["dtype"].is_complex)
+        worst: Comparison = entry["worst"]
         outputs.append(OutputCheck(
             index=index, shape=entry["shape"], dtype=_dtype_name(entry["dtype"]),
-            max_abs_error=entry["abs"], max_rel_error=max(entry["rel"], 0.0),
-            eager_rel_error=entry["eager"], tolerance=0.0 if exact else tolerance,
-            worst_sample=entry["worst"], note="(exact)" if exact else ""))
-    result = CheckResult(passed=all(o.passed for o in outputs), outputs=outputs,
-                         tolerance=tolerance, model_dtype=_dtype_name(dtype),
-                         reference=reference_name, target=targets, samples=len(inputs),
-                         seed=seed, seconds=seconds, report=compiled.report)
+            max_abs_error=entry["abs"], max_rel_error=entry["rel"],
+            eager_rel_error=entry["eager_rel"], rtol=entry["rtol"], atol=entry["atol"],
+            tolerance_used=worst.tolerance_used, eager_tolerance_used=entry["eager_used"],
+            worst_sample=entry["worst_sample"], worst_index=worst.worst_index,
+            worst_got=worst.got, worst_ref=worst.ref, worst_eager=entry["eager_at_worst"],
+            note="(exact)" if entry["exact"] else ""))
+    result = CheckResult(passed=all(o.passed for o in outputs), outputs=outputs, rtol=rtol,
+                         atol=atol, model_dtype=_dtype_name(dtype), reference=reference_name,
+                         target=targets, samples=len(inputs), seed=seed, seconds=seconds,
+                         report=compiled.report)
     if not result.passed and locate:
         start = time.perf_counter()
-        worst = max((o for o in outputs if not o.passed), key=lambda o: o.max_rel_error)
+        worst = max((o for o in outputs if not o.passed), key=lambda o: o.tolerance_used)
         try:
             result.first_diverging_op, result.locate_note = locate_divergence(
                 model, example_args, inputs[worst.worst_sample], output_index=worst.index,
-                tolerance=tolerance, target=target, device=device, **options)
+                rtol=worst.rtol, atol=worst.atol, target=target, device=device, **options)
         except Exception as error:  # noqa: BLE001 - the check result stands on its own
             result.locate_note = (f"could not locate the diverging op: "
                                   f"{type(error).__name__}: {_first_line(error)}")
         seconds["locate"] = time.perf_counter() - start
     return result
+
+
+def _element(tensor: torch.Tensor, index: Optional[tuple]):
+    """The value of `tensor` at `index` as a Python number (None without an index)."""
+    if index is None:
+        return None
+    try:
+        return _scalar(tensor.detach().cpu()[index])
+    except IndexError:  # eager's shape differs from the reference's
+        return None
 
 
 # ---------------------------------------------------------------------------------------------
@@ -393,8 +517,8 @@ def _output_node(gm: torch.fx.GraphModule, output_index: int) -> Optional[torch.
     return nodes[output_index] if output_index < len(nodes) else None
 
 
-def locate_divergence(model, example_args, sample, *, output_index: int, tolerance: float,
-                      target="cpu", device: str = "cpu", **options
+def locate_divergence(model, example_args, sample, *, output_index: int, rtol: float,
+                      atol: float, target="cpu", device: str = "cpu", **options
                       ) -> tuple[Optional[DivergingOp], str]:
     """Bisect the exported graph for the first op whose compiled value differs from eager's.
 
@@ -414,9 +538,9 @@ def locate_divergence(model, example_args, sample, *, output_index: int, toleran
     ops = ops[:ops.index(last) + 1]
     compiles = 0
     failures: list[str] = []
-    measured: dict[int, tuple[float, float]] = {}
+    measured: dict[int, Optional[Comparison]] = {}
 
-    def measure(k: int) -> Optional[tuple[float, float]]:
+    def measure(k: int) -> Optional[Comparison]:
         nonlocal compiles
         if k not in measured:
             truncated = truncate(gm, ops[k])
@@ -431,12 +555,12 @@ def locate_divergence(model, example_args, sample, *, output_index: int, toleran
             got = kiln.load(artifact.vmfb, device=device)(*_tensor_leaves(flat_sample))
             with torch.no_grad():
                 want = truncated(*flat_sample)
-            measured[k] = errors(got, want)
+            measured[k] = compare(got, want, rtol, atol)
         return measured[k]
 
     def diverges(k: int) -> Optional[bool]:
         error = measure(k)
-        return None if error is None else error[1] > tolerance
+        return None if error is None else not error.passed
 
     top = len(ops) - 1
     if diverges(top) is not True:
@@ -461,20 +585,10 @@ def locate_divergence(model, example_args, sample, *, output_index: int, toleran
             good = probe
     node = ops[bad]
     name, source_node = describe_target(node)
-    abs_error, rel_error = measured[bad]
+    comparison = measured[bad]
     previous = describe_target(ops[good])[0] + f" (node {ops[good].name})" if good >= 0 \
         else None
     return DivergingOp(node=node.name, target=name, source=source_line(source_node),
-                       rel_error=rel_error, abs_error=abs_error, tolerance=tolerance,
+                       rel_error=comparison.rel_error, abs_error=comparison.abs_error,
+                       tolerance_used=comparison.tolerance_used,
                        position=bad, ops=len(ops), compiles=compiles, previous=previous), note
-
-
-class _CallableModule(types.ModuleType):
-    """`kiln.check` names both this module and its function: importing the submodule makes
-    `kiln.check` the module, so the module forwards calls to `check`."""
-
-    def __call__(self, *args, **kwargs) -> CheckResult:
-        return check(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
