@@ -88,20 +88,27 @@ def emulated_kernels(monkeypatch):
         return pipeline
 
     monkeypatch.setattr(compiler, "build_lower_pipeline", lower)
+    # ... and the compile is planned as one with kernels (external weights keep merged linears)
+    monkeypatch.setattr(compiler, "cuda_kernels_decision", lambda *args: (True, None))
 
 
-@pytest.mark.parametrize("family,length", [("gpt2", 32), ("llama", 32), ("qwen2", 32),
-                                           ("llama", 1)])
-def test_fused_layers_match_eager(emulated_kernels, family, length):
+@pytest.mark.parametrize("family,length,weights", [
+    ("gpt2", 32, "inline"), ("llama", 32, "inline"), ("qwen2", 32, "external"),
+    ("llama", 1, "inline")])
+def test_fused_layers_match_eager(emulated_kernels, tmp_path, family, length, weights):
     """Two decoder layers, batch 2, f16, every linear and attention through the fused
-    rewrites (emulated), compiled for the CPU: within f16 rounding of eager in f32."""
+    rewrites (emulated), compiled for the CPU: within f16 rounding of eager in f32. Qwen2 with
+    external weights: its merged q/k/v (with biases) and gate/up are read part by part."""
     model = build(family, 2)
     tokens = torch.randint(0, VOCAB, (2, length), generator=torch.Generator().manual_seed(3))
-    compiled = kiln.compile_model(model, (tokens,), target="cpu", cache=False)
+    compiled = kiln.compile_model(model, (tokens,), target="cpu", cache=False, weights=weights)
     chosen = [r for r in compiled.report.rewrites
               if r.pass_name == "kiln-select-cuda-kernels" and r.detail.startswith("kernel")]
     assert len(chosen) == 10, [str(r) for r in chosen]  # 4 linears + 1 attention per layer
-    out = torch.as_tensor(np.asarray(kiln.load(compiled.vmfb)(tokens.numpy()))).double()
+    if family != "gpt2":  # q/k/v and gate/up merged, read as parts
+        assert sum("weight_parts=" in r.detail for r in chosen) == 4, [str(r) for r in chosen]
+    run = kiln.load(compiled.save(tmp_path / "model.vmfb"))
+    out = torch.as_tensor(np.asarray(run(tokens.numpy()))).double()
     with torch.no_grad():
         reference = model.float()(tokens).double()
     error = ((out - reference).abs().max() / reference.abs().max()).item()
@@ -117,11 +124,13 @@ def test_fused_selection_on_llama():
     details = [r.detail for r in report.rewrites if r.pass_name == "kiln-select-cuda-kernels"]
     linears = [d for d in details if d.startswith("kernel") and "linear(" in d]
     [attention] = [d for d in details if d.startswith("kernel") and "attention(" in d]
-    # q/k/v/o ... : QKV with the input RMSNorm folded; O with the residual; gate/up as one
-    # SwiGLU GEMM with the post-attention RMSNorm; down with the residual
+    # QKV (the three weights read as parts) with the input RMSNorm folded; O with the
+    # residual; gate/up as one SwiGLU GEMM with the post-attention RMSNorm; down + residual
     assert len(linears) == 4, linears
-    assert "norm='rms'" in linears[0] and "has_residual=True" in linears[1]
-    assert "activation='swiglu'" in linears[2] and "norm='rms'" in linears[2]
+    assert "norm='rms'" in linears[0] and "weight_parts=(512, 128, 128)" in linears[0]
+    assert "has_residual=True" in linears[1]
+    assert "activation='swiglu'" in linears[2] and "norm='rms'" in linears[2] and \
+        "weight_parts=(1024, 1024)" in linears[2]
     assert "has_residual=True" in linears[3]
     assert "buffers=((32, 768),)" in attention and "rope=(True, True, (1, 32, 64), 'f16')" \
         in attention and "out_layout='bshd'" in attention

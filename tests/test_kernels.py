@@ -124,6 +124,18 @@ def test_fused_layer_plans():
     split = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
                                 has_norm_weight=True, has_norm_bias=True)
     assert len(split.launches) == 2  # the table's split-K config: partials + reduce
+    # merged q/k/v weights and biases read as their parts (no concatenated copy)
+    plan = kernels.linear_plan(32, 768, 512, "f16", "out_in", True, "none",
+                               weight_parts=(512, 128, 128), bias_parts=(512, 128, 128),
+                               norm="rms", has_norm_weight=True, split_k=False)
+    check_plan(plan, 8, (32, 768), "f16")
+    assert [p.name for p in plan.launches[0].kernel.params[:-2]] == [
+        "x_ptr", "w_ptr", "w1_ptr", "w2_ptr", "b_ptr", "b1_ptr", "b2_ptr", "g_ptr", "y_ptr"]
+    assert 128 % dict(linear_spec(32, 768, 512, "f16", "out_in", True, "none",
+                                  weight_parts=(512, 128, 128)).launches[0].constexprs)[
+        "BLOCK_N"] == 0
+    with pytest.raises(kernels.KernelUnsupported, match="multiples of 16"):
+        linear_spec(32, 520, 512, "f16", "out_in", False, "none", weight_parts=(8, 512))
 
     b, s, hq, hkv, d = 2, 32, 8, 2, 64
     width = (hq + 2 * hkv) * d

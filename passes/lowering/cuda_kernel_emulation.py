@@ -37,9 +37,14 @@ def emulate(b: TorchBuilder, builder: str, arguments: dict, values: list,
 
 
 def _linear(b, args, values, result, location) -> ir.Value:
-    x, weight = values[0], values[1]
-    rest = list(values[2:])
-    bias = rest.pop(0) if args["has_bias"] else None
+    parts = len(args.get("weight_parts") or (0,))
+    x, weights = values[0], list(values[1:1 + parts])
+    rest = list(values[1 + parts:])
+    weight = weights[0] if parts == 1 else _cat(b, weights, 0)
+    bias = None
+    if args["has_bias"]:
+        biases = [rest.pop(0) for _ in range(len(args.get("bias_parts") or (0,)))]
+        bias = biases[0] if len(biases) == 1 else _cat(b, biases, 0)
     residual = rest.pop(0) if args.get("has_residual") else None
     norm = args.get("norm")
     if norm is not None:
@@ -65,6 +70,13 @@ def _linear(b, args, values, result, location) -> ir.Value:
     if residual is not None:
         y = b.aten("add.Tensor", result, y, residual, b.int(1))
     return y
+
+
+def _cat(b, values: list, axis: int) -> ir.Value:
+    infos = [tensor_info(v) for v in values]
+    shape = list(infos[0].shape)
+    shape[axis] = sum(i.shape[axis] for i in infos)
+    return b.cat(values, axis, TensorInfo(tuple(shape), infos[0].dtype))
 
 
 def _gather_view(b, flat: ir.Value, view: tuple, shape: tuple, dtype: str) -> ir.Value:

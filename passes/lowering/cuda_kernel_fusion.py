@@ -406,3 +406,23 @@ def foldable_norm(op: ir.Operation, eligible: Callable[[ir.Operation], bool]
         return None
     kind = "rms" if op.name == "kiln.rms_norm" else "layer"
     return FoldedNorm(op, kind, ir.FloatAttr(op.attributes["epsilon"]).value)
+
+
+def concat_parts(value: Optional[ir.Value], axis: int) -> Optional[list[ir.Value]]:
+    """The 2-3 static tensors whose `aten.cat` along `axis` `value` is (the merged q/k/v or
+    gate/up weights and biases of kiln-merge-linears / kiln-raise-swiglu), or None."""
+    op = defining_op(value) if value is not None else None
+    if op is None or op.name != "torch.aten.cat":
+        return None
+    info = tensor_info(value)
+    dim = constant_or(op.operands[1], None)
+    listed = defining_op(op.operands[0])
+    if not isinstance(dim, int) or info is None or dim % info.rank != axis or \
+            listed is None or listed.name != "torch.prim.ListConstruct":
+        return None
+    parts = list(listed.operands)
+    infos = [tensor_info(p) for p in parts]
+    if not 2 <= len(parts) <= 3 or any(i is None or None in i.shape or i.rank != info.rank or
+                                       i.dtype != info.dtype for i in infos):
+        return None
+    return parts

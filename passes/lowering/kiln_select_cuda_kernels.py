@@ -225,26 +225,47 @@ class SelectCudaKernels(KilnPass):
         arguments["arch"] = self.arch
         if not self.split_k:
             arguments["split_k"] = False
-        replaced = op
+        weight = operands[1]
+        bias = operands[2] if arguments["has_bias"] else None
+        replaced, residual = op, None
         if self.fuse:
-            residual = _residual_add(op)
-            if residual is not None:
+            found = _residual_add(op)
+            if found is not None:
                 # linear(x) + r: the kernel's residual epilogue adds r (one launch, no
                 # separate elementwise dispatch reading the linear's output back).
-                replaced, r = residual
+                replaced, residual = found
                 arguments["has_residual"] = True
-                operands = operands + [r]
         norm = folded.get(view_source(op.operands[0])) if self.fuse else None
+        weight_parts = _concat_parts(weight, 0) \
+            if self.fuse and arguments["weight_layout"] == "out_in" else None
+        bias_parts = _concat_parts(bias, 0) if weight_parts and bias is not None else None
+        if bias_parts is not None and [tensor_info(v).shape[0] for v in bias_parts] != \
+                [tensor_info(v).shape[0] for v in weight_parts]:
+            bias_parts = None
         attempts = []
-        if norm is not None:
-            norm_arguments = dict(arguments, norm=norm.kind, norm_eps=norm.epsilon,
-                                  has_norm_weight=norm.weight is not None,
-                                  has_norm_bias=norm.bias is not None,
-                                  norm_dtype=_KERNEL_DTYPE.get(
-                                      tensor_info(norm.weight or norm.input).dtype))
-            attempts.append((norm_arguments, [norm.input] + operands[1:] +
-                             [v for v in (norm.weight, norm.bias) if v is not None]))
-        attempts.append((arguments, operands))
+        for use_norm in ([True, False] if norm is not None else [False]):
+            for use_parts in ([True, False] if weight_parts else [False]):
+                args = dict(arguments)
+                x, norm_values = operands[0], []
+                if use_norm:
+                    args.update(norm=norm.kind, norm_eps=norm.epsilon,
+                                has_norm_weight=norm.weight is not None,
+                                has_norm_bias=norm.bias is not None,
+                                norm_dtype=_KERNEL_DTYPE.get(tensor_info(
+                                    norm.weight if norm.weight is not None
+                                    else norm.input).dtype))
+                    x = norm.input
+                    norm_values = [v for v in (norm.weight, norm.bias) if v is not None]
+                weights, biases = [weight], [bias] if bias is not None else []
+                if use_parts:
+                    weights = weight_parts
+                    args["weight_parts"] = tuple(tensor_info(v).shape[0] for v in weights)
+                    if bias_parts is not None:
+                        biases = bias_parts
+                        args["bias_parts"] = args["weight_parts"]
+                values = [x] + list(weights) + list(biases) + \
+                    ([residual] if residual is not None else []) + norm_values
+                attempts.append((args, values))
         for position, (args, values) in enumerate(attempts):
             try:
                 name, spec = self._declaration("linear", args)
@@ -259,9 +280,11 @@ class SelectCudaKernels(KilnPass):
         self.record(op.name, f"kernel {name}: {spec}", op)
         replaced.results[0].replace_all_uses_with(value)
         # The linear, the add it replaced and the views around them (x's views of a folded
-        # norm, the result's views up to the add) are dead now.
+        # norm, the result's views up to the add), and a concatenation of weights now read
+        # part by part, are dead now.
         erase_if_dead(_unique([replaced] + _views_between(op.results[0], replaced) + [op] +
-                              _views_before(op.operands[0])))
+                              _views_before(op.operands[0]) + _producers(weight) +
+                              (_producers(bias) if bias is not None else [])))
 
     def _attention(self, op: ir.Operation) -> None:
         try:
@@ -406,13 +429,17 @@ class SelectCudaKernels(KilnPass):
             loc=location).result
         return _from_builtin(b, call, result)
 
-    def _call_linear(self, op: ir.Operation, name: str, operands: list, args: dict,
+    def _call_linear(self, op: ir.Operation, name: str, values: list, args: dict,
                      replaced: ir.Operation) -> ir.Value:
+        """Call with `values` in the plan's order: x, weight(s), bias(es), residual, norm
+        parameters; x and the residual viewed as [m, k] and [m, n]."""
         b = TorchBuilder(op.location)
         m, n, k = args["m"], args["n"], args["k"]
-        values = [b.view(operands[0], (m, k))] + list(operands[1:])
+        values = [b.view(values[0], (m, k))] + list(values[1:])
         if args.get("has_residual"):
-            position = 3 if args["has_bias"] else 2
+            parts = len(args.get("weight_parts") or (0,))
+            biases = len(args.get("bias_parts") or (0,)) if args["has_bias"] else 0
+            position = 1 + parts + biases
             values[position] = b.view(values[position], (m, n))
         result = self._invoke(b, name, values, TensorInfo((m, n), tensor_info(
             op.results[0]).dtype), op.location, "linear", args)
@@ -480,3 +507,20 @@ def _unique(ops: list) -> list:
         if not any(op == other for other in kept):
             kept.append(op)
     return kept
+
+
+def _concat_parts(value, axis: int):
+    """The 2-3 tensors `value` is the `aten.cat` of along `axis` (kiln-merge-linears' merged
+    weights and biases), or None."""
+    from kiln.passes.lowering.cuda_kernel_fusion import concat_parts
+
+    return concat_parts(value, axis)
+
+
+def _producers(value: ir.Value) -> list[ir.Operation]:
+    """The op defining `value` and, for a cat, its list (erased when dead)."""
+    op = value.owner.operation if isinstance(value, ir.OpResult) else None
+    if op is None or op.name != "torch.aten.cat":
+        return []
+    listed = op.operands[0]
+    return [op] + ([listed.owner.operation] if isinstance(listed, ir.OpResult) else [])

@@ -424,11 +424,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
         timed.log(f"[kiln] warning: {kernels_off}")
         report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off", kernels_off, ""))
     disabled = tuple(opts.disable_passes)
-    if opts.weights == "external":
+    if opts.weights == "external" and not kernels:
         # Concatenated weights of external parameters cannot be folded at compile time: the
         # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
         # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
-        # limit" at load on an H200) and hold every weight twice.
+        # limit" at load on an H200) and hold every weight twice. Kiln's kernels read merged
+        # weights part by part instead (weight_parts: no concatenation is left).
         disabled += ("kiln-merge-linears", "kiln-raise-swiglu")
     raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
                                           raise_linear=opts.raise_linear, disabled=disabled)

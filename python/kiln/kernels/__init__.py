@@ -31,19 +31,24 @@ def linear_plan(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
                 activation: str, has_residual: bool = False, arch: str = DEFAULT_ARCH,
                 norm: Optional[str] = None, norm_eps: float = 1e-5,
                 has_norm_weight: bool = False, has_norm_bias: bool = False,
-                norm_dtype: Optional[str] = None, split_k: bool = True) -> KernelPlan:
+                norm_dtype: Optional[str] = None, split_k: bool = True,
+                weight_parts: Optional[tuple] = None,
+                bias_parts: Optional[tuple] = None) -> KernelPlan:
     """Y[m, n] = activation(norm(X)·Wᵀ + b) [+ residual]; inputs in0 = x [m, k], in1 = w
     ([n', k] for "out_in", [k, n'] for "in_out"; n' = 2n for "swiglu": gate, then up), then
     bias [n'] if has_bias, residual [m, n] if has_residual, the norm weight [k] and bias [k]
     when `norm` ("rms" | "layer", over k, inside the GEMM) has them. PTX for `arch` (a key of
-    ARCHS; sm_90 means sm_90a). `split_k=False`: one launch, never split-K partials + reduce."""
+    ARCHS; sm_90 means sm_90a). `split_k=False`: one launch, never split-K partials + reduce.
+    `weight_parts` / `bias_parts`: W (and b) given as the 2-3 tensors they concatenate (out_in;
+    in1, in2[, in3]; kiln.kernels.linear)."""
     from kiln.kernels.linear import linear_spec
 
     return compile_plan(linear_spec(m, n, k, dtype, weight_layout, has_bias, activation,
                                     has_residual, arch=arch, norm=norm, norm_eps=norm_eps,
                                     has_norm_weight=has_norm_weight,
                                     has_norm_bias=has_norm_bias, norm_dtype=norm_dtype,
-                                    split_k=split_k))
+                                    split_k=split_k, weight_parts=weight_parts,
+                                    bias_parts=bias_parts))
 
 
 def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,

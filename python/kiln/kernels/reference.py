@@ -29,11 +29,17 @@ def activation(x: torch.Tensor, name: str) -> torch.Tensor:
 
 def linear(inputs, weight_layout: str, has_bias: bool, activation_name: str,
            has_residual: bool, norm: Optional[str] = None, norm_eps: float = 1e-5,
-           has_norm_weight: bool = False, has_norm_bias: bool = False) -> torch.Tensor:
+           has_norm_weight: bool = False, has_norm_bias: bool = False,
+           weight_parts=None, bias_parts=None) -> torch.Tensor:
     """The plan's result in f64; inputs in the plan's order (kiln.kernels.linear)."""
-    x, w = inputs[0].double(), inputs[1].double()
-    rest = list(inputs[2:])
-    bias = rest.pop(0).double() if has_bias else None
+    parts = len(weight_parts) if weight_parts else 1
+    x = inputs[0].double()
+    w = torch.cat([t.double() for t in inputs[1:1 + parts]], dim=0)
+    rest = list(inputs[1 + parts:])
+    bias = None
+    if has_bias:
+        count = len(bias_parts) if bias_parts else 1
+        bias = torch.cat([rest.pop(0).double() for _ in range(count)])
     residual = rest.pop(0).double() if has_residual else None
     if norm is not None:
         if norm == "layer":

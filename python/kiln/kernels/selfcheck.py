@@ -37,6 +37,18 @@ LINEAR_CASES = [
      dict(norm="rms", has_norm_weight=True)),
     (33, 24, 56, "f16", "out_in", True, "swiglu", False, GemmConfig(16, 16, 32, 2, 1, 4, 2),
      dict(norm="rms", norm_eps=1e-5, has_norm_weight=True)),
+    # the weight (and bias) as separate parts: q/k/v projections, gate and up
+    (19, 64, 40, "f16", "out_in", True, "none", False, GemmConfig(16, 32, 16, 2, 1, 4, 2),
+     dict(weight_parts=(32, 16, 16), bias_parts=(32, 16, 16), norm="rms",
+          has_norm_weight=True)),
+    (5, 48, 64, "f16", "out_in", True, "none", True, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(16, 32), bias_parts=(16, 32))),
+    (3, 56, 64, "f16", "out_in", True, "none", False, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(16, 16, 24), bias_parts=(16, 16, 24))),
+    (20, 24, 40, "f16", "out_in", True, "swiglu", True, GemmConfig(16, 16, 16, 2, 1, 4, 2),
+     dict(weight_parts=(24, 24), bias_parts=(24, 24), norm="rms", has_norm_weight=True)),
+    (2, 32, 64, "f16", "out_in", True, "swiglu", False, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(32, 32), bias_parts=(32, 32))),
 ]
 ATTENTION_CASES = [
     # (b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype, config)
@@ -80,8 +92,8 @@ ATTENTION_CASES = [
 
 
 def _cases(quick: bool):
-    linear = LINEAR_CASES[:3] + LINEAR_CASES[5:8] + LINEAR_CASES[9:10] if quick \
-        else LINEAR_CASES
+    linear = LINEAR_CASES[:3] + LINEAR_CASES[5:8] + LINEAR_CASES[9:10] + \
+        LINEAR_CASES[12:13] + LINEAR_CASES[15:16] if quick else LINEAR_CASES
     attention = ATTENTION_CASES[:2] + ATTENTION_CASES[4:6] + ATTENTION_CASES[9:10] + \
         ATTENTION_CASES[12:13] if quick else ATTENTION_CASES
     for c in linear:
@@ -124,7 +136,8 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
         ref = reference.linear(inputs, args["weight_layout"], args["has_bias"],
                                args["activation"], args["has_residual"], args.get("norm"),
                                args.get("norm_eps", 1e-5), args.get("has_norm_weight", False),
-                               args.get("has_norm_bias", False))
+                               args.get("has_norm_bias", False), args.get("weight_parts"),
+                               args.get("bias_parts"))
     else:
         spec = attention_spec(**args)
         inputs = reference.random_inputs(spec, args["mask_kind"], device, seed)

@@ -12,6 +12,11 @@ when absent and then do not appear in the entry's parameter list. Plans are buil
   activations never go to memory: the norm costs no dispatch of its own.
 * GATED (SwiGLU epilogue): W holds 2N output features (gate, then up); each program keeps two
   accumulators for the same N-tile of both halves and writes silu(gate + b) · (up + b) [N].
+* PARTS (2 or 3, "out_in" weights): W is given as the separate weights whose concatenation
+  along the output features it is (w_ptr, w1_ptr, w2_ptr: q, k and v projections, or gate and
+  up), N0 and N1 the widths of the first two; no tile straddles a boundary (the plan picks
+  BLOCK_N dividing them), so a program reads one part. Likewise BIAS_PARTS for the bias. The
+  concatenated weight never exists (no copy at load; external weights stay as they are).
 """
 
 import triton
@@ -89,15 +94,29 @@ def normalize_tile(a, mean, rstd, g_ptr, nb_ptr, offs_k, k_ok, NORM: tl.constexp
 
 
 @triton.jit
-def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
+def select_part(n, a, b, c, N0: tl.constexpr, N1: tl.constexpr, PARTS: tl.constexpr):
+    """a, b or c for output feature n (scalar or tensor) of a weight given in PARTS parts."""
+    if PARTS == 1:
+        return a
+    elif PARTS == 2:
+        return tl.where(n < N0, a, b)
+    else:
+        return tl.where(n < N0, a, tl.where(n < N0 + N1, b, c))
+
+
+@triton.jit
+def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_ptr, nb_ptr,
+                  y_ptr,
                   M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
                   W_IN_OUT: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
+                  PARTS: tl.constexpr, BIAS_PARTS: tl.constexpr, N0: tl.constexpr,
+                  N1: tl.constexpr,
                   NORM: tl.constexpr, EPS: tl.constexpr,
                   SPLIT_K: tl.constexpr, K_SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   GROUP_M: tl.constexpr):
     """One BLOCK_M×BLOCK_N tile of norm(X)[M,K]·W (W [N·(1+GATED), K] "out_in" or
-    [K, N·(1+GATED)] "in_out").
+    [K, N·(1+GATED)] "in_out", possibly in PARTS parts).
 
     SPLIT_K == 1: the full epilogue (bias, activation or SwiGLU, residual) and Y [M, N] in X's
     dtype. SPLIT_K > 1 (never GATED: the plan runs the partials over all 2N columns): program
@@ -115,6 +134,7 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
     pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
     pid_n = (pid % num_pid_in_group) // group_size_m
     W_COLS: tl.constexpr = N * 2 if GATED else N  # leading dim of an "in_out" weight
+    SPLIT_PARTS: tl.constexpr = PARTS if not GATED else 1  # gated parts are gate and up
 
     offs_m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
     offs_n = pid_n * BLOCK_N + tl.arange(0, BLOCK_N)
@@ -128,6 +148,11 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
         offs_wn = offs_n
     else:
         offs_wn = offs_n % N
+    # The weight part this tile reads and its columns there (parts never straddle a tile).
+    n_start = pid_n * BLOCK_N
+    w_base = select_part(n_start, w_ptr, w1_ptr, w2_ptr, N0, N1, SPLIT_PARTS)
+    part_start = select_part(n_start, 0, N0, N0 + N1, N0, N1, SPLIT_PARTS)
+    cols = offs_wn - part_start
     if NORM != 0:
         mean, rstd = row_statistics(x_ptr, offs_xm, K, NORM, EPS, BLOCK_M, BLOCK_K)
     else:
@@ -137,13 +162,19 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
     offs_k = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + offs_xm[:, None] * K + (k0 + offs_k)[None, :]
     if W_IN_OUT:
-        w_ptrs = w_ptr + (k0 + offs_k)[:, None] * W_COLS + offs_wn[None, :]
+        w_offs = (k0 + offs_k)[:, None] * W_COLS + cols[None, :]
         w_step: tl.constexpr = BLOCK_K * W_COLS
         up_offset: tl.constexpr = N
     else:
-        w_ptrs = w_ptr + offs_wn[None, :] * K + (k0 + offs_k)[:, None]
+        w_offs = cols[None, :] * K + (k0 + offs_k)[:, None]
         w_step: tl.constexpr = BLOCK_K
         up_offset: tl.constexpr = N * K
+    w_ptrs = w_base + w_offs
+    if GATED:
+        if PARTS == 2:
+            up_ptrs = w1_ptr + w_offs
+        else:
+            up_ptrs = w_ptr + up_offset + w_offs
     acc = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     acc_up = tl.zeros((BLOCK_M, BLOCK_N), dtype=tl.float32)
     for kk in range(0, K_SPLIT // BLOCK_K):
@@ -160,10 +191,11 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
         acc = tl.dot(a, b, acc)
         if GATED:
             if EVEN_K:
-                b_up = tl.load(w_ptrs + up_offset)
+                b_up = tl.load(up_ptrs)
             else:
-                b_up = tl.load(w_ptrs + up_offset, mask=k_ok[:, None], other=0.0)
+                b_up = tl.load(up_ptrs, mask=k_ok[:, None], other=0.0)
             acc_up = tl.dot(a, b_up, acc_up)
+            up_ptrs += w_step
         x_ptrs += BLOCK_K
         w_ptrs += w_step
 
@@ -171,9 +203,17 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
     y_offs = offs_m[:, None] * N + offs_n[None, :]
     if SPLIT_K == 1:
         if b_ptr is not None:
-            acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
             if GATED:
-                acc_up += tl.load(b_ptr + N + offs_wn)[None, :].to(tl.float32)
+                acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
+                if BIAS_PARTS == 2:
+                    acc_up += tl.load(b1_ptr + offs_wn)[None, :].to(tl.float32)
+                else:
+                    acc_up += tl.load(b_ptr + N + offs_wn)[None, :].to(tl.float32)
+            elif BIAS_PARTS == 1:
+                acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
+            else:
+                b_base = select_part(n_start, b_ptr, b1_ptr, b2_ptr, N0, N1, BIAS_PARTS)
+                acc += tl.load(b_base + cols)[None, :].to(tl.float32)
         if GATED:
             acc = apply_activation(acc, 4) * acc_up
         else:
@@ -186,11 +226,13 @@ def linear_kernel(x_ptr, w_ptr, b_ptr, r_ptr, g_ptr, nb_ptr, y_ptr,
 
 
 @triton.jit
-def splitk_reduce_kernel(p_ptr, b_ptr, r_ptr, y_ptr,
+def splitk_reduce_kernel(p_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr,
                          M: tl.constexpr, N: tl.constexpr, SPLIT_K: tl.constexpr,
-                         ACT: tl.constexpr, GATED: tl.constexpr, BLOCK: tl.constexpr):
+                         ACT: tl.constexpr, GATED: tl.constexpr, BIAS_PARTS: tl.constexpr,
+                         N0: tl.constexpr, N1: tl.constexpr, BLOCK: tl.constexpr):
     """Y = act(Σ_s P[s] + b) [+ residual] over BLOCK elements of the flat [M, N]; GATED: P is
-    [SPLIT_K, M, 2N] and Y = silu(Σ P[.., :N] + b[:N]) · (Σ P[.., N:] + b[N:])."""
+    [SPLIT_K, M, 2N] and Y = silu(Σ P[.., :N] + b[:N]) · (Σ P[.., N:] + b[N:]). A bias in
+    BIAS_PARTS parts (widths N0, N1, rest) is read from its parts."""
     offs = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     mask = offs < M * N
     P_COLS: tl.constexpr = N * 2 if GATED else N
@@ -201,13 +243,24 @@ def splitk_reduce_kernel(p_ptr, b_ptr, r_ptr, y_ptr,
     for s in tl.static_range(1, SPLIT_K):
         acc += tl.load(p_ptr + s * (M * P_COLS) + p_offs, mask=mask, other=0.0)
     if b_ptr is not None:
-        acc += tl.load(b_ptr + col, mask=mask, other=0.0).to(tl.float32)
+        if GATED or BIAS_PARTS == 1:
+            b_ptrs = b_ptr + col
+        elif BIAS_PARTS == 2:
+            b_ptrs = tl.where(col < N0, b_ptr + col, b1_ptr + (col - N0))
+        else:
+            b_ptrs = tl.where(col < N0, b_ptr + col,
+                              tl.where(col < N0 + N1, b1_ptr + (col - N0),
+                                       b2_ptr + (col - N0 - N1)))
+        acc += tl.load(b_ptrs, mask=mask, other=0.0).to(tl.float32)
     if GATED:
         up = tl.load(p_ptr + p_offs + N, mask=mask, other=0.0)
         for s in tl.static_range(1, SPLIT_K):
             up += tl.load(p_ptr + s * (M * P_COLS) + p_offs + N, mask=mask, other=0.0)
         if b_ptr is not None:
-            up += tl.load(b_ptr + N + col, mask=mask, other=0.0).to(tl.float32)
+            if BIAS_PARTS == 2:
+                up += tl.load(b1_ptr + col, mask=mask, other=0.0).to(tl.float32)
+            else:
+                up += tl.load(b_ptr + N + col, mask=mask, other=0.0).to(tl.float32)
         acc = apply_activation(acc, 4) * up
     else:
         acc = apply_activation(acc, ACT)
