@@ -135,3 +135,28 @@ def test_fused_selection_on_llama():
     assert "buffers=((32, 768),)" in attention and "rope=(True, True, (1, 32, 64), 'f16')" \
         in attention and "out_layout='bshd'" in attention
     assert sum("split: the residual add" in d for d in details) == 2  # + the final norm
+
+
+def test_gpu_measurement_plan():
+    """bench/gpu/issue14_measure.py (run on the GPU machine only): its kernel cases are valid
+    specs, its cells are zoo models and its Kiln variants are run_suite systems."""
+    import sys
+    from pathlib import Path
+
+    bench = Path(__file__).resolve().parents[1] / "bench"
+    sys.path[:0] = [str(bench), str(bench / "gpu")]
+    import issue14_measure
+    import run_suite
+    import zoo
+    from kiln.kernels.attention import attention_spec
+    from kiln.kernels.linear import linear_spec
+
+    cases = issue14_measure.fused_cases()
+    assert len(cases) >= 20
+    for op, args in cases:
+        (linear_spec if op == "linear" else attention_spec)(**args)
+    for system, cells in issue14_measure.VARIANTS.items():
+        assert run_suite.is_kiln(system), system
+        assert all(cell.split(":")[0] in zoo.MODELS for cell in cells)
+    assert set(issue14_measure.PROFILE_CELLS) <= set(issue14_measure.VARIANTS[
+        "kiln+kernels-unfused"])

@@ -236,8 +236,10 @@ class SelectCudaKernels(KilnPass):
                 replaced, residual = found
                 arguments["has_residual"] = True
         norm = folded.get(view_source(op.operands[0])) if self.fuse else None
+        # Merged weights are read part by part whether or not the rest is fused: with external
+        # weights a concatenation left in the artifact is copied at every load.
         weight_parts = _concat_parts(weight, 0) \
-            if self.fuse and arguments["weight_layout"] == "out_in" else None
+            if arguments["weight_layout"] == "out_in" else None
         bias_parts = _concat_parts(bias, 0) if weight_parts and bias is not None else None
         if bias_parts is not None and [tensor_info(v).shape[0] for v in bias_parts] != \
                 [tensor_info(v).shape[0] for v in weight_parts]:

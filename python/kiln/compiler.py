@@ -53,6 +53,9 @@ class CompileOptions:
     # With kernels: allow split-K GEMMs (f32 partials + a reduce launch, where the config table
     # chose them for decode-shaped GEMMs); off keeps every GEMM one launch (docs/kernels.md).
     cuda_split_k: bool = False
+    # With kernels: fold residual adds, norms, q/k/v slicing, RoPE and head merges into them (a
+    # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
+    cuda_fuse: bool = True
     opt_level: str = "O3"
     data_tiling: bool = True
     extra_iree_flags: Sequence[str] = ()
@@ -443,7 +446,8 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed) -> Co
 
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
                                           cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
-                                          cuda_split_k=opts.cuda_split_k)
+                                          cuda_split_k=opts.cuda_split_k,
+                                          cuda_fuse=opts.cuda_fuse)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
