@@ -8,8 +8,10 @@ when absent and then do not appear in the entry's parameter list. Plans are buil
 * NORM (prologue): the RMSNorm (1) or LayerNorm (2) of each row of X over K, times the norm
   weight g (and + the norm bias β), is what multiplies W: the statistics come from a first pass
   over the row (f32; LayerNorm's variance merged chunk by chunk, Chan et al., so a large mean
-  does not cancel), then every loaded X tile is normalized before the dot. The normalized
-  activations never go to memory: the norm costs no dispatch of its own.
+  does not cancel), then every loaded X tile is normalized before the dot; RMSNorm without
+  split-K multiplies the tiles by g only, sums their squares on the way and scales the
+  accumulator at the end (no first pass). The normalized activations never go to memory: the
+  norm costs no dispatch of its own.
 * GATED (SwiGLU epilogue): W holds 2N output features (gate, then up); each program keeps two
   accumulators for the same N-tile of both halves and writes silu(gate + b) · (up + b) [N].
 * PARTS (2 or 3, "out_in" weights): W is given as the separate weights whose concatenation
@@ -153,11 +155,17 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
     w_base = select_part(n_start, w_ptr, w1_ptr, w2_ptr, N0, N1, SPLIT_PARTS)
     part_start = select_part(n_start, 0, N0, N0 + N1, N0, N1, SPLIT_PARTS)
     cols = offs_wn - part_start
-    if NORM != 0:
+    # RMSNorm without split-K needs no first pass: rms(x)·(x·g)·W = (Σ x_k² / K + ε)^-½ ·
+    # ((x∘g)·W), so the sum of squares is taken from the tiles the main loop loads anyway and the
+    # scale is applied to the accumulator. LayerNorm's mean cannot be factored out that way
+    # without cancelling in f16, and a split only sees part of K: those read the row first.
+    RMS_IN_LOOP: tl.constexpr = NORM == 1 and SPLIT_K == 1
+    if NORM != 0 and not RMS_IN_LOOP:
         mean, rstd = row_statistics(x_ptr, offs_xm, K, NORM, EPS, BLOCK_M, BLOCK_K)
     else:
         mean = tl.zeros((BLOCK_M,), tl.float32)
         rstd = mean
+    squares = tl.zeros((BLOCK_M,), tl.float32)
     k0 = pid_k * K_SPLIT
     offs_k = tl.arange(0, BLOCK_K)
     x_ptrs = x_ptr + offs_xm[:, None] * K + (k0 + offs_k)[None, :]
@@ -186,7 +194,16 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
         else:
             a = tl.load(x_ptrs, mask=k_ok[None, :], other=0.0)
             b = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
-        if NORM != 0:
+        if RMS_IN_LOOP:
+            x = a.to(tl.float32)
+            squares += tl.sum(x * x, 1)
+            if g_ptr is not None:
+                if EVEN_K:
+                    g = tl.load(g_ptr + k_here)
+                else:
+                    g = tl.load(g_ptr + k_here, mask=k_ok, other=0.0)
+                a = (x * g.to(tl.float32)[None, :]).to(a.dtype)
+        elif NORM != 0:
             a = normalize_tile(a, mean, rstd, g_ptr, nb_ptr, k_here, k_ok, NORM, EVEN_K)
         acc = tl.dot(a, b, acc)
         if GATED:
@@ -201,6 +218,11 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
 
     y_mask = (offs_m[:, None] < M) & (offs_n[None, :] < N)
     y_offs = offs_m[:, None] * N + offs_n[None, :]
+    if RMS_IN_LOOP:
+        scale = 1.0 / tl.sqrt(squares / K + EPS)
+        acc = acc * scale[:, None]
+        if GATED:
+            acc_up = acc_up * scale[:, None]
     if SPLIT_K == 1:
         if b_ptr is not None:
             if GATED:
