@@ -94,6 +94,14 @@ DTYPES = {"cpu": ["f32"], "cuda": ["f16", "bf16"]}
 KILN_SYSTEMS = {
     "kiln": {"if_known": {"cuda_kernels": "off"}},
     "kiln+kernels": {"options": {"cuda_kernels": "on"}},
+    # issue 14's A/B on the same card: the kernels as before the fused layers (one kernel per
+    # linear/attention, split-K reduces, separate q/k/v and gate/up as with external weights
+    # then), and the fused layers with split-K GEMMs allowed
+    "kiln+kernels-unfused": {"options": {"cuda_kernels": "on", "disable_passes": [
+                                 "kiln-merge-linears", "kiln-raise-swiglu"]},
+                             "if_known": {"cuda_fuse": False, "cuda_split_k": True}},
+    "kiln+kernels-splitk": {"options": {"cuda_kernels": "on"},
+                            "if_known": {"cuda_split_k": True}},
 }
 # The GPU suite's cells in priority order (--cells gpu): the goal cells first (single-token
 # decode b1 and prefill 8×512 in f16 and bf16), then the rest of the zoo.

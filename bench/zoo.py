@@ -15,6 +15,8 @@ rebuilds weights there that match artifacts compiled here. Inputs come from the 
 | gpt2-decode | the same model, one token, no KV cache | ids (B, 1) | (B, 1, 50257) |
 | bert | BERT-base (BertConfig(): 12 layers, d=768, 110M), no pooler | ids (B, 128) | last hidden state (B, 128, 768) |
 | llama | Llama-style 109M: d=768, 12 layers, 12 heads, 4 kv heads (GQA), RoPE, RMSNorm, SwiGLU 2048, vocab 32000 | ids (B, 128) | next-token logits (B, 1, 32000) |
+| qwen2 | Qwen2ForCausalLM at the llama sizes (q/k/v biases; GPU suite only) | ids (B, 128) | (B, 1, 32000) |
+| phi3 | Phi3ForCausalLM at the llama sizes (fused qkv_proj / gate_up_proj; GPU suite only) | ids (B, 128) | (B, 1, 32000) |
 | resnet | ResNet-18 (plain torch, BatchNorm in eval mode), 1000 classes | (B, 3, 224, 224) | (B, 1000) |
 
 Language models return the logits of the last position only (`logits_to_keep=1`), which is what
@@ -207,6 +209,21 @@ def _llama() -> nn.Module:
     return NextTokenLogits(_hf_ready(LlamaForCausalLM(LlamaConfig(**LLAMA_CONFIG))))
 
 
+def _qwen2() -> nn.Module:
+    """The Qwen2-style model of issue 14 (q/k/v biases), at the Llama cell's sizes."""
+    from transformers import Qwen2Config, Qwen2ForCausalLM
+
+    return NextTokenLogits(_hf_ready(Qwen2ForCausalLM(Qwen2Config(**LLAMA_CONFIG))))
+
+
+def _phi3() -> nn.Module:
+    """Phi-3-style (one fused qkv_proj and gate_up_proj Linear each), the Llama cell's sizes."""
+    from transformers import Phi3Config, Phi3ForCausalLM
+
+    return NextTokenLogits(_hf_ready(Phi3ForCausalLM(Phi3Config(**LLAMA_CONFIG,
+                                                                  pad_token_id=0))))
+
+
 # name → (module factory, input factory(batch, dtype) → tuple of tensors, description)
 def _float_input(key: str, shape) -> Callable:
     return lambda batch, dtype: (torch.from_numpy(uniform(key, (batch, *shape))).to(dtype),)
@@ -226,10 +243,15 @@ MODELS: dict[str, tuple[Callable[[], nn.Module], Callable, str]] = {
     "llama": (_llama, _ids("llama.ids", SEQ, 32000),
               "Llama-style 109M (GQA 12/4, RoPE, RMSNorm, SwiGLU), T=128"),
     "resnet": (ResNet18, _float_input("resnet.x", (3, 224, 224)), "ResNet-18, 3×224×224"),
+    # transformers families outside the CPU suite (issue 14's GPU cells)
+    "qwen2": (_qwen2, _ids("qwen2.ids", SEQ, 32000),
+              "Qwen2-style 109M (q/k/v biases, GQA 12/4, SwiGLU 2048), T=128"),
+    "phi3": (_phi3, _ids("phi3.ids", SEQ, 32000),
+             "Phi-3-style 109M (fused qkv_proj and gate_up_proj, GQA 12/4), T=128"),
 }
 MODEL_NAMES = tuple(MODELS)
 # Not in the CPU suite's default model list (run_suite --device cpu); --models takes them.
-GPU_ONLY = ("gpt2-prefill-512",)
+GPU_ONLY = ("gpt2-prefill-512", "qwen2", "phi3")
 
 
 def build(name: str, batch: int = 1, dtype: torch.dtype = torch.float32):

@@ -103,6 +103,59 @@ def test_attention_plans():
     assert len(plan.launches) == 1 and plan.temps == ()
 
 
+@needs_triton
+def test_fused_layer_plans():
+    """The plans that fold a layer's glue into its kernels (issue 14): a GEMM with the norm of
+    its input in the prologue, SwiGLU's two accumulators and the residual epilogue; attention
+    reading q, k, v in place from one QKV buffer with the rotary embedding, writing [b, s, h, d]."""
+    plan = kernels.linear_plan(64, 1024, 512, "f16", "out_in", False, "swiglu",
+                               has_residual=True, norm="rms", norm_eps=1e-6,
+                               has_norm_weight=True)
+    check_plan(plan, 4, (64, 1024), "f16")
+    assert plan.inputs == (("in0", (64, 512), "f16"), ("in1", (2048, 512), "f16"),
+                           ("in2", (64, 1024), "f16"), ("in3", (512,), "f16"))
+    [launch] = plan.launches
+    assert [p.name for p in launch.kernel.params[:-2]] == ["x_ptr", "w_ptr", "r_ptr", "g_ptr",
+                                                          "y_ptr"]
+    plan = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
+                               has_norm_weight=True, has_norm_bias=True, split_k=False)
+    check_plan(plan, 5, (1, 2304), "f16")
+    assert len(plan.launches) == 1 and plan.launches[0].kernel.grid[0] >= 96  # no split-K
+    split = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
+                                has_norm_weight=True, has_norm_bias=True)
+    assert len(split.launches) == 2  # the table's split-K config: partials + reduce
+    # merged q/k/v weights and biases read as their parts (no concatenated copy)
+    plan = kernels.linear_plan(32, 768, 512, "f16", "out_in", True, "none",
+                               weight_parts=(512, 128, 128), bias_parts=(512, 128, 128),
+                               norm="rms", has_norm_weight=True, split_k=False)
+    check_plan(plan, 8, (32, 768), "f16")
+    assert [p.name for p in plan.launches[0].kernel.params[:-2]] == [
+        "x_ptr", "w_ptr", "w1_ptr", "w2_ptr", "b_ptr", "b1_ptr", "b2_ptr", "g_ptr", "y_ptr"]
+    assert 128 % dict(linear_spec(32, 768, 512, "f16", "out_in", True, "none",
+                                  weight_parts=(512, 128, 128)).launches[0].constexprs)[
+        "BLOCK_N"] == 0
+    with pytest.raises(kernels.KernelUnsupported, match="multiples of 16"):
+        linear_spec(32, 520, 512, "f16", "out_in", False, "none", weight_parts=(8, 512))
+
+    b, s, hq, hkv, d = 2, 32, 8, 2, 64
+    width = (hq + 2 * hkv) * d
+    views = dict(buffers=((b, s, width),), q_view=(0, 0, s * width, d, width),
+                 k_view=(0, hq * d, s * width, d, width),
+                 v_view=(0, (hq + hkv) * d, s * width, d, width),
+                 rope=(True, True, (1, s, d), "f16"), out_layout="bshd")
+    plan = kernels.attention_plan(b, hq, hkv, s, s, d, "f16", 0.125, True, **views)
+    check_plan(plan, 3, (b, s, hq, d), "f16")
+    assert plan.launches[0].args[:6] == ("in0", "in0", "in0", "in1", "in2", "out")
+    decode = kernels.attention_plan(b, hq, hkv, 1, 1, d, "f16", 0.125, True, **dict(
+        views, buffers=((b, 1, width),), q_view=(0, 0, width, d, width),
+        k_view=(0, hq * d, width, d, width), v_view=(0, (hq + hkv) * d, width, d, width),
+        rope=(True, True, (1, 1, d), "f16")))
+    check_plan(decode, 3, (b, 1, hq, d), "f16")
+    with pytest.raises(kernels.KernelUnsupported, match="reads element"):
+        kernels.attention_plan(b, hq, hkv, s, s, d, "f16", 0.125, True, **dict(
+            views, v_view=(0, width, s * width, d, width)))
+
+
 def test_unsupported_reasons():
     with pytest.raises(kernels.KernelUnsupported, match="dtype"):
         kernels.linear_plan(4, 4, 4, "f32", "out_in", False, "none")
@@ -188,7 +241,35 @@ def test_interpreter_numerics():
     done = subprocess.run([sys.executable, "-m", "kiln.kernels.selfcheck"], env=env,
                           capture_output=True, text=True, timeout=300)
     results = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
-    assert len(results) >= 14, done.stderr[-2000:]
+    assert len(results) >= 25, done.stderr[-2000:]
     failed = [r for r in results if not r["ok"]]
     assert not failed, failed
     assert done.returncode == 0
+
+
+@needs_triton
+def test_plans_follow_the_architecture():
+    """PTX for the requested architecture: mma.sync for Ampere/Ada, wgmma for Hopper; shared
+    memory fitted to the architecture's limit; none below sm_80."""
+    from kiln.kernels.plan import ARCHS
+
+    for arch, target, instruction in (("sm_80", "sm_80", "mma.sync"),
+                                      ("sm_86", "sm_86", "mma.sync"),
+                                      ("sm_90", "sm_90a", "wgmma")):
+        plan = kernels.linear_plan(64, 256, 128, "f16", "out_in", True, "none", arch=arch)
+        ptx = plan.launches[0].kernel.ptx.decode()
+        assert f".target {target}\n" in ptx and instruction in ptx, arch
+        attention = kernels.attention_plan(1, 4, 2, 32, 32, 64, "f16", 0.125, True, arch=arch)
+        assert f".target {target}\n" in attention.launches[0].kernel.ptx.decode()
+    # A Hopper-sized pipeline (128x256x64 tiles, 3 stages: 147 KiB) is cut to fit sm_89's 99 KiB.
+    big = GemmConfig(128, 256, 64, 8, 1, 8, 3)
+    spec = linear_spec(4096, 3072, 768, "f16", "in_out", True, "none", config=big, arch="sm_89")
+    assert spec.launches[0].num_stages == 2
+    assert linear_spec(4096, 3072, 768, "f16", "in_out", True, "none", config=big)\
+        .launches[0].num_stages == 3
+    assert (128 * 64 + 64 * 256) * 2 * 2 <= ARCHS["sm_89"][1] < (128 * 64 + 64 * 256) * 2 * 3
+    for arch in ("sm_75", "sm_70", "gfx90a"):
+        reason = kernels.explain_unsupported("linear", m=4, n=8, k=8, dtype="f16",
+                                             weight_layout="out_in", has_bias=False,
+                                             activation="none", arch=arch)
+        assert reason and arch in reason and "sm_80" in reason

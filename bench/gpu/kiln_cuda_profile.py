@@ -33,6 +33,7 @@ import run_suite  # noqa: E402
 from profile_dispatches import short_name  # noqa: E402
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
+    ("Kiln GEMM", r"linear_kernel|splitk_reduce_kernel"),
     ("attention / softmax", r"attention|softmax"),
     ("matmul / matvec", r"matmul|matvec|vecmat|mmt|contract|conv|batch_mm"),
     ("reduction (norms)", r"reduction|reduce"),

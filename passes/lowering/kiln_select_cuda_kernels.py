@@ -11,15 +11,27 @@ After:
     %y  = torch.aten.view (torch_c.from_builtin_tensor %yb), [1, 128, 3072]
     func.func private @kiln_kernel_0(...) attributes {kiln.kernel = "linear(m=128, ...)"}
 
-The declaration's body (dispatches of ahead-of-time compiled Triton kernels for sm_90a) is
+The declaration's body (dispatches of ahead-of-time compiled Triton kernels for the pass's
+`arch`: sm_90a by default, sm_80 / sm_86 / sm_87 / sm_89 on request) is
 written into the text handed to IREE by `kiln.cuda_kernels.render_kernel_calls`, since
 torch-mlir's MLIR has no `flow`/`hal` ops. Equal specs share one declaration.
 
-Supported: static shapes; f16 / bf16; linear with its bias and activation and a weight of at
-least `min_linear_weight_elements` (smaller GEMMs measured faster in IREE); attention of rank 4
-(rank 3 gets a leading 1) with scale, causal, grouped kv heads and a bool or additive mask
-(bool masks travel as int8). Whatever the kernel library declines (`KernelUnsupported`) is
-recorded with the library's reason and left for convert-kiln-to-torch. Must run before it.
+Supported: static shapes; f16 / bf16; linear with its bias and activation (SwiGLU included) and a
+weight of at least `min_linear_weight_elements` (smaller GEMMs measured faster in IREE);
+attention of rank 4 (rank 3 gets a leading 1) with scale, causal, grouped kv heads and a bool or
+additive mask (bool masks travel as int8). Whatever the kernel library declines
+(`KernelUnsupported`) is recorded with the library's reason and left for convert-kiln-to-torch.
+Must run before it.
+
+Whole layers in few launches (`fuse`, issue 14; the analyses are in cuda_kernel_fusion.py):
+    - `linear(x) + r` (also r + linear, and the sum inside `kiln.add_*_norm`, which is split into
+      the add and the norm): the GEMM's residual epilogue adds r;
+    - `kiln.rms_norm` / `kiln.layer_norm` whose every use is a kernel linear's input: the norm
+      runs in those GEMMs' prologue and disappears;
+    - attention q/k/v sliced from one buffer (the fused QKV projection, through view, permute
+      and head slices) and rotated by `kiln.rope`: read in place and rotated while loading; a
+      result only permuted to [B, S, H, D] is written in that layout.
+`split_k=False` keeps every GEMM one launch (no split-K partials + reduce).
 """
 
 from __future__ import annotations
@@ -30,7 +42,11 @@ from dataclasses import dataclass
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_spec,
                                plan_buffer_types, plan_problem)
-from kiln.passes.base import KilnPass, collect_ops
+from kiln.passes.base import KilnPass, collect_ops, erase_if_dead
+from kiln.passes.lowering.cuda_kernel_fusion import (ADD_NORM_OPS, NORM_OPS, VIEW_OPS,
+                                                     foldable_norm, merged_heads_use,
+                                                     split_residual_norm, through_views,
+                                                     trace_strided, view_source)
 from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info, vtensor_type
 
 KERNEL_DTYPES = ("f16", "bf16")
@@ -84,13 +100,17 @@ def linear_spec(op: ir.Operation, min_weight_elements: int = MIN_LINEAR_WEIGHT_E
     if bias is not None and tensor_info(bias).rank != 1:
         raise Unsupported(f"bias of rank {tensor_info(bias).rank}")
     layout = ir.StringAttr(op.attributes["weight_layout"]).value
-    n, k = (shape_w[0], shape_w[1]) if layout == "out_in" else (shape_w[1], shape_w[0])
+    activation = ir.StringAttr(op.attributes["activation"]).value
+    width, k = (shape_w[0], shape_w[1]) if layout == "out_in" else (shape_w[1], shape_w[0])
+    n = _static(tensor_info(op.results[0]), "result")[-1]
+    if n != (width // 2 if activation == "swiglu" else width):
+        raise Unsupported(f"result width {n} for a weight of {width} outputs ({activation})")
     m = math.prod(shape_x[:-1])
-    if n * k < min_weight_elements:
-        raise Unsupported(f"weight {n}x{k} is below the measured kernel threshold "
+    if width * k < min_weight_elements:
+        raise Unsupported(f"weight {width}x{k} is below the measured kernel threshold "
                           f"({min_weight_elements} elements)")
     args = dict(m=m, n=n, k=k, dtype=x.dtype, weight_layout=layout, has_bias=bias is not None,
-                activation=ir.StringAttr(op.attributes["activation"]).value)
+                activation=activation)
     return args, [op.operands[0], op.operands[1]] + ([bias] if bias is not None else [])
 
 
@@ -124,8 +144,9 @@ def attention_spec(op: ir.Operation) -> tuple[dict, list[ir.Value]]:
 
 def _residual_add(op: ir.Operation):
     """(the add, r) when the linear's only use is `aten.add.Tensor(linear, r, 1)` (either
-    order) with r of the result's exact static shape and dtype, else None."""
-    result = op.results[0]
+    order; views of the linear's result in between) with r of the add's exact static shape and
+    dtype and as many elements as the linear's result, else None."""
+    result, _ = through_views(op.results[0])
     uses = list(result.uses)
     if len(uses) != 1:
         return None
@@ -136,8 +157,8 @@ def _residual_add(op: ir.Operation):
     other = rhs if lhs == result else lhs if rhs == result else None
     if other is None or other == result:
         return None
-    out, info = tensor_info(result), tensor_info(other)
-    if info is None or info != out or None in info.shape or tensor_info(add.results[0]) != out:
+    out, info, total = tensor_info(result), tensor_info(other), tensor_info(add.results[0])
+    if info is None or info != out or None in info.shape or total != out:
         return None
     return add, other
 
@@ -148,53 +169,236 @@ SPECS = {"kiln.linear": ("linear", linear_spec), "kiln.attention": ("attention",
 @dataclass
 class SelectCudaKernels(KilnPass):
     name = "kiln-select-cuda-kernels"
-    summary = ("Replace kiln.linear / kiln.attention by calls of library CUDA kernels (Hopper, "
-               "sm_90a) where a kernel supports the shape and dtype")
+    summary = ("Replace kiln.linear / kiln.attention by calls of library CUDA kernels (PTX for "
+               "`arch`) where a kernel supports the shape and dtype")
     min_linear_weight_elements: int = MIN_LINEAR_WEIGHT_ELEMENTS
+    arch: str = "sm_90a"  # the kernels' PTX target (kiln.kernels.ARCHS; sm_90 means sm_90a)
+    # Fold residual adds, norms, q/k/v slicing, RoPE and the head merge into the kernels.
+    fuse: bool = True
+    # Allow split-K GEMMs (partials + a reduce launch) where the config table chose them.
+    split_k: bool = False
+    # Tests: each call becomes the kiln/torch ops that compute its spec (any target, no Triton
+    # compile; passes/lowering/cuda_kernel_emulation.py), to run the rewrites on the CPU.
+    emulate: bool = False
 
     def apply(self, module: ir.Operation) -> None:
         # torch-mlir's Python build has no torch_c (TorchConversion) dialect; its ops are
         # created unregistered and printed in generic form, which IREE's torch input parses.
         module.context.allow_unregistered_dialects = True
-        declarations: dict[str, str] = {}  # spec → function name
-        body = module.regions[0].blocks[0]
+        self._declarations: dict[str, str] = {}  # spec → function name
+        self._body = module.regions[0].blocks[0]
+        folded: dict = {}
+        if self.fuse:
+            for op in collect_ops(module, tuple(ADD_NORM_OPS)):
+                kind = op.name
+                norm = split_residual_norm(op, self._linear_fits)
+                if norm is not None:
+                    self.record(kind, "split: the residual add goes to a GEMM epilogue, "
+                                "the norm to the GEMMs that read it", norm)
+            for op in collect_ops(module, NORM_OPS):
+                norm = foldable_norm(op, self._linear_fits)
+                if norm is not None:
+                    folded[op.results[0]] = norm
         for op in collect_ops(module, tuple(SPECS)):
-            builder, describe = SPECS[op.name]
-            replaced = op
+            if op.name == "kiln.linear":
+                self._linear(op, folded)
+            else:
+                self._attention(op)
+        erase_if_dead([norm.op for norm in folded.values()])
+
+    # -----------------------------------------------------------------------------------------
+
+    def _linear_fits(self, op: ir.Operation) -> bool:
+        """Whether the kernel library would take this linear (its spec; no compile)."""
+        try:
+            linear_spec(op, self.min_linear_weight_elements)
+        except Unsupported:
+            return False
+        return True
+
+    def _linear(self, op: ir.Operation, folded: dict) -> None:
+        try:
+            arguments, operands = linear_spec(op, self.min_linear_weight_elements)
+        except Unsupported as reason:
+            self.record(op.name, f"IREE codegen: {reason}", op)
+            return
+        arguments["arch"] = self.arch
+        if not self.split_k:
+            arguments["split_k"] = False
+        weight = operands[1]
+        bias = operands[2] if arguments["has_bias"] else None
+        replaced, residual = op, None
+        if self.fuse:
+            found = _residual_add(op)
+            if found is not None:
+                # linear(x) + r: the kernel's residual epilogue adds r (one launch, no
+                # separate elementwise dispatch reading the linear's output back).
+                replaced, residual = found
+                arguments["has_residual"] = True
+        norm = folded.get(view_source(op.operands[0])) if self.fuse else None
+        # Merged weights are read part by part whether or not the rest is fused: with external
+        # weights a concatenation left in the artifact is copied at every load.
+        weight_parts = _concat_parts(weight, 0) \
+            if arguments["weight_layout"] == "out_in" else None
+        bias_parts = _concat_parts(bias, 0) if weight_parts and bias is not None else None
+        if bias_parts is not None and [tensor_info(v).shape[0] for v in bias_parts] != \
+                [tensor_info(v).shape[0] for v in weight_parts]:
+            bias_parts = None
+        attempts = []
+        for use_norm in ([True, False] if norm is not None else [False]):
+            for use_parts in ([True, False] if weight_parts else [False]):
+                args = dict(arguments)
+                x, norm_values = operands[0], []
+                if use_norm:
+                    args.update(norm=norm.kind, norm_eps=norm.epsilon,
+                                has_norm_weight=norm.weight is not None,
+                                has_norm_bias=norm.bias is not None,
+                                norm_dtype=_KERNEL_DTYPE.get(tensor_info(
+                                    norm.weight if norm.weight is not None
+                                    else norm.input).dtype))
+                    x = norm.input
+                    norm_values = [v for v in (norm.weight, norm.bias) if v is not None]
+                weights, biases = [weight], [bias] if bias is not None else []
+                if use_parts:
+                    weights = weight_parts
+                    args["weight_parts"] = tuple(tensor_info(v).shape[0] for v in weights)
+                    if bias_parts is not None:
+                        biases = bias_parts
+                        args["bias_parts"] = args["weight_parts"]
+                values = [x] + list(weights) + list(biases) + \
+                    ([residual] if residual is not None else []) + norm_values
+                attempts.append((args, values))
+        for position, (args, values) in enumerate(attempts):
             try:
-                arguments, operands = describe(op) if builder != "linear" else \
-                    describe(op, self.min_linear_weight_elements)
-                residual = _residual_add(op) if builder == "linear" else None
-                if residual is not None:
-                    # linear(x) + r: the kernel's residual epilogue adds r (one launch, no
-                    # separate elementwise dispatch reading the linear's output back).
-                    replaced, r = residual
-                    arguments["has_residual"] = True
-                    operands = operands + [r]
-                spec = encode_spec(builder, arguments)
-                if spec not in declarations:
-                    plan = self._plan(builder, arguments)
-                    declarations[spec] = self._declare(body, plan, spec, len(declarations))
+                name, spec = self._declaration("linear", args)
             except Unsupported as reason:
+                if position + 1 < len(attempts):
+                    continue
                 self.record(op.name, f"IREE codegen: {reason}", op)
-                continue
-            with ir.InsertionPoint(replaced), op.location:
-                value = self._call(op, declarations[spec], operands, builder, arguments)
-            self.record(op.name, f"kernel {declarations[spec]}: {spec}", op)
-            replaced.results[0].replace_all_uses_with(value)
-            if replaced is not op:
-                replaced.erase()
-            op.erase()
+                return
+            break
+        with ir.InsertionPoint(replaced), op.location:
+            value = self._call_linear(op, name, values, args, replaced)
+        self.record(op.name, f"kernel {name}: {spec}", op)
+        replaced.results[0].replace_all_uses_with(value)
+        # The linear, the add it replaced and the views around them (x's views of a folded
+        # norm, the result's views up to the add), and a concatenation of weights now read
+        # part by part, are dead now.
+        erase_if_dead(_unique([replaced] + _views_between(op.results[0], replaced) + [op] +
+                              _views_before(op.operands[0]) + _producers(weight) +
+                              (_producers(bias) if bias is not None else [])))
+
+    def _attention(self, op: ir.Operation) -> None:
+        try:
+            arguments, operands = attention_spec(op)
+        except Unsupported as reason:
+            self.record(op.name, f"IREE codegen: {reason}", op)
+            return
+        arguments["arch"] = self.arch
+        attempts = []
+        if self.fuse:
+            fused = self._strided_attention(op, arguments)
+            if fused is not None:
+                attempts.append(fused)
+        attempts.append((arguments, None, op))
+        for position, (args, strided, replaced) in enumerate(attempts):
+            try:
+                name, spec = self._declaration("attention", args)
+            except Unsupported as reason:
+                if position + 1 < len(attempts):
+                    continue
+                self.record(op.name, f"IREE codegen: {reason}", op)
+                return
+            break
+        with ir.InsertionPoint(replaced), op.location:
+            value = self._call_attention(op, name, operands, args, strided, replaced)
+        self.record(op.name, f"kernel {name}: {spec}", op)
+        replaced.results[0].replace_all_uses_with(value)
+        dead = [replaced] + _views_between(op.results[0], replaced) + [op]
+        if strided is not None:  # the slices, permutes and ropes that fed q, k and v
+            dead += [chained for operand in strided[0] if operand is not None
+                     for chained in operand.chain]
+        erase_if_dead(_unique(dead))
+
+    def _strided_attention(self, op: ir.Operation, arguments: dict):
+        """(spec arguments, (q/k/v operands, bases, tables), op to replace) for reading q, k, v
+        in place (and rotating them), or None when none of them is a view of anything."""
+        traced = [trace_strided(op.operands[i]) for i in range(3)]
+        # One rope table for q and k (the kernel reads one); a rope it cannot take leaves the
+        # operand to be read from the rope's result.
+        ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
+        if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
+            traced[1] = trace_strided(op.operands[1], allow_rope=False)
+            ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
+        if traced[2] is not None and traced[2].rope is not None:
+            traced[2] = trace_strided(op.operands[2], allow_rope=False)
+        merged = merged_heads_use(op.results[0])
+        if all(t is None for t in traced) and merged is None:
+            return None
+        b, hq, hkv, sq, sk, d = (arguments[k] for k in ("b", "hq", "hkv", "sq", "sk", "d"))
+        bases: list[ir.Value] = []
+        views = []
+        for index, (item, heads, length) in enumerate(zip(traced, (hq, hkv, hkv),
+                                                          (sq, sk, sk))):
+            value = op.operands[index] if item is None else item.base
+            position = next((i for i, known in enumerate(bases) if known == value), None)
+            if position is None:
+                position = len(bases)
+                bases.append(value)
+            if item is None:
+                shape = (1,) * (4 - tensor_info(value).rank) + tuple(tensor_info(value).shape)
+                strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3])
+                views.append((position, 0) + strides)
+            else:
+                layout = item.layout
+                views.append((position, layout.offset) + tuple(layout.strides[:3]))
+        args = dict(arguments)
+        args["buffers"] = tuple(_buffer_shape(v) for v in bases)
+        args["q_view"], args["k_view"], args["v_view"] = views
+        tables = None
+        if ropes:
+            cos = ropes[0].cos
+            info = tensor_info(cos)
+            rope_q = traced[0] is not None and traced[0].rope is not None
+            rope_k = traced[1] is not None and traced[1].rope is not None
+            args["rope"] = (rope_q, rope_k, (info.shape[0], info.shape[2], info.shape[3]),
+                            _KERNEL_DTYPE[info.dtype])
+            tables = (ropes[0].cos, ropes[0].sin)
+        args["out_layout"] = "bshd" if merged is not None else "bhsd"
+        return args, (traced, bases, tables), merged if merged is not None else op
+
+    # -----------------------------------------------------------------------------------------
+
+    def _declaration(self, builder: str, arguments: dict) -> tuple[str, str]:
+        """(function name, spec) of the kernel declaration for these arguments, declaring it
+        (with its plan compiled) the first time; Unsupported when no plan takes them."""
+        spec = encode_spec(builder, arguments)
+        if self.emulate:  # the library's checks of the arguments, without compiling
+            from kiln.kernels import KernelUnsupported
+            from kiln.kernels.attention import attention_spec as attention_plan_spec
+            from kiln.kernels.linear import linear_spec as linear_plan_spec
+
+            try:
+                {"linear": linear_plan_spec, "attention": attention_plan_spec}[builder](
+                    **arguments)
+            except KernelUnsupported as reason:
+                raise Unsupported(str(reason)) from None
+            return "emulated", spec
+        if spec not in self._declarations:
+            plan = self._plan(builder, arguments, self.arch)
+            self._declarations[spec] = self._declare(self._body, plan, spec,
+                                                     len(self._declarations))
+        return self._declarations[spec], spec
 
     @staticmethod
-    def _plan(builder: str, arguments: dict):
+    def _plan(builder: str, arguments: dict, arch: str):
         from kiln.kernels import KernelUnsupported
 
         try:
             plan = build_plan(builder, arguments)
         except KernelUnsupported as reason:
             raise Unsupported(str(reason)) from None
-        problem = plan_problem(plan)
+        problem = plan_problem(plan, arch)
         if problem:
             raise Unsupported(problem)
         return plan
@@ -213,28 +417,112 @@ class SelectCudaKernels(KilnPass):
                 KERNEL_ATTR: ir.StringAttr.get(spec)})
         return name
 
-    @staticmethod
-    def _call(op: ir.Operation, name: str, operands: list, builder: str, args: dict) -> ir.Value:
-        b = TorchBuilder(op.location)
-        out = tensor_info(op.results[0])
-        if builder == "linear":
-            x = b.view(operands[0], (args["m"], args["k"]))
-            values = [x] + operands[1:]
-            if args.get("has_residual"):
-                values[-1] = b.view(values[-1], (args["m"], args["n"]))
-            result = TensorInfo((args["m"], args["n"]), out.dtype)
-        else:
-            four = lambda v: b.view(v, (1,) * (4 - tensor_info(v).rank) +  # noqa: E731
-                                   tuple(tensor_info(v).shape))
-            values = [four(v) for v in operands[:3]]
-            if len(operands) > 3:
-                mask = four(operands[3])
-                values.append(b.cast(mask, "si8") if tensor_info(mask).dtype == "i1" else mask)
-            result = TensorInfo((args["b"], args["hq"], args["sq"], args["d"]), out.dtype)
+    def _invoke(self, b: TorchBuilder, name: str, values: list, result: TensorInfo,
+                location, builder: str, args: dict) -> ir.Value:
+        if self.emulate:
+            from kiln.passes.lowering.cuda_kernel_emulation import emulate
+
+            return emulate(b, builder, args, values, result, location)
         builtin = [_builtin(b, v) for v in values]
         call = ir.Operation.create(
             "func.call", results=[ir.RankedTensorType.get(list(result.shape),
                                                           _ELEMENT[result.dtype]())],
             operands=builtin, attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
-            loc=op.location).result
-        return b.view(_from_builtin(b, call, result), tuple(out.shape))
+            loc=location).result
+        return _from_builtin(b, call, result)
+
+    def _call_linear(self, op: ir.Operation, name: str, values: list, args: dict,
+                     replaced: ir.Operation) -> ir.Value:
+        """Call with `values` in the plan's order: x, weight(s), bias(es), residual, norm
+        parameters; x and the residual viewed as [m, k] and [m, n]."""
+        b = TorchBuilder(op.location)
+        m, n, k = args["m"], args["n"], args["k"]
+        values = [b.view(values[0], (m, k))] + list(values[1:])
+        if args.get("has_residual"):
+            parts = len(args.get("weight_parts") or (0,))
+            biases = len(args.get("bias_parts") or (0,)) if args["has_bias"] else 0
+            position = 1 + parts + biases
+            values[position] = b.view(values[position], (m, n))
+        result = self._invoke(b, name, values, TensorInfo((m, n), tensor_info(
+            op.results[0]).dtype), op.location, "linear", args)
+        return b.view(result, tuple(tensor_info(replaced.results[0]).shape))
+
+    def _call_attention(self, op: ir.Operation, name: str, operands: list, args: dict,
+                        strided, replaced: ir.Operation) -> ir.Value:
+        b = TorchBuilder(op.location)
+        out = tensor_info(replaced.results[0])
+        four = lambda v: b.view(v, (1,) * (4 - tensor_info(v).rank) +  # noqa: E731
+                                tuple(tensor_info(v).shape))
+        if strided is None:
+            values = [four(v) for v in operands[:3]]
+        else:
+            _, bases, _ = strided
+            values = list(bases)
+        if len(operands) > 3:
+            mask = four(operands[3])
+            bool_mask = tensor_info(mask).dtype == "i1" and not self.emulate
+            values.append(b.cast(mask, "si8") if bool_mask else mask)
+        if strided is not None and strided[2] is not None:
+            for table in strided[2]:
+                info = tensor_info(table)
+                values.append(b.view(table, (info.shape[0], info.shape[2], info.shape[3])))
+        shape = (args["b"], args["hq"], args["sq"], args["d"]) \
+            if args.get("out_layout", "bhsd") == "bhsd" else \
+            (args["b"], args["sq"], args["hq"], args["d"])
+        result = self._invoke(b, name, values, TensorInfo(shape, out.dtype), op.location,
+                              "attention", args)
+        return b.view(result, tuple(out.shape))
+
+
+def _buffer_shape(value: ir.Value) -> tuple[int, ...]:
+    return tuple(_static(tensor_info(value), "attention buffer"))
+
+
+def _views_between(value: ir.Value, end: ir.Operation) -> list[ir.Operation]:
+    """The single-use views from `value` up to the op `end` that uses the last of them."""
+    views, current = [], value
+    while True:
+        uses = list(current.uses)
+        if len(uses) != 1:
+            return views
+        user = uses[0].owner.operation
+        if user == end or user.name not in VIEW_OPS:
+            return views
+        views.append(user)
+        current = user.results[0]
+
+
+def _views_before(value: ir.Value) -> list[ir.Operation]:
+    """The chain of views that produced `value` (nearest first)."""
+    views, current = [], value
+    while True:
+        op = current.owner.operation if isinstance(current, ir.OpResult) else None
+        if op is None or op.name not in VIEW_OPS:
+            return views
+        views.append(op)
+        current = op.operands[0]
+
+
+def _unique(ops: list) -> list:
+    kept: list = []
+    for op in ops:
+        if not any(op == other for other in kept):
+            kept.append(op)
+    return kept
+
+
+def _concat_parts(value, axis: int):
+    """The 2-3 tensors `value` is the `aten.cat` of along `axis` (kiln-merge-linears' merged
+    weights and biases), or None."""
+    from kiln.passes.lowering.cuda_kernel_fusion import concat_parts
+
+    return concat_parts(value, axis)
+
+
+def _producers(value: ir.Value) -> list[ir.Operation]:
+    """The op defining `value` and, for a cat, its list (erased when dead)."""
+    op = value.owner.operation if isinstance(value, ir.OpResult) else None
+    if op is None or op.name != "torch.aten.cat":
+        return []
+    listed = op.operands[0]
+    return [op] + ([listed.owner.operation] if isinstance(listed, ir.OpResult) else [])

@@ -352,11 +352,13 @@ def build_parser() -> argparse.ArgumentParser:
                    help="how kiln.attention is lowered (auto: measured best per target)")
     c.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "
                                                  "machine) or an ISA such as x86-64-v3")
-    c.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture (IREE 3.13 has no "
-                                                        "sm_90; sm_80 runs on H100/H200)")
+    c.add_argument("--cuda-arch", default="sm_90a",
+                   help="GPU architecture: sm_90a (H100/H200; IREE's own code sm_80), sm_80 "
+                        "(A100), sm_86, sm_89, ...; Kiln's kernels are compiled for it")
     c.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
-                   help="target cuda: Kiln's Triton kernels (sm_90a, H100/H200) for the linears "
-                        "and attentions they support; auto = on when triton is installed")
+                   help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
+                        "linears and attentions they support; auto = on when triton is "
+                        "installed (else a warning)")
     c.add_argument("--int-high", type=int, default=32,
                    help="random integer inputs are drawn from [0, N) (default 32)")
     c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
@@ -416,10 +418,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="on a mismatch, skip the bisection for the first diverging op")
     k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
     k.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target")
-    k.add_argument("--cuda-arch", default="sm_80", help="CUDA architecture")
+    k.add_argument("--cuda-arch", default="sm_90a", help="GPU architecture (see compile)")
     k.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
-                   help="target cuda: Kiln's Triton kernels (sm_90a, H100/H200) for the linears "
-                        "and attentions they support; auto = on when triton is installed")
+                   help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
+                        "linears and attentions they support; auto = on when triton is "
+                        "installed (else a warning)")
     k.add_argument("--int-high", type=int, default=32,
                    help="random integer example inputs are drawn from [0, N) (default 32)")
     k.add_argument("--seed", type=int, default=0, help="seed for random inputs")

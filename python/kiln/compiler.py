@@ -44,10 +44,20 @@ class CompileOptions:
     raise_linear: bool = True
     disable_passes: Sequence[str] = ()  # kiln pass names to leave out of the pipelines
     cpu: str = "host"  # LLVM CPU for the CPU target: host, or an ISA such as x86-64-v3
-    cuda_arch: str = "sm_80"
-    # Library kernels (Triton, sm_90a: H100/H200) for the linears and attentions they support,
-    # target "cuda" only: auto (on when triton is installed: pip install kiln[cuda]) | on | off
+    # The GPU the artifact is for. IREE's own code: this architecture (sm_90/sm_90a: IREE 3.13
+    # has no Hopper target, sm_80 code); Kiln's kernels: PTX for it (sm_90a only runs on
+    # H100/H200; sm_80 on A100 and newer; below sm_80 no kernels).
+    cuda_arch: str = "sm_90a"
+    # Library kernels (Triton, PTX for cuda_arch) for the linears and attentions they support,
+    # target "cuda" only: auto (on when triton is installed: pip install kiln[cuda]; when it is
+    # not, the compile log and report say so) | on | off
     cuda_kernels: str = "auto"
+    # With kernels: allow split-K GEMMs (f32 partials + a reduce launch, where the config table
+    # chose them for decode-shaped GEMMs); off keeps every GEMM one launch (docs/kernels.md).
+    cuda_split_k: bool = False
+    # With kernels: fold residual adds, norms, q/k/v slicing, RoPE and head merges into them (a
+    # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
+    cuda_fuse: bool = True
     opt_level: str = "O3"
     data_tiling: bool = True
     extra_iree_flags: Sequence[str] = ()
@@ -91,27 +101,41 @@ class CompileOptions:
 CUDA_KERNEL_MODES = ("auto", "on", "off")
 
 
-def use_cuda_kernels(mode: str, targets: tuple[str, ...]) -> bool:
+def use_cuda_kernels(mode: str, targets: tuple[str, ...], cuda_arch: str = "sm_90a") -> bool:
     """Whether library kernels go into this compile (see CompileOptions.cuda_kernels)."""
+    return cuda_kernels_decision(mode, targets, cuda_arch)[0]
+
+
+def cuda_kernels_decision(mode: str, targets: tuple[str, ...],
+                          cuda_arch: str = "sm_90a") -> tuple[bool, Optional[str]]:
+    """(kernels on?, why "auto" left them off: a line for the compile log and report, or None
+    where they were never in question). "on" raises ValueError instead of leaving them off."""
     if "cuda" not in targets:
         if mode == "on":
             raise ValueError("cuda_kernels='on' needs target 'cuda'")
-        return False
+        return False, None
     if mode == "off":
-        return False
+        return False, None
     if targets != ("cuda",):
         if mode == "on":
             raise ValueError("cuda_kernels='on' needs target 'cuda' alone: the kernels have no "
                              "CPU variant for a multi-target artifact")
-        return False
-    from kiln.kernels import triton_available
+        return False, None
+    from kiln.kernels import KernelUnsupported, kernel_arch, triton_available
 
     problem = triton_available()
+    if problem is None:
+        try:
+            kernel_arch(cuda_arch)
+        except KernelUnsupported as error:
+            problem = error.reason
     if problem is not None:
         if mode == "on":
             raise ValueError(f"cuda_kernels='on': {problem}")
-        return False
-    return True
+        return False, (f"cuda_kernels='auto' left Kiln's CUDA kernels out: {problem}; every "
+                       f"linear and attention is IREE's own code, measured 4-16x slower on "
+                       f"GPT-2/Llama-size models (docs/kernels.md)")
+    return True, None
 
 
 @dataclass
@@ -384,6 +408,9 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
             report.phase_seconds.update(saved.phase_seconds)  # of the compile that built it
             report.phase_seconds.update(lookup)
             report.cache = "hit"
+            for rewrite in saved.rewrites:  # what the compile that built it warned about
+                if rewrite.pass_name == "kiln-select-cuda-kernels" and rewrite.kind == "off":
+                    log(f"[kiln] warning: {rewrite.detail}")
             note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
                  f"{lookup['cache-lookup']:.3f} s")
             return CompiledModel(entry.vmfb, None, report)
@@ -426,15 +453,17 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
 
-    kernels = use_cuda_kernels(opts.cuda_kernels, targets)
-    # The kernel library has no gated (swiglu) epilogue: with kernels, gate and up stay two
-    # linears, one kernel call each, instead of one linear left to IREE's code generation.
-    disabled = tuple(opts.disable_passes) + (("kiln-raise-swiglu",) if kernels else ())
-    if opts.weights == "external":
+    kernels, kernels_off = cuda_kernels_decision(opts.cuda_kernels, targets, opts.cuda_arch)
+    if kernels_off:
+        timed.log(f"[kiln] warning: {kernels_off}")
+        report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off", kernels_off, ""))
+    disabled = tuple(opts.disable_passes)
+    if opts.weights == "external" and not kernels:
         # Concatenated weights of external parameters cannot be folded at compile time: the
         # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
         # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
-        # limit" at load on an H200) and hold every weight twice.
+        # limit" at load on an H200) and hold every weight twice. Kiln's kernels read merged
+        # weights part by part instead (weight_parts: no concatenation is left).
         disabled += ("kiln-merge-linears", "kiln-raise-swiglu")
     raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
                                           raise_linear=opts.raise_linear, disabled=disabled)
@@ -447,7 +476,9 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
         return CompiledModel(None, str(module), report)
 
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
-                                          cuda_kernels=kernels)
+                                          cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
+                                          cuda_split_k=opts.cuda_split_k,
+                                          cuda_fuse=opts.cuda_fuse)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():

@@ -18,8 +18,9 @@ kernel carrying its PTX (docs/kernels.md, "Carrying PTX inside an IREE artifact"
           count(...) { <the kernel's grid> } <workgroup_size = [32·warps, 1, 1], ...>
     }
 
-The generic target key matches whatever CUDA target the flags create (sm_80 for IREE's own
-code); the PTX targets sm_90a, so such an artifact runs on Hopper GPUs only. The kernel ABI
+The generic target key matches whatever CUDA target the flags create (IREE's own code); the
+PTX targets the compile's `cuda_arch` (sm_90a by default: Hopper only; sm_80 runs on A100 and
+newer, as IREE's own sm_80 code does). The kernel ABI
 (Triton 3.6): one pointer per binding, in dispatch order (operands, then results), no scalars
 (every size is a compile-time constant), two trailing scratch pointers. Buffers a launch writes
 are dispatch results, so IREE allocates them; the PTX's `.param` list is permuted so that they
@@ -37,7 +38,8 @@ from typing import Any
 KERNEL_ATTR = "kiln.kernel"
 KERNEL_PREFIX = "kiln_kernel_"
 BUILDERS = ("linear", "attention")
-# Hopper's per-block limit on dynamic shared memory (227 KiB).
+# Hopper's per-block limit on dynamic shared memory (227 KiB); other architectures have less
+# (kiln.kernels.plan.ARCHS), which their builders fit the configs to.
 MAX_SHARED_BYTES = 232448
 MLIR_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "i8": "i8"}
 _CUDA_TARGET = '#hal.executable.target<"cuda", "cuda-nvptx-fb">'
@@ -85,13 +87,16 @@ def build_plan(builder: str, arguments: dict[str, Any]):
     return getattr(kernels, f"{builder}_plan")(**arguments)
 
 
-def plan_problem(plan) -> str | None:
-    """Why IREE cannot carry this plan, or None."""
+def plan_problem(plan, arch: str = "sm_90a") -> str | None:
+    """Why IREE cannot carry this plan for `arch`, or None."""
+    from kiln.kernels.plan import shared_memory_limit
+
+    limit = shared_memory_limit(arch)
     for launch in plan.launches:
         kernel = launch.kernel
-        if kernel.shared_bytes > MAX_SHARED_BYTES:
+        if kernel.shared_bytes > limit:
             return (f"kernel {kernel.symbol} needs {kernel.shared_bytes} bytes of shared memory "
-                    f"(limit {MAX_SHARED_BYTES})")
+                    f"(limit {limit} on {arch})")
         if len(launch.args) != len(kernel.params):
             return f"kernel {kernel.symbol}: {len(launch.args)} arguments for " \
                    f"{len(kernel.params)} parameters"
@@ -265,7 +270,7 @@ def render_kernel_calls(ir_text: str) -> str:
             plan = build_plan(builder, arguments)
         except Exception as error:  # the selection pass saw this plan build; say what changed
             raise KernelRenderError(f"@{name}: no kernel plan for {spec}: {error}") from error
-        problem = plan_problem(plan)
+        problem = plan_problem(plan, arguments.get("arch", "sm_90a"))
         if problem:
             raise KernelRenderError(f"@{name}: {problem}")
         return render_function(name, plan, match.group("indent"), executables)

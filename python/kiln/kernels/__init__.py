@@ -1,5 +1,6 @@
-"""Kiln's own CUDA kernels (Triton, compiled ahead of time for sm_90a) and the plans Kiln's
-compiler puts into IREE artifacts (docs/kernels.md).
+"""Kiln's own CUDA kernels (Triton, compiled ahead of time: PTX for sm_90a by default, or for
+sm_80 / sm_86 / sm_87 / sm_89 with `arch=`) and the plans Kiln's compiler puts into IREE
+artifacts (docs/kernels.md).
 
     plan = linear_plan(m=128, n=2304, k=768, dtype="f16", weight_layout="in_out",
                        has_bias=True, activation="gelu_tanh")
@@ -17,34 +18,59 @@ from __future__ import annotations
 
 from typing import Optional
 
-from kiln.kernels.plan import (ARCH, CompiledKernel, KernelParam, KernelPlan, KernelUnsupported,
-                               Launch, compile_plan, triton_available)
+from kiln.kernels.plan import (ARCH, ARCHS, DEFAULT_ARCH, CompiledKernel, KernelParam, KernelPlan,
+                               KernelUnsupported, Launch, compile_plan, kernel_arch,
+                               triton_available)
 
-__all__ = ["ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
-           "attention_plan", "explain_unsupported", "linear_plan"]
+__all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan",
+           "KernelUnsupported", "Launch", "attention_plan", "explain_unsupported", "kernel_arch",
+           "linear_plan"]
 
 
 def linear_plan(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias: bool,
-                activation: str, has_residual: bool = False) -> KernelPlan:
-    """Y[m, n] = activation(X·Wᵀ + b) [+ residual]; inputs in0 = x [m, k], in1 = w ([n, k] for
-    "out_in", [k, n] for "in_out"), then bias [n] if has_bias, then residual [m, n]."""
+                activation: str, has_residual: bool = False, arch: str = DEFAULT_ARCH,
+                norm: Optional[str] = None, norm_eps: float = 1e-5,
+                has_norm_weight: bool = False, has_norm_bias: bool = False,
+                norm_dtype: Optional[str] = None, split_k: bool = True,
+                weight_parts: Optional[tuple] = None,
+                bias_parts: Optional[tuple] = None) -> KernelPlan:
+    """Y[m, n] = activation(norm(X)·Wᵀ + b) [+ residual]; inputs in0 = x [m, k], in1 = w
+    ([n', k] for "out_in", [k, n'] for "in_out"; n' = 2n for "swiglu": gate, then up), then
+    bias [n'] if has_bias, residual [m, n] if has_residual, the norm weight [k] and bias [k]
+    when `norm` ("rms" | "layer", over k, inside the GEMM) has them. PTX for `arch` (a key of
+    ARCHS; sm_90 means sm_90a). `split_k=False`: one launch, never split-K partials + reduce.
+    `weight_parts` / `bias_parts`: W (and b) given as the 2-3 tensors they concatenate (out_in;
+    in1, in2[, in3]; kiln.kernels.linear)."""
     from kiln.kernels.linear import linear_spec
 
     return compile_plan(linear_spec(m, n, k, dtype, weight_layout, has_bias, activation,
-                                    has_residual))
+                                    has_residual, arch=arch, norm=norm, norm_eps=norm_eps,
+                                    has_norm_weight=has_norm_weight,
+                                    has_norm_bias=has_norm_bias, norm_dtype=norm_dtype,
+                                    split_k=split_k, weight_parts=weight_parts,
+                                    bias_parts=bias_parts))
 
 
 def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
                    scale: float, causal: bool, mask_shape: Optional[tuple] = None,
                    mask_kind: Optional[str] = None,
-                   mask_dtype: Optional[str] = None) -> KernelPlan:
-    """softmax(scale·q·kᵀ + mask, causal) · v; inputs in0 = q [b, hq, sq, d], in1 = k, in2 = v
-    [b, hkv, sk, d], then in3 = mask (shape mask_shape, "additive" in dtype or f32, or "bool"
-    as i8). Split-KV decode when sq == 1, flash-attention forward otherwise."""
+                   mask_dtype: Optional[str] = None, arch: str = DEFAULT_ARCH,
+                   buffers: Optional[tuple] = None, q_view: Optional[tuple] = None,
+                   k_view: Optional[tuple] = None, v_view: Optional[tuple] = None,
+                   rope: Optional[tuple] = None, out_layout: str = "bhsd") -> KernelPlan:
+    """softmax(scale·q·kᵀ + mask, causal) · v; inputs: the q/k/v buffers (default in0 = q
+    [b, hq, sq, d], in1 = k, in2 = v [b, hkv, sk, d]; or `buffers` read through `q_view`,
+    `k_view`, `v_view` = (buffer, offset, batch/head/seq strides)), then the mask (shape
+    mask_shape, "additive" in dtype or f32, or "bool" as i8), then cos and sin for `rope` =
+    (rope_q, rope_k, table shape, dtype). Output [b, hq, sq, d] or, out_layout "bshd",
+    [b, sq, hq, d]. Split-KV decode when sq == 1, flash-attention forward otherwise
+    (kiln.kernels.attention)."""
     from kiln.kernels.attention import attention_spec
 
     return compile_plan(attention_spec(b, hq, hkv, sq, sk, d, dtype, scale, causal,
-                                       mask_shape, mask_kind, mask_dtype))
+                                       mask_shape, mask_kind, mask_dtype, arch=arch,
+                                       buffers=buffers, q_view=q_view, k_view=k_view,
+                                       v_view=v_view, rope=rope, out_layout=out_layout))
 
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:

@@ -1,10 +1,18 @@
 """Plans for kiln.attention in f16 / bf16: flash-attention forward (Sq > 1) and split-KV decode
 (Sq == 1).
 
-Inputs, in order: in0 = q [b, hq, sq, d], in1 = k [b, hkv, sk, d], in2 = v [b, hkv, sk, d],
-then in3 = mask when given: a contiguous tensor of shape `mask_shape` (rank <= 4, padded with
-leading 1s) broadcastable to [b, hq, sq, sk]; "additive" (dtype q's or f32) or "bool" (int8,
-nonzero = keep). Output: out [b, hq, sq, d] in q's dtype.
+Inputs, in order: the buffers q, k and v are read from (by default three: in0 = q [b, hq, sq,
+d], in1 = k [b, hkv, sk, d], in2 = v [b, hkv, sk, d]); then the mask when given: a contiguous
+tensor of shape `mask_shape` (rank <= 4, padded with leading 1s) broadcastable to [b, hq, sq,
+sk]; "additive" (dtype q's or f32) or "bool" (int8, nonzero = keep); then cos and sin when
+`rope` is given. Output: out [b, hq, sq, d] ("bhsd") or [b, sq, hq, d] ("bshd") in q's dtype.
+
+Strided operands: `buffers` lists the shapes of the q/k/v buffers, and `q_view`, `k_view`,
+`v_view` = (buffer index, offset, batch stride, head stride, seq stride) in elements (head-dim
+stride 1) say where each operand lives in them: q, k and v can all be slices of one fused QKV
+projection output [b, s, (hq + 2·hkv)·d], read in place. `rope` = (rope_q, rope_k, table shape
+(1 or b, s, d), table dtype): rotary embedding (rotate-half) of q and/or k while loading, with
+cos/sin indexed by the query's / key's position on its sequence axis.
 
 Semantics: softmax(scale · q·kᵀ + mask) · v with causal masking top-left aligned (key j is
 masked for query i when j > i, as torch's SDPA, also when sq != sk); a query row whose keys
@@ -23,7 +31,8 @@ from typing import Optional
 
 from kiln.kernels import configs
 from kiln.kernels.configs import DecodeConfig, PrefillConfig, cdiv, pow2
-from kiln.kernels.plan import KernelParam, KernelUnsupported, LaunchSpec, PlanSpec
+from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
+                               PlanSpec, kernel_arch)
 
 DTYPES = ("f16", "bf16")
 MASK_KINDS = {"additive": 1, "bool": 2}
@@ -82,33 +91,123 @@ def _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, m
         raise KernelUnsupported("attention: sizes exceed 32-bit offsets")
 
 
+def _contiguous_view(index: int, shape) -> tuple:
+    b, h, s, d = shape
+    return (index, 0, h * s * d, s * d, d)
+
+
+def _check_view(role: str, view, buffers, b: int, h: int, s: int, d: int) -> None:
+    if not (isinstance(view, tuple) and len(view) == 5 and
+            all(isinstance(v, int) and not isinstance(v, bool) for v in view)):
+        raise KernelUnsupported(f"attention: {role} view {view!r} is not (buffer, offset, "
+                                f"batch stride, head stride, seq stride)")
+    index, offset, *strides = view
+    if not 0 <= index < len(buffers):
+        raise KernelUnsupported(f"attention: {role} view reads buffer {index} of "
+                                f"{len(buffers)}")
+    if offset < 0 or any(stride < 0 for stride in strides):
+        raise KernelUnsupported(f"attention: {role} view {view} has a negative offset/stride")
+    last = offset + (b - 1) * strides[0] + (h - 1) * strides[1] + (s - 1) * strides[2] + d - 1
+    size = math.prod(buffers[index])
+    if last >= size:
+        raise KernelUnsupported(f"attention: {role} view {view} reads element {last} of a "
+                                f"buffer of {size}")
+    if size > INT32_LIMIT:
+        raise KernelUnsupported(f"attention: {role} buffer of {size} elements exceeds 32-bit "
+                                f"offsets")
+
+
+def _check_rope(rope, b: int, sq: int, sk: int, d: int) -> None:
+    if not (isinstance(rope, tuple) and len(rope) == 4):
+        raise KernelUnsupported(f"attention: rope {rope!r} is not (rope_q, rope_k, table "
+                                f"shape, dtype)")
+    rope_q, rope_k, shape, table_dtype = rope
+    if d % 2:
+        raise KernelUnsupported(f"attention: rotary embedding of odd head dim {d}")
+    if table_dtype not in DTYPES + ("f32",):
+        raise KernelUnsupported(f"attention: rotary table dtype {table_dtype!r}")
+    if len(shape) != 3 or shape[0] not in (1, b) or shape[2] != d:
+        raise KernelUnsupported(f"attention: rotary table shape {shape} (want (1 or {b}, S, "
+                                f"{d}))")
+    if (rope_q and shape[1] < sq) or (rope_k and shape[1] < sk):
+        raise KernelUnsupported(f"attention: rotary table of {shape[1]} positions for "
+                                f"sq={sq}, sk={sk}")
+    if not (rope_q or rope_k):
+        raise KernelUnsupported("attention: rope given for neither q nor k")
+
+
 def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
                    scale: float, causal: bool, mask_shape=None, mask_kind: Optional[str] = None,
-                   mask_dtype: Optional[str] = None, config=None) -> PlanSpec:
+                   mask_dtype: Optional[str] = None, config=None,
+                   arch: str = DEFAULT_ARCH, buffers=None, q_view=None, k_view=None,
+                   v_view=None, rope=None, out_layout: str = "bhsd") -> PlanSpec:
     causal = bool(causal) if isinstance(causal, (bool, int)) else causal
     _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
+    arch = kernel_arch(arch)
+    if buffers is None:
+        buffers = ((b, hq, sq, d), (b, hkv, sk, d), (b, hkv, sk, d))
+    buffers = tuple(tuple(shape) for shape in buffers)
+    q_view = q_view or _contiguous_view(0, (b, hq, sq, d))
+    k_view = k_view or _contiguous_view(1, (b, hkv, sk, d))
+    v_view = v_view or _contiguous_view(2, (b, hkv, sk, d))
+    for role, view, h, s in (("q", q_view, hq, sq), ("k", k_view, hkv, sk),
+                             ("v", v_view, hkv, sk)):
+        _check_view(role, view, buffers, b, h, s, d)
+    if out_layout not in ("bhsd", "bshd"):
+        raise KernelUnsupported(f"attention: out_layout {out_layout!r} (bhsd or bshd)")
+    if rope is not None:
+        _check_rope(rope, b, sq, sk, d)
     strides = (0, 0, 0, 0)
     if mask_kind is not None:
         strides = _mask_strides(mask_shape, b, hq, sq, sk)
-    inputs = [("in0", (b, hq, sq, d), dtype), ("in1", (b, hkv, sk, d), dtype),
-              ("in2", (b, hkv, sk, d), dtype)]
-    pointers = [KernelParam("q_ptr", inputs[0][1], dtype, "input"),
-                KernelParam("k_ptr", inputs[1][1], dtype, "input"),
-                KernelParam("v_ptr", inputs[2][1], dtype, "input")]
-    args = ["in0", "in1", "in2"]
+
+    inputs = [(f"in{i}", shape, dtype) for i, shape in enumerate(buffers)]
+    pointers, args = [], []
+    for name, view in (("q_ptr", q_view), ("k_ptr", k_view), ("v_ptr", v_view)):
+        pointers.append(KernelParam(name, buffers[view[0]], dtype, "input"))
+        args.append(f"in{view[0]}")
     if mask_kind is not None:
         shape = tuple(mask_shape)
-        inputs.append(("in3", shape, mask_dtype))
+        name = f"in{len(inputs)}"
+        inputs.append((name, shape, mask_dtype))
         pointers.append(KernelParam("mask_ptr", shape, mask_dtype, "input"))
-        args.append("in3")
+        args.append(name)
+    rope_q = rope_k = False
+    rope_strides = (0, 0)
+    if rope is not None:
+        rope_q, rope_k, table, table_dtype = rope
+        table = tuple(table)
+        rope_strides = (table[1] * d if table[0] > 1 else 0, d)
+        for pointer in ("cos_ptr", "sin_ptr"):
+            name = f"in{len(inputs)}"
+            inputs.append((name, table, table_dtype))
+            pointers.append(KernelParam(pointer, table, table_dtype, "input"))
+            args.append(name)
     mask_tag = "" if mask_kind is None else f"_{mask_kind}{mask_dtype}"
+    strided = (q_view, k_view, v_view) != (_contiguous_view(0, (b, hq, sq, d)),
+                                           _contiguous_view(1, (b, hkv, sk, d)),
+                                           _contiguous_view(2, (b, hkv, sk, d)))
+    layout_tag = ("_strided" if strided else "") + \
+        ("_rope" + ("q" if rope_q else "") + ("k" if rope_k else "") if rope else "") + \
+        ("_bshd" if out_layout == "bshd" else "")
+    if out_layout == "bhsd":
+        out_shape, o_strides = (b, hq, sq, d), (hq * sq * d, sq * d, d)
+    else:
+        out_shape, o_strides = (b, sq, hq, d), (sq * hq * d, d, hq * d)
     common = dict(B=b, HQ=hq, HKV=hkv, SK=sk, D=d, QK_SCALE=float(scale) * LOG2E,
                   MASK_KIND=MASK_KINDS.get(mask_kind, 0), BLOCK_D=pow2(d),
-                  mask_ptr=None if mask_kind is None else ...)
-    out = ((b, hq, sq, d), dtype)
+                  mask_ptr=None if mask_kind is None else ...,
+                  cos_ptr=None if rope is None else ..., sin_ptr=None if rope is None else ...,
+                  Q_OFF=q_view[1], Q_SB=q_view[2], Q_SH=q_view[3],
+                  K_OFF=k_view[1], K_SB=k_view[2], K_SH=k_view[3], K_SS=k_view[4],
+                  V_OFF=v_view[1], V_SB=v_view[2], V_SH=v_view[3], V_SS=v_view[4],
+                  O_SB=o_strides[0], O_SH=o_strides[1], ROPE_Q=bool(rope_q),
+                  ROPE_K=bool(rope_k), C_SB=rope_strides[0], C_SS=rope_strides[1])
+    out = (out_shape, dtype)
+    tag = f"{mask_tag}{layout_tag}"
     if sq == 1:
         return _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
-                       common, mask_tag, out, config)
+                       common, tag, out, config, arch)
 
     source = "given"
     if config is None:
@@ -117,20 +216,20 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
             config, source = configs.default_prefill(sq, d, causal), "default"
     config = configs.fit_prefill(config, sq, sk)
     constants = dict(common, SQ=sq, CAUSAL=causal, MS_B=strides[0], MS_H=strides[1],
-                     MS_Q=strides[2], MS_K=strides[3], BLOCK_M=config.block_m,
-                     BLOCK_N=config.block_n)
+                     MS_Q=strides[2], MS_K=strides[3], Q_SS=q_view[4], O_SS=o_strides[2],
+                     BLOCK_M=config.block_m, BLOCK_N=config.block_n)
     launch = LaunchSpec(
         "triton_attention", "attention_fwd_kernel", _constexprs(constants),
         tuple(pointers) + (KernelParam("o_ptr", out[0], dtype, "output"),),
         tuple(args) + ("out",), (cdiv(sq, config.block_m), b * hq, 1), config.num_warps,
         config.num_stages,
         f"attention_{dtype}_b{b}h{hq}kv{hkv}q{sq}k{sk}d{d}{'_causal' if causal else ''}"
-        f"{mask_tag}_{config.label()}")
+        f"{tag}_{config.label()}", arch)
     return PlanSpec((launch,), (), tuple(inputs), out, config, source)
 
 
 def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, common,
-            mask_tag, out, config) -> PlanSpec:
+            tag, out, config, arch) -> PlanSpec:
     keys = 1 if causal else sk  # top-left causal: the single query sees key 0 only
     source = "given"
     if config is None:
@@ -142,15 +241,15 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
     constants = dict(common, MS_B=strides[0], MS_H=strides[1], MS_K=strides[3], KEYS=keys,
                      NUM_SPLITS=splits, CHUNK=chunk, BLOCK_G=pow2(group),
                      BLOCK_N=config.block_n)
-    tag = (f"attention_decode_{dtype}_b{b}h{hq}kv{hkv}k{sk}d{d}{'_causal' if causal else ''}"
-           f"{mask_tag}_{config.label()}_s{splits}")
+    label = (f"attention_decode_{dtype}_b{b}h{hq}kv{hkv}k{sk}d{d}"
+             f"{'_causal' if causal else ''}{tag}_{config.label()}_s{splits}")
     grid = (splits, b * hkv, 1)
     if splits == 1:
         launch = LaunchSpec(
             "triton_attention", "attention_decode_kernel",
             _constexprs(dict(constants, plse_ptr=None)),
             tuple(pointers) + (KernelParam("po_ptr", out[0], dtype, "output"),),
-            tuple(args) + ("out",), grid, config.num_warps, config.num_stages, tag)
+            tuple(args) + ("out",), grid, config.num_warps, config.num_stages, label, arch)
         return PlanSpec((launch,), (), tuple(inputs), out, config, source)
     partial_shape, lse_shape = (b, hq, splits, d), (b, hq, splits)
     temps = (("tmp0", partial_shape, "f32"), ("tmp1", lse_shape, "f32"))
@@ -158,16 +257,16 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
         "triton_attention", "attention_decode_kernel", _constexprs(constants),
         tuple(pointers) + (KernelParam("po_ptr", partial_shape, "f32", "temp"),
                            KernelParam("plse_ptr", lse_shape, "f32", "temp")),
-        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, tag)
+        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, label, arch)
     reduce = LaunchSpec(
         "triton_attention", "attention_decode_reduce_kernel",
-        _constexprs(dict(ROWS=b * hq, NUM_SPLITS=splits, D=d, BLOCK_S=pow2(splits, 2),
-                         BLOCK_D=pow2(d))),
+        _constexprs(dict(ROWS=b * hq, NUM_SPLITS=splits, D=d, HQ=hq, O_SB=common["O_SB"],
+                         O_SH=common["O_SH"], BLOCK_S=pow2(splits, 2), BLOCK_D=pow2(d))),
         (KernelParam("po_ptr", partial_shape, "f32", "temp"),
          KernelParam("plse_ptr", lse_shape, "f32", "temp"),
          KernelParam("o_ptr", out[0], dtype, "output")),
         ("tmp0", "tmp1", "out"), (b * hq, 1, 1), 4 if d >= 128 else 2, 1,
-        f"attention_decode_reduce_{dtype}_b{b}h{hq}s{splits}d{d}")
+        f"attention_decode_reduce_{dtype}_b{b}h{hq}s{splits}d{d}", arch)
     return PlanSpec((partial, reduce), temps, tuple(inputs), out, config, source)
 
 

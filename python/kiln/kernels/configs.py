@@ -34,7 +34,7 @@ from typing import Optional
 TABLE_PATH = Path(__file__).with_name("table.json")
 TABLE_FORMAT = 1
 NEAR_ENOUGH = 3.0  # log2 units
-SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper
+SMEM_LIMIT = 232448  # bytes of dynamic shared memory per block on Hopper (plan.ARCHS per arch)
 
 
 def pow2(x: int, floor: int = 16) -> int:
@@ -195,8 +195,11 @@ def default_gemm(m: int, n: int, k: int) -> GemmConfig:
     return config
 
 
-def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, int, bool]:
-    """The config fitted to the shape, the K range per split and whether K needs no mask."""
+def fit_gemm(config: GemmConfig, m: int, n: int, k: int, smem_limit: int = SMEM_LIMIT,
+             operands: int = 2) -> tuple[GemmConfig, int, bool]:
+    """The config fitted to the shape (and to `smem_limit` bytes of shared memory for
+    `operands` tiles per stage: X and W, or X and two W tiles for the gated GEMM), the K range
+    per split and whether K needs no mask."""
     bm = min(config.block_m, pow2(m))
     bn = min(config.block_n, pow2(n))
     bk = min(config.block_k, pow2(k))
@@ -204,13 +207,29 @@ def fit_gemm(config: GemmConfig, m: int, n: int, k: int) -> tuple[GemmConfig, in
     per_split = cdiv(blocks, max(1, min(config.split_k, blocks)))
     split = cdiv(blocks, per_split)
     stages = config.num_stages
-    while stages > 1 and (bm * bk + bk * bn) * 2 * stages > SMEM_LIMIT:
+    while stages > 1 and (bm * bk + (operands - 1) * bk * bn) * 2 * stages > smem_limit:
         stages -= 1
     fitted = dataclasses.replace(config, block_m=bm, block_n=bn, block_k=bk, split_k=split,
                                  num_stages=stages)
     k_split = per_split * bk
     even_k = k % bk == 0 and k_split * split == k
     return fitted, k_split, even_k
+
+
+# A GEMM without split-K should still start about this many programs (a wave on a 132-SM H100/H200;
+# the split-K configs of the table start 100-500 for decode shapes).
+MIN_PROGRAMS_WITHOUT_SPLIT = 96
+
+
+def without_split_k(config: GemmConfig, m: int, n: int) -> GemmConfig:
+    """`config` as one launch (no split-K partials and reduce): split_k 1, and the N tile halved
+    (down to 16) while fewer than MIN_PROGRAMS_WITHOUT_SPLIT tiles would run, so that a
+    decode-shaped GEMM still spreads its weight reads over the GPU."""
+    block_n = config.block_n
+    tiles = lambda bn: cdiv(m, min(config.block_m, pow2(m))) * cdiv(n, bn)  # noqa: E731
+    while block_n > 16 and tiles(block_n) < MIN_PROGRAMS_WITHOUT_SPLIT:
+        block_n //= 2
+    return dataclasses.replace(config, split_k=1, block_n=block_n)
 
 
 def default_prefill(sq: int, d: int, causal: bool) -> PrefillConfig:

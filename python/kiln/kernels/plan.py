@@ -1,9 +1,11 @@
 """Plan records (the contract with Kiln's compiler) and the ahead-of-time compile of a launch.
 
 A builder (`kiln.kernels.linear`, `kiln.kernels.attention`) first makes a `PlanSpec`: the
-launches with their Triton function, constexprs, grid, warps and stages, but no code. That spec
-runs as is in Triton's interpreter or JIT (`kiln.kernels.execute`), and `compile_plan` turns it
-into the `KernelPlan` of `CompiledKernel`s (PTX for sm_90a) that Kiln puts into IREE artifacts.
+launches with their Triton function, constexprs, grid, warps, stages and target architecture,
+but no code. That spec runs as is in Triton's interpreter or JIT (`kiln.kernels.execute`), and
+`compile_plan` turns it into the `KernelPlan` of `CompiledKernel`s (PTX for the spec's
+architecture: sm_90a by default, or sm_80 / sm_86 / sm_87 / sm_89) that Kiln puts into IREE
+artifacts.
 
 Compiles are cached in process and on disk (`$KILN_CACHE_DIR/kernels/<key>.json`, default
 ~/.cache/kiln/kernels; `KILN_CACHE=0` turns the disk cache off). The key covers the kernel
@@ -25,7 +27,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
 
-ARCH = 90  # sm_90a (Hopper): H100 / H200
+# Architectures Triton compiles Kiln's kernels for: the PTX `.target` of each and the dynamic
+# shared memory one block may use there (CUDA C Programming Guide, compute capabilities table).
+# sm_90a (Hopper: H100 / H200, wgmma) is the default and the one the config table was measured
+# on; sm_80 / sm_87 (A100, Orin) and sm_86 / sm_89 (consumer Ampere, Ada) get mma.sync code.
+# Older GPUs have no tensor-core path in Triton 3.6 (sm_75 compiles to FMA loops): no kernels.
+ARCHS = {"sm_80": (80, 166912), "sm_86": (86, 101376), "sm_87": (87, 166912),
+         "sm_89": (89, 101376), "sm_90a": (90, 232448)}
+DEFAULT_ARCH = "sm_90a"
+ARCH = DEFAULT_ARCH  # kept for callers of the original single-target API
 CACHE_FORMAT = 1
 KERNEL_MODULES = ("triton_gemm", "triton_attention")
 DTYPES = ("f16", "bf16", "f32", "i8")
@@ -41,6 +51,22 @@ class KernelUnsupported(Exception):
         self.reason = reason
 
 
+def kernel_arch(cuda_arch: str) -> str:
+    """The kernel architecture for a CUDA architecture name (sm_90 means sm_90a: the only sm_90
+    parts are H100/H200), or KernelUnsupported saying why there is none."""
+    arch = "sm_90a" if cuda_arch in ("sm_90", "sm_90a") else cuda_arch
+    if arch not in ARCHS:
+        raise KernelUnsupported(
+            f"no kernels for cuda_arch {cuda_arch!r}: Kiln's Triton kernels are compiled for "
+            f"{', '.join(ARCHS)} (tensor cores of sm_80 or newer)")
+    return arch
+
+
+def shared_memory_limit(arch: str) -> int:
+    """Bytes of dynamic shared memory one block may use on `arch`."""
+    return ARCHS[kernel_arch(arch)][1]
+
+
 @dataclass(frozen=True)
 class KernelParam:
     """One pointer parameter of a PTX entry: the buffer it expects."""
@@ -52,7 +78,7 @@ class KernelParam:
 
 @dataclass(frozen=True)
 class CompiledKernel:
-    """An ahead-of-time compiled kernel: PTX for sm_90a with every size fixed."""
+    """An ahead-of-time compiled kernel: PTX for one architecture with every size fixed."""
     symbol: str          # unique, a valid MLIR symbol: kernel, shape, config and a digest
     entry: str           # the PTX .entry name
     ptx: bytes
@@ -90,6 +116,7 @@ class LaunchSpec:
     num_warps: int
     num_stages: int
     tag: str                      # readable part of the symbol
+    arch: str = DEFAULT_ARCH      # a key of ARCHS: the PTX target
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -102,7 +129,7 @@ class LaunchSpec:
             "module": self.module, "function": self.function,
             "constexprs": [[k, _jsonable(v)] for k, v in self.constexprs],
             "pointers": [[p.name, p.dtype] for p in self.pointers],
-            "num_warps": self.num_warps, "num_stages": self.num_stages, "arch": ARCH,
+            "num_warps": self.num_warps, "num_stages": self.num_stages, "arch": self.arch,
         }, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -196,7 +223,7 @@ def _signature(spec: LaunchSpec, fn) -> tuple[dict, dict, dict]:
 
 
 def compile_triton(spec: LaunchSpec):
-    """Triton's CompiledKernel for the spec (sm_90a), cached in process."""
+    """Triton's CompiledKernel for the spec (PTX for `spec.arch`), cached in process."""
     key = spec.key()
     with _LOCK:
         if key in _TRITON:
@@ -208,7 +235,7 @@ def compile_triton(spec: LaunchSpec):
     fn = triton_function(spec)
     signature, constexprs, attrs = _signature(spec, fn)
     compiled = triton.compile(ASTSource(fn, signature, constexprs, attrs),
-                              target=GPUTarget("cuda", ARCH, 32),
+                              target=GPUTarget("cuda", ARCHS[spec.arch][0], 32),
                               options={"num_warps": spec.num_warps,
                                        "num_stages": spec.num_stages})
     with _LOCK:
@@ -227,7 +254,8 @@ def ptx_entry_params(ptx: str, entry: str) -> list[tuple[str, str]]:
 
 
 def symbol_for(spec: LaunchSpec) -> str:
-    return re.sub(r"[^A-Za-z0-9_]", "_", f"kiln_{spec.tag}_{spec.key()[:10]}")
+    arch = "" if spec.arch == DEFAULT_ARCH else f"_{spec.arch}"
+    return re.sub(r"[^A-Za-z0-9_]", "_", f"kiln_{spec.tag}{arch}_{spec.key()[:10]}")
 
 
 def compile_launch(spec: LaunchSpec) -> CompiledKernel:
@@ -325,6 +353,6 @@ def replace(spec, **changes):
     return dataclasses.replace(spec, **changes)
 
 
-__all__ = ["ARCH", "CompiledKernel", "KernelParam", "KernelPlan", "KernelUnsupported", "Launch",
-           "LaunchSpec", "PlanSpec", "compile_launch", "compile_plan", "compile_triton",
-           "ptx_entry_params", "triton_available"]
+__all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan",
+           "KernelUnsupported", "Launch", "LaunchSpec", "PlanSpec", "compile_launch", "compile_plan", "compile_triton",
+           "kernel_arch", "ptx_entry_params", "shared_memory_limit", "triton_available"]

@@ -28,19 +28,82 @@ def activation(x: torch.Tensor, name: str) -> torch.Tensor:
 
 
 def linear(inputs, weight_layout: str, has_bias: bool, activation_name: str,
-           has_residual: bool) -> torch.Tensor:
-    x, w = inputs[0].double(), inputs[1].double()
-    y = x @ (w.t() if weight_layout == "out_in" else w)
-    rest = list(inputs[2:])
+           has_residual: bool, norm: Optional[str] = None, norm_eps: float = 1e-5,
+           has_norm_weight: bool = False, has_norm_bias: bool = False,
+           weight_parts=None, bias_parts=None) -> torch.Tensor:
+    """The plan's result in f64; inputs in the plan's order (kiln.kernels.linear)."""
+    parts = len(weight_parts) if weight_parts else 1
+    x = inputs[0].double()
+    w = torch.cat([t.double() for t in inputs[1:1 + parts]], dim=0)
+    rest = list(inputs[1 + parts:])
+    bias = None
     if has_bias:
-        y = y + rest.pop(0).double()
-    y = activation(y, activation_name)
-    if has_residual:
-        y = y + rest.pop(0).double()
+        count = len(bias_parts) if bias_parts else 1
+        bias = torch.cat([rest.pop(0).double() for _ in range(count)])
+    residual = rest.pop(0).double() if has_residual else None
+    if norm is not None:
+        if norm == "layer":
+            x = x - x.mean(-1, keepdim=True)
+        x = x / torch.sqrt((x * x).mean(-1, keepdim=True) + norm_eps)
+        if has_norm_weight:
+            x = x * rest.pop(0).double()
+        if has_norm_bias:
+            x = x + rest.pop(0).double()
+    y = x @ (w.t() if weight_layout == "out_in" else w)
+    if bias is not None:
+        y = y + bias
+    if activation_name == "swiglu":
+        half = y.shape[-1] // 2
+        y = torch.nn.functional.silu(y[..., :half]) * y[..., half:]
+    else:
+        y = activation(y, activation_name)
+    if residual is not None:
+        y = y + residual
     return y
 
 
-def attention(inputs, scale: float, causal: bool, mask_kind: Optional[str]) -> torch.Tensor:
+def rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate-half rotary embedding (HF Llama) of x [b, h, s, d] with tables [1 or b, s', d]
+    (the first s positions)."""
+    half = x.shape[-1] // 2
+    rotated = torch.cat((-x[..., half:], x[..., :half]), dim=-1)
+    s = x.shape[-2]
+    cos, sin = cos[:, None, :s, :].double(), sin[:, None, :s, :].double()
+    return x * cos + rotated * sin
+
+
+def attention_operands(inputs, args: dict) -> list[torch.Tensor]:
+    """q, k, v [b, h, s, d] as the plan reads them (through its views, rotated), then the mask
+    (or nothing), from the plan's inputs (kiln.kernels.attention)."""
+    b, hq, hkv, sq, sk, d = (args[name] for name in ("b", "hq", "hkv", "sq", "sk", "d"))
+    buffers = args.get("buffers")
+    if buffers is None:
+        q, k, v = (t.double() for t in inputs[:3])
+        rest = list(inputs[3:])
+    else:
+        flat = [t.double().reshape(-1) for t in inputs[:len(buffers)]]
+        rest = list(inputs[len(buffers):])
+        views = []
+        for view, h, s in ((args["q_view"], hq, sq), (args["k_view"], hkv, sk),
+                           (args["v_view"], hkv, sk)):
+            index, offset, sb, sh, ss = view
+            views.append(flat[index].as_strided((b, h, s, d), (sb, sh, ss, 1), offset))
+        q, k, v = views
+    mask = [rest.pop(0)] if args.get("mask_kind") else []
+    if args.get("rope"):
+        rope_q, rope_k, _, _ = args["rope"]
+        cos, sin = rest
+        q = rope(q, cos, sin) if rope_q else q
+        k = rope(k, cos, sin) if rope_k else k
+    return [q, k, v] + mask
+
+
+def attention(inputs, scale: float, causal: bool, mask_kind: Optional[str],
+              args: Optional[dict] = None) -> torch.Tensor:
+    """The plan's result in f64 ([b, hq, sq, d], or [b, sq, hq, d] for out_layout "bshd");
+    with `args` (the plan's arguments) the inputs are read through its views and rope."""
+    if args is not None:
+        inputs = attention_operands(inputs, args)
     q, k, v = (t.double() for t in inputs[:3])
     group = q.shape[1] // k.shape[1]
     k = k.repeat_interleave(group, dim=1)
@@ -58,7 +121,10 @@ def attention(inputs, scale: float, causal: bool, mask_kind: Optional[str]) -> t
     top = torch.where(torch.isinf(top), torch.zeros_like(top), top)
     p = torch.exp(s - top)
     total = p.sum(-1, keepdim=True)
-    return (p / torch.where(total == 0, torch.ones_like(total), total)) @ v
+    out = (p / torch.where(total == 0, torch.ones_like(total), total)) @ v
+    if args is not None and args.get("out_layout") == "bshd":
+        out = out.transpose(1, 2)
+    return out
 
 
 def random_inputs(spec: PlanSpec, mask_kind: Optional[str], device="cpu", seed: int = 0,
@@ -67,8 +133,13 @@ def random_inputs(spec: PlanSpec, mask_kind: Optional[str], device="cpu", seed: 
     it has rows); an additive mask has values in [-2, 0] and some -inf."""
     gen = torch.Generator(device="cpu").manual_seed(seed)
     tensors = []
-    for index, (name, shape, dtype) in enumerate(spec.inputs):
-        if index == 3 and mask_kind is not None:
+    # The mask follows the q/k/v buffers (three unless the plan reads views of fewer).
+    buffers = len({launch_arg for launch in spec.launches
+                   for param, launch_arg in zip(launch.pointers, launch.args)
+                   if param.name in ("q_ptr", "k_ptr", "v_ptr")})
+    mask_input = f"in{buffers or 3}"
+    for name, shape, dtype in spec.inputs:
+        if name == mask_input and mask_kind is not None:
             if mask_kind == "bool":
                 keep = (torch.rand(shape, generator=gen) < 0.7)
                 if masked_rows and shape[-2] > 1:

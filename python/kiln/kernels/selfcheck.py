@@ -17,13 +17,38 @@ import time
 from kiln.kernels.configs import DecodeConfig, GemmConfig, PrefillConfig
 
 LINEAR_CASES = [
-    # (m, n, k, dtype, layout, bias, activation, residual, config or None)
+    # (m, n, k, dtype, layout, bias, activation, residual, config or None[, extra arguments])
     (5, 24, 40, "f16", "out_in", True, "gelu", False, GemmConfig(16, 16, 16, 2, 1, 4, 2)),
     (33, 20, 50, "f16", "in_out", True, "gelu_tanh", True, GemmConfig(16, 16, 16, 2, 1, 4, 2)),
     (3, 40, 64, "f16", "out_in", False, "silu", True, GemmConfig(16, 32, 16, 1, 3, 4, 2)),
     (17, 32, 72, "f16", "in_out", True, "relu", False, GemmConfig(16, 16, 32, 1, 2, 4, 2)),
     (16, 32, 64, "bf16", "out_in", True, "none", False, GemmConfig(16, 16, 32, 1, 1, 4, 2)),
     (37, 40, 56, "f16", "in_out", True, "gelu", True, GemmConfig(16, 16, 32, 2, 1, 4, 2)),
+    # norms in the prologue (LayerNorm inputs get a mean of 30: no cancellation), SwiGLU with
+    # two accumulators, with and without split-K
+    (19, 24, 72, "f16", "out_in", False, "none", False, GemmConfig(16, 16, 32, 2, 1, 4, 2),
+     dict(norm="rms", norm_eps=1e-6, has_norm_weight=True, norm_dtype="f32")),
+    (21, 40, 50, "f16", "in_out", True, "gelu_tanh", False, GemmConfig(16, 16, 16, 2, 1, 4, 2),
+     dict(norm="layer", has_norm_weight=True, has_norm_bias=True)),
+    (2, 32, 96, "f16", "in_out", True, "none", True, GemmConfig(16, 16, 32, 1, 3, 4, 2),
+     dict(norm="layer", has_norm_weight=True, has_norm_bias=True)),
+    (18, 24, 40, "f16", "out_in", False, "swiglu", True, GemmConfig(16, 16, 16, 2, 1, 4, 2)),
+    (3, 40, 64, "f16", "in_out", True, "swiglu", False, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(norm="rms", has_norm_weight=True)),
+    (33, 24, 56, "f16", "out_in", True, "swiglu", False, GemmConfig(16, 16, 32, 2, 1, 4, 2),
+     dict(norm="rms", norm_eps=1e-5, has_norm_weight=True)),
+    # the weight (and bias) as separate parts: q/k/v projections, gate and up
+    (19, 64, 40, "f16", "out_in", True, "none", False, GemmConfig(16, 32, 16, 2, 1, 4, 2),
+     dict(weight_parts=(32, 16, 16), bias_parts=(32, 16, 16), norm="rms",
+          has_norm_weight=True)),
+    (5, 48, 64, "f16", "out_in", True, "none", True, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(16, 32), bias_parts=(16, 32))),
+    (3, 56, 64, "f16", "out_in", True, "none", False, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(16, 16, 24), bias_parts=(16, 16, 24))),
+    (20, 24, 40, "f16", "out_in", True, "swiglu", True, GemmConfig(16, 16, 16, 2, 1, 4, 2),
+     dict(weight_parts=(24, 24), bias_parts=(24, 24), norm="rms", has_norm_weight=True)),
+    (2, 32, 64, "f16", "out_in", True, "swiglu", False, GemmConfig(16, 16, 16, 1, 2, 4, 2),
+     dict(weight_parts=(32, 32), bias_parts=(32, 32))),
 ]
 ATTENTION_CASES = [
     # (b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype, config)
@@ -41,19 +66,44 @@ ATTENTION_CASES = [
      DecodeConfig(16, 1, 4, 1)),
     (1, 2, 2, 1, 20, 16, "f16", 0.25, True, None, None, None, DecodeConfig(16, 8, 4, 1)),
     (1, 2, 1, 12, 12, 16, "bf16", 0.25, True, None, None, None, PrefillConfig(16, 16, 4, 1)),
+    # q, k, v read in place from a fused QKV output [b, s, (hq + 2·hkv)·d], rotary embedding
+    # in the prologue, output written [b, s, hq, d]
+    (2, 4, 2, 19, 19, 16, "f16", 0.25, True, None, None, None, PrefillConfig(16, 16, 4, 1),
+     dict(buffers=((2, 19, 128),), q_view=(0, 0, 19 * 128, 16, 128),
+          k_view=(0, 64, 19 * 128, 16, 128), v_view=(0, 96, 19 * 128, 16, 128),
+          rope=(True, True, (1, 19, 16), "f16"), out_layout="bshd")),
+    (1, 2, 2, 20, 20, 24, "f16", 0.2, False, (1, 1, 20, 20), "bool", "i8",
+     PrefillConfig(16, 16, 4, 1),
+     dict(buffers=((1, 20, 144),), q_view=(0, 0, 20 * 144, 24, 144),
+          k_view=(0, 48, 20 * 144, 24, 144), v_view=(0, 96, 20 * 144, 24, 144),
+          rope=(True, False, (1, 20, 24), "f32"), out_layout="bshd")),
+    (2, 4, 2, 1, 30, 16, "f16", 0.25, False, None, None, None, DecodeConfig(16, 8, 4, 1),
+     dict(buffers=((2, 1, 128), (2, 30, 64)), q_view=(0, 0, 128, 16, 128),
+          k_view=(1, 0, 1920, 16, 64), v_view=(1, 32, 1920, 16, 64),
+          rope=(False, True, (2, 30, 16), "f16"), out_layout="bshd")),
+    # decode: the query from a QKV output (rotated), keys and values from their own buffers
+    (2, 4, 2, 1, 40, 16, "f16", 0.25, False, (2, 1, 1, 40), "additive", "f16",
+     DecodeConfig(16, 12, 4, 1),
+     dict(buffers=((2, 1, 128), (2, 2, 40, 16), (2, 2, 40, 16)),
+          q_view=(0, 0, 128, 16, 128), k_view=(1, 0, 1280, 640, 16),
+          v_view=(2, 0, 1280, 640, 16), rope=(True, False, (1, 1, 16), "f16"),
+          out_layout="bshd")),
 ]
 
 
 def _cases(quick: bool):
-    linear = LINEAR_CASES[:3] + LINEAR_CASES[5:6] if quick else LINEAR_CASES
-    attention = ATTENTION_CASES[:2] + ATTENTION_CASES[4:6] if quick else ATTENTION_CASES
+    linear = LINEAR_CASES[:3] + LINEAR_CASES[5:8] + LINEAR_CASES[9:10] + \
+        LINEAR_CASES[12:13] + LINEAR_CASES[15:16] if quick else LINEAR_CASES
+    attention = ATTENTION_CASES[:2] + ATTENTION_CASES[4:6] + ATTENTION_CASES[9:10] + \
+        ATTENTION_CASES[12:13] if quick else ATTENTION_CASES
     for c in linear:
         yield "linear", dict(m=c[0], n=c[1], k=c[2], dtype=c[3], weight_layout=c[4],
-                             has_bias=c[5], activation=c[6], has_residual=c[7], config=c[8])
+                             has_bias=c[5], activation=c[6], has_residual=c[7], config=c[8],
+                             **(c[9] if len(c) > 9 else {}))
     for c in attention:
         yield "attention", dict(b=c[0], hq=c[1], hkv=c[2], sq=c[3], sk=c[4], d=c[5], dtype=c[6],
                                 scale=c[7], causal=c[8], mask_shape=c[9], mask_kind=c[10],
-                                mask_dtype=c[11], config=c[12])
+                                mask_dtype=c[11], config=c[12], **(c[13] if len(c) > 13 else {}))
 
 
 def patch_interpreter() -> None:
@@ -81,12 +131,18 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
     if op == "linear":
         spec = linear_spec(**args)
         inputs = reference.random_inputs(spec, None, device, seed)
+        if args.get("norm") == "layer":  # a large mean: the statistics must not cancel
+            inputs[0] = (inputs[0].float() + 30).to(inputs[0].dtype)
         ref = reference.linear(inputs, args["weight_layout"], args["has_bias"],
-                               args["activation"], args["has_residual"])
+                               args["activation"], args["has_residual"], args.get("norm"),
+                               args.get("norm_eps", 1e-5), args.get("has_norm_weight", False),
+                               args.get("has_norm_bias", False), args.get("weight_parts"),
+                               args.get("bias_parts"))
     else:
         spec = attention_spec(**args)
         inputs = reference.random_inputs(spec, args["mask_kind"], device, seed)
-        ref = reference.attention(inputs, args["scale"], args["causal"], args["mask_kind"])
+        ref = reference.attention(inputs, args["scale"], args["causal"], args["mask_kind"],
+                                  args)
     out = execute.run_spec(spec, inputs, mode=mode)
     error = reference.relative_error(out, ref)
     tolerance = reference.TOLERANCE[args["dtype"]]

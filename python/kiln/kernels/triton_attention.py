@@ -1,8 +1,16 @@
 """Triton source of Kiln's attention kernels (flash-attention forward, split-KV decode).
 
-softmax(scale · q·kᵀ + mask, causal-masked) · v, q: [B, HQ, SQ, D], k/v: [B, HKV, SK, D]
-(contiguous; HKV divides HQ: grouped-query attention), out: [B, HQ, SQ, D] in q's dtype.
+softmax(scale · q·kᵀ + mask, causal-masked) · v with q: [B, HQ, SQ, D], k/v: [B, HKV, SK, D]
+(HKV divides HQ: grouped-query attention), out: [B, HQ, SQ, D] in q's dtype.
 
+* q, k and v are read through strides: element (b, h, s, d) of q is
+  q_ptr[Q_OFF + b·Q_SB + h·Q_SH + s·Q_SS + d] (likewise K_*, V_*), so all three can be slices
+  of the fused QKV projection's output [B, S, (HQ + 2·HKV)·D] read in place, with no copy or
+  head transpose. The output is written through O_SB, O_SH, O_SS: [B, HQ, SQ, D] or [B, SQ, HQ,
+  D] (= [B, SQ, HQ·D], what the output projection reads).
+* ROPE_Q / ROPE_K: rotary position embedding (rotate-half, HF Llama) applied while loading:
+  x·cos + rotate(x)·sin with cos/sin [·, S, D] read at cos_ptr[b·C_SB + position·C_SS + d]
+  (position = the query's or key's index on its sequence axis), computed in f32.
 * causal: key j is masked for query i when j > i (top-left aligned, as torch's SDPA), also
   for SQ != SK.
 * mask (MASK_KIND 1 additive float / 2 bool as int8, nonzero = keep) is read through the
@@ -10,9 +18,9 @@ softmax(scale · q·kᵀ + mask, causal-masked) · v, q: [B, HQ, SQ, D], k/v: [B
 * A query row whose keys are all masked gets 0 (torch's SDPA math path does the same since
   torch 2.5: "safe softmax").
 
-The softmax runs in base 2 on f32 scores (QK_SCALE = scale·log2 e); every size and the scale
-are compile-time constants, so the compiled entries take pointers only. Plans are built in
-`kiln.kernels.attention`.
+The softmax runs in base 2 on f32 scores (QK_SCALE = scale·log2 e); every size, stride and the
+scale are compile-time constants, so the compiled entries take pointers only. Plans are built
+in `kiln.kernels.attention`.
 """
 
 import triton
@@ -23,15 +31,46 @@ MASK_KINDS = {None: 0, "additive": 1, "bool": 2}
 
 
 @triton.jit
-def _online_softmax_step(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, mask_cols, rows, cols,
-                         cols_limit, QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
-                         MS_K: tl.constexpr, CAUSAL: tl.constexpr, BOUNDED: tl.constexpr,
-                         d_ok, D_MASK: tl.constexpr):
-    """One block of keys: scores, masks, online-softmax update of (acc, l_i, m_i)."""
+def load_rows(base, positions, ROW_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.constexpr,
+              D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base,
+              C_SS: tl.constexpr):
+    """Rows base[position·ROW_STRIDE + d] (a [rows, BLOCK_D] tile), rotated when ROPE."""
+    ptrs = base + positions[:, None] * ROW_STRIDE + offs_d[None, :]
     if D_MASK:
-        k = tl.load(k_ptrs, mask=d_ok[None, :], other=0.0)
+        x = tl.load(ptrs, mask=d_ok[None, :], other=0.0)
     else:
-        k = tl.load(k_ptrs)
+        x = tl.load(ptrs)
+    if ROPE:
+        HALF: tl.constexpr = D // 2
+        partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
+        sign = tl.where(offs_d < HALF, -1.0, 1.0)
+        table = positions[:, None] * C_SS + offs_d[None, :]
+        if D_MASK:
+            x2 = tl.load(base + positions[:, None] * ROW_STRIDE + partner[None, :],
+                         mask=d_ok[None, :], other=0.0)
+            c = tl.load(cos_base + table, mask=d_ok[None, :], other=0.0)
+            s = tl.load(sin_base + table, mask=d_ok[None, :], other=0.0)
+        else:
+            x2 = tl.load(base + positions[:, None] * ROW_STRIDE + partner[None, :])
+            c = tl.load(cos_base + table)
+            s = tl.load(sin_base + table)
+        rotated = x.to(tl.float32) * c.to(tl.float32) + \
+            sign[None, :] * x2.to(tl.float32) * s.to(tl.float32)
+        x = rotated.to(x.dtype)
+    return x
+
+
+@triton.jit
+def _online_softmax_step(acc, l_i, m_i, q, k_base, v_base, keys, mask_rows, mask_cols, rows,
+                         cols, cols_limit, QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
+                         MS_K: tl.constexpr, CAUSAL: tl.constexpr, BOUNDED: tl.constexpr,
+                         offs_d, d_ok, D: tl.constexpr, D_MASK: tl.constexpr,
+                         K_SS: tl.constexpr, V_SS: tl.constexpr, ROPE_K: tl.constexpr,
+                         cos_base, sin_base, C_SS: tl.constexpr):
+    """One block of keys (row positions `keys`, in bounds): scores, masks, online-softmax update
+    of (acc, l_i, m_i)."""
+    k = load_rows(k_base, keys, K_SS, offs_d, d_ok, D, D_MASK, ROPE_K, cos_base, sin_base,
+                  C_SS)
     qk = tl.dot(q, tl.trans(k)) * QK_SCALE
     if MASK_KIND == 1:
         qk += tl.load(mask_rows + mask_cols[None, :] * MS_K).to(tl.float32) * 1.4426950408889634
@@ -48,21 +87,26 @@ def _online_softmax_step(acc, l_i, m_i, q, k_ptrs, v_ptrs, mask_rows, mask_cols,
     p = tl.math.exp2(qk - m_use[:, None])
     alpha = tl.math.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, 1)
-    if D_MASK:
-        v = tl.load(v_ptrs, mask=d_ok[None, :], other=0.0)
-    else:
-        v = tl.load(v_ptrs)
+    v = load_rows(v_base, keys, V_SS, offs_d, d_ok, D, D_MASK, False, cos_base, sin_base,
+                  C_SS)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return acc, l_i, m_new
 
 
 @triton.jit
-def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr,
+def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
                          B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
                          SQ: tl.constexpr, SK: tl.constexpr, D: tl.constexpr,
                          QK_SCALE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
                          MS_B: tl.constexpr, MS_H: tl.constexpr, MS_Q: tl.constexpr,
                          MS_K: tl.constexpr,
+                         Q_OFF: tl.constexpr, Q_SB: tl.constexpr, Q_SH: tl.constexpr,
+                         Q_SS: tl.constexpr, K_OFF: tl.constexpr, K_SB: tl.constexpr,
+                         K_SH: tl.constexpr, K_SS: tl.constexpr, V_OFF: tl.constexpr,
+                         V_SB: tl.constexpr, V_SH: tl.constexpr, V_SS: tl.constexpr,
+                         O_SB: tl.constexpr, O_SH: tl.constexpr, O_SS: tl.constexpr,
+                         ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
+                         C_SS: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
     """Flash-attention forward; grid (cdiv(SQ, BLOCK_M), B·HQ, 1)."""
     pid_m = tl.program_id(0)
@@ -76,13 +120,16 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr,
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     D_MASK: tl.constexpr = BLOCK_D != D
+    cos_base = cos_ptr
+    sin_base = sin_ptr
+    if ROPE_Q or ROPE_K:
+        cos_base = cos_ptr + b * C_SB
+        sin_base = sin_ptr + b * C_SB
 
-    q_ptrs = q_ptr + (bh * SQ + rows_c)[:, None] * D + offs_d[None, :]
-    if D_MASK:
-        q = tl.load(q_ptrs, mask=d_ok[None, :], other=0.0)
-    else:
-        q = tl.load(q_ptrs)
-    kv_base = (b * HKV + hk) * SK * D
+    q = load_rows(q_ptr + Q_OFF + b * Q_SB + h * Q_SH, rows_c, Q_SS, offs_d, d_ok, D, D_MASK,
+                  ROPE_Q, cos_base, sin_base, C_SS)
+    k_base = k_ptr + K_OFF + b * K_SB + hk * K_SH
+    v_base = v_ptr + V_OFF + b * V_SB + hk * V_SH
     mask_base = mask_ptr
     if MASK_KIND != 0:
         mask_base = mask_ptr + b * MS_B + h * MS_H + rows_c[:, None] * MS_Q
@@ -101,33 +148,36 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, o_ptr,
     for start in range(0, full_end, BLOCK_N):
         cols = start + offs_n
         acc, l_i, m_i = _online_softmax_step(
-            acc, l_i, m_i, q,
-            k_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
-            v_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
-            mask_base, cols, rows, cols, SK,
-            QK_SCALE, MASK_KIND, MS_K, CAUSAL, False, d_ok, D_MASK)
+            acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, SK,
+            QK_SCALE, MASK_KIND, MS_K, CAUSAL, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
+            ROPE_K, cos_base, sin_base, C_SS)
     # The rest: the last partial block and the causal diagonal.
     for start in range(full_end, hi, BLOCK_N):
         cols = start + offs_n
         cols_c = tl.minimum(cols, SK - 1)
         acc, l_i, m_i = _online_softmax_step(
-            acc, l_i, m_i, q,
-            k_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
-            v_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
-            mask_base, cols_c, rows, cols, SK,
-            QK_SCALE, MASK_KIND, MS_K, CAUSAL, True, d_ok, D_MASK)
+            acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, SK,
+            QK_SCALE, MASK_KIND, MS_K, CAUSAL, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
+            ROPE_K, cos_base, sin_base, C_SS)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
-    o_ptrs = o_ptr + (bh * SQ + rows)[:, None] * D + offs_d[None, :]
+    o_ptrs = o_ptr + b * O_SB + h * O_SH + rows[:, None] * O_SS + offs_d[None, :]
     tl.store(o_ptrs, out.to(o_ptr.dtype.element_ty), mask=(rows[:, None] < SQ) & d_ok[None, :])
 
 
 @triton.jit
-def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
+def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_ptr, plse_ptr,
                             B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
                             SK: tl.constexpr, D: tl.constexpr,
                             QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
                             MS_B: tl.constexpr, MS_H: tl.constexpr, MS_K: tl.constexpr,
+                            Q_OFF: tl.constexpr, Q_SB: tl.constexpr, Q_SH: tl.constexpr,
+                            K_OFF: tl.constexpr, K_SB: tl.constexpr, K_SH: tl.constexpr,
+                            K_SS: tl.constexpr, V_OFF: tl.constexpr, V_SB: tl.constexpr,
+                            V_SH: tl.constexpr, V_SS: tl.constexpr,
+                            O_SB: tl.constexpr, O_SH: tl.constexpr,
+                            ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
+                            C_SS: tl.constexpr,
                             KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
                             BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
                             BLOCK_D: tl.constexpr):
@@ -135,9 +185,10 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
 
     Program (s, b·HKV + hk) attends the HQ/HKV query heads of kv head hk (rows of one tile) to
     keys [s·CHUNK, min((s+1)·CHUNK, KEYS)); KEYS is SK, or 1 under a causal mask (query 0
-    sees key 0 only). NUM_SPLITS == 1: writes the output (po_ptr, q's dtype; plse_ptr unused,
-    None). Otherwise the normalized f32 partial to po[b, h, s, :] and its base-2 log-sum-exp
-    (-inf when every key was masked) to plse[b, h, s]; `attention_decode_reduce_kernel` merges.
+    sees key 0 only). NUM_SPLITS == 1: writes the output through O_SB, O_SH (po_ptr, q's dtype;
+    plse_ptr unused, None). Otherwise the normalized f32 partial to po[b, h, s, :] and its
+    base-2 log-sum-exp (-inf when every key was masked) to plse[b, h, s];
+    `attention_decode_reduce_kernel` merges. The query's rotary position is row 0 of its table.
     """
     split = tl.program_id(0)
     bk = tl.program_id(1)
@@ -150,13 +201,35 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
     offs_d = tl.arange(0, BLOCK_D)
     d_ok = offs_d < D
     D_MASK: tl.constexpr = BLOCK_D != D
+    cos_base = cos_ptr
+    sin_base = sin_ptr
+    if ROPE_Q or ROPE_K:
+        cos_base = cos_ptr + b * C_SB
+        sin_base = sin_ptr + b * C_SB
 
-    q_ptrs = q_ptr + (b * HQ + heads)[:, None] * D + offs_d[None, :]
+    # The group's query heads as rows: row g at q_base + heads[g]·Q_SH, rotary position 0.
+    q_ptrs = q_ptr + Q_OFF + b * Q_SB + heads[:, None] * Q_SH + offs_d[None, :]
     if D_MASK:
         q = tl.load(q_ptrs, mask=d_ok[None, :], other=0.0)
     else:
         q = tl.load(q_ptrs)
-    kv_base = (b * HKV + hk) * SK * D
+    if ROPE_Q:
+        HALF: tl.constexpr = D // 2
+        partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
+        sign = tl.where(offs_d < HALF, -1.0, 1.0)
+        q2_ptrs = q_ptr + Q_OFF + b * Q_SB + heads[:, None] * Q_SH + partner[None, :]
+        if D_MASK:
+            q2 = tl.load(q2_ptrs, mask=d_ok[None, :], other=0.0)
+            c = tl.load(cos_base + offs_d, mask=d_ok, other=0.0)
+            s = tl.load(sin_base + offs_d, mask=d_ok, other=0.0)
+        else:
+            q2 = tl.load(q2_ptrs)
+            c = tl.load(cos_base + offs_d)
+            s = tl.load(sin_base + offs_d)
+        q = (q.to(tl.float32) * c.to(tl.float32)[None, :] +
+             sign[None, :] * q2.to(tl.float32) * s.to(tl.float32)[None, :]).to(q.dtype)
+    k_base = k_ptr + K_OFF + b * K_SB + hk * K_SH
+    v_base = v_ptr + V_OFF + b * V_SB + hk * V_SH
     mask_base = mask_ptr
     if MASK_KIND != 0:
         mask_base = mask_ptr + b * MS_B + heads[:, None] * MS_H
@@ -171,26 +244,22 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
     for n0 in range(start, full_end, BLOCK_N):
         cols = n0 + offs_n
         acc, l_i, m_i = _online_softmax_step(
-            acc, l_i, m_i, q,
-            k_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
-            v_ptr + kv_base + cols[:, None] * D + offs_d[None, :],
-            mask_base, cols, rows, cols, end,
-            QK_SCALE, MASK_KIND, MS_K, False, False, d_ok, D_MASK)
+            acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, end,
+            QK_SCALE, MASK_KIND, MS_K, False, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
+            ROPE_K, cos_base, sin_base, C_SS)
     for n0 in range(full_end, end, BLOCK_N):
         cols = n0 + offs_n
         cols_c = tl.minimum(cols, SK - 1)
         acc, l_i, m_i = _online_softmax_step(
-            acc, l_i, m_i, q,
-            k_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
-            v_ptr + kv_base + cols_c[:, None] * D + offs_d[None, :],
-            mask_base, cols_c, rows, cols, end,
-            QK_SCALE, MASK_KIND, MS_K, False, True, d_ok, D_MASK)
+            acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, end,
+            QK_SCALE, MASK_KIND, MS_K, False, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
+            ROPE_K, cos_base, sin_base, C_SS)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     g_ok = offs_g < GROUP
     heads_out = hk * GROUP + offs_g
     if NUM_SPLITS == 1:
-        o_ptrs = po_ptr + (b * HQ + heads_out)[:, None] * D + offs_d[None, :]
+        o_ptrs = po_ptr + b * O_SB + heads_out[:, None] * O_SH + offs_d[None, :]
         tl.store(o_ptrs, out.to(po_ptr.dtype.element_ty), mask=g_ok[:, None] & d_ok[None, :])
     else:
         row = (b * HQ + heads_out) * NUM_SPLITS + split
@@ -203,7 +272,8 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, po_ptr, plse_ptr,
 @triton.jit
 def attention_decode_reduce_kernel(po_ptr, plse_ptr, o_ptr,
                                    ROWS: tl.constexpr, NUM_SPLITS: tl.constexpr,
-                                   D: tl.constexpr, BLOCK_S: tl.constexpr,
+                                   D: tl.constexpr, HQ: tl.constexpr, O_SB: tl.constexpr,
+                                   O_SH: tl.constexpr, BLOCK_S: tl.constexpr,
                                    BLOCK_D: tl.constexpr):
     """Merge the split partials of one (b, h) row: grid (B·HQ, 1, 1)."""
     row = tl.program_id(0)
@@ -219,4 +289,5 @@ def attention_decode_reduce_kernel(po_ptr, plse_ptr, o_ptr,
                    mask=s_ok[:, None] & d_ok[None, :], other=0.0)
     total = tl.sum(w, 0)
     out = tl.sum(part * w[:, None], 0) / tl.where(total == 0.0, 1.0, total)
-    tl.store(o_ptr + row * D + offs_d, out.to(o_ptr.dtype.element_ty), mask=d_ok)
+    o_base = o_ptr + (row // HQ) * O_SB + (row % HQ) * O_SH
+    tl.store(o_base + offs_d, out.to(o_ptr.dtype.element_ty), mask=d_ok)

@@ -1,0 +1,137 @@
+"""IREE dispatches per decoder layer on CUDA with Kiln's kernels, counted without a GPU (issue 14).
+
+GPT-2, Llama and Qwen2-style transformers models from tiny configs with realistic head dims
+(hidden 512, 8 heads of 64; Llama/Qwen2 with 2 kv heads; f16), compiled for target cuda with
+the kernels on (`compile_to="iree-input"`, then `iree-compile --compile-to=flow`): per layer =
+dispatches of the 2-layer model minus the 1-layer model. Hidden 512 keeps every linear of a
+layer at or above the kernel threshold (2^18 weight elements), as in the real models.
+Prefill is 1×32 tokens; decode is the zoo's decode cell (one token, no KV cache).
+
+    python tests/test_cuda_dispatches.py     # the table and the dispatch names of one layer
+
+The pinned counts are a regression guard: a change that moves them on purpose updates
+DISPATCHES_PER_LAYER (and docs/kernels.md); the target is TARGET_PER_LAYER.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+HIDDEN, HEADS, KV_HEADS, INTERMEDIATE, VOCAB, POSITIONS = 512, 8, 2, 1024, 128, 64
+SHAPES = {"prefill": (1, 32), "decode": (1, 1)}  # token ids (batch, length)
+
+# Measured with iree-base-compiler 3.13.0, Triton 3.6.0, transformers 5.24 (this file's main).
+# Before issue 14's fused kernels: GPT-2 14 / 12, Llama 19 / 15, Qwen2 19 / 15 (prefill / decode:
+# IREE's norms, residual adds, RoPE, head transposes, q/k/v copies, SwiGLU multiply and split-K
+# reduces between the kernels). Now each layer is: QKV GEMM (input norm in its prologue),
+# attention (q/k/v read in place from the QKV output, RoPE while loading, output [B, S, H·D]),
+# O GEMM + residual, MLP-in GEMM (norm in its prologue; GELU, or SwiGLU with two accumulators),
+# MLP-out GEMM + residual.
+DISPATCHES_PER_LAYER = {
+    ("gpt2", "prefill"): 5, ("gpt2", "decode"): 5,
+    ("llama", "prefill"): 5, ("llama", "decode"): 5,
+    ("qwen2", "prefill"): 5, ("qwen2", "decode"): 5,
+}
+TARGET_PER_LAYER = 6  # issue 14
+
+
+def build(family: str, layers: int) -> torch.nn.Module:
+    """The transformers model (random weights, seed 0, f16, eval, no KV cache) returning logits."""
+    import transformers as hf
+
+    torch.manual_seed(0)
+    decoder = dict(vocab_size=VOCAB, use_cache=False, hidden_size=HIDDEN,
+                   intermediate_size=INTERMEDIATE, num_hidden_layers=layers,
+                   num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
+                   max_position_embeddings=POSITIONS, bos_token_id=0, eos_token_id=0)
+    if family == "gpt2":
+        model = hf.GPT2LMHeadModel(hf.GPT2Config(
+            vocab_size=VOCAB, n_positions=POSITIONS, n_embd=HIDDEN, n_layer=layers,
+            n_head=HEADS, n_inner=4 * HIDDEN, bos_token_id=0, eos_token_id=0, use_cache=False))
+    elif family == "llama":
+        model = hf.LlamaForCausalLM(hf.LlamaConfig(**decoder))
+    elif family == "qwen2":
+        model = hf.Qwen2ForCausalLM(hf.Qwen2Config(**decoder))
+    else:
+        raise ValueError(f"unknown family {family!r}")
+    model.config.use_cache = False
+    return Logits(model.eval().half())
+
+
+class Logits(torch.nn.Module):
+    def __init__(self, model: torch.nn.Module):
+        super().__init__()
+        self.model = model
+
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids)[0]
+
+
+def tokens(phase: str) -> torch.Tensor:
+    return torch.randint(0, VOCAB, SHAPES[phase], generator=torch.Generator().manual_seed(0))
+
+
+def layer_dispatches(family: str, phase: str, **options) -> tuple[int, tuple[str, ...], list]:
+    """(dispatches per layer, the names one layer adds, the 2-layer compile report)."""
+    import kiln
+    from kiln.dispatches import count_dispatches
+
+    counts, report = [], None
+    for layers in (1, 2):
+        compiled = kiln.compile_model(build(family, layers), (tokens(phase),), target="cuda",
+                                      compile_to="iree-input", cache=False, **options)
+        counts.append(count_dispatches(compiled.ir_text, "cuda"))
+        report = compiled.report
+    return counts[1].count - counts[0].count, layer_names(counts[0].names, counts[1].names), \
+        report
+
+
+def layer_names(one: tuple, two: tuple) -> tuple:
+    """The names one more layer adds: the window w with two == one[:p] + w + one[p:]."""
+    n = len(two) - len(one)
+    for p in range(len(one) + 1):
+        if two[:p] == one[:p] and two[p + n:] == one[p:]:
+            return two[p:p + n]
+    return two
+
+
+@pytest.mark.parametrize("phase", sorted(SHAPES))
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_dispatches_per_decoder_layer(family, phase):
+    pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
+    measured, names, report = layer_dispatches(family, phase)
+    # Only the LM head (vocab 128: below the kernel threshold) may stay with IREE.
+    declined = [r for r in report.rewrites if r.pass_name == "kiln-select-cuda-kernels"
+                and "IREE codegen" in r.detail and f"weight {VOCAB}x{HIDDEN} " not in r.detail]
+    pinned = DISPATCHES_PER_LAYER[(family, phase)]
+    assert not declined, [str(r) for r in declined]
+    assert all(name.endswith("_kernel") for name in names), names  # only Kiln's kernels
+    assert measured == pinned, (
+        f"{family} {phase}: {measured} dispatches per layer on CUDA, pinned {pinned}: "
+        f"{', '.join(names)}; declined: {[str(r) for r in declined]} (update "
+        f"DISPATCHES_PER_LAYER and docs/kernels.md if this is on purpose)")
+
+
+def main() -> None:
+    print(f"| model | " + " | ".join(SHAPES) + " |")
+    print("|---" * (len(SHAPES) + 1) + "|")
+    lists = {}
+    for family in ("gpt2", "llama", "qwen2"):
+        row = []
+        for phase in SHAPES:
+            count, names, _ = layer_dispatches(family, phase)
+            lists[(family, phase)] = names
+            row.append(str(count))
+        print(f"| {family} | " + " | ".join(row) + " |")
+    for (family, phase), names in lists.items():
+        print(f"\n{family} {phase}:")
+        print("\n".join(f"{i}. `{n}`" for i, n in enumerate(names, 1)))
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
+    main()
