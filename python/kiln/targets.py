@@ -86,7 +86,12 @@ def codegen_fallback_flags(targets: Sequence[str], error_text: str) -> list[str]
 def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions()) -> list[str]:
     """iree-compile flags for `targets` (already normalized)."""
     devices = []
-    flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch"]
+    flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch",
+             # IREE demotes f64 to f32 by default, the function's inputs included, while the
+             # signature and the caller still pass f64 buffers: an f64 input read as f32 gave
+             # inf (a Python float torch.compile passes as a 0-d f64 tensor). CPU and CUDA
+             # both compute f64.
+             "--iree-input-demote-f64-to-f32=false"]
     if "cuda" in targets:
         check_cuda_arch(options.cuda_arch)
         devices.append("cuda")
