@@ -25,6 +25,7 @@ _LAZY = {
     "KilnLoadError": "kiln.errors",
     "check": "kiln.check",  # the module is callable too: kiln.check(...) works either way
     "CheckResult": "kiln.check",
+    "compile_report": "kiln.dynamo",  # torch.compile(model, backend="kiln") reports
 }
 
 __all__ = sorted(_LAZY)
