@@ -115,16 +115,16 @@ def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
 
 
 def materialize_tensors_in_mixed_lists(graph: fx.Graph) -> None:
-    """The importer takes a list argument (`cat([cls_token, x])`) only if it is all graph values;
-    a frozen tensor in such a list becomes a node of its own (an `aten.clone` of the literal)."""
+    """The importer takes a list argument (`cat([cls_token, x])`, the indices of
+    `index.Tensor(x, [rows, cols])`) only if it is all graph values; a frozen tensor in such a
+    list becomes a node of its own (an `aten.clone` of the literal)."""
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
         new_args = []
         changed = False
         for arg in node.args:
-            if isinstance(arg, (list, tuple)) and any(isinstance(a, fx.Node) for a in arg) \
-                    and any(isinstance(a, torch.Tensor) for a in arg):
+            if isinstance(arg, (list, tuple)) and any(isinstance(a, torch.Tensor) for a in arg):
                 items = []
                 for item in arg:
                     if isinstance(item, torch.Tensor):
