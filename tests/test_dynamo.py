@@ -210,9 +210,49 @@ def test_changed_weights_recompile_and_a_changing_buffer_becomes_an_input():
             model.shift.add_(1.0)
             assert_close(compiled(x), model(x), what=f"after shift update {step}")
     (region,) = kiln.compile_report(compiled).regions
-    assert [n.split(" ", 1)[1] for n in region.notes] == [
-        "changed after compiling: recompiled", "changes between calls: passed as an input"]
+    assert region.notes == [
+        "1 frozen tensor(s) (l_model_modules_0_parameters_weight_) changed in place after "
+        "compiling: recompiled",
+        "1 frozen tensor(s) (l_model_buffers_shift_) change between calls: passed as inputs"]
     assert len(region.variants) == 3
+
+
+class PrintingBlock(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.linear, self.norm = nn.Linear(16, 16), nn.LayerNorm(16)
+
+    def forward(self, x):
+        h = self.norm(self.linear(x))
+        print("block output", tuple(h.shape))
+        return torch.relu(h) + x
+
+
+class Blocks(nn.Module):
+    def __init__(self, layers: int = 3):
+        super().__init__()
+        torch.manual_seed(0)
+        self.blocks = nn.ModuleList(PrintingBlock() for _ in range(layers))
+
+    def forward(self, x):
+        for block in self.blocks:
+            x = block(x)
+        return x
+
+
+def test_region_repeated_for_every_layer_gets_an_artifact_per_weight_set():
+    """A graph break inside a block: Dynamo compiles the block's forward once and calls it for
+    every layer with that layer's weights; each set of weights gets its own artifact."""
+    model = Blocks().eval()
+    compiled = _compiled(model)
+    x = torch.randn(2, 16)
+    with torch.no_grad():
+        for _ in range(2):
+            assert_close(compiled(x), model(x))
+    block_region = kiln.compile_report(compiled).regions[0]
+    assert block_region.function == "forward" and block_region.calls == 6
+    assert [v.weight_set for v in block_region.variants] == [1, 2, 3]
+    assert block_region.specialized == {"linear": 1, "norm": 1}
 
 
 def test_compile_cache_serves_a_region_compiled_before(tmp_path, monkeypatch):
