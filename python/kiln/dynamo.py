@@ -24,8 +24,10 @@ How a region maps onto a Kiln artifact:
     `Dim.AUTO`), so later sizes run without a compile; `options={"dynamic": "specialize"}`
     (or a dynamic compile Kiln cannot do) gives one static artifact per size seen instead.
     Sizes Dynamo passes as separate ints are computed from the input shapes inside the
-    artifact; Python scalars Dynamo passes as values (ints it cannot derive, floats as 0-d
-    tensors) are constants of the artifact, one artifact per value seen.
+    artifact. A Python float Dynamo passes as a 0-d tensor (the result of an `.item()`) is a
+    0-d input when the graph uses it in tensor arithmetic; one an op needs as a number (an
+    `eps`), and an int not derived from shapes, is a constant of the artifact, one artifact
+    per value seen.
   * Compiles happen on a region's first call (with its real inputs), not while Dynamo traces.
 
 Inference only: a region captured with grad enabled whose inputs require grad runs eagerly
@@ -71,7 +73,6 @@ from kiln.errors import KilnError
 
 logger = logging.getLogger("kiln.dynamo")
 
-BACKEND_NAME = "kiln"
 FALLBACK_MODES = ("eager", "error")
 DYNAMIC_MODES = ("dims", "specialize")
 DEFAULT_MAX_VARIANTS = 8
@@ -113,8 +114,8 @@ class RegionRecord:
     function: str  # the Python function Dynamo was tracing (forward, torch_dynamo_resume_in_…)
     span: str  # "file:line → file:line" of its first and last op
     ops: int  # FX call nodes
-    status: str = "pending"  # kiln | eager | pending (not called yet)
-    reason: str = ""  # why eager, or what Kiln changed in how it runs
+    status: str = "pending"  # kiln | eager | pending (not called yet) | error (fallback="error")
+    reason: str = ""  # why eager (or why the compile failed)
     target: str = ""
     specialized: dict[str, int] = field(default_factory=dict)  # Kiln rewrites by kind
     dynamic_dims: list[str] = field(default_factory=list)  # symbolic dims Dynamo passed
@@ -149,7 +150,7 @@ class GraphBreak:
     location: str  # file:line
     code: str  # the source line
     function: str
-    count: int = 1
+    count: int = 1  # times Dynamo met it while compiling (recompiles, every layer it is in)
 
     def line(self) -> str:
         times = f" (×{self.count})" if self.count > 1 else ""
@@ -162,6 +163,8 @@ class DynamoReport:
     met them."""
 
     events: list = field(default_factory=list)  # RegionRecord | GraphBreak
+    # (reason, location) → its GraphBreak: a break met again counts, not listed twice
+    _breaks_by_key: dict = field(default_factory=dict, repr=False, compare=False)
 
     @property
     def regions(self) -> list[RegionRecord]:
@@ -249,7 +252,6 @@ def _compiling_model() -> tuple[Optional[torch.nn.Module], bool]:
 
 
 _breaks_seen = {"list": None, "count": 0}
-_BREAK_KEYS: dict[int, dict] = {}  # id(report) → {(reason, location): GraphBreak}
 
 
 def _drain_breaks(owner: Optional[torch.nn.Module], uses_kiln: bool) -> None:
@@ -277,7 +279,7 @@ def _drain_breaks(owner: Optional[torch.nn.Module], uses_kiln: bool) -> None:
             for report in (_PROCESS_REPORT, _report_for(owner, create=True)):
                 if report is None:
                     continue
-                known = _BREAK_KEYS.setdefault(id(report), {})
+                known = report._breaks_by_key
                 key = (event.reason, event.location)
                 if key in known:
                     known[key].count += 1
@@ -337,8 +339,8 @@ class BackendOptions:
 
         if mode not in (None, "default"):
             raise ValueError(f"torch.compile(mode={mode!r}) is an inductor setting; the kiln "
-                             f"backend takes options={{...}} (kiln.CompileOptions fields, "
-                             f"target, fallback, dynamic, max_variants)")
+                             f"backend takes options={{...}} (kiln.CompileOptions fields and "
+                             f"{', '.join(_BACKEND_DEFAULTS)})")
         options = dict(options or {})
         known = {f.name for f in dataclasses.fields(CompileOptions)} | set(_BACKEND_DEFAULTS)
         unknown = sorted(set(options) - known)
@@ -386,6 +388,7 @@ class _Input:
     kind: str
     # size: (index of the tensor placeholder, dim) it is read from
     source: Optional[tuple[int, int]] = None
+    number: bool = False  # tensor: a Python number Dynamo passes as a 0-d tensor
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
@@ -478,21 +481,23 @@ def _tensor_like_use(user: fx.Node) -> bool:
         for use in user.users)
 
 
-def _symbol(size: Any):
-    """The sympy symbol of a symbolic size (after Dynamo's replacements), else None."""
+def _size_expr(size: Any):
+    """The sympy expression of a symbolic size after Dynamo's replacements (a size Dynamo
+    specialized becomes a number), or None for a plain int."""
     if not isinstance(size, torch.SymInt):
         return None
     node = size.node
-    expr = node.shape_env.replace(node.expr) if getattr(node, "shape_env", None) else node.expr
+    return node.shape_env.replace(node.expr) if getattr(node, "shape_env", None) else node.expr
+
+
+def _symbol(size: Any):
+    """The sympy symbol of a size that is one symbol (s0), else None."""
+    expr = _size_expr(size)
     return expr if getattr(expr, "is_Symbol", False) else None
 
 
 def _is_dynamic(size: Any) -> bool:
-    if not isinstance(size, torch.SymInt):
-        return False
-    node = size.node
-    expr = node.shape_env.replace(node.expr) if getattr(node, "shape_env", None) else node.expr
-    return bool(getattr(expr, "free_symbols", ()))
+    return bool(getattr(_size_expr(size), "free_symbols", ()))
 
 
 def _example_value(node: fx.Node) -> Any:
@@ -535,7 +540,8 @@ class _Plan:
                 inputs.append(_Input(index, node, "tensor_scalar"))
             elif isinstance(value, torch.Tensor) and isinstance(example, torch.Tensor):
                 frozen = _is_static_input(node, example)
-                inputs.append(_Input(index, node, "frozen" if frozen else "tensor"))
+                inputs.append(_Input(index, node, "frozen" if frozen else "tensor",
+                                     number=getattr(grapharg, "pass_arg_as_tensor", False)))
                 for dim, size in enumerate(value.shape):
                     if _is_dynamic(size) and not frozen:
                         dynamic_dims.append((index, dim))
@@ -551,7 +557,7 @@ class _Plan:
         for position, item in enumerate(inputs):
             symbol = _symbol(_example_value(item.node))
             if item.kind == "scalar" and symbol is not None and symbol in symbols:
-                inputs[position] = _Input(item.index, item.node, "size", symbols[symbol])
+                inputs[position] = dataclasses.replace(item, kind="size", source=symbols[symbol])
         outputs = []
         tensors = 0
         (result,) = [n.args[0] for n in gm.graph.nodes if n.op == "output"]
@@ -561,7 +567,7 @@ class _Plan:
                 outputs.append(("tensor", tensors))
                 tensors += 1
             elif isinstance(example, torch.SymInt) and _is_dynamic(example):
-                expr = example.node.shape_env.replace(example.node.expr)
+                expr = _size_expr(example)
                 if not expr.free_symbols <= set(symbols):
                     raise _Fallback(f"output {value} is a size ({expr}) that is not computed "
                                     f"from the input shapes")
@@ -573,10 +579,6 @@ class _Plan:
                 raise _Fallback(f"output {value} is a {type(example).__name__}, which a Kiln "
                                 f"artifact cannot return")
         return cls(gm, inputs, outputs, dynamic_dims, symbols)
-
-    @property
-    def runtime(self) -> list[_Input]:
-        return [i for i in self.inputs if i.kind == "tensor"]
 
     def constants(self, args: Sequence[Any]) -> tuple:
         """This call's values of the placeholders baked into an artifact."""
@@ -602,9 +604,9 @@ class _Plan:
             if item.kind == "tensor" and item.index not in frozen:
                 env[item.node] = graph.placeholder(item.node.name)
                 env[item.node].meta = dict(item.node.meta)
-                for user in item.node.users:  # a number's `.item()` is the 0-d tensor itself
+                for user in item.node.users if item.number else ():
                     if user.op == "call_method" and user.target == "item":
-                        env[user] = env[item.node]
+                        env[user] = env[item.node]  # the number's `.item()`: the 0-d tensor
         for item in self.inputs:
             node = item.node
             if item.index in frozen:
@@ -1001,7 +1003,7 @@ class CompiledRegion:
             if len(self._frozen_indices) == 1 else getter
         if self.plan is not None:
             self.plan.inputs = [
-                _Input(i.index, i.node, "tensor") if i.kind == "frozen" and
+                dataclasses.replace(i, kind="tensor") if i.kind == "frozen" and
                 i.index not in indices else i for i in self.plan.inputs]
             self._runtime = [i.index for i in self.plan.inputs if i.kind == "tensor"]
         self._weight_sets.clear()
