@@ -356,6 +356,7 @@ def main(argv=None) -> None:
         results["models"][model] = cells
         results.update(machine=tag, cpu=platform.processor() or platform.machine(),
                        cores=os.cpu_count(), commit=commit, batch=args.batch,
+                       omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
                        command=" ".join(["python bench/dynamo_backend.py"] + (argv or
                                                                            sys.argv[1:])))
         out.parent.mkdir(parents=True, exist_ok=True)
