@@ -17,9 +17,9 @@ caches as a user's second run would.
 
 Per model: every process builds the zoo model (deterministic weights), compiles (one process at
 a time), runs once and checks its output against eager (tolerance of bench/run_suite.py). Then
-`--rounds` rounds: in each, every system in turn (the order rotates per round) waits for the
-machine to be quiet (up to --quiet-wait s), runs warm-up calls, then a batch of calls filling
-about --batch-seconds; reported: the median over all rounds' calls, p10/p90, and the CPU time
+`--rounds` rounds: in each, every system in turn (the order rotates, and reverses every other
+round) waits for the machine to be quiet (up to --quiet-wait s) and half a second more, runs
+warm-up calls, then a batch of calls filling about --batch-seconds; reported: the median over all rounds' calls, p10/p90, and the CPU time
 other processes took during the system's batches (the machine may be shared).
 Results: bench/results/dynamo-cpu-<tag>.json; `--markdown` prints the table for
 docs/benchmarks.md.
@@ -242,11 +242,15 @@ def run_model(model: str, args, env: dict) -> dict:
         foreign = {w.system: [] for w in timed}
         rss = {}
         for round_index in range(args.rounds):
+            # rotate, and reverse every other round: each system follows each other one
             order = timed[round_index % len(timed):] + timed[:round_index % len(timed)] \
                 if timed else []
+            if round_index % 2:
+                order.reverse()
             for worker in order:
                 if args.quiet_wait > 0:
                     wait_for_quiet(args.quiet_wait)
+                time.sleep(0.5)  # the previous system's threads settle (OpenMP spin-waits)
                 result = worker.time(args.warmup, args.batch_seconds, args.min_calls)
                 samples[worker.system] += result["samples"]
                 foreign[worker.system].append(result["foreign_cores"])

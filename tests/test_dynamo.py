@@ -178,6 +178,21 @@ def test_dynamic_sequence_length_compiles_once():
     assert region.dynamic_dims == ["l_x_[1]"]
 
 
+def test_second_length_is_dynamo_recompile_third_is_served_by_the_dynamic_artifact():
+    """Without mark_dynamic Dynamo specializes first, then recompiles once with the sequence
+    dim symbolic (its automatic dynamic shapes): two regions, and a third length compiles
+    nothing."""
+    model = TinyBlock().eval()
+    compiled = _compiled(model)
+    with torch.inference_mode():
+        for seq in (5, 9, 16):
+            x = torch.randn(2, seq, 32)
+            assert_close(compiled(x), model(x), what=f"seq {seq}")
+    static, dynamic = kiln.compile_report(compiled).regions
+    assert [v.shapes for v in static.variants] == [[(2, 5, 32)]]
+    assert [v.shapes for v in dynamic.variants] == [[(2, None, 32)]] and dynamic.calls == 2
+
+
 def test_artifact_that_disagrees_with_eager_is_dropped(monkeypatch):
     """The first call of each artifact is checked against the eager graph (a miscompile, here
     simulated by shifting the loaded module's results, returns eager's result instead)."""
