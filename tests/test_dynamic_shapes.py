@@ -57,3 +57,17 @@ def test_dynamic_batch_mlp():
     for batch in (1, 5, 64):
         x = torch.randn(batch, 16)
         assert_close(run(x), model(x).detach(), what=f"batch {batch}")
+
+
+def test_dynamic_dim_without_upper_bound():
+    """A Dim with no max (torch.export's int_oo, which claims is_finite) has no upper bound in
+    the signature instead of failing the compile (found by the torch.compile backend, whose
+    Dynamo dims are unbounded)."""
+    model = torch.nn.Sequential(torch.nn.Linear(16, 8), torch.nn.ReLU()).eval()
+    vmfb = kiln.compile_to_vmfb(model, (torch.randn(3, 16),),
+                                dynamic_shapes=({0: Dim("batch")},))
+    run = kiln.load(vmfb)
+    assert run.signature["inputs"][0]["bounds"] == [[0, None], None]
+    for batch in (1, 7, 300):
+        x = torch.randn(batch, 16)
+        assert_close(run(x), model(x).detach(), what=f"batch {batch}")

@@ -194,6 +194,21 @@ def test_tiny_gpt_bf16():
     assert_close(out, eager(model, *args), dtype=torch.bfloat16)
 
 
+class DivideByFloat64(torch.nn.Module):
+    def forward(self, x, scale):
+        return x / scale, (x.double() * scale).sum()
+
+
+def test_float64_inputs_and_ops_are_not_demoted():
+    """IREE's default f64→f32 demotion read an f64 input's bytes as f32 (x / 4.0 gave inf)."""
+    x, scale = torch.randn(2, 3), torch.tensor(4.0, dtype=torch.float64)
+    run = kiln.load(kiln.compile_to_vmfb(DivideByFloat64(), (x, scale)))
+    ratio, total = run(x, scale)
+    assert total.dtype == torch.float64
+    torch.testing.assert_close(ratio, x / scale)
+    torch.testing.assert_close(total, (x.double() * scale).sum())
+
+
 # ---------------------------------------------------------------------------------------------
 # Phases, output=, numpy vs torch
 

@@ -221,3 +221,22 @@ def test_integer_linear_and_cast_to_complex_compile():
     for g, w in zip(got, _IntegerLinearAndComplexCast()(*args)):
         assert g.dtype == w.dtype
         torch.testing.assert_close(g, w)
+
+
+def test_indexing_with_constant_index_tensors_compiles():
+    """`x[rows, cols]` with constant index buffers exports aten.index.Tensor(x, [c0, c1]), a
+    list of literals the importer refused ("Heterogeneous lists are not supported"); found on
+    a Dynamo region of transformers' causal-mask code (torch.compile backend, 2026-12-05)."""
+
+    class Gather(nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.register_buffer("rows", torch.tensor([[0], [2]]), persistent=False)
+            self.register_buffer("cols", torch.tensor([[1, 3]]), persistent=False)
+
+        def forward(self, x):
+            return x[self.rows, self.cols] * 2
+
+    x = torch.randn(4, 5)
+    run = kiln.load(kiln.compile_to_vmfb(Gather(), (x,), cache=False))
+    assert_close(run(x), Gather()(x))

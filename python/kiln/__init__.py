@@ -29,6 +29,7 @@ _LAZY = {
     "compile_generator": "kiln.generate",
     "load_generator": "kiln.generate",
     "Generator": "kiln.generate",
+    "compile_report": "kiln.dynamo",  # torch.compile(model, backend="kiln") reports
 }
 
 # Submodules reachable as attributes without an import of their own (`kiln.diagnose.

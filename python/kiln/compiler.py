@@ -289,11 +289,21 @@ def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:
                 dims.append(None)
                 continue
             ranges = program.range_constraints.get(dim.node.expr)
-            low = int(ranges.lower) if ranges is not None and ranges.lower.is_finite else 0
-            high = int(ranges.upper) if ranges is not None and ranges.upper.is_finite else None
-            dims.append([low, high])
+            low = _finite_int(ranges.lower) if ranges is not None else None
+            high = _finite_int(ranges.upper) if ranges is not None else None
+            dims.append([low or 0, high])
         result.append(dims)
     return result
+
+
+def _finite_int(bound) -> Optional[int]:
+    """A range bound as an int, None when infinite: torch's int_oo (a Dim without max) reports
+    is_finite True, so it is compared by identity."""
+    from torch.utils._sympy.numbers import int_oo
+
+    if bound in (int_oo, -int_oo) or not bound.is_finite:
+        return None
+    return int(bound)
 
 
 def _function(module: ir.Module, name: str) -> ir.Operation:

@@ -115,10 +115,11 @@ def fold_constant_subgraphs(graph: fx.Graph) -> FoldStats:
 
 
 def materialize_tensors_in_mixed_lists(graph: fx.Graph) -> None:
-    """The importer takes a list argument (`cat([cls_token, x])`) only if it is all graph values;
-    a frozen tensor in such a list becomes a node of its own (an `aten.clone` of the literal).
-    That includes lists of folded tensors and None: `index(x, [None, idx])` with `idx` folded
-    (reflection padding's indices, `x[[1, 2]]`: "Heterogeneous lists are not supported")."""
+    """The importer takes a list argument (`cat([cls_token, x])`, the indices of
+    `index.Tensor(x, [rows, cols])`) only if it is all graph values; a frozen tensor in such a
+    list becomes a node of its own (an `aten.clone` of the literal). That includes lists of
+    folded tensors and None: `index(x, [None, idx])` with `idx` folded (reflection padding's
+    indices, `x[[1, 2]]`: "Heterogeneous lists are not supported")."""
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue

@@ -138,6 +138,7 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
              # the function's boundary: results came back as float32 bytes in buffers typed
              # float64 ("buffer view byte length 96 exceeds backing buffer byte length 48"), or
              # as wrong values. Kiln runs float64 as float64 (docs/decisions.md).
+             # (torch.compile passes a Python float as a 0-d f64 tensor: read as f32 it was inf.)
              "--iree-input-demote-f64-to-f32=false"]
     if "cuda" in targets:
         devices.append("cuda")
