@@ -975,10 +975,14 @@ class CompiledRegion:
         seconds = time.perf_counter() - start
         module = load(compiled.vmfb, device=device)
         expected = sum(1 for kind, _ in self.plan.outputs if kind == "tensor")
-        produced = len(module.signature["outputs"])
-        if produced != expected:  # torch.export turned in-place updates into extra outputs
-            raise _Fallback(f"the graph updates an input or buffer in place ({produced - expected}"
-                            f" extra output(s) after functionalization)")
+        signature = module.signature
+        updates = [m for m in signature.get("mutated_inputs", ()) if m["output"] is not None]
+        # index guards (kiln.guards) are results the runtime reads and drops, not outputs
+        produced = len(signature["outputs"]) - len(signature.get("guards", ())) - len(updates)
+        if updates or produced != expected:  # in-place updates of Dynamo's inputs or buffers
+            raise _Fallback(f"the graph updates an input or buffer in place "
+                            f"({max(len(updates), produced - expected)} extra output(s) after "
+                            f"functionalization)")
         patterns = _patterns(module.signature)
         dynamic = any(not isinstance(d, int) for p in patterns for d in p)
         record = self.record
