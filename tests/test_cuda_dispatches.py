@@ -82,6 +82,9 @@ def layer_dispatches(family: str, phase: str, **options) -> tuple[int, tuple[str
 
     counts, report = [], None
     for layers in (1, 2):
+        # split-K off: the count of the fused layer itself (split-K, on by default for its
+        # speed, adds one reduce launch per split GEMM in decode; docs/decisions.md)
+        options = {"cuda_split_k": False, **options}
         compiled = kiln.compile_model(build(family, layers), (tokens(phase),), target="cuda",
                                       compile_to="iree-input", cache=False, **options)
         counts.append(count_dispatches(compiled.ir_text, "cuda"))

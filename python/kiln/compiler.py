@@ -53,8 +53,9 @@ class CompileOptions:
     # not, the compile log and report say so) | on | off
     cuda_kernels: str = "auto"
     # With kernels: allow split-K GEMMs (f32 partials + a reduce launch, where the config table
-    # chose them for decode-shaped GEMMs); off keeps every GEMM one launch (docs/kernels.md).
-    cuda_split_k: bool = False
+    # chose them for decode-shaped GEMMs); off keeps every GEMM one launch. On by default:
+    # faster on the H100 for decode despite the extra launches (docs/decisions.md).
+    cuda_split_k: bool = True
     # With kernels: fold residual adds, norms, q/k/v slicing, RoPE and head merges into them (a
     # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
     cuda_fuse: bool = True

@@ -169,10 +169,22 @@ class DecoderStep(nn.Module):
         updated = []
         for layer in layers:
             updated += [layer.keys, layer.values]
-        return (logits.argmax(-1), logits, *updated)
+        return (first_max_index(logits), logits, *updated)
 
     def example_inputs(self, batch_size: int, new_tokens: int) -> tuple:
         zeros = torch.zeros((batch_size, new_tokens), dtype=torch.long)
         return (zeros, zeros.clone(), torch.zeros(1, dtype=torch.long),
                 torch.ones((batch_size, self.max_seq_len), dtype=torch.long),
                 *self.geometry.zeros())
+
+
+def first_max_index(logits):
+    """`logits.argmax(-1)` (the first index of the largest value) as amax + the smallest index
+    holding it: IREE 3.13's CUDA backend aborted on `aten.argmax` over GPT-2's 50,257-wide
+    vocabulary ("SmallVector unable to grow" in NVPTX instruction selection of the
+    arg_compare dispatch); this form compiles on CPU and CUDA."""
+    import torch
+
+    best = logits.amax(-1, keepdim=True)
+    index = torch.arange(logits.shape[-1], device=logits.device)
+    return torch.where(logits == best, index, logits.shape[-1]).amin(-1)
