@@ -317,3 +317,21 @@ def test_decode_writes_the_cache_in_place_without_copies(tmp_path):
               ("resource<variable>" in line or f"for %c{cache_bytes}]" in line or
                f"], %c{cache_bytes} :" in line)]  # the copy's length is a whole cache
     assert not copies, copies
+
+
+def test_greedy_token_compiles_for_cuda_at_gpt2_vocabulary():
+    """IREE 3.13's CUDA backend aborted ("SmallVector unable to grow") on aten.argmax over
+    GPT-2's 50,257 logits, so every GPT-2 generator failed to compile for CUDA; the step picks
+    the token as amax + first index instead (kiln.kv_cache.first_max_index), same ties."""
+    from kiln.kv_cache import first_max_index
+
+    logits = torch.randn(3, 50257).half()
+    logits[1, 9] = logits[1, 40000] = logits[1].max() + 1  # a tie: the first index wins
+    assert torch.equal(first_max_index(logits), logits.argmax(-1))
+
+    class Greedy(torch.nn.Module):
+        def forward(self, x):
+            return first_max_index(x)
+
+    vmfb = kiln.compile_to_vmfb(Greedy(), (logits[:1],), target="cuda", cache=False)
+    assert len(vmfb) > 1000
