@@ -1,0 +1,196 @@
+"""Which generation artifacts run on the GPU, and do their greedy tokens match transformers?
+
+The GPT-2 small generator (f16, Kiln's kernels, external weights) stopped with
+CUDA_ERROR_ILLEGAL_ADDRESS at its first decode call on an H100. This script isolates the cause in
+one GPU call: it compiles the same tiny GPT-2 and Llama generators with the kernel options turned
+off one at a time, and each runs in its own process there (an illegal address poisons the CUDA
+context), printing `ok` with token agreement against transformers on the same GPU in the same
+dtype, or the error.
+
+    python bench/gpu/generate_variants.py prepare --out .device/genvar      # here (IREE)
+    python3 bench/gpu/generate_variants.py check --artifacts .device/genvar --out $OUT  # there
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+PROMPT, NEW, MAX_SEQ, VOCAB = 12, 8, 64, 256
+
+# name: (model, dtype, options)
+VARIANTS = {
+    "gpt2-f32-nokernels": ("gpt2", "float32", {"cuda_kernels": "off"}),
+    "gpt2-f16-nokernels": ("gpt2", "float16", {"cuda_kernels": "off"}),
+    "gpt2-f16-kernels": ("gpt2", "float16", {"cuda_kernels": "on"}),
+    "gpt2-f16-kernels-nofuse": ("gpt2", "float16", {"cuda_kernels": "on", "cuda_fuse": False}),
+    "gpt2-f16-kernels-nosplitk": ("gpt2", "float16", {"cuda_kernels": "on",
+                                                      "cuda_split_k": False}),
+    "gpt2-f16-kernels-sm80": ("gpt2", "float16", {"cuda_kernels": "on", "cuda_arch": "sm_80"}),
+    "llama-f16-nokernels": ("llama", "float16", {"cuda_kernels": "off"}),
+    "llama-f16-kernels": ("llama", "float16", {"cuda_kernels": "on"}),
+    # GPT-2 small as in generate_decode.py (external weights, random values there): runs or not
+    "gpt2small-f16-nokernels": ("gpt2small", "float16", {"cuda_kernels": "off"}),
+    "gpt2small-f16-kernels-nofuse": ("gpt2small", "float16", {"cuda_kernels": "on",
+                                                              "cuda_fuse": False}),
+    "gpt2small-f16-kernels": ("gpt2small", "float16", {"cuda_kernels": "on"}),
+}
+SMALL_PROMPT, SMALL_MAX_SEQ = 128, 256
+
+
+def build(name: str):
+    import torch
+    import transformers
+
+    torch.manual_seed(0)
+    if name == "gpt2":
+        config = transformers.GPT2Config(vocab_size=VOCAB, n_embd=128, n_layer=2, n_head=2,
+                                         n_positions=MAX_SEQ)
+    else:
+        config = transformers.LlamaConfig(vocab_size=VOCAB, hidden_size=256,
+                                          intermediate_size=256, num_hidden_layers=2,
+                                          num_attention_heads=4, num_key_value_heads=2,
+                                          max_position_embeddings=MAX_SEQ)
+    return transformers.AutoModelForCausalLM.from_config(config).eval()
+
+
+def prepare(args) -> None:
+    import torch
+
+    import kiln
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    for model_name in ("gpt2", "llama"):
+        torch.save(build(model_name).state_dict(), out / f"{model_name}.pt")
+    for variant, (model_name, dtype, options) in VARIANTS.items():
+        if args.only and variant not in args.only:
+            continue
+        try:
+            if model_name == "gpt2small":
+                compile_small(out / f"{variant}.vmfb", getattr(torch, dtype), options)
+            else:
+                kiln.compile_generator(build(model_name), max_seq_len=MAX_SEQ, batch_size=1,
+                                       target="cuda", dtype=getattr(torch, dtype),
+                                       prefill_chunks=(16,), output=out / f"{variant}.vmfb",
+                                       cache=False, **options)
+            print(f"compiled {variant}", flush=True)
+        except Exception as error:  # noqa: BLE001 - a variant that does not compile is reported
+            print(f"{variant}: compile failed: {type(error).__name__}: {str(error)[:300]}")
+
+
+def compile_small(path: Path, dtype, options) -> None:
+    """GPT-2 small with its weights in an archive that is not carried: its record is."""
+    import torch
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    import kiln
+    from kiln.runtime import PARAMETERS_KEY, _iree_runtime
+
+    torch.manual_seed(0)
+    model = GPT2LMHeadModel(GPT2Config(use_cache=False)).eval()
+    kiln.compile_generator(model, max_seq_len=SMALL_MAX_SEQ, batch_size=1, target="cuda",
+                           dtype=dtype, prefill_chunks=(SMALL_PROMPT,), weights="external",
+                           output=path, cache=False, **options)
+    rt = _iree_runtime()
+    module = rt.VmModule.copy_buffer(rt.VmInstance(), path.read_bytes())
+    record = next(json.loads(dict(module.lookup_function(n).reflection)[PARAMETERS_KEY])
+                  for n in module.function_names
+                  if PARAMETERS_KEY in dict(module.lookup_function(n).reflection))
+    path.with_suffix(".record.json").write_text(json.dumps(record))
+    path.with_suffix(".irpa").unlink()
+
+
+def run_small(folder: Path, variant: str) -> None:
+    """Random weights of the recorded keys: does prefill + decode run, and how fast."""
+    import time
+
+    import numpy as np
+    import torch
+
+    from kiln.generate import Generator
+    from kiln.runtime import load, write_parameter_archive
+
+    record = json.loads((folder / f"{variant}.record.json").read_text())
+    rng = np.random.default_rng(0)
+    archive = Path(f"/tmp/{variant}.irpa")
+    write_parameter_archive(archive, {
+        p["key"]: (rng.standard_normal(p["shape"]) * 0.02).astype(p["dtype"])
+        for p in record["parameters"]})
+    generator = Generator(load(folder / f"{variant}.vmfb", device="cuda", parameters=archive,
+                               verify_parameters=False))
+    ids = torch.randint(0, 50257, (1, SMALL_PROMPT), generator=torch.Generator().manual_seed(1))
+    start = time.perf_counter()
+    got = generator.generate(ids, max_new_tokens=NEW)
+    steps = generator.stats.step_times_s[1:]
+    print(json.dumps({"variant": variant, "ok": True, "tokens": got[0, SMALL_PROMPT:].tolist(),
+                      "seconds": time.perf_counter() - start,
+                      "decode_step_ms": 1e3 * sorted(steps)[len(steps) // 2]}))
+
+
+def run_one(args) -> None:
+    """One variant, in its own process: generate, compare with transformers, print one JSON."""
+    import torch
+
+    import kiln
+
+    model_name, dtype, _ = VARIANTS[args.variant]
+    folder = Path(args.artifacts)
+    if model_name == "gpt2small":
+        return run_small(folder, args.variant)
+    model = build(model_name)
+    model.load_state_dict(torch.load(folder / f"{model_name}.pt"))
+    model = model.to("cuda", getattr(torch, dtype))
+    ids = torch.randint(0, VOCAB, (1, PROMPT), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = model.generate(ids.cuda(), max_new_tokens=NEW, do_sample=False,
+                                  pad_token_id=0).cpu()
+    generator = kiln.load_generator(folder / f"{args.variant}.vmfb", device="cuda")
+    got = generator.generate(ids, max_new_tokens=NEW)
+    same = int((got[0, PROMPT:] == expected[0, PROMPT:]).sum())
+    print(json.dumps({"variant": args.variant, "ok": True, "same_tokens": same, "of": NEW,
+                      "got": got[0, PROMPT:].tolist(), "expected": expected[0, PROMPT:].tolist()}))
+
+
+def check(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results = []
+    for variant in VARIANTS:
+        if not (Path(args.artifacts) / f"{variant}.vmfb").exists():
+            results.append({"variant": variant, "ok": False, "error": "not compiled"})
+            continue
+        done = subprocess.run([sys.executable, __file__, "one", "--variant", variant,
+                               "--artifacts", args.artifacts], capture_output=True, text=True,
+                              timeout=120)
+        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+        result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
+            "variant": variant, "ok": False, "rc": done.returncode,
+            "error": done.stderr.strip().splitlines()[-3:]}
+        print(json.dumps(result), flush=True)
+        results.append(result)
+    (out / "generate-variants.json").write_text(json.dumps(results, indent=1))
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("prepare")
+    p.add_argument("--out", required=True)
+    p.add_argument("--only", nargs="*", help="variants to compile (default: all)")
+    c = sub.add_parser("check")
+    c.add_argument("--artifacts", required=True)
+    c.add_argument("--out", required=True)
+    o = sub.add_parser("one")
+    o.add_argument("--variant", required=True)
+    o.add_argument("--artifacts", required=True)
+    args = parser.parse_args(argv)
+    {"prepare": prepare, "check": check, "one": run_one}[args.command](args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
