@@ -8,7 +8,6 @@ from __future__ import annotations
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 import torch
 
@@ -224,6 +223,8 @@ def test_compile_generator_errors():
         kiln.compile_generator(build("gpt2"), max_seq_len=1)
     with pytest.raises(TypeError, match="torch.nn.Module"):
         kiln.compile_generator(object(), max_seq_len=8)
+    with pytest.raises(ValueError, match="decode_cache_write must be"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=8, decode_cache_write="copy")
     with pytest.raises(KilnCompileError, match="does not take"):
         kiln.compile_generator(torch.nn.Linear(4, 4), max_seq_len=8)
 
@@ -292,46 +293,77 @@ def test_bind_state_errors(arguments, results, state, message):
         bind_state(text, state)
 
 
-def test_decode_writes_the_cache_in_place_without_copies(tmp_path):
-    """IREE's stream IR of decode: the new keys/values are scattered into the cache globals
-    (read-write bindings of !stream.resource<variable>) and no copy moves a whole cache."""
+def decode_stream_ir(tmp_path, target: str) -> str:
+    """The decode function of a tiny GPT-2 generator for `target`, in IREE's stream IR."""
     from kiln.bindings import iree_compiler
     from kiln.targets import TargetOptions, iree_flags
 
-    text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1,
+    text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
                                   prefill_chunks=(4,), compile_to="iree-input")
     source = tmp_path / "generator.mlir"
     source.write_text(text)
     stream = iree_compiler().compile_file(
-        str(source), extra_args=iree_flags(("cpu",), TargetOptions()) +
+        str(source), extra_args=iree_flags((target,), TargetOptions()) +
         ["--compile-to=stream"]).decode()
     decode = stream[stream.index("util.func public @decode$async("):]
-    decode = decode[:decode.index("\n  }\n")]
+    return decode[:decode.index("\n  }\n")]
+
+
+def whole_cache_copies(decode: str) -> list[str]:
     cache_bytes = 1 * HEADS * 8 * (HIDDEN // HEADS) * 4
+    return [line for line in decode.splitlines()
+            if ("stream.cmd.copy" in line or "stream.async.copy" in line or
+                "stream.async.clone" in line) and
+            ("resource<variable>" in line or f"for %c{cache_bytes}]" in line or
+             f"], %c{cache_bytes} :" in line)]  # the copy's length is a whole cache
+
+
+def test_decode_writes_the_cache_in_place_without_copies(tmp_path):
+    """IREE's stream IR of decode: the new keys/values are scattered into the cache globals
+    (read-write bindings of !stream.resource<variable>) and no copy moves a whole cache."""
+    decode = decode_stream_ir(tmp_path, "cpu")
     scatters = [line for line in decode.splitlines() if "dispatch" in line and "scatter" in line]
     assert len(scatters) == 2 * LAYERS, scatters
     assert decode.count("!stream.resource<variable>") and " rw %" in decode
-    copies = [line for line in decode.splitlines()
-              if ("stream.cmd.copy" in line or "stream.async.copy" in line or
-                  "stream.async.clone" in line) and
-              ("resource<variable>" in line or f"for %c{cache_bytes}]" in line or
-               f"], %c{cache_bytes} :" in line)]  # the copy's length is a whole cache
-    assert not copies, copies
+    assert not whole_cache_copies(decode)
 
 
-def test_greedy_token_compiles_for_cuda_at_gpt2_vocabulary():
+def test_cuda_decode_selects_instead_of_scattering(tmp_path):
+    """For CUDA the decode write is the prefill's select over the slots (IREE 3.13's CUDA
+    scatter of it stopped with an illegal address on an H100), still without cache copies."""
+    decode = decode_stream_ir(tmp_path, "cuda")
+    assert not [line for line in decode.splitlines() if "scatter" in line]
+    assert decode.count("!stream.resource<variable>") and " rw %" in decode
+    assert not whole_cache_copies(decode)
+
+
+def test_select_decode_writes_match_transformers():
+    """The CUDA form of the decode write, run on CPU (an artifact for both targets: also the
+    batch-2 CUDA compile, which an int64 greedy index failed)."""
+    model = build("llama")
+    generator = kiln.load_generator(kiln.compile_generator(
+        model, max_seq_len=MAX_SEQ_LEN, batch_size=BATCH, prefill_chunks=CHUNKS,
+        target=("cpu", "cuda"), cache=False), device="cpu")
+    ids, mask = prompts(seed=3)
+    padded = generator.generate(ids, max_new_tokens=12, attention_mask=mask)
+    assert padded.tolist() == reference(model, ids, mask, max_new_tokens=12).tolist()
+
+
+@pytest.mark.parametrize("shape", [(3, 50257), (2, 96), (8, 32000)])
+def test_greedy_token_compiles_for_cuda(shape):
     """IREE 3.13's CUDA backend aborted ("SmallVector unable to grow") on aten.argmax over
     GPT-2's 50,257 logits, so every GPT-2 generator failed to compile for CUDA; the step picks
-    the token as amax + first index instead (kiln.kv_cache.first_max_index), same ties."""
+    the token as amax + first index instead (kiln.kv_cache.first_max_index), same ties; with an
+    int64 index that form "failed to distribute" at [2, 96] and [8, 32000] (batched generators)."""
     from kiln.kv_cache import first_max_index
 
-    logits = torch.randn(3, 50257).half()
-    logits[1, 9] = logits[1, 40000] = logits[1].max() + 1  # a tie: the first index wins
+    logits = torch.randn(*shape).half()
+    logits[1, 9] = logits[1, shape[1] - 7] = logits[1].max() + 1  # a tie: the first index wins
     assert torch.equal(first_max_index(logits), logits.argmax(-1))
 
     class Greedy(torch.nn.Module):
         def forward(self, x):
             return first_max_index(x)
 
-    vmfb = kiln.compile_to_vmfb(Greedy(), (logits[:1],), target="cuda", cache=False)
+    vmfb = kiln.compile_to_vmfb(Greedy(), (logits,), target="cuda", cache=False)
     assert len(vmfb) > 1000

@@ -25,6 +25,10 @@ PROMPT, NEW, MAX_SEQ, VOCAB = 12, 8, 64, 256
 VARIANTS = {
     "gpt2-f32-nokernels": ("gpt2", "float32", {"cuda_kernels": "off"}),
     "gpt2-f16-nokernels": ("gpt2", "float16", {"cuda_kernels": "off"}),
+    # The decode write as a scatter (IREE's CUDA scatter: illegal address on an H100 before the
+    # select became the CUDA default) and as the select.
+    "gpt2-f16-nokernels-scatter": ("gpt2", "float16", {"cuda_kernels": "off",
+                                                       "decode_cache_write": "scatter"}),
     "gpt2-f16-kernels": ("gpt2", "float16", {"cuda_kernels": "on"}),
     "gpt2-f16-kernels-nofuse": ("gpt2", "float16", {"cuda_kernels": "on", "cuda_fuse": False}),
     "gpt2-f16-kernels-nosplitk": ("gpt2", "float16", {"cuda_kernels": "on",

@@ -27,6 +27,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 
 from kiln.errors import KilnLoadError
+from kiln.targets import normalize_target
 
 PREFILL_PREFIX = "prefill_"
 # Static prompt chunks: a prompt runs as a few calls of these lengths (plan_prefill). Static
@@ -40,7 +41,7 @@ STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 
 def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="cpu",
                       output=None, dtype=None, prefill_chunks: Optional[Sequence[int]] = None,
-                      **options):
+                      decode_cache_write: str = "auto", **options):
     """Compile a transformers causal LM (or a module with its calling convention:
     `model(input_ids=, attention_mask=, position_ids=, cache=, use_cache=True)` returning
     `.logits`, its attention layers calling `cache.update`) into one generation artifact.
@@ -48,7 +49,9 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     `max_seq_len`: cache slots (prompt + new tokens - 1 at most); `batch_size`: rows per call;
     `dtype`: compile the model in this dtype (e.g. torch.float16 for CUDA; the model passed in
     is not changed); `prefill_chunks`: the prompt lengths compiled as `prefill_<n>` functions
-    (default: 16, 64 and 256 up to `max_seq_len`; see `plan_prefill`). Options as
+    (default: 16, 64 and 256 up to `max_seq_len`; see `plan_prefill`); `decode_cache_write`:
+    how decode writes its keys/values, "scatter" (one row) or "select" (over every slot),
+    "auto": scatter unless CUDA is a target (kiln.kv_cache.DecoderStep). Options as
     `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path when `output` is given."""
     import copy
 
@@ -64,12 +67,17 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"compile_generator: {name} must be an int >= {low}, got {value!r}")
     chunks = _prefill_chunks(prefill_chunks, max_seq_len)
+    if decode_cache_write not in ("auto", "scatter", "select"):
+        raise ValueError(f"compile_generator: decode_cache_write must be 'auto', 'scatter' or "
+                         f"'select', got {decode_cache_write!r}")
+    scatter = "cuda" not in normalize_target(target) if decode_cache_write == "auto" else \
+        decode_cache_write == "scatter"
     _check_positions(model, max_seq_len)
     if dtype is not None and any(p.dtype != dtype for p in model.parameters()):
         model = copy.deepcopy(model).to(dtype)
     model = model.eval()
     geometry = CacheGeometry.probe(model, batch_size, max_seq_len)
-    step = DecoderStep(model, geometry, max_seq_len)
+    step = DecoderStep(model, geometry, max_seq_len, scatter_decode_writes=scatter)
     entries = {f"{PREFILL_PREFIX}{n}": (step, step.example_inputs(batch_size, n))
                for n in chunks}
     entries["decode"] = (step, step.example_inputs(batch_size, 1))

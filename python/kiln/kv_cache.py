@@ -8,8 +8,10 @@ returns them updated, so torch.export sees one functional program per entry poin
       → (next_token [B] (greedy), logits [B, vocab] (of the last position), cache_0', ...)
 
 `cache_position` is the cache slot of `input_ids[:, 0]`; T new keys/values are written at slots
-`cache_position + [0, T)` (decode: `index_copy`, which IREE runs as a scatter into the cache;
-prefill chunks: a select between the cache and the new rows gathered to their slots). The model
+`cache_position + [0, T)` (decode on CPU: `index_copy`, which IREE runs as a scatter into the
+cache; prefill chunks, and decode for CUDA: a select between the cache and the new rows gathered
+to their slots — IREE 3.13's CUDA scatter of the decode write stopped with an illegal address on
+an H100, see `scatter_decode_writes`). The model
 is called the way transformers' `generate` calls it with a static cache (`position_ids` from the
 attention mask, one cache object following transformers' `Cache` interface), with the 4-D
 attention mask built here: a key slot is visible to a query when it is not padding and not after
@@ -87,7 +89,7 @@ class CacheGeometry:
         return cls(keys, values, layers[0].keys.dtype)
 
 
-def _static_layer_class():
+def _static_layer_class(scatter_decode_writes: bool):
     from transformers.cache_utils import StaticLayer
 
     class FunctionalStaticLayer(StaticLayer):
@@ -113,7 +115,7 @@ def _static_layer_class():
             """`cache` with `new` [B, H, T, D] at slots start + [0, T)."""
             new = new.to(cache.dtype)
             count = new.shape[-2]
-            if count == 1:  # decode: a scatter of one row per head, in place in IREE
+            if count == 1 and scatter_decode_writes:  # one row per head, in place in IREE
                 return cache.index_copy(2, self.cumulative_length, new)
             # Prefill chunks: every slot takes its row of `new` (a gather) or keeps its value.
             # index_copy of T rows became a scatter with a coordinate per element that IREE's
@@ -136,14 +138,21 @@ class DecoderStep(nn.Module):
     """prefill (T ≥ 2 new tokens) and decode (T = 1) of `model` over a static cache of
     `max_seq_len` slots; see the module docstring for the calling convention."""
 
-    def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int):
+    def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int,
+                 scatter_decode_writes: bool = True):
+        """`scatter_decode_writes`: decode writes its row with `index_copy` (a scatter: touches
+        one row; CPU) instead of the prefill's select over every slot (reads and writes the
+        whole cache per step, ~4% of GPT-2 small's decode traffic at 256 slots). The CUDA
+        artifacts use the select: the generator whose decode scattered stopped with
+        CUDA_ERROR_ILLEGAL_ADDRESS on an H100 with and without Kiln's kernels
+        (bench/gpu/generate_variants.py)."""
         super().__init__()
         self.model = model
         self.geometry = geometry
         self.max_seq_len = max_seq_len
         self.pass_position_ids = _accepts(model, "position_ids")
         self.keep_last_logits = _accepts(model, "logits_to_keep")
-        self._layer_class = _static_layer_class()
+        self._layer_class = _static_layer_class(scatter_decode_writes)
 
     def forward(self, input_ids, position_ids, cache_position, attention_mask, *cache):
         from transformers.cache_utils import Cache
@@ -182,9 +191,11 @@ def first_max_index(logits):
     """`logits.argmax(-1)` (the first index of the largest value) as amax + the smallest index
     holding it: IREE 3.13's CUDA backend aborted on `aten.argmax` over GPT-2's 50,257-wide
     vocabulary ("SmallVector unable to grow" in NVPTX instruction selection of the
-    arg_compare dispatch); this form compiles on CPU and CUDA."""
+    arg_compare dispatch); this form compiles on CPU and CUDA. The index is int32 while it is
+    reduced: an int64 `amin` "failed to distribute" on CUDA at [2, 96] and [8, 32000] logits
+    (tests/test_generate.py pins the shapes)."""
     import torch
 
     best = logits.amax(-1, keepdim=True)
-    index = torch.arange(logits.shape[-1], device=logits.device)
-    return torch.where(logits == best, index, logits.shape[-1]).amin(-1)
+    index = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.int32)
+    return torch.where(logits == best, index, logits.shape[-1]).amin(-1).long()
