@@ -142,8 +142,8 @@ class DecoderStep(nn.Module):
                  scatter_decode_writes: bool = True):
         """`scatter_decode_writes`: decode writes its row with `index_copy` (a scatter: touches
         one row; CPU) instead of the prefill's select over every slot (reads and writes the
-        whole cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way against 250 MB of weights). The CUDA
-        artifacts use the select: the generator whose decode scattered stopped with
+        whole cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way, against 250 MB of
+        weights read). The CUDA artifacts use the select: the generator whose decode scattered stopped with
         CUDA_ERROR_ILLEGAL_ADDRESS on an H100 with and without Kiln's kernels
         (bench/gpu/generate_variants.py)."""
         super().__init__()
