@@ -76,6 +76,15 @@ CONFIGS = {
     "no-multi-use-fusion": ({"extra_iree_flags": [
         "--iree-dispatch-creation-fuse-multi-use=false"]}, [],
         "+ --iree-dispatch-creation-fuse-multi-use=false (Kiln's codegen-limit fallback)"),
+    # Distribution tile of data-tiled matmuls (IREE's default: --iree-llvmcpu-matmul-tile-bytes
+    # chosen for many cores; one 128x768x2048 f32 GEMM on the 2-core Xeon: 2 workers were no
+    # faster than 1 at the default, docs/decisions.md)
+    **{f"tile-bytes-{label}": ({"extra_iree_flags": [
+        f"--iree-llvmcpu-matmul-tile-bytes={size}"]}, [],
+        f"+ --iree-llvmcpu-matmul-tile-bytes={size}")
+       for label, size in (("256k", 1 << 18), ("1m", 1 << 20), ("4m", 1 << 22))},
+    "sapphirerapids": ({"cpu": "sapphirerapids"}, [],
+                       "--iree-llvmcpu-target-cpu=sapphirerapids (host resolves to rocketlake)"),
     "rt-spin-100us": ({}, ["--task_worker_spin_us=100"],
                       "default artifact; runtime --task_worker_spin_us=100"),
     "rt-1-worker": ({}, ["--task_topology_group_count=1"],
