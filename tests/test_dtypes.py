@@ -69,6 +69,20 @@ def test_sort_of_booleans():
         assert torch.equal(g.values, w.values) and torch.equal(g.indices, w.indices)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_logcumsumexp_of_large_values(dtype):
+    """log(cumsum(exp(x))) gave inf from 10000 on (Kiln and the plain path alike)."""
+    class LogCumSumExp(torch.nn.Module):
+        def forward(self, x):
+            return torch.logcumsumexp(x, 1), torch.logcumsumexp(x, 0)
+
+    x = torch.randn(4, 6, dtype=dtype) * 3
+    x[1, 2], x[1, 4], x[2, 0], x[3] = 10000.0, 500.0, -float("inf"), -float("inf")
+    got = kiln.load(kiln.compile_to_vmfb(LogCumSumExp(), (x,), cache=False))(x)
+    for g, w in zip(got, LogCumSumExp()(x)):
+        torch.testing.assert_close(g, w)
+
+
 def test_scatter_add_of_booleans_is_a_logical_or():
     class ScatterAddBool(torch.nn.Module):
         def forward(self, x, index, src):

@@ -115,7 +115,26 @@ def _to_copy_involving_complex(x, **kwargs):
     return torch_mlir_decompositions()[torch.ops.aten._to_copy.default](x, **kwargs)
 
 
+def _logcumsumexp_shifted(self, dim):
+    """aten.logcumsumexp, two ways selected per element: torch-mlir lowers it as
+    log(cumsum(exp(x))), which overflows to inf once a prefix sum passes the dtype's range (x >
+    88 in float32, 709 in float64: both paths returned inf for 10000, docs/conformance.md);
+    shifted by the row's maximum M it cannot overflow, but a prefix more than that far below M
+    underflows to -inf. The plain form where it is finite, else the shifted one: wrong only
+    where a prefix's own maximum is both above that range and that far below M."""
+    if not self.dtype.is_floating_point or self.dim() == 0:
+        return NotImplemented
+    axis = dim % self.dim()
+    plain = torch.log(torch.cumsum(torch.exp(self), axis))
+    shift = self.amax(axis, keepdim=True)
+    # an infinite maximum (all -inf, or +inf) shifts by 0 (aten.isfinite does not lower)
+    shift = torch.where(shift.abs() < float("inf"), shift, torch.zeros_like(shift))
+    shifted = shift + torch.log(torch.cumsum(torch.exp(self - shift), axis))
+    return torch.where(plain < float("inf"), plain, shifted)
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten.logcumsumexp.default: _logcumsumexp_shifted,
     torch.ops.aten._to_copy.default: _to_copy_involving_complex,
     torch.ops.aten.scatter_add.default: _scatter_add_of_booleans,
     torch.ops.aten.sort.default: _sort_of_booleans,
