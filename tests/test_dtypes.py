@@ -83,6 +83,21 @@ def test_logcumsumexp_of_large_values(dtype):
         torch.testing.assert_close(g, w)
 
 
+@pytest.mark.parametrize("include_last_offset, padding_idx", [(False, None), (True, 4)])
+def test_embedding_bag_with_per_sample_weights(include_last_offset, padding_idx):
+    """torch-mlir's lowering dropped per_sample_weights: every value was wrong."""
+    class Bags(torch.nn.Module):
+        def forward(self, weight, indices, offsets, scale):
+            return torch.nn.functional.embedding_bag(
+                indices, weight, offsets, mode="sum", per_sample_weights=scale,
+                include_last_offset=include_last_offset, padding_idx=padding_idx)
+
+    offsets = torch.tensor([0, 3, 3, 5] if include_last_offset else [0, 3, 3])  # an empty bag
+    args = (torch.randn(10, 5), torch.tensor([1, 2, 4, 5, 4, 9, 0]), offsets, torch.randn(7))
+    got = kiln.load(kiln.compile_to_vmfb(Bags(), args, cache=False))(*args)
+    torch.testing.assert_close(got, Bags()(*args))
+
+
 def test_scatter_add_of_booleans_is_a_logical_or():
     class ScatterAddBool(torch.nn.Module):
         def forward(self, x, index, src):

@@ -133,7 +133,34 @@ def _logcumsumexp_shifted(self, dim):
     return torch.where(plain < float("inf"), plain, shifted)
 
 
+def _embedding_bag_with_weights(weight, indices, offsets, scale_grad_by_freq=False, mode=0,
+                                sparse=False, per_sample_weights=None,
+                                include_last_offset=False, padding_idx=-1):
+    """aten._embedding_bag(_forward_only) with `per_sample_weights` (mode "sum") as a gather,
+    a product and an index_add into the bags: torch-mlir's lowering dropped the weights (every
+    value wrong, Kiln and the plain path alike, docs/conformance.md). Other modes keep
+    torch-mlir's lowering. Returns (output, offset2bag, bag_size, max_indices) like the op;
+    callers (F.embedding_bag) read only the output."""
+    if per_sample_weights is None or mode != 0 or indices.dim() != 1:
+        return NotImplemented
+    count = indices.shape[0]
+    bags = offsets.shape[0] - 1 if include_last_offset else offsets.shape[0]
+    starts = offsets[:bags]
+    positions = torch.arange(count, dtype=offsets.dtype)
+    bag_of = (positions[:, None] >= starts[None, :]).to(torch.int64).sum(1) - 1
+    scale = per_sample_weights
+    if padding_idx is not None and padding_idx >= 0:
+        scale = torch.where(indices == padding_idx, torch.zeros_like(scale), scale)
+    rows = weight.index_select(0, indices) * scale[:, None].to(weight.dtype)
+    output = torch.zeros((bags, weight.shape[1]), dtype=weight.dtype).index_add(0, bag_of, rows)
+    bag_size = torch.zeros(bags, dtype=torch.int64).index_add(
+        0, bag_of, torch.ones(count, dtype=torch.int64))
+    return output, bag_of, bag_size, torch.zeros(bags, dtype=torch.int64)
+
+
 DECOMPOSITIONS = {
+    torch.ops.aten._embedding_bag_forward_only.default: _embedding_bag_with_weights,
+    torch.ops.aten._embedding_bag.default: _embedding_bag_with_weights,
     torch.ops.aten.logcumsumexp.default: _logcumsumexp_shifted,
     torch.ops.aten._to_copy.default: _to_copy_involving_complex,
     torch.ops.aten.scatter_add.default: _scatter_add_of_booleans,
