@@ -3,7 +3,7 @@ usage errors), never a traceback; outputs are written only when a command succee
 
 from __future__ import annotations
 
-import numpy as np
+import argparse
 import pytest
 import torch
 
@@ -106,6 +106,98 @@ def test_output_into_an_existing_directory_is_a_usage_error(model_file, tmp_path
 def test_a_bad_input_spec_is_a_usage_error(model_file, capsys):
     assert kiln_main(["compile", f"{model_file}:build", "--input", "1x4xq7", "--quiet"]) == 2
     assert "cannot read input spec '1x4xq7'" in _one_line_error(capsys)
+
+
+# ---------------------------------------------------------------------------------------------
+# The compile-option flags: one set shared by compile, check and generate (issue 17)
+
+TINY_GPT = "python/kiln/examples/tiny_gpt.py:build_tiny_gpt"
+
+
+def _compile_option_flags(command: str) -> set[str]:
+    from kiln.cli import build_parser
+
+    subparsers = next(a for a in build_parser()._actions
+                      if isinstance(a, argparse._SubParsersAction))
+    group = next(g for g in subparsers.choices[command]._action_groups
+                 if g.title.startswith("compile options"))
+    return {flag for action in group._group_actions for flag in action.option_strings}
+
+
+def test_compile_check_and_generate_take_the_same_compile_option_flags():
+    flags = {command: _compile_option_flags(command) for command in ("compile", "check",
+                                                                        "generate")}
+    assert flags["compile"] == flags["check"] == flags["generate"]
+    # Every flag one of them had before they shared a set, and the new ones.
+    assert {"--target", "--attention", "--cpu", "--cuda-arch", "--cuda-kernels", "--weights",
+            "--no-index-checks", "--verbose", "--quiet", "--opt-level", "--disable-passes",
+            "--data-tiling", "--no-data-tiling"} <= flags["compile"]
+
+
+def test_compile_options_reach_the_compile(monkeypatch, capsys):
+    import kiln
+
+    captured = {}
+    compile_model = kiln.compile_model
+
+    def recording_compile_model(*args, **options):
+        captured.update(options)
+        return compile_model(*args, **options)
+
+    monkeypatch.setattr(kiln, "compile_model", recording_compile_model)
+    assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet"]) == 0
+    assert "kiln.attention" in capsys.readouterr().out
+    assert captured["opt_level"] == "O3" and captured["data_tiling"] is True
+    assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet", "--opt-level",
+                      "O1", "--no-data-tiling", "--disable-passes", "kiln-raise-attention"]) == 0
+    # The pass really was left out: the attention stays as torch ops.
+    assert "kiln.attention" not in capsys.readouterr().out
+    assert captured["opt_level"] == "O1" and captured["data_tiling"] is False
+    assert tuple(captured["disable_passes"]) == ("kiln-raise-attention",)
+    assert captured["verbose"] is False
+
+
+@pytest.mark.parametrize("command", ["check", "generate"])
+def test_check_and_generate_pass_the_same_options(model_file, monkeypatch, capsys, command):
+    import kiln
+
+    captured = {}
+
+    def stop_before_compiling(*args, **options):
+        captured.update(options)
+        raise ValueError("stopped before compiling")
+
+    monkeypatch.setattr(kiln, "check" if command == "check" else "compile_generator",
+                        stop_before_compiling)
+    extra = ["--prompt-ids", "1,2"] if command == "generate" else ["--input", "1x4xf32"]
+    code = kiln_main([command, f"{model_file}:build", *extra, "--opt-level", "O1",
+                      "--no-data-tiling", "--disable-passes",
+                      "kiln-raise-attention,kiln-raise-linear", "--cpu", "x86-64-v3",
+                      "--no-index-checks"])
+    assert code == 1 and "stopped before compiling" in _one_line_error(capsys)
+    assert captured["opt_level"] == "O1" and captured["data_tiling"] is False
+    assert tuple(captured["disable_passes"]) == ("kiln-raise-attention", "kiln-raise-linear")
+    assert captured["cpu"] == "x86-64-v3" and captured["index_checks"] is False
+    assert captured["verbose"] is False  # check and generate are quiet unless --verbose
+
+
+@pytest.mark.parametrize("command", ["compile", "check", "generate"])
+def test_an_unknown_pass_to_disable_is_a_usage_error(model_file, capsys, command):
+    extra = ["--prompt-ids", "1,2"] if command == "generate" else ["--input", "1x4xf32"]
+    code = kiln_main([command, f"{model_file}:build", *extra,
+                      "--disable-passes", "kiln-raise-attention,kiln-no-such-pass"])
+    assert code == 2
+    line = _one_line_error(capsys)
+    assert line.startswith("kiln: error: --disable-passes") and "kiln-no-such-pass" in line
+    assert "kiln-raise-attention" in line.split("known:")[1]  # the known passes are listed
+
+
+@pytest.mark.parametrize("command", ["check", "generate"])
+def test_external_weights_without_an_output_file_is_a_usage_error(model_file, capsys, command):
+    extra = ["--prompt-ids", "1,2"] if command == "generate" else ["--input", "1x4xf32"]
+    assert kiln_main([command, f"{model_file}:build", *extra, "--weights", "external"]) == 2
+    line = _one_line_error(capsys)
+    assert "--weights external" in line and f"kiln {command}" in line
 
 
 # ---------------------------------------------------------------------------------------------

@@ -161,8 +161,7 @@ def _model_inputs_target(args):
     if example_args is None:
         raise UsageError("give --input specs (e.g. --input 1x128x768xf32) or return "
                          "(module, example_args) from the factory")
-    target = tuple(args.target.split(",")) if "," in args.target else args.target
-    return model, example_args, target
+    return model, example_args, compile_target(args)
 
 
 def cmd_compile(args) -> int:
@@ -170,13 +169,11 @@ def cmd_compile(args) -> int:
     from kiln.archive import parameters_path
 
     check_output_path(args.output)  # before the compile, which takes seconds to minutes
-    model, example_args, target = _model_inputs_target(args)
     # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.
+    options = compile_options(args, verbose_default=True, writes_output=True)
+    model, example_args, target = _model_inputs_target(args)
     compiled = kiln.compile_model(model, example_args, target=target,
-                                  compile_to=args.compile_to, attention=args.attention,
-                                  cpu=args.cpu, cuda_arch=args.cuda_arch, weights=args.weights,
-                                  cuda_kernels=args.cuda_kernels, verbose=not args.quiet,
-                                  index_checks=not args.no_index_checks)
+                                  compile_to=args.compile_to, **options)
     if args.report:
         print(compiled.report, file=sys.stderr)
     if compiled.vmfb is None:
@@ -271,12 +268,11 @@ def cmd_check(args) -> int:
     """Compile, then compare with eager on several inputs; exit 1 on a mismatch."""
     import kiln
 
+    options = compile_options(args, verbose_default=False, writes_output=False)
     model, example_args, target = _model_inputs_target(args)
     result = kiln.check(model, example_args, target=target, samples=args.samples,
                         seed=args.seed, rtol=args.rtol, atol=args.atol,
-                        locate=not args.no_locate,
-                        attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
-                        cuda_kernels=args.cuda_kernels, verbose=args.verbose)
+                        locate=not args.no_locate, **options)
     print(result)
     return 0 if result.passed else 1
 
@@ -299,6 +295,7 @@ def cmd_generate(args) -> int:
     import kiln
 
     prompt = torch.tensor([_prompt_ids(args.prompt_ids)], dtype=torch.long)
+    options = compile_options(args, verbose_default=False, writes_output=False)
     built = load_factory(args.model)()
     model = built[0] if isinstance(built, tuple) else built
     if not isinstance(model, torch.nn.Module):
@@ -306,30 +303,97 @@ def cmd_generate(args) -> int:
                          f"causal LM (torch.nn.Module)")
     max_seq_len = args.max_seq_len or prompt.shape[1] + max(args.max_new_tokens - 1, 1)
     dtype = getattr(torch, args.dtype) if args.dtype else None
-    target = tuple(args.target.split(",")) if "," in args.target else args.target
     start = time.perf_counter()
-    artifact = kiln.compile_generator(model, max_seq_len=max_seq_len, target=target,
-                                      dtype=dtype, verbose=args.verbose)
+    artifact = kiln.compile_generator(model, max_seq_len=max_seq_len,
+                                      target=compile_target(args), dtype=dtype, **options)
     print(f"compiled in {time.perf_counter() - start:.1f} s (max_seq_len {max_seq_len})",
           file=sys.stderr)
     device = args.device or ("cuda" if "cuda" in args.target.split(",") else "cpu")
     generator = kiln.load_generator(artifact, device=device)
-    options = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
-                   temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
-                   eos_token_id=args.eos_token_id, seed=args.seed)
+    sampling = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
+                    temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
+                    eos_token_id=args.eos_token_id, seed=args.seed)
     if args.stream:
         print(" ".join(str(t) for t in prompt[0].tolist()), end="", flush=True)
-        for tokens in generator.stream(prompt, **options):
+        for tokens in generator.stream(prompt, **sampling):
             print(f" {int(tokens[0])}", end="", flush=True)
         print()
     else:
-        output = generator.generate(prompt, **options)
+        output = generator.generate(prompt, **sampling)
         print(" ".join(str(t) for t in output[0].tolist()))
     stats = generator.stats
     print(f"{stats.new_tokens} new tokens on {device}: time to first token "
           f"{stats.time_to_first_token_s * 1e3:.1f} ms, decode {stats.decode_tokens_per_s:.1f} "
           f"tokens/s", file=sys.stderr)
     return 0
+
+
+def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
+    """The compile-option flags, one set for every subcommand that compiles a model (compile,
+    check, generate), so that they cannot drift apart. `compile_options(args, ...)` turns them
+    into the **options of kiln.compile_model / kiln.check / kiln.compile_generator."""
+    group = parser.add_argument_group("compile options (kiln.compiler.CompileOptions)")
+    group.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda for one "
+                                                       "artifact that runs on both (default: cpu)")
+    group.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"),
+                       help="how kiln.attention is lowered (auto: measured best per target)")
+    group.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "
+                                                     "machine) or an ISA such as x86-64-v3")
+    group.add_argument("--cuda-arch", default="sm_90a",
+                       help="GPU architecture: sm_90a (H100/H200; IREE's own code sm_80), sm_80 "
+                            "(A100), sm_86, sm_89, ...; Kiln's kernels are compiled for it")
+    group.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
+                       help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
+                            "linears and attentions they support; auto = on when triton is "
+                            "installed (else a warning)")
+    group.add_argument("--opt-level", default="O3", choices=("O0", "O1", "O2", "O3"),
+                       help="IREE optimization level (default O3)")
+    group.add_argument("--data-tiling", default=True, action=argparse.BooleanOptionalAction,
+                       help="IREE's data tiling (packed matmul layouts) on the cpu target "
+                            "(default: on)")
+    group.add_argument("--disable-passes", default="", metavar="PASSES",
+                       help="comma-separated kiln passes to leave out of the pipelines, e.g. "
+                            "kiln-raise-attention (kiln-opt --list-passes lists them)")
+    group.add_argument("--weights", default="inline", choices=("inline", "external"),
+                       help="external: weights go to an .irpa beside the .vmfb (OUTPUT with "
+                            ".vmfb replaced by .irpa; kiln run and kiln.load find it and check "
+                            "it is this artifact's); inline (default): inside the .vmfb")
+    group.add_argument("--no-index-checks", action="store_true",
+                       help="leave out the bounds checks of indices read from inputs (token "
+                            "ids): an out-of-range id then reads other memory instead of "
+                            "raising IndexError; saves one small dispatch per indexing op")
+    # compile prints its phases unless --quiet, check and generate only with --verbose
+    # (`compile_options`' verbose_default); --quiet wins, as it always did for compile.
+    group.add_argument("--verbose", action="store_true", help="print phases and their times")
+    group.add_argument("--quiet", action="store_true",
+                       help="do not print phases and their times")
+
+
+def compile_target(args):
+    """--target as compile_model takes it: "cpu", or a tuple for "cpu,cuda"."""
+    return tuple(args.target.split(",")) if "," in args.target else args.target
+
+
+def compile_options(args, *, verbose_default: bool, writes_output: bool) -> dict:
+    """The **options (kiln.compiler.CompileOptions fields) that the flags of
+    `add_compile_option_flags` ask for. `writes_output`: whether the command writes an
+    artifact file; the others compile in memory, so an option that needs one is a
+    UsageError rather than silently dropped."""
+    if args.weights == "external" and not writes_output:
+        raise UsageError(f"--weights external writes the weights to an .irpa beside an output "
+                         f"file; kiln {args.command} compiles in memory: use kiln compile -o")
+    disabled = tuple(name.strip() for name in args.disable_passes.split(",") if name.strip())
+    from kiln.passes import PASS_REGISTRY
+
+    unknown = [name for name in disabled if name not in PASS_REGISTRY]
+    if unknown:
+        raise UsageError(f"--disable-passes: unknown kiln pass(es) {', '.join(unknown)}; "
+                         f"known: {', '.join(PASS_REGISTRY)}")
+    verbose = not args.quiet and (args.verbose or verbose_default)
+    return dict(attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
+                cuda_kernels=args.cuda_kernels, opt_level=args.opt_level,
+                data_tiling=args.data_tiling, disable_passes=disabled, weights=args.weights,
+                index_checks=not args.no_index_checks, verbose=verbose)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -343,38 +407,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--input", action="append", default=[], metavar="SPEC",
                    help="example input, repeatable: DIMSxDTYPE (1x128x768xf32, 1x16xi64) for a "
                         "random tensor, or a .npy file")
-    c.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda for one artifact "
-                                                   "that runs on both (default: cpu)")
     c.add_argument("-o", "--output", help="output file (default out.vmfb; IR goes to stdout)")
     c.add_argument("--compile-to", choices=("torch", "kiln", "iree-input"),
                    help="stop after this phase and write its IR instead of a .vmfb")
-    c.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"),
-                   help="how kiln.attention is lowered (auto: measured best per target)")
-    c.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "
-                                                 "machine) or an ISA such as x86-64-v3")
-    c.add_argument("--cuda-arch", default="sm_90a",
-                   help="GPU architecture: sm_90a (H100/H200; IREE's own code sm_80), sm_80 "
-                        "(A100), sm_86, sm_89, ...; Kiln's kernels are compiled for it")
-    c.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
-                   help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
-                        "linears and attentions they support; auto = on when triton is "
-                        "installed (else a warning)")
     c.add_argument("--int-high", type=int, default=32,
                    help="random integer inputs are drawn from [0, N) (default 32)")
     c.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    c.add_argument("--weights", default="inline", choices=("inline", "external"),
-                   help="external: weights go to an .irpa beside the .vmfb (OUTPUT with .vmfb "
-                        "replaced by .irpa; kiln run and kiln.load find it and check it is "
-                        "this artifact's); inline (default): inside the .vmfb")
-    c.add_argument("--no-index-checks", action="store_true",
-                   help="leave out the bounds checks of indices read from inputs (token ids): "
-                        "an out-of-range id then reads other memory instead of raising "
-                        "IndexError; saves one small dispatch per indexing op")
     c.add_argument("--report", action="store_true",
                    help="print what each pass rewrote (with source lines) and unmatched "
                         "softmaxes")
-    c.add_argument("--quiet", action="store_true", help="do not print phases and their times")
-    c.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)  # old spelling
+    add_compile_option_flags(c)
     c.set_defaults(func=cmd_compile)
 
     r = sub.add_parser("run", help="run a .vmfb on random or .npy inputs")
@@ -404,7 +446,6 @@ def build_parser() -> argparse.ArgumentParser:
     k.add_argument("--input", action="append", default=[], metavar="SPEC",
                    help="example input, repeatable: DIMSxDTYPE (1x128x768xf32, 1x16xi64) for a "
                         "random tensor, or a .npy file; sample 0 of the check")
-    k.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda (default: cpu)")
     k.add_argument("--samples", type=int, default=3,
                    help="inputs to compare on: the example plus random ones (default 3)")
     k.add_argument("--rtol", type=float, default=None,
@@ -416,17 +457,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "dtype: f32 1e-5, f16 2e-3, bf16 2e-2)")
     k.add_argument("--no-locate", action="store_true",
                    help="on a mismatch, skip the bisection for the first diverging op")
-    k.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"))
-    k.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target")
-    k.add_argument("--cuda-arch", default="sm_90a", help="GPU architecture (see compile)")
-    k.add_argument("--cuda-kernels", default="auto", choices=("auto", "on", "off"),
-                   help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
-                        "linears and attentions they support; auto = on when triton is "
-                        "installed (else a warning)")
     k.add_argument("--int-high", type=int, default=32,
                    help="random integer example inputs are drawn from [0, N) (default 32)")
     k.add_argument("--seed", type=int, default=0, help="seed for random inputs")
-    k.add_argument("--verbose", action="store_true", help="print phases and their times")
+    add_compile_option_flags(k)
     k.set_defaults(func=cmd_check)
 
     g = sub.add_parser("generate", help="compile a causal LM (prefill + decode, KV cache on the "
@@ -438,7 +472,6 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--max-new-tokens", type=int, default=32)
     g.add_argument("--max-seq-len", type=int, default=None,
                    help="cache slots to compile for (default: prompt + new tokens)")
-    g.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda (default: cpu)")
     g.add_argument("--device", default=None, choices=("cpu", "cuda"),
                    help="where to run (default: cuda when the target has it)")
     g.add_argument("--dtype", default=None, choices=("float32", "float16", "bfloat16"),
@@ -451,7 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     g.add_argument("--eos-token-id", type=int, default=None,
                    help="stop when this token is generated")
     g.add_argument("--seed", type=int, default=None, help="seed for sampling")
-    g.add_argument("--verbose", action="store_true", help="print phases and their times")
+    add_compile_option_flags(g)
     g.set_defaults(func=cmd_generate)
     return parser
 
