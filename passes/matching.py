@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.bindings import ir
+from kiln.dtypes import DTYPES
 from kiln.torch_ir import constant_or, defining_op, single_use, tensor_info
 
 
@@ -54,8 +55,8 @@ def only_use(value: ir.Value) -> bool:
 MASKED_SCORE_BOUND = -1.0e4
 
 
-NUMPY_DTYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i1": "bool",
-                "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8", "ui8": "uint8"}
+# The dtypes `literal_array` reads: real ones numpy has built in (a bf16 literal stays unread).
+NUMPY_DTYPES = {d.mlir: d.numpy for d in DTYPES if d.numpy_native and d.kind != "complex"}
 
 
 def literal_array(value: ir.Value):

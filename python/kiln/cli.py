@@ -22,9 +22,12 @@ from typing import Optional
 
 import numpy as np
 
-INPUT_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i1": np.bool_,
-                "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
-                "si64": np.int64, "si32": np.int32, "ui8": np.uint8, "bf16": "bfloat16"}
+from kiln.dtypes import by_element, numpy_dtype
+
+# Dtype names an input spec may use (signless ints are signed) → the numpy names.
+INPUT_DTYPES = {name: by_element(name).numpy for name in
+                ("f16", "f32", "f64", "i1", "i8", "i16", "i32", "i64", "si64", "si32", "ui8",
+                 "bf16")}
 _SPEC = re.compile(r"^(?P<dims>(\d+x)*)(?P<dtype>[a-z]+\d+)$")
 # Random inputs are drawn as float64 / int64 before the cast to their dtype.
 _DRAW_BYTES = 8
@@ -52,11 +55,7 @@ def parse_input_spec(spec: str, rng: np.random.Generator, int_high: int) -> np.n
 
 def _input_dtype(dtype: str) -> np.dtype:
     """numpy dtype of a spec's dtype ("f32", "bf16") or of a signature's ("float32")."""
-    if dtype in ("bf16", "bfloat16"):
-        import ml_dtypes
-
-        return np.dtype(ml_dtypes.bfloat16)
-    return np.dtype(INPUT_DTYPES.get(dtype, dtype))
+    return numpy_dtype(INPUT_DTYPES.get(dtype, dtype))
 
 
 def random_array(shape, dtype: str, rng: np.random.Generator, int_high: int,

@@ -15,6 +15,7 @@ from kiln import __version__
 from kiln.bindings import ir
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
+from kiln.dtypes import MLIR_TO_NUMPY
 from kiln.errors import KilnCompileError, KilnUnsupportedError
 from kiln.frontend import export_model, import_program
 from kiln.guards import refuse_data_dependent_shapes
@@ -28,10 +29,7 @@ from kiln.torch_ir import tensor_info
 
 SIGNATURE_KEY = "kiln.signature"
 
-TORCH_TO_NUMPY_DTYPE = {"f16": "float16", "bf16": "bfloat16", "f32": "float32", "f64": "float64",
-                        "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8",
-                        "ui8": "uint8", "i1": "bool", "complex<f32>": "complex64",
-                        "complex<f64>": "complex128"}
+TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes)
 
 
 @dataclass

@@ -35,13 +35,17 @@ import ast
 import re
 from typing import Any
 
+from kiln.dtypes import by_element
+from kiln.kernels.plan import DTYPES as KERNEL_DTYPES
+
 KERNEL_ATTR = "kiln.kernel"
 KERNEL_PREFIX = "kiln_kernel_"
 BUILDERS = ("linear", "attention")
 # Hopper's per-block limit on dynamic shared memory (227 KiB); other architectures have less
 # (kiln.kernels.plan.ARCHS), which their builders fit the configs to.
 MAX_SHARED_BYTES = 232448
-MLIR_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "i8": "i8"}
+# The kernels' dtype names (signless, as in their specs) → MLIR element types.
+MLIR_ELEMENT = {name: by_element(name).builtin for name in KERNEL_DTYPES}
 _CUDA_TARGET = '#hal.executable.target<"cuda", "cuda-nvptx-fb">'
 
 _DECLARATION = re.compile(

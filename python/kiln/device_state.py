@@ -34,15 +34,16 @@ import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from kiln.dtypes import DTYPES
 from kiln.errors import KilnCompileError
 from kiln.outputs import without_results_and_inputs
 
 SIGNATURE_KEY = "kiln.signature"
 GLOBAL_PREFIX = "kiln_state_"
 IMPL_PREFIX = "kiln_stateful_"
-# Element types of torch value tensors → IREE's signless builtin element types.
-_BUILTIN_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "f64": "f64", "si64": "i64",
-                    "si32": "i32", "si16": "i16", "si8": "i8", "ui8": "i8", "i1": "i1"}
+# Element types of torch value tensors → IREE's signless builtin element types, for the real
+# dtypes (`_initial_value` writes real initial values).
+_BUILTIN_ELEMENT = {d.mlir: d.builtin for d in DTYPES if d.kind != "complex"}
 _VTENSOR = re.compile(r"^!torch\.vtensor<\[(?P<dims>[^\]]*)\],(?P<dtype>\w+)>$")
 # Distinct initial values: spacing exact in f16 and bf16 for up to 256 variables.
 INITIAL_STEP = 2.0 ** -14

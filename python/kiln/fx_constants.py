@@ -28,16 +28,15 @@ from torch.fx.passes.shape_prop import _extract_tensor_metadata
 
 from kiln.bindings import ir
 from kiln.bindings import FxImporterHooks
+from kiln.dtypes import DTYPES
 
 MAX_FOLDED_ELEMENTS = 1 << 24
 MAX_READABLE_ELEMENTS = 1 << 24
 MAX_INLINE_BF16_ELEMENTS = 1 << 16
 DROPPED_TARGETS = (torch.ops.aten._assert_tensor_metadata.default,)
 
-TORCH_TO_MLIR_DTYPE = {torch.float32: "f32", torch.float16: "f16", torch.bfloat16: "bf16",
-                       torch.float64: "f64", torch.int64: "si64", torch.int32: "si32",
-                       torch.int16: "si16", torch.int8: "si8", torch.uint8: "ui8",
-                       torch.bool: "i1"}
+# The literals these hooks import: real dtypes (complex constants go the importer's own way).
+TORCH_TO_MLIR_DTYPE = {d.torch_dtype: d.mlir for d in DTYPES if d.kind != "complex"}
 
 
 @dataclass

@@ -40,6 +40,7 @@ import numpy as np
 
 from kiln import archive
 from kiln.bindings import ir
+from kiln.dtypes import MLIR_TO_NUMPY
 from kiln.errors import KilnCompileError
 from kiln.runtime import PARAMETER_SCOPE as SCOPE
 from kiln.runtime import PARAMETERS_KEY
@@ -63,9 +64,7 @@ class Parameter:
     @property
     def dtype(self) -> str:
         """Element type as the signature names it: float32, bfloat16, int64, ..."""
-        from kiln.compiler import TORCH_TO_NUMPY_DTYPE
-
-        return TORCH_TO_NUMPY_DTYPE[re.search(r"[<x]([a-z]+\d+)>$", self.tensor_type)[1]]
+        return MLIR_TO_NUMPY[re.search(r"[<x]([a-z]+\d+)>$", self.tensor_type)[1]]
 
     @property
     def builtin_type(self) -> str:

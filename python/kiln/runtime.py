@@ -47,6 +47,7 @@ from typing import Any, Optional, Sequence, Union
 import numpy as np
 
 from kiln.archive import ArchiveEntry, parameters_path, verify
+from kiln.dtypes import bfloat16_numpy, numpy_dtype, numpy_name
 from kiln.errors import KilnLoadError
 from kiln.outputs import build_tree
 
@@ -105,14 +106,9 @@ def _read_artifact(source: Union[bytes, bytearray, memoryview, str, Path]) -> by
     return path.read_bytes()
 
 
-def _bfloat16():
-    import ml_dtypes
-
-    return np.dtype(ml_dtypes.bfloat16)
-
-
-def _numpy_dtype(name: str) -> np.dtype:
-    return _bfloat16() if name == "bfloat16" else np.dtype(name)
+# Short names for the runtime's many uses (kiln.dtypes holds the dtype names).
+_bfloat16 = bfloat16_numpy
+_numpy_dtype = numpy_dtype
 
 
 def _is_torch(value: Any) -> bool:
@@ -792,7 +788,7 @@ def importable_problem(tensor) -> Optional[str]:
 
 def _dtype_name(element_type) -> str:
     dtype = _iree_runtime().HalElementType.map_to_dtype(element_type)
-    return "bfloat16" if dtype == _bfloat16() else str(np.dtype(dtype))
+    return numpy_name(dtype)
 
 
 def _parse_cuda_flags(rt) -> None:

@@ -12,13 +12,13 @@ from dataclasses import dataclass
 from typing import Optional, Sequence
 
 from kiln.bindings import ir
+from kiln.dtypes import DTYPES, FLOAT_ELEMENTS
 
 _VTENSOR = re.compile(r"^!torch\.vtensor<\[(?P<dims>[^\]]*)\],(?P<dtype>[^>]+>?)>$")  # complex<f32>
 
-# torch ScalarType codes used by aten ops that take a dtype integer (c10/core/ScalarType.h).
-TORCH_DTYPE_CODE = {"ui8": 0, "si8": 1, "si16": 2, "si32": 3, "si64": 4, "f16": 5, "f32": 6,
-                    "f64": 7, "i1": 11, "bf16": 15}
-FLOAT_DTYPES = ("f16", "bf16", "f32", "f64")
+# torch ScalarType codes used by aten ops that take a dtype integer, for the real dtypes.
+TORCH_DTYPE_CODE = {d.mlir: d.scalar_type for d in DTYPES if d.kind != "complex"}
+FLOAT_DTYPES = FLOAT_ELEMENTS
 
 
 @dataclass(frozen=True)

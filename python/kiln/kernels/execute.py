@@ -11,11 +11,11 @@ from typing import Optional, Sequence
 
 import torch
 
-from kiln.kernels.plan import (KernelPlan, LaunchSpec, PlanSpec, compile_triton, spec_of,
+from kiln.dtypes import by_element
+from kiln.kernels.plan import (DTYPES, KernelPlan, LaunchSpec, PlanSpec, compile_triton, spec_of,
                                triton_function)
 
-TORCH_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32,
-                "i8": torch.int8}
+TORCH_DTYPES = {name: by_element(name).torch_dtype for name in DTYPES}
 
 
 def _arguments(launch: LaunchSpec, fn, buffers: dict) -> list:
