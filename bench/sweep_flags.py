@@ -83,6 +83,8 @@ CONFIGS = {
         f"--iree-llvmcpu-matmul-tile-bytes={size}"]}, [],
         f"+ --iree-llvmcpu-matmul-tile-bytes={size}")
        for label, size in (("256k", 1 << 18), ("1m", 1 << 20), ("4m", 1 << 22))},
+    "cpu-kernels": ({"cpu_kernels": "on"}, [],
+                    "Kiln's own f32 GEMM (kiln.cpu_kernels) for the linears it takes"),
     "sapphirerapids": ({"cpu": "sapphirerapids"}, [],
                        "--iree-llvmcpu-target-cpu=sapphirerapids (host resolves to rocketlake)"),
     "rt-spin-100us": ({}, ["--task_worker_spin_us=100"],

@@ -37,6 +37,8 @@ PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
     "kiln-raise-linear": _loader("kiln.passes.raising.kiln_raise_linear", "RaiseLinear"),
     "kiln-pointwise-conv-to-matmul": _loader("kiln.passes.lowering.kiln_pointwise_conv_to_matmul",
                                             "PointwiseConvToMatmul"),
+    "kiln-select-cpu-kernels": _loader("kiln.passes.lowering.kiln_select_cpu_kernels",
+                                       "SelectCpuKernels"),
     "kiln-select-cuda-kernels": _loader("kiln.passes.lowering.kiln_select_cuda_kernels",
                                         "SelectCudaKernels"),
 }.items()))

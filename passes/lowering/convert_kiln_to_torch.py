@@ -61,17 +61,22 @@ def lower_linear(op: ir.Operation) -> ir.Value:
         # dispatches per MLP like one matmul over both halves + an elementwise dispatch, and
         # without the [..., 2N] intermediate (docs/decisions.md).
         axis = 0 if layout == "out_in" else 1
-        gate_w, up_w = _halves(b, weight, axis)
-        gate_b, up_b = _halves(b, bias, 0) if bias is not None else (None, None)
+        gate_w, up_w = halves(b, weight, axis)
+        gate_b, up_b = halves(b, bias, 0) if bias is not None else (None, None)
         gate = b.aten("silu", out, _dense(b, x, gate_w, gate_b, layout, out))
         return b.aten("mul.Tensor", out, gate, _dense(b, x, up_w, up_b, layout, out))
-    y = _dense(b, x, weight, bias, layout, out)
+    return activation_epilogue(b, out, _dense(b, x, weight, bias, layout, out), activation)
+
+
+def activation_epilogue(b: TorchBuilder, out: TensorInfo, y: ir.Value,
+                        activation: str) -> ir.Value:
+    """`kiln.linear`'s activation (other than swiglu) applied to its dense result `y`."""
     if activation == "gelu":
-        y = b.aten("gelu", out, y, b.str("none"))
-    elif activation == "gelu_tanh":
-        y = _gelu_tanh(b, out, y)
-    elif activation in ("relu", "silu"):
-        y = b.aten(activation, out, y)
+        return b.aten("gelu", out, y, b.str("none"))
+    if activation == "gelu_tanh":
+        return _gelu_tanh(b, out, y)
+    if activation in ("relu", "silu"):
+        return b.aten(activation, out, y)
     return y
 
 
@@ -89,7 +94,7 @@ def _dense(b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
     return y
 
 
-def _halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:
+def halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:
     """The two halves of `value` along `axis`: the parts of an aten.cat of two equal halves
     (what kiln-raise-swiglu builds from the gate and up weights: no copy, nothing for IREE to
     evaluate), else slices."""

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 
 from kiln import __version__
 from kiln.bindings import ir
+from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
 from kiln.dtypes import MLIR_TO_NUMPY
@@ -24,7 +25,8 @@ from kiln.outputs import mutated_inputs, normalize_results, output_tree, written
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
-from kiln.targets import TargetOptions, codegen_fallback_flags, iree_flags, normalize_target
+from kiln.targets import (TargetOptions, codegen_fallback_flags, iree_flags, normalize_target,
+                          use_cpu_kernels)
 from kiln.torch_ir import tensor_info
 
 SIGNATURE_KEY = "kiln.signature"
@@ -57,6 +59,9 @@ class CompileOptions:
     # With kernels: fold residual adds, norms, q/k/v slicing, RoPE and head merges into them (a
     # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
     cuda_fuse: bool = True
+    # Kiln's own f32 GEMM (kiln.cpu_kernels) for the linears it takes, target "cpu" alone:
+    # auto (on where measured faster: kiln.targets.HOST_CPU_KERNELS, for cpu="host") | on | off
+    cpu_kernels: str = "auto"
     opt_level: str = "O3"
     data_tiling: bool = True
     extra_iree_flags: Sequence[str] = ()
@@ -91,6 +96,8 @@ class CompileOptions:
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")
+        if opts.cpu_kernels not in ("auto", "on", "off"):
+            raise ValueError(f"cpu_kernels={opts.cpu_kernels!r}: choose 'auto', 'on' or 'off'")
         if opts.weights not in WEIGHTS_MODES:
             raise ValueError(f"weights={opts.weights!r}: choose 'inline' (in the .vmfb) or "
                              f"'external' (a .irpa parameter archive beside it)")
@@ -487,7 +494,9 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
                                           cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
                                           cuda_split_k=opts.cuda_split_k,
-                                          cuda_fuse=opts.cuda_fuse)
+                                          cuda_fuse=opts.cuda_fuse,
+                                          cpu_kernels=targets == ("cpu",) and
+                                          use_cpu_kernels(opts.cpu_kernels, opts.cpu))
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
@@ -500,7 +509,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
         else:
             ir_text = module.operation.get_asm(large_elements_limit=None,
                                                enable_debug_info=False)
-        ir_text = render_kernel_calls(ir_text)
+        ir_text = render_cpu_gemm_calls(render_kernel_calls(ir_text))
         if state:
             from kiln.device_state import bind_state
 

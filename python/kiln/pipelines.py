@@ -124,13 +124,16 @@ def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = T
 
 def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
                          cuda_kernels: bool = False, cuda_arch: str = "sm_90a",
-                         cuda_split_k: bool = False, cuda_fuse: bool = True) -> Pipeline:
+                         cuda_split_k: bool = False, cuda_fuse: bool = True,
+                         cpu_kernels: bool = False) -> Pipeline:
     """kiln → iree-input: lower kiln ops the way measured fastest on `target`; with
     `cuda_kernels` (target cuda only) library kernels, compiled for `cuda_arch`, take the ops
     they support first."""
     steps: list[Step] = [create_pass("kiln-select-cuda-kernels", {
         "arch": cuda_arch, "split_k": str(cuda_split_k), "fuse": str(cuda_fuse)})] \
         if cuda_kernels else []
+    if cpu_kernels and target == "cpu":
+        steps.append(create_pass("kiln-select-cpu-kernels"))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target, "attention": attention}),
     ]

@@ -142,6 +142,20 @@ HOST_CPU_PRESETS = {
 }
 
 
+# Host kinds where Kiln's own f32 GEMM (kiln.cpu_kernels, cpu_kernels="auto") beat IREE's matmul
+# on the zoo: 2-core Intel Xeon, llama / gpt2-prefill / bert b1 1.10x / 1.16x / 1.24x over the
+# preset above (bench/sweep_flags.py --configs default,cpu-kernels; docs/decisions.md).
+HOST_CPU_KERNELS = ("intel-avx512",)
+
+
+def use_cpu_kernels(mode: str, cpu: str) -> bool:
+    """Whether Kiln's CPU GEMM goes into a CPU compile: "on", "off", or "auto" (on when
+    compiling for this machine, `cpu="host"`, of a kind in HOST_CPU_KERNELS)."""
+    if mode != "auto":
+        return mode == "on"
+    return cpu == "host" and host_cpu_kind() in HOST_CPU_KERNELS
+
+
 def host_cpu_kind(cpuinfo: Optional[str] = None) -> str:
     """The compiling machine's kind for HOST_CPU_PRESETS: "<vendor>-<widest vector ISA>"
     ("intel-avx512", "amd-avx512", "intel-avx2", ...), or "unknown" off Linux/x86."""

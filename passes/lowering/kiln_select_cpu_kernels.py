@@ -1,0 +1,124 @@
+"""kiln-select-cpu-kernels: the dense product of each f32 `kiln.linear` that Kiln's CPU GEMM
+takes becomes a call of it (kiln.cpu_kernels); bias and activation stay torch ops for IREE.
+
+Before (target cpu, option cpu_kernels="on"):
+    %y = kiln.linear(%x, %w, %b) {activation = "gelu_tanh", weight_layout = "out_in"}
+         : (!torch.vtensor<[1,128,768],f32>, !torch.vtensor<[3072,768],f32>, ...) -> ...
+After:
+    %x2 = torch.aten.view %x, [128, 768]
+    %wp = torch.aten.permute (torch.aten.view %w, [96, 32, 768]), [0, 2, 1]   (panels)
+    %g  = func.call @kiln_cpu_gemm_128x768x3072(%x2, %wp) (through torch_c builtin tensors)
+    %y  = gelu_tanh(torch.aten.view %g, [1, 128, 3072] + %b)
+    func.func private @kiln_cpu_gemm_128x768x3072(...) attributes {kiln.cpu_gemm = "128x768x3072"}
+
+The declaration's body is written into the text handed to IREE by
+`kiln.cpu_kernels.render_cpu_gemm_calls`. A SwiGLU linear becomes two GEMMs (gate, up), as
+convert-kiln-to-torch lowers it. Linears the kernel does not take (dtype, dynamic shapes, sizes:
+`kiln.cpu_kernels.gemm_problem`) are recorded with the reason and left for
+convert-kiln-to-torch, which must run after this pass.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+from kiln.bindings import ir
+from kiln.cpu_kernels import (GEMM_ATTR, GEMM_PREFIX, MIN_MACS, PANEL, gemm_problem,
+                              packed_weight_shape, shape_key)
+from kiln.passes.base import KilnPass, collect_ops
+from kiln.passes.lowering.convert_kiln_to_torch import activation_epilogue, halves
+from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
+
+
+def _problem(op: ir.Operation, min_macs: int) -> Optional[str]:
+    x, weight, out = (tensor_info(op.operands[0]), tensor_info(op.operands[1]),
+                      tensor_info(op.results[0]))
+    if {x.dtype, weight.dtype, out.dtype} != {"f32"}:
+        return f"dtype {x.dtype} (the kernel is f32)"
+    if None in x.shape or None in out.shape or None in weight.shape:
+        return "dynamic shape"
+    return gemm_problem(math.prod(x.shape[:-1]), x.shape[-1], out.shape[-1], min_macs)
+
+
+@dataclass
+class SelectCpuKernels(KilnPass):
+    name = "kiln-select-cpu-kernels"
+    summary = ("Replace the product of f32 kiln.linear ops by calls of Kiln's CPU GEMM where it "
+               "takes the shape")
+    min_macs: int = MIN_MACS  # smaller products stay with IREE (lit tests set 0)
+
+    def apply(self, module: ir.Operation) -> None:
+        # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
+        module.context.allow_unregistered_dialects = True
+        self._body = module.regions[0].blocks[0]
+        self._declared: set[str] = set()
+        for op in collect_ops(module, ("kiln.linear",)):
+            reason = _problem(op, self.min_macs)
+            if reason is not None:
+                self.record(op.name, f"IREE codegen: {reason}", op)
+                continue
+            with ir.InsertionPoint(op), op.location:
+                value = self._lower(op)
+            self.record(op.name, "kiln CPU GEMM", op)
+            op.results[0].replace_all_uses_with(value)
+            op.erase()
+
+    def _lower(self, op: ir.Operation) -> ir.Value:
+        x, weight = op.operands[0], op.operands[1]
+        bias = op.operands[2] if len(op.operands) > 2 else None
+        activation = ir.StringAttr(op.attributes["activation"]).value
+        layout = ir.StringAttr(op.attributes["weight_layout"]).value
+        out = tensor_info(op.results[0])
+        b = TorchBuilder(op.location)
+        if activation == "swiglu":
+            axis = 0 if layout == "out_in" else 1
+            gate_w, up_w = halves(b, weight, axis)
+            gate_b, up_b = halves(b, bias, 0) if bias is not None else (None, None)
+            gate = b.aten("silu", out, self._dense(b, x, gate_w, gate_b, layout, out))
+            return b.aten("mul.Tensor", out, gate, self._dense(b, x, up_w, up_b, layout, out))
+        return activation_epilogue(b, out, self._dense(b, x, weight, bias, layout, out),
+                                   activation)
+
+    def _dense(self, b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
+               out: TensorInfo) -> ir.Value:
+        """x · Wᵀ (out_in) or x · W (in_out) through the kernel, + bias."""
+        x_info = tensor_info(x)
+        m, k, n = math.prod(x_info.shape[:-1]), x_info.shape[-1], out.shape[-1]
+        panels = n // PANEL
+        if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32]
+            grouped, order = b.view(weight, (panels, PANEL, k)), (0, 2, 1)
+        else:  # W [k, n] → [k, n/32, 32] → [n/32, k, 32]
+            grouped, order = b.view(weight, (k, panels, PANEL)), (1, 0, 2)
+        packed = b.aten("permute", TensorInfo(packed_weight_shape(k, n), "f32"), grouped,
+                        b.int_list(order))
+        product = self._call(b, m, k, n, b.view(x, (m, k)), packed)
+        y = b.view(product, tuple(out.shape))
+        if bias is not None:
+            y = b.aten("add.Tensor", out, y, bias, b.int(1))
+        return y
+
+    def _call(self, b: TorchBuilder, m: int, k: int, n: int, a: ir.Value,
+              packed: ir.Value) -> ir.Value:
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+
+        name = GEMM_PREFIX + shape_key(m, k, n)
+        f32 = ir.F32Type.get()
+        a_type = ir.RankedTensorType.get([m, k], f32)
+        b_type = ir.RankedTensorType.get(list(packed_weight_shape(k, n)), f32)
+        c_type = ir.RankedTensorType.get([m, n], f32)
+        if name not in self._declared:
+            with ir.InsertionPoint.at_block_begin(self._body):
+                ir.Operation.create("func.func", regions=1, attributes={
+                    "sym_name": ir.StringAttr.get(name),
+                    "sym_visibility": ir.StringAttr.get("private"),
+                    "function_type": ir.TypeAttr.get(ir.FunctionType.get([a_type, b_type],
+                                                                          [c_type])),
+                    GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n))})
+            self._declared.add(name)
+        call = ir.Operation.create("func.call", results=[c_type],
+                                   operands=[_builtin(b, a), _builtin(b, packed)],
+                                   attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
+                                   loc=b.location).result
+        return _from_builtin(b, call, TensorInfo((m, n), "f32"))

@@ -1,0 +1,57 @@
+// RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0}' --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p kiln-select-cpu-kernels --split-input-file | filecheck %s --check-prefix=DEFAULT
+
+// kiln-select-cpu-kernels (target cpu, cpu_kernels="on"): the dense product of an f32 linear
+// the kernel takes becomes a call of a private declaration carrying the GEMM's shape, with the
+// weight packed in 32-column panels by torch ops; bias and activation stay torch ops. The text
+// handed to IREE gets the declaration's body (kiln.cpu_kernels, tests/test_cpu_kernels.py).
+// By default products under 4M multiply-adds stay with IREE (the second run: nothing changes).
+
+// out_in weight [96, 64] → [3, 32, 64] → permute → [3, 64, 32]; input flattened to [16, 64].
+// CHECK-LABEL: module
+// CHECK:         func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, tensor<3x64x32xf32>) -> tensor<16x96xf32> attributes {kiln.cpu_gemm = "16x64x96"}
+// CHECK-LABEL: func.func @linear(
+// CHECK:         %[[G:.+]] = torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[3,32,64],f32>
+// CHECK:         %[[P:.+]] = torch.aten.permute %[[G]], %{{.+}} -> !torch.vtensor<[3,64,32],f32>
+// CHECK:         %[[X:.+]] = torch.aten.view %arg0, %{{.+}} -> !torch.vtensor<[16,64],f32>
+// CHECK:         %[[XB:.+]] = "torch_c.to_builtin_tensor"(%[[X]])
+// CHECK:         %[[PB:.+]] = "torch_c.to_builtin_tensor"(%[[P]])
+// CHECK:         %[[Y:.+]] = call @kiln_cpu_gemm_16x64x96(%[[XB]], %[[PB]])
+// CHECK:         %[[YT:.+]] = "torch_c.from_builtin_tensor"(%[[Y]])
+// CHECK:         %[[Y3:.+]] = torch.aten.view %[[YT]], %{{.+}} -> !torch.vtensor<[2,8,96],f32>
+// CHECK:         %[[YB:.+]] = torch.aten.add.Tensor %[[Y3]], %arg2
+// CHECK:         %[[OUT:.+]] = torch.aten.gelu %[[YB]]
+// CHECK-NOT:     kiln.linear
+// CHECK:         return %[[OUT]]
+// DEFAULT-LABEL: func.func @linear(
+// DEFAULT:         kiln.linear
+func.func @linear(%x: !torch.vtensor<[2,8,64],f32>, %w: !torch.vtensor<[96,64],f32>, %b: !torch.vtensor<[96],f32>) -> !torch.vtensor<[2,8,96],f32> {
+  %0 = "kiln.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,8,64],f32>, !torch.vtensor<[96,64],f32>, !torch.vtensor<[96],f32>) -> !torch.vtensor<[2,8,96],f32>
+  return %0 : !torch.vtensor<[2,8,96],f32>
+}
+
+// -----
+
+// in_out weight [64, 32] → [64, 1, 32] → permute → [1, 64, 32]; a 2-D input is not viewed.
+// CHECK-LABEL: func.func @in_out(
+// CHECK:         %[[G:.+]] = torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[64,1,32],f32>
+// CHECK:         %[[P:.+]] = torch.aten.permute %[[G]], %{{.+}} -> !torch.vtensor<[1,64,32],f32>
+// CHECK:         call @kiln_cpu_gemm_16x64x32(
+// CHECK-NOT:     kiln.linear
+func.func @in_out(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[16,32],f32> {
+  %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "in_out"} : (!torch.vtensor<[16,64],f32>, !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[16,32],f32>
+  return %0 : !torch.vtensor<[16,32],f32>
+}
+
+// -----
+
+// 100 columns (not a multiple of 32) and f16: left for convert-kiln-to-torch.
+// CHECK-LABEL: func.func @unsupported(
+// CHECK-NOT:     call @kiln_cpu_gemm
+// CHECK:         kiln.linear
+// CHECK:         kiln.linear
+func.func @unsupported(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[100,64],f32>, %h: !torch.vtensor<[16,64],f16>, %wh: !torch.vtensor<[96,64],f16>) -> (!torch.vtensor<[16,100],f32>, !torch.vtensor<[16,96],f16>) {
+  %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[16,64],f32>, !torch.vtensor<[100,64],f32>) -> !torch.vtensor<[16,100],f32>
+  %1 = "kiln.linear"(%h, %wh) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[16,64],f16>, !torch.vtensor<[96,64],f16>) -> !torch.vtensor<[16,96],f16>
+  return %0, %1 : !torch.vtensor<[16,100],f32>, !torch.vtensor<[16,96],f16>
+}

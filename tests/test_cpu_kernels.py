@@ -1,0 +1,137 @@
+"""Kiln's own f32 GEMM on the CPU (kiln.cpu_kernels, kiln-select-cpu-kernels; compile option
+cpu_kernels="on"): the linears it takes compute what eager computes, through the dispatch Kiln
+wrote, and what it does not take is left to IREE with the reason recorded."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import transformers
+
+import kiln
+from kiln.cpu_kernels import (executable_text, gemm_problem, packed_weight_shape,
+                              render_cpu_gemm_calls)
+
+
+class GeluMLP(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.up, self.down = torch.nn.Linear(256, 512), torch.nn.Linear(512, 256, bias=False)
+
+    def forward(self, x):
+        return self.down(torch.nn.functional.gelu(self.up(x), approximate="tanh"))
+
+
+class LastHidden(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids):
+        return self.model(ids).last_hidden_state
+
+
+def tiny_gpt2():
+    return LastHidden(transformers.GPT2Model(transformers.GPT2Config(
+        n_embd=256, n_layer=1, n_head=4, vocab_size=64, n_positions=64, use_cache=False))).eval()
+
+
+def tiny_llama():
+    return LastHidden(transformers.LlamaModel(transformers.LlamaConfig(
+        hidden_size=256, intermediate_size=512, num_hidden_layers=1, num_attention_heads=4,
+        num_key_value_heads=2, vocab_size=64, max_position_embeddings=64,
+        use_cache=False))).eval()
+
+
+@pytest.mark.parametrize("build, args, taken", [
+    (GeluMLP, lambda: (torch.randn(2, 32, 256),), 2),
+    (tiny_gpt2, lambda: (torch.randint(0, 64, (1, 64)),), 4),  # Conv1D weights: in_out
+    (tiny_llama, lambda: (torch.randint(0, 64, (1, 64)),), 4),  # merged QKV, SwiGLU, o_proj
+])
+def test_kernel_linears_match_eager(build, args, taken):
+    torch.manual_seed(0)
+    model, inputs = build(), args()
+    compiled = kiln.compile_model(model, inputs, cpu_kernels="on", cache=False)
+    counts = compiled.report.counts_by_pass()
+    assert counts["kiln-select-cpu-kernels"]["kiln.linear"] == taken, counts
+    got = kiln.load(compiled.vmfb)(*inputs)
+    with torch.no_grad():
+        want = model(*inputs)
+    torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-4, atol=1e-4)
+
+
+def test_iree_input_holds_the_kernel_dispatch():
+    text = kiln.compile_to_vmfb(GeluMLP().eval(), (torch.randn(2, 32, 256),), cache=False,
+                                cpu_kernels="on", compile_to="iree-input")
+    assert text.count("hal.executable.source private @kiln_cpu_gemm_exe_") == 2
+    assert "flow.dispatch @kiln_cpu_gemm_exe_64x256x512::@kiln_cpu_gemm_64x256x512_dispatch" \
+        in text
+    assert "kiln.cpu_gemm = " not in text  # every declaration got its body
+
+
+@pytest.mark.parametrize("kind, cpu, mode, expected", [
+    ("intel-avx512", "host", "auto", True),  # measured faster there
+    ("amd-avx512", "host", "auto", False),  # not measured there: IREE's matmul
+    ("intel-avx512", "x86-64-v4", "auto", False),  # an artifact for other machines
+    ("amd-avx512", "host", "on", True),
+    ("intel-avx512", "host", "off", False),
+])
+def test_auto_follows_the_host_kind(monkeypatch, kind, cpu, mode, expected):
+    from kiln import targets
+
+    monkeypatch.setattr(targets, "host_cpu_kind", lambda: kind)
+    compiled = kiln.compile_model(GeluMLP().eval(), (torch.randn(2, 32, 256),), cpu=cpu,
+                                  cpu_kernels=mode, compile_to="iree-input", cache=False)
+    assert ("kiln_cpu_gemm" in compiled.ir_text) == expected
+
+
+def test_other_targets_and_bad_values():
+    x = torch.randn(2, 32, 256)
+    cuda = kiln.compile_model(GeluMLP().eval(), (x,), compile_to="iree-input", cache=False,
+                              target="cuda", cpu_kernels="on", cuda_kernels="off")
+    assert "kiln_cpu_gemm" not in cuda.ir_text  # the kernel is llvm-cpu code
+    with pytest.raises(ValueError, match="cpu_kernels='maybe'"):
+        kiln.compile_to_vmfb(GeluMLP().eval(), (x,), cpu_kernels="maybe")
+
+
+@pytest.mark.parametrize("shape, reason", [
+    ((12, 256, 512), "12 rows are not a multiple of 8"),
+    ((64, 256, 100), "100 columns are not a multiple of 32"),
+    ((64, 258, 512), "reduction of 258 is not a multiple of 4"),
+    ((8, 64, 32), "below"),
+    ((64, 256, 512), None),
+])
+def test_gemm_problem(shape, reason):
+    problem = gemm_problem(*shape)
+    assert (problem is None) if reason is None else (reason in problem), problem
+
+
+def test_kernel_text_computes_a_product():
+    """The executable alone, through iree-compile and the runtime, against numpy."""
+    import iree.runtime as rt
+
+    from kiln.bindings import iree_compiler
+
+    m, k, n = 16, 64, 96
+    panels, _, width = packed_weight_shape(k, n)
+    module = (f"module {{\n{executable_text(m, k, n, name='exe')}"
+              f"util.func public @main(%a: tensor<{m}x{k}xf32>, "
+              f"%b: tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32> {{\n"
+              f"  %c = flow.dispatch @exe::@kiln_cpu_gemm_{m}x{k}x{n}_dispatch(%a, %b) : "
+              f"(tensor<{m}x{k}xf32>, tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32>\n"
+              f"  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
+    vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
+                                       extra_args=["--iree-llvmcpu-target-cpu=host"])
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    packed = np.ascontiguousarray(b.reshape(k, panels, width).transpose(1, 0, 2))
+    context = rt.SystemContext(config=rt.Config("local-task"))
+    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
+    got = np.asarray(context.modules.module["main"](a, packed))
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
+def test_render_leaves_text_without_declarations_alone():
+    text = "module {\n  func.func @f() {\n    return\n  }\n}\n"
+    assert render_cpu_gemm_calls(text) == text
