@@ -6,7 +6,8 @@ MLIR (scf + vector dialect) in a `hal.executable.source`, so IREE compiles it li
 no external compiler. Register tile: `rows` rows x `vectors` 16-wide vectors of accumulators
 (8 x 2: 16 zmm accumulators, 2 vector loads + 8 broadcasts per 16 FMAs), the reduction loop
 unrolled `unroll` times, the weights pre-packed in panels [N / (16·vectors)][K][16·vectors] (what
-Kiln would do once at compile time: the weights are constants). One workgroup per panel.
+Kiln does once at compile time: the weights are constants). One workgroup per panel. The kernel
+text is Kiln's (kiln.cpu_kernels.executable_text); `cpu_kernels="on"` uses its 8x2x4 tile.
 
     python bench/cpu_gemm_kernel.py                       # 128x768x2048, the sweep below
     python bench/cpu_gemm_kernel.py --shape 128x768x3072 --tiles 8x2x8
@@ -30,72 +31,18 @@ import numpy as np
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int) -> str:
-    """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through one custom dispatch."""
+    """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through one dispatch of Kiln's
+    kernel (kiln.cpu_kernels.executable_text) with this register tile."""
+    from kiln.cpu_kernels import entry_name, executable_text
+
     width = 16 * vectors
     panels = n // width
-    if m % rows or n % width or k % unroll:
-        raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows}, width {width}, "
-                         f"unroll {unroll}")
-    layout = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buffer, ReadOnly>,"
-              " #hal.pipeline.binding<storage_buffer, ReadOnly>, "
-              "#hal.pipeline.binding<storage_buffer>]>")
-    vec = "vector<16xf32>"
-    a_type, b_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{panels}x{k}x{width}xf32>", \
-        f"memref<{m}x{n}xf32>"
-    lines = [f"#layout = {layout}", "hal.executable.source private @kiln_gemm {",
-             "  hal.executable.export public @gemm ordinal(0) layout(#layout) "
-             "count(%device: !hal.device) -> (index, index, index) {",
-             f"    %x = arith.constant {panels} : index",
-             "    %one = arith.constant 1 : index",
-             "    hal.return %x, %one, %one : index, index, index", "  }",
-             "  builtin.module {", "    func.func @gemm() {",
-             "      %c0 = arith.constant 0 : index",
-             f"      %rows = arith.constant {rows} : index",
-             f"      %m = arith.constant {m} : index",
-             f"      %k = arith.constant {k} : index",
-             f"      %unroll = arith.constant {unroll} : index",
-             f"      %width = arith.constant {width} : index",
-             f"      %zero = arith.constant dense<0.0> : {vec}"]
-    lines += [f"      %off{v} = arith.constant {16 * v} : index" for v in range(vectors)]
-    for index, (name, type_, flags) in enumerate((("A", a_type, " flags(ReadOnly)"),
-                                                  ("B", b_type, " flags(ReadOnly)"),
-                                                  ("C", c_type, ""))):
-        lines.append(f"      %{name} = hal.interface.binding.subspan layout(#layout) "
-                     f"binding({index}) alignment(64) offset(%c0){flags} : {type_}")
-    lines += ["      %p = hal.interface.workgroup.id[0] : index",
-              "      %n0 = arith.muli %p, %width : index",
-              "      scf.for %mt = %c0 to %m step %rows {"]
-    lines += [f"        %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)"
-              for r in range(rows)]
-    accumulators = [(r, v) for r in range(rows) for v in range(vectors)]
-    types = ", ".join([vec] * len(accumulators))
-    inits = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
-    lines.append(f"        %acc:{len(accumulators)} = scf.for %kk = %c0 to %k step %unroll "
-                 f"iter_args({inits}) -> ({types}) {{")
-    current = {(r, v): f"%a{r}_{v}" for r, v in accumulators}
-    for u in range(unroll):
-        lines.append(f"          %k{u} = affine.apply affine_map<(d0) -> (d0 + {u})>(%kk)")
-        lines += [f"          %b{u}_{v} = vector.load %B[%p, %k{u}, %off{v}] : {b_type}, {vec}"
-                  for v in range(vectors)]
-        for r in range(rows):
-            lines += [f"          %s{u}_{r} = memref.load %A[%r{r}, %k{u}] : {a_type}",
-                      f"          %x{u}_{r} = vector.broadcast %s{u}_{r} : f32 to {vec}"]
-            for v in range(vectors):
-                lines.append(f"          %f{u}_{r}_{v} = vector.fma %x{u}_{r}, %b{u}_{v}, "
-                             f"{current[(r, v)]} : {vec}")
-                current[(r, v)] = f"%f{u}_{r}_{v}"
-    lines.append(f"          scf.yield {', '.join(current[a] for a in accumulators)} : {types}")
-    lines.append("        }")
-    for index, (r, v) in enumerate(accumulators):
-        lines += [f"        %col{r}_{v} = arith.addi %n0, %off{v} : index",
-                  f"        vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"]
-    lines += ["      }", "      return", "    }", "  }", "}",
-              f"util.func public @main(%a: tensor<{m}x{k}xf32>, "
-              f"%b: tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32> {{",
-              f"  %r = flow.dispatch @kiln_gemm::@gemm(%a, %b) : (tensor<{m}x{k}xf32>, "
-              f"tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32>",
-              f"  util.return %r : tensor<{m}x{n}xf32>", "}"]
-    return "\n".join(lines) + "\n"
+    a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
+               f"tensor<{m}x{n}xf32>")
+    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, name='kiln_gemm')}"
+            f"util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n"
+            f"  %r = flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
+            f"  util.return %r : {c}\n}}\n}}\n")
 
 
 def pack_weights(b: np.ndarray, width: int) -> np.ndarray:
@@ -170,7 +117,8 @@ def main(argv=None) -> None:
 
     linear = torch.nn.Linear(k, n, bias=False).eval()
     iree_own = work / "iree.vmfb"
-    kiln.compile_to_vmfb(linear, (torch.randn(1, m, k),), cache=False, output=iree_own)
+    kiln.compile_to_vmfb(linear, (torch.randn(1, m, k),), cache=False, output=iree_own,
+                         cpu_kernels="off")  # IREE's own matmul, with Kiln's other flags
     own = {w: benchmark(iree_own, [f"1x{m}x{k}xf32"], w) for w in (2, 1)}
     print(f"IREE's matmul (Kiln's default flags): 2 workers {own[2]:.2f} ms, 1 worker "
           f"{own[1]:.2f} ms")
