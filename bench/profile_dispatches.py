@@ -27,7 +27,7 @@ sys.path.insert(0, str(HERE))
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
     ("encode/pack (data tiling)", r"encod|pack|unpack|set_encoding|unset_encoding"),
-    ("matmul / mmt4d", r"matmul|matvec|mmt4d|contract|batch_matmul|conv"),
+    ("matmul / mmt4d", r"matmul|matvec|mmt4d|contract|batch_matmul|conv|gemm"),  # gemm: Kiln's
     ("softmax / reduction", r"softmax|reduction|reduce"),
     ("gather / embedding", r"gather|slice|index"),
     ("transpose / copy", r"transpose|copy|slow_memcpy|memcpy"),

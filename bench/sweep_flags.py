@@ -36,7 +36,8 @@ NO_PREPROCESSING = "--iree-preprocessing-pass-pipeline=builtin.module()"
 # channels-last. A later duplicate of a flag overrides the default's.
 CONFIGS = {
     "default": ({}, [], "Kiln default: O3, data tiling, ukernels=all, target-cpu=host, "
-                        "channels-last convolutions, no transpose propagation"),
+                        "channels-last convolutions, no transpose propagation, the host "
+                        "kind's presets (kiln.targets)"),
     "no-data-tiling": ({"data_tiling": False}, [], "default without --iree-opt-data-tiling"),
     "no-ukernels": ({"extra_iree_flags": ["--iree-llvmcpu-enable-ukernels=none"]}, [],
                     "default with --iree-llvmcpu-enable-ukernels=none"),
