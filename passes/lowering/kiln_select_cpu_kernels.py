@@ -25,8 +25,8 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.bindings import ir
-from kiln.cpu_kernels import (GEMM_ATTR, GEMM_PREFIX, MIN_MACS, PANEL, gemm_problem,
-                              packed_weight_shape, shape_key)
+from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, MIN_MACS, PANEL,
+                              gemm_problem, packed_weight_shape, shape_key)
 from kiln.passes.base import KilnPass, collect_ops
 from kiln.passes.lowering.convert_kiln_to_torch import activation_epilogue, halves
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
@@ -61,7 +61,7 @@ class SelectCpuKernels(KilnPass):
                 continue
             with ir.InsertionPoint(op), op.location:
                 value = self._lower(op)
-            self.record(op.name, "kiln CPU GEMM", op)
+            self.record(op.name, CPU_KERNEL_TAKEN, op)
             op.results[0].replace_all_uses_with(value)
             op.erase()
 

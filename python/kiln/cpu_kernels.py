@@ -22,6 +22,7 @@ import re
 from typing import Optional
 
 GEMM_ATTR = "kiln.cpu_gemm"
+CPU_KERNEL_TAKEN = "kiln CPU GEMM"  # the report's detail of a linear the kernel took
 GEMM_PREFIX = "kiln_cpu_gemm_"
 ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
 PANEL = 16 * VECTORS  # output columns per workgroup
