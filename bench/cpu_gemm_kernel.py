@@ -30,7 +30,8 @@ from pathlib import Path
 import numpy as np
 
 
-def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int) -> str:
+def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
+                  row_groups: int = 1) -> str:
     """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through one dispatch of Kiln's
     kernel (kiln.cpu_kernels.executable_text) with this register tile."""
     from kiln.cpu_kernels import entry_name, executable_text
@@ -39,7 +40,7 @@ def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int) 
     panels = n // width
     a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
                f"tensor<{m}x{n}xf32>")
-    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, name='kiln_gemm')}"
+    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, 'kiln_gemm', row_groups)}"
             f"util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n"
             f"  %r = flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
             f"  util.return %r : {c}\n}}\n}}\n")
@@ -102,7 +103,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="128x768x2048", help="MxKxN")
     parser.add_argument("--tiles", default="8x2x1,8x2x4,8x2x8,8x2x16,16x1x8,4x4x8",
-                        help="rows x vectors x unroll, comma-separated")
+                        help="rows x vectors x unroll[x row groups], comma-separated")
     args = parser.parse_args(argv)
     m, k, n = map(int, args.shape.split("x"))
     rng = np.random.default_rng(0)
@@ -123,11 +124,11 @@ def main(argv=None) -> None:
     print(f"IREE's matmul (Kiln's default flags): 2 workers {own[2]:.2f} ms, 1 worker "
           f"{own[1]:.2f} ms")
     for spec in args.tiles.split(","):
-        rows, vectors, unroll = map(int, spec.split("x"))
+        rows, vectors, unroll, *groups = map(int, spec.split("x"))
         width = 16 * vectors
         source = work / f"gemm_{spec}.mlir"
         try:
-            source.write_text(kernel_module(m, k, n, rows, vectors, unroll))
+            source.write_text(kernel_module(m, k, n, rows, vectors, unroll, *groups))
         except ValueError as error:
             print(f"kernel {spec}: skipped ({error})")
             continue
@@ -139,7 +140,8 @@ def main(argv=None) -> None:
         error = check(vmfb, a, pack_weights(b, width), expected)
         inputs = [f"{m}x{k}xf32", f"{n // width}x{k}x{width}xf32"]
         times = {w: benchmark(vmfb, inputs, w) for w in (2, 1)}
-        print(f"kernel rows {rows} x vectors {vectors}, unroll {unroll}: 2 workers "
+        print(f"kernel rows {rows} x vectors {vectors}, unroll {unroll}, row groups "
+              f"{groups[0] if groups else 1}: 2 workers "
               f"{times[2]:.2f} ms ({own[2] / times[2]:.2f}x IREE's), 1 worker {times[1]:.2f} ms "
               f"({own[1] / times[1]:.2f}x); max error / max |ref| {error:.1e}")
     t = torch_times(m, k, n)

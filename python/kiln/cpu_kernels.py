@@ -57,14 +57,17 @@ def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
 
 
 def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VECTORS,
-                    unroll: int = UNROLL, name: Optional[str] = None) -> str:
+                    unroll: int = UNROLL, name: Optional[str] = None,
+                    row_groups: int = 1) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
-    16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times."""
+    16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
+    workgroups: one per panel and `row_groups` row blocks."""
     width = 16 * vectors
     panels = n // width
-    if m % rows or n % width or k % unroll:
-        raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows}, width {width}, "
-                         f"unroll {unroll}")
+    if m % rows or n % width or k % unroll or m % (rows * row_groups):
+        raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows} x {row_groups} groups, "
+                         f"width {width}, unroll {unroll}")
+    group_rows = m // row_groups
     name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
     layout = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buffer, ReadOnly>,"
@@ -77,12 +80,12 @@ def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VEC
              f"    hal.executable.export public @{entry} ordinal(0) layout({layout}) "
              "count(%device: !hal.device) -> (index, index, index) {",
              f"      %x = arith.constant {panels} : index",
+             f"      %y = arith.constant {row_groups} : index",
              "      %one = arith.constant 1 : index",
-             "      hal.return %x, %one, %one : index, index, index", "    }",
+             "      hal.return %x, %y, %one : index, index, index", "    }",
              "    builtin.module {", f"      func.func @{entry}() {{",
              "        %c0 = arith.constant 0 : index",
              f"        %rows = arith.constant {rows} : index",
-             f"        %m = arith.constant {m} : index",
              f"        %k = arith.constant {k} : index",
              f"        %unroll = arith.constant {unroll} : index",
              f"        %width = arith.constant {width} : index",
@@ -94,8 +97,12 @@ def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VEC
         lines.append(f"        %{buffer} = hal.interface.binding.subspan layout({layout}) "
                      f"binding({index}) alignment(64) offset(%c0){flags} : {type_}")
     lines += ["        %p = hal.interface.workgroup.id[0] : index",
+              "        %g = hal.interface.workgroup.id[1] : index",
               "        %n0 = arith.muli %p, %width : index",
-              "        scf.for %mt = %c0 to %m step %rows {"]
+              f"        %group_rows = arith.constant {group_rows} : index",
+              "        %m_begin = arith.muli %g, %group_rows : index",
+              "        %m_end = arith.addi %m_begin, %group_rows : index",
+              "        scf.for %mt = %m_begin to %m_end step %rows {"]
     lines += [f"          %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)"
               for r in range(rows)]
     accumulators = [(r, v) for r in range(rows) for v in range(vectors)]
