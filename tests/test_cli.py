@@ -131,7 +131,7 @@ def test_compile_check_and_generate_take_the_same_compile_option_flags():
     # Every flag one of them had before they shared a set, and the new ones.
     assert {"--target", "--attention", "--cpu", "--cuda-arch", "--cuda-kernels", "--weights",
             "--no-index-checks", "--verbose", "--quiet", "--opt-level", "--disable-passes",
-            "--data-tiling", "--no-data-tiling"} <= flags["compile"]
+            "--data-tiling", "--no-data-tiling", "--cpu-kernels"} <= flags["compile"]
 
 
 def test_compile_options_reach_the_compile(monkeypatch, capsys):
@@ -148,12 +148,15 @@ def test_compile_options_reach_the_compile(monkeypatch, capsys):
     assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet"]) == 0
     assert "kiln.attention" in capsys.readouterr().out
     assert captured["opt_level"] == "O3" and captured["data_tiling"] is True
+    assert captured["cpu_kernels"] == "auto"
     assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet", "--opt-level",
-                      "O1", "--no-data-tiling", "--disable-passes", "kiln-raise-attention"]) == 0
+                      "O1", "--no-data-tiling", "--disable-passes", "kiln-raise-attention",
+                      "--cpu-kernels", "off"]) == 0
     # The pass really was left out: the attention stays as torch ops.
     assert "kiln.attention" not in capsys.readouterr().out
     assert captured["opt_level"] == "O1" and captured["data_tiling"] is False
     assert tuple(captured["disable_passes"]) == ("kiln-raise-attention",)
+    assert captured["cpu_kernels"] == "off"
     assert captured["verbose"] is False
 
 
