@@ -49,7 +49,11 @@ def attention_strategy(target: str, requested: str) -> str:
     return strategies.pop() if len(strategies) == 1 else "decomposed"
 
 
-def lower_linear(op: ir.Operation) -> ir.Value:
+def lower_linear(op: ir.Operation, dense=None) -> ir.Value:
+    """`kiln.linear` as torch ops; `dense(b, x, weight, bias, layout, out)` computes each
+    product + bias (default: the torch op IREE matches best; kiln-select-cpu-kernels passes
+    Kiln's CPU GEMM)."""
+    dense = dense or _dense
     x, weight = op.operands[0], op.operands[1]
     bias = op.operands[2] if len(op.operands) > 2 else None
     activation = ir.StringAttr(op.attributes["activation"]).value
@@ -61,15 +65,14 @@ def lower_linear(op: ir.Operation) -> ir.Value:
         # dispatches per MLP like one matmul over both halves + an elementwise dispatch, and
         # without the [..., 2N] intermediate (docs/decisions.md).
         axis = 0 if layout == "out_in" else 1
-        gate_w, up_w = halves(b, weight, axis)
-        gate_b, up_b = halves(b, bias, 0) if bias is not None else (None, None)
-        gate = b.aten("silu", out, _dense(b, x, gate_w, gate_b, layout, out))
-        return b.aten("mul.Tensor", out, gate, _dense(b, x, up_w, up_b, layout, out))
-    return activation_epilogue(b, out, _dense(b, x, weight, bias, layout, out), activation)
+        gate_w, up_w = _halves(b, weight, axis)
+        gate_b, up_b = _halves(b, bias, 0) if bias is not None else (None, None)
+        gate = b.aten("silu", out, dense(b, x, gate_w, gate_b, layout, out))
+        return b.aten("mul.Tensor", out, gate, dense(b, x, up_w, up_b, layout, out))
+    return _activation(b, out, dense(b, x, weight, bias, layout, out), activation)
 
 
-def activation_epilogue(b: TorchBuilder, out: TensorInfo, y: ir.Value,
-                        activation: str) -> ir.Value:
+def _activation(b: TorchBuilder, out: TensorInfo, y: ir.Value, activation: str) -> ir.Value:
     """`kiln.linear`'s activation (other than swiglu) applied to its dense result `y`."""
     if activation == "gelu":
         return b.aten("gelu", out, y, b.str("none"))
@@ -94,7 +97,7 @@ def _dense(b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
     return y
 
 
-def halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:
+def _halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:
     """The two halves of `value` along `axis`: the parts of an aten.cat of two equal halves
     (what kiln-raise-swiglu builds from the gate and up weights: no copy, nothing for IREE to
     evaluate), else slices."""

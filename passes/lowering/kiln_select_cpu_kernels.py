@@ -12,8 +12,8 @@ After:
     func.func private @kiln_cpu_gemm_128x768x3072(...) attributes {kiln.cpu_gemm = "128x768x3072"}
 
 The declaration's body is written into the text handed to IREE by
-`kiln.cpu_kernels.render_cpu_gemm_calls`. A SwiGLU linear becomes two GEMMs (gate, up), as
-convert-kiln-to-torch lowers it. Linears the kernel does not take (dtype, dynamic shapes, sizes:
+`kiln.cpu_kernels.render_cpu_gemm_calls`. The linear is lowered by convert-kiln-to-torch's
+`lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
 `kiln.cpu_kernels.gemm_problem`) are recorded with the reason and left for
 convert-kiln-to-torch, which must run after this pass.
 """
@@ -28,7 +28,7 @@ from kiln.bindings import ir
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, MIN_MACS, PANEL,
                               gemm_problem, packed_weight_shape, shape_key)
 from kiln.passes.base import KilnPass, collect_ops
-from kiln.passes.lowering.convert_kiln_to_torch import activation_epilogue, halves
+from kiln.passes.lowering.convert_kiln_to_torch import lower_linear
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
 
 
@@ -60,26 +60,10 @@ class SelectCpuKernels(KilnPass):
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 continue
             with ir.InsertionPoint(op), op.location:
-                value = self._lower(op)
+                value = lower_linear(op, dense=self._dense)
             self.record(op.name, CPU_KERNEL_TAKEN, op)
             op.results[0].replace_all_uses_with(value)
             op.erase()
-
-    def _lower(self, op: ir.Operation) -> ir.Value:
-        x, weight = op.operands[0], op.operands[1]
-        bias = op.operands[2] if len(op.operands) > 2 else None
-        activation = ir.StringAttr(op.attributes["activation"]).value
-        layout = ir.StringAttr(op.attributes["weight_layout"]).value
-        out = tensor_info(op.results[0])
-        b = TorchBuilder(op.location)
-        if activation == "swiglu":
-            axis = 0 if layout == "out_in" else 1
-            gate_w, up_w = halves(b, weight, axis)
-            gate_b, up_b = halves(b, bias, 0) if bias is not None else (None, None)
-            gate = b.aten("silu", out, self._dense(b, x, gate_w, gate_b, layout, out))
-            return b.aten("mul.Tensor", out, gate, self._dense(b, x, up_w, up_b, layout, out))
-        return activation_epilogue(b, out, self._dense(b, x, weight, bias, layout, out),
-                                   activation)
 
     def _dense(self, b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
                out: TensorInfo) -> ir.Value:

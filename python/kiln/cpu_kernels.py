@@ -21,6 +21,8 @@ from __future__ import annotations
 import re
 from typing import Optional
 
+from kiln.cuda_kernels import add_executables
+
 GEMM_ATTR = "kiln.cpu_gemm"
 CPU_KERNEL_TAKEN = "kiln CPU GEMM"  # the report's detail of a linear the kernel took
 GEMM_PREFIX = "kiln_cpu_gemm_"
@@ -137,7 +139,6 @@ _DECLARATION = re.compile(
     r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + GEMM_PREFIX + r"\w+)\([^\n]*\)"
     r"[^\n]*attributes \{[^\n]*" + re.escape(GEMM_ATTR) + r' = "(?P<shape>\d+x\d+x\d+)"'
     r"[^\n]*\}\n", re.M)
-_MODULE_LINE = re.compile(r"^module( attributes \{[^\n]*\})? \{$", re.M)
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
@@ -157,10 +158,4 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
                 f"{indent}  %c = flow.dispatch @{exe}::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
                 f"{indent}  return %c : {c}\n{indent}}}\n")
 
-    text = _DECLARATION.sub(replace, ir_text)
-    if not executables:
-        return text
-    module = _MODULE_LINE.search(text)
-    if module is None:
-        raise ValueError("no top-level `module {` line to put the CPU GEMM executables in")
-    return text[:module.end()] + "\n" + "".join(executables.values()) + text[module.end() + 1:]
+    return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())

@@ -279,10 +279,16 @@ def render_kernel_calls(ir_text: str) -> str:
             raise KernelRenderError(f"@{name}: {problem}")
         return render_function(name, plan, match.group("indent"), executables)
 
-    text = _DECLARATION.sub(replace, ir_text)
+    return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())
+
+
+def add_executables(text: str, executables) -> str:
+    """`text` with the executables' texts after its top-level `module {` line (the
+    declarations rendered into dispatches refer to them); shared by kiln.cpu_kernels."""
+    executables = "".join(executables)
     if not executables:
         return text
     module = _MODULE_LINE.search(text)
     if module is None:
         raise KernelRenderError("no top-level `module {` line to put kernel executables in")
-    return text[:module.end()] + "\n" + "".join(executables.values()) + text[module.end() + 1:]
+    return text[:module.end()] + "\n" + executables + text[module.end() + 1:]
