@@ -22,28 +22,55 @@ from pathlib import Path
 PROMPT, NEW, MAX_SEQ = 128, 64, 256
 
 
-def prepare(args) -> None:
+def compile_gpt2_small(path: Path, record_path: Path, **options) -> None:
+    """GPT-2 small's f16 CUDA generator (max_seq_len MAX_SEQ, one PROMPT-token chunk) with
+    external weights; its parameter record goes to `record_path` and the archive (250 MB) is
+    deleted: `load_with_random_weights` rebuilds one there (also used by
+    generate_variants.py)."""
     import torch
     from transformers import GPT2Config, GPT2LMHeadModel
 
     import kiln
     from kiln.runtime import PARAMETERS_KEY, _iree_runtime
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
     torch.manual_seed(0)
     model = GPT2LMHeadModel(GPT2Config(use_cache=False)).eval()
-    path = kiln.compile_generator(model, max_seq_len=MAX_SEQ, batch_size=1, target="cuda",
-                                  dtype=torch.float16, prefill_chunks=(PROMPT,),
-                                  weights="external", output=out / "gpt2.vmfb", cache=False)
+    kiln.compile_generator(model, max_seq_len=MAX_SEQ, batch_size=1, target="cuda",
+                           dtype=torch.float16, prefill_chunks=(PROMPT,), weights="external",
+                           output=path, cache=False, **options)
     rt = _iree_runtime()
-    module = rt.VmModule.copy_buffer(rt.VmInstance(), Path(path).read_bytes())
+    module = rt.VmModule.copy_buffer(rt.VmInstance(), path.read_bytes())
     record = next(json.loads(dict(module.lookup_function(n).reflection)[PARAMETERS_KEY])
                   for n in module.function_names
                   if PARAMETERS_KEY in dict(module.lookup_function(n).reflection))
-    (out / "record.json").write_text(json.dumps(record))
-    Path(path).with_suffix(".irpa").unlink()  # 250 MB: rebuilt with random values there
-    print(f"prepared {path} ({Path(path).stat().st_size} bytes) and record.json")
+    record_path.write_text(json.dumps(record))
+    path.with_suffix(".irpa").unlink()
+
+
+def load_with_random_weights(vmfb: Path, record_path: Path, archive: Path):
+    """(Generator of `vmfb` on cuda, weight bytes) with random values of the recorded keys,
+    shapes and dtypes written to `archive` (timing does not depend on the values)."""
+    import numpy as np
+
+    from kiln.generate import Generator
+    from kiln.runtime import load, write_parameter_archive
+
+    record = json.loads(record_path.read_text())
+    rng = np.random.default_rng(0)
+    arrays = {p["key"]: (rng.standard_normal(p["shape"]) * 0.02).astype(p["dtype"])
+              for p in record["parameters"]}
+    write_parameter_archive(archive, arrays)
+    generator = Generator(load(vmfb, device="cuda", parameters=archive,
+                               verify_parameters=False))
+    return generator, sum(a.nbytes for a in arrays.values())
+
+
+def prepare(args) -> None:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "gpt2.vmfb"
+    compile_gpt2_small(path, out / "record.json")
+    print(f"prepared {path} ({path.stat().st_size} bytes) and record.json")
 
 
 def timed_generate(fn, repeats: int) -> list[float]:
@@ -60,24 +87,13 @@ def timed_generate(fn, repeats: int) -> list[float]:
 
 
 def measure(args) -> None:
-    import numpy as np
     import torch
-
-    from kiln.generate import Generator
-    from kiln.runtime import load, write_parameter_archive
 
     folder, out = Path(args.artifacts), Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {"gpu": torch.cuda.get_device_name(), "prompt": PROMPT, "new_tokens": NEW}
-    record = json.loads((folder / "record.json").read_text())
-    rng = np.random.default_rng(0)
-    arrays = {p["key"]: (rng.standard_normal(p["shape"]) * 0.02).astype(p["dtype"])
-              for p in record["parameters"]}
-    archive = Path("/tmp/gpt2.irpa")
-    write_parameter_archive(archive, arrays)
-    weight_bytes = sum(a.nbytes for a in arrays.values())
-    generator = Generator(load(folder / "gpt2.vmfb", device="cuda", parameters=archive,
-                               verify_parameters=False))
+    generator, weight_bytes = load_with_random_weights(
+        folder / "gpt2.vmfb", folder / "record.json", Path("/tmp/gpt2.irpa"))
     ids = torch.randint(0, 50257, (1, PROMPT))
     generator.generate(ids, max_new_tokens=4)  # warm-up
     steps, ttft = [], []

@@ -42,7 +42,7 @@ VARIANTS = {
                                                               "cuda_fuse": False}),
     "gpt2small-f16-kernels": ("gpt2small", "float16", {"cuda_kernels": "on"}),
 }
-SMALL_PROMPT, SMALL_MAX_SEQ = 128, 256
+from generate_decode import PROMPT as SMALL_PROMPT  # noqa: E402 - its GPT-2 small is reused
 
 
 def build(name: str):
@@ -74,8 +74,11 @@ def prepare(args) -> None:
         if args.only and variant not in args.only:
             continue
         try:
-            if model_name == "gpt2small":
-                compile_small(out / f"{variant}.vmfb", getattr(torch, dtype), options)
+            if model_name == "gpt2small":  # f16, as generate_decode.py compiles it
+                from generate_decode import compile_gpt2_small
+
+                path = out / f"{variant}.vmfb"
+                compile_gpt2_small(path, path.with_suffix(".record.json"), **options)
             else:
                 kiln.compile_generator(build(model_name), max_seq_len=MAX_SEQ, batch_size=1,
                                        target="cuda", dtype=getattr(torch, dtype),
@@ -86,46 +89,17 @@ def prepare(args) -> None:
             print(f"{variant}: compile failed: {type(error).__name__}: {str(error)[:300]}")
 
 
-def compile_small(path: Path, dtype, options) -> None:
-    """GPT-2 small with its weights in an archive that is not carried: its record is."""
-    import torch
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    import kiln
-    from kiln.runtime import PARAMETERS_KEY, _iree_runtime
-
-    torch.manual_seed(0)
-    model = GPT2LMHeadModel(GPT2Config(use_cache=False)).eval()
-    kiln.compile_generator(model, max_seq_len=SMALL_MAX_SEQ, batch_size=1, target="cuda",
-                           dtype=dtype, prefill_chunks=(SMALL_PROMPT,), weights="external",
-                           output=path, cache=False, **options)
-    rt = _iree_runtime()
-    module = rt.VmModule.copy_buffer(rt.VmInstance(), path.read_bytes())
-    record = next(json.loads(dict(module.lookup_function(n).reflection)[PARAMETERS_KEY])
-                  for n in module.function_names
-                  if PARAMETERS_KEY in dict(module.lookup_function(n).reflection))
-    path.with_suffix(".record.json").write_text(json.dumps(record))
-    path.with_suffix(".irpa").unlink()
-
-
 def run_small(folder: Path, variant: str) -> None:
     """Random weights of the recorded keys: does prefill + decode run, and how fast."""
     import time
 
-    import numpy as np
     import torch
 
-    from kiln.generate import Generator
-    from kiln.runtime import load, write_parameter_archive
+    from generate_decode import load_with_random_weights
 
-    record = json.loads((folder / f"{variant}.record.json").read_text())
-    rng = np.random.default_rng(0)
-    archive = Path(f"/tmp/{variant}.irpa")
-    write_parameter_archive(archive, {
-        p["key"]: (rng.standard_normal(p["shape"]) * 0.02).astype(p["dtype"])
-        for p in record["parameters"]})
-    generator = Generator(load(folder / f"{variant}.vmfb", device="cuda", parameters=archive,
-                               verify_parameters=False))
+    generator, _ = load_with_random_weights(folder / f"{variant}.vmfb",
+                                            folder / f"{variant}.record.json",
+                                            Path(f"/tmp/{variant}.irpa"))
     ids = torch.randint(0, 50257, (1, SMALL_PROMPT), generator=torch.Generator().manual_seed(1))
     start = time.perf_counter()
     got = generator.generate(ids, max_new_tokens=NEW)
