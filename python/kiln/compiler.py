@@ -442,7 +442,14 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
 def _compile_programs(programs: dict, targets, phase, opts, report, timed,
                       state: tuple = ()) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
-    parameters = ExternalParameters() if opts.weights == "external" else None
+    external = opts.weights == "external"
+    # Inline weights reach iree-compile through a temporary parameter archive it imports
+    # (kiln.iree_compile.run_iree_compile), not as hex in the IR text: printing, encoding and
+    # parsing GPT-2 small's weights as text took 16-27 s of a 47 s compile and 4.9 GB of peak
+    # memory (docs/decisions.md, "Weights reach iree-compile as an archive").
+    handoff = phase is Phase.VMFB and not external
+    parameters = ExternalParameters() if external else \
+        ExternalParameters(min_bytes=1) if handoff else None
     literal_cache: dict = {}
     signatures = {}
     if phase in (Phase.IREE_INPUT, Phase.VMFB):
@@ -474,7 +481,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
         timed.log(f"[kiln] warning: {kernels_off}")
         report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off", kernels_off, ""))
     disabled = tuple(opts.disable_passes)
-    if opts.weights == "external" and not kernels:
+    if external and not kernels:
         # Concatenated weights of external parameters cannot be folded at compile time: the
         # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
         # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
@@ -502,9 +509,11 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
         for name, signature in signatures.items():
             _attach_signature(module, signature, name)
     report.rewrites += lower_pipeline.rewrites()
-    archive = None
+    archive = handoff_weights = None
     with timed("serialize"):
-        if parameters is not None:
+        if handoff:
+            ir_text, handoff_weights = externalize(module, parameters, record=False)
+        elif parameters is not None:
             ir_text, archive = externalize(module, parameters)
         else:
             ir_text = module.operation.get_asm(large_elements_limit=None,
@@ -527,19 +536,20 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
                                  lambda error, tried: codegen_fallback_flags(targets, error, tried),
-                                 report)
+                                 report, handoff_weights)
     return CompiledModel(vmfb, None, report, archive)
 
 
 def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=None,
-                      report=None) -> bytes:
+                      report=None, weights: Optional[dict] = None) -> bytes:
     """IREE's compile, under Kiln's time and memory limits (kiln.iree_compile); on failure
     `diagnose()` (kiln.diagnose.unsupported_ops) lists every op IREE rejects, with its source
     line, instead of only the first one IREE reports. `fallback(error, flags so far) -> flags`:
     a known codegen failure IREE hit is retried with those flags, each fallback at most once
-    (kiln.targets.codegen_fallback_flags), recorded in `report.rewrites`."""
+    (kiln.targets.codegen_fallback_flags), recorded in `report.rewrites`. `weights`: the
+    {archive key: array} the IR's parameter globals name, imported into the artifact."""
     try:
-        return run_iree_compile(ir_text, flags)
+        return run_iree_compile(ir_text, flags, weights=weights)
     except IreeCompileFailure as error:
         diagnostics = error.diagnostics
         retry = fallback(diagnostics, flags) if fallback is not None and not error.stopped \
@@ -549,8 +559,9 @@ def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=No
                 first = next((line for line in diagnostics.splitlines() if "error:" in line), "")
                 report.rewrites.append(Rewrite("iree-compile", "fallback/" + " ".join(retry),
                                                first.split("error:", 1)[-1].strip()[:200], ""))
-            return _run_iree_compile(ir_text, flags + retry, diagnose, fallback, report)
-        saved, holds = write_reproducer(ir_text)
+            return _run_iree_compile(ir_text, flags + retry, diagnose, fallback, report,
+                                     weights)
+        saved, holds = write_reproducer(ir_text, weights)
         reproduce = (f"reproduce with ({holds}):\n"
                      f"  iree-compile {saved} {' '.join(flags)} -o out.vmfb")
         message = re.sub(r'cpu_features = "[^"]*"', 'cpu_features = "..."', diagnostics)

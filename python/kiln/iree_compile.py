@@ -33,6 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
 
+import numpy as np
+
 from kiln.bindings import iree_compile_tool
 
 TIMEOUT_ENV = "KILN_IREE_COMPILE_TIMEOUT_S"
@@ -169,18 +171,62 @@ def _feed(stream, text: str) -> None:
         pass  # the compiler stopped reading (it failed, or was stopped): its status says why
 
 
-def run_iree_compile(ir_text: str, flags: list[str], limits: Optional[Limits] = None) -> bytes:
+def write_bytecode_with_weights(ir_text: str, weights: dict, path: Path) -> Path:
+    """Write `ir_text` as MLIR bytecode to `path` with each `#stream.parameter.named` global
+    whose key is in `weights` ({archive key: numpy array}) initialized by that array as a
+    resource blob: iree-compile then sees the weights as literals (constant evaluation included)
+    and reads them as raw bytes, where text would carry them as hex (2 characters a byte)."""
+    from iree.compiler import ir
+
+    with ir.Context():
+        module = ir.Module.parse(ir_text)
+        for op in module.body.operations:
+            if op.operation.name != "util.global":
+                continue
+            initial = op.attributes["initial_value"] if "initial_value" in op.attributes \
+                else None
+            match = _NAMED_PARAMETER.fullmatch(str(initial)) if initial is not None else None
+            if match is None or _unescape(match["key"]) not in weights:
+                continue
+            array = np.ascontiguousarray(weights[_unescape(match["key"])])
+            tensor_type = ir.TypeAttr(op.attributes["type"]).value
+            op.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
+                memoryview(array.reshape(-1).view(np.uint8)), f"kiln_weight_{match['key']}",
+                tensor_type, alignment=array.itemsize)
+        with open(path, "wb") as file:
+            module.operation.write_bytecode(file)
+    return path
+
+
+_NAMED_PARAMETER = re.compile(r'#stream\.parameter\.named<"[^"]*"::"(?P<key>(?:[^"\\]|\\.)*)">'
+                              r'(?: : .*)?')
+
+
+def _unescape(text: str) -> str:
+    """An MLIR string literal's body as the string (\\XX hex escapes)."""
+    return re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), text)
+
+
+def run_iree_compile(ir_text: str, flags: list[str], limits: Optional[Limits] = None,
+                     weights: Optional[dict] = None) -> bytes:
     """The .vmfb iree-compile makes of `ir_text` with `flags`, under `limits` (default: from
-    the environment); IreeCompileFailure when it fails or is stopped."""
+    the environment); IreeCompileFailure when it fails or is stopped. `weights` ({archive key:
+    numpy array}, the parameters `ir_text`'s `#stream.parameter.named` globals name) go to a
+    temporary archive that iree-compile imports: the artifact holds them inline."""
     limits = limits or Limits.from_environment()
     with tempfile.TemporaryDirectory(prefix="kiln-iree-") as folder:
         output, errors = Path(folder) / "out.vmfb", Path(folder) / "stderr.txt"
-        command = [iree_compile_tool(), "-", *BASE_FLAGS, *flags, "-o", str(output)]
+        source = "-"
+        if weights:
+            source = str(write_bytecode_with_weights(ir_text, weights,
+                                                     Path(folder) / "input.mlirbc"))
+        command = [iree_compile_tool(), source, *BASE_FLAGS, *flags, "-o", str(output)]
         with open(errors, "wb") as stderr:
             process = subprocess.Popen(command, stdin=subprocess.PIPE,
                                        stdout=subprocess.DEVNULL, stderr=stderr,
                                        start_new_session=True)  # one group: its linker too
-        feeder = threading.Thread(target=_feed, args=(process.stdin, ir_text), daemon=True)
+        feeder = threading.Thread(target=_feed, args=(process.stdin, "" if weights else ir_text),
+                                  daemon=True)
         start = time.monotonic()
         feeder.start()
         stopped, peak, poll = None, 0, FIRST_POLL_S
@@ -259,12 +305,29 @@ def strip_weights(ir_text: str) -> str:
     return _LITERAL.sub(zero, body)
 
 
-def write_reproducer(ir_text: str) -> tuple[Path, str]:
-    """(path, what it holds) of the IR for IREE saved privately (module docstring)."""
+# A util.global backed by a parameter of the archive iree-compile imports (inline weights).
+_PARAMETER_GLOBAL = re.compile(r"^(  util\.global private @\w+ = )#stream\.parameter\.named<[^>]*>"
+                               r"( : tensor<([^>]*)>)$", re.M)
+
+
+def write_reproducer(ir_text: str, weights: Optional[dict] = None) -> tuple[Path, str]:
+    """(path, what it holds) of the IR for IREE saved privately (module docstring). `weights`:
+    the arrays `ir_text`'s parameter globals name (run_iree_compile); kept, the reproducer is
+    MLIR bytecode holding them, else those globals become zero splats like other literals."""
     keep = os.environ.get(REPRODUCER_WEIGHTS_ENV, "") not in ("", "0")
-    descriptor, name = tempfile.mkstemp(prefix="kiln-iree-input-", suffix=".mlir")
-    with os.fdopen(descriptor, "w") as file:
-        file.write(ir_text if keep else strip_weights(ir_text))
+    bytecode = bool(weights) and keep
+    descriptor, name = tempfile.mkstemp(prefix="kiln-iree-input-",
+                                        suffix=".mlirbc" if bytecode else ".mlir")
+    if bytecode:
+        os.close(descriptor)
+        write_bytecode_with_weights(ir_text, weights, Path(name))
+    else:
+        if weights:
+            ir_text = _PARAMETER_GLOBAL.sub(
+                lambda m: f"{m[1]}dense<{_zero(m[3].rsplit('x', 1)[-1].strip())}>{m[2]}",
+                ir_text)
+        with os.fdopen(descriptor, "w") as file:
+            file.write(ir_text if keep else strip_weights(ir_text))
     what = ("with the model's weights" if keep else
             f"weights and other tensor constants replaced by zeros; "
             f"{REPRODUCER_WEIGHTS_ENV}=1 keeps them")

@@ -132,9 +132,12 @@ def _mlir_string(text: str) -> str:
                          for c in text) + '"'
 
 
-def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str, dict]:
+def externalize(module: ir.Module, parameters: ExternalParameters,
+                record: bool = True) -> tuple[str, dict]:
     """Print `module` for IREE with the collected parameters as `util.global`s backed by
     `#stream.parameter.named`; returns (ir_text, {key: array} of the parameters it uses).
+    `record`: entry points carry the archive's record (`kiln.parameters`), which makes
+    kiln.load require the archive; False when iree-compile imports the archive (inline weights).
 
     Mutates the module (literal values become data-free splats): print it last."""
     used: dict[str, Parameter] = {}
@@ -157,7 +160,7 @@ def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str,
             marked += 1
         # Registration (import) order: the record's and the globals' order.
         names = [name for name in parameters.by_resource if name in used]
-        if used:
+        if used and record:
             info = archive.record(parameters.scope,
                                   [(used[n].key, used[n].array, used[n].dtype) for n in names])
             for func in funcs:
