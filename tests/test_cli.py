@@ -240,3 +240,15 @@ def test_kiln_opt_reports_an_unreadable_input_in_one_line(tmp_path, capsys):
     assert kiln_opt_main([str(tmp_path / "missing.mlir"), "-p", "canonicalize"]) == 1
     err = capsys.readouterr().err
     assert err.startswith(f"error: cannot read {tmp_path / 'missing.mlir'}") and "Trace" not in err
+
+
+def test_demo_defaults_to_gpt2_small_and_runs_the_toy(monkeypatch, capsys):
+    """The demo's figure is GPT-2 small's shape by default (the README quotes it); the toy size
+    runs end to end here."""
+    from kiln.cli import DEMO_SIZES, build_parser
+
+    assert build_parser().parse_args(["demo"]).size == "gpt2-small"
+    assert DEMO_SIZES["gpt2-small"]["d_model"] == 768 and DEMO_SIZES["gpt2-small"]["n_layers"] == 12
+    assert kiln_main(["demo", "--size", "tiny", "--repeat", "3"]) == 0
+    out = capsys.readouterr().out
+    assert "d=128" in out and "OK" in out

@@ -10,8 +10,8 @@ import torch
 import transformers
 
 import kiln
-from kiln.cpu_kernels import (executable_text, gemm_problem, packed_weight_shape,
-                              render_cpu_gemm_calls)
+from kiln.cpu_kernels import (executable_text, gemm_problem, gemv_executable_text,
+                              gemv_problem, packed_weight_shape, render_cpu_gemm_calls)
 
 
 class GeluMLP(torch.nn.Module):
@@ -107,29 +107,57 @@ def test_gemm_problem(shape, reason):
     assert (problem is None) if reason is None else (reason in problem), problem
 
 
-def test_kernel_text_computes_a_product():
-    """The executable alone, through iree-compile and the runtime, against numpy."""
+def _run_dispatch(executable: str, entry: str, a: np.ndarray, b: np.ndarray,
+                  n: int) -> np.ndarray:
+    """`executable`'s `entry` on (a, b) through iree-compile and the runtime."""
     import iree.runtime as rt
 
     from kiln.bindings import iree_compiler
 
-    m, k, n = 16, 64, 96
-    panels, _, width = packed_weight_shape(k, n)
-    module = (f"module {{\n{executable_text(m, k, n, name='exe')}"
-              f"util.func public @main(%a: tensor<{m}x{k}xf32>, "
-              f"%b: tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32> {{\n"
-              f"  %c = flow.dispatch @exe::@kiln_cpu_gemm_{m}x{k}x{n}_dispatch(%a, %b) : "
-              f"(tensor<{m}x{k}xf32>, tensor<{panels}x{k}x{width}xf32>) -> tensor<{m}x{n}xf32>\n"
-              f"  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
+    m = a.shape[0]
+    a_type, b_type = (f"tensor<{'x'.join(map(str, x.shape))}xf32>" for x in (a, b))
+    module = (f"module {{\n{executable}"
+              f"util.func public @main(%a: {a_type}, %b: {b_type}) -> tensor<{m}x{n}xf32> {{\n"
+              f"  %c = flow.dispatch @exe::@{entry}(%a, %b) : ({a_type}, {b_type}) -> "
+              f"tensor<{m}x{n}xf32>\n  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
     vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
                                        extra_args=["--iree-llvmcpu-target-cpu=host"])
+    context = rt.SystemContext(config=rt.Config("local-task"))
+    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
+    return np.asarray(context.modules.module["main"](a, b))
+
+
+@pytest.mark.parametrize("m", [16, 3, 1])  # full register tiles; decode rows (tile of m rows)
+def test_kernel_text_computes_a_product(m):
+    """The GEMM executable alone, against numpy."""
+    k, n = 64, 96
+    panels, _, width = packed_weight_shape(k, n)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     packed = np.ascontiguousarray(b.reshape(k, panels, width).transpose(1, 0, 2))
-    context = rt.SystemContext(config=rt.Config("local-task"))
-    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
-    got = np.asarray(context.modules.module["main"](a, packed))
+    got = _run_dispatch(executable_text(m, k, n, name="exe"),
+                        f"kiln_cpu_gemm_{m}x{k}x{n}_dispatch", a, packed, n)
     np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("m, n", [(1, 200), (4, 64), (2, 131)])  # partial last workgroup
+def test_gemv_text_computes_a_product(m, n):
+    """The matrix-vector executable alone (weight [n, k] as torch stores it), against numpy."""
+    k = 128
+    rng = np.random.default_rng(1)
+    a, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((n, k), np.float32)
+    got = _run_dispatch(gemv_executable_text(m, k, n, name="exe"),
+                        f"kiln_cpu_gemv_{m}x{k}x{n}_dispatch", a, w, n)
+    np.testing.assert_allclose(got, a @ w.T, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("shape, reason", [
+    ((1, 768, 50257), None),
+    ((5, 768, 768), "5 rows are more than 4"),
+    ((1, 100, 768), "reduction of 100 is not a multiple of 64"),
+])
+def test_gemv_problem(shape, reason):
+    assert gemv_problem(*shape) == reason
 
 
 def test_render_leaves_text_without_declarations_alone():

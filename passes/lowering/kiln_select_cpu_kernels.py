@@ -11,6 +11,9 @@ After:
     %y  = gelu_tanh(torch.aten.view %g, [1, 128, 3072] + %b)
     func.func private @kiln_cpu_gemm_128x768x3072(...) attributes {kiln.cpu_gemm = "128x768x3072"}
 
+Decode rows (M ≤ 4) of a weight stored [out, in] call the matrix-vector kernel instead, on the
+weight as it is (`kiln_cpu_gemv_MxKxN`, attribute `kiln.cpu_gemv`; no packed copy).
+
 The declaration's body is written into the text handed to IREE by
 `kiln.cpu_kernels.render_cpu_gemm_calls`. The linear is lowered by convert-kiln-to-torch's
 `lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
@@ -25,21 +28,31 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.bindings import ir
-from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, MIN_MACS, PANEL,
-                              gemm_problem, packed_weight_shape, shape_key)
+from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR, GEMV_PREFIX,
+                              MIN_GEMV_WEIGHTS, MIN_MACS, PANEL, gemm_problem, gemv_problem,
+                              packed_weight_shape, shape_key)
 from kiln.passes.base import KilnPass, collect_ops
 from kiln.passes.lowering.convert_kiln_to_torch import lower_linear
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
 
 
-def _problem(op: ir.Operation, min_macs: int) -> Optional[str]:
+def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int) -> Optional[str]:
     x, weight, out = (tensor_info(op.operands[0]), tensor_info(op.operands[1]),
                       tensor_info(op.results[0]))
     if {x.dtype, weight.dtype, out.dtype} != {"f32"}:
         return f"dtype {x.dtype} (the kernel is f32)"
     if None in x.shape or None in out.shape or None in weight.shape:
         return "dynamic shape"
-    return gemm_problem(math.prod(x.shape[:-1]), x.shape[-1], out.shape[-1], min_macs)
+    m, k, n = math.prod(x.shape[:-1]), x.shape[-1], out.shape[-1]
+    layout = ir.StringAttr(op.attributes["weight_layout"]).value
+    if _takes_gemv(m, k, n, layout, min_gemv_weights):
+        return None
+    return gemm_problem(m, k, n, min_macs)
+
+
+def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int) -> bool:
+    """The matrix-vector kernel reads a weight stored [out, in] as it is (decode rows)."""
+    return layout == "out_in" and gemv_problem(m, k, n, min_weights) is None
 
 
 @dataclass
@@ -48,6 +61,7 @@ class SelectCpuKernels(KilnPass):
     summary = ("Replace the product of f32 kiln.linear ops by calls of Kiln's CPU GEMM where it "
                "takes the shape")
     min_macs: int = MIN_MACS  # smaller products stay with IREE (lit tests set 0)
+    min_gemv_weights: int = MIN_GEMV_WEIGHTS  # likewise for the matrix-vector kernel
 
     def apply(self, module: ir.Operation) -> None:
         # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
@@ -55,7 +69,7 @@ class SelectCpuKernels(KilnPass):
         self._body = module.regions[0].blocks[0]
         self._declared: set[str] = set()
         for op in collect_ops(module, ("kiln.linear",)):
-            reason = _problem(op, self.min_macs)
+            reason = _problem(op, self.min_macs, self.min_gemv_weights)
             if reason is not None:
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 continue
@@ -70,6 +84,9 @@ class SelectCpuKernels(KilnPass):
         """x · Wᵀ (out_in) or x · W (in_out) through the kernel, + bias."""
         x_info = tensor_info(x)
         m, k, n = math.prod(x_info.shape[:-1]), x_info.shape[-1], out.shape[-1]
+        if _takes_gemv(m, k, n, layout, self.min_gemv_weights):
+            product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True)
+            return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
         panels = n // PANEL
         if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32]
             grouped, order = b.view(weight, (panels, PANEL, k)), (0, 2, 1)
@@ -77,20 +94,24 @@ class SelectCpuKernels(KilnPass):
             grouped, order = b.view(weight, (k, panels, PANEL)), (1, 0, 2)
         packed = b.aten("permute", TensorInfo(packed_weight_shape(k, n), "f32"), grouped,
                         b.int_list(order))
-        product = self._call(b, m, k, n, b.view(x, (m, k)), packed)
-        y = b.view(product, tuple(out.shape))
-        if bias is not None:
-            y = b.aten("add.Tensor", out, y, bias, b.int(1))
-        return y
+        product = self._call(b, (m, k, n), b.view(x, (m, k)), packed, gemv=False)
+        return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
 
-    def _call(self, b: TorchBuilder, m: int, k: int, n: int, a: ir.Value,
-              packed: ir.Value) -> ir.Value:
+    @staticmethod
+    def _bias(b: TorchBuilder, y: ir.Value, bias, out: TensorInfo) -> ir.Value:
+        return y if bias is None else b.aten("add.Tensor", out, y, bias, b.int(1))
+
+    def _call(self, b: TorchBuilder, shape: tuple[int, int, int], a: ir.Value,
+              weight: ir.Value, gemv: bool) -> ir.Value:
+        """A call of the GEMM (weight packed in panels) or the GEMV (weight [n, k])."""
         from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
 
-        name = GEMM_PREFIX + shape_key(m, k, n)
+        m, k, n = shape
+        name = (GEMV_PREFIX if gemv else GEMM_PREFIX) + shape_key(m, k, n)
         f32 = ir.F32Type.get()
         a_type = ir.RankedTensorType.get([m, k], f32)
-        b_type = ir.RankedTensorType.get(list(packed_weight_shape(k, n)), f32)
+        b_type = ir.RankedTensorType.get([n, k] if gemv else list(packed_weight_shape(k, n)),
+                                         f32)
         c_type = ir.RankedTensorType.get([m, n], f32)
         if name not in self._declared:
             with ir.InsertionPoint.at_block_begin(self._body):
@@ -99,10 +120,10 @@ class SelectCpuKernels(KilnPass):
                     "sym_visibility": ir.StringAttr.get("private"),
                     "function_type": ir.TypeAttr.get(ir.FunctionType.get([a_type, b_type],
                                                                           [c_type])),
-                    GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n))})
+                    GEMV_ATTR if gemv else GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n))})
             self._declared.add(name)
         call = ir.Operation.create("func.call", results=[c_type],
-                                   operands=[_builtin(b, a), _builtin(b, packed)],
+                                   operands=[_builtin(b, a), _builtin(b, weight)],
                                    attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
                                    loc=b.location).result
         return _from_builtin(b, call, TensorInfo((m, n), "f32"))

@@ -223,6 +223,13 @@ def cmd_run(args) -> int:
     return 0
 
 
+# The demo's model sizes: GPT-2 small's shape (what people run; the README's figure) and the toy
+# the tests use (compiles in seconds).
+DEMO_SIZES = {"gpt2-small": dict(vocab_size=50257, max_seq_len=1024, d_model=768, n_heads=12,
+                                 n_layers=12),
+              "tiny": {}}
+
+
 def cmd_demo(args) -> int:
     """Kiln's main job on the bundled example: compile, run, compare with eager."""
     import torch
@@ -231,10 +238,13 @@ def cmd_demo(args) -> int:
     from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
 
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    config = TinyGPTConfig(attention=args.attention_style)
-    model, example_args = build_tiny_gpt(config, batch=1, seq_len=args.seq_len)
+    config = TinyGPTConfig(attention=args.attention_style, **DEMO_SIZES[args.size])
+    seq_len = args.seq_len or (128 if args.size == "gpt2-small" else 64)
+    model, example_args = build_tiny_gpt(config, batch=1, seq_len=seq_len)
     print(f"kiln demo: TinyGPT ({config.n_layers} layers, d={config.d_model}, "
-          f"{config.n_heads} heads, vocab {config.vocab_size}), tokens 1x{args.seq_len}, "
+          f"{config.n_heads} heads, vocab {config.vocab_size}, "
+          f"{sum(p.numel() for p in model.parameters()) / 1e6:.0f}M parameters), "
+          f"tokens 1x{seq_len}, "
           f"target {args.target}")
     start = time.perf_counter()
     compiled = kiln.compile_model(model, example_args, target=args.target, verbose=True)
@@ -435,9 +445,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--seed", type=int, default=0, help="seed for random inputs")
     r.set_defaults(func=cmd_run)
 
-    d = sub.add_parser("demo", help="compile the bundled TinyGPT, run it, compare with eager")
+    d = sub.add_parser("demo", help="compile the bundled TinyGPT example (GPT-2 small's shape by "
+                                    "default), run it, compare with eager")
     d.add_argument("--target", default="cpu", choices=("cpu", "cuda"))
-    d.add_argument("--seq-len", type=int, default=64)
+    d.add_argument("--size", default="gpt2-small", choices=tuple(DEMO_SIZES),
+                   help="the example at GPT-2 small's shape (124M parameters, default) or a toy")
+    d.add_argument("--seq-len", type=int, default=None,
+                   help="prompt length (default 128 for gpt2-small, 64 for tiny)")
     d.add_argument("--attention-style", default="eager", choices=("eager", "sdpa"),
                    help="how the example model writes attention")
     d.add_argument("--repeat", type=int, default=50, help="timed runs per system")

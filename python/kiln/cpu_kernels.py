@@ -5,6 +5,11 @@ FMA row); on the 2-core Intel Xeon that is 1.3–1.5× slower than this kernel, 
 2 zmm of accumulators (2 vector loads + 8 broadcasts per 16 FMAs) with the reduction unrolled
 ×4 (bench/cpu_gemm_kernel.py, docs/decisions.md "CPU presets per host kind").
 
+Products of a few rows (decode: M ≤ GEMV_MAX_ROWS) of a weight stored [out, in] (torch's Linear)
+go to a second kernel, a matrix-vector product that reads the weight as it is, row by row
+(`gemv_executable_text`): no packed copy of the weight, which matters when the weight is also an
+embedding table (GPT-2's tied `lm_head`: IREE's data tiling kept a second, 154 MB copy).
+
 `kiln-select-cpu-kernels` (passes/lowering) replaces the dense product of a qualifying
 `kiln.linear` by a call of a private declaration
 
@@ -24,25 +29,49 @@ from typing import Optional
 from kiln.cuda_kernels import add_executables
 
 GEMM_ATTR = "kiln.cpu_gemm"
+GEMV_ATTR = "kiln.cpu_gemv"
 CPU_KERNEL_TAKEN = "kiln CPU GEMM"  # the report's detail of a linear the kernel took
 GEMM_PREFIX = "kiln_cpu_gemm_"
+GEMV_PREFIX = "kiln_cpu_gemv_"
+GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × GEMV_UNROLL accumulators
+GEMV_UNROLL = 4  # 16-float vectors of the reduction per step (independent FMA chains)
+GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
 PANEL = 16 * VECTORS  # output columns per workgroup
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
+# Weights of a matrix-vector product below this stay with IREE (measured: docs/decisions.md,
+# "CPU matrix-vector kernel").
+MIN_GEMV_WEIGHTS = 0
+
+
+def gemm_rows(m: int) -> int:
+    """Rows of the GEMM's register tile for an M-row product: ROWS, or M itself below ROWS."""
+    return m if m < ROWS else ROWS
 
 
 def gemm_problem(m: int, k: int, n: int, min_macs: int = MIN_MACS) -> Optional[str]:
     """Why the kernel does not take an [m, k] × [k, n] f32 product, or None."""
-    if m % ROWS:
+    if m % gemm_rows(m):
         return f"{m} rows are not a multiple of {ROWS}"
     if n % PANEL:
         return f"{n} columns are not a multiple of {PANEL}"
     if k % UNROLL:
         return f"reduction of {k} is not a multiple of {UNROLL}"
-    if m * k * n < min_macs:
+    if m >= ROWS and m * k * n < min_macs:  # decode rows: weight-bound, taken at any size
         return f"{m}x{k}x{n} is below {min_macs} multiply-adds"
+    return None
+
+
+def gemv_problem(m: int, k: int, n: int, min_weights: int = 0) -> Optional[str]:
+    """Why the matrix-vector kernel does not take an [m, k] × [n, k]ᵀ f32 product, or None."""
+    if m > GEMV_MAX_ROWS:
+        return f"{m} rows are more than {GEMV_MAX_ROWS}"
+    if k % (16 * GEMV_UNROLL):
+        return f"reduction of {k} is not a multiple of {16 * GEMV_UNROLL}"
+    if k * n < min_weights:
+        return f"{k}x{n} weights are below {min_weights}"
     return None
 
 
@@ -50,20 +79,103 @@ def shape_key(m: int, k: int, n: int) -> str:
     return f"{m}x{k}x{n}"
 
 
-def entry_name(m: int, k: int, n: int) -> str:
-    return f"kiln_cpu_gemm_{shape_key(m, k, n)}_dispatch"
+def entry_name(m: int, k: int, n: int, prefix: str = GEMM_PREFIX) -> str:
+    return f"{prefix}{shape_key(m, k, n)}_dispatch"
+
+
+_LAYOUT = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buffer, ReadOnly>,"
+           " #hal.pipeline.binding<storage_buffer, ReadOnly>, "
+           "#hal.pipeline.binding<storage_buffer>]>")
+
+
+def _header(name: str, entry: str, groups: tuple[int, int]) -> list[str]:
+    """An executable's opening lines up to its function's body: one export of `groups`
+    workgroups (x, y) over the three bindings A, B (read) and C (written)."""
+    return [f"  hal.executable.source private @{name} {{",
+            f"    hal.executable.export public @{entry} ordinal(0) layout({_LAYOUT}) "
+            "count(%device: !hal.device) -> (index, index, index) {",
+            f"      %x = arith.constant {groups[0]} : index",
+            f"      %y = arith.constant {groups[1]} : index",
+            "      %one = arith.constant 1 : index",
+            "      hal.return %x, %y, %one : index, index, index", "    }",
+            "    builtin.module {", f"      func.func @{entry}() {{",
+            "        %c0 = arith.constant 0 : index"]
+
+
+def _bindings(types: tuple[str, str, str]) -> list[str]:
+    return [f"        %{buffer} = hal.interface.binding.subspan layout({_LAYOUT}) "
+            f"binding({index}) alignment(64) offset(%c0){flags} : {type_}"
+            for index, (buffer, type_, flags) in enumerate(zip(
+                "ABC", types, (" flags(ReadOnly)", " flags(ReadOnly)", "")))]
+
+
+def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
+                         rows_per_group: int = GEMV_ROWS_PER_GROUP,
+                         unroll: int = GEMV_UNROLL) -> str:
+    """The `hal.executable.source` computing C[m, n] = A[m, k] · W[n, k]ᵀ with W as torch
+    stores a Linear's weight: each workgroup takes `rows_per_group` rows of W (the last one
+    fewer) and reduces each row against the m rows of A with m × `unroll` vector accumulators."""
+    if m > GEMV_MAX_ROWS or k % (16 * unroll):
+        raise ValueError(f"{m}x{k}x{n}: at most {GEMV_MAX_ROWS} rows and a reduction that is "
+                         f"a multiple of {16 * unroll}")
+    groups = -(-n // rows_per_group)
+    name = name or f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}"
+    entry = entry_name(m, k, n, GEMV_PREFIX)
+    vec = "vector<16xf32>"
+    a_type, w_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{n}x{k}xf32>", \
+        f"memref<{m}x{n}xf32>"
+    lines = _header(name, entry, (groups, 1))
+    lines += ["        %c1 = arith.constant 1 : index",
+              f"        %k = arith.constant {k} : index",
+              f"        %n = arith.constant {n} : index",
+              f"        %per_group = arith.constant {rows_per_group} : index",
+              f"        %step = arith.constant {16 * unroll} : index",
+              f"        %zero = arith.constant dense<0.0> : {vec}"]
+    lines += [f"        %m{i} = arith.constant {i} : index" for i in range(m)]
+    lines += _bindings((a_type, w_type, c_type))
+    lines += ["        %g = hal.interface.workgroup.id[0] : index",
+              "        %r_begin = arith.muli %g, %per_group : index",
+              "        %r_full = arith.addi %r_begin, %per_group : index",
+              "        %r_end = arith.minsi %r_full, %n : index",
+              "        scf.for %r = %r_begin to %r_end step %c1 {"]
+    accumulators = [(i, u) for i in range(m) for u in range(unroll)]
+    types = ", ".join([vec] * len(accumulators))
+    inits = ", ".join(f"%a{i}_{u} = %zero" for i, u in accumulators)
+    lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = %c0 to %k step %step "
+                 f"iter_args({inits}) -> ({types}) {{")
+    for u in range(unroll):
+        lines += [f"            %k{u} = affine.apply affine_map<(d0) -> (d0 + {16 * u})>(%kk)",
+                  f"            %w{u} = vector.load %B[%r, %k{u}] : {w_type}, {vec}"]
+        for i in range(m):
+            lines += [f"            %x{i}_{u} = vector.load %A[%m{i}, %k{u}] : {a_type}, {vec}",
+                      f"            %f{i}_{u} = vector.fma %x{i}_{u}, %w{u}, %a{i}_{u} : {vec}"]
+    lines.append("            scf.yield " + ", ".join(f"%f{i}_{u}" for i, u in accumulators) +
+                 f" : {types}")
+    lines.append("          }")
+    for i in range(m):
+        total = f"%acc#{i * unroll}"
+        for u in range(1, unroll):
+            lines.append(f"          %t{i}_{u} = arith.addf {total}, %acc#{i * unroll + u} : "
+                         f"{vec}")
+            total = f"%t{i}_{u}"
+        lines += [f"          %s{i} = vector.reduction <add>, {total} : {vec} into f32",
+                  f"          memref.store %s{i}, %C[%m{i}, %r] : {c_type}"]
+    lines += ["        }", "        return", "      }", "    }", "  }"]
+    return "\n".join(lines) + "\n"
 
 
 def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
     return (n // PANEL, k, PANEL)
 
 
-def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VECTORS,
+def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
+                    vectors: int = VECTORS,
                     unroll: int = UNROLL, name: Optional[str] = None,
                     row_groups: int = 1) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
-    workgroups: one per panel and `row_groups` row blocks."""
+    workgroups: one per panel and `row_groups` row blocks. `rows` defaults to gemm_rows(m)."""
+    rows = rows or gemm_rows(m)
     width = 16 * vectors
     panels = n // width
     if m % rows or n % width or k % unroll or m % (rows * row_groups):
@@ -72,32 +184,17 @@ def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VEC
     group_rows = m // row_groups
     name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
-    layout = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buffer, ReadOnly>,"
-              " #hal.pipeline.binding<storage_buffer, ReadOnly>, "
-              "#hal.pipeline.binding<storage_buffer>]>")
     vec = "vector<16xf32>"
     a_type, b_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{panels}x{k}x{width}xf32>", \
         f"memref<{m}x{n}xf32>"
-    lines = [f"  hal.executable.source private @{name} {{",
-             f"    hal.executable.export public @{entry} ordinal(0) layout({layout}) "
-             "count(%device: !hal.device) -> (index, index, index) {",
-             f"      %x = arith.constant {panels} : index",
-             f"      %y = arith.constant {row_groups} : index",
-             "      %one = arith.constant 1 : index",
-             "      hal.return %x, %y, %one : index, index, index", "    }",
-             "    builtin.module {", f"      func.func @{entry}() {{",
-             "        %c0 = arith.constant 0 : index",
-             f"        %rows = arith.constant {rows} : index",
-             f"        %k = arith.constant {k} : index",
-             f"        %unroll = arith.constant {unroll} : index",
-             f"        %width = arith.constant {width} : index",
-             f"        %zero = arith.constant dense<0.0> : {vec}"]
+    lines = _header(name, entry, (panels, row_groups))
+    lines += [f"        %rows = arith.constant {rows} : index",
+              f"        %k = arith.constant {k} : index",
+              f"        %unroll = arith.constant {unroll} : index",
+              f"        %width = arith.constant {width} : index",
+              f"        %zero = arith.constant dense<0.0> : {vec}"]
     lines += [f"        %off{v} = arith.constant {16 * v} : index" for v in range(vectors)]
-    for index, (buffer, type_, flags) in enumerate((("A", a_type, " flags(ReadOnly)"),
-                                                    ("B", b_type, " flags(ReadOnly)"),
-                                                    ("C", c_type, ""))):
-        lines.append(f"        %{buffer} = hal.interface.binding.subspan layout({layout}) "
-                     f"binding({index}) alignment(64) offset(%c0){flags} : {type_}")
+    lines += _bindings((a_type, b_type, c_type))
     lines += ["        %p = hal.interface.workgroup.id[0] : index",
               "        %g = hal.interface.workgroup.id[1] : index",
               "        %n0 = arith.muli %p, %width : index",
@@ -136,26 +233,32 @@ def executable_text(m: int, k: int, n: int, rows: int = ROWS, vectors: int = VEC
 
 
 _DECLARATION = re.compile(
-    r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + GEMM_PREFIX + r"\w+)\([^\n]*\)"
-    r"[^\n]*attributes \{[^\n]*" + re.escape(GEMM_ATTR) + r' = "(?P<shape>\d+x\d+x\d+)"'
-    r"[^\n]*\}\n", re.M)
+    r"^(?P<indent>[ \t]*)func\.func private @(?P<name>(?:" + GEMM_PREFIX + "|" + GEMV_PREFIX +
+    r")\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*(?P<attr>" + re.escape(GEMM_ATTR) + "|" +
+    re.escape(GEMV_ATTR) + r')' + r' = "(?P<shape>\d+x\d+x\d+)"[^\n]*\}\n', re.M)
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
-    """Replace each GEMM declaration by a function of one `flow.dispatch` and add the
-    executables after the module's first line."""
+    """Replace each GEMM and GEMV declaration by a function of one `flow.dispatch` and add
+    the executables after the module's first line."""
     executables: dict[str, str] = {}
 
     def replace(match: re.Match) -> str:
         name, indent = match.group("name"), match.group("indent")
         m, k, n = map(int, match.group("shape").split("x"))
-        exe = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
-        executables.setdefault(exe, executable_text(m, k, n, name=exe))
-        panels, _, width = packed_weight_shape(k, n)
-        a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
-                   f"tensor<{m}x{n}xf32>")
+        if match.group("attr") == GEMV_ATTR:
+            exe, entry = f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}", entry_name(m, k, n,
+                                                                             GEMV_PREFIX)
+            executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe))
+            b = f"tensor<{n}x{k}xf32>"
+        else:
+            exe, entry = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}", entry_name(m, k, n)
+            executables.setdefault(exe, executable_text(m, k, n, name=exe))
+            panels, _, width = packed_weight_shape(k, n)
+            b = f"tensor<{panels}x{k}x{width}xf32>"
+        a, c = f"tensor<{m}x{k}xf32>", f"tensor<{m}x{n}xf32>"
         return (f"{indent}func.func private @{name}(%a: {a}, %b: {b}) -> {c} {{\n"
-                f"{indent}  %c = flow.dispatch @{exe}::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
+                f"{indent}  %c = flow.dispatch @{exe}::@{entry}(%a, %b) : ({a}, {b}) -> {c}\n"
                 f"{indent}  return %c : {c}\n{indent}}}\n")
 
     return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())

@@ -55,3 +55,27 @@ func.func @unsupported(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[100,
   %1 = "kiln.linear"(%h, %wh) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[16,64],f16>, !torch.vtensor<[96,64],f16>) -> !torch.vtensor<[16,96],f16>
   return %0, %1 : !torch.vtensor<[16,100],f32>, !torch.vtensor<[16,96],f16>
 }
+
+// -----
+
+// Decode rows (M = 1): an out_in weight goes to the matrix-vector kernel as it is (no panel
+// permute; 100 outputs need no multiple of 32), an in_out weight to the GEMM with a one-row
+// tile. Taken at any size, also by default.
+// CHECK-LABEL: module
+// CHECK-DAG:     func.func private @kiln_cpu_gemv_1x64x100(tensor<1x64xf32>, tensor<100x64xf32>) -> tensor<1x100xf32> attributes {kiln.cpu_gemv = "1x64x100"}
+// CHECK-DAG:     func.func private @kiln_cpu_gemm_1x64x32(tensor<1x64xf32>, tensor<1x64x32xf32>) -> tensor<1x32xf32> attributes {kiln.cpu_gemm = "1x64x32"}
+// CHECK-LABEL: func.func @decode(
+// CHECK-NOT:     torch.aten.permute
+// CHECK:         %[[WB:.+]] = "torch_c.to_builtin_tensor"(%arg1)
+// CHECK:         call @kiln_cpu_gemv_1x64x100(%{{.+}}, %[[WB]])
+// CHECK:         torch.aten.permute
+// CHECK:         call @kiln_cpu_gemm_1x64x32(
+// CHECK-NOT:     kiln.linear
+// DEFAULT-LABEL: func.func @decode(
+// DEFAULT:         call @kiln_cpu_gemv_1x64x100(
+// DEFAULT:         call @kiln_cpu_gemm_1x64x32(
+func.func @decode(%x: !torch.vtensor<[1,1,64],f32>, %w: !torch.vtensor<[100,64],f32>, %v: !torch.vtensor<[64,32],f32>) -> (!torch.vtensor<[1,1,100],f32>, !torch.vtensor<[1,1,32],f32>) {
+  %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[1,1,64],f32>, !torch.vtensor<[100,64],f32>) -> !torch.vtensor<[1,1,100],f32>
+  %1 = "kiln.linear"(%x, %v) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "in_out"} : (!torch.vtensor<[1,1,64],f32>, !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[1,1,32],f32>
+  return %0, %1 : !torch.vtensor<[1,1,100],f32>, !torch.vtensor<[1,1,32],f32>
+}
