@@ -56,7 +56,7 @@ def guarded_gpt2(batch: int, dtype):
     the Python branch on it make torch.export fail (data-dependent control flow); Dynamo breaks
     the graph there and compiles the blocks before and after as separate regions."""
     import torch
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build("gpt2-prefill", batch, dtype)
 
@@ -72,7 +72,7 @@ def guarded_gpt2(batch: int, dtype):
 
 def build(name: str, batch: int):
     import torch
-    import zoo
+    from kiln.examples import zoo
 
     if name == "gpt2-guarded":
         return guarded_gpt2(batch, torch.float32)

@@ -4,7 +4,7 @@ transformers' eager `generate` (dynamic cache) and its static cache + torch.comp
     python bench/generate.py --models gpt2,llama --batch 1 --prompt 128 --new 32 \\
         --systems kiln,eager,static-compile --rounds 3 --out bench/results/generate-cpu.json
 
-Models have random weights (GPT-2 small, 124M; Llama-style 109M of bench/zoo.py, GQA). Each
+Models have random weights (GPT-2 small, 124M; Llama-style 109M of python/kiln/examples/zoo.py, GQA). Each
 round runs every system once, interleaved, so load from other processes spreads over all of
 them; the table shows medians over rounds. Greedy decoding, no eos (every row makes `--new`
 tokens). Decode tokens/s = batch x (new - 1) / (time after the first token). For
@@ -29,7 +29,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from zoo import LLAMA_CONFIG  # noqa: E402
+from kiln.examples.zoo import LLAMA_CONFIG  # noqa: E402
 
 
 def build_model(name: str) -> torch.nn.Module:

@@ -52,7 +52,7 @@ def profile_kiln(model_name: str, batch: int, work: Path, iterations: int, optio
     import numpy as np
 
     import kiln
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build(model_name, batch)
     vmfb = work / "model.vmfb"
@@ -99,7 +99,7 @@ def profile_torch(model_name: str, batch: int, top: int):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build(model_name, batch)
     with torch.no_grad():

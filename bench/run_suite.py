@@ -109,7 +109,7 @@ GPU_CELLS = ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "gpt2-decode:1:bf16"
              "gpt2-prefill-512:8:bf16", "llama:1:f16", "llama:8:f16", "bert:8:f16", "mlp:1:f16",
              "resnet:1:f16", "mlp:8:f16", "resnet:8:f16", "bert:1:f16", "gpt2-decode:8:f16",
              "llama:1:bf16", "llama:8:bf16"]
-# Max abs error allowed, relative to max(1, max|eager|). Looser than tests/models.py for the
+# Max abs error allowed, relative to max(1, max|eager|). Looser than tests/compare.py for the
 # 12-layer models: rounding compounds with depth in f16/bf16.
 TOLERANCE = {"f32": 1e-4, "f16": 5e-2, "bf16": 1e-1}
 TORCH_DTYPES = {"f32": "float32", "f16": "float16", "bf16": "bfloat16"}
@@ -362,7 +362,7 @@ def _build(spec, use_cache: bool = True):
     import torch
 
     sys.path.insert(0, str(HERE))
-    import zoo
+    from kiln.examples import zoo
 
     dtype = getattr(torch, TORCH_DTYPES[spec["dtype"]])
     cache = _model_cache(spec) if use_cache else None
@@ -852,7 +852,7 @@ def write_csv(path: Path, result: dict) -> None:
 def _zoo_names(device: str | None = None) -> tuple:
     """The zoo's models; for the CPU suite's default list without the GPU-only ones."""
     sys.path.insert(0, str(HERE))
-    import zoo
+    from kiln.examples import zoo
 
     if device == "cpu":
         return tuple(m for m in zoo.MODEL_NAMES if m not in getattr(zoo, "GPU_ONLY", ()))

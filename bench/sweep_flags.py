@@ -103,7 +103,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help="model:batch,... from bench/zoo.py")
+                        help="model:batch,... from python/kiln/examples/zoo.py")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--runs", type=int, default=30, help="max timed calls per pass")
     parser.add_argument("--passes", type=int, default=3,

@@ -23,13 +23,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import models  # noqa: E402
+from kiln.examples import tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt_eager():
     """(model, (tokens,)) of the bundled example, explicit matmul-softmax-matmul attention."""
-    return models.tiny_gpt("eager")
+    return tiny.tiny_gpt("eager")
 
 
 @pytest.fixture(scope="session")

@@ -147,7 +147,7 @@ def test_gpu_measurement_plan():
     sys.path[:0] = [str(bench), str(bench / "gpu")]
     import issue14_measure
     import run_suite
-    import zoo
+    from kiln.examples import zoo
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
 

@@ -18,57 +18,17 @@ import functools
 
 import pytest
 import torch
-import transformers as tf
 
 import kiln
 from kiln.dispatches import dispatches_per_layer
-from models import assert_close, eager, token_ids
+from kiln.examples import tiny
+from kiln.examples.tiny import LAYERS, VOCAB, token_ids
 
-LAYERS = 2
-HIDDEN = 64
-HEADS = 4
-KV_HEADS = 2
-VOCAB = 100
-SEQ = 16
-INTERMEDIATE = 128
+from compare import assert_close, eager
 
 
-# ---------------------------------------------------------------------------------------------
-# Model factories (also used by bench/dispatches.py): random weights, seed 0, eval, no KV cache.
-
-
-def gpt2(layers: int = LAYERS):
-    """GPT2LMHeadModel: pre-LN, Conv1D (addmm) linears, activation gelu_new (tanh arithmetic)."""
-    torch.manual_seed(0)
-    model = tf.GPT2LMHeadModel(tf.GPT2Config(
-        vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=layers, n_head=HEADS,
-        n_inner=INTERMEDIATE, bos_token_id=0, eos_token_id=0))
-    model.config.use_cache = False
-    return model.eval()
-
-
-def llama(layers: int = LAYERS):
-    """LlamaForCausalLM: RMSNorm, SiLU-gated MLP, 4 query heads on 2 kv heads."""
-    torch.manual_seed(0)
-    model = tf.LlamaForCausalLM(tf.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
-        num_hidden_layers=layers, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
-        max_position_embeddings=SEQ, bos_token_id=0, eos_token_id=0))
-    model.config.use_cache = False
-    return model.eval()
-
-
-def bert(layers: int = LAYERS):
-    """BertModel: post-LN (embeddings LN + 2 per layer), erf GELU, pooler."""
-    torch.manual_seed(0)
-    model = tf.BertModel(tf.BertConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=layers,
-        num_attention_heads=HEADS, intermediate_size=INTERMEDIATE, max_position_embeddings=SEQ))
-    model.config.use_cache = False
-    return model.eval()
-
-
-FACTORIES = {"gpt2": gpt2, "llama": llama, "bert": bert}
+# The tiny transformers models of the zoo, built with 1 or 2 layers (dispatches per layer).
+FACTORIES = {name: functools.partial(tiny.hf_model, name) for name in tiny.HF_FAMILIES}
 
 # Kiln's raising passes (passes/raising/); "off" also sets the two raise_* options.
 # "on-fused": all passes on, kiln.attention lowered to IREE's fused attention instead of the

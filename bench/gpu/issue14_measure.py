@@ -243,7 +243,7 @@ def submission_model(layers: int):
     import torch
     import transformers as hf
 
-    import zoo
+    from kiln.examples import zoo
 
     torch.manual_seed(0)
     model = hf.GPT2LMHeadModel(hf.GPT2Config(n_layer=layers, vocab_size=1024, n_positions=64,

@@ -129,7 +129,7 @@ def _zoo_inputs(model: str, batch: int, dtype: str) -> list:
     import torch
 
     sys.path.insert(0, str(HERE.parent))
-    import zoo
+    from kiln.examples import zoo
 
     torch_dtype = getattr(torch, run_suite.TORCH_DTYPES[dtype])
     tensors = zoo.MODELS[model][1](batch, torch_dtype)
