@@ -1,7 +1,7 @@
 """Calibrate kiln.check's per-element tolerance: how much of |err| ≤ atol + rtol·|ref| the
 compiled artifact and eager PyTorch (in the model's dtype) use against the float64 reference.
 
-    python bench/check_tolerance.py [--target cpu] [--samples 3] [name ...]
+    python -m bench.check_tolerance [--target cpu] [--samples 3] [name ...]
 
 For each model and output: max|err| (compiled, eager), the smallest atol that would pass at the
 dtype's rtol ("needed atol": max over elements of |err| − rtol·|ref|, 0 when rtol covers every

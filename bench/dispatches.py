@@ -1,6 +1,6 @@
 """Dispatches per transformer layer with Kiln's raising passes off and on (docs/fusion.md).
 
-    python bench/dispatches.py      # markdown: the table, then the dispatch names of one layer
+    python -m bench.dispatches      # markdown: the table, then the dispatch names of one layer
 
 Per layer = dispatches of the 2-layer model minus those of the 1-layer model, the measure of
 kiln.dispatches.dispatches_per_layer (iree-compile --compile-to=flow, CPU target). The models are

@@ -1,9 +1,9 @@
 """torch.compile(backend="kiln") against compile_to_vmfb and inductor on the zoo's CPU cells, and
 on a model torch.export rejects (a `.item()` check in the middle of GPT-2 small).
 
-    python bench/dynamo_backend.py                                   # all models, batch 1
-    python bench/dynamo_backend.py --models mlp,gpt2-guarded --rounds 3
-    python bench/dynamo_backend.py --systems kiln-vmfb,kiln-dynamo   # the 5% goal only
+    python -m bench.dynamo_backend                                   # all models, batch 1
+    python -m bench.dynamo_backend --models mlp,gpt2-guarded --rounds 3
+    python -m bench.dynamo_backend --systems kiln-vmfb,kiln-dynamo   # the 5% goal only
 
 Systems (each in its own process, all of a model's processes alive at once so timing can be
 interleaved):
@@ -39,7 +39,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
 
 SYSTEMS = ("eager", "inductor", "kiln-vmfb", "kiln-dynamo")
 MODELS = ("mlp", "bert", "gpt2-prefill", "gpt2-decode", "llama", "resnet", "gpt2-guarded")
@@ -86,7 +85,7 @@ def build(name: str, batch: int):
 def worker(model_name: str, system: str, batch: int) -> None:
     import torch
 
-    from run_suite import ForeignLoad, check, _peak_rss_mb
+    from bench.run_suite import ForeignLoad, check, _peak_rss_mb
 
     out = sys.stdout
     sys.stdout = sys.stderr  # prints from models or compilers must not break the protocol
@@ -192,7 +191,7 @@ class Worker:
     def __init__(self, model: str, system: str, batch: int, env: dict):
         self.system = system
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", model, system, str(batch)],
+            [sys.executable, "-m", "bench.dynamo_backend", "--worker", model, system, str(batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.status = self._read()
 
@@ -227,7 +226,7 @@ class Worker:
 
 
 def run_model(model: str, args, env: dict) -> dict:
-    from run_suite import wait_for_quiet
+    from bench.run_suite import wait_for_quiet
 
     workers = []
     try:
@@ -348,7 +347,7 @@ def main(argv=None) -> None:
     out = args.out or HERE / "results" / f"dynamo-cpu-{tag}.json"
     results = json.loads(out.read_text()) if out.exists() else {"models": {}}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO / "python"), str(HERE), os.environ.get("PYTHONPATH", "")]))
+        [str(REPO / "python"), str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     import subprocess as sp
@@ -361,7 +360,7 @@ def main(argv=None) -> None:
         results.update(machine=tag, cpu=platform.processor() or platform.machine(),
                        cores=os.cpu_count(), commit=commit, batch=args.batch,
                        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-                       command=" ".join(["python bench/dynamo_backend.py"] + (argv or
+                       command=" ".join(["python -m bench.dynamo_backend"] + (argv or
                                                                            sys.argv[1:])))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))

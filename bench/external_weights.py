@@ -1,6 +1,6 @@
 """Inline vs external weights on GPT-2 small (124M parameters, random weights, CPU).
 
-    python bench/external_weights.py --out bench/results/external_weights-cpu.json
+    python -m bench.external_weights --out bench/results/external_weights-cpu.json
 
 For each of weights="inline" and weights="external": compile in a fresh process (export →
 .vmfb, written to disk; compile time and peak RSS), then load in fresh processes (`kiln.load`
@@ -134,7 +134,8 @@ def _cpu_name() -> str:
 
 
 def _child(*argv: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "bench.external_weights", *argv],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"child {' '.join(argv)} failed ({result.returncode})")
@@ -163,7 +164,7 @@ def main(args) -> None:
         row["interleaved_call_median_s"] = interleaved[row["mode"]]["median_s"]
     result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU ({_cpu_name()})",
               "seq_len": args.seq,
-              "command": "python bench/external_weights.py " + " ".join(sys.argv[1:]),
+              "command": "python -m bench.external_weights " + " ".join(sys.argv[1:]),
               "load_average_1min": [load_start, os.getloadavg()[0]],
               "rows": rows}
     if args.out:

@@ -1,21 +1,21 @@
 """The benchmark suite: every (model, batch, dtype, system) cell in its own process.
 
 CPU (here):
-    python bench/run_suite.py --device cpu                      # full: batches 1 and 8
-    python bench/run_suite.py --device cpu --quick              # batch 1, few runs
-    python bench/run_suite.py --device cpu --models mlp,bert --batches 1 --systems eager,kiln
+    python -m bench.run_suite --device cpu                      # full: batches 1 and 8
+    python -m bench.run_suite --device cpu --quick              # batch 1, few runs
+    python -m bench.run_suite --device cpu --models mlp,bert --batches 1 --systems eager,kiln
 GPU (two halves: the GPU machine has no IREE compiler and no torch-mlir):
-    python bench/run_suite.py --device cuda --prepare-only --out .device/suite     # here
-    python3 bench/run_suite.py --device cuda --artifacts .device/suite --out $OUT  # there
+    python -m bench.run_suite --device cuda --prepare-only --out .device/suite     # here
+    python3 -m bench.run_suite --device cuda --artifacts .device/suite --out $OUT  # there
     # the cells of the GPU suite (in priority order; --cells takes model:batch:dtype,...):
-    python bench/run_suite.py --device cuda --prepare-only --out .device/suite --cells gpu
-    python3 bench/run_suite.py --device cuda --artifacts .device/suite --out $OUT --cells gpu \
+    python -m bench.run_suite --device cuda --prepare-only --out .device/suite --cells gpu
+    python3 -m bench.run_suite --device cuda --artifacts .device/suite --out $OUT --cells gpu \
         --lanes 2
     # Kiln alone again (e.g. after a compiler change), and a Kiln variant as its own system:
-    python bench/run_suite.py --device cuda --prepare-only --out .device/suite --cells gpu \
+    python -m bench.run_suite --device cuda --prepare-only --out .device/suite --cells gpu \
         --systems kiln,kiln+kernels
-    python3 bench/run_suite.py ... --cells gpu --systems kiln,kiln+kernels   # there; merge with
-    python bench/run_suite.py --merge old.json new.json --into bench/results/suite-cuda-<tag>.json
+    python3 -m bench.run_suite ... --cells gpu --systems kiln,kiln+kernels   # there; merge with
+    python -m bench.run_suite --merge old.json new.json --into bench/results/suite-cuda-<tag>.json
 
 Systems. CPU: eager, torch.compile (inductor), onnxruntime (CPU provider, torch.onnx.export),
 kiln. GPU: eager, torch.compile (default, reduce-overhead, max-autotune-no-cudagraphs), kiln
@@ -81,6 +81,14 @@ RESULTS = HERE / "results"
 # Where `kiln` is imported from (default: this checkout's python/). On the GPU machine a frozen
 # copy of the runtime keeps the run independent of uncommitted edits in the tree.
 KILN_PYTHON = Path(os.environ.get("KILN_BENCH_KILN_PYTHON", REPO / "python"))
+
+
+def use_kiln_python() -> None:
+    """Import `kiln` (and the zoo in kiln.examples) from KILN_PYTHON in this process too, as the
+    children do: the folder is chosen at run time (KILN_BENCH_KILN_PYTHON), which no import
+    statement can name. The one place the suite touches sys.path."""
+    if str(KILN_PYTHON) not in sys.path:
+        sys.path.insert(0, str(KILN_PYTHON))
 
 SYSTEMS = {
     "cpu": ["eager", "torch.compile", "onnxruntime", "kiln"],
@@ -361,7 +369,6 @@ def _model_cache(spec):
 def _build(spec, use_cache: bool = True):
     import torch
 
-    sys.path.insert(0, str(HERE))
     from kiln.examples import zoo
 
     dtype = getattr(torch, TORCH_DTYPES[spec["dtype"]])
@@ -570,8 +577,7 @@ def stage_run(spec) -> dict:
         call = lambda: session.run(None, feeds)  # noqa: E731
         result["threads"] = session.get_session_options().intra_op_num_threads or os.cpu_count()
     elif is_kiln(system):
-        sys.path.insert(0, str(KILN_PYTHON))
-        import kiln.runtime
+        import kiln.runtime  # from KILN_PYTHON: first on the child's PYTHONPATH
 
         if device == "cuda":
             vmfb = Path(spec["artifacts"]) / spec["artifact"]
@@ -667,7 +673,6 @@ def stage_params(spec) -> dict:
     import numpy as np
     import torch
 
-    sys.path.insert(0, str(KILN_PYTHON))
     from kiln.runtime import write_parameter_archive
 
     artifacts = Path(spec["artifacts"])
@@ -719,7 +724,8 @@ def child_main(spec: dict) -> None:
 def run_child(spec: dict, timeout: float) -> dict:
     """Run one stage in a fresh process; {"status": ok|FAILED|TIMEOUT, ...}."""
     env = dict(os.environ)
-    env["PYTHONPATH"] = os.pathsep.join([str(KILN_PYTHON), env.get("PYTHONPATH", "")])
+    # Kiln from KILN_PYTHON; the repository for `python -m bench.run_suite` from any folder.
+    env["PYTHONPATH"] = os.pathsep.join([str(KILN_PYTHON), str(REPO), env.get("PYTHONPATH", "")])
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -733,7 +739,7 @@ def run_child(spec: dict, timeout: float) -> dict:
         env["TRITON_CACHE_DIR"] = str(cold_cache / "triton")
     start = time.perf_counter()
     try:
-        proc = subprocess.run([sys.executable, str(Path(__file__).resolve()), "--child",
+        proc = subprocess.run([sys.executable, "-m", "bench.run_suite", "--child",
                                json.dumps(spec)], capture_output=True, text=True,
                               timeout=timeout, env=env)
     except subprocess.TimeoutExpired as error:
@@ -851,7 +857,6 @@ def write_csv(path: Path, result: dict) -> None:
 
 def _zoo_names(device: str | None = None) -> tuple:
     """The zoo's models; for the CPU suite's default list without the GPU-only ones."""
-    sys.path.insert(0, str(HERE))
     from kiln.examples import zoo
 
     if device == "cpu":
@@ -899,7 +904,7 @@ def _command_line(argv) -> str:
         if word.startswith(("--work=", "--resume=")):
             continue
         words.append(word)
-    return "python bench/run_suite.py " + " ".join(words)
+    return "python -m bench.run_suite " + " ".join(words)
 
 
 DONE_STATUSES = ("ok", "FAILED-CHECK", "FAILED", "TIMEOUT", "SKIPPED")
@@ -1027,8 +1032,7 @@ def run_suite(args) -> Path:
     _log(f"wrote {json_path} and {json_path.with_suffix('.csv')}")
     if not args.no_report and not args.quick and device == "cpu":
         try:
-            sys.path.insert(0, str(HERE))
-            import report
+            from bench import report
 
             report.main([str(json_path)])
         except Exception as error:  # results are saved; the report can be rerun
@@ -1290,6 +1294,7 @@ def main(argv=None) -> None:
     parser.add_argument("--into", type=Path, help="target of --merge")
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    use_kiln_python()
     if args.child:
         spec = json.loads(args.child)
         if spec["stage"] == "prepare-cuda":

@@ -1,8 +1,8 @@
 """Sweep IREE compile flags and runtime flags for Kiln's CPU target on zoo models.
 
-    python bench/sweep_flags.py                                  # default models and configs
-    python bench/sweep_flags.py --models mlp,bert --configs default,no-data-tiling
-    python bench/report.py --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
+    python -m bench.sweep_flags                                  # default models and configs
+    python -m bench.sweep_flags --models mlp,bert --configs default,no-data-tiling
+    python -m bench.report --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
 
 Per model, every config is compiled first (Kiln → .vmfb, a fresh process each; compile time
 recorded), then all configs are timed in --passes interleaved passes (rotating order; each
@@ -25,9 +25,9 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench import run_suite
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import run_suite  # noqa: E402
 
 NO_PREPROCESSING = "--iree-preprocessing-pass-pipeline=builtin.module()"
 # name → (compile options, runtime flags, description). Kiln's defaults (python/kiln/targets.py):
@@ -124,7 +124,7 @@ def main(argv=None) -> None:
     info = run_suite.machine_info("cpu")
     sweep = {"device": "cpu", "machine": info,
              "machine_line": run_suite_machine_line(info),
-             "command": "python bench/sweep_flags.py " + " ".join(sys.argv[1:] if argv is None
+             "command": "python -m bench.sweep_flags " + " ".join(sys.argv[1:] if argv is None
                                                                   else argv),
              "default": "default", "timing": plan,
              "configs": {n: {"options": CONFIGS[n][0], "runtime_flags": CONFIGS[n][1],
@@ -205,13 +205,13 @@ def main(argv=None) -> None:
                            foreign_cores=max(r["foreign_cores"] for r in runs[name]))
             _store(sweep, row, args.out)
         shutil.rmtree(run_suite.cell_dir(work, model, batch, "f32"), ignore_errors=True)
-    import report
+    from bench import report
 
     report.main(["--sweep", str(args.out)])
 
 
 def run_suite_machine_line(info: dict) -> str:
-    import report
+    from bench import report
 
     return report.machine_line({"device": "cpu", "machine": info}).replace("**", "")
 

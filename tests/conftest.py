@@ -1,11 +1,10 @@
-"""Shared fixtures: offline Hugging Face, the tests/ folder importable, compiled artifacts cached
-per session (each compile costs seconds on a 2-core CPU)."""
+"""Shared fixtures: offline Hugging Face, compiled artifacts cached per session (each compile
+costs seconds on a 2-core CPU). pyproject's `pythonpath` makes tests/ and the repository root
+importable."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 # Never download anything: models are built from configs with random weights.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -17,8 +16,6 @@ if "KILN_TEST_KEEP_CACHE" not in os.environ:
     import tempfile
 
     os.environ["KILN_CACHE_DIR"] = tempfile.mkdtemp(prefix="kiln-test-cache-")
-
-sys.path.insert(0, str(Path(__file__).parent))
 
 import pytest  # noqa: E402
 import torch  # noqa: E402

@@ -138,15 +138,10 @@ def test_fused_selection_on_llama():
 
 
 def test_gpu_measurement_plan():
-    """bench/gpu/issue14_measure.py (run on the GPU machine only): its kernel cases are valid
+    """bench.gpu.issue14_measure (run on the GPU machine only): its kernel cases are valid
     specs, its cells are zoo models and its Kiln variants are run_suite systems."""
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    sys.path[:0] = [str(bench), str(bench / "gpu")]
-    import issue14_measure
-    import run_suite
+    from bench import run_suite
+    from bench.gpu import issue14_measure
     from kiln.examples import zoo
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec

@@ -273,7 +273,7 @@ def test_swiglu_compiles_for_cuda_without_kernels():
 
 # Regression guard, measured with iree-base-compiler 3.13.0 for the CPU (host) on the 2-core
 # AMD EPYC dev machine. If a change moves these on purpose, re-measure with
-# `python bench/dispatches.py` and update docs/fusion.md and this table.
+# `python -m bench.dispatches` and update docs/fusion.md and this table.
 # "on" saves what the merged Q/K/V projection (one matmul written head-major, q/k/v read in place
 # as whole heads), the merged q/k rotation and grouped-query rows save (GPT-2 −3: the slice
 # copies of c_attn; BERT −2; Llama −3) and pays 2 per layer for Kiln's decomposed attention
@@ -293,5 +293,5 @@ def test_dispatches_per_layer(name, config):
                                     **RAISING_CONFIGS[config])
     assert measured == DISPATCHES_PER_LAYER[(name, config)], (
         f"{name} with Kiln's passes {config}: {measured} dispatches per layer, pinned "
-        f"{DISPATCHES_PER_LAYER[(name, config)]} (re-measure with python bench/dispatches.py "
+        f"{DISPATCHES_PER_LAYER[(name, config)]} (re-measure with python -m bench.dispatches "
         f"and update docs/fusion.md)")

@@ -1,6 +1,6 @@
 """Per-dispatch GPU time of the GPU suite's Kiln artifacts (Nsight Compute, on the GPU machine).
 
-    python3 bench/gpu/kiln_cuda_profile.py --artifacts .device/suite-cuda \
+    python3 -m bench.gpu.kiln_cuda_profile --artifacts .device/suite-cuda \
         --cells gpt2-decode:1:f16,gpt2-prefill-512:8:f16 --work /tmp/w --out $OUT
 
 For each cell: rebuilds the artifact's .irpa from the zoo (bench/run_suite.py's params stage,
@@ -21,16 +21,13 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from bench import profile_dispatches, run_suite
+from bench.profile_dispatches import short_name
 
-import profile_dispatches  # noqa: E402
-import run_suite  # noqa: E402
-from profile_dispatches import short_name  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
     ("Kiln GEMM", r"linear_kernel|splitk_reduce_kernel"),
@@ -128,7 +125,6 @@ def _zoo_inputs(model: str, batch: int, dtype: str) -> list:
     """The zoo's example inputs as (shape, IREE element type)."""
     import torch
 
-    sys.path.insert(0, str(HERE.parent))
     from kiln.examples import zoo
 
     torch_dtype = getattr(torch, run_suite.TORCH_DTYPES[dtype])
