@@ -85,7 +85,8 @@ def build(name: str, batch: int):
 def worker(model_name: str, system: str, batch: int) -> None:
     import torch
 
-    from bench.run_suite import ForeignLoad, check, _peak_rss_mb
+    from bench.suite.load import ForeignLoad, peak_rss_mb
+    from bench.suite.results import check
 
     out = sys.stdout
     sys.stdout = sys.stderr  # prints from models or compilers must not break the protocol
@@ -136,7 +137,7 @@ def worker(model_name: str, system: str, batch: int) -> None:
                 call()
                 samples.append((time.perf_counter() - t0) * 1e3)
         answer({"samples": samples, "foreign_cores": round(load.cores, 3),
-                "peak_rss_mb": round(_peak_rss_mb())})
+                "peak_rss_mb": round(peak_rss_mb())})
 
 
 def _prepare(system: str, model, inputs, status: dict):
@@ -226,7 +227,7 @@ class Worker:
 
 
 def run_model(model: str, args, env: dict) -> dict:
-    from bench.run_suite import wait_for_quiet
+    from bench.suite.load import wait_for_quiet
 
     workers = []
     try:

@@ -140,8 +140,8 @@ def test_fused_selection_on_llama():
 def test_gpu_measurement_plan():
     """bench.gpu.issue14_measure (run on the GPU machine only): its kernel cases are valid
     specs, its cells are zoo models and its Kiln variants are run_suite systems."""
-    from bench import run_suite
     from bench.gpu import issue14_measure
+    from bench.suite.config import is_kiln
     from kiln.examples import zoo
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
@@ -151,7 +151,7 @@ def test_gpu_measurement_plan():
     for op, args in cases:
         (linear_spec if op == "linear" else attention_spec)(**args)
     for system, cells in issue14_measure.VARIANTS.items():
-        assert run_suite.is_kiln(system), system
+        assert is_kiln(system), system
         assert all(cell.split(":")[0] in zoo.MODELS for cell in cells)
     assert set(issue14_measure.PROFILE_CELLS) <= set(issue14_measure.VARIANTS[
         "kiln+kernels-unfused"])

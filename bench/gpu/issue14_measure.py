@@ -54,12 +54,12 @@ from pathlib import Path
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
 
-# The zoo's GPU goal cells first (as GPU_CELLS in bench/run_suite.py), then the families
+# The zoo's GPU goal cells first (as GPU_CELLS in bench/suite/config.py), then the families
 # outside the zoo's CPU suite (Qwen2- and Phi-3-style at the Llama cell's sizes).
 CELLS = ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "llama:1:f16", "llama:8:f16",
          "bert:8:f16", "gpt2-decode:1:bf16", "gpt2-prefill-512:8:bf16", "gpt2-decode:8:f16",
          "qwen2:1:f16", "qwen2:8:f16", "phi3:1:f16"]
-# Kiln variants (bench/run_suite.py KILN_SYSTEMS) and the cells they are prepared for.
+# Kiln variants (bench/suite/config.py KILN_SYSTEMS) and the cells they are prepared for.
 VARIANTS = {
     "kiln+kernels": CELLS,
     "kiln+kernels-unfused": ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "llama:1:f16",
