@@ -279,13 +279,9 @@ def _pct(values: list, q: float) -> float:
 
 
 def machine_tag() -> str:
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in
-                     Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from kiln.targets import read_cpuinfo
+
+    model = read_cpuinfo().model_name
     vendor = "intel-xeon" if "Xeon" in model else "amd-epyc" if "EPYC" in model else \
         platform.machine()
     return f"{vendor}-{os.cpu_count()}core"

@@ -124,13 +124,9 @@ def do_interleave(args) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from kiln.targets import read_cpuinfo
+
+    return read_cpuinfo().model_name or platform.processor() or "unknown"
 
 
 def _child(*argv: str) -> dict:

@@ -28,6 +28,7 @@ from pathlib import Path
 import torch
 
 from kiln.examples.zoo import LLAMA_CONFIG
+from kiln.targets import read_cpuinfo
 
 
 def build_model(name: str) -> torch.nn.Module:
@@ -162,14 +163,7 @@ class OrtSystem:
 
 
 def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = read_cpuinfo().model_name or platform.processor()
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 

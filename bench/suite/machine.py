@@ -16,14 +16,15 @@ def machine_info(device: str) -> dict:
     info = {"hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
             "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform()}
-    try:
-        text = Path("/proc/cpuinfo").read_text()
-        get = lambda key: (re.findall(rf"^{key}\s*:\s*(.*)$", text, re.M) or [""])[0]  # noqa
-        info["cpu"] = get("model name")
-        info["cpu_family_model"] = f"{get('cpu family')}/{get('model')}"
-        flags = get("flags").split()
+    from kiln.targets import read_cpuinfo  # kiln from KILN_PYTHON (bench.run_suite's main)
+
+    cpu = read_cpuinfo()
+    if cpu.lines:
+        info["cpu"] = cpu.model_name
+        info["cpu_family_model"] = f"{cpu.field('cpu family')}/{cpu.field('model')}"
         info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
-                                   "amx_tile") if f in flags]
+                                   "amx_tile") if f in cpu.flags]
+    try:
         mem = re.findall(r"^MemTotal:\s+(\d+) kB", Path("/proc/meminfo").read_text(), re.M)
         info["ram_gb"] = round(int(mem[0]) / 2**20, 1) if mem else None
     except OSError:
