@@ -1,11 +1,11 @@
 """How to lower kiln.attention, measured: every lowering × shape class × dtype × target.
 
-    python bench/attention.py prepare --target cpu  --out .device/attention-cpu
-    python bench/attention.py measure --artifacts .device/attention-cpu --out bench/results
-    python bench/attention.py prepare --target cuda --out .device/attention-cuda
+    python -m bench.attention prepare --target cpu  --out .device/attention-cpu
+    python -m bench.attention measure --artifacts .device/attention-cpu --out bench/results
+    python -m bench.attention prepare --target cuda --out .device/attention-cuda
     # on the GPU machine (iree-base-runtime installed):
-    python3 bench/attention.py measure --artifacts .device/attention-cuda --out $OUT
-    python bench/attention.py table bench/results/attention-*.json
+    python3 -m bench.attention measure --artifacts .device/attention-cuda --out $OUT
+    python -m bench.attention table bench/results/attention-*.json
 
 Kiln's time is the device time of the compiled attention alone (`iree-benchmark-module`), the
 baseline is torch's scaled_dot_product_attention on the same device (CUDA events via
@@ -18,11 +18,9 @@ from __future__ import annotations
 import argparse
 import json
 import platform
-import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import iree_benchmark_ms, median_ms, sdpa_module  # noqa: E402
+from bench.common import iree_benchmark_ms, median_ms, sdpa_module
 
 LOWERINGS = ("decomposed", "fused")
 DTYPES = {"cpu": ("f32",), "cuda": ("f16", "bf16")}

@@ -1,7 +1,7 @@
 """What a compile-cache hit costs: a miss, then hits of `kiln.compile_model` (TinyGPT sizes), and
 the export + key alone for GPT-2 small (124M, random weights, T=128; no compile).
 
-    python bench/cache_warm.py
+    python -m bench.cache_warm
 
 A hit runs torch.export and the key (kiln.compile_key) but neither Kiln's passes nor IREE
 (docs/decisions.md, "Compile cache"). Uses a fresh temporary KILN_CACHE_DIR.

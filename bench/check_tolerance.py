@@ -1,38 +1,33 @@
 """Calibrate kiln.check's per-element tolerance: how much of |err| ≤ atol + rtol·|ref| the
 compiled artifact and eager PyTorch (in the model's dtype) use against the float64 reference.
 
-    python bench/check_tolerance.py [--target cpu] [--samples 3] [name ...]
+    python -m bench.check_tolerance [--target cpu] [--samples 3] [name ...]
 
 For each model and output: max|err| (compiled, eager), the smallest atol that would pass at the
 dtype's rtol ("needed atol": max over elements of |err| − rtol·|ref|, 0 when rtol covers every
 element), and the fraction of the tolerance the worst element uses at the default atol
-("used"; headroom = 1 / used). The models are the tests' (tests/models.py, test_check.py).
+("used"; headroom = 1 / used). The models are the tests' (kiln.examples.tiny, test_check.py).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import sys
-from pathlib import Path
 
 import torch
 from torch import nn
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-
-import models  # noqa: E402  (tests/models.py)
-
-import kiln  # noqa: E402
-from kiln.equivalence import (_EvalMode, _tensor_leaves, _to_float64, compare, make_samples,  # noqa: E402
-                        model_dtype, tolerances)
-from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt  # noqa: E402
+import kiln
+from kiln.equivalence import (_EvalMode, _tensor_leaves, _to_float64, compare, make_samples,
+                              model_dtype, tolerances)
+from kiln.examples import tiny
+from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
 
 
 class TwoHeads(nn.Module):
     def __init__(self, dtype=torch.float32):
         super().__init__()
-        self.mlp = models.mlp().to(dtype)
+        self.mlp = tiny.mlp().to(dtype)
 
     def forward(self, x):
         y = self.mlp(x)
@@ -57,19 +52,19 @@ def _tiny_gpt_check():
 
 MODELS = {
     "tiny-gpt-check": _tiny_gpt_check,  # test_check.py's TinyGPT
-    "tiny-gpt": lambda: models.tiny_gpt(),
-    "gpt2": lambda: (models.hf_gpt2(), (models.token_ids(),)),
-    "llama": lambda: (models.hf_llama(), (models.token_ids(),)),
-    "bert": lambda: (models.hf_bert(), (models.token_ids(),)),
-    "mlp-two-heads": lambda: (TwoHeads(), (models.mlp_input(),)),
+    "tiny-gpt": lambda: tiny.tiny_gpt(),
+    "gpt2": lambda: (tiny.hf_model("gpt2"), (tiny.token_ids(),)),
+    "llama": lambda: (tiny.hf_model("llama"), (tiny.token_ids(),)),
+    "bert": lambda: (tiny.hf_model("bert"), (tiny.token_ids(),)),
+    "mlp-two-heads": lambda: (TwoHeads(), (tiny.mlp_input(),)),
     "tanh-head": lambda: (TanhHead(), (torch.randn(4, 32, generator=torch.Generator()
                                                    .manual_seed(0)),)),
-    "mlp-f16": lambda: (models.mlp().half(), (models.mlp_input(torch.float16),)),
-    "mlp-two-heads-f16": lambda: (TwoHeads(torch.float16), (models.mlp_input(torch.float16),)),
-    "tiny-gpt-f16": lambda: (models.tiny_gpt()[0].half(), (models.token_ids(),)),
-    "llama-f16": lambda: (models.hf_llama().half(), (models.token_ids(),)),
-    "tiny-gpt-bf16": lambda: (models.tiny_gpt()[0].to(torch.bfloat16), (models.token_ids(),)),
-    "mlp-bf16": lambda: (models.mlp().to(torch.bfloat16), (models.mlp_input(torch.bfloat16),)),
+    "mlp-f16": lambda: (tiny.mlp().half(), (tiny.mlp_input(torch.float16),)),
+    "mlp-two-heads-f16": lambda: (TwoHeads(torch.float16), (tiny.mlp_input(torch.float16),)),
+    "tiny-gpt-f16": lambda: (tiny.tiny_gpt()[0].half(), (tiny.token_ids(),)),
+    "llama-f16": lambda: (tiny.hf_model("llama").half(), (tiny.token_ids(),)),
+    "tiny-gpt-bf16": lambda: (tiny.tiny_gpt()[0].to(torch.bfloat16), (tiny.token_ids(),)),
+    "mlp-bf16": lambda: (tiny.mlp().to(torch.bfloat16), (tiny.mlp_input(torch.bfloat16),)),
 }
 
 

@@ -1,4 +1,4 @@
-"""Helpers shared by Kiln's benchmark scripts (which run as `python bench/<script>.py`)."""
+"""Helpers shared by Kiln's benchmark scripts (which run as `python -m bench.<script>`)."""
 
 from __future__ import annotations
 

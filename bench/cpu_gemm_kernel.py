@@ -9,8 +9,8 @@ unrolled `unroll` times, the weights pre-packed in panels [N / (16·vectors)][K]
 Kiln does once at compile time: the weights are constants). One workgroup per panel. The kernel
 text is Kiln's (kiln.cpu_kernels.executable_text); `cpu_kernels="on"` uses its 8x2x4 tile.
 
-    python bench/cpu_gemm_kernel.py                       # 128x768x2048, the sweep below
-    python bench/cpu_gemm_kernel.py --shape 128x768x3072 --tiles 8x2x8
+    python -m bench.cpu_gemm_kernel                       # 128x768x2048, the sweep below
+    python -m bench.cpu_gemm_kernel --shape 128x768x3072 --tiles 8x2x8
 
 Each variant is checked against numpy before it is timed (iree-benchmark-module, median of 7
 repetitions, two workers and one); torch's `linear` is timed in this process (1 and 2 threads).

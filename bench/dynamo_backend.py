@@ -1,9 +1,9 @@
 """torch.compile(backend="kiln") against compile_to_vmfb and inductor on the zoo's CPU cells, and
 on a model torch.export rejects (a `.item()` check in the middle of GPT-2 small).
 
-    python bench/dynamo_backend.py                                   # all models, batch 1
-    python bench/dynamo_backend.py --models mlp,gpt2-guarded --rounds 3
-    python bench/dynamo_backend.py --systems kiln-vmfb,kiln-dynamo   # the 5% goal only
+    python -m bench.dynamo_backend                                   # all models, batch 1
+    python -m bench.dynamo_backend --models mlp,gpt2-guarded --rounds 3
+    python -m bench.dynamo_backend --systems kiln-vmfb,kiln-dynamo   # the 5% goal only
 
 Systems (each in its own process, all of a model's processes alive at once so timing can be
 interleaved):
@@ -39,7 +39,6 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent
-sys.path.insert(0, str(HERE))
 
 SYSTEMS = ("eager", "inductor", "kiln-vmfb", "kiln-dynamo")
 MODELS = ("mlp", "bert", "gpt2-prefill", "gpt2-decode", "llama", "resnet", "gpt2-guarded")
@@ -56,7 +55,7 @@ def guarded_gpt2(batch: int, dtype):
     the Python branch on it make torch.export fail (data-dependent control flow); Dynamo breaks
     the graph there and compiles the blocks before and after as separate regions."""
     import torch
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build("gpt2-prefill", batch, dtype)
 
@@ -72,7 +71,7 @@ def guarded_gpt2(batch: int, dtype):
 
 def build(name: str, batch: int):
     import torch
-    import zoo
+    from kiln.examples import zoo
 
     if name == "gpt2-guarded":
         return guarded_gpt2(batch, torch.float32)
@@ -86,7 +85,8 @@ def build(name: str, batch: int):
 def worker(model_name: str, system: str, batch: int) -> None:
     import torch
 
-    from run_suite import ForeignLoad, check, _peak_rss_mb
+    from bench.suite.load import ForeignLoad, peak_rss_mb
+    from bench.suite.results import check
 
     out = sys.stdout
     sys.stdout = sys.stderr  # prints from models or compilers must not break the protocol
@@ -137,7 +137,7 @@ def worker(model_name: str, system: str, batch: int) -> None:
                 call()
                 samples.append((time.perf_counter() - t0) * 1e3)
         answer({"samples": samples, "foreign_cores": round(load.cores, 3),
-                "peak_rss_mb": round(_peak_rss_mb())})
+                "peak_rss_mb": round(peak_rss_mb())})
 
 
 def _prepare(system: str, model, inputs, status: dict):
@@ -192,7 +192,7 @@ class Worker:
     def __init__(self, model: str, system: str, batch: int, env: dict):
         self.system = system
         self.process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", model, system, str(batch)],
+            [sys.executable, "-m", "bench.dynamo_backend", "--worker", model, system, str(batch)],
             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, env=env, cwd=REPO)
         self.status = self._read()
 
@@ -227,7 +227,7 @@ class Worker:
 
 
 def run_model(model: str, args, env: dict) -> dict:
-    from run_suite import wait_for_quiet
+    from bench.suite.load import wait_for_quiet
 
     workers = []
     try:
@@ -279,13 +279,9 @@ def _pct(values: list, q: float) -> float:
 
 
 def machine_tag() -> str:
-    model = ""
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in
-                     Path("/proc/cpuinfo").read_text().splitlines()
-                     if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from kiln.targets import read_cpuinfo
+
+    model = read_cpuinfo().model_name
     vendor = "intel-xeon" if "Xeon" in model else "amd-epyc" if "EPYC" in model else \
         platform.machine()
     return f"{vendor}-{os.cpu_count()}core"
@@ -348,7 +344,7 @@ def main(argv=None) -> None:
     out = args.out or HERE / "results" / f"dynamo-cpu-{tag}.json"
     results = json.loads(out.read_text()) if out.exists() else {"models": {}}
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [str(REPO / "python"), str(HERE), os.environ.get("PYTHONPATH", "")]))
+        [str(REPO / "python"), str(REPO), os.environ.get("PYTHONPATH", "")]))
     env.setdefault("HF_HUB_OFFLINE", "1")
     env.setdefault("TRANSFORMERS_OFFLINE", "1")
     import subprocess as sp
@@ -361,7 +357,7 @@ def main(argv=None) -> None:
         results.update(machine=tag, cpu=platform.processor() or platform.machine(),
                        cores=os.cpu_count(), commit=commit, batch=args.batch,
                        omp_wait_policy=os.environ.get("OMP_WAIT_POLICY", "(unset)"),
-                       command=" ".join(["python bench/dynamo_backend.py"] + (argv or
+                       command=" ".join(["python -m bench.dynamo_backend"] + (argv or
                                                                            sys.argv[1:])))
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=1))

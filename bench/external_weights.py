@@ -1,6 +1,6 @@
 """Inline vs external weights on GPT-2 small (124M parameters, random weights, CPU).
 
-    python bench/external_weights.py --out bench/results/external_weights-cpu.json
+    python -m bench.external_weights --out bench/results/external_weights-cpu.json
 
 For each of weights="inline" and weights="external": compile in a fresh process (export →
 .vmfb, written to disk; compile time and peak RSS), then load in fresh processes (`kiln.load`
@@ -124,17 +124,14 @@ def do_interleave(args) -> dict:
 
 
 def _cpu_name() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+    from kiln.targets import read_cpuinfo
+
+    return read_cpuinfo().model_name or platform.processor() or "unknown"
 
 
 def _child(*argv: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "bench.external_weights", *argv],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"child {' '.join(argv)} failed ({result.returncode})")
@@ -163,7 +160,7 @@ def main(args) -> None:
         row["interleaved_call_median_s"] = interleaved[row["mode"]]["median_s"]
     result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU ({_cpu_name()})",
               "seq_len": args.seq,
-              "command": "python bench/external_weights.py " + " ".join(sys.argv[1:]),
+              "command": "python -m bench.external_weights " + " ".join(sys.argv[1:]),
               "load_average_1min": [load_start, os.getloadavg()[0]],
               "rows": rows}
     if args.out:

@@ -1,8 +1,8 @@
 """The measurements behind Kiln's horizontal-fusion choices (docs/decisions.md, docs/fusion.md).
 
-    python bench/fusion_variants.py layouts    # IREE dispatches of Q/K/V and RoPE layouts
-    python bench/fusion_variants.py swiglu     # CPU time of gate/up MLP forms (interleaved runs)
-    python bench/fusion_variants.py models     # CPU time of medium GPT-2/Llama/BERT, fusion on/off
+    python -m bench.fusion_variants layouts    # IREE dispatches of Q/K/V and RoPE layouts
+    python -m bench.fusion_variants swiglu     # CPU time of gate/up MLP forms (interleaved runs)
+    python -m bench.fusion_variants models     # CPU time of medium GPT-2/Llama/BERT, fusion on/off
 
 `layouts` writes each variant as PyTorch code and compiles it with Kiln's fusion passes off, so
 IREE sees the layout as written: a fused QKV projection sliced on its last axis, or split into

@@ -1,10 +1,10 @@
 """Generation benchmark: time to first token and decode tokens/s of Kiln's generator against
 transformers' eager `generate` (dynamic cache) and its static cache + torch.compile recipe.
 
-    python bench/generate.py --models gpt2,llama --batch 1 --prompt 128 --new 32 \\
+    python -m bench.generate --models gpt2,llama --batch 1 --prompt 128 --new 32 \\
         --systems kiln,eager,static-compile --rounds 3 --out bench/results/generate-cpu.json
 
-Models have random weights (GPT-2 small, 124M; Llama-style 109M of bench/zoo.py, GQA). Each
+Models have random weights (GPT-2 small, 124M; Llama-style 109M of kiln.examples.zoo, GQA). Each
 round runs every system once, interleaved, so load from other processes spreads over all of
 them; the table shows medians over rounds. Greedy decoding, no eos (every row makes `--new`
 tokens). Decode tokens/s = batch x (new - 1) / (time after the first token). For
@@ -27,9 +27,8 @@ from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-
-from zoo import LLAMA_CONFIG  # noqa: E402
+from kiln.examples.zoo import LLAMA_CONFIG
+from kiln.targets import read_cpuinfo
 
 
 def build_model(name: str) -> torch.nn.Module:
@@ -164,14 +163,7 @@ class OrtSystem:
 
 
 def machine() -> str:
-    cpu = platform.processor()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = read_cpuinfo().model_name or platform.processor()
     return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
 
 

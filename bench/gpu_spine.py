@@ -1,8 +1,8 @@
 """GPU run of the spine: the bundled example and kiln.attention lowerings on an NVIDIA GPU.
 
 Two halves, because the GPU machine has no IREE compiler and no torch-mlir:
-  python bench/gpu_spine.py prepare --out .device/spine     (here: compile the .vmfb files)
-  python bench/gpu_spine.py measure --artifacts .device/spine --out $OUT   (on the GPU machine)
+  python -m bench.gpu_spine prepare --out .device/spine     (here: compile the .vmfb files)
+  python -m bench.gpu_spine measure --artifacts .device/spine --out $OUT   (on the GPU machine)
 
 `measure` times each system in its own process (eager, torch.compile, Kiln) and reports medians:
   - the example (TinyGPT, batch 1 × 64 tokens): Kiln through `kiln.load(device="cuda")` from
@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from common import iree_benchmark_ms, median_ms, sdpa_module
+from bench.common import iree_benchmark_ms, median_ms, sdpa_module
 
 EXAMPLE_DTYPES = ("f32", "f16")
 LOWERINGS = ("decomposed", "fused")
@@ -103,7 +103,6 @@ def _system_child(args) -> None:
             result["ms"] = median_ms(lambda: compiled(tokens_gpu), sync)
         result["max_abs_err"] = float((out.float().cpu() - reference).abs().max())
     else:
-        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
         import kiln
 
         run = kiln.load(Path(args.artifacts) / args.system.split(":", 1)[1], device="cuda")
@@ -140,7 +139,8 @@ def measure(artifacts: Path, out: Path, only: str = "") -> None:
                                                 if system.startswith("torch") else "") \
                     not in only.split(","):
                 continue
-            child = subprocess.run([sys.executable, __file__, "child", "--system", system,
+            child = subprocess.run([sys.executable, "-m", "bench.gpu_spine", "child",
+                                    "--system", system,
                                     "--dtype", dtype, "--artifacts", str(artifacts)],
                                    capture_output=True, text=True)
             line = [ln for ln in child.stdout.splitlines() if ln.startswith("RESULT ")]

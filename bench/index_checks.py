@@ -1,6 +1,6 @@
 """The cost of index bounds checks (kiln.guards, `index_checks=True`) on the CPU.
 
-    python bench/index_checks.py      # markdown table: dispatches and per-call latency, off/on
+    python -m bench.index_checks      # markdown table: dispatches and per-call latency, off/on
 
 Models: the bundled TinyGPT (default config, batch 1, 64 tokens) and a tiny GPT-2
 (GPT2LMHeadModel: 2 layers, d=128, 4 heads, vocab 1000; batch 1, 64 tokens). Dispatches: the
@@ -13,17 +13,13 @@ and the best round is the least disturbed one.
 from __future__ import annotations
 
 import statistics
-import sys
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+import torch
 
-import torch  # noqa: E402
-
-import kiln  # noqa: E402
-from common import median_ms  # noqa: E402
-from kiln.dispatches import count_dispatches  # noqa: E402
-from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt  # noqa: E402
+import kiln
+from bench.common import median_ms
+from kiln.dispatches import count_dispatches
+from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
 
 ROUNDS = 7
 

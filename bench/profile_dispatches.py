@@ -1,6 +1,6 @@
 """Which IREE dispatches dominate a Kiln model on the CPU (and which torch ops dominate eager).
 
-    python bench/profile_dispatches.py --model gpt2-prefill --batch 1 [--torch] [--top 12]
+    python -m bench.profile_dispatches --model gpt2-prefill --batch 1 [--torch] [--top 12]
 
 Compiles the zoo model with Kiln (target cpu, default options unless --extra-flag/--no-data-
 tiling), runs it with `iree-benchmark-module` under IREE's HAL profiler
@@ -18,12 +18,10 @@ import argparse
 import json
 import re
 import subprocess
-import sys
 import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
     ("encode/pack (data tiling)", r"encod|pack|unpack|set_encoding|unset_encoding"),
@@ -52,7 +50,7 @@ def profile_kiln(model_name: str, batch: int, work: Path, iterations: int, optio
     import numpy as np
 
     import kiln
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build(model_name, batch)
     vmfb = work / "model.vmfb"
@@ -99,7 +97,7 @@ def profile_torch(model_name: str, batch: int, top: int):
     import torch
     from torch.profiler import ProfilerActivity, profile
 
-    import zoo
+    from kiln.examples import zoo
 
     model, inputs = zoo.build(model_name, batch)
     with torch.no_grad():

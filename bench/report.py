@@ -1,7 +1,7 @@
 """Tables and a chart from the suite's results.
 
-    python bench/report.py bench/results/suite-cpu-<tag>.json [more.json ...]
-    python bench/report.py --sweep bench/results/sweep-cpu.json
+    python -m bench.report bench/results/suite-cpu-<tag>.json [more.json ...]
+    python -m bench.report --sweep bench/results/sweep-cpu.json
 
 For each results file: a section of docs/benchmarks.md between the markers
 `<!-- BEGIN <stem> -->` / `<!-- END <stem> -->` (replaced on every run; the prose around them is
@@ -301,7 +301,7 @@ def _sweep_table(sweep: dict, command: str, rows: list) -> list:
             configs.append(row["config"])
     commits = sorted({r.get("kiln_commit") or "?" for r in rows})
     by = {(r["model"], r["batch"], r["config"]): r for r in rows}
-    lines = ["Command: `" + (command or "python bench/sweep_flags.py") + "` (Kiln at " +
+    lines = ["Command: `" + (command or "python -m bench.sweep_flags") + "` (Kiln at " +
              ", ".join(commits) + ")", "",
              "| config | flags | " + " | ".join(f"{m} b{b}" for m, b in models) +
              " | geomean vs default |", "|---|---|" + "---|" * (len(models) + 1)]

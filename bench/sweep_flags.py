@@ -1,13 +1,13 @@
 """Sweep IREE compile flags and runtime flags for Kiln's CPU target on zoo models.
 
-    python bench/sweep_flags.py                                  # default models and configs
-    python bench/sweep_flags.py --models mlp,bert --configs default,no-data-tiling
-    python bench/report.py --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
+    python -m bench.sweep_flags                                  # default models and configs
+    python -m bench.sweep_flags --models mlp,bert --configs default,no-data-tiling
+    python -m bench.report --sweep bench/results/sweep-cpu.json  # (run at the end anyway)
 
 Per model, every config is compiled first (Kiln → .vmfb, a fresh process each; compile time
 recorded), then all configs are timed in --passes interleaved passes (rotating order; each
 timing a fresh process: kiln.load, check against eager, warm-up, median of up to N calls within
-a time budget, with the harness of bench/run_suite.py: same checks, same foreign-load
+a time budget, with the harness of bench.run_suite: same checks, same foreign-load
 bookkeeping). A config's time is the median of its passes' medians, so slow drift of the
 machine's load spreads over all configs instead of favouring whichever ran at a quiet moment. Runtime-flag configs reuse the default artifact and pass IREE runtime flags
 (iree.runtime.flags.parse_flags) before kiln.load. Results: bench/results/sweep-cpu.json and a
@@ -25,9 +25,11 @@ import tempfile
 import time
 from pathlib import Path
 
+from bench.suite.machine import machine_info
+from bench.suite.orchestrate import run_child
+from bench.suite.results import cell_dir
+
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE))
-import run_suite  # noqa: E402
 
 NO_PREPROCESSING = "--iree-preprocessing-pass-pipeline=builtin.module()"
 # name → (compile options, runtime flags, description). Kiln's defaults (python/kiln/targets.py):
@@ -103,7 +105,7 @@ def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default=DEFAULT_MODELS,
-                        help="model:batch,... from bench/zoo.py")
+                        help="model:batch,... from python/kiln/examples/zoo.py")
     parser.add_argument("--configs", default=",".join(CONFIGS))
     parser.add_argument("--runs", type=int, default=30, help="max timed calls per pass")
     parser.add_argument("--passes", type=int, default=3,
@@ -121,10 +123,10 @@ def main(argv=None) -> None:
     configs = ["default"] + [c for c in configs if c != "default"]  # runtime configs reuse it
     work = Path(args.work or tempfile.mkdtemp(prefix="kiln-sweep-"))
     plan = [3, args.runs, args.budget, 5]
-    info = run_suite.machine_info("cpu")
+    info = machine_info("cpu")
     sweep = {"device": "cpu", "machine": info,
              "machine_line": run_suite_machine_line(info),
-             "command": "python bench/sweep_flags.py " + " ".join(sys.argv[1:] if argv is None
+             "command": "python -m bench.sweep_flags " + " ".join(sys.argv[1:] if argv is None
                                                                   else argv),
              "default": "default", "timing": plan,
              "configs": {n: {"options": CONFIGS[n][0], "runtime_flags": CONFIGS[n][1],
@@ -141,7 +143,7 @@ def main(argv=None) -> None:
         base = {"model": model, "batch": batch, "dtype": "f32", "device": "cpu",
                 "work": str(work)}
         _log(f"{model} b{batch}: reference")
-        ref = run_suite.run_child(dict(base, stage="reference"), 600)
+        ref = run_child(dict(base, stage="reference"), 600)
         if ref["status"] != "ok":
             _log(f"reference failed: {ref.get('error')}")
             continue
@@ -159,7 +161,7 @@ def main(argv=None) -> None:
                                quiet_wait=args.quiet_wait, attempts=args.attempts,
                                runtime_flags=runtime_flags)
             if name == "default" or options:
-                prep = run_suite.run_child(dict(specs[name], stage="prepare",
+                prep = run_child(dict(specs[name], stage="prepare",
                                                 kiln_options=options), 2400)
                 if prep["status"] != "ok":
                     rows[name].update(status=prep["status"], error=prep.get("error", "")[:400])
@@ -176,11 +178,11 @@ def main(argv=None) -> None:
                 row = rows[name]
                 if row.get("status") not in (None, "ok"):
                     continue
-                if not (run_suite.cell_dir(work, model, batch, "f32") /
+                if not (cell_dir(work, model, batch, "f32") /
                         specs[name]["artifact"]).exists():
                     row.update(status="SKIPPED", error="artifact missing")
                     continue
-                run = run_suite.run_child(dict(specs[name], stage="run"), 1200)
+                run = run_child(dict(specs[name], stage="run"), 1200)
                 if run["status"] != "ok" or run.get("check") != "ok":
                     row.update({k: v for k, v in run.items() if k != "wall_s"})
                     row["status"] = run["status"] if run["status"] != "ok" else "FAILED-CHECK"
@@ -204,14 +206,14 @@ def main(argv=None) -> None:
                            min_ms=min(r["min_ms"] for r in runs[name]),
                            foreign_cores=max(r["foreign_cores"] for r in runs[name]))
             _store(sweep, row, args.out)
-        shutil.rmtree(run_suite.cell_dir(work, model, batch, "f32"), ignore_errors=True)
-    import report
+        shutil.rmtree(cell_dir(work, model, batch, "f32"), ignore_errors=True)
+    from bench import report
 
     report.main(["--sweep", str(args.out)])
 
 
 def run_suite_machine_line(info: dict) -> str:
-    import report
+    from bench import report
 
     return report.machine_line({"device": "cpu", "machine": info}).replace("**", "")
 

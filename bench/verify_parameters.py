@@ -1,6 +1,6 @@
 """What checking an external-weights archive against its artifact costs (GPT-2 small, CPU).
 
-    python bench/verify_parameters.py --loads 7 --out bench/results/verify_parameters-cpu.json
+    python -m bench.verify_parameters --loads 7 --out bench/results/verify_parameters-cpu.json
 
 GPT-2 small (default GPT2Config, random weights, nothing downloaded) is compiled once with
 weights="external". Then `kiln.load` runs in fresh processes, alternating
@@ -27,8 +27,7 @@ from pathlib import Path
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
-sys.path.insert(0, str(Path(__file__).parent))
-from external_weights import _cpu_name, build_gpt2  # noqa: E402
+from bench.external_weights import _cpu_name, build_gpt2
 
 
 def do_compile(args) -> dict:
@@ -90,7 +89,8 @@ def do_load(args) -> dict:
 
 
 def _child(*argv: str) -> dict:
-    result = subprocess.run([sys.executable, __file__, *argv], capture_output=True, text=True)
+    result = subprocess.run([sys.executable, "-m", "bench.verify_parameters", *argv],
+                            capture_output=True, text=True)
     if result.returncode != 0:
         sys.stderr.write(result.stderr[-4000:])
         raise SystemExit(f"child {' '.join(argv)} failed ({result.returncode})")
@@ -115,7 +115,7 @@ def main(args) -> None:
     summary["verify_alone_s"] = {"median": statistics.median(verify), "min": min(verify),
                                  "all": verify}
     result = {"machine": f"{os.cpu_count()}-core {platform.machine()} CPU ({_cpu_name()})",
-              "command": "python bench/verify_parameters.py " + " ".join(sys.argv[1:]),
+              "command": "python -m bench.verify_parameters " + " ".join(sys.argv[1:]),
               "load_average_1min": [load_start, os.getloadavg()[0]],
               "compile": compiled, **summary}
     if args.out:

@@ -1,11 +1,10 @@
-"""Shared fixtures: offline Hugging Face, the tests/ folder importable, compiled artifacts cached
-per session (each compile costs seconds on a 2-core CPU)."""
+"""Shared fixtures: offline Hugging Face, compiled artifacts cached per session (each compile
+costs seconds on a 2-core CPU). pyproject's `pythonpath` makes tests/ and the repository root
+importable."""
 
 from __future__ import annotations
 
 import os
-import sys
-from pathlib import Path
 
 # Never download anything: models are built from configs with random weights.
 os.environ["HF_HUB_OFFLINE"] = "1"
@@ -18,18 +17,16 @@ if "KILN_TEST_KEEP_CACHE" not in os.environ:
 
     os.environ["KILN_CACHE_DIR"] = tempfile.mkdtemp(prefix="kiln-test-cache-")
 
-sys.path.insert(0, str(Path(__file__).parent))
-
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
-import models  # noqa: E402
+from kiln.examples import tiny  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_gpt_eager():
     """(model, (tokens,)) of the bundled example, explicit matmul-softmax-matmul attention."""
-    return models.tiny_gpt("eager")
+    return tiny.tiny_gpt("eager")
 
 
 @pytest.fixture(scope="session")

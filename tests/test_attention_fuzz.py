@@ -16,8 +16,10 @@ import pytest
 import torch
 
 import kiln
-import models
+
+import compare
 from attention_variants import AttentionVariant, all_variants, example_inputs, sample_variants
+
 
 _SETTING = os.environ.get("KILN_ATTENTION_FUZZ", "")
 if _SETTING == "all":
@@ -55,4 +57,4 @@ def test_variant_compiles_to_eager_values(variant):
     got = kiln.load(compiled.vmfb)(*args)
     with torch.no_grad():
         want = model(*args)
-    models.assert_close(got, want, dtype=variant.torch_dtype)
+    compare.assert_close(got, want, dtype=variant.torch_dtype)

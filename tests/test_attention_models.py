@@ -10,7 +10,9 @@ import torch
 import transformers as tf
 
 import kiln
-from models import assert_close
+
+from compare import assert_close
+
 
 LAYERS = 2
 SEQ = 16

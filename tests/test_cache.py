@@ -17,11 +17,13 @@ import pytest
 import torch
 
 import kiln
-import models
+from kiln.examples import tiny
 from kiln import cache as kcache
 from kiln import compile_key as kkey
 from kiln import compiler as kcompiler
 from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
+
+import compare
 
 
 @pytest.fixture(autouse=True)
@@ -53,7 +55,7 @@ def no_compiles(monkeypatch):
 
 
 def mlp_case():
-    return models.mlp(), (models.mlp_input(),)
+    return tiny.mlp(), (tiny.mlp_input(),)
 
 
 def vmfbs(root):
@@ -66,7 +68,7 @@ def run(vmfb, *args):
 
 
 def assert_runs_like_eager(compiled, model, args):
-    models.assert_close(run(compiled.vmfb, *args), models.eager(model, *args))
+    compare.assert_close(run(compiled.vmfb, *args), compare.eager(model, *args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -98,7 +100,7 @@ def test_second_compile_is_an_identical_hit_without_compiling(cache_root, no_com
 def test_equal_programs_share_an_entry_even_with_hooks(cache_root, no_compiles):
     model, args = mlp_case()
     first = kiln.compile_model(model, args)
-    twin = models.mlp()  # same class, same weights, plus a hook that changes nothing
+    twin = tiny.mlp()  # same class, same weights, plus a hook that changes nothing
     twin.register_forward_hook(lambda module, inputs, output: None)
     no_compiles()
     second = kiln.compile_model(twin, args)
@@ -107,14 +109,14 @@ def test_equal_programs_share_an_entry_even_with_hooks(cache_root, no_compiles):
 
 def test_entry_points_are_cached(cache_root, no_compiles):
     model, args = mlp_case()
-    entries = {"first": (model, args), "second": (models.mlp(seed=1), args)}
+    entries = {"first": (model, args), "second": (tiny.mlp(seed=1), args)}
     vmfb = kiln.compile_entry_points(entries)
     assert len(vmfbs(cache_root)) == 1
     no_compiles()
     assert kiln.compile_entry_points(entries) == vmfb
     loaded = kiln.load(vmfb)
     with torch.no_grad():
-        models.assert_close(loaded.second(*args), models.eager(entries["second"][0], *args))
+        compare.assert_close(loaded.second(*args), compare.eager(entries["second"][0], *args))
 
 
 # ---------------------------------------------------------------------------------------------
@@ -263,9 +265,9 @@ def test_key_covers_target_options_shapes_weights_code_and_kiln():
                 kkey.key_for(model, args, attention="fused"),
                 kkey.key_for(model, args, cpu="x86-64-v3"),
                 kkey.key_for(model, args, compile_to="kiln"),
-                kkey.key_for(model, (torch.randn(1, 8, models.HIDDEN),)),
-                kkey.key_for(models.mlp(seed=1), args),
-                kkey.key_for(models.mlp("relu"), args)]
+                kkey.key_for(model, (torch.randn(1, 8, tiny.HIDDEN),)),
+                kkey.key_for(tiny.mlp(seed=1), args),
+                kkey.key_for(tiny.mlp("relu"), args)]
     with pytest.MonkeyPatch.context() as patch:  # a changed Kiln source invalidates entries
         patch.setattr(kkey, "kiln_source_digest", lambda: "edited-kiln-sources")
         variants.append(kkey.key_for(model, args))

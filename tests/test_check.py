@@ -11,7 +11,7 @@ from torch import nn
 
 import kiln
 import kiln.compiler
-import models
+from kiln.examples import tiny
 from kiln.equivalence import DEFAULT_ATOL, DEFAULT_RTOL, CheckResult, compare, make_samples
 from kiln.cli import main as cli_main
 from kiln.examples.tiny_gpt import TinyGPTConfig, build_tiny_gpt
@@ -78,17 +78,17 @@ def test_mlp_passes_with_several_outputs_and_dtypes():
     class TwoHeads(nn.Module):
         def __init__(self):
             super().__init__()
-            self.mlp = models.mlp()
+            self.mlp = tiny.mlp()
 
         def forward(self, x):
             y = self.mlp(x)
             return y, y.sum(-1)
 
-    result = kiln.check(TwoHeads(), (models.mlp_input(),), samples=2)
+    result = kiln.check(TwoHeads(), (tiny.mlp_input(),), samples=2)
     assert result.passed, str(result)
     assert [o.shape for o in result.outputs] == [(1, 16, 64), (1, 16)]
 
-    half = kiln.check(models.mlp().half(), (models.mlp_input(torch.float16),), samples=2)
+    half = kiln.check(tiny.mlp().half(), (tiny.mlp_input(torch.float16),), samples=2)
     assert half.passed, str(half)
     assert half.rtol == 1e-2 and half.atol == DEFAULT_ATOL[torch.float16]
     assert half.model_dtype == "float16"
@@ -97,7 +97,7 @@ def test_mlp_passes_with_several_outputs_and_dtypes():
 
 
 def test_rtol_and_atol_override_the_dtype_tolerance():
-    result = kiln.check(models.mlp(), (models.mlp_input(),), samples=1, rtol=1e-12, atol=0,
+    result = kiln.check(tiny.mlp(), (tiny.mlp_input(),), samples=1, rtol=1e-12, atol=0,
                         locate=False)
     assert (result.rtol, result.atol) == (1e-12, 0.0)
     [output] = result.outputs
@@ -105,7 +105,7 @@ def test_rtol_and_atol_override_the_dtype_tolerance():
     assert not result.passed and output.tolerance_used > 1
     assert len(output.worst_index) == 3 and output.worst_got != output.worst_ref
     with pytest.raises(ValueError, match="atol must be a finite number"):
-        kiln.check(models.mlp(), (models.mlp_input(),), atol=-1.0)
+        kiln.check(tiny.mlp(), (tiny.mlp_input(),), atol=-1.0)
 
 
 # ---------------------------------------------------------------------------------------------

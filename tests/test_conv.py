@@ -4,7 +4,8 @@ import torch
 from torch import nn
 
 import kiln
-from models import assert_close
+
+from compare import assert_close
 
 
 class BasicBlock(nn.Module):

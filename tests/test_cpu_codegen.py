@@ -19,7 +19,9 @@ from torch import nn
 import kiln
 from kiln.bindings import iree_compiler
 from kiln.targets import CPU_CODEGEN_FALLBACK_FLAGS, CPU_CODEGEN_LIMIT_ERRORS, iree_flags
-from models import assert_close
+
+from compare import assert_close
+
 
 HIDDEN = 768  # the failure needs rows of ~700+ floats; smaller models compile without it
 SEQ = 128

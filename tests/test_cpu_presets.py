@@ -8,7 +8,7 @@ import torch
 
 import kiln
 from kiln import targets
-from kiln.targets import TargetOptions, host_cpu_kind, iree_flags
+from kiln.targets import TargetOptions, host_cpu_kind, iree_flags, read_cpuinfo
 
 
 def cpuinfo(vendor: str, flags: str) -> str:
@@ -26,6 +26,18 @@ def cpuinfo(vendor: str, flags: str) -> str:
 ])
 def test_host_kind_from_cpuinfo(text, kind):
     assert host_cpu_kind(text) == kind
+
+
+def test_read_cpuinfo_record():
+    """The one /proc/cpuinfo reader: the first processor's fields and the processor count (the
+    machine lines of the benchmarks and the compile key's host fingerprint read it)."""
+    info = read_cpuinfo(cpuinfo("GenuineIntel", "fpu avx2 avx512f"))
+    assert (info.vendor, info.model_name, info.count) == ("GenuineIntel", "X", 2)
+    assert info.flags == {"fpu", "avx2", "avx512f"}
+    assert info.lines[1] == "vendor_id\t: GenuineIntel"  # as written: hashed verbatim
+    assert info.field("cpu family") == ""
+    empty = read_cpuinfo("")
+    assert (empty.vendor, empty.flags, empty.count) == ("", frozenset(), 0)
 
 
 @pytest.mark.parametrize("kind, cpu, expected", [

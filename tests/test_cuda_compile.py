@@ -9,13 +9,14 @@ import pytest
 import torch
 
 import kiln
-import models
-from models import assert_close, eager
+from kiln.examples import tiny
+
+from compare import assert_close, eager
 
 
 @functools.lru_cache(maxsize=None)
 def vmfb_for(target, cuda_arch: str = "sm_80") -> bytes:
-    model, args = models.tiny_gpt("eager")
+    model, args = tiny.tiny_gpt("eager")
     return kiln.compile_to_vmfb(model, args, target=target, cuda_arch=cuda_arch)
 
 
@@ -67,7 +68,7 @@ def test_cuda_iree_input_has_no_kiln_ops(tiny_gpt_eager, target):
     text = compiled.ir_text
     assert "torch.aten" in text
     assert "kiln." not in text.replace("kiln.signature", "")
-    assert compiled.report.count("attention/") == models.LAYERS
+    assert compiled.report.count("attention/") == tiny.LAYERS
     expected = ("cuda",) if target == "cuda" else ("cpu", "cuda")
     assert compiled.report.target == expected
 
@@ -80,7 +81,7 @@ def test_cuda_only_artifact_refuses_cpu_device():
 
 
 def test_cpu_cuda_artifact_runs_on_cpu():
-    model, (tokens,) = models.tiny_gpt("eager")
+    model, (tokens,) = tiny.tiny_gpt("eager")
     out = kiln.load(vmfb_for(("cpu", "cuda")), device="cpu")(tokens)
     assert_close(out, eager(model, tokens))
 
@@ -88,7 +89,7 @@ def test_cpu_cuda_artifact_runs_on_cpu():
 @needs_gpu
 @pytest.mark.parametrize("target", ["cuda", ("cpu", "cuda")], ids=["cuda", "cpu+cuda"])
 def test_runs_on_gpu(target):
-    model, (tokens,) = models.tiny_gpt("eager")
+    model, (tokens,) = tiny.tiny_gpt("eager")
     module = kiln.load(vmfb_for(target), device="cuda")
     out = module(tokens)
     assert isinstance(out, torch.Tensor)
@@ -100,7 +101,7 @@ def test_runs_on_gpu(target):
 
 @needs_gpu
 def test_gpu_f16():
-    model, (tokens,) = models.tiny_gpt("sdpa")
+    model, (tokens,) = tiny.tiny_gpt("sdpa")
     model = model.half()
     vmfb = kiln.compile_to_vmfb(model, (tokens,), target="cuda")
     out = kiln.load(vmfb, device="cuda")(tokens)

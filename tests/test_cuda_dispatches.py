@@ -15,9 +15,6 @@ DISPATCHES_PER_LAYER (and docs/kernels.md); the target is TARGET_PER_LAYER.
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
 import pytest
 import torch
 
@@ -136,5 +133,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "python"))
     main()

@@ -138,16 +138,11 @@ def test_fused_selection_on_llama():
 
 
 def test_gpu_measurement_plan():
-    """bench/gpu/issue14_measure.py (run on the GPU machine only): its kernel cases are valid
+    """bench.gpu.issue14_measure (run on the GPU machine only): its kernel cases are valid
     specs, its cells are zoo models and its Kiln variants are run_suite systems."""
-    import sys
-    from pathlib import Path
-
-    bench = Path(__file__).resolve().parents[1] / "bench"
-    sys.path[:0] = [str(bench), str(bench / "gpu")]
-    import issue14_measure
-    import run_suite
-    import zoo
+    from bench.gpu import issue14_measure
+    from bench.suite.config import is_kiln
+    from kiln.examples import zoo
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
 
@@ -156,7 +151,7 @@ def test_gpu_measurement_plan():
     for op, args in cases:
         (linear_spec if op == "linear" else attention_spec)(**args)
     for system, cells in issue14_measure.VARIANTS.items():
-        assert run_suite.is_kiln(system), system
+        assert is_kiln(system), system
         assert all(cell.split(":")[0] in zoo.MODELS for cell in cells)
     assert set(issue14_measure.PROFILE_CELLS) <= set(issue14_measure.VARIANTS[
         "kiln+kernels-unfused"])

@@ -14,7 +14,10 @@ import torch
 from torch.export import Dim
 
 import kiln
-import models
+from kiln.examples import tiny
+
+import compare
+
 
 FAMILIES = ("gpt2", "llama", "qwen2", "mistral", "bert", "t5-encoder")
 MAX_BATCH, MAX_SEQ = 4, 48
@@ -22,8 +25,8 @@ SIZES = [(1, 2), (2, 16), (3, 29), (MAX_BATCH, MAX_SEQ)]
 
 
 def dynamic_case(family: str):
-    model = models.FirstOutput(models.hf_model(family, layers=1, positions=64)).eval()
-    ids = torch.randint(0, models.VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
+    model = tiny.FirstOutput(tiny.hf_model(family, layers=1, positions=64)).eval()
+    ids = torch.randint(0, tiny.VOCAB, (2, 8), generator=torch.Generator().manual_seed(0))
     dims = {"input_ids": {0: Dim("batch", min=1, max=MAX_BATCH),
                           1: Dim("seq", min=2, max=MAX_SEQ)}}
     return model, (ids,), dims
@@ -35,11 +38,11 @@ def test_cpu_artifact_runs_every_size_in_range(family):
     compiled = kiln.compile_model(model, args, dynamic_shapes=dims, target="cpu")
     run = kiln.load(compiled.vmfb)
     for batch, seq in SIZES:
-        ids = torch.randint(0, models.VOCAB, (batch, seq),
+        ids = torch.randint(0, tiny.VOCAB, (batch, seq),
                             generator=torch.Generator().manual_seed(batch * 100 + seq))
         with torch.no_grad():
             expected = model(ids)
-        models.assert_close(run(ids), expected, what=f"{family} batch {batch} seq {seq}")
+        compare.assert_close(run(ids), expected, what=f"{family} batch {batch} seq {seq}")
 
 
 @pytest.mark.parametrize("family", FAMILIES)

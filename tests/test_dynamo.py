@@ -11,9 +11,10 @@ import torch
 from torch import nn
 
 import kiln
-import models
+from kiln.examples import tiny
 from kiln.dynamo import KilnFallbackWarning
-from models import assert_close
+
+from compare import assert_close
 
 
 def _line_of(marker: str) -> int:
@@ -132,9 +133,9 @@ def test_fullgraph_compile_that_breaks_raises_dynamo_error_unchanged():
 
 @pytest.mark.parametrize("name", ["bert", "gpt2", "llama"])
 def test_transformers_model_is_one_kiln_region(name):
-    model = models.HF_MODELS[name]()
+    model = tiny.hf_model(name)
     compiled = _compiled(model)
-    ids = models.token_ids()
+    ids = tiny.token_ids()
     with torch.inference_mode():
         out, expected = compiled(input_ids=ids), model(input_ids=ids)
     key = "last_hidden_state" if name == "bert" else "logits"
@@ -143,8 +144,8 @@ def test_transformers_model_is_one_kiln_region(name):
     assert len(report.regions) == 1 and not report.breaks, str(report)
     (region,) = report.regions
     assert region.status == "kiln", str(report)
-    assert region.specialized["attention"] == models.LAYERS, str(report)
-    assert region.specialized["linear"] >= models.LAYERS, str(report)
+    assert region.specialized["attention"] == tiny.LAYERS, str(report)
+    assert region.specialized["linear"] >= tiny.LAYERS, str(report)
     assert region.specialized["norm"] >= 1, str(report)
 
 
@@ -204,8 +205,8 @@ def test_artifact_that_disagrees_with_eager_is_dropped(monkeypatch):
         return tuple(r + 1.0 for r in results) if isinstance(results, tuple) else results + 1.0
 
     monkeypatch.setattr(KilnModule, "__call__", shifted)
-    model = models.mlp("relu").eval()
-    x = models.mlp_input()
+    model = tiny.mlp("relu").eval()
+    x = tiny.mlp_input()
     compiled = _compiled(model)
     with torch.no_grad(), pytest.warns(KilnFallbackWarning, match="differed from eager"):
         assert torch.equal(compiled(x), model(x))
@@ -215,11 +216,11 @@ def test_artifact_that_disagrees_with_eager_is_dropped(monkeypatch):
 
 
 def test_changed_weights_recompile_and_a_changing_buffer_becomes_an_input():
-    model = models.mlp().eval()
-    model.register_buffer("shift", torch.zeros(models.HIDDEN))
+    model = tiny.mlp().eval()
+    model.register_buffer("shift", torch.zeros(tiny.HIDDEN))
     model.forward = lambda x: nn.Sequential.forward(model, x) + model.shift
     compiled = _compiled(model)
-    x = models.mlp_input()
+    x = tiny.mlp_input()
     with torch.no_grad():
         assert_close(compiled(x), model(x))
         model[0].weight.mul_(0.5)  # e.g. load_state_dict: recompiled with the new weights
@@ -275,8 +276,8 @@ def test_region_repeated_for_every_layer_gets_an_artifact_per_weight_set():
 
 def test_compile_cache_serves_a_region_compiled_before(tmp_path, monkeypatch):
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
-    model = models.mlp("relu").eval()
-    x = models.mlp_input()
+    model = tiny.mlp("relu").eval()
+    x = tiny.mlp_input()
     caches = []
     for _ in range(2):
         torch._dynamo.reset()
@@ -340,8 +341,8 @@ def test_in_place_update_of_an_input_runs_eagerly():
 
 
 def test_grad_enabled_runs_eagerly_and_keeps_autograd():
-    model = models.mlp().eval()
-    x = models.mlp_input()
+    model = tiny.mlp().eval()
+    x = tiny.mlp_input()
     with pytest.warns(KilnFallbackWarning, match="inference only"):
         out = _compiled(model)(x)
     assert out.requires_grad
@@ -353,11 +354,11 @@ def test_grad_enabled_runs_eagerly_and_keeps_autograd():
 
 def test_bad_options_are_named():
     with pytest.raises(Exception, match="unknown kiln backend option.*atention"), torch.no_grad():
-        torch.compile(models.mlp(), backend="kiln", options={"atention": "fused"})(
-            models.mlp_input())
+        torch.compile(tiny.mlp(), backend="kiln", options={"atention": "fused"})(
+            tiny.mlp_input())
     with pytest.raises(Exception, match=r"mode='max-autotune'\) is an inductor setting"), \
             torch.no_grad():
-        torch.compile(models.mlp(), backend="kiln", mode="max-autotune")(models.mlp_input())
+        torch.compile(tiny.mlp(), backend="kiln", mode="max-autotune")(tiny.mlp_input())
 
 
 # ---------------------------------------------------------------------------------------------
@@ -378,7 +379,7 @@ def _captured_graph(model, *args):
 
 
 def test_cuda_compile_of_a_dynamo_graph_without_a_gpu():
-    gm, example_inputs = _captured_graph(models.mlp().eval(), models.mlp_input())
+    gm, example_inputs = _captured_graph(tiny.mlp().eval(), tiny.mlp_input())
     compiled = kiln.dynamo.compile_graph(gm, example_inputs,
                                          options={"target": "cuda", "cuda_kernels": "off"})
     assert compiled.report.target == ("cuda",)

@@ -15,8 +15,10 @@ import pytest
 import torch
 
 import kiln
-import models
-from models import LAYERS, assert_close, as_tuple, eager
+from kiln.examples import tiny
+from kiln.examples.tiny import LAYERS
+
+from compare import assert_close, as_tuple, eager
 
 
 def compile_and_run(model, args, **options):
@@ -36,7 +38,7 @@ def activations(report) -> list[str]:
 
 @pytest.mark.parametrize("activation", ["gelu", "gelu_tanh"])
 def test_mlp_linear_gelu_linear(activation):
-    model, x = models.mlp(activation), models.mlp_input()
+    model, x = tiny.mlp(activation), tiny.mlp_input()
     report, out = compile_and_run(model, (x,))
     assert_close(out, eager(model, x))
     # Two dense layers, the GELU folded into the first one.
@@ -46,7 +48,7 @@ def test_mlp_linear_gelu_linear(activation):
 
 
 def test_mlp_relu_and_silu():
-    model, x = models.ReluSiluMLP(), models.mlp_input()
+    model, x = tiny.ReluSiluMLP(), tiny.mlp_input()
     report, out = compile_and_run(model, (x,))
     assert_close(out, eager(model, x))
     assert activations(report) == ["activation=relu", "activation=silu", "activation=none"]
@@ -54,7 +56,7 @@ def test_mlp_relu_and_silu():
 
 def test_mlp_without_raising_matches_too():
     """The plain torch path (no kiln ops) is a baseline for the raised one."""
-    model, x = models.mlp("gelu"), models.mlp_input()
+    model, x = tiny.mlp("gelu"), tiny.mlp_input()
     report, out = compile_and_run(model, (x,), raise_linear=False, raise_attention=False)
     assert_close(out, eager(model, x))
     assert report.count("linear/") == 0
@@ -67,7 +69,7 @@ def test_mlp_without_raising_matches_too():
 @pytest.mark.parametrize("attention,form", [("eager", "attention/softmax"),
                                             ("sdpa", "attention/sdpa")])
 def test_tiny_gpt(attention, form):
-    model, args = models.tiny_gpt(attention)
+    model, args = tiny.tiny_gpt(attention)
     report, out = compile_and_run(model, args)
     assert_close(out, eager(model, *args), what=f"tiny_gpt[{attention}] logits")
     assert report.count("attention/") == LAYERS
@@ -94,7 +96,7 @@ def test_tiny_gpt_report_points_at_model_source(tiny_gpt_compiled):
 @pytest.mark.parametrize("attention", ["eager", "sdpa"])
 @pytest.mark.parametrize("strategy", ["decomposed", "fused"])
 def test_tiny_gpt_attention_lowerings(attention, strategy):
-    model, args = models.tiny_gpt(attention)
+    model, args = tiny.tiny_gpt(attention)
     report, out = compile_and_run(model, args, attention=strategy)
     assert_close(out, eager(model, *args), what=f"tiny_gpt[{attention}] {strategy}")
     lowered = [r.detail for r in report.rewrites if r.kind == "kiln.attention"]
@@ -116,8 +118,8 @@ def test_unknown_attention_lowering_is_rejected(tiny_gpt_eager):
 @functools.lru_cache(maxsize=None)
 def compiled_hf(name: str):
     """(model, input_ids, CompiledModel) for a default (SDPA) transformers model, once."""
-    model = models.HF_MODELS[name]()
-    ids = models.token_ids()
+    model = tiny.hf_model(name)
+    ids = tiny.token_ids()
     return model, ids, kiln.compile_model(model, (ids,), target="cpu")
 
 
@@ -135,7 +137,7 @@ def test_transformers_model(name):
     else:
         assert_close(outputs[0], reference.logits, what=f"{name} logits")
     assert report.count("attention/sdpa") == LAYERS, str(report)
-    assert report.count("linear/") == models.HF_LINEARS[name], str(report)
+    assert report.count("linear/") == tiny.HF_LINEARS[name], str(report)
     assert report.unmatched_softmax == []
 
 
@@ -143,13 +145,13 @@ def test_transformers_model(name):
 @pytest.mark.parametrize("strategy", ["decomposed", "fused"])
 def test_grouped_query_attention(causal, strategy):
     """kiln.attention takes k/v with fewer heads than q; both lowerings expand them right."""
-    model, x = models.GroupedQueryAttention(causal), models.mlp_input()
+    model, x = tiny.GroupedQueryAttention(causal), tiny.mlp_input()
     text = kiln.compile_to_vmfb(model, (x,), compile_to="kiln")
     lines = [line for line in text.splitlines() if '"kiln.attention"' in line]
     assert len(lines) == 1
-    head_dim = models.HIDDEN // models.HEADS
-    q_type = f"!torch.vtensor<[1,{models.HEADS},{models.SEQ},{head_dim}],f32>"
-    kv_type = f"!torch.vtensor<[1,{models.KV_HEADS},{models.SEQ},{head_dim}],f32>"
+    head_dim = tiny.HIDDEN // tiny.HEADS
+    q_type = f"!torch.vtensor<[1,{tiny.HEADS},{tiny.SEQ},{head_dim}],f32>"
+    kv_type = f"!torch.vtensor<[1,{tiny.KV_HEADS},{tiny.SEQ},{head_dim}],f32>"
     assert lines[0].rsplit("} : ", 1)[1].startswith(f"({q_type}, {kv_type}, {kv_type})"), lines
     assert f"causal = {str(causal).lower()}" in lines[0]
     _, out = compile_and_run(model, (x,), attention=strategy)
@@ -158,8 +160,8 @@ def test_grouped_query_attention(causal, strategy):
 
 @pytest.mark.parametrize("name", ["gpt2", "llama", "bert"])
 def test_transformers_eager_attention_is_raised(name):
-    model = models.HF_MODELS[name]("eager")
-    text = kiln.compile_to_vmfb(model, (models.token_ids(),), compile_to="kiln")
+    model = tiny.hf_model(name, attn_implementation="eager")
+    text = kiln.compile_to_vmfb(model, (tiny.token_ids(),), compile_to="kiln")
     assert text.count('"kiln.attention"') == LAYERS
 
 
@@ -169,7 +171,7 @@ def test_transformers_eager_attention_is_raised(name):
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16], ids=["f16", "bf16"])
 def test_mlp_half_precision(dtype):
-    model, x = models.mlp("gelu").to(dtype), models.mlp_input(dtype)
+    model, x = tiny.mlp("gelu").to(dtype), tiny.mlp_input(dtype)
     report, out = compile_and_run(model, (x,))
     assert isinstance(out, torch.Tensor) and out.dtype == dtype
     assert_close(out, eager(model, x), dtype=dtype)
@@ -177,7 +179,7 @@ def test_mlp_half_precision(dtype):
 
 
 def test_tiny_gpt_f16():
-    model, args = models.tiny_gpt("eager")
+    model, args = tiny.tiny_gpt("eager")
     model = model.half()
     report, out = compile_and_run(model, args)
     assert out.dtype == torch.float16
@@ -187,7 +189,7 @@ def test_tiny_gpt_f16():
 
 def test_tiny_gpt_bf16():
     # Was an IREE failure on small bf16 dense_resource constants; see kiln.fx_constants.
-    model, args = models.tiny_gpt("eager")
+    model, args = tiny.tiny_gpt("eager")
     model = model.to(torch.bfloat16)
     _, out = compile_and_run(model, args)
     assert out.dtype == torch.bfloat16
@@ -266,7 +268,7 @@ def test_torch_in_torch_out(tiny_gpt_eager, tiny_gpt_module):
     out = tiny_gpt_module(tokens)
     assert isinstance(out, torch.Tensor)
     assert out.dtype == torch.float32
-    assert tuple(out.shape) == (1, models.SEQ, models.VOCAB)
+    assert tuple(out.shape) == (1, tiny.SEQ, tiny.VOCAB)
     assert_close(out, eager(model, tokens))
 
 
@@ -280,10 +282,10 @@ def test_multiple_outputs_are_a_tuple():
 def test_signature_names_inputs(tiny_gpt_module):
     assert tiny_gpt_module.input_names == ["tokens"]
     signature = tiny_gpt_module.signature
-    assert signature["inputs"] == [{"name": "tokens", "shape": [1, models.SEQ],
+    assert signature["inputs"] == [{"name": "tokens", "shape": [1, tiny.SEQ],
                                     "dtype": "int64"}]
     # the logits, then the bounds check of the token embedding (kiln.guards; not returned)
-    assert signature["outputs"] == [{"shape": [1, models.SEQ, models.VOCAB],
+    assert signature["outputs"] == [{"shape": [1, tiny.SEQ, tiny.VOCAB],
                                      "dtype": "float32"}, {"shape": [2], "dtype": "int64"}]
     assert [(g["output"], g["op"]) for g in signature["guards"]] == [(1, "aten.embedding")]
     assert signature["kiln_version"] == kiln.__version__

@@ -6,7 +6,9 @@ from torch.export import Dim
 
 import kiln
 from kiln.examples.tiny_gpt import TinyGPTConfig, TinyGPTDecode, TinyGPTPrefill, build_tiny_gpt
-from models import assert_close
+
+from compare import assert_close
+
 
 CONFIG = TinyGPTConfig(n_layers=2, d_model=64, n_heads=4, max_seq_len=64, vocab_size=128)
 

@@ -25,10 +25,11 @@ import torch
 from torch import nn
 
 import kiln
-import models
+from kiln.examples import tiny
 from kiln.archive import parameters_path
 from kiln.runtime import write_parameter_archive
-from models import assert_close, eager
+
+from compare import assert_close, eager
 
 
 @pytest.fixture(scope="module")
@@ -72,10 +73,10 @@ def test_iree_input_has_parameters_and_no_weight_bytes(tiny_gpt_eager):
 def mlps():
     """(input, [(model, compile_model(..., weights="external"))] for two MLPs of the same
     architecture (same archive keys and shapes) and other weights)."""
-    x = models.mlp_input()
+    x = tiny.mlp_input()
     pairs = []
     for seed in (0, 7):
-        model = models.mlp("gelu", seed=seed)
+        model = tiny.mlp("gelu", seed=seed)
         pairs.append((model, kiln.compile_model(model, (x,), target="cpu", weights="external")))
     return x, pairs
 
@@ -93,7 +94,7 @@ def test_mlp_external_and_swapped_archive(mlps, tmp_path):
     assert path.stat().st_size < len(inline.vmfb) - 50_000
     assert_close(kiln.load(path)(x), eager(model, x))
     # Another model's archive with the same keys and shapes: refused, naming the parameter.
-    other = models.mlp("gelu", seed=7)  # a copy: the fixture's is compared with its compile
+    other = tiny.mlp("gelu", seed=7)  # a copy: the fixture's is compared with its compile
     other.load_state_dict({**other.state_dict(), "0.bias": model[0].bias,
                            "2.bias": model[2].bias})
     swapped = tmp_path / "other.irpa"
@@ -308,7 +309,7 @@ def test_wrong_archive_is_a_load_error(tiny_gpt_external, tmp_path):
 
 
 def test_option_values_are_checked_before_compiling():
-    model, x = models.mlp("gelu"), models.mlp_input()
+    model, x = tiny.mlp("gelu"), tiny.mlp_input()
     with pytest.raises(ValueError, match="weights='bogus'"):
         kiln.compile_to_vmfb(model, (x,), weights="bogus")
     with pytest.raises(ValueError, match="needs an output path"):

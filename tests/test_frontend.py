@@ -7,10 +7,11 @@ import torch
 from torch import nn
 
 import kiln
-import models
+from kiln.examples import tiny
 from kiln.bindings import ir
 from kiln.frontend import PRESERVED_OPS, decomposition_table
-from models import assert_close, eager
+
+from compare import assert_close, eager
 
 
 class NonPersistentBuffer(nn.Module):
@@ -69,15 +70,15 @@ def test_tiny_gpt_causal_bias_buffer_imports(tiny_gpt_eager):
     # Frozen as a [max_seq_len, max_seq_len] f32 literal holding -inf (0xFF800000, stored
     # little-endian in the resource blob).
     assert "torch.vtensor.literal(dense_resource" in text
-    assert f"tensor<{models.SEQ}x{models.SEQ}xf32>" in text
+    assert f"tensor<{tiny.SEQ}x{tiny.SEQ}xf32>" in text
     assert "000080FF" in text.upper()
 
 
 def test_import_keeps_the_ops_kiln_matches():
-    text = str(kiln.import_model(models.mlp("silu"), (models.mlp_input(),)))
+    text = str(kiln.import_model(tiny.mlp("silu"), (tiny.mlp_input(),)))
     assert "torch.aten.linear" in text
     assert "torch.aten.silu" in text
-    model, args = models.tiny_gpt("sdpa")
+    model, args = tiny.tiny_gpt("sdpa")
     assert "torch.aten.scaled_dot_product_attention" in str(kiln.import_model(model, args))
 
 
@@ -92,7 +93,7 @@ def test_import_into_given_context():
     from kiln.dialects import make_context
 
     context = make_context()
-    module = kiln.import_model(models.mlp("relu"), (models.mlp_input(),), context=context)
+    module = kiln.import_model(tiny.mlp("relu"), (tiny.mlp_input(),), context=context)
     assert module.context is context
 
 
@@ -120,7 +121,7 @@ def test_import_error_is_a_kiln_error():
 
 
 def test_single_tensor_example_args_are_accepted():
-    model, x = models.mlp("relu"), models.mlp_input()
+    model, x = tiny.mlp("relu"), tiny.mlp_input()
     assert "torch.aten.linear" in str(kiln.import_model(model, x))
 
 

@@ -18,71 +18,19 @@ import functools
 
 import pytest
 import torch
-import transformers as tf
 
 import kiln
-from kiln.dispatches import dispatches_per_layer
-from models import assert_close, eager, token_ids
+from kiln.dispatches import RAISING_CONFIGS, dispatches_per_layer
+from kiln.examples import tiny
+from kiln.examples.tiny import LAYERS, VOCAB, token_ids
+from kiln.passes import PASS_REGISTRY, KilnPass, get_pass_class
+from kiln.pipelines import RAISE_PASSES, build_raise_pipeline
 
-LAYERS = 2
-HIDDEN = 64
-HEADS = 4
-KV_HEADS = 2
-VOCAB = 100
-SEQ = 16
-INTERMEDIATE = 128
+from compare import assert_close, eager
 
 
-# ---------------------------------------------------------------------------------------------
-# Model factories (also used by bench/dispatches.py): random weights, seed 0, eval, no KV cache.
-
-
-def gpt2(layers: int = LAYERS):
-    """GPT2LMHeadModel: pre-LN, Conv1D (addmm) linears, activation gelu_new (tanh arithmetic)."""
-    torch.manual_seed(0)
-    model = tf.GPT2LMHeadModel(tf.GPT2Config(
-        vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=layers, n_head=HEADS,
-        n_inner=INTERMEDIATE, bos_token_id=0, eos_token_id=0))
-    model.config.use_cache = False
-    return model.eval()
-
-
-def llama(layers: int = LAYERS):
-    """LlamaForCausalLM: RMSNorm, SiLU-gated MLP, 4 query heads on 2 kv heads."""
-    torch.manual_seed(0)
-    model = tf.LlamaForCausalLM(tf.LlamaConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
-        num_hidden_layers=layers, num_attention_heads=HEADS, num_key_value_heads=KV_HEADS,
-        max_position_embeddings=SEQ, bos_token_id=0, eos_token_id=0))
-    model.config.use_cache = False
-    return model.eval()
-
-
-def bert(layers: int = LAYERS):
-    """BertModel: post-LN (embeddings LN + 2 per layer), erf GELU, pooler."""
-    torch.manual_seed(0)
-    model = tf.BertModel(tf.BertConfig(
-        vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=layers,
-        num_attention_heads=HEADS, intermediate_size=INTERMEDIATE, max_position_embeddings=SEQ))
-    model.config.use_cache = False
-    return model.eval()
-
-
-FACTORIES = {"gpt2": gpt2, "llama": llama, "bert": bert}
-
-# Kiln's raising passes (passes/raising/); "off" also sets the two raise_* options.
-# "on-fused": all passes on, kiln.attention lowered to IREE's fused attention instead of the
-# CPU default (decomposed), to separate the attention lowering from the other rewrites.
-RAISING_PASSES = ("kiln-drop-identities", "kiln-raise-attention", "kiln-raise-activations",
-                  "kiln-raise-linear", "kiln-raise-norms", "kiln-raise-rope",
-                  "kiln-fuse-residual-norms", "kiln-raise-swiglu", "kiln-merge-linears",
-                  "kiln-hoist-head-split", "kiln-merge-ropes")
-CONFIGS = {
-    "off": {"raise_attention": False, "raise_linear": False,
-            "disable_passes": list(RAISING_PASSES)},
-    "on": {},
-    "on-fused": {"attention": "fused"},
-}
+# The tiny transformers models of the zoo, built with 1 or 2 layers (dispatches per layer).
+FACTORIES = {name: functools.partial(tiny.hf_model, name) for name in tiny.HF_FAMILIES}
 
 # kiln.layer_norm / kiln.rms_norm per model: GPT-2 and Llama 2 per layer + the final norm;
 # BERT the embeddings LayerNorm + 2 per layer.
@@ -161,6 +109,22 @@ def test_llama_low_precision_on_cpu(dtype):
 
 # ---------------------------------------------------------------------------------------------
 # (b) the new passes switched off
+
+
+def test_off_configuration_leaves_every_raising_pass_out():
+    """"off" comes from the pipeline's own list: no Kiln pass is left in the raise pipeline it
+    builds, and every raising pass of the registry is in that list (a pass added under
+    passes/raising/ but not to kiln.pipelines.RAISE_PASSES would never run)."""
+    off = RAISING_CONFIGS["off"]
+    pipeline = build_raise_pipeline(raise_attention=off["raise_attention"],
+                                    raise_linear=off["raise_linear"],
+                                    disabled=tuple(off["disable_passes"]))
+    left = [step.pipeline_text() for step in pipeline.steps if isinstance(step, KilnPass)]
+    assert left == [], f"raising passes the 'off' configuration leaves on: {left}"
+    raising = {name for name in PASS_REGISTRY
+               if get_pass_class(name).__module__.startswith("kiln.passes.raising.")}
+    assert raising == set(RAISE_PASSES), (sorted(raising - set(RAISE_PASSES)),
+                                          sorted(set(RAISE_PASSES) - raising))
 
 
 @pytest.mark.parametrize("name", sorted(FACTORIES))
@@ -309,7 +273,7 @@ def test_swiglu_compiles_for_cuda_without_kernels():
 
 # Regression guard, measured with iree-base-compiler 3.13.0 for the CPU (host) on the 2-core
 # AMD EPYC dev machine. If a change moves these on purpose, re-measure with
-# `python bench/dispatches.py` and update docs/fusion.md and this table.
+# `python -m bench.dispatches` and update docs/fusion.md and this table.
 # "on" saves what the merged Q/K/V projection (one matmul written head-major, q/k/v read in place
 # as whole heads), the merged q/k rotation and grouped-query rows save (GPT-2 −3: the slice
 # copies of c_attn; BERT −2; Llama −3) and pays 2 per layer for Kiln's decomposed attention
@@ -320,15 +284,14 @@ DISPATCHES_PER_LAYER = {
     ("llama", "off"): 12, ("llama", "on"): 13, ("llama", "on-fused"): 10,
     ("bert", "off"): 9, ("bert", "on"): 10, ("bert", "on-fused"): 8,
 }
-TARGET_PER_LAYER = 8  # the goal in docs/fusion.md; not reached yet
 
 
-@pytest.mark.parametrize("config", list(CONFIGS))
+@pytest.mark.parametrize("config", list(RAISING_CONFIGS))
 @pytest.mark.parametrize("name", sorted(FACTORIES))
 def test_dispatches_per_layer(name, config):
     measured = dispatches_per_layer(FACTORIES[name], example_args(), target="cpu",
-                                    **CONFIGS[config])
+                                    **RAISING_CONFIGS[config])
     assert measured == DISPATCHES_PER_LAYER[(name, config)], (
         f"{name} with Kiln's passes {config}: {measured} dispatches per layer, pinned "
-        f"{DISPATCHES_PER_LAYER[(name, config)]} (re-measure with python bench/dispatches.py "
+        f"{DISPATCHES_PER_LAYER[(name, config)]} (re-measure with python -m bench.dispatches "
         f"and update docs/fusion.md)")

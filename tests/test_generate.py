@@ -5,8 +5,10 @@ greedy decoding does not settle on one token; one compile per family (prefill + 
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -237,15 +239,15 @@ def test_load_generator_rejects_other_artifacts(tiny_gpt_vmfb):
 def test_cli_generate_prints_the_tokens_of_transformers(tmp_path):
     factory = tmp_path / "lm.py"
     factory.write_text(
-        "import sys\n"
-        f"sys.path.insert(0, {str(__file__.rsplit('/', 1)[0])!r})\n"
         "from test_generate import build\n"
         "def model():\n"
         "    return build('gpt2')\n")
+    tests = str(Path(__file__).resolve().parent)  # test_generate importable in the child
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([tests, os.environ.get("PYTHONPATH", "")]))
     result = subprocess.run([sys.executable, "-m", "kiln.cli", "generate", f"{factory}:model",
                              "--prompt-ids", "5,17,42", "--max-new-tokens", "6",
                              "--max-seq-len", str(MAX_SEQ_LEN), "--stream"],
-                            capture_output=True, text=True, timeout=600)
+                            capture_output=True, text=True, timeout=600, env=env)
     assert result.returncode == 0, result.stderr
     expected = reference(build("gpt2"), torch.tensor([[5, 17, 42]]), max_new_tokens=6)
     assert result.stdout.split() == [str(t) for t in expected[0].tolist()]

@@ -19,7 +19,7 @@ from torch.export import Dim
 
 import kiln
 import kiln.compiler
-import models
+from kiln.examples import tiny
 from kiln.bindings import iree_compile_tool
 from kiln.dispatches import count_dispatches
 from kiln.errors import KilnCompileError
@@ -149,7 +149,7 @@ def test_index_checks_off_has_no_guards():
 
 
 def test_a_guard_costs_one_dispatch():
-    model, args = models.tiny_gpt()
+    model, args = tiny.tiny_gpt()
     counts = [count_dispatches(kiln.compile_to_vmfb(model, args, compile_to="iree-input",
                                                     index_checks=checks, cache=False)).count
               for checks in (False, True)]

@@ -19,7 +19,8 @@ import kiln
 import kiln.runtime as kr
 from kiln.examples.tiny_gpt import TinyGPTConfig, TinyGPTDecode, TinyGPTPrefill, build_tiny_gpt
 from kiln.runtime import DeviceTensor
-from models import assert_close
+
+from compare import assert_close
 
 
 class Affine(torch.nn.Module):

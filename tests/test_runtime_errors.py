@@ -7,14 +7,14 @@ import pytest
 import torch
 
 import kiln
-import models
+from kiln.examples import tiny
 
 # ---------------------------------------------------------------------------------------------
 # Calling a loaded module with the wrong inputs
 
 
 def test_wrong_arity_names_expected_inputs(tiny_gpt_module):
-    tokens = models.token_ids()
+    tokens = tiny.token_ids()
     for args in [(), (tokens, tokens)]:
         with pytest.raises(ValueError) as info:
             tiny_gpt_module(*args)

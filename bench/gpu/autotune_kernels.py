@@ -1,6 +1,6 @@
 """Autotune Kiln's kernels on the GPU: time candidate configs per shape class, write table.json.
 
-    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 bench/gpu/autotune_kernels.py
+    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 -m bench.gpu.autotune_kernels
     cp $OUT/table.json python/kiln/kernels/table.json      # (here, after the run)
 
 Shape classes are the keys of kiln.kernels.configs (docs/kernels.md). Every candidate (plus the
@@ -19,9 +19,7 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kernel_common as common  # noqa: E402
+from bench.gpu import kernel_common as common
 import torch  # noqa: E402
 
 from kiln.kernels import configs, execute, reference  # noqa: E402

@@ -1,8 +1,8 @@
 """Per-call cost of `kiln.load(...)` modules on CUDA: host arrays vs device-resident data.
 
 Two halves, because the GPU machine has no IREE compiler:
-  python bench/gpu/call_overhead.py prepare --out .device/callov          (here: .vmfb files)
-  python3 bench/gpu/call_overhead.py measure --artifacts .device/callov --out $OUT   (GPU)
+  python -m bench.gpu.call_overhead prepare --out .device/callov          (here: .vmfb files)
+  python3 -m bench.gpu.call_overhead measure --artifacts .device/callov --out $OUT   (GPU)
 
 Models (all f16, compiled for target="cuda"):
   - one-op: `x + 1` on a 64×512 tensor (the size of TinyGPT's logits); chains output → input;
@@ -197,7 +197,6 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
     """One configuration in this process: prints RESULT lines (JSON)."""
     import torch
 
-    sys.path.insert(0, str(ROOT / "python"))
     import iree.runtime as rt
 
     import kiln.runtime as kr
@@ -455,7 +454,8 @@ def measure(artifacts: Path, out: Path, configs, iters: int, budget_s: float,
             continue
         start = time.monotonic()
         try:
-            proc = subprocess.run([sys.executable, __file__, "child", config, "--artifacts",
+            proc = subprocess.run([sys.executable, "-m", "bench.gpu.call_overhead", "child",
+                                   config, "--artifacts",
                                    str(artifacts), "--iters", str(iters)], capture_output=True,
                                   text=True, timeout=left)
             stdout, stderr, rc = proc.stdout, proc.stderr, proc.returncode
@@ -490,7 +490,6 @@ def main() -> None:
     parser.add_argument("--budget-s", type=float, default=130)
     parser.add_argument("--target", default="cuda", help="prepare: compile target")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT / "python"))
     if args.action == "prepare":
         prepare(args.out, args.target)
     elif args.action == "child":

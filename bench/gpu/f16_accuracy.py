@@ -6,8 +6,8 @@ models compiled for CPU pass (1.5e-3, 2.5e-3) and so does Kiln's CUDA text compi
 (see docs/decisions.md, "f16 on CUDA"). This script localizes it on the GPU.
 
 Two halves (the GPU machine has no IREE compiler):
-  python bench/gpu/f16_accuracy.py prepare --out .device/f16acc                  # here
-  python3 bench/gpu/f16_accuracy.py check --artifacts .device/f16acc --out $OUT  # there
+  python -m bench.gpu.f16_accuracy prepare --out .device/f16acc                  # here
+  python3 -m bench.gpu.f16_accuracy check --artifacts .device/f16acc --out $OUT  # there
 
 prepare compiles each case for target cuda (cuda_kernels off, as the suite's `kiln` cell) in a
 few variants (IREE codegen switches, see VARIANTS) and stores the f16 inputs and an f32
@@ -15,7 +15,7 @@ reference computed here on the CPU from the same f16 weights (the module cast to
 Cases:
 - small synthetic reproducers with inline random weights (conv3x3+BN+ReLU, the 7x7/2 stem with
   max pool, a 1x1/2 downsample, ReLU+avgpool+fc);
-- the zoo models themselves (bench/zoo.py: resnet b1/b8, bert b8) and their stages (ResNet stem,
+- the zoo models themselves (kiln.examples.zoo: resnet b1/b8, bert b8) and their stages (ResNet stem,
   layer1..4, head; BERT embeddings and one encoder layer), each stage fed the f16 cast of the
   previous stages' f32 reference. These use weights="external" so the artifacts hold code only;
   `check` rebuilds the weight archive from zoo.uniform (numpy only, the recipes of
@@ -31,15 +31,12 @@ import copy
 import hashlib
 import json
 import math
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE.parent.parent / "python"))
 
 # Max |error| / max(1, max |reference|): the GPU suite's f16 tolerance.
 TOLERANCE = 5e-2
@@ -147,7 +144,7 @@ def _zoo_cases():
     """(name, module f16, inputs f16, variants, zoo model name, prefix of state names in the zoo
     model) — stages are fed the f16 cast of the previous stages' f32 reference."""
     torch = _torch()
-    import zoo
+    from kiln.examples import zoo
 
     cases = []
     resnet, (image,) = zoo.build("resnet", 1, torch.float16)
@@ -242,7 +239,7 @@ def prepare(out: Path, only: list[str] | None) -> None:
     manifest.setdefault("cases", {})
     manifest["tolerance"] = TOLERANCE
     manifest["variants"] = VARIANTS
-    import zoo
+    from kiln.examples import zoo
 
     recipe_cache = {}
     cases = [(n, m, i, v, None, None) for n, m, i, v in _synthetic_cases()] + _zoo_cases()
@@ -317,7 +314,7 @@ def _error(actual, reference):
 
 
 def _archive(artifacts: Path, info: dict) -> dict:
-    import zoo
+    from kiln.examples import zoo
 
     extra = np.load(artifacts / info["extra"]) if info.get("extra") else {}
     arrays, bad = {}, []

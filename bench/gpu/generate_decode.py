@@ -2,8 +2,8 @@
 time and against transformers (eager `generate`, static cache + torch.compile reduce-overhead).
 
 Two halves (the GPU machine has no IREE compiler and takes at most 64 MiB of files):
-    python bench/gpu/generate_decode.py prepare --out .device/gen      # here: artifact + record
-    python3 bench/gpu/generate_decode.py measure --artifacts .device/gen --out $OUT   # there
+    python -m bench.gpu.generate_decode prepare --out .device/gen      # here: artifact + record
+    python3 -m bench.gpu.generate_decode measure --artifacts .device/gen --out $OUT   # there
 The artifact is compiled with weights="external" (f16, max_seq_len 256, one 128-token prefill
 chunk); the archive (250 MB) is not carried: `measure` writes random weights of the recorded
 keys, shapes and dtypes and loads with verify_parameters=False (timing does not depend on the

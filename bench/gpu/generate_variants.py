@@ -7,8 +7,8 @@ off one at a time, and each runs in its own process there (an illegal address po
 context), printing `ok` with token agreement against transformers on the same GPU in the same
 dtype, or the error.
 
-    python bench/gpu/generate_variants.py prepare --out .device/genvar      # here (IREE)
-    python3 bench/gpu/generate_variants.py check --artifacts .device/genvar --out $OUT  # there
+    python -m bench.gpu.generate_variants prepare --out .device/genvar      # here (IREE)
+    python3 -m bench.gpu.generate_variants check --artifacts .device/genvar --out $OUT  # there
 """
 
 from __future__ import annotations
@@ -18,6 +18,9 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+# generate_decode's GPT-2 small is reused
+from bench.gpu.generate_decode import PROMPT as SMALL_PROMPT
 
 PROMPT, NEW, MAX_SEQ, VOCAB = 12, 8, 64, 256
 
@@ -42,7 +45,6 @@ VARIANTS = {
                                                               "cuda_fuse": False}),
     "gpt2small-f16-kernels": ("gpt2small", "float16", {"cuda_kernels": "on"}),
 }
-from generate_decode import PROMPT as SMALL_PROMPT  # noqa: E402 - its GPT-2 small is reused
 
 
 def build(name: str):
@@ -75,7 +77,7 @@ def prepare(args) -> None:
             continue
         try:
             if model_name == "gpt2small":  # f16, as generate_decode.py compiles it
-                from generate_decode import compile_gpt2_small
+                from bench.gpu.generate_decode import compile_gpt2_small
 
                 path = out / f"{variant}.vmfb"
                 compile_gpt2_small(path, path.with_suffix(".record.json"), **options)
@@ -95,7 +97,7 @@ def run_small(folder: Path, variant: str) -> None:
 
     import torch
 
-    from generate_decode import load_with_random_weights
+    from bench.gpu.generate_decode import load_with_random_weights
 
     generator, _ = load_with_random_weights(folder / f"{variant}.vmfb",
                                             folder / f"{variant}.record.json",
@@ -141,7 +143,8 @@ def check(args) -> None:
         if not (Path(args.artifacts) / f"{variant}.vmfb").exists():
             results.append({"variant": variant, "ok": False, "error": "not compiled"})
             continue
-        done = subprocess.run([sys.executable, __file__, "one", "--variant", variant,
+        done = subprocess.run([sys.executable, "-m", "bench.gpu.generate_variants", "one",
+                               "--variant", variant,
                                "--artifacts", args.artifacts], capture_output=True, text=True,
                               timeout=120)
         lines = [line for line in done.stdout.splitlines() if line.startswith("{")]

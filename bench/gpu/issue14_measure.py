@@ -5,13 +5,13 @@ submission cost per dispatch, and where the device time goes (before/after).
 Two halves (the GPU machine has no IREE compiler and no network):
 
     # here (CPU machine, repository root; ~4 min on 2 cores): artifacts + wheels, ~35 MB
-    python bench/gpu/issue14_measure.py prepare --out .device/issue14 --wheels <dir with the
+    python -m bench.gpu.issue14_measure prepare --out .device/issue14 --wheels <dir with the
         iree_base_runtime cp312, transformers 5.24.0 and regex wheels>
     # there (device run, carry [".device/issue14"], one call of ~8 min):
     python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \\
         --target /tmp/site .device/issue14/wheels/*.whl && \\
     PYTHONPATH=/tmp/site:$PWD/python PATH=/tmp/site/bin:$PATH PYTHONUNBUFFERED=1 \\
-    python3 bench/gpu/issue14_measure.py measure --artifacts .device/issue14 --out $OUT
+    python3 -m bench.gpu.issue14_measure measure --artifacts .device/issue14 --out $OUT
 
 Phases of `measure`, in this order, each skipped when the time budget (--budget-min, default
 8) is spent (results so far are always written):
@@ -53,15 +53,13 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parents[1]
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(REPO / "python"))
 
-# The zoo's GPU goal cells first (as GPU_CELLS in bench/run_suite.py), then the families
+# The zoo's GPU goal cells first (as GPU_CELLS in bench/suite/config.py), then the families
 # outside the zoo's CPU suite (Qwen2- and Phi-3-style at the Llama cell's sizes).
 CELLS = ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "llama:1:f16", "llama:8:f16",
          "bert:8:f16", "gpt2-decode:1:bf16", "gpt2-prefill-512:8:bf16", "gpt2-decode:8:f16",
          "qwen2:1:f16", "qwen2:8:f16", "phi3:1:f16"]
-# Kiln variants (bench/run_suite.py KILN_SYSTEMS) and the cells they are prepared for.
+# Kiln variants (bench/suite/config.py KILN_SYSTEMS) and the cells they are prepared for.
 VARIANTS = {
     "kiln+kernels": CELLS,
     "kiln+kernels-unfused": ["gpt2-decode:1:f16", "gpt2-prefill-512:8:f16", "llama:1:f16",
@@ -160,7 +158,7 @@ def phase_checks(deadline: float) -> dict:
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
 
-    import kernel_common
+    from bench.gpu import kernel_common
 
     cases = list(selfcheck._cases(quick=False)) + fused_cases()
     specs = []
@@ -202,7 +200,7 @@ def phase_checks(deadline: float) -> dict:
 def phase_suite(args, deadline: float) -> dict:
     minutes = max(0.5, (deadline - time.time()) / 60 - 0.5)
     systems = list(SYSTEMS) + [s for s in (args.systems or "").split(",") if s]
-    command = [sys.executable, str(REPO / "bench" / "run_suite.py"), "--device", "cuda",
+    command = [sys.executable, "-m", "bench.run_suite", "--device", "cuda",
                "--artifacts", str(Path(args.artifacts) / "suite"), "--cells", ",".join(CELLS),
                "--systems", ",".join(systems), "--lanes", str(args.lanes),
                "--deadline-min", f"{minutes:.2f}", "--work", "/tmp/issue14-suite",
@@ -243,7 +241,7 @@ def submission_model(layers: int):
     import torch
     import transformers as hf
 
-    import zoo
+    from kiln.examples import zoo
 
     torch.manual_seed(0)
     model = hf.GPT2LMHeadModel(hf.GPT2Config(n_layer=layers, vocab_size=1024, n_positions=64,
@@ -339,7 +337,7 @@ def phase_submission(args, deadline: float) -> dict:
         if time.time() > deadline:
             results[flags] = "skipped: time budget"
             continue
-        proc = subprocess.run([sys.executable, __file__, "submission-child", "--flags", flags,
+        proc = subprocess.run([sys.executable, "-m", "bench.gpu.issue14_measure", "submission-child", "--flags", flags,
                                "--folder", str(folder), "--calls", str(args.calls)],
                               text=True, capture_output=True, timeout=300)
         line = next((ln for ln in proc.stdout.splitlines() if ln.startswith("RESULT ")), None)
@@ -371,7 +369,7 @@ def phase_profile(args, deadline: float) -> dict:
             results[system] = "skipped: time budget"
             continue
         out = Path("/tmp/issue14-profile") / system.replace("+", "_")
-        proc = subprocess.run([sys.executable, str(HERE / "kiln_cuda_profile.py"),
+        proc = subprocess.run([sys.executable, "-m", "bench.gpu.kiln_cuda_profile",
                                "--artifacts", str(Path(args.artifacts) / "suite"),
                                "--cells", ",".join(PROFILE_CELLS), "--system", system,
                                "--work", "/tmp/issue14-profile-work", "--out", str(out)],
@@ -392,8 +390,8 @@ def prepare(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     start = time.time()
     for system, cells in VARIANTS.items():
-        subprocess.run([sys.executable, str(REPO / "bench" / "run_suite.py"), "--device",
-                        "cuda", "--prepare-only", "--out", str(out / "suite"), "--cells",
+        subprocess.run([sys.executable, "-m", "bench.run_suite", "--device", "cuda",
+                        "--prepare-only", "--out", str(out / "suite"), "--cells",
                         ",".join(cells), "--systems", system], check=True)
     prepare_submission(out / "submission")
     if args.wheels:

@@ -1,8 +1,8 @@
 """Kiln's library kernels inside compiled artifacts, on the GPU: correctness and device time.
 
 Two halves (the GPU machine has no IREE compiler):
-  python bench/gpu/kernel_artifacts.py prepare --out .device/kart        # here
-  python3 bench/gpu/kernel_artifacts.py check --artifacts .device/kart --out $OUT   # there
+  python -m bench.gpu.kernel_artifacts prepare --out .device/kart        # here
+  python3 -m bench.gpu.kernel_artifacts check --artifacts .device/kart --out $OUT   # there
 
 prepare compiles every case twice for target cuda, with `cuda_kernels="on"` (Hopper kernels
 selected by kiln-select-cuda-kernels) and `"off"` (IREE's own code), and stores the inputs and
@@ -22,14 +22,12 @@ import json
 import math
 import statistics
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
 
 # Relative tolerance of max |error| / max(1, max |reference|) per dtype.
 TOLERANCE = {"f16": 2e-2, "bf16": 6e-2}
@@ -358,7 +356,7 @@ def check_correctness(artifacts: Path, manifest: dict) -> list[dict]:
 
 
 def _iree_ms(module: Path, inputs: list[str]) -> float:
-    from common import iree_benchmark_ms
+    from bench.common import iree_benchmark_ms
 
     return iree_benchmark_ms(module, inputs)
 

@@ -1,7 +1,7 @@
 """Kiln's kernels against cuBLAS (torch.nn.functional.linear / torch.addmm) and torch's SDPA
 (flash backend), f16 and bf16, on the shapes of GPT-2 small and a Llama-style layer.
 
-    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 bench/gpu/kernel_bench.py
+    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 -m bench.gpu.kernel_bench
     [KILN_KERNEL_TABLE=$OUT/table.json]   # a table fresh from autotune_kernels.py
 
 Device time by CUDA graphs (median of 7 replays of 20 calls), so launch overhead is left out on
@@ -15,10 +15,8 @@ import math
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import autotune_kernels as tune  # noqa: E402
-import kernel_common as common  # noqa: E402
+from bench.gpu import autotune_kernels as tune
+from bench.gpu import kernel_common as common
 import torch  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.nn.attention import SDPBackend, sdpa_kernel  # noqa: E402

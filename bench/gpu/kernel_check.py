@@ -1,6 +1,6 @@
 """GPU correctness of every kernel family against torch (f64 reference on the same inputs).
 
-    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 bench/gpu/kernel_check.py
+    export PYTHONPATH=$PWD/python PYTHONUNBUFFERED=1 && python3 -m bench.gpu.kernel_check
 
 Each case runs three ways: "aot" (Triton's CompiledKernel from the ahead-of-time compile, the
 PTX Kiln ships), "jit" (the @triton.jit function, Triton's JIT) and, for plans built through
@@ -13,11 +13,8 @@ from __future__ import annotations
 import math
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-import kernel_common as common  # noqa: E402
+from bench.gpu import kernel_common as common
 import torch  # noqa: E402
 
 from kiln import kernels  # noqa: E402

@@ -1,9 +1,9 @@
 """Per-dispatch GPU time of the GPU suite's Kiln artifacts (Nsight Compute, on the GPU machine).
 
-    python3 bench/gpu/kiln_cuda_profile.py --artifacts .device/suite-cuda \
+    python3 -m bench.gpu.kiln_cuda_profile --artifacts .device/suite-cuda \
         --cells gpt2-decode:1:f16,gpt2-prefill-512:8:f16 --work /tmp/w --out $OUT
 
-For each cell: rebuilds the artifact's .irpa from the zoo (bench/run_suite.py's params stage,
+For each cell: rebuilds the artifact's .irpa from the zoo (bench.run_suite's params stage,
 digests checked), runs `main` once with `iree-run-module` under
 `ncu --metrics gpu__time_duration.sum` (streams, not CUDA graphs, so every dispatch is a kernel
 launch of its own; inputs are splats of 1 as in the suite's device_ms) and sums the kernel times
@@ -21,16 +21,18 @@ import io
 import json
 import shutil
 import subprocess
-import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
+from bench import profile_dispatches
+from bench.profile_dispatches import short_name
+from bench.suite.config import IREE_ELEMENT, TORCH_DTYPES, use_kiln_python
+from bench.suite.load import GpuLock
+from bench.suite.machine import machine_info
+from bench.suite.orchestrate import run_child
+from bench.suite.results import cell_dir
 
-import profile_dispatches  # noqa: E402
-import run_suite  # noqa: E402
-from profile_dispatches import short_name  # noqa: E402
+HERE = Path(__file__).resolve().parent
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
     ("Kiln GEMM", r"linear_kernel|splitk_reduce_kernel"),
@@ -93,14 +95,14 @@ def profile_cell(args, model: str, batch: int, dtype: str, manifest: dict) -> di
     spec = {"model": model, "batch": batch, "dtype": dtype, "device": "cuda",
             "work": str(Path(args.work) / "profile"), "artifacts": str(args.artifacts),
             "gpu_lock": str(Path(args.work) / "gpu.lock"), "params_file": "profile.irpa"}
-    directory = run_suite.cell_dir(spec["work"], model, batch, dtype)
+    directory = cell_dir(spec["work"], model, batch, dtype)
     directory.mkdir(parents=True, exist_ok=True)
     vmfb = Path(args.artifacts) / entry["file"]
     command = [shutil.which("iree-run-module") or "iree-run-module", f"--module={vmfb}",
                "--device=cuda", "--cuda_use_streams=true", "--function=main",
                f"--output=@{directory / 'out.npy'}"]
     if entry.get("params_manifest"):
-        params = run_suite.run_child(dict(spec, stage="params",
+        params = run_child(dict(spec, stage="params",
                                           params_manifest=entry["params_manifest"]), 900)
         if params["status"] != "ok":
             return {"status": "FAILED", "error": "params: " + params.get("error", "")}
@@ -111,7 +113,7 @@ def profile_cell(args, model: str, batch: int, dtype: str, manifest: dict) -> di
     ncu = [args.ncu, "--metrics", "gpu__time_duration.sum", "--csv", "--print-units", "base",
            "--log-file", str(log)] + command
     start = time.perf_counter()
-    with run_suite.GpuLock(spec, exclusive=True):
+    with GpuLock(spec, exclusive=True):
         proc = subprocess.run(ncu, capture_output=True, text=True, timeout=args.timeout)
     result = {"command": " ".join(ncu), "wall_s": round(time.perf_counter() - start, 1),
               "returncode": proc.returncode}
@@ -128,12 +130,11 @@ def _zoo_inputs(model: str, batch: int, dtype: str) -> list:
     """The zoo's example inputs as (shape, IREE element type)."""
     import torch
 
-    sys.path.insert(0, str(HERE.parent))
-    import zoo
+    from kiln.examples import zoo
 
-    torch_dtype = getattr(torch, run_suite.TORCH_DTYPES[dtype])
+    torch_dtype = getattr(torch, TORCH_DTYPES[dtype])
     tensors = zoo.MODELS[model][1](batch, torch_dtype)
-    return [(list(t.shape), run_suite.IREE_ELEMENT[str(t.dtype).replace("torch.", "")])
+    return [(list(t.shape), IREE_ELEMENT[str(t.dtype).replace("torch.", "")])
             for t in tensors]
 
 
@@ -148,8 +149,9 @@ def main(argv=None) -> None:
     parser.add_argument("--ncu", default=shutil.which("ncu") or "ncu")
     parser.add_argument("--timeout", type=float, default=300)
     args = parser.parse_args(argv)
+    use_kiln_python()  # the zoo, from the Kiln the suite's children use
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
-    info = run_suite.machine_info("cuda")
+    info = machine_info("cuda")
     results = {"machine": info, "kiln_commit": manifest.get("kiln_commit"), "cells": {}}
     args.out.mkdir(parents=True, exist_ok=True)
     for word in args.cells.split(","):

@@ -38,6 +38,7 @@ from typing import Any, Mapping
 import torch
 
 import kiln
+from kiln.targets import read_cpuinfo
 
 KEY_FORMAT = 2
 _VERSIONED_DISTRIBUTIONS = ("torch", "torch-mlir", "iree-base-compiler", "triton")
@@ -131,14 +132,9 @@ def kiln_source_digest() -> str:
 def host_cpu_fingerprint() -> str:
     """What `--iree-llvmcpu-target-cpu=host` resolves from: machine, CPU model and ISA flags."""
     parts = [platform.machine(), platform.processor()]
-    try:
-        text = Path("/proc/cpuinfo").read_text(errors="replace")
-        first = text.split("\n\n", 1)[0]
-        parts += [line for line in first.splitlines()
-                  if line.split(":")[0].strip() in ("model name", "flags", "Features",
-                                                   "CPU part", "vendor_id")]
-    except OSError:
-        pass
+    parts += [line for line in read_cpuinfo().lines
+              if line.split(":")[0].strip() in ("model name", "flags", "Features", "CPU part",
+                                               "vendor_id")]
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
 
 

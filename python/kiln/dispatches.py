@@ -14,7 +14,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from kiln.bindings import iree_compile_tool
+from kiln.pipelines import RAISE_PASSES
 from kiln.targets import iree_flags, normalize_target
+
+# Compile options of the dispatch table (docs/fusion.md, tests/test_fusion.py, bench/dispatches.py):
+# "off" leaves every raising pass of the pipeline out (the list comes from the pipeline, so a new
+# pass cannot escape it); "on-fused": all passes on, kiln.attention lowered to IREE's fused
+# attention instead of the CPU default (decomposed), to separate the attention lowering from the
+# other rewrites.
+RAISING_CONFIGS = {
+    "off": {"raise_attention": False, "raise_linear": False,
+            "disable_passes": list(RAISE_PASSES)},
+    "on": {},
+    "on-fused": {"attention": "fused"},
+}
+TARGET_PER_LAYER = 8  # the goal in docs/fusion.md; not reached yet
 
 _DISPATCH = re.compile(r"flow\.dispatch @[\w$]+::@([\w$]+)")
 

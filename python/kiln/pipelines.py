@@ -91,32 +91,41 @@ def build_pass_manager(steps: list[Step], context: ir.Context) -> passmanager.Pa
     return pm
 
 
+# The raising passes in pipeline order (torch → kiln): the one list, which tests and benchmarks
+# read to switch raising off entirely (tests/test_fusion.py's "off" configuration).
+RAISE_PASSES: tuple[str, ...] = (
+    # Identities (dropout in eval, clones, same-dtype casts) hide the patterns below.
+    "kiln-drop-identities",
+    # Before linear raising: attention's q·kᵀ and p·v matmuls are not linear layers.
+    "kiln-raise-attention",
+    # Arithmetic GELU/SiLU become one op, which kiln-raise-linear folds into the linear.
+    "kiln-raise-activations",
+    "kiln-raise-linear",
+    "kiln-raise-norms",
+    # norm(x + r) → one op returning the norm and the sum (the pre-norm residual step).
+    "kiln-fuse-residual-norms",
+    # x·cos + rotate(x)·sin → kiln.rope, lowered as one gather-and-FMA IREE fuses.
+    "kiln-raise-rope",
+    # SiLU(gate(x))·up(x) → one linear with the gated epilogue "swiglu".
+    "kiln-raise-swiglu",
+    # Q/K/V projections of one input → one linear + slices (after kiln-raise-linear) ...
+    "kiln-merge-linears",
+    # ... and the slices of any fused QKV projection → slices of whole heads (no copies).
+    "kiln-hoist-head-split",
+    # The q and k rotations of those heads → one kiln.rope (one dispatch instead of two).
+    "kiln-merge-ropes",
+)
+
+
 def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True,
                          disabled: tuple[str, ...] = ()) -> Pipeline:
-    """torch → kiln: recognise what Kiln specializes."""
-    wanted = [
-        # Identities (dropout in eval, clones, same-dtype casts) hide the patterns below.
-        "kiln-drop-identities",
-        # Before linear raising: attention's q·kᵀ and p·v matmuls are not linear layers.
-        "kiln-raise-attention" if raise_attention else None,
-        # Arithmetic GELU/SiLU become one op, which kiln-raise-linear folds into the linear.
-        "kiln-raise-activations",
-        "kiln-raise-linear" if raise_linear else None,
-        "kiln-raise-norms",
-        # norm(x + r) → one op returning the norm and the sum (the pre-norm residual step).
-        "kiln-fuse-residual-norms",
-        # x·cos + rotate(x)·sin → kiln.rope, lowered as one gather-and-FMA IREE fuses.
-        "kiln-raise-rope",
-        # SiLU(gate(x))·up(x) → one linear with the gated epilogue "swiglu".
-        "kiln-raise-swiglu",
-        # Q/K/V projections of one input → one linear + slices (after kiln-raise-linear) ...
-        "kiln-merge-linears",
-        # ... and the slices of any fused QKV projection → slices of whole heads (no copies).
-        "kiln-hoist-head-split",
-        # The q and k rotations of those heads → one kiln.rope (one dispatch instead of two).
-        "kiln-merge-ropes",
-    ]
-    steps: list[Step] = [create_pass(n) for n in wanted if n and n not in disabled]
+    """torch → kiln: recognise what Kiln specializes (RAISE_PASSES minus `disabled`)."""
+    switched_off = set(disabled)
+    if not raise_attention:
+        switched_off.add("kiln-raise-attention")
+    if not raise_linear:
+        switched_off.add("kiln-raise-linear")
+    steps: list[Step] = [create_pass(n) for n in RAISE_PASSES if n not in switched_off]
     # Fold the constants and drop the ops the rewrites left dead.
     steps.append("canonicalize")
     return Pipeline("kiln-raise-pipeline", steps)

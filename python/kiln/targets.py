@@ -156,22 +156,54 @@ def use_cpu_kernels(mode: str, cpu: str) -> bool:
     return cpu == "host" and host_cpu_kind() in HOST_CPU_KERNELS
 
 
+@dataclass(frozen=True)
+class CpuInfo:
+    """The host CPU as /proc/cpuinfo lists it: the first processor's lines as written (the
+    compile key hashes some of them verbatim) and the number of processors. Empty off Linux."""
+
+    lines: tuple[str, ...] = ()
+    count: int = 0
+
+    def field(self, key: str) -> str:
+        """The value of `key` ("model name", "vendor_id", "cpu family", ...), "" if absent."""
+        fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
+                  for line in self.lines if ":" in line}
+        return fields.get(key, "")
+
+    @property
+    def model_name(self) -> str:
+        return self.field("model name")
+
+    @property
+    def vendor(self) -> str:
+        return self.field("vendor_id")
+
+    @property
+    def flags(self) -> frozenset[str]:
+        return frozenset(self.field("flags").split())
+
+
+def read_cpuinfo(text: Optional[str] = None) -> CpuInfo:
+    """The one reader of /proc/cpuinfo (`text`: its contents, for tests); CpuInfo() when it
+    cannot be read."""
+    if text is None:
+        try:
+            text = Path("/proc/cpuinfo").read_text(errors="replace")
+        except OSError:
+            return CpuInfo()
+    first = text.split("\n\n", 1)[0]
+    count = sum(1 for line in text.splitlines() if line.split(":", 1)[0].strip() == "processor")
+    return CpuInfo(tuple(first.splitlines()), count)
+
+
 def host_cpu_kind(cpuinfo: Optional[str] = None) -> str:
     """The compiling machine's kind for HOST_CPU_PRESETS: "<vendor>-<widest vector ISA>"
     ("intel-avx512", "amd-avx512", "intel-avx2", ...), or "unknown" off Linux/x86."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text(errors="replace")
-        except OSError:
-            return "unknown"
-    first = cpuinfo.split("\n\n", 1)[0]
-    fields = {line.split(":", 1)[0].strip(): line.split(":", 1)[1].strip()
-              for line in first.splitlines() if ":" in line}
-    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(fields.get("vendor_id", ""))
+    cpu = read_cpuinfo(cpuinfo)
+    vendor = {"GenuineIntel": "intel", "AuthenticAMD": "amd"}.get(cpu.vendor)
     if vendor is None:
         return "unknown"
-    flags = set(fields.get("flags", "").split())
-    isa = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "sse"
+    isa = "avx512" if "avx512f" in cpu.flags else "avx2" if "avx2" in cpu.flags else "sse"
     return f"{vendor}-{isa}"
 
 

@@ -182,14 +182,9 @@ def load_results(path: Path) -> dict[str, dict]:
 
 # -- the report ----------------------------------------------------------------------------
 def machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    from kiln.targets import read_cpuinfo
+
+    cpu = read_cpuinfo().model_name or platform.processor() or platform.machine()
     import importlib.metadata as md
 
     versions = ", ".join(f"{name} {md.version(name)}" for name in

@@ -1,13 +1,12 @@
-"""Small models and comparison helpers shared by the test files.
+"""Tiny models for the tests (and the bench scripts that check the tests' numbers).
 
 Every model is built from a config with random weights under a fixed seed: nothing is
 downloaded. Sizes are tiny (2 layers, hidden 64, seq 16, vocab 100) so the whole suite runs on
-a 2-core CPU in a few minutes.
+a 2-core CPU in a few minutes. The benchmark-size models are in `kiln.examples.zoo`.
 """
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from torch import nn
 
@@ -20,17 +19,6 @@ LAYERS = 2
 HEADS = 4
 KV_HEADS = 2  # Llama: grouped-query attention, 2 query heads per kv head
 INTERMEDIATE = 128
-
-# Tolerance relative to the largest magnitude of the eager output: dtype-aware.
-TOLERANCE = {
-    torch.float32: 1e-4,
-    torch.float16: 2e-2,
-    torch.bfloat16: 5e-2,
-}
-
-
-# ---------------------------------------------------------------------------------------------
-# Models
 
 
 def tiny_gpt_config(attention: str = "eager", n_layers: int = LAYERS) -> TinyGPTConfig:
@@ -80,51 +68,19 @@ def token_ids(seed: int = 2) -> torch.Tensor:
     return torch.randint(0, VOCAB, (1, SEQ), generator=generator, dtype=torch.int64)
 
 
-def _finish_hf(model, attn_implementation: str):
-    if attn_implementation is not None:
-        model.set_attn_implementation(attn_implementation)
-    model.config.use_cache = False
-    return model.eval()
+# The transformers families the tests compile most (tests/test_fusion.py, test_end_to_end_cpu).
+HF_FAMILIES = ("gpt2", "llama", "bert")
 
 
-def hf_gpt2(attn_implementation: str | None = None):
-    from transformers import GPT2Config, GPT2LMHeadModel
-
-    torch.manual_seed(0)
-    config = GPT2Config(vocab_size=VOCAB, n_positions=SEQ, n_embd=HIDDEN, n_layer=LAYERS,
-                        n_head=HEADS, n_inner=INTERMEDIATE, bos_token_id=0, eos_token_id=0,
-                        use_cache=False)
-    return _finish_hf(GPT2LMHeadModel(config), attn_implementation)
-
-
-def hf_llama(attn_implementation: str | None = None):
-    from transformers import LlamaConfig, LlamaForCausalLM
-
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=VOCAB, hidden_size=HIDDEN, intermediate_size=INTERMEDIATE,
-                         num_hidden_layers=LAYERS, num_attention_heads=HEADS,
-                         num_key_value_heads=KV_HEADS, max_position_embeddings=SEQ,
-                         bos_token_id=0, eos_token_id=0, use_cache=False)
-    return _finish_hf(LlamaForCausalLM(config), attn_implementation)
-
-
-def hf_bert(attn_implementation: str | None = None):
-    from transformers import BertConfig, BertModel
-
-    torch.manual_seed(0)
-    config = BertConfig(vocab_size=VOCAB, hidden_size=HIDDEN, num_hidden_layers=LAYERS,
-                        num_attention_heads=HEADS, intermediate_size=INTERMEDIATE,
-                        max_position_embeddings=SEQ)
-    return _finish_hf(BertModel(config), attn_implementation)
-
-
-HF_MODELS = {"gpt2": hf_gpt2, "llama": hf_llama, "bert": hf_bert}
-
-
-def hf_model(family: str, layers: int = LAYERS, positions: int = SEQ):
-    """A tiny transformers model of `family` (random weights, eval mode, no KV cache) with
-    `positions` positions: gpt2, llama, qwen2, mistral (causal LMs, GQA for the last three),
-    bert, t5-encoder."""
+def hf_model(family: str, layers: int = LAYERS, positions: int = SEQ,
+             attn_implementation: str | None = None) -> nn.Module:
+    """A tiny transformers model of `family` (random weights under seed 0, eval mode, no KV
+    cache) with `positions` positions:
+      gpt2     GPT2LMHeadModel: pre-LN, Conv1D (addmm) linears, activation gelu_new (tanh)
+      llama    LlamaForCausalLM: RMSNorm, SiLU-gated MLP, 4 query heads on 2 kv heads
+      qwen2, mistral   the same layout as llama (GQA)
+      bert     BertModel: post-LN (embeddings LN + 2 per layer), erf GELU, pooler
+      t5-encoder"""
     import transformers as hf
 
     torch.manual_seed(0)
@@ -148,7 +104,14 @@ def hf_model(family: str, layers: int = LAYERS, positions: int = SEQ):
             d_model=HIDDEN, d_kv=HIDDEN // HEADS, d_ff=INTERMEDIATE, num_layers=layers,
             num_heads=HEADS, **common)),
     }
-    return _finish_hf(builders[family](), None)
+    if family not in builders:
+        raise KeyError(f"unknown tiny transformers family {family!r}; "
+                       f"known: {', '.join(builders)}")
+    model = builders[family]()
+    if attn_implementation is not None:
+        model.set_attn_implementation(attn_implementation)
+    model.config.use_cache = False
+    return model.eval()
 
 
 class FirstOutput(nn.Module):
@@ -161,43 +124,12 @@ class FirstOutput(nn.Module):
     def forward(self, input_ids):
         return self.model(input_ids=input_ids)[0]
 
+
 # kiln.linear layers each model should produce: per layer + heads.
 #   GPT-2: c_attn, attn c_proj, c_fc, mlp c_proj (Conv1D, in_out) + lm_head
 #   Llama: q, k, v, o, gate, up, down + lm_head
 #   BERT: q, k, v, attention output, intermediate, output + pooler
 HF_LINEARS = {"gpt2": 4 * LAYERS + 1, "llama": 7 * LAYERS + 1, "bert": 6 * LAYERS + 1}
-
-
-# ---------------------------------------------------------------------------------------------
-# Comparison
-
-
-def as_tuple(outputs) -> tuple:
-    return outputs if isinstance(outputs, tuple) else (outputs,)
-
-
-def to_float64(value) -> np.ndarray:
-    if isinstance(value, torch.Tensor):
-        return value.detach().to(torch.float64).cpu().numpy()
-    array = np.asarray(value)
-    return array.astype(np.float64)
-
-
-def assert_close(actual, expected, dtype=torch.float32, what: str = "output") -> None:
-    """|actual − expected| ≤ tol · max(1, max|expected|), tol from the dtype."""
-    tol = TOLERANCE[dtype]
-    a, e = to_float64(actual), to_float64(expected)
-    assert a.shape == e.shape, f"{what}: shape {a.shape} != eager {e.shape}"
-    assert np.all(np.isfinite(a)), f"{what}: compiled output has non-finite values"
-    scale = max(1.0, float(np.max(np.abs(e))))
-    error = float(np.max(np.abs(a - e)))
-    assert error <= tol * scale, (f"{what}: max abs error {error:.3g} exceeds {tol:g} x "
-                                  f"{scale:.3g} ({dtype})")
-
-
-def eager(model, *args):
-    with torch.no_grad():
-        return model(*args)
 
 
 class GroupedQueryAttention(nn.Module):
