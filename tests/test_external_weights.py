@@ -26,7 +26,7 @@ from torch import nn
 
 import kiln
 import models
-from kiln.archive import parameters_path
+from kiln.artifact import parameters_path
 from kiln.runtime import write_parameter_archive
 from models import assert_close, eager
 

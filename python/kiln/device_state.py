@@ -29,16 +29,16 @@ positions.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from kiln.artifact import SIGNATURE_KEY, Signature
 from kiln.dtypes import DTYPES
 from kiln.errors import KilnCompileError
 from kiln.outputs import without_results_and_inputs
 
-SIGNATURE_KEY = "kiln.signature"
 GLOBAL_PREFIX = "kiln_state_"
 IMPL_PREFIX = "kiln_stateful_"
 # Element types of torch value tensors → IREE's signless builtin element types, for the real
@@ -103,7 +103,7 @@ class _Header:
     arguments: list[tuple[str, str]]  # (ssa name, type)
     results: list[str]
     attributes: str  # the text inside `attributes {...}`
-    signature: dict
+    signature: Signature
 
 
 _HEADER = re.compile(r"^(?P<indent>[ ]*)func\.func @(?P<name>[\w$.]+)\((?P<rest>.*) \{$", re.M)
@@ -173,12 +173,12 @@ def _split_top_level(text: str) -> list[str]:
     return parts
 
 
-def _read_signature(attributes: str, function: str) -> dict:
+def _read_signature(attributes: str, function: str) -> Signature:
     match = re.search(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
                       attributes)
     if match is None:
         raise KilnCompileError(f"state: @{function} has no readable {SIGNATURE_KEY}")
-    return json.loads(_mlir_unescape(match.group(1)))
+    return Signature.from_json(_mlir_unescape(match.group(1)))
 
 
 def _mlir_unescape(text: str) -> str:
@@ -222,7 +222,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
                       variables: dict[str, StateVariable]) -> tuple[str, str]:
     """(the header of the private implementation, the text of the public wrapper)."""
     signature = header.signature
-    input_names = [entry.get("name") for entry in signature["inputs"]]
+    input_names = [entry.name for entry in signature.inputs]
     missing = [n for n in names if n not in input_names]
     if missing:
         raise KilnCompileError(f"state: function '{header.name}' has no input(s) "
@@ -233,7 +233,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
     count = len(names)
     # Index guards (kiln.guards) are the function's very last results: the state values come
     # just before them, and the guards stay results of the wrapper.
-    guards = len(signature.get("guards", ()))
+    guards = len(signature.guards or ())
     if len(header.results) - guards < count:
         raise KilnCompileError(f"state: function '{header.name}' returns "
                                f"{len(header.results) - guards} output(s); it must return the "
@@ -305,11 +305,11 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
     else:
         lines.append(f"{body}return")
 
-    new_signature = without_results_and_inputs(
-        signature, {i for i, n in enumerate(input_names) if n in names}, set(state_results))
-    new_signature["state"] = list(names)
+    new_signature = dataclasses.replace(Signature.from_dict(without_results_and_inputs(
+        signature.to_dict(), {i for i, n in enumerate(input_names) if n in names},
+        set(state_results))), state=list(names))
     attributes = re.sub(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
-                        lambda _: f"{SIGNATURE_KEY} = {_mlir_string(json.dumps(new_signature))}",
+                        lambda _: f"{SIGNATURE_KEY} = {_mlir_string(new_signature.to_json())}",
                         header.attributes, count=1)
     wrapper = (f"{indent}func.func @{header.name}(" +
                ", ".join(f"%kiln_in_{i}: {t}" for i, t in user_inputs) + ")" +

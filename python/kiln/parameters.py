@@ -42,8 +42,8 @@ from kiln import archive
 from kiln.bindings import ir
 from kiln.dtypes import MLIR_TO_NUMPY
 from kiln.errors import KilnCompileError
-from kiln.runtime import PARAMETER_SCOPE as SCOPE
-from kiln.runtime import PARAMETERS_KEY
+from kiln.artifact import PARAMETER_SCOPE as SCOPE
+from kiln.artifact import PARAMETERS_KEY
 
 MIN_EXTERNAL_BYTES = 1024
 WEIGHTS_MODES = ("inline", "external")

@@ -46,17 +46,13 @@ from typing import Any, Optional, Sequence, Union
 
 import numpy as np
 
-from kiln.archive import ArchiveEntry, parameters_path, verify
+from kiln.archive import ArchiveEntry, verify
+from kiln.artifact import (NONE_OUT_OF_BOUNDS, PARAMETER_SCOPE, PARAMETERS_KEY,  # noqa: F401
+                           SIGNATURE_KEY, GuardSpec, Signature, TensorSpec, parameters_path)
 from kiln.dtypes import bfloat16_numpy, numpy_dtype, numpy_name
 from kiln.errors import KilnLoadError
 from kiln.outputs import build_tree
 
-SIGNATURE_KEY = "kiln.signature"
-# Reflection entry of artifacts compiled with weights="external" (kiln.parameters): JSON
-# {"scope", "count", "bytes", "digest", "parameters"} (kiln.archive.record); their weights live
-# in an IREE parameter archive (.irpa), checked against that record at load.
-PARAMETERS_KEY = "kiln.parameters"
-PARAMETER_SCOPE = "model"
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
 # No stream-ordered (async) allocations: IREE's CUDA allocator cannot export buffers of that
@@ -86,9 +82,6 @@ HOST_UPLOAD = "auto"
 CACHE_IMPORTS = True
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
-# A guard result holding this has no out-of-bounds index (kiln.guards.NONE_OUT_OF_BOUNDS; the
-# runtime does not import the compiler's modules).
-_NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 
 def _iree_runtime():
@@ -373,16 +366,17 @@ class DeviceTensor:
 
 
 class _EntryPoint:
-    """One function of the artifact: its VM function and its signature, read once."""
+    """One function of the artifact: its VM function and its signature, read once (`signature`:
+    the JSON object, as `KilnModule.signature` shows it)."""
 
     __slots__ = ("name", "vm_function", "signature", "inputs", "output_dtypes", "result_count",
                  "imports", "guards", "user_outputs", "mutations", "dropped", "output_tree",
                  "written")
 
-    def __init__(self, name: str, vm_function, signature: Optional[dict]):
+    def __init__(self, name: str, vm_function, signature: Optional[Signature]):
         self.name = name
         self.vm_function = vm_function
-        self.signature = signature
+        self.signature = None if signature is None else signature.to_dict()
         self.inputs = None
         self.output_dtypes: Sequence[Optional[str]] = ()
         self.result_count = 1
@@ -391,7 +385,7 @@ class _EntryPoint:
         self.imports: dict = {}
         # Index bounds checks the artifact computes (kiln.guards), results after the user's;
         # the runtime raises IndexError for a set one and returns the user's results only
-        self.guards: Sequence[dict] = ()
+        self.guards: Sequence[GuardSpec] = ()
         self.user_outputs: Optional[list[int]] = None  # result indices returned; None: all
         # (result index, input index or None) of in-place input updates (kiln.outputs); those
         # results are copied into the caller's inputs and not returned
@@ -402,42 +396,42 @@ class _EntryPoint:
         # copies, so the caller's tensors keep their values as in eager PyTorch
         self.written: frozenset = frozenset()
         if signature is not None:
-            self.written = frozenset(signature.get("written_inputs", ()))
+            self.written = frozenset(signature.written_inputs or ())
             self.mutations = [(m["output"], m["input"])
-                              for m in signature.get("mutated_inputs", ())
+                              for m in signature.mutated_inputs or ()
                               if m["output"] is not None]
             self.dropped = frozenset(output for output, _ in self.mutations)
-            self.output_tree = signature.get("output_tree")
-            self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature["inputs"])]
-            self.output_dtypes = [o.get("dtype") for o in signature["outputs"]]
-            self.result_count = max(1, len(signature["outputs"]))
-            self.guards = signature.get("guards", ())
+            self.output_tree = signature.output_tree
+            self.inputs = [_InputSpec(i, spec) for i, spec in enumerate(signature.inputs)]
+            self.output_dtypes = [o.dtype for o in signature.outputs]
+            self.result_count = max(1, len(signature.outputs))
+            self.guards = signature.guards or ()
             if self.guards:
-                flags = {g["output"] for g in self.guards}
-                self.user_outputs = [i for i in range(len(signature["outputs"]))
+                flags = {g.output for g in self.guards}
+                self.user_outputs = [i for i in range(len(signature.outputs))
                                      if i not in flags]
 
     def check_guards(self, read) -> None:
         """IndexError for the first guard that is set; `read(i)` gives result i as a numpy
         array: [the largest out-of-bounds index (int64's minimum: none), the dim's size]."""
         for guard in self.guards:
-            index, size = (int(v) for v in read(guard["output"]))
-            if index != _NONE_OUT_OF_BOUNDS:
+            index, size = (int(v) for v in read(guard.output))
+            if index != NONE_OUT_OF_BOUNDS:
                 raise IndexError(
-                    f"{guard['op']} at {guard['source']}: index {index} is out of bounds for "
-                    f"dimension {guard['dim']} with size {size}; {guard['message']}")
+                    f"{guard.op} at {guard.source}: index {index} is out of bounds for "
+                    f"dimension {guard.dim} with size {size}; {guard.message}")
 
 
 class _InputSpec:
     __slots__ = ("label", "dtype", "numpy_dtype", "shape", "bounds", "spec")
 
-    def __init__(self, index: int, spec: dict):
+    def __init__(self, index: int, spec: TensorSpec):
         self.spec = spec
-        self.label = f"input '{spec['name']}' (#{index})"
-        self.dtype = spec["dtype"]
-        self.numpy_dtype = _numpy_dtype(spec["dtype"])
-        self.shape = spec["shape"]
-        self.bounds = spec.get("bounds", ())
+        self.label = f"input '{spec.name}' (#{index})"
+        self.dtype = spec.dtype
+        self.numpy_dtype = _numpy_dtype(spec.dtype)
+        self.shape = spec.shape
+        self.bounds = spec.bounds or ()
 
     def check_shape(self, shape: Sequence[int]) -> None:
         want = self.shape
@@ -497,7 +491,7 @@ class KilnModule:
                                 f"{', '.join(self.entry_points)})")
         reflection = {k: v for r in reflections.values() for k, v in r.items()
                       if k != SIGNATURE_KEY}
-        self._entries = {n: _EntryPoint(n, f, json.loads(reflections[n][SIGNATURE_KEY])
+        self._entries = {n: _EntryPoint(n, f, Signature.from_json(reflections[n][SIGNATURE_KEY])
                                         if SIGNATURE_KEY in reflections[n] else None)
                          for n, f in functions.items()}
         # The parameters module must be in the context before the module that imports it.
@@ -657,10 +651,10 @@ class KilnModule:
                       np.asarray(value))
 
     def _check_arity(self, args: Sequence[Any]) -> None:
-        if self.signature is not None and len(args) != len(self.signature["inputs"]):
-            expected = ", ".join(f"{s['name']}: {_describe(s)}" for s in self.signature["inputs"])
-            raise ValueError(f"expected {len(self.signature['inputs'])} input(s) ({expected}), "
-                             f"got {len(args)}")
+        inputs = self._entry.inputs
+        if inputs is not None and len(args) != len(inputs):
+            expected = ", ".join(f"{s.spec.name}: {_describe(s.spec)}" for s in inputs)
+            raise ValueError(f"expected {len(inputs)} input(s) ({expected}), got {len(args)}")
 
     def _argument(self, entry: _EntryPoint, index: int, value: Any):
         """(buffer view, kind bits) of input `index`, checked against the signature."""
@@ -816,8 +810,8 @@ def _shape_text(shape) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
 
 
-def _describe(spec: dict) -> str:
-    return f"{_shape_text(spec['shape'])} {spec['dtype']}"
+def _describe(spec: TensorSpec) -> str:
+    return f"{_shape_text(spec.shape)} {spec.dtype}"
 
 
 def write_parameter_archive(path: Union[str, Path], arrays: dict) -> Path:
