@@ -87,6 +87,16 @@ def test_auto_mode_follows_the_inputs(affine):
     assert isinstance(affine(device, y), torch.Tensor), "torch wins over device tensors"
 
 
+def test_argument_kinds_pick_auto_outputs():
+    """The GPU wins over the host, torch over device tensors, anything over numpy."""
+    K = kr.ArgumentKind
+    assert K.HOST.auto_outputs() == "numpy"
+    assert K.DEVICE_TENSOR.auto_outputs() == "device"
+    assert (K.TORCH | K.DEVICE_TENSOR).auto_outputs() == "torch-host"
+    assert (K.TORCH | K.CUDA | K.DEVICE_TENSOR).auto_outputs() == "torch"
+    assert "torch-host" not in kr.OUTPUT_MODES, "a mode of auto only, not a caller's"
+
+
 @pytest.mark.parametrize("mode, kind", [("numpy", np.ndarray), ("torch", torch.Tensor),
                                         ("device", DeviceTensor)])
 def test_outputs_per_call_and_per_load(affine, tiny_vmfb_affine, mode, kind):
