@@ -199,7 +199,7 @@ def test_reused_tensor_reinterpreted_as_another_dtype_is_checked_again(affine_sq
 
 
 def test_import_cache_can_be_turned_off(affine, monkeypatch):
-    monkeypatch.setattr(kr, "CACHE_IMPORTS", False)
+    monkeypatch.setattr(affine, "options", kr.RuntimeOptions(cache_imports=False))
     x, y = _inputs()
     for _ in range(2):
         torch.testing.assert_close(affine(x, y), x * 2 + y)
@@ -313,7 +313,7 @@ def test_torch_copy_when_export_is_refused(affine, monkeypatch):
 def test_host_transfers_of_unmappable_results(two_outputs, monkeypatch, strategy):
     """Both results live in one allocation: the second at an offset (a subspan buffer)."""
     monkeypatch.setattr(kr._Device, "mappable", lambda self, view: False)
-    monkeypatch.setattr(kr, "HOST_TRANSFER", strategy)
+    monkeypatch.setattr(two_outputs, "options", kr.RuntimeOptions(host_transfer=strategy))
     x = torch.randn(4, 8, dtype=torch.bfloat16)
     mask = torch.rand(4, 8) > 0.5
     for _ in range(2):  # the staging buffer is reused
@@ -351,3 +351,30 @@ def test_decode_loop_keeps_the_kv_cache_on_device():
         with torch.no_grad():
             expected = model(tokens)[:, -1:]
         assert_close(logits.torch(), expected, what=f"decode step {step}")
+
+
+def test_runtime_options_per_load_and_bad_values(tiny_vmfb_affine):
+    options = kr.RuntimeOptions(cache_imports=False, host_transfer="staging")
+    loaded = kiln.load(tiny_vmfb_affine, options=options)
+    assert loaded.options is options
+    out = loaded(*_inputs(), outputs="device")
+    assert out._options is options, "a DeviceTensor keeps its module's options"
+    assert kiln.load(tiny_vmfb_affine).options == kr.RuntimeOptions()
+    with pytest.raises(ValueError, match="host_transfer='fast'; use one of auto, staging"):
+        kr.RuntimeOptions(host_transfer="fast")
+    with pytest.raises(ValueError, match="not one string"):
+        kr.RuntimeOptions(cuda_flags="--cuda_tracing=0")
+    with pytest.raises(TypeError, match="expected kiln.runtime.RuntimeOptions, got dict"):
+        kiln.load(tiny_vmfb_affine, options={"cache_imports": False})
+
+
+def test_cuda_flags_are_parsed_once_per_process(monkeypatch):
+    parsed = []
+    monkeypatch.setattr(kr, "_parsed_cuda_flags", None)
+    monkeypatch.setattr(kr._iree_runtime().flags, "parse_flags", lambda *f: parsed.append(f))
+    assert kr.parse_cuda_flags(("--cuda_tracing=1",)) == ("--cuda_tracing=1",)
+    assert kr.parse_cuda_flags(None) == ("--cuda_tracing=1",)
+    assert kr.parse_cuda_flags(["--cuda_tracing=1"]) == ("--cuda_tracing=1",)
+    assert parsed == [("--cuda_tracing=1",)]
+    with pytest.raises(kiln.KilnLoadError, match="already runs with"):
+        kr.parse_cuda_flags(("--cuda_tracing=0",))

@@ -32,6 +32,8 @@ Calls are synchronous: the results are complete when a call returns, and torch's
 stream is synchronized before a call that reads CUDA tensors. Results go to torch without a
 copy (DLPack export; `.torch()` shares the result's memory) since Kiln's CUDA flags turn off
 IREE's stream-ordered allocations, whose buffers IREE cannot export (CUDA_RUNTIME_FLAGS).
+How data moves (host transfers, uploads, the import cache, CUDA flags) is a `RuntimeOptions`
+per module: `kiln.load(..., options=RuntimeOptions(...))`.
 """
 
 from __future__ import annotations
@@ -42,6 +44,7 @@ import json
 import os
 import sys
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -59,31 +62,62 @@ DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # No stream-ordered (async) allocations: IREE's CUDA allocator cannot export buffers of that
 # pool through DLPack ("CUDA buffer type is not supported for export"), and results allocated
 # with cuMemAlloc can: torch gets them without a copy (docs/gpu.md has the measured trade-off).
-# Parsed once per process, before the CUDA driver is created (IREE reads them then): set
-# kiln.runtime.CUDA_RUNTIME_FLAGS before the first kiln.load(..., device="cuda") to change them.
+# Parsed once per process, before the CUDA driver is created (IREE reads them then): the
+# default of RuntimeOptions.cuda_flags, which the first CUDA load of a process applies.
 CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0",
                       "--cuda_async_allocations=false")
-_cuda_flags_parsed = False
+# The CUDA flags this process parsed (parse_cuda_flags), None before the first CUDA load.
+_parsed_cuda_flags: Optional[tuple[str, ...]] = None
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # What outputs="auto" gives after torch tensors on the host: torch tensors on the host (for a
 # CUDA module, copied back from the device; a mode of its own, not one a caller can ask for).
 _TORCH_ON_HOST = "torch-host"
 # IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
 ALIGNMENT = 64
-# How results reach the host on a device whose memory the host cannot map (CUDA):
-# "staging": one reused pinned buffer per device (a queue copy, then a host copy);
-# "iree": iree.runtime's DeviceArray.to_host (registers a fresh numpy array each call);
-# "torch": DLPack export to a torch CUDA tensor, then .cpu() (the fastest where results
-# export); "auto": "torch" when torch is imported and results export, else "staging".
-HOST_TRANSFER = "auto"
-# How host inputs (numpy, torch CPU) reach such a device: "iree" (allocate_buffer_copy),
-# "torch" (torch.from_numpy(...).cuda(), then a DLPack import) or "auto" ("torch" when torch
-# is already imported; the runtime never imports torch for numpy users).
-HOST_UPLOAD = "auto"
-# Reuse the DLPack import of a torch tensor passed again to the same input of an entry point
-# (same object, same view of the same memory: `_import_layout`): the view aliases its memory,
-# so new contents are seen.
-CACHE_IMPORTS = True
+HOST_TRANSFERS = ("auto", "staging", "iree", "torch")
+HOST_UPLOADS = ("auto", "iree", "torch")
+
+
+@dataclass(frozen=True)
+class RuntimeOptions:
+    """How a loaded module moves data (`kiln.load(..., options=RuntimeOptions(...))`); the
+    defaults are the measured choices (docs/gpu.md). DeviceTensors keep the options of the
+    module that made them."""
+
+    # How results reach the host on a device whose memory the host cannot map (CUDA):
+    # "staging": one reused pinned buffer per device (a queue copy, then a host copy);
+    # "iree": iree.runtime's DeviceArray.to_host (registers a fresh numpy array each call);
+    # "torch": DLPack export to a torch CUDA tensor, then .cpu() (the fastest where results
+    # export); "auto": "torch" when torch is imported and results export, else "staging".
+    host_transfer: str = "auto"
+    # How host inputs (numpy, torch CPU) reach such a device: "iree" (allocate_buffer_copy),
+    # "torch" (torch.from_numpy(...).cuda(), then a DLPack import) or "auto" ("torch" when
+    # torch is already imported; the runtime never imports torch for numpy users).
+    host_upload: str = "auto"
+    # Reuse the DLPack import of a torch tensor passed again to the same input of an entry
+    # point (same object, same view of the same memory: `_import_layout`): the view aliases its
+    # memory, so new contents are seen.
+    cache_imports: bool = True
+    # IREE's CUDA runtime flags. IREE reads them once per process, when the first CUDA
+    # device is created: None takes what this process parsed (CUDA_RUNTIME_FLAGS if nothing
+    # yet); flags other than those already parsed are refused (KilnLoadError).
+    cuda_flags: Optional[tuple[str, ...]] = None
+
+    def __post_init__(self):
+        if self.host_transfer not in HOST_TRANSFERS:
+            raise ValueError(f"RuntimeOptions: host_transfer={self.host_transfer!r}; use one of "
+                             f"{', '.join(HOST_TRANSFERS)}")
+        if self.host_upload not in HOST_UPLOADS:
+            raise ValueError(f"RuntimeOptions: host_upload={self.host_upload!r}; use one of "
+                             f"{', '.join(HOST_UPLOADS)}")
+        if self.cuda_flags is not None:
+            if isinstance(self.cuda_flags, str):
+                raise ValueError("RuntimeOptions: cuda_flags takes a sequence of flags, e.g. "
+                                 "('--cuda_use_streams=false',), not one string")
+            object.__setattr__(self, "cuda_flags", tuple(self.cuda_flags))
+
+
+DEFAULT_OPTIONS = RuntimeOptions()
 
 _DLPACK_CPU, _DLPACK_CUDA = 1, 2
 
@@ -174,14 +208,14 @@ class _Device:
         return (buffer.memory_type() & self._host_visible) == self._host_visible and \
             (buffer.allowed_usage() & self._mapping) == self._mapping
 
-    def to_numpy(self, view) -> np.ndarray:
+    def to_numpy(self, view, host_transfer: str = "auto") -> np.ndarray:
         """The contents of `view` as a numpy array (raw element type; bf16 comes as bf16)."""
         rt = self._rt
         dtype = rt.HalElementType.map_to_dtype(view.element_type)
         shape = tuple(view.shape)
         if self.mappable(view):  # host memory (CPU device): a view of the result, no copy
             return view.map().asarray(list(shape), np.dtype(dtype))
-        strategy = HOST_TRANSFER
+        strategy = host_transfer
         if strategy == "auto":
             strategy = "torch" if self.can_export is not False and "torch" in sys.modules \
                 else "staging"
@@ -266,9 +300,9 @@ class _Device:
         return self.hal.create_dlpack_capsule(self.duplicate(view), *self.dlpack_device)
 
     # -- host → device -------------------------------------------------------------------
-    def upload(self, array: np.ndarray):
+    def upload(self, array: np.ndarray, host_upload: str = "auto"):
         rt = self._rt
-        if self.kind == "cuda" and (HOST_UPLOAD == "torch" or HOST_UPLOAD == "auto" and
+        if self.kind == "cuda" and (host_upload == "torch" or host_upload == "auto" and
                                     "torch" in sys.modules) \
                 and array.dtype != _bfloat16() and array.flags.writeable:
             import torch
@@ -344,11 +378,13 @@ class DeviceTensor:
     `np.asarray(t)` work too. `shape` is a tuple, `dtype` the name ("float16", "int64", ...).
     Inputs of a call are only read: a DeviceTensor can be passed to any number of calls."""
 
-    __slots__ = ("_view", "_device", "shape", "dtype")
+    __slots__ = ("_view", "_device", "_options", "shape", "dtype")
 
-    def __init__(self, view, device: _Device, dtype: str):
+    def __init__(self, view, device: _Device, dtype: str,
+                 options: RuntimeOptions = DEFAULT_OPTIONS):
         self._view = view
         self._device = device
+        self._options = options
         self.shape = tuple(view.shape)
         self.dtype = dtype
 
@@ -365,7 +401,7 @@ class DeviceTensor:
         return self._view.byte_length
 
     def numpy(self) -> np.ndarray:
-        array = self._device.to_numpy(self._view)
+        array = self._device.to_numpy(self._view, self._options.host_transfer)
         want = _numpy_dtype(self.dtype)
         if array.dtype != want:
             array = array.view(want) if array.dtype.itemsize == want.itemsize else \
@@ -485,14 +521,19 @@ class KilnModule:
 
     def __init__(self, vmfb: bytes, device: str = "cpu", function: Optional[str] = None,
                  parameters: Union[str, Path, None] = None, outputs: str = "auto",
-                 verify_parameters: bool = True):
+                 verify_parameters: bool = True, options: Optional[RuntimeOptions] = None):
         if device not in DRIVERS:
             raise ValueError(f"unknown device {device!r}; use one of {', '.join(DRIVERS)}")
+        if options is not None and not isinstance(options, RuntimeOptions):
+            raise TypeError(f"options: expected kiln.runtime.RuntimeOptions, got "
+                            f"{type(options).__name__}")
         self.outputs = _check_mode(outputs)
+        # How this module moves data; may be replaced (dataclasses.replace) between calls.
+        self.options = options or DEFAULT_OPTIONS
         rt = _iree_runtime()
         self.device_kind = device
         if device == "cuda":
-            _parse_cuda_flags(rt)
+            parse_cuda_flags(self.options.cuda_flags)
         try:
             config = rt.Config(DRIVERS[device])
         except Exception as error:
@@ -614,8 +655,8 @@ class KilnModule:
         if _is_torch(value):
             view = self._import_torch(None, 0, value)
         if view is None:
-            view = self._device.upload(_to_numpy(value, 0))
-        return DeviceTensor(view, self._device, _dtype_name(view.element_type))
+            view = self._device.upload(_to_numpy(value, 0), self.options.host_upload)
+        return DeviceTensor(view, self._device, _dtype_name(view.element_type), self.options)
 
     def __call__(self, *args: Any, outputs: Optional[str] = None):
         entry = self._entry
@@ -702,7 +743,8 @@ class KilnModule:
             import torch
 
             if isinstance(value, torch.Tensor):
-                if CACHE_IMPORTS:
+                cache = self.options.cache_imports
+                if cache:
                     hit = entry.imports.get(index)
                     layout = _import_layout(value)
                     if hit is not None and hit[0] is value and hit[1] == layout:
@@ -710,12 +752,13 @@ class KilnModule:
                 view = self._import_torch(spec, index, value)
                 if view is not None:
                     kind = _TORCH_ON_GPU if value.is_cuda else ArgumentKind.TORCH
-                    if CACHE_IMPORTS:
+                    if cache:
                         entry.imports[index] = (value, layout, view, kind)
                     return view, kind
-                return self._device.upload(self._check_host(spec, index, value)), \
-                    ArgumentKind.TORCH
-        return self._device.upload(self._check_host(spec, index, value)), ArgumentKind.HOST
+                return self._device.upload(self._check_host(spec, index, value),
+                                           self.options.host_upload), ArgumentKind.TORCH
+        return self._device.upload(self._check_host(spec, index, value),
+                                   self.options.host_upload), ArgumentKind.HOST
 
     def _import_torch(self, spec: Optional[_InputSpec], index: int, tensor):
         """A zero-copy DLPack import of a torch tensor on this module's device; None when the
@@ -755,10 +798,10 @@ class KilnModule:
         dtype = dtypes[index] if index < len(dtypes) and dtypes[index] else \
             _dtype_name(view.element_type)
         if mode == "device":
-            return DeviceTensor(view, self._device, dtype)
+            return DeviceTensor(view, self._device, dtype, self.options)
         if mode == "torch" or (mode == _TORCH_ON_HOST and self._device.kind == "cpu"):
             return self._device.to_torch(view, dtype)
-        array = DeviceTensor(view, self._device, dtype).numpy()
+        array = DeviceTensor(view, self._device, dtype, self.options).numpy()
         return _numpy_to_torch(array) if mode == _TORCH_ON_HOST else array
 
 
@@ -776,7 +819,8 @@ def _private_copy(value: Any) -> Any:
     """A copy of an input the artifact may overwrite (torch tensors stay on their device;
     numpy arrays are copied by the upload anyway)."""
     if isinstance(value, DeviceTensor):
-        return DeviceTensor(value._device.duplicate(value._view), value._device, value.dtype)
+        return DeviceTensor(value._device.duplicate(value._view), value._device, value.dtype,
+                            value._options)
     if _is_torch(value) and hasattr(value, "clone"):
         return value.clone(memory_format=_contiguous_format())
     return value
@@ -816,11 +860,20 @@ def _dtype_name(element_type) -> str:
     return numpy_name(dtype)
 
 
-def _parse_cuda_flags(rt) -> None:
-    global _cuda_flags_parsed
-    if not _cuda_flags_parsed:
-        rt.flags.parse_flags(*CUDA_RUNTIME_FLAGS)
-        _cuda_flags_parsed = True
+def parse_cuda_flags(flags: Optional[Sequence[str]] = None) -> tuple[str, ...]:
+    """Give IREE its CUDA runtime flags, once per process (IREE reads them when it creates the
+    CUDA device): `flags` (None: CUDA_RUNTIME_FLAGS) the first time; later, None or the same
+    flags return those parsed, and other flags raise KilnLoadError (IREE would ignore them)."""
+    global _parsed_cuda_flags
+    if _parsed_cuda_flags is None:
+        wanted = CUDA_RUNTIME_FLAGS if flags is None else tuple(flags)
+        _iree_runtime().flags.parse_flags(*wanted)
+        _parsed_cuda_flags = wanted
+    elif flags is not None and tuple(flags) != _parsed_cuda_flags:
+        raise KilnLoadError(f"CUDA runtime flags {list(flags)} asked for, but this process "
+                            f"already runs with {list(_parsed_cuda_flags)} (IREE reads them "
+                            f"once per process); load in a fresh process")
+    return _parsed_cuda_flags
 
 
 def _to_numpy(value: Any, index: int) -> np.ndarray:
@@ -904,7 +957,8 @@ def _umask() -> int:
 
 def load(vmfb_or_path, device: str = "cpu",
          parameters: Union[str, Path, None] = None, outputs: str = "auto",
-         verify_parameters: bool = True) -> KilnModule:
+         verify_parameters: bool = True,
+         options: Optional[RuntimeOptions] = None) -> KilnModule:
     """Load `.vmfb` bytes or a file path for `device` ("cpu" or "cuda").
 
     An artifact compiled with weights="external" needs its parameter archive: `parameters`, or
@@ -915,8 +969,9 @@ def load(vmfb_or_path, device: str = "cpu",
     docs/weights.md has its cost) and is unsafe: same-shaped weights of another model or
     compile then run silently. `outputs` ("auto", "numpy", "torch", "device") says what calls
     return; "device" keeps results on the device as `DeviceTensor`s that the next call takes
-    without a copy."""
+    without a copy. `options` (RuntimeOptions) says how data moves: host transfers, uploads,
+    the import cache, IREE's CUDA flags."""
     if parameters is None and isinstance(vmfb_or_path, (str, Path)):
         parameters = parameters_path(vmfb_or_path)
     return KilnModule(_read_artifact(vmfb_or_path), device=device, parameters=parameters,
-                      outputs=outputs, verify_parameters=verify_parameters)
+                      outputs=outputs, verify_parameters=verify_parameters, options=options)
