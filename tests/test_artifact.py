@@ -67,7 +67,7 @@ def test_compiled_artifact_carries_the_contract_keys(tmp_path):
     import torch
 
     import kiln
-    from kiln.runtime import _iree_runtime
+    from kiln.runtime.device import _iree_runtime
 
     class Double(torch.nn.Module):
         def forward(self, x):

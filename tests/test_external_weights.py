@@ -198,7 +198,7 @@ def test_artifact_and_archive_are_written_as_a_pair(mlps, tmp_path, monkeypatch)
     def failing_archive(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(kiln.runtime, "write_parameter_archive", failing_archive)
+    monkeypatch.setattr(kiln.runtime.files, "write_parameter_archive", failing_archive)
     with pytest.raises(OSError, match="disk full"):
         other_compiled.save(path)
     monkeypatch.undo()
@@ -213,7 +213,7 @@ def test_artifact_and_archive_are_written_as_a_pair(mlps, tmp_path, monkeypatch)
         renamed.append(Path(target))
         shutil.move(source, target)
 
-    monkeypatch.setattr(kiln.runtime.os, "replace", crash_on_artifact)
+    monkeypatch.setattr(kiln.runtime.files.os, "replace", crash_on_artifact)
     with pytest.raises(OSError, match="crash"):
         other_compiled.save(path)
     monkeypatch.undo()

@@ -17,6 +17,7 @@ from torch.export import Dim
 
 import kiln
 import kiln.runtime as kr
+import kiln.runtime.device as krd
 from kiln.examples.tiny_gpt import TinyGPTConfig, TinyGPTDecode, TinyGPTPrefill, build_tiny_gpt
 from kiln.runtime import DeviceTensor
 from models import assert_close
@@ -244,12 +245,12 @@ def test_bf16_and_bool_device_outputs(two_outputs):
     assert values.dtype == "bfloat16" and flipped.dtype == "bool"
     assert torch.equal(values.torch(), torch.where(mask, x, -x))
     assert torch.equal(flipped.torch(), ~mask)
-    assert values.numpy().dtype == kr._bfloat16() and flipped.numpy().dtype == np.bool_
+    assert values.numpy().dtype == krd._bfloat16() and flipped.numpy().dtype == np.bool_
     np.testing.assert_array_equal(flipped.numpy(), (~mask).numpy())
     again, _ = two_outputs(values, flipped, outputs="device")  # chained: x → -x where ~mask
     assert torch.equal(again.torch(), torch.where(~mask, values.torch(), -values.torch()))
     numpy_values, numpy_flipped = two_outputs(x, mask, outputs="numpy")
-    assert numpy_values.dtype == kr._bfloat16() and numpy_flipped.dtype == np.bool_
+    assert numpy_values.dtype == krd._bfloat16() and numpy_flipped.dtype == np.bool_
 
 
 # ---------------------------------------------------------------------------------------------
@@ -273,7 +274,7 @@ def test_device_tensor_wrong_shape_or_dtype(affine, two_outputs):
 
 def test_device_tensor_of_another_device(affine):
     x, y = _inputs()
-    other = kr._Device("cuda", affine._device.hal)  # stands for a module on another device
+    other = krd._Device("cuda", affine._device.hal)  # stands for a module on another device
     stranger = DeviceTensor(affine.to_device(x)._view, other, "float32")
     with pytest.raises(ValueError, match=r"input 'x' \(#0\): a DeviceTensor of device 'cuda' "
                                          r"passed to a module on 'cpu'"):
@@ -312,13 +313,13 @@ def test_torch_copy_when_export_is_refused(affine, monkeypatch):
 @pytest.mark.parametrize("strategy", ["auto", "staging", "iree", "torch"])
 def test_host_transfers_of_unmappable_results(two_outputs, monkeypatch, strategy):
     """Both results live in one allocation: the second at an offset (a subspan buffer)."""
-    monkeypatch.setattr(kr._Device, "mappable", lambda self, view: False)
+    monkeypatch.setattr(krd._Device, "mappable", lambda self, view: False)
     monkeypatch.setattr(two_outputs, "options", kr.RuntimeOptions(host_transfer=strategy))
     x = torch.randn(4, 8, dtype=torch.bfloat16)
     mask = torch.rand(4, 8) > 0.5
     for _ in range(2):  # the staging buffer is reused
         values, flipped = two_outputs(x, mask, outputs="numpy")
-        assert values.dtype == kr._bfloat16()
+        assert values.dtype == krd._bfloat16()
         np.testing.assert_array_equal(values.view(np.int16),
                                       torch.where(mask, x, -x).view(torch.int16).numpy())
         np.testing.assert_array_equal(flipped, (~mask).numpy())
@@ -370,8 +371,8 @@ def test_runtime_options_per_load_and_bad_values(tiny_vmfb_affine):
 
 def test_cuda_flags_are_parsed_once_per_process(monkeypatch):
     parsed = []
-    monkeypatch.setattr(kr, "_parsed_cuda_flags", None)
-    monkeypatch.setattr(kr._iree_runtime().flags, "parse_flags", lambda *f: parsed.append(f))
+    monkeypatch.setattr(krd, "_parsed_cuda_flags", None)
+    monkeypatch.setattr(krd._iree_runtime().flags, "parse_flags", lambda *f: parsed.append(f))
     assert kr.parse_cuda_flags(("--cuda_tracing=1",)) == ("--cuda_tracing=1",)
     assert kr.parse_cuda_flags(None) == ("--cuda_tracing=1",)
     assert kr.parse_cuda_flags(["--cuda_tracing=1"]) == ("--cuda_tracing=1",)

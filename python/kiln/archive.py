@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Iterable, Optional, Sequence
 
-from kiln.artifact import ARCHIVE_SUFFIX, VMFB_SUFFIX, parameters_path  # noqa: F401
+from kiln.artifact import parameters_path  # noqa: F401 (kiln.archive.parameters_path)
 from kiln.errors import KilnLoadError
 
 _CHUNK = 1 << 24  # bytes per hashlib update (splat entries are expanded chunk by chunk)
