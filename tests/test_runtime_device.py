@@ -148,13 +148,13 @@ def test_repeated_tensor_reuses_its_import_and_sees_new_contents(affine):
     x, y = _inputs()
     torch.testing.assert_close(affine(x, y), x * 2 + y)
     entry = affine._entry
-    first = entry.imports[0][2]
+    first = entry.imports[0].view
     x.mul_(3.0)  # in place: same storage, so the cached import is still right
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][2] is first
+    assert entry.imports[0].view is first
     x.set_(torch.randn(4, 8))  # new storage: imported again
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][2] is not first
+    assert entry.imports[0].view is not first
 
 
 def test_reused_tensor_changed_in_place_to_another_view_is_imported_again(affine_square):
@@ -379,3 +379,14 @@ def test_cuda_flags_are_parsed_once_per_process(monkeypatch):
     assert parsed == [("--cuda_tracing=1",)]
     with pytest.raises(kiln.KilnLoadError, match="already runs with"):
         kr.parse_cuda_flags(("--cuda_tracing=0",))
+
+
+
+def test_import_cache_entries_are_frozen_records(tiny_vmfb_affine):
+    loaded = kiln.load(tiny_vmfb_affine)
+    x, y = _inputs()
+    loaded(x, y)
+    record = loaded._entry.imports[0]
+    assert record.tensor is x and record.kind is kr.ArgumentKind.TORCH
+    with pytest.raises(AttributeError):
+        record.view = None

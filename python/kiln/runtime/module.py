@@ -12,6 +12,7 @@ from __future__ import annotations
 import copy
 import enum
 import json
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional, Sequence, Union
 
@@ -73,6 +74,20 @@ def _check_mode(outputs: str) -> str:
     return outputs
 
 
+@dataclass(frozen=True, slots=True)
+class _CachedImport:
+    """The DLPack import of the torch tensor last passed to an input (RuntimeOptions.
+    cache_imports): reused while the same tensor comes with the same `_import_layout`."""
+
+    tensor: Any
+    layout: tuple
+    view: Any  # the HalBufferView sharing the tensor's memory
+    kind: ArgumentKind
+
+    def matches(self, tensor, layout: tuple) -> bool:
+        return self.tensor is tensor and self.layout == layout
+
+
 class _EntryPoint:
     """One function of the artifact: its VM function and its signature, read once (`signature`:
     the JSON object, as `KilnModule.signature` shows it)."""
@@ -88,9 +103,8 @@ class _EntryPoint:
         self.inputs = None
         self.output_dtypes: Sequence[Optional[str]] = ()
         self.result_count = 1
-        # input index → (tensor, _import_layout(tensor), view, kind) of the last torch tensor
-        # imported there
-        self.imports: dict = {}
+        # input index → the import of the last torch tensor passed there
+        self.imports: dict[int, _CachedImport] = {}
         # Index bounds checks the artifact computes (kiln.guards), results after the user's;
         # the runtime raises IndexError for a set one and returns the user's results only
         self.guards: Sequence[GuardSpec] = ()
@@ -391,13 +405,13 @@ class KilnModule:
                 if cache:
                     hit = entry.imports.get(index)
                     layout = _import_layout(value)
-                    if hit is not None and hit[0] is value and hit[1] == layout:
-                        return hit[2], hit[3]
+                    if hit is not None and hit.matches(value, layout):
+                        return hit.view, hit.kind
                 view = self._import_torch(spec, index, value)
                 if view is not None:
                     kind = _TORCH_ON_GPU if value.is_cuda else ArgumentKind.TORCH
                     if cache:
-                        entry.imports[index] = (value, layout, view, kind)
+                        entry.imports[index] = _CachedImport(value, layout, view, kind)
                     return view, kind
                 return self._device.upload(self._check_host(spec, index, value),
                                            self.options.host_upload), ArgumentKind.TORCH
