@@ -23,8 +23,8 @@ from kiln.guards import refuse_data_dependent_shapes
 from kiln.iree_compile import IreeCompileFailure, run_iree_compile, write_reproducer
 from kiln.outputs import mutated_inputs, normalize_results, output_tree, written_inputs
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
-from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
+from kiln.report import Rewrite
 from kiln.targets import (TargetOptions, codegen_fallback_flags, iree_flags, normalize_target,
                           use_cpu_kernels)
 from kiln.torch_ir import tensor_info
