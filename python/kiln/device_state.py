@@ -37,6 +37,7 @@ from typing import Sequence
 from kiln.artifact import SIGNATURE_KEY, Signature
 from kiln.dtypes import DTYPES
 from kiln.errors import KilnCompileError
+from kiln.ir_text import TYPE_BRACKETS, mlir_string, mlir_unescape, split_top_level
 from kiln.outputs import without_results_and_inputs
 
 GLOBAL_PREFIX = "kiln_state_"
@@ -116,7 +117,7 @@ def _function_headers(text: str):
         if f"{SIGNATURE_KEY} = " not in rest:
             continue
         close = _matching_paren(rest)
-        arguments = [_argument(a, match["name"]) for a in _split_top_level(rest[:close])]
+        arguments = [_argument(a, match["name"]) for a in split_top_level(rest[:close], TYPE_BRACKETS)]
         tail = rest[close + 1:]
         attributes = ""
         at = tail.find(" attributes {")
@@ -130,7 +131,7 @@ def _function_headers(text: str):
         results = []
         if tail.startswith("->"):
             result_text = tail[2:].strip()
-            results = _split_top_level(result_text[1:-1]) if result_text.startswith("(") \
+            results = split_top_level(result_text[1:-1], TYPE_BRACKETS) if result_text.startswith("(") \
                 else [result_text]
         yield _Header(match.start(), match.end(), match["indent"], match["name"], arguments,
                       results, attributes, _read_signature(attributes, match["name"]))
@@ -146,31 +147,15 @@ def _argument(text: str, function: str) -> tuple[str, str]:
 def _matching_paren(text: str) -> int:
     """Index of the ')' closing the argument list that `text` starts inside of."""
     depth = 0
+    opening, closing = TYPE_BRACKETS
     for index, char in enumerate(text):
-        if char in "(<[{":
+        if char in opening:
             depth += 1
-        elif char in ")>]}":
+        elif char in closing:
             if depth == 0:
                 return index
             depth -= 1
     raise KilnCompileError("state: unbalanced function header")
-
-
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in "(<[{":
-            depth += 1
-        elif char in ")>]}":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    if "".join(current).strip():
-        parts.append("".join(current).strip())
-    return parts
 
 
 def _read_signature(attributes: str, function: str) -> Signature:
@@ -178,18 +163,7 @@ def _read_signature(attributes: str, function: str) -> Signature:
                       attributes)
     if match is None:
         raise KilnCompileError(f"state: @{function} has no readable {SIGNATURE_KEY}")
-    return Signature.from_json(_mlir_unescape(match.group(1)))
-
-
-def _mlir_unescape(text: str) -> str:
-    return re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)),
-                  text.replace("\\\\", "\\5C").replace('\\"', "\\22").replace("\\n", "\\0A")
-                  .replace("\\t", "\\09"))
-
-
-def _mlir_string(text: str) -> str:
-    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\{ord(c):02X}"
-                         for c in text) + '"'
+    return Signature.from_json(mlir_unescape(match.group(1)))
 
 
 def _builtin_type(torch_type: str, what: str) -> tuple[str, str]:
@@ -309,7 +283,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
         signature.to_dict(), {i for i, n in enumerate(input_names) if n in names},
         set(state_results))), state=list(names))
     attributes = re.sub(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
-                        lambda _: f"{SIGNATURE_KEY} = {_mlir_string(new_signature.to_json())}",
+                        lambda _: f"{SIGNATURE_KEY} = {mlir_string(new_signature.to_json())}",
                         header.attributes, count=1)
     wrapper = (f"{indent}func.func @{header.name}(" +
                ", ".join(f"%kiln_in_{i}: {t}" for i, t in user_inputs) + ")" +

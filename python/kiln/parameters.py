@@ -42,6 +42,7 @@ from kiln import archive
 from kiln.bindings import ir
 from kiln.dtypes import MLIR_TO_NUMPY
 from kiln.errors import KilnCompileError
+from kiln.ir_text import mlir_string
 from kiln.artifact import PARAMETER_SCOPE as SCOPE
 from kiln.artifact import PARAMETERS_KEY
 
@@ -127,11 +128,6 @@ def _zero_splat(tensor_type: ir.RankedTensorType) -> ir.Attribute:
     return ir.DenseElementsAttr.get_splat(tensor_type, zero)
 
 
-def _mlir_string(text: str) -> str:
-    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\{ord(c):02X}"
-                         for c in text) + '"'
-
-
 def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str, dict]:
     """Print `module` for IREE with the collected parameters as `util.global`s backed by
     `#stream.parameter.named`; returns (ir_text, {key: array} of the parameters it uses).
@@ -189,7 +185,7 @@ def externalize(module: ir.Module, parameters: ExternalParameters) -> tuple[str,
                                f"literals; the printed IR has an unexpected form")
     globals_text = "".join(
         f"  util.global private @{name} = #stream.parameter.named<"
-        f"{_mlir_string(parameters.scope)}::{_mlir_string(used[name].key)}> : "
+        f"{mlir_string(parameters.scope)}::{mlir_string(used[name].key)}> : "
         f"{used[name].builtin_type}\n" for name in names)
     first_line = text.index("\n") + 1
     text = text[:first_line] + globals_text + text[first_line:]
