@@ -2,50 +2,22 @@
 
 A pass subclass declares `name` (the `kiln-<verb>-<object>` flag), a one-line `summary`, and its
 options as dataclass fields (parsed from `name{key=value ...}` in pipelines). `apply(module)`
-rewrites the module operation in place and appends one `Rewrite` record per change to `self.rewrites`;
-the compile report is built from those records.
+rewrites the module operation in place and appends one `Rewrite` record (kiln.report) per change
+to `self.rewrites`; the compile report is built from those records.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import re
 from dataclasses import dataclass, field
 from typing import ClassVar, Optional
 
 from kiln.bindings import ir
+from kiln.report import Rewrite, source_location  # noqa: F401 (passes import them from here)
 
 
 class PassError(RuntimeError):
     """A pass could not do its job; the message names the op and its source location."""
-
-
-@dataclass(frozen=True)
-class Rewrite:
-    """One change a pass made: what it matched, how, and where in the model's Python source."""
-
-    pass_name: str
-    kind: str
-    detail: str
-    location: str
-
-    def __str__(self) -> str:
-        return f"{self.pass_name}: {self.kind} ({self.detail}) at {self.location}"
-
-
-_FILE_LINE = re.compile(r'"([^"]+)":(\d+):\d+')
-
-
-def source_location(op: ir.Operation) -> str:
-    """The model-source `file:line` the FX importer recorded for `op`: the innermost frame of its
-    call-site stack outside torch's own modules (the user's line, not `nn/modules/linear.py`),
-    else the innermost frame, or "unknown location"."""
-    frames = [(m.group(1), m.group(2)) for m in _FILE_LINE.finditer(str(op.location))]
-    if not frames:
-        return "unknown location"
-    user = [f for f in frames if not re.search(r"/site-packages/torch/", f[0])]
-    path, line = (user or frames)[0]
-    return f"{path}:{line}"
 
 
 @dataclass

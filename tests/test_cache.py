@@ -438,6 +438,7 @@ def test_kiln_source_digest_covers_the_compiler_not_the_cli():
     assert {"compiler.py", "frontend.py", "convert_kiln_to_torch.py", "compile_key.py",
             "table.json"} <= names
     assert not names & {"cli.py", "equivalence.py", "runtime.py", "tiny_gpt.py", "cache.py"}
+    assert not names & {"device.py", "module.py", "files.py"}, "the runtime package"
 
 
 def test_default_cache_dir(monkeypatch, tmp_path):

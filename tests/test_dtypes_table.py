@@ -75,7 +75,7 @@ def test_every_dtype_round_trips_torch_mlir_numpy(entry):
     # torch agrees: a tensor of the dtype reaches numpy as that numpy dtype, same width, same
     # kind, and its ScalarType code is the table's
     tensor = torch.zeros(2, dtype=entry.torch_dtype)
-    assert runtime._torch_to_numpy(tensor).dtype == numpy_dtype
+    assert runtime.device._torch_to_numpy(tensor).dtype == numpy_dtype
     assert tensor.element_size() == numpy_dtype.itemsize
     assert entry.is_float == tensor.is_floating_point()
     assert (entry.kind == "complex") == tensor.is_complex()

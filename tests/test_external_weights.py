@@ -25,8 +25,8 @@ import torch
 from torch import nn
 
 import kiln
+from kiln.artifact import parameters_path
 from kiln.examples import tiny
-from kiln.archive import parameters_path
 from kiln.runtime import write_parameter_archive
 
 from compare import assert_close, eager
@@ -199,7 +199,7 @@ def test_artifact_and_archive_are_written_as_a_pair(mlps, tmp_path, monkeypatch)
     def failing_archive(*args):
         raise OSError("disk full")
 
-    monkeypatch.setattr(kiln.runtime, "write_parameter_archive", failing_archive)
+    monkeypatch.setattr(kiln.runtime.files, "write_parameter_archive", failing_archive)
     with pytest.raises(OSError, match="disk full"):
         other_compiled.save(path)
     monkeypatch.undo()
@@ -214,7 +214,7 @@ def test_artifact_and_archive_are_written_as_a_pair(mlps, tmp_path, monkeypatch)
         renamed.append(Path(target))
         shutil.move(source, target)
 
-    monkeypatch.setattr(kiln.runtime.os, "replace", crash_on_artifact)
+    monkeypatch.setattr(kiln.runtime.files.os, "replace", crash_on_artifact)
     with pytest.raises(OSError, match="crash"):
         other_compiled.save(path)
     monkeypatch.undo()

@@ -257,7 +257,9 @@ def test_cli_generate_prints_the_tokens_of_transformers(tmp_path):
 # -- kiln.device_state on hand-written text: the errors name what is wrong -----------------------
 
 def _module(inputs, outputs, arguments, results):
-    signature = {"inputs": inputs, "outputs": outputs}
+    complete = {"shape": [2, 4], "dtype": "float32"}  # what the tests leave out
+    signature = {"inputs": [{**complete, **i} for i in inputs],
+                 "outputs": [{**complete, **o} for o in outputs]}
     escaped = '"' + __import__("json").dumps(signature).replace('"', "\\22") + '"'
     result_text = results[0] if len(results) == 1 else "(" + ", ".join(results) + ")"
     args = ", ".join(f"%arg{i}: {t}" for i, t in enumerate(arguments))

@@ -17,6 +17,7 @@ from torch.export import Dim
 
 import kiln
 import kiln.runtime as kr
+import kiln.runtime.device as krd
 from kiln.examples.tiny_gpt import TinyGPTConfig, TinyGPTDecode, TinyGPTPrefill, build_tiny_gpt
 from kiln.runtime import DeviceTensor
 
@@ -88,6 +89,16 @@ def test_auto_mode_follows_the_inputs(affine):
     assert isinstance(affine(device, y), torch.Tensor), "torch wins over device tensors"
 
 
+def test_argument_kinds_pick_auto_outputs():
+    """The GPU wins over the host, torch over device tensors, anything over numpy."""
+    K = kr.ArgumentKind
+    assert K.HOST.auto_outputs() == "numpy"
+    assert K.DEVICE_TENSOR.auto_outputs() == "device"
+    assert (K.TORCH | K.DEVICE_TENSOR).auto_outputs() == "torch-host"
+    assert (K.TORCH | K.CUDA | K.DEVICE_TENSOR).auto_outputs() == "torch"
+    assert "torch-host" not in kr.OUTPUT_MODES, "a mode of auto only, not a caller's"
+
+
 @pytest.mark.parametrize("mode, kind", [("numpy", np.ndarray), ("torch", torch.Tensor),
                                         ("device", DeviceTensor)])
 def test_outputs_per_call_and_per_load(affine, tiny_vmfb_affine, mode, kind):
@@ -138,13 +149,13 @@ def test_repeated_tensor_reuses_its_import_and_sees_new_contents(affine):
     x, y = _inputs()
     torch.testing.assert_close(affine(x, y), x * 2 + y)
     entry = affine._entry
-    first = entry.imports[0][2]
+    first = entry.imports[0].view
     x.mul_(3.0)  # in place: same storage, so the cached import is still right
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][2] is first
+    assert entry.imports[0].view is first
     x.set_(torch.randn(4, 8))  # new storage: imported again
     torch.testing.assert_close(affine(x, y), x * 2 + y)
-    assert entry.imports[0][2] is not first
+    assert entry.imports[0].view is not first
 
 
 def test_reused_tensor_changed_in_place_to_another_view_is_imported_again(affine_square):
@@ -190,7 +201,7 @@ def test_reused_tensor_reinterpreted_as_another_dtype_is_checked_again(affine_sq
 
 
 def test_import_cache_can_be_turned_off(affine, monkeypatch):
-    monkeypatch.setattr(kr, "CACHE_IMPORTS", False)
+    monkeypatch.setattr(affine, "options", kr.RuntimeOptions(cache_imports=False))
     x, y = _inputs()
     for _ in range(2):
         torch.testing.assert_close(affine(x, y), x * 2 + y)
@@ -235,12 +246,12 @@ def test_bf16_and_bool_device_outputs(two_outputs):
     assert values.dtype == "bfloat16" and flipped.dtype == "bool"
     assert torch.equal(values.torch(), torch.where(mask, x, -x))
     assert torch.equal(flipped.torch(), ~mask)
-    assert values.numpy().dtype == kr._bfloat16() and flipped.numpy().dtype == np.bool_
+    assert values.numpy().dtype == krd._bfloat16() and flipped.numpy().dtype == np.bool_
     np.testing.assert_array_equal(flipped.numpy(), (~mask).numpy())
     again, _ = two_outputs(values, flipped, outputs="device")  # chained: x → -x where ~mask
     assert torch.equal(again.torch(), torch.where(~mask, values.torch(), -values.torch()))
     numpy_values, numpy_flipped = two_outputs(x, mask, outputs="numpy")
-    assert numpy_values.dtype == kr._bfloat16() and numpy_flipped.dtype == np.bool_
+    assert numpy_values.dtype == krd._bfloat16() and numpy_flipped.dtype == np.bool_
 
 
 # ---------------------------------------------------------------------------------------------
@@ -264,7 +275,7 @@ def test_device_tensor_wrong_shape_or_dtype(affine, two_outputs):
 
 def test_device_tensor_of_another_device(affine):
     x, y = _inputs()
-    other = kr._Device("cuda", affine._device.hal)  # stands for a module on another device
+    other = krd._Device("cuda", affine._device.hal)  # stands for a module on another device
     stranger = DeviceTensor(affine.to_device(x)._view, other, "float32")
     with pytest.raises(ValueError, match=r"input 'x' \(#0\): a DeviceTensor of device 'cuda' "
                                          r"passed to a module on 'cpu'"):
@@ -303,13 +314,13 @@ def test_torch_copy_when_export_is_refused(affine, monkeypatch):
 @pytest.mark.parametrize("strategy", ["auto", "staging", "iree", "torch"])
 def test_host_transfers_of_unmappable_results(two_outputs, monkeypatch, strategy):
     """Both results live in one allocation: the second at an offset (a subspan buffer)."""
-    monkeypatch.setattr(kr._Device, "mappable", lambda self, view: False)
-    monkeypatch.setattr(kr, "HOST_TRANSFER", strategy)
+    monkeypatch.setattr(krd._Device, "mappable", lambda self, view: False)
+    monkeypatch.setattr(two_outputs, "options", kr.RuntimeOptions(host_transfer=strategy))
     x = torch.randn(4, 8, dtype=torch.bfloat16)
     mask = torch.rand(4, 8) > 0.5
     for _ in range(2):  # the staging buffer is reused
         values, flipped = two_outputs(x, mask, outputs="numpy")
-        assert values.dtype == kr._bfloat16()
+        assert values.dtype == krd._bfloat16()
         np.testing.assert_array_equal(values.view(np.int16),
                                       torch.where(mask, x, -x).view(torch.int16).numpy())
         np.testing.assert_array_equal(flipped, (~mask).numpy())
@@ -342,3 +353,41 @@ def test_decode_loop_keeps_the_kv_cache_on_device():
         with torch.no_grad():
             expected = model(tokens)[:, -1:]
         assert_close(logits.torch(), expected, what=f"decode step {step}")
+
+
+def test_runtime_options_per_load_and_bad_values(tiny_vmfb_affine):
+    options = kr.RuntimeOptions(cache_imports=False, host_transfer="staging")
+    loaded = kiln.load(tiny_vmfb_affine, options=options)
+    assert loaded.options is options
+    out = loaded(*_inputs(), outputs="device")
+    assert out._options is options, "a DeviceTensor keeps its module's options"
+    assert kiln.load(tiny_vmfb_affine).options == kr.RuntimeOptions()
+    with pytest.raises(ValueError, match="host_transfer='fast'; use one of auto, staging"):
+        kr.RuntimeOptions(host_transfer="fast")
+    with pytest.raises(ValueError, match="not one string"):
+        kr.RuntimeOptions(cuda_flags="--cuda_tracing=0")
+    with pytest.raises(TypeError, match="expected kiln.runtime.RuntimeOptions, got dict"):
+        kiln.load(tiny_vmfb_affine, options={"cache_imports": False})
+
+
+def test_cuda_flags_are_parsed_once_per_process(monkeypatch):
+    parsed = []
+    monkeypatch.setattr(krd, "_parsed_cuda_flags", None)
+    monkeypatch.setattr(krd._iree_runtime().flags, "parse_flags", lambda *f: parsed.append(f))
+    assert kr.parse_cuda_flags(("--cuda_tracing=1",)) == ("--cuda_tracing=1",)
+    assert kr.parse_cuda_flags(None) == ("--cuda_tracing=1",)
+    assert kr.parse_cuda_flags(["--cuda_tracing=1"]) == ("--cuda_tracing=1",)
+    assert parsed == [("--cuda_tracing=1",)]
+    with pytest.raises(kiln.KilnLoadError, match="already runs with"):
+        kr.parse_cuda_flags(("--cuda_tracing=0",))
+
+
+
+def test_import_cache_entries_are_frozen_records(tiny_vmfb_affine):
+    loaded = kiln.load(tiny_vmfb_affine)
+    x, y = _inputs()
+    loaded(x, y)
+    record = loaded._entry.imports[0]
+    assert record.tensor is x and record.kind is kr.ArgumentKind.TORCH
+    with pytest.raises(AttributeError):
+        record.view = None

@@ -24,6 +24,7 @@ Results: one JSON file ($OUT/call-overhead.json), copied to bench/results/call-o
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import importlib.util
 import json
 import math
@@ -206,14 +207,16 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
 
     manifest = json.loads((artifacts / "manifest.json").read_text())
     flags = CONFIG_FLAGS[config]
+    options = kr.RuntimeOptions(cuda_flags=flags)
     if config == "before":
         runtime = _load_before(artifacts)
+        if DEVICE == "cuda":
+            rt.flags.parse_flags(*flags)
+            runtime._cuda_flags_parsed = True
     else:
         runtime = kr
-        kr.CUDA_RUNTIME_FLAGS = flags
-    if DEVICE == "cuda":
-        rt.flags.parse_flags(*flags)
-        runtime._cuda_flags_parsed = True
+        if DEVICE == "cuda":
+            kr.parse_cuda_flags(flags)
     if config == "sync-alloc-caching" and DEVICE == "cuda":
         from iree.runtime import system_setup
 
@@ -222,7 +225,8 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
     sync = torch.cuda.current_stream().synchronize if DEVICE == "cuda" else (lambda: None)
     inputs = {name: [np.load(artifacts / f"{name}-input{i}.npy") for i in range(len(m["inputs"]))]
               for name, m in manifest["models"].items()}
-    runs = {name: runtime.load(artifacts / m["file"], device=DEVICE)
+    runs = {name: runtime.load(artifacts / m["file"], device=DEVICE,
+                               **({} if config == "before" else {"options": options}))
             for name, m in manifest["models"].items()}
     emit(kind="info", flags=list(flags), torch=torch.__version__,
          gpu=torch.cuda.get_device_name(0) if DEVICE == "cuda" else "cpu")
@@ -278,10 +282,10 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
             run._vm_context.invoke(run._entry.vm_function, fresh, rt.VmVariantList(3))
 
         case("raw VM invoke (fresh imports of torch CUDA tensors)", fresh_imports)
-        kr.CACHE_IMPORTS = False
+        run.options = dataclasses.replace(options, cache_imports=False)
         case("torch CUDA in, device out (import cache off)",
              lambda: run(*cuda, outputs="device"))
-        kr.CACHE_IMPORTS = True
+        run.options = options
         # Correctness of each path against numpy in/out.
         for label, got in (("torch CUDA out", run(*cuda)),
                            ("device out", run(*resident, outputs="device"))):
@@ -310,16 +314,15 @@ def _child(config: str, artifacts: Path, iters: int) -> None:
                  lambda: run._device.hal.from_dlpack_capsule(torch.utils.dlpack.to_dlpack(t)),
                  n=iters * 2)
             case("micro: torch current_stream().synchronize()", sync, n=iters * 2)
-            d = run(t, outputs="device")
             for strategy in ("staging", "iree", "torch"):
-                kr.HOST_TRANSFER = strategy
+                run.options = dataclasses.replace(options, host_transfer=strategy)
+                d = run(t, outputs="device")  # a DeviceTensor keeps its module's options
                 case(f"micro: 64 KiB device → numpy ({strategy})", lambda: d.numpy())
-            kr.HOST_TRANSFER = "auto"
             for strategy in ("iree", "torch"):
-                kr.HOST_UPLOAD = strategy
+                run.options = dataclasses.replace(options, host_upload=strategy)
                 case(f"micro: 64 KiB numpy → device ({strategy})",
                      lambda: run.to_device(host[0]))
-            kr.HOST_UPLOAD = "auto"
+            run.options = options
     _decode_loops(config, runs["decode"], inputs["decode"], runtime, emit, kr)
 
 

@@ -19,6 +19,7 @@ _LAZY = {
     "load": "kiln.runtime",
     "KilnModule": "kiln.runtime",
     "DeviceTensor": "kiln.runtime",
+    "RuntimeOptions": "kiln.runtime",
     "KilnError": "kiln.errors",
     "KilnCompileError": "kiln.errors",
     "KilnImportError": "kiln.errors",

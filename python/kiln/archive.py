@@ -15,7 +15,8 @@ whose bytes differ. `verify` recomputes it from the archive itself (no torch, no
 refuses a mismatch with KilnLoadError naming the first bad parameter. Digests are computed on
 threads (hashlib releases the GIL) straight from the memory-mapped archive.
 
-Also the one place that says where an artifact's archive lives (`parameters_path`).
+Where an artifact's archive lives (`parameters_path`) is part of the artifact contract
+(kiln.artifact); it is re-exported here.
 """
 
 from __future__ import annotations
@@ -26,23 +27,12 @@ import struct
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterable, Optional, Sequence, Union
+from typing import Callable, Iterable, Optional, Sequence
 
+from kiln.artifact import parameters_path  # noqa: F401 (kiln.archive.parameters_path)
 from kiln.errors import KilnLoadError
 
-VMFB_SUFFIX = ".vmfb"
-ARCHIVE_SUFFIX = ".irpa"
 _CHUNK = 1 << 24  # bytes per hashlib update (splat entries are expanded chunk by chunk)
-
-
-def parameters_path(vmfb_path: Union[str, Path]) -> Path:
-    """Where the archive of the artifact at `vmfb_path` lives: `.vmfb` replaced by `.irpa`
-    (`model.vmfb` → `model.irpa`), else `.irpa` appended (`m.b1` → `m.b1.irpa`), so distinct
-    outputs never share an archive."""
-    path = Path(vmfb_path)
-    if path.suffix == VMFB_SUFFIX:
-        return path.with_suffix(ARCHIVE_SUFFIX)
-    return path.with_name(path.name + ARCHIVE_SUFFIX)
 
 
 def sha256_hex(buffer) -> str:

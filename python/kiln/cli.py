@@ -165,7 +165,7 @@ def _model_inputs_target(args):
 
 def cmd_compile(args) -> int:
     import kiln
-    from kiln.archive import parameters_path
+    from kiln.artifact import parameters_path
 
     check_output_path(args.output)  # before the compile, which takes seconds to minutes
     # Phases and their times go to stderr unless --quiet: compiles take seconds to minutes.

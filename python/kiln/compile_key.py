@@ -43,7 +43,8 @@ from kiln.targets import read_cpuinfo
 KEY_FORMAT = 2
 _VERSIONED_DISTRIBUTIONS = ("torch", "torch-mlir", "iree-base-compiler", "triton")
 # Kiln modules that do not take part in compiling (their edits keep the cache valid).
-_NOT_COMPILER = frozenset({"cli.py", "equivalence.py", "runtime.py", "opt.py", "cache.py"})
+# (files, or folders: the runtime package)
+_NOT_COMPILER = frozenset({"cli.py", "equivalence.py", "runtime", "opt.py", "cache.py"})
 # Callables that may appear as fx node targets: their code is covered by the versions above.
 _KNOWN_CALLABLE_MODULES = ("torch", "_operator", "operator", "builtins", "math")
 
@@ -112,7 +113,7 @@ def source_files() -> list[Path]:
             if path.suffix not in (".py", ".mlir", ".json") or "__pycache__" in relative.parts:
                 continue
             if relative.parts[0] == "examples" or (directory.name == "kiln" and
-                                                    str(relative) in _NOT_COMPILER):
+                                                    relative.parts[0] in _NOT_COMPILER):
                 continue
             files.append(path)
     return files

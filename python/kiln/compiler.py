@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import sys
@@ -12,6 +11,7 @@ from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
 from kiln import __version__
+from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
 from kiln.bindings import ir
 from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
@@ -23,13 +23,11 @@ from kiln.guards import refuse_data_dependent_shapes
 from kiln.iree_compile import IreeCompileFailure, run_iree_compile, write_reproducer
 from kiln.outputs import mutated_inputs, normalize_results, output_tree, written_inputs
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
-from kiln.passes import Rewrite
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
+from kiln.report import Rewrite
 from kiln.targets import (TargetOptions, codegen_fallback_flags, iree_flags, normalize_target,
                           use_cpu_kernels)
 from kiln.torch_ir import tensor_info
-
-SIGNATURE_KEY = "kiln.signature"
 
 TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes)
 
@@ -236,7 +234,7 @@ class _PhaseTimer:
         return _Scope()
 
 
-def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dict:
+def _signature(program, module: ir.Module, name: str = "main", guards=()) -> Signature:
     """Input names/shapes/dtypes and outputs, embedded in the artifact for runtime checks, and
     how the runtime gives the model's results back: "output_tree" (the model's output
     structure over the results, Python numbers and constants included) and "mutated_inputs"
@@ -249,7 +247,7 @@ def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dic
     names = [spec.arg.name for spec in program.graph_signature.input_specs
              if spec.kind.name == "USER_INPUT"]
 
-    def describe(type_, name=None):
+    def describe(type_, name=None, bounds=None) -> TensorSpec:
         info = tensor_info(type_)
         if info is None:
             raise KilnCompileError(f"unsupported non-tensor {'input' if name else 'output'} "
@@ -259,27 +257,21 @@ def _signature(program, module: ir.Module, name: str = "main", guards=()) -> dic
                 f"{'input ' + repr(name) if name else 'an output'} has dtype {info.dtype}, "
                 f"which a Kiln artifact cannot take or return (supported: "
                 f"{', '.join(TORCH_TO_NUMPY_DTYPE.values())})")
-        entry = {"shape": [d for d in info.shape], "dtype": TORCH_TO_NUMPY_DTYPE[info.dtype]}
-        return {"name": name, **entry} if name else entry
+        return TensorSpec(tuple(info.shape), TORCH_TO_NUMPY_DTYPE[info.dtype], name, bounds)
 
-    inputs = [describe(t, n) for t, n in zip(function_type.inputs, names)]
-    for entry, bounds in zip(inputs, _dynamic_dim_bounds(program, names)):
-        if any(b is not None for b in bounds):
-            entry["bounds"] = bounds
+    inputs = tuple(describe(t, n, tuple(b) if any(d is not None for d in b) else None)
+                   for t, n, b in zip(function_type.inputs, names,
+                                      _dynamic_dim_bounds(program, names)))
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
-    outputs = [describe(t) for t in function_type.results]
-    signature = {"inputs": inputs, "outputs": outputs, "kiln_version": __version__,
-                 "mutated_inputs": mutated_inputs(program, new_index)}
-    if guards:
-        first = len(outputs) - len(guards)
-        signature["guards"] = [g.signature_entry(first + i) for i, g in enumerate(guards)]
-    written = written_inputs(func)
-    if written:
-        signature["written_inputs"] = written  # the runtime passes copies of these
-    tree = output_tree(program, new_index, scalar)
-    if tree is not None:
-        signature["output_tree"] = tree
-    return signature
+    outputs = tuple(describe(t) for t in function_type.results)
+    first_guard = len(outputs) - len(guards or ())
+    return Signature(
+        inputs, outputs, kiln_version=__version__,
+        mutated_inputs=mutated_inputs(program, new_index),
+        guards=tuple(g.signature_entry(first_guard + i) for i, g in enumerate(guards))
+        if guards else None,
+        written_inputs=written_inputs(func) or None,  # the runtime passes copies of these
+        output_tree=output_tree(program, new_index, scalar))
 
 
 def _dynamic_dim_bounds(program, names: list[str]) -> list[list]:
@@ -320,11 +312,11 @@ def _function(module: ir.Module, name: str) -> ir.Operation:
     raise KilnCompileError(f"imported module has no function '{name}'")
 
 
-def _attach_signature(module: ir.Module, signature: dict, name: str = "main") -> None:
+def _attach_signature(module: ir.Module, signature: Signature, name: str = "main") -> None:
     func = _function(module, name)
     with module.context:
         func.attributes["iree.reflection"] = ir.DictAttr.get(
-            {SIGNATURE_KEY: ir.StringAttr.get(json.dumps(signature))})
+            {SIGNATURE_KEY: ir.StringAttr.get(signature.to_json())})
 
 
 def _start(options: dict, target, compile_to, log):
@@ -527,7 +519,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
         return CompiledModel(None, ir_text, report, archive)
 
     # dynamic dims: IREE 3.13's separate transpose dispatches fail to compile (kiln.targets)
-    dynamic = any("bounds" in entry for s in signatures.values() for entry in s["inputs"])
+    dynamic = any(i.bounds is not None for s in signatures.values() for i in s.inputs)
     flags = iree_flags(targets, TargetOptions(cpu=opts.cpu, cuda_arch=opts.cuda_arch,
                                               opt_level=opts.opt_level,
                                               data_tiling=opts.data_tiling,

@@ -29,16 +29,17 @@ positions.
 
 from __future__ import annotations
 
-import json
+import dataclasses
 import re
 from dataclasses import dataclass
 from typing import Sequence
 
+from kiln.artifact import SIGNATURE_KEY, Signature
 from kiln.dtypes import DTYPES
 from kiln.errors import KilnCompileError
+from kiln.ir_text import TYPE_BRACKETS, mlir_string, mlir_unescape, split_top_level
 from kiln.outputs import without_results_and_inputs
 
-SIGNATURE_KEY = "kiln.signature"
 GLOBAL_PREFIX = "kiln_state_"
 IMPL_PREFIX = "kiln_stateful_"
 # Element types of torch value tensors → IREE's signless builtin element types, for the real
@@ -103,7 +104,7 @@ class _Header:
     arguments: list[tuple[str, str]]  # (ssa name, type)
     results: list[str]
     attributes: str  # the text inside `attributes {...}`
-    signature: dict
+    signature: Signature
 
 
 _HEADER = re.compile(r"^(?P<indent>[ ]*)func\.func @(?P<name>[\w$.]+)\((?P<rest>.*) \{$", re.M)
@@ -116,7 +117,7 @@ def _function_headers(text: str):
         if f"{SIGNATURE_KEY} = " not in rest:
             continue
         close = _matching_paren(rest)
-        arguments = [_argument(a, match["name"]) for a in _split_top_level(rest[:close])]
+        arguments = [_argument(a, match["name"]) for a in split_top_level(rest[:close], TYPE_BRACKETS)]
         tail = rest[close + 1:]
         attributes = ""
         at = tail.find(" attributes {")
@@ -130,7 +131,7 @@ def _function_headers(text: str):
         results = []
         if tail.startswith("->"):
             result_text = tail[2:].strip()
-            results = _split_top_level(result_text[1:-1]) if result_text.startswith("(") \
+            results = split_top_level(result_text[1:-1], TYPE_BRACKETS) if result_text.startswith("(") \
                 else [result_text]
         yield _Header(match.start(), match.end(), match["indent"], match["name"], arguments,
                       results, attributes, _read_signature(attributes, match["name"]))
@@ -146,50 +147,23 @@ def _argument(text: str, function: str) -> tuple[str, str]:
 def _matching_paren(text: str) -> int:
     """Index of the ')' closing the argument list that `text` starts inside of."""
     depth = 0
+    opening, closing = TYPE_BRACKETS
     for index, char in enumerate(text):
-        if char in "(<[{":
+        if char in opening:
             depth += 1
-        elif char in ")>]}":
+        elif char in closing:
             if depth == 0:
                 return index
             depth -= 1
     raise KilnCompileError("state: unbalanced function header")
 
 
-def _split_top_level(text: str) -> list[str]:
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in "(<[{":
-            depth += 1
-        elif char in ")>]}":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    if "".join(current).strip():
-        parts.append("".join(current).strip())
-    return parts
-
-
-def _read_signature(attributes: str, function: str) -> dict:
+def _read_signature(attributes: str, function: str) -> Signature:
     match = re.search(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
                       attributes)
     if match is None:
         raise KilnCompileError(f"state: @{function} has no readable {SIGNATURE_KEY}")
-    return json.loads(_mlir_unescape(match.group(1)))
-
-
-def _mlir_unescape(text: str) -> str:
-    return re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m.group(1), 16)),
-                  text.replace("\\\\", "\\5C").replace('\\"', "\\22").replace("\\n", "\\0A")
-                  .replace("\\t", "\\09"))
-
-
-def _mlir_string(text: str) -> str:
-    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\{ord(c):02X}"
-                         for c in text) + '"'
+    return Signature.from_json(mlir_unescape(match.group(1)))
 
 
 def _builtin_type(torch_type: str, what: str) -> tuple[str, str]:
@@ -222,7 +196,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
                       variables: dict[str, StateVariable]) -> tuple[str, str]:
     """(the header of the private implementation, the text of the public wrapper)."""
     signature = header.signature
-    input_names = [entry.get("name") for entry in signature["inputs"]]
+    input_names = [entry.name for entry in signature.inputs]
     missing = [n for n in names if n not in input_names]
     if missing:
         raise KilnCompileError(f"state: function '{header.name}' has no input(s) "
@@ -233,7 +207,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
     count = len(names)
     # Index guards (kiln.guards) are the function's very last results: the state values come
     # just before them, and the guards stay results of the wrapper.
-    guards = len(signature.get("guards", ()))
+    guards = len(signature.guards or ())
     if len(header.results) - guards < count:
         raise KilnCompileError(f"state: function '{header.name}' returns "
                                f"{len(header.results) - guards} output(s); it must return the "
@@ -305,11 +279,11 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
     else:
         lines.append(f"{body}return")
 
-    new_signature = without_results_and_inputs(
-        signature, {i for i, n in enumerate(input_names) if n in names}, set(state_results))
-    new_signature["state"] = list(names)
+    new_signature = dataclasses.replace(Signature.from_dict(without_results_and_inputs(
+        signature.to_dict(), {i for i, n in enumerate(input_names) if n in names},
+        set(state_results))), state=list(names))
     attributes = re.sub(re.escape(SIGNATURE_KEY) + r' = "((?:[^"\\]|\\[0-9A-Fa-f]{2}|\\.)*)"',
-                        lambda _: f"{SIGNATURE_KEY} = {_mlir_string(json.dumps(new_signature))}",
+                        lambda _: f"{SIGNATURE_KEY} = {mlir_string(new_signature.to_json())}",
                         header.attributes, count=1)
     wrapper = (f"{indent}func.func @{header.name}(" +
                ", ".join(f"%kiln_in_{i}: {t}" for i, t in user_inputs) + ")" +

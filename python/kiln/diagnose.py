@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from kiln.bindings import func_d, iree_compiler, ir
-from kiln.passes.base import source_location
+from kiln.report import source_location
 
 MAX_PROBES = 300
 

@@ -38,11 +38,10 @@ from typing import Any, Union
 import torch
 from torch import fx
 
+from kiln.artifact import NONE_OUT_OF_BOUNDS, GuardSpec
 from kiln.errors import KilnCompileError
 
 aten = torch.ops.aten
-# A guard result is int64 [the largest out-of-bounds index or NONE_OUT_OF_BOUNDS, the size].
-NONE_OUT_OF_BOUNDS = -(1 << 63)
 
 # Ops whose value does not depend on the values of their tensor inputs, only on shapes.
 # Ops reading a Python number out of a tensor (`.item()`, `int(t)`).
@@ -97,10 +96,9 @@ class IndexGuard:
     dim: int
     message: str  # the rule, as eager PyTorch states it
 
-    def signature_entry(self, output: int) -> dict:
+    def signature_entry(self, output: int) -> GuardSpec:
         """The entry of the artifact signature's "guards" list (BRIEF: op, source, message)."""
-        return {"output": output, "op": self.op, "source": self.source,
-                "message": self.message, "dim": self.dim}
+        return GuardSpec(output, self.op, self.source, self.message, self.dim)
 
 
 def op_name(target) -> str:

@@ -18,27 +18,11 @@ from pathlib import Path
 from kiln.bindings import ir
 from kiln.dialects import make_context
 from kiln.errors import KilnCompileError
+from kiln.ir_text import split_top_level
 from kiln.passes import PASS_REGISTRY, PassError, create_pass, get_pass_class
 from kiln.pipelines import NAMED_PIPELINES, Pipeline, Step
 
 SPLIT_MARKER = "// -----"
-
-
-def split_top_level(text: str) -> list[str]:
-    """Split a pipeline on commas that are not inside (), {} or []."""
-    parts, depth, current = [], 0, []
-    for char in text:
-        if char in "({[":
-            depth += 1
-        elif char in ")}]":
-            depth -= 1
-        if char == "," and depth == 0:
-            parts.append("".join(current).strip())
-            current = []
-        else:
-            current.append(char)
-    parts.append("".join(current).strip())
-    return [p for p in parts if p]
 
 
 def parse_options(text: str) -> dict[str, str]:

@@ -42,8 +42,9 @@ from kiln import archive
 from kiln.bindings import ir
 from kiln.dtypes import MLIR_TO_NUMPY
 from kiln.errors import KilnCompileError
-from kiln.runtime import PARAMETER_SCOPE as SCOPE
-from kiln.runtime import PARAMETERS_KEY
+from kiln.ir_text import mlir_string
+from kiln.artifact import PARAMETER_SCOPE as SCOPE
+from kiln.artifact import PARAMETERS_KEY
 
 MIN_EXTERNAL_BYTES = 1024
 WEIGHTS_MODES = ("inline", "external")
@@ -127,11 +128,6 @@ def _zero_splat(tensor_type: ir.RankedTensorType) -> ir.Attribute:
     return ir.DenseElementsAttr.get_splat(tensor_type, zero)
 
 
-def _mlir_string(text: str) -> str:
-    return '"' + "".join(c if c.isprintable() and c not in '"\\' else f"\\{ord(c):02X}"
-                         for c in text) + '"'
-
-
 def externalize(module: ir.Module, parameters: ExternalParameters,
                 record: bool = True) -> tuple[str, dict]:
     """Print `module` for IREE with the collected parameters as `util.global`s backed by
@@ -192,7 +188,7 @@ def externalize(module: ir.Module, parameters: ExternalParameters,
                                f"literals; the printed IR has an unexpected form")
     globals_text = "".join(
         f"  util.global private @{name} = #stream.parameter.named<"
-        f"{_mlir_string(parameters.scope)}::{_mlir_string(used[name].key)}> : "
+        f"{mlir_string(parameters.scope)}::{mlir_string(used[name].key)}> : "
         f"{used[name].builtin_type}\n" for name in names)
     first_line = text.index("\n") + 1
     text = text[:first_line] + globals_text + text[first_line:]

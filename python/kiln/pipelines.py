@@ -19,7 +19,8 @@ from typing import Union
 
 from kiln.bindings import ir, passmanager
 from kiln.errors import KilnCompileError
-from kiln.passes import KilnPass, Rewrite, create_pass
+from kiln.passes import KilnPass, create_pass
+from kiln.report import Rewrite
 
 Step = Union[KilnPass, str]
 REPRODUCER_ELEMENTS_LIMIT = 1 << 16
