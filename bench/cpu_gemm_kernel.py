@@ -31,7 +31,7 @@ import numpy as np
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
-                  row_groups: int = 1) -> str:
+                  row_groups: int = 1, k_block: int = 0) -> str:
     """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through one dispatch of Kiln's
     kernel (kiln.cpu_kernels.executable_text) with this register tile."""
     from kiln.cpu_kernels import entry_name, executable_text
@@ -40,7 +40,7 @@ def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
     panels = n // width
     a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
                f"tensor<{m}x{n}xf32>")
-    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, 'kiln_gemm', row_groups)}"
+    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, 'kiln_gemm', row_groups, k_block or None)}"
             f"util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n"
             f"  %r = flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
             f"  util.return %r : {c}\n}}\n}}\n")
@@ -103,7 +103,7 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="128x768x2048", help="MxKxN")
     parser.add_argument("--tiles", default="8x2x1,8x2x4,8x2x8,8x2x16,16x1x8,4x4x8",
-                        help="rows x vectors x unroll[x row groups], comma-separated")
+                        help="rows x vectors x unroll[x row groups[x k block]], comma-separated")
     args = parser.parse_args(argv)
     m, k, n = map(int, args.shape.split("x"))
     rng = np.random.default_rng(0)
@@ -141,7 +141,8 @@ def main(argv=None) -> None:
         inputs = [f"{m}x{k}xf32", f"{n // width}x{k}x{width}xf32"]
         times = {w: benchmark(vmfb, inputs, w) for w in (2, 1)}
         print(f"kernel rows {rows} x vectors {vectors}, unroll {unroll}, row groups "
-              f"{groups[0] if groups else 1}: 2 workers "
+              f"{groups[0] if groups else 1}, k block {groups[1] if len(groups) > 1 else k}: "
+              f"2 workers "
               f"{times[2]:.2f} ms ({own[2] / times[2]:.2f}x IREE's), 1 worker {times[1]:.2f} ms "
               f"({own[1] / times[1]:.2f}x); max error / max |ref| {error:.1e}")
     t = torch_times(m, k, n)

@@ -171,11 +171,16 @@ def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     vectors: int = VECTORS,
                     unroll: int = UNROLL, name: Optional[str] = None,
-                    row_groups: int = 1) -> str:
+                    row_groups: int = 1, k_block: Optional[int] = None) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
-    workgroups: one per panel and `row_groups` row blocks. `rows` defaults to gemm_rows(m)."""
+    workgroups: one per panel and `row_groups` row blocks. `rows` defaults to gemm_rows(m).
+    `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
+    workgroup's panel stays in L1 across its row tiles (C is read back between blocks)."""
     rows = rows or gemm_rows(m)
+    blocked = k_block is not None and k_block < k
+    if blocked and (k % k_block or k_block % unroll):
+        raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
     width = 16 * vectors
     panels = n // width
     if m % rows or n % width or k % unroll or m % (rows * row_groups):
@@ -202,12 +207,34 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
               "        %m_begin = arith.muli %g, %group_rows : index",
               "        %m_end = arith.addi %m_begin, %group_rows : index",
               "        scf.for %mt = %m_begin to %m_end step %rows {"]
+    if blocked:  # the block loop outside the row tiles: re-indent the row-tile loop under it
+        lines[-1:] = [f"        %k_block = arith.constant {k_block} : index",
+                      "        scf.for %kb = %c0 to %k step %k_block {",
+                      "        %first = arith.cmpi eq, %kb, %c0 : index",
+                      "        %kb_end = arith.addi %kb, %k_block : index",
+                      "        scf.for %mt = %m_begin to %m_end step %rows {"]
     lines += [f"          %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)"
               for r in range(rows)]
     accumulators = [(r, v) for r in range(rows) for v in range(vectors)]
     types = ", ".join([vec] * len(accumulators))
-    inits = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
-    lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = %c0 to %k step %unroll "
+    lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index"
+              for r, v in accumulators]
+    if blocked:  # later blocks start from C's partial sums
+        lines.append(f"          %init:{len(accumulators)} = scf.if %first -> ({types}) {{")
+        lines.append("            scf.yield " + ", ".join(["%zero"] * len(accumulators)) +
+                     f" : {types}")
+        lines.append("          } else {")
+        lines += [f"            %c{r}_{v} = vector.load %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
+                  for r, v in accumulators]
+        lines.append("            scf.yield " + ", ".join(f"%c{r}_{v}" for r, v in accumulators)
+                     + f" : {types}")
+        lines.append("          }")
+        inits = ", ".join(f"%a{r}_{v} = %init#{i}" for i, (r, v) in enumerate(accumulators))
+        bounds = "%kb to %kb_end"
+    else:
+        inits = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
+        bounds = "%c0 to %k"
+    lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = {bounds} step %unroll "
                  f"iter_args({inits}) -> ({types}) {{")
     current = {(r, v): f"%a{r}_{v}" for r, v in accumulators}
     for u in range(unroll):
@@ -224,11 +251,10 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     lines.append("            scf.yield " + ", ".join(current[a] for a in accumulators) +
                  f" : {types}")
     lines.append("          }")
-    for index, (r, v) in enumerate(accumulators):
-        lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index",
-                  f"          vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, "
-                  f"{vec}"]
-    lines += ["        }", "        return", "      }", "    }", "  }"]
+    lines += [f"          vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
+              for index, (r, v) in enumerate(accumulators)]
+    lines += ["        }"] + (["        }"] if blocked else []) + \
+        ["        return", "      }", "    }", "  }"]
     return "\n".join(lines) + "\n"
 
 
