@@ -41,6 +41,10 @@ PANEL = 16 * VECTORS  # output columns per workgroup
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
+# Workgroups a GEMM aims for (row blocks are added to GEMMs of few panels): 2-core Intel Xeon,
+# 128x3072x768 and 128x768x768 (24 panels) ran 1.2-1.4x faster in 2 row blocks, 128x768x2304
+# (72 panels) slower (bench/cpu_gemm_kernel.py).
+MIN_WORKGROUPS = 48
 # Weights of a matrix-vector product below this stay with IREE (measured: docs/decisions.md,
 # "CPU matrix-vector kernel").
 MIN_GEMV_WEIGHTS = 0
@@ -49,6 +53,17 @@ MIN_GEMV_WEIGHTS = 0
 def gemm_rows(m: int) -> int:
     """Rows of the GEMM's register tile for an M-row product: ROWS, or M itself below ROWS."""
     return m if m < ROWS else ROWS
+
+
+def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None) -> int:
+    """Row blocks per panel: the fewest (a power of two that tiles m) giving at least
+    `min_workgroups` (default MIN_WORKGROUPS) workgroups, so that IREE's workers share a GEMM
+    of few panels evenly (docs/decisions.md, "CPU GEMM: workgroups per product")."""
+    target = MIN_WORKGROUPS if min_workgroups is None else min_workgroups
+    rows, panels, groups = gemm_rows(m), n // PANEL, 1
+    while panels * groups < target and m % (rows * groups * 2) == 0:
+        groups *= 2
+    return groups
 
 
 def gemm_problem(m: int, k: int, n: int, min_macs: int = MIN_MACS) -> Optional[str]:
@@ -171,13 +186,15 @@ def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     vectors: int = VECTORS,
                     unroll: int = UNROLL, name: Optional[str] = None,
-                    row_groups: int = 1, k_block: Optional[int] = None) -> str:
+                    row_groups: Optional[int] = None, k_block: Optional[int] = None) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
-    workgroups: one per panel and `row_groups` row blocks. `rows` defaults to gemm_rows(m).
+    workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
+    defaults to gemm_rows(m).
     `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
     workgroup's panel stays in L1 across its row tiles (C is read back between blocks)."""
     rows = rows or gemm_rows(m)
+    row_groups = row_groups or gemm_row_groups(m, n)
     blocked = k_block is not None and k_block < k
     if blocked and (k % k_block or k_block % unroll):
         raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
