@@ -151,6 +151,19 @@ def test_gemv_text_computes_a_product(m, n):
     np.testing.assert_allclose(got, a @ w.T, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("m, n, groups", [
+    (128, 768, 2),  # 24 panels: two row blocks make 48 workgroups
+    (128, 2304, 1),  # 72 panels are enough
+    (128, 256, 8),  # 8 panels: 8 row blocks of 16 rows
+    (8, 768, 1),  # one register tile of rows: nothing to split
+    (1, 768, 1),  # decode row
+])
+def test_gemm_row_groups_reach_the_workgroup_target(m, n, groups):
+    from kiln.cpu_kernels import gemm_row_groups
+
+    assert gemm_row_groups(m, n) == groups
+
+
 @pytest.mark.parametrize("shape, reason", [
     ((1, 768, 50257), None),
     ((5, 768, 768), "5 rows are more than 4"),
