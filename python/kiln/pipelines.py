@@ -67,18 +67,23 @@ class Pipeline:
                 from None
         if print_ir_after_all:
             pm.enable_ir_printing()
-        # The reproducer elides large constants: printing every weight of a 124M-parameter model
-        # before each pipeline cost seconds, and pass bugs do not depend on weight values.
-        before = module.operation.get_asm(large_elements_limit=REPRODUCER_ELEMENTS_LIMIT,
-                                          enable_debug_info=True)
+        # The reproducer is the IR before the pipeline: a clone, printed only on failure (printing
+        # the module of a 124M-parameter model takes seconds even with its weights elided: the
+        # zoo Llama's 1 GB of blobs cost 1.6 s per pipeline), large constants elided since pass
+        # bugs do not depend on weight values.
+        before = module.operation.clone()
         try:
             pm.run(module.operation)
         except Exception as error:
             reproducer = Path(tempfile.mkdtemp(prefix="kiln-repro-")) / f"{self.name}.mlir"
-            reproducer.write_text(before)
+            reproducer.write_text(before.get_asm(large_elements_limit=REPRODUCER_ELEMENTS_LIMIT,
+                                                 large_resource_limit=REPRODUCER_ELEMENTS_LIMIT,
+                                                 enable_debug_info=True))
             raise KilnCompileError(
                 f"{self.name} failed: {error}\nreproduce with:\n"
                 f"  kiln-opt {reproducer} -p '{self.text()}'") from error
+        finally:
+            before.erase()
 
 
 def build_pass_manager(steps: list[Step], context: ir.Context) -> passmanager.PassManager:
