@@ -176,3 +176,24 @@ def test_gemv_problem(shape, reason):
 def test_render_leaves_text_without_declarations_alone():
     text = "module {\n  func.func @f() {\n    return\n  }\n}\n"
     assert render_cpu_gemm_calls(text) == text
+
+
+@pytest.mark.parametrize("mode, expected", [("on", True), ("off", False)])
+def test_kernels_compile_without_multi_use_fusion_from_the_start(monkeypatch, mode, expected):
+    """With Kiln's CPU kernels IREE gets the codegen fallback's flags up front (GPT-2 and BERT
+    failed the first iree-compile every time on a fused LayerNorm: a compile lost)."""
+    import kiln.compiler
+    from kiln.targets import CPU_KERNEL_IREE_FLAGS
+
+    seen = []
+    real = kiln.compiler.run_iree_compile
+
+    def spy(ir_text, flags, limits=None, weights=None):
+        seen.append(list(flags))
+        return real(ir_text, flags, limits, weights)
+
+    monkeypatch.setattr(kiln.compiler, "run_iree_compile", spy)
+    kiln.compile_model(GeluMLP().eval(), (torch.randn(2, 32, 256),), cpu_kernels=mode,
+                       cache=False)
+    assert len(seen) == 1
+    assert (set(CPU_KERNEL_IREE_FLAGS) <= set(seen[0])) is expected

@@ -25,8 +25,8 @@ from kiln.outputs import mutated_inputs, normalize_results, output_tree, written
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
 from kiln.report import Rewrite
-from kiln.targets import (TargetOptions, codegen_fallback_flags, iree_flags, normalize_target,
-                          use_cpu_kernels)
+from kiln.targets import (CPU_KERNEL_IREE_FLAGS, TargetOptions, codegen_fallback_flags,
+                          iree_flags, normalize_target, use_cpu_kernels)
 from kiln.torch_ir import tensor_info
 
 TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes)
@@ -490,12 +490,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     if phase is Phase.KILN:
         return CompiledModel(None, str(module), report)
 
+    cpu_kernels = targets == ("cpu",) and use_cpu_kernels(opts.cpu_kernels, opts.cpu)
     lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
                                           cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
                                           cuda_split_k=opts.cuda_split_k,
                                           cuda_fuse=opts.cuda_fuse,
-                                          cpu_kernels=targets == ("cpu",) and
-                                          use_cpu_kernels(opts.cpu_kernels, opts.cpu))
+                                          cpu_kernels=cpu_kernels)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
@@ -524,6 +524,8 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
                                               opt_level=opts.opt_level,
                                               data_tiling=opts.data_tiling,
                                               transpose_propagation=dynamic))
+    if cpu_kernels:
+        flags += list(CPU_KERNEL_IREE_FLAGS)
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
