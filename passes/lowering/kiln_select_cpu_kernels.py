@@ -14,6 +14,10 @@ After:
 Decode rows (M ≤ 4) of a weight stored [out, in] call the matrix-vector kernel instead, on the
 weight as it is (`kiln_cpu_gemv_MxKxN`, attribute `kiln.cpu_gemv`; no packed copy).
 
+Columns that do not fill a 32-column panel (GPT-2's vocabulary of 50257) are padded with zero
+weights (`torch.aten.constant_pad_nd` on the weight: a constant IREE folds) and the padding's
+results sliced off.
+
 The declaration's body is written into the text handed to IREE by
 `kiln.cpu_kernels.render_cpu_gemm_calls`. The linear is lowered by convert-kiln-to-torch's
 `lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
@@ -87,14 +91,23 @@ class SelectCpuKernels(KilnPass):
         if _takes_gemv(m, k, n, layout, self.min_gemv_weights):
             product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True)
             return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
-        panels = n // PANEL
+        padded = -(-n // PANEL) * PANEL  # columns padded to whole panels with zero weights
+        panels = padded // PANEL
         if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32]
+            if padded != n:
+                weight = b.aten("constant_pad_nd", TensorInfo((padded, k), "f32"), weight,
+                                b.int_list([0, 0, 0, padded - n]), b.float(0.0))
             grouped, order = b.view(weight, (panels, PANEL, k)), (0, 2, 1)
         else:  # W [k, n] → [k, n/32, 32] → [n/32, k, 32]
+            if padded != n:
+                weight = b.aten("constant_pad_nd", TensorInfo((k, padded), "f32"), weight,
+                                b.int_list([0, padded - n]), b.float(0.0))
             grouped, order = b.view(weight, (k, panels, PANEL)), (1, 0, 2)
-        packed = b.aten("permute", TensorInfo(packed_weight_shape(k, n), "f32"), grouped,
+        packed = b.aten("permute", TensorInfo(packed_weight_shape(k, padded), "f32"), grouped,
                         b.int_list(order))
-        product = self._call(b, (m, k, n), b.view(x, (m, k)), packed, gemv=False)
+        product = self._call(b, (m, k, padded), b.view(x, (m, k)), packed, gemv=False)
+        if padded != n:  # the padding columns' results (zeros) are dropped
+            product = b.slice(product, 1, 0, n, TensorInfo((m, n), "f32"))
         return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
 
     @staticmethod

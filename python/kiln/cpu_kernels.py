@@ -60,18 +60,17 @@ def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None) -> int
     `min_workgroups` (default MIN_WORKGROUPS) workgroups, so that IREE's workers share a GEMM
     of few panels evenly (docs/decisions.md, "CPU GEMM: workgroups per product")."""
     target = MIN_WORKGROUPS if min_workgroups is None else min_workgroups
-    rows, panels, groups = gemm_rows(m), n // PANEL, 1
+    rows, panels, groups = gemm_rows(m), -(-n // PANEL), 1
     while panels * groups < target and m % (rows * groups * 2) == 0:
         groups *= 2
     return groups
 
 
 def gemm_problem(m: int, k: int, n: int, min_macs: int = MIN_MACS) -> Optional[str]:
-    """Why the kernel does not take an [m, k] × [k, n] f32 product, or None."""
+    """Why the kernel does not take an [m, k] × [k, n] f32 product, or None (any n: the pass
+    pads the weight to whole panels)."""
     if m % gemm_rows(m):
         return f"{m} rows are not a multiple of {ROWS}"
-    if n % PANEL:
-        return f"{n} columns are not a multiple of {PANEL}"
     if k % UNROLL:
         return f"reduction of {k} is not a multiple of {UNROLL}"
     if m >= ROWS and m * k * n < min_macs:  # decode rows: weight-bound, taken at any size

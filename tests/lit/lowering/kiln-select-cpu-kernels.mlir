@@ -45,11 +45,17 @@ func.func @in_out(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[64,32],f3
 
 // -----
 
-// 100 columns (not a multiple of 32) and f16: left for convert-kiln-to-torch.
+// 100 columns (not a multiple of 32): the weight padded to 4 whole panels, the padding's
+// results sliced off; f16: left for convert-kiln-to-torch.
 // CHECK-LABEL: func.func @unsupported(
+// CHECK:         %[[PAD:.+]] = torch.aten.constant_pad_nd %arg1, %{{.+}}, %{{.+}} -> !torch.vtensor<[128,64],f32>
+// CHECK:         torch.aten.view %[[PAD]], %{{.+}} -> !torch.vtensor<[4,32,64],f32>
+// CHECK:         %[[Y:.+]] = call @kiln_cpu_gemm_16x64x128(
+// CHECK:         %[[YT:.+]] = "torch_c.from_builtin_tensor"(%[[Y]])
+// CHECK:         torch.aten.slice.Tensor %[[YT]], %{{.+}} -> !torch.vtensor<[16,100],f32>
 // CHECK-NOT:     call @kiln_cpu_gemm
 // CHECK:         kiln.linear
-// CHECK:         kiln.linear
+// CHECK-NOT:     kiln.linear
 func.func @unsupported(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[100,64],f32>, %h: !torch.vtensor<[16,64],f16>, %wh: !torch.vtensor<[96,64],f16>) -> (!torch.vtensor<[16,100],f32>, !torch.vtensor<[16,96],f16>) {
   %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[16,64],f32>, !torch.vtensor<[100,64],f32>) -> !torch.vtensor<[16,100],f32>
   %1 = "kiln.linear"(%h, %wh) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[16,64],f16>, !torch.vtensor<[96,64],f16>) -> !torch.vtensor<[16,96],f16>
