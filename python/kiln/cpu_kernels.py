@@ -116,6 +116,10 @@ def _header(name: str, entry: str, groups: tuple[int, int]) -> list[str]:
             "        %c0 = arith.constant 0 : index"]
 
 
+def _index_constants(**values: int) -> list[str]:
+    return [f"        %{name} = arith.constant {value} : index" for name, value in values.items()]
+
+
 def _bindings(types: tuple[str, str, str]) -> list[str]:
     return [f"        %{buffer} = hal.interface.binding.subspan layout({_LAYOUT}) "
             f"binding({index}) alignment(64) offset(%c0){flags} : {type_}"
@@ -139,13 +143,9 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     a_type, w_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{n}x{k}xf32>", \
         f"memref<{m}x{n}xf32>"
     lines = _header(name, entry, (groups, 1))
-    lines += ["        %c1 = arith.constant 1 : index",
-              f"        %k = arith.constant {k} : index",
-              f"        %n = arith.constant {n} : index",
-              f"        %per_group = arith.constant {rows_per_group} : index",
-              f"        %step = arith.constant {16 * unroll} : index",
-              f"        %zero = arith.constant dense<0.0> : {vec}"]
-    lines += [f"        %m{i} = arith.constant {i} : index" for i in range(m)]
+    lines += _index_constants(c1=1, k=k, n=n, per_group=rows_per_group, step=16 * unroll,
+                              **{f"m{i}": i for i in range(m)})
+    lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
     lines += _bindings((a_type, w_type, c_type))
     lines += ["        %g = hal.interface.workgroup.id[0] : index",
               "        %r_begin = arith.muli %g, %per_group : index",
@@ -209,12 +209,9 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     a_type, b_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{panels}x{k}x{width}xf32>", \
         f"memref<{m}x{n}xf32>"
     lines = _header(name, entry, (panels, row_groups))
-    lines += [f"        %rows = arith.constant {rows} : index",
-              f"        %k = arith.constant {k} : index",
-              f"        %unroll = arith.constant {unroll} : index",
-              f"        %width = arith.constant {width} : index",
-              f"        %zero = arith.constant dense<0.0> : {vec}"]
-    lines += [f"        %off{v} = arith.constant {16 * v} : index" for v in range(vectors)]
+    lines += _index_constants(rows=rows, k=k, unroll=unroll, width=width,
+                              **{f"off{v}": 16 * v for v in range(vectors)})
+    lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
     lines += _bindings((a_type, b_type, c_type))
     lines += ["        %p = hal.interface.workgroup.id[0] : index",
               "        %g = hal.interface.workgroup.id[1] : index",
