@@ -106,3 +106,10 @@ def test_iree_flags_read_the_target(monkeypatch):
     assert both[0] == "--iree-hal-target-device=cuda,local"
     assert "--iree-cuda-target=sm_80" in both and "--iree-opt-data-tiling" not in both
     assert "--iree-opt-data-tiling" not in iree_flags(CompileTarget(data_tiling=False))
+
+
+@pytest.mark.parametrize("switch", ["cuda_split_k", "cuda_fuse"])
+def test_kernel_switches_must_be_booleans(switch):
+    """"off" is truthy: it used to switch split-K (or fusion) on."""
+    with pytest.raises(ValueError, match=f"{switch}='off': choose True or False"):
+        CompileOptions.from_kwargs({switch: "off"})

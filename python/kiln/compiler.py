@@ -94,6 +94,10 @@ class CompileOptions:
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")
+        for switch in ("cuda_split_k", "cuda_fuse"):
+            # A string such as "off" is truthy: it would have switched the feature on.
+            if not isinstance(getattr(opts, switch), bool):
+                raise ValueError(f"{switch}={getattr(opts, switch)!r}: choose True or False")
         if opts.cpu_kernels not in CPU_KERNEL_MODES:
             raise ValueError(f"cpu_kernels={opts.cpu_kernels!r}: choose 'auto', 'on' or 'off'")
         if opts.weights not in WEIGHTS_MODES:
