@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from kiln.dtypes import by_element, numpy_dtype
+from kiln.targets import normalize_target
 
 # Dtype names an input spec may use (signless ints are signed) → the numpy names.
 INPUT_DTYPES = {name: by_element(name).numpy for name in
@@ -317,7 +318,7 @@ def cmd_generate(args) -> int:
                                       target=compile_target(args), dtype=dtype, **options)
     print(f"compiled in {time.perf_counter() - start:.1f} s (max_seq_len {max_seq_len})",
           file=sys.stderr)
-    device = args.device or ("cuda" if "cuda" in args.target.split(",") else "cpu")
+    device = args.device or ("cuda" if "cuda" in normalize_target(args.target) else "cpu")
     generator = kiln.load_generator(artifact, device=device)
     sampling = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
