@@ -44,8 +44,12 @@ def test_cuda_arch_is_only_checked_for_cuda():
 
 def test_cpu_kernels_apply_to_the_cpu_alone():
     assert CompileTarget.resolve("cpu", cpu_kernels="on").cpu_kernels
-    assert not CompileTarget.resolve("cpu,cuda", cpu_kernels="on").cpu_kernels
     assert not CompileTarget.resolve("cpu", cpu_kernels="off").cpu_kernels
+    both = CompileTarget.resolve("cpu,cuda", cpu_kernels="on")
+    assert not both.cpu_kernels
+    # "on" without effect is said (it was silently dropped)
+    assert "target 'cpu' alone" in both.kernels_off["kiln-select-cpu-kernels"]
+    assert CompileTarget.resolve("cpu,cuda", cpu_kernels="auto").kernels_off == {}
 
 
 def test_auto_says_why_cuda_kernels_are_left_out(monkeypatch):
@@ -54,6 +58,7 @@ def test_auto_says_why_cuda_kernels_are_left_out(monkeypatch):
     monkeypatch.setattr(kernels, "triton_available", lambda: "no triton (test)")
     resolved = CompileTarget.resolve("cuda", cuda_kernels="auto")
     assert not resolved.cuda_kernels and "no triton (test)" in resolved.cuda_kernels_off
+    assert list(resolved.kernels_off) == ["kiln-select-cuda-kernels"]
     assert CompileTarget.resolve("cuda", cuda_kernels="off").cuda_kernels_off is None
 
 
@@ -77,7 +82,8 @@ def test_lower_pipeline_follows_the_target():
     cuda = build_lower_pipeline(CompileTarget(devices=("cuda",), cuda_kernels=True,
                                               cuda_split_k=False, cuda_arch="sm_80"))
     select = cuda.steps[0]
-    assert (select.name, select.arch, select.split_k) == ("kiln-select-cuda-kernels", "sm_80", False)
+    assert (select.name, select.arch, select.split_k) == \
+        ("kiln-select-cuda-kernels", "sm_80", False)
 
 
 def test_external_weights_keep_linears_unmerged_without_kernels():

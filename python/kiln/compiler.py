@@ -25,7 +25,7 @@ from kiln.outputs import mutated_inputs, normalize_results, output_tree, written
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
 from kiln.report import Rewrite
-from kiln.targets import (CPU_KERNEL_MODES, CUDA_KERNEL_MODES, CompileTarget,
+from kiln.targets import (CPU_KERNEL_MODES, CUDA_KERNEL_MODES, KERNEL_SELECTIONS, CompileTarget,
                           codegen_fallback_flags, cuda_kernels_decision, iree_flags)
 from kiln.torch_ir import tensor_info
 
@@ -397,7 +397,7 @@ def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, 
             report.phase_seconds.update(lookup)
             report.cache = "hit"
             for rewrite in saved.rewrites:  # what the compile that built it warned about
-                if rewrite.pass_name == "kiln-select-cuda-kernels" and rewrite.kind == "off":
+                if rewrite.pass_name in KERNEL_SELECTIONS and rewrite.kind == "off":
                     log(f"[kiln] warning: {rewrite.detail}")
             note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
                  f"{lookup['cache-lookup']:.3f} s")
@@ -448,10 +448,9 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
 
-    if target.cuda_kernels_off:
-        timed.log(f"[kiln] warning: {target.cuda_kernels_off}")
-        report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off",
-                                       target.cuda_kernels_off, ""))
+    for selection, why in target.kernels_off.items():
+        timed.log(f"[kiln] warning: {why}")
+        report.rewrites.append(Rewrite(selection, "off", why, ""))
     raise_pipeline = build_raise_pipeline(target, raise_attention=opts.raise_attention,
                                           raise_linear=opts.raise_linear,
                                           disabled=tuple(opts.disable_passes),

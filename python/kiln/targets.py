@@ -54,6 +54,9 @@ def iree_cuda_arch(arch: str) -> str:
 
 CUDA_KERNEL_MODES = ("auto", "on", "off")
 CPU_KERNEL_MODES = ("auto", "on", "off")
+# The passes that put Kiln's kernels in; a compile that leaves asked-for kernels out reports
+# Rewrite(<pass>, "off", why) under their names (CompileTarget.kernels_off).
+KERNEL_SELECTIONS = ("kiln-select-cuda-kernels", "kiln-select-cpu-kernels")
 
 
 @dataclass(frozen=True)
@@ -61,8 +64,9 @@ class CompileTarget:
     """What one compile is for, resolved once (`CompileTarget.resolve`) from the user's
     `target=` and the options that depend on it, then handed to the pipeline builders
     (kiln.pipelines) and to `iree_flags`: the devices, the CPU and GPU they are compiled for,
-    IREE's presets, and whether Kiln's CUDA / CPU kernels go in (and why "auto" left the CUDA
-    ones out). Passes keep textual options (`target=cpu,cuda`: `pass_option`) for kiln-opt."""
+    IREE's presets, and whether Kiln's CUDA / CPU kernels go in (and why not, where they were
+    asked for: `kernels_off`). Passes keep textual options (`target=cpu,cuda`: `pass_option`)
+    for kiln-opt."""
 
     devices: tuple[str, ...] = ("cpu",)  # sorted names from TARGETS (normalize_target)
     cpu: str = "host"  # LLVM CPU: host, or an ISA such as x86-64-v3
@@ -77,6 +81,7 @@ class CompileTarget:
     cuda_split_k: bool = True  # with kernels: split-K GEMMs allowed
     cuda_fuse: bool = True  # with kernels: epilogues and prologues folded into them
     cpu_kernels: bool = False  # Kiln's CPU GEMM takes the linears it supports (cpu alone)
+    cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
 
     def __post_init__(self):
         object.__setattr__(self, "devices", normalize_target(self.devices))
@@ -96,10 +101,21 @@ class CompileTarget:
         if "cuda" in devices:
             check_cuda_arch(cuda_arch)
         kernels, kernels_off = cuda_kernels_decision(cuda_kernels, devices, cuda_arch)
+        cpu_kernels_off = None
+        if cpu_kernels == "on" and devices != ("cpu",):
+            cpu_kernels_off = (f"cpu_kernels='on' has no effect for target "
+                               f"{','.join(devices)}: Kiln's CPU GEMM is for target 'cpu' alone")
         return cls(devices=devices, cuda_kernels=kernels, cuda_kernels_off=kernels_off,
                    cpu_kernels=devices == ("cpu",) and
                    use_cpu_kernels(cpu_kernels, options.get("cpu", cls.cpu)),
-                   **options)
+                   cpu_kernels_off=cpu_kernels_off, **options)
+
+    @property
+    def kernels_off(self) -> dict[str, str]:
+        """{selection pass: why it is left out} for kernels that were asked for ("auto" for
+        CUDA, "on" for the CPU) but do not go in: the compile log and report say so."""
+        reasons = dict(zip(KERNEL_SELECTIONS, (self.cuda_kernels_off, self.cpu_kernels_off)))
+        return {name: why for name, why in reasons.items() if why}
 
     @property
     def cpu_only(self) -> bool:
