@@ -119,3 +119,17 @@ def test_kernel_switches_must_be_booleans(switch):
     """"off" is truthy: it used to switch split-K (or fusion) on."""
     with pytest.raises(ValueError, match=f"{switch}='off': choose True or False"):
         CompileOptions.from_kwargs({switch: "off"})
+
+
+def test_kernels_left_out_are_logged_and_reported():
+    """The compile says what CompileTarget.kernels_off holds (one small export + raise)."""
+    import kiln
+    from kiln.examples import tiny
+
+    lines = []
+    compiled = kiln.compile_model(tiny.mlp(), (tiny.mlp_input(),), target=("cpu", "cuda"),
+                                  cpu_kernels="on", compile_to="kiln", cache=False,
+                                  log=lines.append)
+    assert any("cpu_kernels='on' has no effect for target cpu,cuda" in line for line in lines)
+    [off] = [r for r in compiled.report.rewrites if r.kind == "off"]
+    assert off.pass_name == "kiln-select-cpu-kernels"
