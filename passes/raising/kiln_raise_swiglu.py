@@ -83,7 +83,7 @@ class SlicedPiece:
     ops: tuple
 
 
-def _halves(value: ir.Value) -> Optional[SlicedPiece]:
+def _sliced_piece(value: ir.Value) -> Optional[SlicedPiece]:
     if not only_use(value):
         return None
     op = producer(value, "torch.aten.slice.Tensor", "torch.prim.ListUnpack")
@@ -106,7 +106,7 @@ def match_halves(mul: ir.Operation) -> Optional[SwigluMatch]:
         silu = producer(activated, "torch.aten.silu")
         if silu is None or not only_use(activated):
             continue
-        gate, up = _halves(silu.operands[0]), _halves(other)
+        gate, up = _sliced_piece(silu.operands[0]), _sliced_piece(other)
         if gate is None or up is None or gate.source != up.source:
             continue
         source = gate.source
