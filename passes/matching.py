@@ -162,7 +162,7 @@ class HeadSplit:
         return list(defining_op(self.view.operands[1]).operands)[:-2]
 
 
-def match_head_split(value: ir.Value):
+def match_head_split(value: ir.Value) -> "HeadSplit | NoMatch":
     """HeadSplit of `value` when its only use is such a view whose only use is such a permute,
     else NoMatch. The view must keep the leading dims.
     Static shapes only: with a dynamic sequence length, IREE 3.13's CPU backend fails to compile

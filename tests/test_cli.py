@@ -131,7 +131,8 @@ def test_compile_check_and_generate_take_the_same_compile_option_flags():
     # Every flag one of them had before they shared a set, and the new ones.
     assert {"--target", "--attention", "--cpu", "--cuda-arch", "--cuda-kernels", "--weights",
             "--no-index-checks", "--verbose", "--quiet", "--opt-level", "--disable-passes",
-            "--data-tiling", "--no-data-tiling", "--cpu-kernels"} <= flags["compile"]
+            "--data-tiling", "--no-data-tiling", "--cpu-kernels", "--cuda-split-k",
+            "--no-cuda-split-k"} <= flags["compile"]
 
 
 def test_compile_options_reach_the_compile(monkeypatch, capsys):
@@ -148,15 +149,15 @@ def test_compile_options_reach_the_compile(monkeypatch, capsys):
     assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet"]) == 0
     assert "kiln.attention" in capsys.readouterr().out
     assert captured["opt_level"] == "O3" and captured["data_tiling"] is True
-    assert captured["cpu_kernels"] == "auto"
+    assert captured["cpu_kernels"] == "auto" and captured["cuda_split_k"] is True
     assert kiln_main(["compile", TINY_GPT, "--compile-to", "kiln", "--quiet", "--opt-level",
                       "O1", "--no-data-tiling", "--disable-passes", "kiln-raise-attention",
-                      "--cpu-kernels", "off"]) == 0
+                      "--cpu-kernels", "off", "--no-cuda-split-k"]) == 0
     # The pass really was left out: the attention stays as torch ops.
     assert "kiln.attention" not in capsys.readouterr().out
     assert captured["opt_level"] == "O1" and captured["data_tiling"] is False
     assert tuple(captured["disable_passes"]) == ("kiln-raise-attention",)
-    assert captured["cpu_kernels"] == "off"
+    assert captured["cpu_kernels"] == "off" and captured["cuda_split_k"] is False
     assert captured["verbose"] is False
 
 
@@ -176,11 +177,12 @@ def test_check_and_generate_pass_the_same_options(model_file, monkeypatch, capsy
     code = kiln_main([command, f"{model_file}:build", *extra, "--opt-level", "O1",
                       "--no-data-tiling", "--disable-passes",
                       "kiln-raise-attention,kiln-raise-linear", "--cpu", "x86-64-v3",
-                      "--no-index-checks"])
+                      "--no-index-checks", "--no-cuda-split-k"])
     assert code == 1 and "stopped before compiling" in _one_line_error(capsys)
     assert captured["opt_level"] == "O1" and captured["data_tiling"] is False
     assert tuple(captured["disable_passes"]) == ("kiln-raise-attention", "kiln-raise-linear")
     assert captured["cpu"] == "x86-64-v3" and captured["index_checks"] is False
+    assert captured["cuda_split_k"] is False
     assert captured["verbose"] is False  # check and generate are quiet unless --verbose
 
 

@@ -18,7 +18,8 @@ from torch import nn
 
 import kiln
 from kiln.bindings import iree_compiler
-from kiln.targets import CPU_CODEGEN_FALLBACK_FLAGS, CPU_CODEGEN_LIMIT_ERRORS, iree_flags
+from kiln.targets import (CPU_CODEGEN_FALLBACK_FLAGS, CPU_CODEGEN_LIMIT_ERRORS, CompileTarget,
+                          iree_flags)
 
 from compare import assert_close
 
@@ -97,7 +98,7 @@ def test_patterns_hit_the_codegen_limit_without_the_fallback(name, batch, limit)
                                cpu_kernels="off")
     compiler = iree_compiler()
     with pytest.raises(compiler.CompilerToolError, match=limit):
-        compiler.compile_str(text, extra_args=iree_flags(("cpu",)))
-    assert compiler.compile_str(text, extra_args=iree_flags(("cpu",)) +
+        compiler.compile_str(text, extra_args=iree_flags(CompileTarget()))
+    assert compiler.compile_str(text, extra_args=iree_flags(CompileTarget()) +
                                 list(CPU_CODEGEN_FALLBACK_FLAGS))
 

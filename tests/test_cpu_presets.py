@@ -8,7 +8,7 @@ import torch
 
 import kiln
 from kiln import targets
-from kiln.targets import TargetOptions, host_cpu_kind, iree_flags, read_cpuinfo
+from kiln.targets import CompileTarget, host_cpu_kind, iree_flags, read_cpuinfo
 
 
 def cpuinfo(vendor: str, flags: str) -> str:
@@ -48,10 +48,10 @@ def test_read_cpuinfo_record():
 ])
 def test_preset_applies_to_the_host_only(monkeypatch, kind, cpu, expected):
     monkeypatch.setattr(targets, "host_cpu_kind", lambda: kind)
-    flags = iree_flags(("cpu",), TargetOptions(cpu=cpu))
+    flags = iree_flags(CompileTarget(devices=("cpu",), cpu=cpu))
     preset = targets.HOST_CPU_PRESETS["intel-avx512"]
     assert all(flag in flags for flag in preset) == expected, flags
-    assert not set(preset) & set(iree_flags(("cuda",), TargetOptions(cpu=cpu)))
+    assert not set(preset) & set(iree_flags(CompileTarget(devices=("cuda",), cpu=cpu)))
 
 
 def test_intel_preset_compiles_and_matches_eager(monkeypatch):

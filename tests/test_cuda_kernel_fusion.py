@@ -14,6 +14,7 @@ Dispatch counts per layer: tests/test_cuda_dispatches.py.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 
 import numpy as np
@@ -77,19 +78,23 @@ def _factor(n: int, rng: random.Random) -> list[int]:
 @pytest.fixture
 def emulated_kernels(monkeypatch):
     """Compiles take the kernel selection with `emulate=true`, whatever the target."""
-    original = compiler.build_lower_pipeline
+    original_target, original_lower = compiler.CompileOptions.compile_target, \
+        compiler.build_lower_pipeline
 
-    def lower(**options):
-        options["cuda_kernels"] = True
-        pipeline = original(**options)
+    def planned_with_kernels(options, target):
+        # The compile is planned as one with kernels (external weights keep merged linears).
+        return dataclasses.replace(original_target(options, target), cuda_kernels=True,
+                                   cpu_kernels=False)
+
+    def lower(target, **options):
+        pipeline = original_lower(target, **options)
         select = pipeline.steps[0]
         assert select.name == "kiln-select-cuda-kernels"
         select.emulate = True
         return pipeline
 
+    monkeypatch.setattr(compiler.CompileOptions, "compile_target", planned_with_kernels)
     monkeypatch.setattr(compiler, "build_lower_pipeline", lower)
-    # ... and the compile is planned as one with kernels (external weights keep merged linears)
-    monkeypatch.setattr(compiler, "cuda_kernels_decision", lambda *args: (True, None))
 
 
 @pytest.mark.parametrize("family,length,weights", [

@@ -18,7 +18,7 @@ from torch import nn
 
 import kiln
 from kiln.bindings import iree_compile_tool
-from kiln.targets import iree_flags
+from kiln.targets import CompileTarget, iree_flags
 
 CONTRACTION = re.compile(r"^(conv|matmul|matmul_like|batch_matmul|matvec_like)_\w+$")
 
@@ -56,7 +56,7 @@ def _cuda_configurations(model, args) -> str:
     text = kiln.compile_to_vmfb(model, args, target="cuda", compile_to="iree-input",
                                 cuda_kernels="off", cache=False)
     result = subprocess.run([iree_compile_tool(), "-", "--compile-to=executable-configurations",
-                             *iree_flags(("cuda",))], input=text, capture_output=True,
+                             *iree_flags(CompileTarget(devices=("cuda",)))], input=text, capture_output=True,
                             text=True)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout

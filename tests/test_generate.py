@@ -300,14 +300,14 @@ def test_bind_state_errors(arguments, results, state, message):
 def decode_stream_ir(tmp_path, target: str) -> str:
     """The decode function of a tiny GPT-2 generator for `target`, in IREE's stream IR."""
     from kiln.bindings import iree_compiler
-    from kiln.targets import TargetOptions, iree_flags
+    from kiln.targets import CompileTarget, iree_flags
 
     text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
                                   prefill_chunks=(4,), compile_to="iree-input")
     source = tmp_path / "generator.mlir"
     source.write_text(text)
     stream = iree_compiler().compile_file(
-        str(source), extra_args=iree_flags((target,), TargetOptions()) +
+        str(source), extra_args=iree_flags(CompileTarget(devices=(target,))) +
         ["--compile-to=stream"]).decode()
     decode = stream[stream.index("util.func public @decode$async("):]
     return decode[:decode.index("\n  }\n")]

@@ -85,7 +85,17 @@ def _is_cube(value: ir.Value, x: ir.Value, ops: list) -> bool:
     return _close(constant, 1.0) and tensors == [x, x, x]
 
 
-def match_gelu(root: ir.Operation) -> Optional[tuple[ir.Value, str, list]]:
+@dataclass(frozen=True)
+class ActivationMatch:
+    """An activation written as arithmetic on `input`: `kind` ("gelu_none", "gelu_tanh",
+    "silu") and the ops it replaces."""
+
+    input: ir.Value
+    kind: str
+    ops: tuple
+
+
+def match_gelu(root: ir.Operation) -> Optional[ActivationMatch]:
     ops: list = []
     constant, tensors = factors(root.results[0], ops)
     if not _close(constant, 0.5) or len(tensors) != 2:
@@ -98,7 +108,7 @@ def match_gelu(root: ir.Operation) -> Optional[tuple[ir.Value, str, list]]:
         erf = producer(f, "torch.aten.erf")
         if erf is not None and only_use(f) and _is_scaled(erf.operands[0], x, SQRT_HALF,
                                                           inner_ops):
-            return x, "none", inner_ops + [erf]
+            return ActivationMatch(x, "gelu_none", tuple(inner_ops + [erf]))
         tanh = producer(f, "torch.aten.tanh")
         if tanh is None or not only_use(f):
             continue
@@ -114,18 +124,18 @@ def match_gelu(root: ir.Operation) -> Optional[tuple[ir.Value, str, list]]:
             c, cube = factors(cubic, cubic_ops, root=False)
             if lin == x and _close(c, CUBIC) and (cube == [x, x, x] or (
                     len(cube) == 1 and _is_cube(cube[0], x, cubic_ops))):
-                return x, "tanh", inner_ops + [tanh, add] + cubic_ops
+                return ActivationMatch(x, "gelu_tanh", tuple(inner_ops + [tanh, add] + cubic_ops))
     return None
 
 
-def match_silu(root: ir.Operation) -> Optional[tuple[ir.Value, list]]:
+def match_silu(root: ir.Operation) -> Optional[ActivationMatch]:
     if root.name != "torch.aten.mul.Tensor":
         return None
     a, b = root.operands[0], root.operands[1]
     for x, s in ((a, b), (b, a)):
         sigmoid = producer(s, "torch.aten.sigmoid")
         if sigmoid is not None and sigmoid.operands[0] == x and only_use(s):
-            return x, [root, sigmoid]
+            return ActivationMatch(x, "silu", (root, sigmoid))
     return None
 
 
@@ -144,23 +154,19 @@ class RaiseActivations(KilnPass):
                                                 "torch.aten.mul.Scalar"))):
             if op in claimed:
                 continue
-            gelu = match_gelu(op)
-            silu = None if gelu else match_silu(op)
-            if gelu is None and silu is None:
+            match = match_gelu(op) or match_silu(op)
+            if match is None or tensor_info(match.input) != tensor_info(op.results[0]) or \
+                    claimed & set(match.ops):
                 continue
-            x, kind, ops = (gelu[0], f"gelu_{gelu[1]}", gelu[2]) if gelu else \
-                (silu[0], "silu", silu[1])
-            if tensor_info(x) != tensor_info(op.results[0]) or claimed & set(ops):
-                continue
-            claimed.update(ops)
+            claimed.update(match.ops)
             claimed.add(op)
-            matches.append((op, x, kind, ops))
-        for op, x, kind, ops in matches:
+            matches.append((op, match))
+        for op, match in matches:
             info = tensor_info(op.results[0])
-            self.record(f"activation/{kind}", "", op)
+            self.record(f"activation/{match.kind}", "", op)
             with ir.InsertionPoint(op), op.location:
                 b = TorchBuilder(op.location)
-                new = b.aten("silu", info, x) if kind == "silu" else \
-                    b.aten("gelu", info, x, b.str(kind.removeprefix("gelu_")))
+                new = b.aten("silu", info, match.input) if match.kind == "silu" else \
+                    b.aten("gelu", info, match.input, b.str(match.kind.removeprefix("gelu_")))
             op.results[0].replace_all_uses_with(new)
-            erase_if_dead([op] + [m for m in ops if m != op])
+            erase_if_dead([op] + [m for m in match.ops if m != op])

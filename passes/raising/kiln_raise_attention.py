@@ -121,17 +121,25 @@ def leads_to_scores(value: ir.Value, depth: int = 0) -> bool:
     return any(leads_to_scores(c, depth + 1) for c in candidates)
 
 
-def _peel_scores(scores: ir.Value, matched: list):
-    """Strip scales, additive terms and boolean fills down to q·kᵀ.
+@dataclass(frozen=True)
+class PeeledScores:
+    """The softmax input peeled down to q·kᵀ: the matmul, the scale applied to its result and
+    the mask terms met on the way (outermost first)."""
 
-    Returns (qk_matmul, scale, mask_terms) or a NoMatch."""
+    qk_matmul: ir.Operation
+    scale: float
+    masks: tuple  # MaskTerm, ...
+
+
+def _peel_scores(scores: ir.Value, matched: list) -> PeeledScores | NoMatch:
+    """Strip scales, additive terms and boolean fills down to q·kᵀ."""
     scale, terms = 1.0, []
     while True:
         if not only_use(scores) and matched:
             return NoMatch("an intermediate of the attention scores has other uses")
         op = producer(scores, *MATMUL_OPS)
         if op is not None:
-            return op, scale, terms
+            return PeeledScores(op, scale, tuple(terms))
         op = producer(scores, *SCALE_OPS)
         if op is not None:
             factor = _scale_factor(op)
@@ -224,7 +232,7 @@ def match_softmax_attention(output_matmul: ir.Operation) -> AttentionMatch | NoM
     peeled = _peel_scores(scores, matched)
     if isinstance(peeled, NoMatch):
         return peeled
-    qk, scale, terms = peeled
+    qk = peeled.qk_matmul
     if not only_use(qk.result):
         return NoMatch("q·kᵀ scores have other uses")
     matched.append(qk)
@@ -242,7 +250,8 @@ def match_softmax_attention(output_matmul: ir.Operation) -> AttentionMatch | NoM
         return NoMatch("q, k and v dtypes differ")
     key, value = unwrap_repeat_kv_pair(key, value)
     return AttentionMatch(output_matmul, query, key, value,
-                          tuple(reversed(terms)), scale * q_scale * kt_scale * k_scale, False,
+                          tuple(reversed(peeled.masks)),
+                          peeled.scale * q_scale * kt_scale * k_scale, False,
                           "softmax", tuple(matched))
 
 

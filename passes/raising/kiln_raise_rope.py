@@ -41,8 +41,52 @@ def _is_last(dim, rank: int) -> bool:
     return isinstance(dim, int) and not isinstance(dim, bool) and dim % rank == rank - 1
 
 
-def _last_axis_slice(value: ir.Value) -> Optional[tuple[ir.Value, int, int, int, ir.Operation]]:
-    """(source, start, end, step, op) of a single-use slice of the source's last axis."""
+@dataclass(frozen=True)
+class LastAxisSlice:
+    """A single-use slice of `source`'s last axis, bounds constant (end clamped to the axis)."""
+
+    source: ir.Value
+    start: int
+    end: int
+    step: int
+    op: ir.Operation
+
+    @property
+    def bounds(self) -> tuple[int, int, int]:
+        return self.start, self.end, self.step
+
+
+@dataclass(frozen=True)
+class Negation:
+    operand: ir.Value
+    op: ir.Operation
+
+
+@dataclass(frozen=True)
+class CatOfTwo:
+    """A single-use cat of two tensors on the last axis; `ops`: the cat and its list."""
+
+    first: ir.Value
+    second: ir.Value
+    ops: tuple
+
+
+@dataclass(frozen=True)
+class Rotation:
+    """A rotate-half or interleaved rotation of `input`; `ops`: the ops it is built of."""
+
+    input: ir.Value
+    ops: tuple
+
+
+@dataclass(frozen=True)
+class Product:
+    lhs: ir.Value
+    rhs: ir.Value
+    op: ir.Operation
+
+
+def _last_axis_slice(value: ir.Value) -> Optional[LastAxisSlice]:
     op = producer(value, "torch.aten.slice.Tensor")
     if op is None or not only_use(value):
         return None
@@ -54,16 +98,15 @@ def _last_axis_slice(value: ir.Value) -> Optional[tuple[ir.Value, int, int, int,
         return None
     if not all(isinstance(v, int) for v in (start, end, step)):
         return None
-    return source, start, min(end, info.shape[-1]), step, op
+    return LastAxisSlice(source, start, min(end, info.shape[-1]), step, op)
 
 
-def _negated(value: ir.Value) -> Optional[tuple[ir.Value, ir.Operation]]:
+def _negated(value: ir.Value) -> Optional[Negation]:
     op = producer(value, "torch.aten.neg")
-    return (op.operands[0], op) if op is not None and only_use(value) else None
+    return Negation(op.operands[0], op) if op is not None and only_use(value) else None
 
 
-def _cat_of_two(value: ir.Value, rank: int):
-    """(first, second, [cat, list]) of a single-use cat of two tensors on the last axis."""
+def _cat_of_two(value: ir.Value, rank: int) -> Optional[CatOfTwo]:
     cat = producer(value, "torch.aten.cat")
     if cat is None or not only_use(value) or not _is_last(constant_or(cat.operands[1], None),
                                                           rank):
@@ -71,10 +114,10 @@ def _cat_of_two(value: ir.Value, rank: int):
     items = producer(cat.operands[0], "torch.prim.ListConstruct")
     if items is None or len(items.operands) != 2 or not only_use(items.results[0]):
         return None
-    return items.operands[0], items.operands[1], [cat, items]
+    return CatOfTwo(items.operands[0], items.operands[1], (cat, items))
 
 
-def match_rotate_half(value: ir.Value) -> Optional[tuple[ir.Value, list]]:
+def match_rotate_half(value: ir.Value) -> Optional[Rotation]:
     """x for cat(-x[..., D/2:], x[..., :D/2]) on the last axis."""
     info = tensor_info(value)
     if info is None:
@@ -82,19 +125,19 @@ def match_rotate_half(value: ir.Value) -> Optional[tuple[ir.Value, list]]:
     parts = _cat_of_two(value, info.rank)
     if parts is None:
         return None
-    negated = _negated(parts[0])
-    high = _last_axis_slice(negated[0]) if negated else None
-    low = _last_axis_slice(parts[1])
-    if high is None or low is None or high[0] != low[0]:
+    negated = _negated(parts.first)
+    high = _last_axis_slice(negated.operand) if negated else None
+    low = _last_axis_slice(parts.second)
+    if high is None or low is None or high.source != low.source:
         return None
-    x, depth = high[0], tensor_info(high[0]).shape[-1]
+    x, depth = high.source, tensor_info(high.source).shape[-1]
     half = depth // 2
-    if depth % 2 or (high[1:4], low[1:4]) != ((half, depth, 1), (0, half, 1)):
+    if depth % 2 or (high.bounds, low.bounds) != ((half, depth, 1), (0, half, 1)):
         return None
-    return x, parts[2] + [negated[1], high[4], low[4]]
+    return Rotation(x, parts.ops + (negated.op, high.op, low.op))
 
 
-def match_rotate_interleaved(value: ir.Value) -> Optional[tuple[ir.Value, list]]:
+def match_rotate_interleaved(value: ir.Value) -> Optional[Rotation]:
     """x for view(cat(unsqueeze(-x[..., 1::2], -1), unsqueeze(x[..., ::2], -1), -1), x.shape)."""
     view = producer(value, "torch.aten.view", "torch.aten.reshape")
     if view is None or not only_use(value):
@@ -105,8 +148,8 @@ def match_rotate_interleaved(value: ir.Value) -> Optional[tuple[ir.Value, list]]
     parts = _cat_of_two(view.operands[0], paired.rank)
     if parts is None:
         return None
-    halves, ops = [], [view] + parts[2]
-    for item in parts[:2]:
+    halves, ops = [], [view, *parts.ops]
+    for item in (parts.first, parts.second):
         unsqueeze = producer(item, "torch.aten.unsqueeze")
         if unsqueeze is None or not only_use(item) or not _is_last(
                 constant_or(unsqueeze.operands[1], None), paired.rank):
@@ -114,22 +157,22 @@ def match_rotate_interleaved(value: ir.Value) -> Optional[tuple[ir.Value, list]]
         halves.append(unsqueeze.operands[0])
         ops.append(unsqueeze)
     negated = _negated(halves[0])
-    odd = _last_axis_slice(negated[0]) if negated else None
+    odd = _last_axis_slice(negated.operand) if negated else None
     even = _last_axis_slice(halves[1])
-    if odd is None or even is None or odd[0] != even[0]:
+    if odd is None or even is None or odd.source != even.source:
         return None
-    x, depth = odd[0], tensor_info(odd[0]).shape[-1]
+    x, depth = odd.source, tensor_info(odd.source).shape[-1]
     if depth % 2 or tensor_info(value) != tensor_info(x) or \
-            (odd[1:4], even[1:4]) != ((1, depth, 2), (0, depth, 2)):
+            (odd.bounds, even.bounds) != ((1, depth, 2), (0, depth, 2)):
         return None
-    return x, ops + [negated[1], odd[4], even[4]]
+    return Rotation(x, tuple(ops) + (negated.op, odd.op, even.op))
 
 
-def _product(value: ir.Value) -> Optional[tuple[ir.Value, ir.Value, ir.Operation]]:
+def _product(value: ir.Value) -> Optional[Product]:
     op = producer(value, "torch.aten.mul.Tensor")
     if op is None or not only_use(value):
         return None
-    return op.operands[0], op.operands[1], op
+    return Product(op.operands[0], op.operands[1], op)
 
 
 def match_rope(add: ir.Operation) -> Optional[RopeMatch]:
@@ -139,18 +182,18 @@ def match_rope(add: ir.Operation) -> Optional[RopeMatch]:
     if None in products:
         return None
     for rotated, plain in ((products[0], products[1]), (products[1], products[0])):
-        for rot, sin in ((rotated[0], rotated[1]), (rotated[1], rotated[0])):
+        for rot, sin in ((rotated.lhs, rotated.rhs), (rotated.rhs, rotated.lhs)):
             for matcher, interleaved in ((match_rotate_half, False),
                                          (match_rotate_interleaved, True)):
-                found = matcher(rot)
-                if found is None:
+                rotation = matcher(rot)
+                if rotation is None:
                     continue
-                x, ops = found
-                cos = plain[1] if plain[0] == x else plain[0] if plain[1] == x else None
+                x = rotation.input
+                cos = plain.rhs if plain.lhs == x else plain.lhs if plain.rhs == x else None
                 if cos is None or not _tables_fit(x, cos, sin, add):
                     continue
                 return RopeMatch(add, x, cos, sin, interleaved,
-                                 tuple([add, rotated[2], plain[2]] + ops))
+                                 (add, rotated.op, plain.op) + rotation.ops)
     return None
 
 

@@ -72,8 +72,18 @@ def match_gate_up(mul: ir.Operation) -> Optional[SwigluMatch]:
     return None
 
 
-def _halves(value: ir.Value):
-    """(source, offset, size, ops) of a single-use last-axis slice / unpacked split piece."""
+@dataclass(frozen=True)
+class SlicedPiece:
+    """`value` as a single-use last-axis slice or unpacked split piece of `source`; `ops`: the
+    slice, or the unpack and its split (the op that reads `source` last)."""
+
+    source: ir.Value
+    offset: int
+    size: int
+    ops: tuple
+
+
+def _sliced_piece(value: ir.Value) -> Optional[SlicedPiece]:
     if not only_use(value):
         return None
     op = producer(value, "torch.aten.slice.Tensor", "torch.prim.ListUnpack")
@@ -82,11 +92,12 @@ def _halves(value: ir.Value):
     if op.name == "torch.prim.ListUnpack":
         split = producer(op.operands[0], *SPLITS)
         pieces = pieces_of_split(split) if split is not None else []
-        ops = [op, split]
+        ops = (op, split)
     else:
-        pieces, ops = pieces_of_slice(op), [op]
+        pieces, ops = pieces_of_slice(op), (op,)
     piece = next((p for p in pieces if p.value == value), None)
-    return (piece.source, piece.offset, piece.size, ops) if piece is not None else None
+    return SlicedPiece(piece.source, piece.offset, piece.size, ops) if piece is not None \
+        else None
 
 
 def match_halves(mul: ir.Operation) -> Optional[SwigluMatch]:
@@ -95,10 +106,10 @@ def match_halves(mul: ir.Operation) -> Optional[SwigluMatch]:
         silu = producer(activated, "torch.aten.silu")
         if silu is None or not only_use(activated):
             continue
-        gate, up = _halves(silu.operands[0]), _halves(other)
-        if gate is None or up is None or gate[0] != up[0]:
+        gate, up = _sliced_piece(silu.operands[0]), _sliced_piece(other)
+        if gate is None or up is None or gate.source != up.source:
             continue
-        source = gate[0]
+        source = gate.source
         fused = producer(source, "kiln.linear")
         if fused is None:
             continue
@@ -108,10 +119,10 @@ def match_halves(mul: ir.Operation) -> Optional[SwigluMatch]:
         half = parts.out_features // 2
         users = {use.owner.operation for use in source.uses}
         if parts.activation != "none" or \
-                (gate[1:3], up[1:3]) != ((0, half), (half, half)) or \
-                not users <= {gate[3][-1], up[3][-1]}:
+                ((gate.offset, gate.size), (up.offset, up.size)) != ((0, half), (half, half)) or \
+                not users <= {gate.ops[-1], up.ops[-1]}:
             continue
-        ops = [mul, silu] + gate[3] + [op for op in up[3] if op not in gate[3]] + [fused]
+        ops = [mul, silu, *gate.ops, *(op for op in up.ops if op not in gate.ops), fused]
         return SwigluMatch(mul, "halves", None, None, parts, tuple(ops))
     return None
 

@@ -23,6 +23,7 @@ from typing import Optional
 import numpy as np
 
 from kiln.dtypes import by_element, numpy_dtype
+from kiln.targets import normalize_target
 
 # Dtype names an input spec may use (signless ints are signed) → the numpy names.
 INPUT_DTYPES = {name: by_element(name).numpy for name in
@@ -317,7 +318,7 @@ def cmd_generate(args) -> int:
                                       target=compile_target(args), dtype=dtype, **options)
     print(f"compiled in {time.perf_counter() - start:.1f} s (max_seq_len {max_seq_len})",
           file=sys.stderr)
-    device = args.device or ("cuda" if "cuda" in args.target.split(",") else "cpu")
+    device = args.device or ("cuda" if "cuda" in normalize_target(args.target) else "cpu")
     generator = kiln.load_generator(artifact, device=device)
     sampling = dict(max_new_tokens=args.max_new_tokens, do_sample=args.do_sample,
                     temperature=args.temperature, top_k=args.top_k, top_p=args.top_p,
@@ -355,6 +356,11 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
                        help="target cuda: Kiln's Triton kernels (PTX for --cuda-arch) for the "
                             "linears and attentions they support; auto = on when triton is "
                             "installed (else a warning)")
+    group.add_argument("--cuda-split-k", default=True, action=argparse.BooleanOptionalAction,
+                       help="target cuda with Kiln's kernels: allow split-K GEMMs (f32 partial "
+                            "sums + one reduce launch, where the kernel config table chose them "
+                            "for decode-shaped GEMMs); --no-cuda-split-k keeps every GEMM one "
+                            "launch (default: on, faster on the H100 for decode)")
     group.add_argument("--cpu-kernels", default="auto", choices=("auto", "on", "off"),
                        help="target cpu: Kiln's own f32 GEMM for the linears it takes; auto = "
                             "on for --cpu host on host kinds where it measured faster "
@@ -404,8 +410,8 @@ def compile_options(args, *, verbose_default: bool, writes_output: bool) -> dict
                          f"known: {', '.join(PASS_REGISTRY)}")
     verbose = not args.quiet and (args.verbose or verbose_default)
     return dict(attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
-                cuda_kernels=args.cuda_kernels, cpu_kernels=args.cpu_kernels,
-                opt_level=args.opt_level,
+                cuda_kernels=args.cuda_kernels, cuda_split_k=args.cuda_split_k,
+                cpu_kernels=args.cpu_kernels, opt_level=args.opt_level,
                 data_tiling=args.data_tiling, disable_passes=disabled, weights=args.weights,
                 index_checks=not args.no_index_checks, verbose=verbose)
 

@@ -6,7 +6,7 @@ import logging
 import re
 import sys
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
@@ -25,8 +25,8 @@ from kiln.outputs import mutated_inputs, normalize_results, output_tree, written
 from kiln.parameters import WEIGHTS_MODES, ExternalParameters, externalize
 from kiln.pipelines import Phase, build_lower_pipeline, build_raise_pipeline
 from kiln.report import Rewrite
-from kiln.targets import (CPU_KERNEL_IREE_FLAGS, TargetOptions, codegen_fallback_flags,
-                          iree_flags, normalize_target, use_cpu_kernels)
+from kiln.targets import (CPU_KERNEL_MODES, CUDA_KERNEL_MODES, KERNEL_SELECTIONS, CompileTarget,
+                          codegen_fallback_flags, cuda_kernels_decision, iree_flags)
 from kiln.torch_ir import tensor_info
 
 TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes)
@@ -94,52 +94,30 @@ class CompileOptions:
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")
-        if opts.cpu_kernels not in ("auto", "on", "off"):
+        for switch in ("cuda_split_k", "cuda_fuse"):
+            # A string such as "off" is truthy: it would have switched the feature on.
+            if not isinstance(getattr(opts, switch), bool):
+                raise ValueError(f"{switch}={getattr(opts, switch)!r}: choose True or False")
+        if opts.cpu_kernels not in CPU_KERNEL_MODES:
             raise ValueError(f"cpu_kernels={opts.cpu_kernels!r}: choose 'auto', 'on' or 'off'")
         if opts.weights not in WEIGHTS_MODES:
             raise ValueError(f"weights={opts.weights!r}: choose 'inline' (in the .vmfb) or "
                              f"'external' (a .irpa parameter archive beside it)")
         return opts
 
-
-CUDA_KERNEL_MODES = ("auto", "on", "off")
+    def compile_target(self, target) -> CompileTarget:
+        """The CompileTarget of a compile for `target=` ("cpu", "cuda", ("cpu", "cuda")) with
+        these options: resolved once, then handed to the pipelines and iree_flags."""
+        return CompileTarget.resolve(target, cuda_kernels=self.cuda_kernels,
+                                     cpu_kernels=self.cpu_kernels, cpu=self.cpu,
+                                     cuda_arch=self.cuda_arch, opt_level=self.opt_level,
+                                     data_tiling=self.data_tiling,
+                                     cuda_split_k=self.cuda_split_k, cuda_fuse=self.cuda_fuse)
 
 
 def use_cuda_kernels(mode: str, targets: tuple[str, ...], cuda_arch: str = "sm_90a") -> bool:
     """Whether library kernels go into this compile (see CompileOptions.cuda_kernels)."""
     return cuda_kernels_decision(mode, targets, cuda_arch)[0]
-
-
-def cuda_kernels_decision(mode: str, targets: tuple[str, ...],
-                          cuda_arch: str = "sm_90a") -> tuple[bool, Optional[str]]:
-    """(kernels on?, why "auto" left them off: a line for the compile log and report, or None
-    where they were never in question). "on" raises ValueError instead of leaving them off."""
-    if "cuda" not in targets:
-        if mode == "on":
-            raise ValueError("cuda_kernels='on' needs target 'cuda'")
-        return False, None
-    if mode == "off":
-        return False, None
-    if targets != ("cuda",):
-        if mode == "on":
-            raise ValueError("cuda_kernels='on' needs target 'cuda' alone: the kernels have no "
-                             "CPU variant for a multi-target artifact")
-        return False, None
-    from kiln.kernels import KernelUnsupported, kernel_arch, triton_available
-
-    problem = triton_available()
-    if problem is None:
-        try:
-            kernel_arch(cuda_arch)
-        except KernelUnsupported as error:
-            problem = error.reason
-    if problem is not None:
-        if mode == "on":
-            raise ValueError(f"cuda_kernels='on': {problem}")
-        return False, (f"cuda_kernels='auto' left Kiln's CUDA kernels out: {problem}; every "
-                       f"linear and attention is IREE's own code, measured 4-16x slower on "
-                       f"GPT-2/Llama-size models (docs/kernels.md)")
-    return True, None
 
 
 @dataclass
@@ -320,23 +298,24 @@ def _attach_signature(module: ir.Module, signature: Signature, name: str = "main
 
 
 def _start(options: dict, target, compile_to, log):
-    """Validated options, targets, phase, a fresh report, the log and the phase timer."""
+    """Validated options, the resolved CompileTarget, phase, a fresh report, the log and the
+    phase timer."""
     opts = CompileOptions.from_kwargs(options)
-    targets = normalize_target(target)
-    report = CompileReport(targets)
+    compile_target = opts.compile_target(target)
+    report = CompileReport(compile_target.devices)
     log = log or (lambda message: print(message, file=sys.stderr, flush=True))
-    return opts, targets, Phase.parse(compile_to), report, log, _PhaseTimer(report, opts.verbose,
-                                                                             log)
+    return opts, compile_target, Phase.parse(compile_to), report, log, \
+        _PhaseTimer(report, opts.verbose, log)
 
 
 def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic_shapes=None,
                   log: Callable[[str], None] = None, **options) -> CompiledModel:
     """Compile and return the artifact (or a phase's IR) together with the compile report."""
-    opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
+    opts, compile_target, phase, report, log, timed = _start(options, target, compile_to, log)
     with timed("export"):
         program = export_model(model, example_args, dynamic_shapes=dynamic_shapes,
                                strict=opts.strict_export)
-    return _compile_cached({"main": program}, targets, phase, opts, report, timed, log)
+    return _compile_cached({"main": program}, compile_target, phase, opts, report, timed, log)
 
 
 def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
@@ -360,20 +339,21 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     from kiln.device_state import validate_state_names
 
     state = validate_state_names(state)
-    opts, targets, phase, report, log, timed = _start(options, target, compile_to, log)
+    opts, compile_target, phase, report, log, timed = _start(options, target, compile_to, log)
     programs = {}
     for name, entry in entries.items():
         module, args, *rest = entry
         with timed(f"export {name}"):
             programs[name] = export_model(module, args, dynamic_shapes=rest[0] if rest else None,
                                           strict=opts.strict_export)
-    compiled = _compile_cached(programs, targets, phase, opts, report, timed, log, state)
+    compiled = _compile_cached(programs, compile_target, phase, opts, report, timed, log,
+                               state)
     if compiled.vmfb is None or output is None:
         return compiled.ir_text if compiled.vmfb is None else compiled.vmfb
     return compiled.save(output)
 
 
-def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
+def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, timed, log,
                     state: tuple = ()) -> CompiledModel:
     """`_compile_programs` behind the compile cache: the key is taken from the exported
     programs and the context (kiln.compile_key), so a hit is the artifact of the same program.
@@ -390,11 +370,11 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
             f"bypassed for compile_to={phase.value}" if phase is not Phase.VMFB else \
             "bypassed for weights='external' (it stores only the .vmfb)"
         note(f"cache {why}")
-        return _compile_programs(programs, targets, phase, opts, report, timed, state)
+        return _compile_programs(programs, target, phase, opts, report, timed, state)
     store, key = CompileCache(), None
     with timed("cache-lookup"):
         try:
-            key = artifact_key(programs, compile_context(targets, phase, opts) +
+            key = artifact_key(programs, compile_context(target.devices, phase, opts) +
                                (("state",) + state if state else ()))
         except Unkeyable as reason:
             note(f"cache off for this model: {reason}")
@@ -417,12 +397,12 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
             report.phase_seconds.update(lookup)
             report.cache = "hit"
             for rewrite in saved.rewrites:  # what the compile that built it warned about
-                if rewrite.pass_name == "kiln-select-cuda-kernels" and rewrite.kind == "off":
+                if rewrite.pass_name in KERNEL_SELECTIONS and rewrite.kind == "off":
                     log(f"[kiln] warning: {rewrite.detail}")
             note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
                  f"{lookup['cache-lookup']:.3f} s")
             return CompiledModel(entry.vmfb, None, report)
-    compiled = _compile_programs(programs, targets, phase, opts, report, timed, state)
+    compiled = _compile_programs(programs, target, phase, opts, report, timed, state)
     if key is not None:
         report.cache = "miss"
         if store.put(key, compiled.vmfb, {"report": report.to_json()}):
@@ -431,7 +411,7 @@ def _compile_cached(programs: dict, targets, phase, opts, report, timed, log,
     return compiled
 
 
-def _compile_programs(programs: dict, targets, phase, opts, report, timed,
+def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report, timed,
                       state: tuple = ()) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
     external = opts.weights == "external"
@@ -468,20 +448,13 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     if phase is Phase.TORCH:
         return CompiledModel(None, str(module), report)
 
-    kernels, kernels_off = cuda_kernels_decision(opts.cuda_kernels, targets, opts.cuda_arch)
-    if kernels_off:
-        timed.log(f"[kiln] warning: {kernels_off}")
-        report.rewrites.append(Rewrite("kiln-select-cuda-kernels", "off", kernels_off, ""))
-    disabled = tuple(opts.disable_passes)
-    if external and not kernels:
-        # Concatenated weights of external parameters cannot be folded at compile time: the
-        # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
-        # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
-        # limit" at load on an H200) and hold every weight twice. Kiln's kernels read merged
-        # weights part by part instead (weight_parts: no concatenation is left).
-        disabled += ("kiln-merge-linears", "kiln-raise-swiglu")
-    raise_pipeline = build_raise_pipeline(raise_attention=opts.raise_attention,
-                                          raise_linear=opts.raise_linear, disabled=disabled)
+    for selection, why in target.kernels_off.items():
+        timed.log(f"[kiln] warning: {why}")
+        report.rewrites.append(Rewrite(selection, "off", why, ""))
+    raise_pipeline = build_raise_pipeline(target, raise_attention=opts.raise_attention,
+                                          raise_linear=opts.raise_linear,
+                                          disabled=tuple(opts.disable_passes),
+                                          external_weights=external)
     with timed("raise"):
         raise_pipeline.run(module)
     report.rewrites += raise_pipeline.rewrites()
@@ -490,12 +463,7 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
     if phase is Phase.KILN:
         return CompiledModel(None, str(module), report)
 
-    cpu_kernels = targets == ("cpu",) and use_cpu_kernels(opts.cpu_kernels, opts.cpu)
-    lower_pipeline = build_lower_pipeline(target=",".join(targets), attention=opts.attention,
-                                          cuda_kernels=kernels, cuda_arch=opts.cuda_arch,
-                                          cuda_split_k=opts.cuda_split_k,
-                                          cuda_fuse=opts.cuda_fuse,
-                                          cpu_kernels=cpu_kernels)
+    lower_pipeline = build_lower_pipeline(target, attention=opts.attention)
     with timed("lower"):
         lower_pipeline.run(module)
         for name, signature in signatures.items():
@@ -520,16 +488,12 @@ def _compile_programs(programs: dict, targets, phase, opts, report, timed,
 
     # dynamic dims: IREE 3.13's separate transpose dispatches fail to compile (kiln.targets)
     dynamic = any(i.bounds is not None for s in signatures.values() for i in s.inputs)
-    flags = iree_flags(targets, TargetOptions(cpu=opts.cpu, cuda_arch=opts.cuda_arch,
-                                              opt_level=opts.opt_level,
-                                              data_tiling=opts.data_tiling,
-                                              transpose_propagation=dynamic))
-    if cpu_kernels:
-        flags += list(CPU_KERNEL_IREE_FLAGS)
+    flags = iree_flags(replace(target, transpose_propagation=dynamic))
     flags += list(opts.extra_iree_flags)
     with timed("iree-compile"):
         vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
-                                 lambda error, tried: codegen_fallback_flags(targets, error, tried),
+                                 lambda error, tried: codegen_fallback_flags(target.devices,
+                                                                             error, tried),
                                  report, handoff_weights)
     return CompiledModel(vmfb, None, report, archive)
 

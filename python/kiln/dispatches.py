@@ -15,7 +15,7 @@ from pathlib import Path
 
 from kiln.bindings import iree_compile_tool
 from kiln.pipelines import RAISE_PASSES
-from kiln.targets import iree_flags, normalize_target
+from kiln.targets import CompileTarget, iree_flags
 
 # Compile options of the dispatch table (docs/fusion.md, tests/test_fusion.py, bench/dispatches.py):
 # "off" leaves every raising pass of the pipeline out (the list comes from the pipeline, so a new
@@ -46,7 +46,7 @@ def count_dispatches(iree_input: str, target="cpu") -> DispatchCount:
         source.write_text(iree_input)
         result = subprocess.run(
             [iree_compile_tool(), str(source), "--compile-to=flow",
-             *iree_flags(normalize_target(target))], capture_output=True, text=True)
+             *iree_flags(CompileTarget.resolve(target))], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"iree-compile --compile-to=flow failed:\n{result.stderr[-2000:]}")
     names = tuple(re.sub(r"^main\$async_dispatch_\d+_", "", m)

@@ -19,8 +19,9 @@ from typing import Union
 
 from kiln.bindings import ir, passmanager
 from kiln.errors import KilnCompileError
-from kiln.passes import KilnPass, create_pass
+from kiln.passes import KilnPass, PassError, create_pass
 from kiln.report import Rewrite
+from kiln.targets import CompileTarget
 
 Step = Union[KilnPass, str]
 REPRODUCER_ELEMENTS_LIMIT = 1 << 16
@@ -123,36 +124,46 @@ RAISE_PASSES: tuple[str, ...] = (
 )
 
 
-def build_raise_pipeline(*, raise_attention: bool = True, raise_linear: bool = True,
-                         disabled: tuple[str, ...] = ()) -> Pipeline:
+def build_raise_pipeline(target: CompileTarget = CompileTarget(), *,
+                         raise_attention: bool = True, raise_linear: bool = True,
+                         disabled: tuple[str, ...] = (),
+                         external_weights: bool = False) -> Pipeline:
     """torch → kiln: recognise what Kiln specializes (RAISE_PASSES minus `disabled`)."""
     switched_off = set(disabled)
     if not raise_attention:
         switched_off.add("kiln-raise-attention")
     if not raise_linear:
         switched_off.add("kiln-raise-linear")
+    if external_weights and not target.cuda_kernels:
+        # Concatenated weights of external parameters cannot be folded at compile time: the
+        # module initializer would copy them (36 copies for a 12-layer Llama, more than the 32
+        # concurrent nodes a CUDA graph command buffer takes: "exceeded max concurrent node
+        # limit" at load on an H200) and hold every weight twice. Kiln's kernels read merged
+        # weights part by part instead (weight_parts: no concatenation is left).
+        switched_off |= {"kiln-merge-linears", "kiln-raise-swiglu"}
     steps: list[Step] = [create_pass(n) for n in RAISE_PASSES if n not in switched_off]
     # Fold the constants and drop the ops the rewrites left dead.
     steps.append("canonicalize")
     return Pipeline("kiln-raise-pipeline", steps)
 
 
-def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
-                         cuda_kernels: bool = False, cuda_arch: str = "sm_90a",
-                         cuda_split_k: bool = False, cuda_fuse: bool = True,
-                         cpu_kernels: bool = False) -> Pipeline:
-    """kiln → iree-input: lower kiln ops the way measured fastest on `target`; with
-    `cuda_kernels` (target cuda only) library kernels, compiled for `cuda_arch`, take the ops
-    they support first."""
-    steps: list[Step] = [create_pass("kiln-select-cuda-kernels", {
-        "arch": cuda_arch, "split_k": str(cuda_split_k), "fuse": str(cuda_fuse)})] \
-        if cuda_kernels else []
-    if cpu_kernels and target == "cpu":
+def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
+                         attention: str = "auto") -> Pipeline:
+    """kiln → iree-input: lower kiln ops the way measured fastest on `target`; where it says
+    so (`target.cuda_kernels`, `target.cpu_kernels`), Kiln's kernels take the ops they
+    support first."""
+    steps: list[Step] = []
+    if target.cuda_kernels:
+        steps.append(create_pass("kiln-select-cuda-kernels", {
+            "arch": target.cuda_arch, "split_k": str(target.cuda_split_k),
+            "fuse": str(target.cuda_fuse)}))
+    if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels"))
     steps += [
-        create_pass("convert-kiln-to-torch", {"target": target, "attention": attention}),
+        create_pass("convert-kiln-to-torch", {"target": target.pass_option,
+                                              "attention": attention}),
     ]
-    if "cuda" in target.split(","):
+    if target.has_cuda:
         # IREE 3.13 miscompiles strided 1x1 convolutions for CUDA (f16, H200; decisions.md).
         steps.append(create_pass("kiln-pointwise-conv-to-matmul"))
     steps += [
@@ -163,7 +174,30 @@ def build_lower_pipeline(*, target: str = "cpu", attention: str = "auto",
     return Pipeline("kiln-lower-pipeline", steps)
 
 
+def _raise_pipeline_from_options(raise_attention: bool = True, raise_linear: bool = True,
+                                 external_weights: bool = False) -> Pipeline:
+    """torch → kiln: recognise what Kiln specializes (kiln-opt's textual options)."""
+    return build_raise_pipeline(raise_attention=raise_attention, raise_linear=raise_linear,
+                                external_weights=external_weights)
+
+
+def _lower_pipeline_from_options(target: str = "cpu", attention: str = "auto",
+                                 cuda_kernels: bool = False, cuda_arch: str = "sm_90a",
+                                 cuda_split_k: bool = False, cuda_fuse: bool = True,
+                                 cpu_kernels: bool = False) -> Pipeline:
+    """kiln → iree-input: lower kiln ops for `target` (kiln-opt's textual options: the kernel
+    switches are taken as given, not decided as CompileTarget.resolve does)."""
+    try:
+        compile_target = CompileTarget(devices=target, cuda_arch=cuda_arch,
+                                       cuda_kernels=cuda_kernels, cuda_split_k=cuda_split_k,
+                                       cuda_fuse=cuda_fuse, cpu_kernels=cpu_kernels)
+    except ValueError as error:
+        raise PassError(f"kiln-lower-pipeline: {error}") from None
+    return build_lower_pipeline(compile_target, attention=attention)
+
+
+# kiln-opt's named pipelines: the builders above behind textual options.
 NAMED_PIPELINES = {
-    "kiln-raise-pipeline": build_raise_pipeline,
-    "kiln-lower-pipeline": build_lower_pipeline,
+    "kiln-raise-pipeline": _raise_pipeline_from_options,
+    "kiln-lower-pipeline": _lower_pipeline_from_options,
 }

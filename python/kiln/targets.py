@@ -1,4 +1,5 @@
-"""Per-target IREE compiler presets (measured choices; see docs/decisions.md).
+"""What a compile is for (`CompileTarget`, resolved once from `target=` and the options that
+depend on it) and the per-target IREE compiler presets (measured choices; docs/decisions.md).
 
 CPU: IREE's default is O0; O3 + data tiling + microkernels took a 768→3072→768 MLP from 29 ms to
 10 ms on this AVX2 machine; convolutions are rewritten to channels-last (NHWC) first. `cpu="host"`
@@ -18,17 +19,6 @@ from pathlib import Path
 from typing import Optional, Sequence
 
 TARGETS = ("cpu", "cuda")
-
-
-@dataclass(frozen=True)
-class TargetOptions:
-    cpu: str = "host"
-    cuda_arch: str = "sm_90a"
-    opt_level: str = "O3"
-    data_tiling: bool = True
-    ukernels: str = "all"
-    channels_last: bool = True  # CPU: convolutions rewritten to NHWC before IREE's global opt
-    transpose_propagation: bool = False  # CPU: IREE's global-opt transpose propagation
 
 
 def normalize_target(target) -> tuple[str, ...]:
@@ -60,6 +50,121 @@ def iree_cuda_arch(arch: str) -> str:
     """The architecture IREE compiles its own code for when the artifact is for `arch`."""
     check_cuda_arch(arch)
     return IREE_CUDA_ARCH_FOR.get(arch, arch)
+
+
+CUDA_KERNEL_MODES = ("auto", "on", "off")
+CPU_KERNEL_MODES = ("auto", "on", "off")
+# The passes that put Kiln's kernels in; a compile that leaves asked-for kernels out reports
+# Rewrite(<pass>, "off", why) under their names (CompileTarget.kernels_off).
+KERNEL_SELECTIONS = ("kiln-select-cuda-kernels", "kiln-select-cpu-kernels")
+
+
+@dataclass(frozen=True)
+class CompileTarget:
+    """What one compile is for, resolved once (`CompileTarget.resolve`) from the user's
+    `target=` and the options that depend on it, then handed to the pipeline builders
+    (kiln.pipelines) and to `iree_flags`: the devices, the CPU and GPU they are compiled for,
+    IREE's presets, and whether Kiln's CUDA / CPU kernels go in (and why not, where they were
+    asked for: `kernels_off`). Passes keep textual options (`target=cpu,cuda`: `pass_option`)
+    for kiln-opt."""
+
+    devices: tuple[str, ...] = ("cpu",)  # sorted names from TARGETS (normalize_target)
+    cpu: str = "host"  # LLVM CPU: host, or an ISA such as x86-64-v3
+    cuda_arch: str = "sm_90a"
+    opt_level: str = "O3"
+    data_tiling: bool = True  # CPU alone (unmeasured on the GPU path)
+    ukernels: str = "all"
+    channels_last: bool = True  # CPU: convolutions rewritten to NHWC before IREE's global opt
+    transpose_propagation: bool = False  # CPU: IREE's global-opt transpose propagation
+    cuda_kernels: bool = False  # Kiln's library kernels take the ops they support (cuda alone)
+    cuda_kernels_off: Optional[str] = None  # why cuda_kernels="auto" left them out
+    cuda_split_k: bool = True  # with kernels: split-K GEMMs allowed
+    cuda_fuse: bool = True  # with kernels: epilogues and prologues folded into them
+    cpu_kernels: bool = False  # Kiln's CPU GEMM takes the linears it supports (cpu alone)
+    cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
+
+    def __post_init__(self):
+        object.__setattr__(self, "devices", normalize_target(self.devices))
+
+    @classmethod
+    def resolve(cls, target="cpu", *, cuda_kernels: str = "off", cpu_kernels: str = "off",
+                **options) -> "CompileTarget":
+        """The target of a compile: `target` as `normalize_target` reads it, the kernel modes
+        ("auto" | "on" | "off": CompileOptions.cuda_kernels / cpu_kernels) decided for it, and
+        `options` (this class's other fields: cpu, cuda_arch, opt_level, ...) as given.
+        Raises ValueError naming the bad value (an unknown target or CUDA architecture, a
+        kernel mode the target cannot take)."""
+        devices = normalize_target(target)
+        if cpu_kernels not in CPU_KERNEL_MODES:
+            raise ValueError(f"cpu_kernels={cpu_kernels!r}: choose 'auto', 'on' or 'off'")
+        cuda_arch = options.get("cuda_arch", cls.cuda_arch)
+        if "cuda" in devices:
+            check_cuda_arch(cuda_arch)
+        kernels, kernels_off = cuda_kernels_decision(cuda_kernels, devices, cuda_arch)
+        cpu_kernels_off = None
+        if cpu_kernels == "on" and devices != ("cpu",):
+            cpu_kernels_off = (f"cpu_kernels='on' has no effect for target "
+                               f"{','.join(devices)}: Kiln's CPU GEMM is for target 'cpu' alone")
+        return cls(devices=devices, cuda_kernels=kernels, cuda_kernels_off=kernels_off,
+                   cpu_kernels=devices == ("cpu",) and
+                   use_cpu_kernels(cpu_kernels, options.get("cpu", cls.cpu)),
+                   cpu_kernels_off=cpu_kernels_off, **options)
+
+    @property
+    def kernels_off(self) -> dict[str, str]:
+        """{selection pass: why it is left out} for kernels that were asked for ("auto" for
+        CUDA, "on" for the CPU) but do not go in: the compile log and report say so."""
+        reasons = dict(zip(KERNEL_SELECTIONS, (self.cuda_kernels_off, self.cpu_kernels_off)))
+        return {name: why for name, why in reasons.items() if why}
+
+    @property
+    def cpu_only(self) -> bool:
+        """Built for the CPU alone: IREE's CPU presets measured there apply (data tiling,
+        channels-last, ...), which a multi-target artifact leaves out."""
+        return self.devices == ("cpu",)
+
+    @property
+    def has_cuda(self) -> bool:
+        return "cuda" in self.devices
+
+    @property
+    def pass_option(self) -> str:
+        """The devices as passes take them textually (`convert-kiln-to-torch{target=...}`)."""
+        return ",".join(self.devices)
+
+
+def cuda_kernels_decision(mode: str, targets: tuple[str, ...],
+                          cuda_arch: str = "sm_90a") -> tuple[bool, Optional[str]]:
+    """(kernels on?, why "auto" left them off: a line for the compile log and report, or None
+    where they were never in question). "on" raises ValueError instead of leaving them off."""
+    if mode not in CUDA_KERNEL_MODES:
+        raise ValueError(f"cuda_kernels={mode!r}: choose one of {', '.join(CUDA_KERNEL_MODES)}")
+    if "cuda" not in targets:
+        if mode == "on":
+            raise ValueError("cuda_kernels='on' needs target 'cuda'")
+        return False, None
+    if mode == "off":
+        return False, None
+    if tuple(targets) != ("cuda",):
+        if mode == "on":
+            raise ValueError("cuda_kernels='on' needs target 'cuda' alone: the kernels have no "
+                             "CPU variant for a multi-target artifact")
+        return False, None
+    from kiln.kernels import KernelUnsupported, kernel_arch, triton_available
+
+    problem = triton_available()
+    if problem is None:
+        try:
+            kernel_arch(cuda_arch)
+        except KernelUnsupported as error:
+            problem = error.reason
+    if problem is not None:
+        if mode == "on":
+            raise ValueError(f"cuda_kernels='on': {problem}")
+        return False, (f"cuda_kernels='auto' left Kiln's CUDA kernels out: {problem}; every "
+                       f"linear and attention is IREE's own code, measured 4-16x slower on "
+                       f"GPT-2/Llama-size models (docs/kernels.md)")
+    return True, None
 
 
 # IREE 3.13's llvm-cpu codegen rejects some dispatches that its own dispatch formation builds at
@@ -218,8 +323,9 @@ def host_cpu_preset_flags(cpu: str) -> tuple[str, ...]:
     return HOST_CPU_PRESETS.get(host_cpu_kind(), ()) if cpu == "host" else ()
 
 
-def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions()) -> list[str]:
-    """iree-compile flags for `targets` (already normalized)."""
+def iree_flags(target: CompileTarget = CompileTarget()) -> list[str]:
+    """iree-compile flags for `target`."""
+    options = target
     devices = []
     flags = [f"--iree-opt-level={options.opt_level}", "--iree-input-type=torch",
              # IREE's torch input demotes float64 to float32 unless told, but keeps float64 at
@@ -228,10 +334,10 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
              # as wrong values. Kiln runs float64 as float64 (docs/decisions.md).
              # (torch.compile passes a Python float as a 0-d f64 tensor: read as f32 it was inf.)
              "--iree-input-demote-f64-to-f32=false"]
-    if "cuda" in targets:
+    if target.has_cuda:
         devices.append("cuda")
         flags.append(f"--iree-cuda-target={iree_cuda_arch(options.cuda_arch)}")
-    if "cpu" in targets:
+    if "cpu" in target.devices:
         devices.append("local")
         flags += [
             "--iree-hal-local-target-device-backends=llvm-cpu",
@@ -248,19 +354,21 @@ def iree_flags(targets: Sequence[str], options: TargetOptions = TargetOptions())
         # for `cuda,local`: the CPU driver then finds no variant it can run. Unlinked, each
         # dispatch keeps both.
         flags.append("--iree-hal-link-executables=false")
-    if options.data_tiling and targets == ("cpu",):
+    if options.data_tiling and target.cpu_only:
         # Measured on CPU only; the GPU path has not been measured with it.
         flags.append("--iree-opt-data-tiling")
-    if not options.transpose_propagation and targets == ("cpu",):
+    if not options.transpose_propagation and target.cpu_only:
         # IREE folds the head transposes of attention into the projections and P·V, which
         # become "matmul_like" contractions with permuted outputs that skip data tiling; at
         # batch 8 they ran 20-25x slower per FLOP than a plain matmul + a transpose (BERT-base
         # b8 1.33x, GPT-2 prefill b8 1.12x faster without the folding; docs/decisions.md).
         # Static shapes only: the compiler passes transpose_propagation=True for dynamic ones.
         flags.append("--iree-global-opt-propagate-transposes=false")
-    if options.channels_last and targets == ("cpu",):
+    if options.channels_last and target.cpu_only:
         # torch's NCHW convolutions as NHWC (transposes at the edges, folded between convs):
         # ResNet-18 on the CPU 3-3.5x faster (docs/decisions.md). Models without convolutions
         # compile to the same bytes. CPU-only: unmeasured on the GPU path.
         flags.append(CHANNELS_LAST_PIPELINE)
+    if target.cpu_kernels:
+        flags += CPU_KERNEL_IREE_FLAGS
     return [f"--iree-hal-target-device={','.join(devices)}"] + flags
