@@ -51,7 +51,7 @@ def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int) -> Optional
     layout = ir.StringAttr(op.attributes["weight_layout"]).value
     if _takes_gemv(m, k, n, layout, min_gemv_weights):
         return None
-    return gemm_problem(m, k, n, min_macs)
+    return gemm_problem(m, k, n, min_macs, min_gemv_weights)
 
 
 def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int) -> bool:

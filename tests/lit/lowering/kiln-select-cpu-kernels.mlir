@@ -1,4 +1,4 @@
-// RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0}' --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0}' --split-input-file | filecheck %s
 // RUN: kiln-opt %s -p kiln-select-cpu-kernels --split-input-file | filecheck %s --check-prefix=DEFAULT
 
 // kiln-select-cpu-kernels (target cpu, cpu_kernels="on"): the dense product of an f32 linear
@@ -66,7 +66,7 @@ func.func @unsupported(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[100,
 
 // Decode rows (M = 1): an out_in weight goes to the matrix-vector kernel as it is (no panel
 // permute; 100 outputs need no multiple of 32), an in_out weight to the GEMM with a one-row
-// tile. Taken at any size, also by default.
+// tile. By default decode rows under 2^18 weights stay with IREE (the second run).
 // CHECK-LABEL: module
 // CHECK-DAG:     func.func private @kiln_cpu_gemv_1x64x100(tensor<1x64xf32>, tensor<100x64xf32>) -> tensor<1x100xf32> attributes {kiln.cpu_gemv = "1x64x100"}
 // CHECK-DAG:     func.func private @kiln_cpu_gemm_1x64x32(tensor<1x64xf32>, tensor<1x64x32xf32>) -> tensor<1x32xf32> attributes {kiln.cpu_gemm = "1x64x32"}
@@ -78,8 +78,9 @@ func.func @unsupported(%x: !torch.vtensor<[16,64],f32>, %w: !torch.vtensor<[100,
 // CHECK:         call @kiln_cpu_gemm_1x64x32(
 // CHECK-NOT:     kiln.linear
 // DEFAULT-LABEL: func.func @decode(
-// DEFAULT:         call @kiln_cpu_gemv_1x64x100(
-// DEFAULT:         call @kiln_cpu_gemm_1x64x32(
+// DEFAULT-NOT:     call @kiln_cpu
+// DEFAULT:         kiln.linear
+// DEFAULT:         kiln.linear
 func.func @decode(%x: !torch.vtensor<[1,1,64],f32>, %w: !torch.vtensor<[100,64],f32>, %v: !torch.vtensor<[64,32],f32>) -> (!torch.vtensor<[1,1,100],f32>, !torch.vtensor<[1,1,32],f32>) {
   %0 = "kiln.linear"(%x, %w) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "out_in"} : (!torch.vtensor<[1,1,64],f32>, !torch.vtensor<[100,64],f32>) -> !torch.vtensor<[1,1,100],f32>
   %1 = "kiln.linear"(%x, %v) {activation = "none", operandSegmentSizes = array<i32: 1, 1, 0>, weight_layout = "in_out"} : (!torch.vtensor<[1,1,64],f32>, !torch.vtensor<[64,32],f32>) -> !torch.vtensor<[1,1,32],f32>
