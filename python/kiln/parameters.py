@@ -145,7 +145,10 @@ def externalize(module: ir.Module, parameters: ExternalParameters,
                 funcs.append(op)
             if op.name != "torch.vtensor.literal":
                 continue
-            attr = op.attributes["value"]
+            try:
+                attr = op.attributes["value"]
+            except TypeError:  # the bindings cannot hand over complex dense values: not ours
+                continue
             name = _resource_name(attr)
             parameter = parameters.by_resource.get(name) if name else None
             if parameter is None or str(attr.type) != parameter.tensor_type:
