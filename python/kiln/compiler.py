@@ -415,10 +415,10 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
                       state: tuple = ()) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
     external = opts.weights == "external"
-    # Inline weights reach iree-compile through a temporary parameter archive it imports
+    # Inline weights reach iree-compile as raw bytes in MLIR bytecode
     # (kiln.iree_compile.run_iree_compile), not as hex in the IR text: printing, encoding and
     # parsing GPT-2 small's weights as text took 16-27 s of a 47 s compile and 4.9 GB of peak
-    # memory (docs/decisions.md, "Weights reach iree-compile as an archive").
+    # memory (docs/decisions.md, "Weights reach iree-compile as bytecode").
     # Not with Kiln's CUDA kernels: IREE's Python bindings print their `#hal.executable.object`
     # attributes as `<{, data = ...}>`, which iree-compile cannot read back from the bytecode.
     handoff = phase is Phase.VMFB and not external and not target.cuda_kernels

@@ -36,6 +36,7 @@ from typing import Optional
 import numpy as np
 
 from kiln.bindings import iree_compile_tool
+from kiln.ir_text import mlir_unescape
 
 TIMEOUT_ENV = "KILN_IREE_COMPILE_TIMEOUT_S"
 MEMORY_ENV = "KILN_IREE_COMPILE_MAX_MEMORY_MB"
@@ -186,9 +187,10 @@ def write_bytecode_with_weights(ir_text: str, weights: dict, path: Path) -> Path
             initial = op.attributes["initial_value"] if "initial_value" in op.attributes \
                 else None
             match = _NAMED_PARAMETER.fullmatch(str(initial)) if initial is not None else None
-            if match is None or _unescape(match["key"]) not in weights:
+            key = mlir_unescape(match["key"]) if match is not None else None
+            if key not in weights:
                 continue
-            array = np.ascontiguousarray(weights[_unescape(match["key"])])
+            array = np.ascontiguousarray(weights[key])
             tensor_type = ir.TypeAttr(op.attributes["type"]).value
             op.attributes["initial_value"] = ir.DenseResourceElementsAttr.get_from_buffer(
                 memoryview(array.reshape(-1).view(np.uint8)), f"kiln_weight_{match['key']}",
@@ -202,33 +204,29 @@ _NAMED_PARAMETER = re.compile(r'#stream\.parameter\.named<"[^"]*"::"(?P<key>(?:[
                               r'(?: : .*)?')
 
 
-def _unescape(text: str) -> str:
-    """An MLIR string literal's body as the string (\\XX hex escapes)."""
-    return re.sub(r"\\([0-9A-Fa-f]{2})", lambda m: chr(int(m[1], 16)), text)
-
-
 def run_iree_compile(ir_text: str, flags: list[str], limits: Optional[Limits] = None,
                      weights: Optional[dict] = None) -> bytes:
     """The .vmfb iree-compile makes of `ir_text` with `flags`, under `limits` (default: from
     the environment); IreeCompileFailure when it fails or is stopped. `weights` ({archive key:
-    numpy array}, the parameters `ir_text`'s `#stream.parameter.named` globals name) go to a
-    temporary archive that iree-compile imports: the artifact holds them inline."""
+    numpy array}, the parameters `ir_text`'s `#stream.parameter.named` globals name) go with
+    it as MLIR bytecode (write_bytecode_with_weights): the artifact holds them inline."""
     limits = limits or Limits.from_environment()
     with tempfile.TemporaryDirectory(prefix="kiln-iree-") as folder:
         output, errors = Path(folder) / "out.vmfb", Path(folder) / "stderr.txt"
-        source = "-"
-        if weights:
-            source = str(write_bytecode_with_weights(ir_text, weights,
-                                                     Path(folder) / "input.mlirbc"))
+        source = str(write_bytecode_with_weights(ir_text, weights, Path(folder) / "input.mlirbc")) \
+            if weights else "-"  # "-": the text on stdin
         command = [iree_compile_tool(), source, *BASE_FLAGS, *flags, "-o", str(output)]
         with open(errors, "wb") as stderr:
-            process = subprocess.Popen(command, stdin=subprocess.PIPE,
+            process = subprocess.Popen(command,
+                                       stdin=subprocess.PIPE if source == "-" else
+                                       subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=stderr,
                                        start_new_session=True)  # one group: its linker too
-        feeder = threading.Thread(target=_feed, args=(process.stdin, "" if weights else ir_text),
-                                  daemon=True)
+        feeder = threading.Thread(target=_feed, args=(process.stdin, ir_text), daemon=True) \
+            if source == "-" else None
         start = time.monotonic()
-        feeder.start()
+        if feeder is not None:
+            feeder.start()
         stopped, peak, poll = None, 0, FIRST_POLL_S
         try:
             while True:
@@ -256,7 +254,8 @@ def run_iree_compile(ir_text: str, flags: list[str], limits: Optional[Limits] = 
             _kill_group(process)
             raise
         finally:
-            feeder.join(timeout=5)
+            if feeder is not None:
+                feeder.join(timeout=5)
         seconds = time.monotonic() - start
         if process.returncode == 0 and stopped is None:
             return output.read_bytes()
@@ -305,7 +304,7 @@ def strip_weights(ir_text: str) -> str:
     return _LITERAL.sub(zero, body)
 
 
-# A util.global backed by a parameter of the archive iree-compile imports (inline weights).
+# A util.global backed by a named parameter (inline weights handed over as bytecode).
 _PARAMETER_GLOBAL = re.compile(r"^(  util\.global private @\w+ = )#stream\.parameter\.named<[^>]*>"
                                r"( : tensor<([^>]*)>)$", re.M)
 

@@ -133,7 +133,7 @@ def externalize(module: ir.Module, parameters: ExternalParameters,
     """Print `module` for IREE with the collected parameters as `util.global`s backed by
     `#stream.parameter.named`; returns (ir_text, {key: array} of the parameters it uses).
     `record`: entry points carry the archive's record (`kiln.parameters`), which makes
-    kiln.load require the archive; False when iree-compile imports the archive (inline weights).
+    kiln.load require the archive; False for inline weights (handed to iree-compile as bytecode).
 
     Mutates the module (literal values become data-free splats): print it last."""
     used: dict[str, Parameter] = {}
