@@ -247,6 +247,22 @@ def test_interpreter_numerics():
     assert done.returncode == 0
 
 
+def test_selfcheck_takes_the_spec_builders_defaults():
+    """A case given as linear_spec's keyword arguments may leave out what has a default
+    (has_residual): bench/gpu/issue14_measure.py's real-size cases stopped on a KeyError."""
+    pytest.importorskip("triton")
+    env = dict(os.environ, TRITON_INTERPRET="1",
+               PYTHONPATH=str(REPO / "python") + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    code = ("import json; from kiln.kernels import selfcheck; selfcheck.patch_interpreter(); "
+            "print(json.dumps(selfcheck.check('linear', dict(m=5, n=24, k=40, dtype='f16', "
+            "weight_layout='out_in', has_bias=True, activation='none', norm='rms', "
+            "has_norm_weight=True))))")
+    done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert json.loads(done.stdout.splitlines()[-1])["ok"]
+
+
 @needs_triton
 def test_plans_follow_the_architecture():
     """PTX for the requested architecture: mma.sync for Ampere/Ada, wgmma for Hopper; shared

@@ -134,7 +134,7 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
         if args.get("norm") == "layer":  # a large mean: the statistics must not cancel
             inputs[0] = (inputs[0].float() + 30).to(inputs[0].dtype)
         ref = reference.linear(inputs, args["weight_layout"], args["has_bias"],
-                               args["activation"], args["has_residual"], args.get("norm"),
+                               args["activation"], args.get("has_residual", False), args.get("norm"),
                                args.get("norm_eps", 1e-5), args.get("has_norm_weight", False),
                                args.get("has_norm_bias", False), args.get("weight_parts"),
                                args.get("bias_parts"))
