@@ -10,6 +10,16 @@ them; the table shows medians over rounds. Greedy decoding, no eos (every row ma
 tokens). Decode tokens/s = batch x (new - 1) / (time after the first token). For
 transformers, time to first token is a `generate(max_new_tokens=1)` call and the decode time is
 a full call minus it. Kiln's compile and torch.compile's warm-up are not timed.
+
+On the GPU (`--device cuda --dtype float16`) the machine has no IREE compiler: Kiln's
+artifacts are compiled here first with external weights (`--prepare-kiln DIR`, one per model,
+variant and shape; the weight archive is dropped, only its record is kept), and the GPU run
+loads them (`--kiln-artifacts DIR`) with an archive written there from the same seeded model's
+state dict, so Kiln and transformers run identical weights. `--kiln-variant` picks the kernel
+options (kernels: Kiln's default; nofuse: kernels without whole-layer fusion; nokernels: IREE's
+code only). Run each system in its own process there (an illegal address poisons the CUDA
+context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
+an f32 eager run) is computed over the file (`--agreement FILE`).
 ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
 (kiln.kv_cache.DecoderStep) exported to ONNX, the cache passed as arrays from call to call.
 """
@@ -49,6 +59,73 @@ def build_model(name: str) -> torch.nn.Module:
     return model.eval()
 
 
+DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": False},
+                 "nokernels": {"cuda_kernels": "off"}}
+
+
+def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:
+    return f"{name}-{variant}-{dtype}-b{batch}-p{prompt}-n{new}"
+
+
+def prepare_kiln(args, chunks) -> None:
+    """Here (IREE installed): the generation artifacts a GPU run loads (`--device cuda`), weights external;
+    the archive is dropped (the GPU run writes one from the same seeded model) and its record
+    kept beside the .vmfb."""
+    import kiln
+    from kiln.artifact import PARAMETERS_KEY, parameters_path
+    from kiln.runtime import _iree_runtime
+
+    folder = Path(args.prepare_kiln)
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in args.models.split(","):
+        model = build_model(name)
+        for variant in args.kiln_variant.split(","):
+            stem = artifact_stem(name, variant, args.dtype, args.batch, args.prompt, args.new)
+            path = folder / f"{stem}.vmfb"
+            start = time.perf_counter()
+            kiln.compile_generator(model, max_seq_len=args.prompt + args.new,
+                                   batch_size=args.batch, target=args.device,
+                                   dtype=DTYPES[args.dtype],
+                                   prefill_chunks=chunks or (args.prompt,), weights="external",
+                                   output=path, cache=False, **KILN_VARIANTS[variant])
+            rt = _iree_runtime()
+            module = rt.VmModule.copy_buffer(rt.VmInstance(), path.read_bytes())
+            record = next(json.loads(dict(module.lookup_function(f).reflection)[PARAMETERS_KEY])
+                          for f in module.function_names
+                          if PARAMETERS_KEY in dict(module.lookup_function(f).reflection))
+            (folder / f"{stem}.record.json").write_text(json.dumps(record))
+            parameters_path(path).unlink()
+            print(f"prepared {path} ({path.stat().st_size} bytes) in "
+                  f"{time.perf_counter() - start:.0f} s", flush=True)
+
+
+def load_prebuilt(model, folder: Path, stem: str, device: str):
+    """A Generator of the prepared artifact `stem` with `model`'s weights: the archive is
+    written from its state dict under the recorded keys (DecoderStep holds the model as
+    `model.`), in the recorded dtypes."""
+    import numpy as np
+
+    from kiln.generate import Generator
+    from kiln.runtime import load, write_parameter_archive
+
+    record = json.loads((folder / f"{stem}.record.json").read_text())
+    state = model.state_dict()
+    arrays = {}
+    for parameter in record["parameters"]:
+        name = parameter["key"].removeprefix("model.")
+        if name not in state:
+            raise SystemExit(f"{stem}: the artifact's weight {parameter['key']!r} is not in "
+                             f"the model's state dict")
+        value = state[name].detach().to("cpu", torch.float32).numpy()
+        arrays[parameter["key"]] = np.ascontiguousarray(value.astype(parameter["dtype"]))
+        if list(value.shape) != list(parameter["shape"]):
+            raise SystemExit(f"{stem}: {name} has shape {list(value.shape)}, the artifact "
+                             f"records {parameter['shape']}")
+    archive = write_parameter_archive(Path("/tmp") / f"{stem}.irpa", arrays)
+    return Generator(load(folder / f"{stem}.vmfb", device=device, parameters=archive))
+
+
 def prompt_ids(batch: int, length: int, vocab: int) -> torch.Tensor:
     return torch.randint(0, vocab, (batch, length), generator=torch.Generator().manual_seed(1))
 
@@ -56,10 +133,15 @@ def prompt_ids(batch: int, length: int, vocab: int) -> torch.Tensor:
 class KilnSystem:
     name = "kiln"
 
-    def __init__(self, model, batch, prompt, new, chunks):
+    def __init__(self, model, batch, prompt, new, chunks, prebuilt=None, device="cpu"):
         import kiln
 
         start = time.perf_counter()
+        if prebuilt is not None:  # (folder, stem): compiled by --prepare-kiln
+            self.name = f"kiln[{prebuilt[1].split('-')[1]}]"
+            self.generator = load_prebuilt(model, *prebuilt, device)
+            self.compile_s = 0.0
+            return
         artifact = kiln.compile_generator(model, max_seq_len=prompt + new, batch_size=batch,
                                           prefill_chunks=chunks)
         self.compile_s = time.perf_counter() - start
@@ -79,9 +161,19 @@ class HFSystem:
                             min_new_tokens=None)
         self.compile_s = 0.0
         if compiled:
-            # transformers' documented recipe: static cache + torch.compile(reduce-overhead)
+            # transformers' documented recipe: a static cache and the forward compiled with
+            # mode="reduce-overhead". On CUDA `generate` compiles it itself when the cache is
+            # static (its CompileConfig; compiling forward again on top failed there: "accessing
+            # tensor output of CUDAGraphs that has been overwritten"); on the CPU it does not.
             self.options["cache_implementation"] = "static"
-            model.forward = torch.compile(model.forward, mode="reduce-overhead", fullgraph=True)
+            if next(model.parameters()).device.type == "cpu":
+                model.forward = torch.compile(model.forward, mode="reduce-overhead",
+                                              fullgraph=True)
+            else:
+                from transformers import CompileConfig
+
+                self.options["compile_config"] = CompileConfig(mode="reduce-overhead",
+                                                               fullgraph=True)
             start = time.perf_counter()
             ids = prompt_ids(batch, prompt, model.config.vocab_size)
             for _ in range(2):
@@ -90,9 +182,12 @@ class HFSystem:
             self.compile_s = time.perf_counter() - start
 
     def _generate(self, ids, new):
+        device = next(self.model.parameters()).device
+        ids = ids.to(device)
         with torch.no_grad():
-            return self.model.generate(ids, attention_mask=torch.ones_like(ids),
-                                       max_new_tokens=new, **self.options)
+            out = self.model.generate(ids, attention_mask=torch.ones_like(ids),
+                                      max_new_tokens=new, **self.options)
+        return out.cpu()  # waits for the device
 
     def run(self, ids, new):
         start = time.perf_counter()
@@ -162,9 +257,35 @@ class OrtSystem:
         return out, first, max(total - first, 1e-9)
 
 
-def machine() -> str:
+def machine(device: str = "cpu") -> str:
     cpu = read_cpuinfo().model_name or platform.processor()
-    return f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    host = f"{cpu}, {os.cpu_count()} cores, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+    return host if device == "cpu" else f"{torch.cuda.get_device_name()}; host {host}"
+
+
+def print_agreement(path: Path) -> None:
+    """Each row's generated tokens against eager's of the same model and shape: in the row's
+    dtype and in float32 (the f16/bf16 agreement rate the issue asks to state). Agreement is the
+    share of tokens equal to the reference's, and the first step where any row differs."""
+    rows = json.loads(path.read_text())
+
+    def key(row, dtype):
+        return (row["model"], row["batch"], row["prompt"], row["new"], row["device"], dtype)
+
+    eager = {key(r, r["dtype"]): r["tokens"] for r in rows if r["system"] == "eager"}
+    for row in rows:
+        cells = []
+        for dtype in dict.fromkeys((row["dtype"], "float32")):
+            reference = eager.get(key(row, dtype))
+            if reference is None or row["system"] == "eager" and dtype == row["dtype"]:
+                continue
+            got, want = torch.tensor(row["tokens"]), torch.tensor(reference)
+            differs = (got != want).any(dim=0).nonzero()
+            first = int(differs[0]) if len(differs) else None
+            cells.append(f"vs eager {dtype}: {float((got == want).float().mean()):.0%} same, "
+                         f"first difference at step {first}")
+        print(f"{row['model']} b{row['batch']} p{row['prompt']} {row['device']} {row['dtype']} "
+              f"{row['system']}: " + ("; ".join(cells) or "(reference)"))
 
 
 def main(argv=None) -> int:
@@ -181,22 +302,52 @@ def main(argv=None) -> int:
     parser.add_argument("--onnx-dir", default="/tmp/kiln-bench-onnx",
                         help="where the ONNX Runtime system writes its .onnx files")
     parser.add_argument("--out", default=None, help="append results to this JSON file")
+    parser.add_argument("--device", default="cpu", choices=("cpu", "cuda"))
+    parser.add_argument("--dtype", default="float32", choices=sorted(DTYPES))
+    parser.add_argument("--kiln-variant", default="kernels",
+                        help=f"CUDA kernel options of Kiln's artifact: {', '.join(KILN_VARIANTS)}"
+                             " (comma-separated for --prepare-kiln)")
+    parser.add_argument("--prepare-kiln", metavar="DIR", default=None,
+                        help="compile Kiln's CUDA artifacts for these models and shape into DIR "
+                             "and stop (needs IREE; no GPU)")
+    parser.add_argument("--kiln-artifacts", metavar="DIR", default=None,
+                        help="load Kiln's artifacts from DIR (made by --prepare-kiln)")
+    parser.add_argument("--agreement", metavar="FILE", default=None,
+                        help="print the token agreement of every row of FILE with its eager "
+                             "rows (same dtype, and float32) and stop")
     args = parser.parse_args(argv)
     chunks = tuple(int(c) for c in args.chunks.split(",")) if args.chunks else None
+    if args.agreement:
+        print_agreement(Path(args.agreement))
+        return 0
+    if args.prepare_kiln:
+        prepare_kiln(args, chunks)
+        return 0
+    if args.device == "cuda" and "onnxruntime" in args.systems.split(","):
+        raise SystemExit("--device cuda: the onnxruntime system runs on the CPU only")
+    if args.device == "cuda" and "kiln" in args.systems.split(",") and not args.kiln_artifacts:
+        raise SystemExit("--device cuda: Kiln's artifacts come from --prepare-kiln (the GPU "
+                         "machine has no IREE compiler); pass --kiln-artifacts DIR")
     results = []
     for name in args.models.split(","):
-        model = build_model(name)
+        model = build_model(name).to(args.device, DTYPES[args.dtype])
         ids = prompt_ids(args.batch, args.prompt, model.config.vocab_size)
         systems = []
         for system in args.systems.split(","):
             print(f"[{name}] preparing {system} ...", file=sys.stderr, flush=True)
             if system == "kiln":
-                systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks))
+                prebuilt = None if not args.kiln_artifacts else (
+                    Path(args.kiln_artifacts),
+                    artifact_stem(name, args.kiln_variant, args.dtype, args.batch, args.prompt,
+                                  args.new))
+                systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks,
+                                          prebuilt, args.device))
             elif system == "onnxruntime":
                 systems.append(OrtSystem(build_model(name), args.batch, args.prompt, args.new,
                                          Path(args.onnx_dir) / f"{name}-b{args.batch}"))
             elif system in ("eager", "static-compile"):
-                copy = build_model(name)  # torch.compile replaces forward: one model each
+                # torch.compile replaces forward: one model each
+                copy = build_model(name).to(args.device, DTYPES[args.dtype])
                 systems.append(HFSystem(copy, args.batch, args.prompt, args.new,
                                         system == "static-compile"))
             else:
@@ -222,7 +373,9 @@ def main(argv=None) -> int:
                    "ttft_ms_all": [round(t * 1e3, 1) for t in samples[system.name]["ttft"]],
                    "decode_tokens_per_s_all": [round(t, 2)
                                                for t in samples[system.name]["decode"]],
-                   "machine": machine(), "load_average": os.getloadavg()[0]}
+                   "machine": machine(args.device), "load_average": os.getloadavg()[0],
+                   "device": args.device, "dtype": args.dtype,
+                   "tokens": outputs[system.name][:, args.prompt:].tolist()}
             results.append(row)
             print(f"{name:6s} b{args.batch} p{args.prompt} {system.name:15s} "
                   f"TTFT {ttft:9.1f} ms  decode {tps:8.2f} tok/s  same-as-eager {same}",

@@ -41,9 +41,7 @@ the returned suite JSON into .device/issue14/resume/ and run the same command ag
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
-import os
 import shutil
 import statistics
 import subprocess

@@ -1,4 +1,4 @@
-"""Per-dispatch GPU time of the GPU suite's Kiln artifacts (Nsight Compute, on the GPU machine).
+"""Per-dispatch GPU time of the GPU suite's Kiln artifacts (on the GPU machine).
 
     python3 -m bench.gpu.kiln_cuda_profile --artifacts .device/suite-cuda \
         --cells gpt2-decode:1:f16,gpt2-prefill-512:8:f16 --work /tmp/w --out $OUT
@@ -11,6 +11,12 @@ per dispatch and per kind (matmul, attention, reduction, elementwise ...). The s
 busy time with no launch gaps; compare with the suite's device_ms (iree-benchmark-module, CUDA
 graphs) and the Python call. With --work shared with a running suite (--lanes), ncu holds the
 suite's GPU lock, so it never overlaps a timed loop. Writes <out>/kiln-cuda-profile.json.
+
+Where Nsight Compute is not installed (`--profiler auto` picks it when `ncu` is on PATH), the
+kernels are read from CUPTI through torch.profiler instead (`--profiler cupti`): the artifact
+runs in a child process through `kiln.load` as users call it (CUDA graphs), `--calls` times
+under the profiler; CUPTI records every kernel of the process, IREE's graph-launched dispatches
+included, and the times are per call.
 """
 
 from __future__ import annotations
@@ -21,6 +27,7 @@ import io
 import json
 import shutil
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -66,13 +73,14 @@ def parse_ncu_csv(text: str) -> list:
     return rows
 
 
-def summarize(rows: list) -> dict:
+def summarize(rows: list, calls: int = 1) -> dict:
+    """Kernel times per dispatch and per kind, per call of the artifact (`rows` over `calls`)."""
     per_dispatch: dict = {}
     for name, ns in rows:
         entry = per_dispatch.setdefault(name, {"name": short_name(name), "kind": kind_of(name),
                                                "launches": 0, "total_us": 0.0})
-        entry["launches"] += 1
-        entry["total_us"] += ns / 1e3
+        entry["launches"] += 1 / calls
+        entry["total_us"] += ns / 1e3 / calls
     dispatches = sorted(per_dispatch.values(), key=lambda e: -e["total_us"])
     kinds: dict = {}
     for entry in dispatches:
@@ -107,7 +115,26 @@ def profile_cell(args, model: str, batch: int, dtype: str, manifest: dict) -> di
         if params["status"] != "ok":
             return {"status": "FAILED", "error": "params: " + params.get("error", "")}
         command.append(f"--parameters=model={directory / 'profile.irpa'}")
-    for shape, element in _zoo_inputs(model, batch, dtype):
+    inputs = _zoo_inputs(model, batch, dtype)
+    if args.profiler == "cupti":
+        child = [sys.executable, "-m", "bench.gpu.kiln_cuda_profile", "--child-vmfb", str(vmfb),
+                 "--child-inputs", json.dumps(inputs), "--calls", str(args.calls)]
+        if entry.get("params_manifest"):
+            child += ["--child-params", str(directory / "profile.irpa")]
+        start = time.perf_counter()
+        with GpuLock(spec, exclusive=True):
+            proc = subprocess.run(child, capture_output=True, text=True, timeout=args.timeout)
+        result = {"profiler": "cupti", "calls": args.calls,
+                  "wall_s": round(time.perf_counter() - start, 1), "returncode": proc.returncode}
+        lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("[")]
+        rows = json.loads(lines[-1]) if proc.returncode == 0 and lines else []
+        if not rows:
+            result.update(status="FAILED", stderr_tail=(proc.stderr or proc.stdout)[-2000:])
+            return result
+        result.update(status="ok", **summarize(rows, args.calls))
+        shutil.rmtree(directory, ignore_errors=True)
+        return result
+    for shape, element in inputs:
         command.append(f"--input={'x'.join(str(d) for d in shape)}x{element}=1")
     log = directory / "ncu.csv"
     ncu = [args.ncu, "--metrics", "gpu__time_duration.sum", "--csv", "--print-units", "base",
@@ -138,6 +165,28 @@ def _zoo_inputs(model: str, batch: int, dtype: str) -> list:
             for t in tensors]
 
 
+def profile_child(vmfb: str, params, inputs: list, calls: int) -> list:
+    """[(kernel name, ns)] of `calls` calls of the artifact's main on CUDA, from CUPTI."""
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    from kiln.runtime import load
+
+    dtypes = {element: getattr(torch, name) for name, element in IREE_ELEMENT.items()}
+    module = load(vmfb, device="cuda", parameters=params)
+    tensors = [torch.ones(shape, dtype=dtypes[element], device="cuda")
+               for shape, element in inputs]
+    for _ in range(3):
+        module(*tensors)
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        for _ in range(calls):
+            module(*tensors)
+        torch.cuda.synchronize()
+    return [(event.name, event.time_range.elapsed_us() * 1e3) for event in prof.events()
+            if event.device_type == torch.autograd.DeviceType.CUDA]
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -147,8 +196,24 @@ def main(argv=None) -> None:
     parser.add_argument("--work", type=Path, required=True)
     parser.add_argument("--out", type=Path, required=True)
     parser.add_argument("--ncu", default=shutil.which("ncu") or "ncu")
+    parser.add_argument("--profiler", choices=("auto", "ncu", "cupti"), default="auto",
+                        help="Nsight Compute, or CUPTI through torch.profiler (auto: ncu when "
+                             "it is on PATH)")
+    parser.add_argument("--calls", type=int, default=20, help="profiled calls (cupti)")
     parser.add_argument("--timeout", type=float, default=300)
+    if "--child-vmfb" in (argv if argv is not None else sys.argv[1:]):
+        # the process profile_cell starts for one artifact under CUPTI
+        child = argparse.ArgumentParser()
+        for flag in ("--child-vmfb", "--child-params", "--child-inputs"):
+            child.add_argument(flag)
+        child.add_argument("--calls", type=int, default=20)
+        args = child.parse_args(argv)
+        print(json.dumps(profile_child(args.child_vmfb, args.child_params,
+                                       json.loads(args.child_inputs), args.calls)))
+        return
     args = parser.parse_args(argv)
+    if args.profiler == "auto":
+        args.profiler = "ncu" if shutil.which(args.ncu) else "cupti"
     use_kiln_python()  # the zoo, from the Kiln the suite's children use
     manifest = json.loads((args.artifacts / "manifest.json").read_text())
     info = machine_info("cuda")
@@ -167,7 +232,7 @@ def main(argv=None) -> None:
               f"{cell.get('kernel_us', 0) / 1e3:.3f} ms in {cell.get('launches', 0)} kernels "
               f"{cell.get('error', '')}", flush=True)
         for entry in cell.get("dispatches", [])[:8]:
-            print(f"    {entry['total_us']:9.1f} us  x{entry['launches']:<3} {entry['kind']:<22}"
+            print(f"    {entry['total_us']:9.1f} us  x{entry['launches']:<5.3g} {entry['kind']:<22}"
                   f" {entry['name'][:90]}", flush=True)
         (args.out / "kiln-cuda-profile.json").write_text(json.dumps(results, indent=1) + "\n")
 

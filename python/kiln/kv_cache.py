@@ -191,11 +191,17 @@ def first_max_index(logits):
     """`logits.argmax(-1)` (the first index of the largest value) as amax + the smallest index
     holding it: IREE 3.13's CUDA backend aborted on `aten.argmax` over GPT-2's 50,257-wide
     vocabulary ("SmallVector unable to grow" in NVPTX instruction selection of the
-    arg_compare dispatch); this form compiles on CPU and CUDA. The index is int32 while it is
-    reduced: an int64 `amin` "failed to distribute" on CUDA at [2, 96] and [8, 32000] logits
-    (tests/test_generate.py pins the shapes)."""
+    arg_compare dispatch); this form compiles on CPU and CUDA. The index is reduced as a float
+    (exact below 2^24): an int64 `amin` "failed to distribute" on CUDA at [2, 96] and
+    [8, 32000] logits (tests/test_generate.py pins the shapes), and on an H100 the int32 `amin`
+    returned -1 for 256- and 32,000-wide vocabularies (bench/gpu/greedy_check.py), while float
+    reductions are the ones every softmax and norm already runs."""
     import torch
 
+    vocab = logits.shape[-1]
+    if vocab > 2 ** 24:
+        raise ValueError(f"greedy token: a vocabulary of {vocab} entries is over 2^24, where "
+                         f"float32 indices stop being exact")
     best = logits.amax(-1, keepdim=True)
-    index = torch.arange(logits.shape[-1], device=logits.device, dtype=torch.int32)
-    return torch.where(logits == best, index, logits.shape[-1]).amin(-1).long()
+    index = torch.arange(vocab, device=logits.device, dtype=torch.float32)
+    return torch.where(logits == best, index, float(vocab)).amin(-1).long()
