@@ -8,9 +8,10 @@
 #              --device cuda --dtype float16 --kiln-variant kernels,nofuse,nokernels \
 #              --prepare-kiln .device/gencuda        (and the other shapes, kernels only)
 #          cp <iree-base-runtime 3.13.0 cp312, transformers 5.24.0, regex wheels> .device/wheels/
-#   there: bash bench/gpu/generation.sh $OUT "b1:p128:kernels,nofuse,nokernels" "b8:p128:kernels"
-# Each shape is batch:prompt:variants; the systems of a shape are Kiln's variants, transformers
-# eager (f16 and f32) and transformers' static cache + torch.compile(reduce-overhead).
+#   there: bash bench/gpu/generation.sh $OUT "b1:p128:kernels,nofuse,nokernels:f32" "b8:p128:kernels"
+# Each shape is batch:prompt:variants[:f32]; the systems of a shape are Kiln's variants,
+# transformers eager in f16 (and f32 with the 4th field, the reference of the f16 agreement
+# rate) and transformers' static cache + torch.compile(reduce-overhead).
 # Skip the tiny generators with GENVAR=0.
 set -u
 out=$1; shift
@@ -18,11 +19,14 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     --target /tmp/site .device/wheels/*.whl || exit 1
 export PYTHONPATH=/tmp/site:$PWD/python:$PWD PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+if [ -d .device/greedy ]; then  # bench/gpu/greedy_check.py prepare --out .device/greedy
+    python3 -m bench.gpu.greedy_check check --artifacts .device/greedy
+fi
 if [ "${GENVAR:-1}" != 0 ]; then
     python3 -m bench.gpu.generate_variants check --artifacts .device/genvar --out "$out"
 fi
 for shape in "$@"; do
-    IFS=: read -r batch prompt variants <<< "$shape"
+    IFS=: read -r batch prompt variants f32 <<< "$shape"
     common=(--models "${MODELS:-gpt2,llama}" --batch "${batch#b}" --prompt "${prompt#p}" --new 64
             --device cuda --rounds 3 --out "$out/generate-cuda.json")
     for variant in ${variants//,/ }; do
@@ -31,7 +35,9 @@ for shape in "$@"; do
     done
     python3 -m bench.generate "${common[@]}" --dtype float16 --systems eager,static-compile \
         || echo "transformers f16 failed"
-    python3 -m bench.generate "${common[@]}" --dtype float32 --systems eager \
-        || echo "transformers f32 failed"
+    if [ -n "$f32" ]; then
+        python3 -m bench.generate "${common[@]}" --dtype float32 --systems eager \
+            || echo "transformers f32 failed"
+    fi
 done
 python3 -m bench.generate --agreement "$out/generate-cuda.json"
