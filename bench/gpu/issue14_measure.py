@@ -200,7 +200,8 @@ def phase_suite(args, deadline: float) -> dict:
     minutes = max(0.5, (deadline - time.time()) / 60 - 0.5)
     systems = list(SYSTEMS) + [s for s in (args.systems or "").split(",") if s]
     command = [sys.executable, "-m", "bench.run_suite", "--device", "cuda",
-               "--artifacts", str(Path(args.artifacts) / "suite"), "--cells", ",".join(CELLS),
+               "--artifacts", str(Path(args.artifacts) / "suite"),
+               "--cells", args.cells or ",".join(CELLS),
                "--systems", ",".join(systems), "--lanes", str(args.lanes),
                "--deadline-min", f"{minutes:.2f}", "--work", "/tmp/issue14-suite",
                "--out", str(args.out), "--no-report"]
@@ -474,6 +475,7 @@ def main(argv=None) -> None:
     m.add_argument("--phases", default="checks,suite,submission,profile")
     m.add_argument("--budget-min", type=float, default=8.0)
     m.add_argument("--lanes", type=int, default=3)
+    m.add_argument("--cells", help="suite cells, model:batch:dtype,... (default: all of CELLS)")
     m.add_argument("--systems", help="more suite systems, e.g. torch.compile,"
                                      "torch.compile:max-autotune-no-cudagraphs")
     m.add_argument("--resume", action="append", help="suite results JSON of an earlier call")
