@@ -153,6 +153,44 @@ class KilnSystem:
         return out, stats.time_to_first_token_s, stats.decode_s
 
 
+def profile_generation(system, ids, new: int) -> dict:
+    """Where a GPU generate's time goes (`--profile`): kernels and copies per decode step from
+    CUPTI (torch.profiler; IREE's graph-launched kernels included), and the host side from
+    cProfile (which Python calls hold the step)."""
+    import cProfile
+    import io
+    import pstats
+
+    from torch.profiler import ProfilerActivity, profile
+
+    torch.cuda.synchronize()
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        system.run(ids, new)
+        torch.cuda.synchronize()
+    kernels: dict = {}
+    for event in prof.events():
+        if event.device_type == torch.autograd.DeviceType.CUDA:
+            entry = kernels.setdefault(event.name, [0, 0.0])
+            entry[0] += 1
+            entry[1] += event.time_range.elapsed_us()
+    steps = new  # the prompt's calls and new - 1 decode calls, about one per token
+    busy_us = sum(total for _, total in kernels.values())
+    top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:12]
+    host = cProfile.Profile()
+    host.enable()
+    system.run(ids, new)
+    host.disable()
+    text = io.StringIO()
+    pstats.Stats(host, stream=text).sort_stats("tottime").print_stats(12)
+    result = {"gpu_busy_ms_per_token": busy_us / 1e3 / steps,
+              "gpu_events_per_token": sum(n for n, _ in kernels.values()) / steps,
+              "top_gpu_events": [(name[:120], n, round(total / 1e3, 3)) for name, (n, total) in top],
+              "host_profile": text.getvalue()[-4000:]}
+    print(json.dumps({k: v for k, v in result.items() if k != "host_profile"}, indent=1))
+    print(result["host_profile"], flush=True)
+    return result
+
+
 class HFSystem:
     def __init__(self, model, batch, prompt, new, compiled: bool):
         self.model = model
@@ -312,6 +350,9 @@ def main(argv=None) -> int:
                              "and stop (needs IREE; no GPU)")
     parser.add_argument("--kiln-artifacts", metavar="DIR", default=None,
                         help="load Kiln's artifacts from DIR (made by --prepare-kiln)")
+    parser.add_argument("--profile", action="store_true",
+                        help="--device cuda: after timing, one profiled generate per system "
+                             "(CUPTI kernels and copies per token, cProfile of the host side)")
     parser.add_argument("--agreement", metavar="FILE", default=None,
                         help="print the token agreement of every row of FILE with its eager "
                              "rows (same dtype, and float32) and stop")
@@ -360,6 +401,15 @@ def main(argv=None) -> int:
                 outputs[system.name] = out
                 samples[system.name]["ttft"].append(first)
                 samples[system.name]["decode"].append(args.batch * (args.new - 1) / decode)
+        profiles = {}
+        if args.profile and args.device == "cuda":
+            for system in systems:
+                print(f"[{name}] profile of {system.name}", flush=True)
+                try:
+                    profiles[system.name] = profile_generation(system, ids, args.new)
+                except Exception as error:  # noqa: BLE001 - the timings are kept
+                    profiles[system.name] = {"error": f"{type(error).__name__}: {error}"}
+                    print(f"profile failed: {profiles[system.name]['error']}", flush=True)
         reference = outputs.get("eager")
         for system in systems:
             ttft = statistics.median(samples[system.name]["ttft"]) * 1e3
@@ -375,7 +425,8 @@ def main(argv=None) -> int:
                                                for t in samples[system.name]["decode"]],
                    "machine": machine(args.device), "load_average": os.getloadavg()[0],
                    "device": args.device, "dtype": args.dtype,
-                   "tokens": outputs[system.name][:, args.prompt:].tolist()}
+                   "tokens": outputs[system.name][:, args.prompt:].tolist(),
+                   "profile": profiles.get(system.name)}
             results.append(row)
             print(f"{name:6s} b{args.batch} p{args.prompt} {system.name:15s} "
                   f"TTFT {ttft:9.1f} ms  decode {tps:8.2f} tok/s  same-as-eager {same}",

@@ -12,7 +12,8 @@
 # Each shape is batch:prompt:variants[:f32]; the systems of a shape are Kiln's variants,
 # transformers eager in f16 (and f32 with the 4th field, the reference of the f16 agreement
 # rate) and transformers' static cache + torch.compile(reduce-overhead).
-# Skip the tiny generators with GENVAR=0.
+# Skip the tiny generators with GENVAR=0; PROFILE=1 adds a profiled generate per system
+# (bench/generate.py --profile: CUPTI kernels per token, cProfile of the host side).
 set -u
 out=$1; shift
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -31,9 +32,9 @@ for shape in "$@"; do
             --device cuda --rounds 3 --out "$out/generate-cuda.json")
     for variant in ${variants//,/ }; do
         python3 -m bench.generate "${common[@]}" --dtype float16 --systems kiln \
-            --kiln-variant "$variant" --kiln-artifacts .device/gencuda || echo "kiln[$variant] failed"
+            --kiln-variant "$variant" --kiln-artifacts .device/gencuda ${PROFILE:+--profile} || echo "kiln[$variant] failed"
     done
-    python3 -m bench.generate "${common[@]}" --dtype float16 --systems eager,static-compile \
+    python3 -m bench.generate "${common[@]}" --dtype float16 --systems eager,static-compile ${PROFILE:+--profile} \
         || echo "transformers f16 failed"
     if [ -n "$f32" ]; then
         python3 -m bench.generate "${common[@]}" --dtype float32 --systems eager \
