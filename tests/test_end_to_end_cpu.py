@@ -284,10 +284,12 @@ def test_signature_names_inputs(tiny_gpt_module):
     signature = tiny_gpt_module.signature
     assert signature["inputs"] == [{"name": "tokens", "shape": [1, tiny.SEQ],
                                     "dtype": "int64"}]
-    # the logits, then the bounds check of the token embedding (kiln.guards; not returned)
+    # the logits, then the bounds checks (kiln.guards; not returned): one row, the token
+    # embedding's
     assert signature["outputs"] == [{"shape": [1, tiny.SEQ, tiny.VOCAB],
-                                     "dtype": "float32"}, {"shape": [2], "dtype": "int64"}]
-    assert [(g["output"], g["op"]) for g in signature["guards"]] == [(1, "aten.embedding")]
+                                     "dtype": "float32"}, {"shape": [1, 2], "dtype": "int64"}]
+    assert [(g["output"], g["row"], g["op"]) for g in signature["guards"]] == \
+        [(1, 0, "aten.embedding")]
     assert signature["kiln_version"] == kiln.__version__
 
 

@@ -223,7 +223,7 @@ def phase_suite(args, deadline: float) -> dict:
         for cell in suite["cells"]:
             key = f"{cell['model']}:{cell['batch']}:{cell['dtype']}"
             summary.setdefault(key, {})[cell["system"]] = (
-                cell.get("median_ms") if cell.get("status") == "ok"
+                cell.get("ms") if cell.get("status") == "ok"
                 else cell.get("status"))
         for key, row in summary.items():
             log(f"  {key:26s} " + "  ".join(f"{s}={v:.3f}" if isinstance(v, float)

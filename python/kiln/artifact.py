@@ -75,21 +75,28 @@ class TensorSpec:
 @dataclass(frozen=True)
 class GuardSpec:
     """An index bounds check the artifact computes (kiln.guards.IndexGuard): the result that
-    holds it, the op, the model's source line, the indexed dim and eager PyTorch's rule."""
+    holds it (row `row` of the guards' stacked [guards, 2] result; None: the result is this
+    guard's own [2], as artifacts compiled before 2026-12-06 have), the op, the model's source
+    line, the indexed dim and eager PyTorch's rule."""
 
     output: int
     op: str
     source: str
     message: str
     dim: int
+    row: Optional[int] = None
 
     def to_dict(self) -> dict:
-        return {"output": self.output, "op": self.op, "source": self.source,
-                "message": self.message, "dim": self.dim}
+        entry = {"output": self.output, "op": self.op, "source": self.source,
+                 "message": self.message, "dim": self.dim}
+        if self.row is not None:
+            entry["row"] = self.row
+        return entry
 
     @classmethod
     def from_dict(cls, entry: dict) -> "GuardSpec":
-        return cls(entry["output"], entry["op"], entry["source"], entry["message"], entry["dim"])
+        return cls(entry["output"], entry["op"], entry["source"], entry["message"], entry["dim"],
+                   entry.get("row"))
 
 
 @dataclass(frozen=True)
@@ -112,6 +119,12 @@ class Signature:
     written_inputs: Optional[list] = None
     output_tree: Optional[dict] = None
     state: Optional[list] = None
+
+    @property
+    def guard_results(self) -> int:
+        """How many of the last results hold the guards: one stacked [guards, 2] result, or
+        one per guard in artifacts compiled before guards had rows."""
+        return len({g.output for g in self.guards or ()})
 
     def to_dict(self) -> dict:
         """The JSON object, keys in the order the compiler has always written them."""

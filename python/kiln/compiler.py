@@ -242,11 +242,11 @@ def _signature(program, module: ir.Module, name: str = "main", guards=()) -> Sig
                                       _dynamic_dim_bounds(program, names)))
     function_type = ir.FunctionType(ir.TypeAttr(func.attributes["function_type"]).value)
     outputs = tuple(describe(t) for t in function_type.results)
-    first_guard = len(outputs) - len(guards or ())
+    guard_output = len(outputs) - 1  # kiln.guards stacks every guard into the last result
     return Signature(
         inputs, outputs, kiln_version=__version__,
         mutated_inputs=mutated_inputs(program, new_index),
-        guards=tuple(g.signature_entry(first_guard + i) for i, g in enumerate(guards))
+        guards=tuple(g.signature_entry(guard_output, row) for row, g in enumerate(guards))
         if guards else None,
         written_inputs=written_inputs(func) or None,  # the runtime passes copies of these
         output_tree=output_tree(program, new_index, scalar))

@@ -207,7 +207,7 @@ def _rewrite_function(header: _Header, names: tuple[str, ...],
     count = len(names)
     # Index guards (kiln.guards) are the function's very last results: the state values come
     # just before them, and the guards stay results of the wrapper.
-    guards = len(signature.guards or ())
+    guards = signature.guard_results
     if len(header.results) - guards < count:
         raise KilnCompileError(f"state: function '{header.name}' returns "
                                f"{len(header.results) - guards} output(s); it must return the "

@@ -981,7 +981,8 @@ class CompiledRegion:
         signature = module.signature
         updates = [m for m in signature.get("mutated_inputs", ()) if m["output"] is not None]
         # index guards (kiln.guards) are results the runtime reads and drops, not outputs
-        produced = len(signature["outputs"]) - len(signature.get("guards", ())) - len(updates)
+        guard_outputs = {g["output"] for g in signature.get("guards") or ()}
+        produced = len(signature["outputs"]) - len(guard_outputs) - len(updates)
         if updates or produced != expected:  # in-place updates of Dynamo's inputs or buffers
             raise _Fallback(f"the graph updates an input or buffer in place "
                             f"({max(len(updates), produced - expected)} extra output(s) after "

@@ -8,7 +8,10 @@ whose indices depend on a user input's values gets, in the FX graph:
   - its indices made safe: negative ones wrapped where eager wraps them (advanced indexing
     `x[ids]`, `index_put`), then clamped to [0, size - 1], so the op never leaves its table;
   - a guard result: int64 [the largest out-of-bounds index (int64's minimum when none), the
-    dimension's size], appended to the graph's outputs (guard outputs come last).
+    dimension's size]; all guard results are stacked into one output [guards, 2], appended
+    to the graph's outputs (last), so the runtime reads them with one copy per call.
+Indices that another guard already checks (the same values through views and conversions,
+the same size: a decode step's per-layer cache writes) are made safe but not guarded twice.
 The compiler records each guard in the signature ("guards": op, source line, message, dim) and
 the runtime raises IndexError when a guard is set, then drops guard results.
 Indices computed from shapes only (`arange(seq)`, upsampling's `_unsafe_index`) are in bounds by
@@ -33,7 +36,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 import torch
 from torch import fx
@@ -96,9 +99,10 @@ class IndexGuard:
     dim: int
     message: str  # the rule, as eager PyTorch states it
 
-    def signature_entry(self, output: int) -> GuardSpec:
-        """The entry of the artifact signature's "guards" list (BRIEF: op, source, message)."""
-        return GuardSpec(output, self.op, self.source, self.message, self.dim)
+    def signature_entry(self, output: int, row: int) -> GuardSpec:
+        """The entry of the artifact signature's "guards" list (BRIEF: op, source, message):
+        row `row` of the guards' result `output`."""
+        return GuardSpec(output, self.op, self.source, self.message, self.dim, row)
 
 
 def op_name(target) -> str:
@@ -162,9 +166,10 @@ def _size(emit: _Emitter, table: Union[fx.Node, torch.Tensor], dim: int):
     return emit(aten.sym_size.int, table, dim)
 
 
-def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool
-                   ) -> tuple[fx.Node, fx.Node]:
-    """(indices clamped into [0, size), guard result [largest out-of-bounds index, size]).
+def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool, with_result: bool = True
+                   ) -> tuple[fx.Node, Optional[fx.Node]]:
+    """(indices clamped into [0, size), guard result [largest out-of-bounds index, size], or
+    None without `with_result`: another guard already checks the same indices).
 
     The safe indices are int64 whatever the given type: torch-mlir's lowering of `index.Tensor`
     compares int32 indices with an index-typed size of a dynamic dim, which IREE rejects
@@ -177,6 +182,8 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool
                        emit(aten.add.Scalar, given, size), given)
     last = size - 1 if isinstance(size, int) else emit(operator.sub, size, 1)
     safe = emit(aten.clamp.default, wrapped, 0, last)
+    if not with_result:
+        return safe, None
     bad = emit(aten.view.default, emit(aten.ne.Tensor, safe, wrapped), [-1])
     # One reduction (one IREE dispatch; a count and a max beside it were two): the largest
     # out-of-bounds index, NONE_OUT_OF_BOUNDS when there is none (an index equal to it is
@@ -193,6 +200,24 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool
                           emit(aten.scalar_tensor.default, size, dtype=torch.int64), [1])
     result = emit(aten.cat.default, [largest, size_value])
     return safe, result
+
+
+# Ops that keep the set of index values (reshaped, repeated or converted): a guard of their
+# input checks them too.
+_SAME_VALUES = (aten.view.default, aten._unsafe_view.default, aten.reshape.default,
+                aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.expand.default,
+                aten.clone.default, aten._to_copy.default, aten.alias.default)
+
+
+def _index_root(indices: fx.Node) -> fx.Node:
+    """The node whose values `indices` are, through views, expands and conversions: guards of
+    indices with one root and one size are one guard (a decode step's cache writes, one per
+    layer, all index the slots by `cache_position`)."""
+    while indices.op == "call_function" and indices.target in _SAME_VALUES and \
+            isinstance(indices.args[0], fx.Node) and \
+            not indices.args[0].meta["val"].is_floating_point():
+        indices = indices.args[0]
+    return indices
 
 
 def _guard(node: fx.Node, dim: int, wraps: bool, eager_message: str = "") -> IndexGuard:
@@ -228,6 +253,7 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
     dependent = _value_dependent_nodes(graph)
     guards: list[IndexGuard] = []
     results: list[fx.Node] = []
+    checked: set = set()  # (index root, size, wraps) a guard already checks
     for node in list(graph.nodes):
         if node.op != "call_function":
             continue
@@ -257,10 +283,15 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
                     or value.is_floating_point() or value.numel() == 0:
                 continue  # boolean masks: data-dependent shapes (refused earlier)
             emit = _Emitter(graph, node, detect_fake_mode([value]))
-            safe, result = _guard_indices(emit, indices, _size(emit, table, dim), spec.wraps)
+            size = _size(emit, table, dim)
+            key = (_index_root(indices), size, spec.wraps)
+            safe, result = _guard_indices(emit, indices, size, spec.wraps,
+                                          with_result=key not in checked)
             new_indices[dim] = safe
-            results.append(result)
-            guards.append(_guard(node, dim, spec.wraps, spec.eager_message))
+            if result is not None:
+                checked.add(key)
+                results.append(result)
+                guards.append(_guard(node, dim, spec.wraps, spec.eager_message))
         if new_indices:
             args = list(node.args)
             if spec.index_list:
@@ -270,10 +301,14 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
                 args[spec.index] = next(iter(new_indices.values()))
             node.args = tuple(args)
     if results:
+        # One result for all guards, [guards, 2]: the runtime reads it with one device-to-host
+        # copy per call (a GPT-2 decode step read 27 results, one copy and sync each).
         output = next(n for n in graph.nodes if n.op == "output")
+        emit = _Emitter(graph, output, detect_fake_mode([results[0].meta["val"]]))
+        stacked = emit(aten.stack.default, results)
         outputs = output.args[0]
         outputs = tuple(outputs) if isinstance(outputs, (tuple, list)) else (outputs,)
-        output.args = (outputs + tuple(results),)
+        output.args = (outputs + (stacked,),)
     return guards
 
 

@@ -136,9 +136,14 @@ class _EntryPoint:
 
     def check_guards(self, read) -> None:
         """IndexError for the first guard that is set; `read(i)` gives result i as a numpy
-        array: [the largest out-of-bounds index (int64's minimum: none), the dim's size]."""
+        array: [guards, 2] rows of [the largest out-of-bounds index (int64's minimum: none),
+        the dim's size], read once per call (or one guard's [2], artifacts before row)."""
+        values = {}
         for guard in self.guards:
-            index, size = (int(v) for v in read(guard.output))
+            if guard.output not in values:
+                values[guard.output] = read(guard.output)
+            value = values[guard.output]
+            index, size = (int(v) for v in (value if guard.row is None else value[guard.row]))
             if index != NONE_OUT_OF_BOUNDS:
                 raise IndexError(
                     f"{guard.op} at {guard.source}: index {index} is out of bounds for "
