@@ -42,6 +42,9 @@ QUERY_BLOCK = 32  # query rows per workgroup (fewer when Sq is smaller)
 # Whether kiln-select-cpu-kernels takes attention by default (cpu_kernels on): decided from the
 # zoo measurements of docs/decisions.md "CPU attention kernel (issue 13)".
 ATTENTION_DEFAULT = False
+# The compiler's `attention` option that asks for the kernel (cpu_kernels on, target cpu);
+# attentions it refuses are decomposed.
+ATTENTION_KERNEL = "cpu_kernel"
 
 
 _SPEC_KEY = re.compile(r"b(?P<b>\d+)_h(?P<h>\d+)_kv(?P<kv>\d+)_q(?P<q>\d+)_k(?P<k>\d+)_d(?P<d>\d+)"
