@@ -87,7 +87,7 @@ def main(argv=None) -> None:
                         "-o", str(vmfb)], check=True)
         context = rt.SystemContext(config=rt.Config("local-task"))
         context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-        got = np.asarray(context.modules.module["main"](*inputs))
+        got = np.asarray(context.modules.module["main"](*inputs)).transpose(0, 2, 1, 3)
         error = float(np.abs(got - expected).max())
         names = []
         for i, x in enumerate(inputs):

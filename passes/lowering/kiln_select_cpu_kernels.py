@@ -159,7 +159,9 @@ class SelectCpuKernels(KilnPass):
             call = ir.Operation.create(
                 "func.call", results=types[-1:], operands=[_builtin(b, x) for x in operands],
                 attributes={"callee": ir.FlatSymbolRefAttr.get(name)}, loc=op.location).result
-            value = _from_builtin(b, call, TensorInfo(shapes[-1], "f32"))
+            value = b.aten("permute", TensorInfo(tensor_info(op.results[0]).shape, "f32"),
+                           _from_builtin(b, call, TensorInfo(shapes[-1], "f32")),
+                           b.int_list([0, 2, 1, 3]))
         self.record(op.name, CPU_ATTENTION_TAKEN, op)
         op.results[0].replace_all_uses_with(value)
         op.erase()

@@ -17,7 +17,7 @@ kv head h // (Hq / Hkv).
 (`attention_problem`) by a call of a private declaration
 
     func.func private @kiln_cpu_attention_<hash>(q [B,Hq,Sq,D], kᵀ [B,Hkv,D,Sk], v [B,Hkv,Sk,D]
-        [, mask [Mb,Mh,Mq,Sk]]) -> [B,Hq,Sq,D] attributes {kiln.cpu_attention = "<spec>"}
+        [, mask [Mb,Mh,Mq,Sk]]) -> [B,Sq,Hq,D] attributes {kiln.cpu_attention = "<spec>"}
 
 and `render_cpu_attention_calls` turns each declaration into a `flow.dispatch` of one
 `hal.executable.source` holding the kernel.
@@ -123,13 +123,16 @@ _LAYOUT5 = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buff
 
 
 def operand_shapes(spec: AttentionSpec) -> list[tuple[int, ...]]:
-    """q, kᵀ, v[, mask] as the kernel reads them, then the output."""
+    """q, kᵀ, v[, mask] as the kernel reads them, then the output, written [B, Sq, Hq, D]: the
+    layout the model's head merge (transpose(1, 2) + reshape) wants, so that the permute back
+    to [B, Hq, Sq, D] after the call and the model's transpose cancel (no transpose dispatch;
+    zoo Llama: 0.5 ms per call, docs/decisions.md)."""
     s = spec
     shapes = [(s.batch, s.heads, s.q_len, s.dim), (s.batch, s.kv_heads, s.dim, s.k_len),
               (s.batch, s.kv_heads, s.k_len, s.dim)]
     if s.mask_shape is not None:
         shapes.append(s.mask_shape)
-    return shapes + [(s.batch, s.heads, s.q_len, s.dim)]
+    return shapes + [(s.batch, s.q_len, s.heads, s.dim)]
 
 
 def _memref(shape) -> str:
@@ -330,7 +333,7 @@ def executable_text(spec: AttentionSpec, name: Optional[str] = None, rows: int =
         for v in range(dvecs):
             acc = f"%res#{2 * rows + r * dvecs + v}"
             L += [f"{ind}%out{r}_{v} = arith.divf {acc}, %sumv{r} : {vec}",
-                  f"{ind}vector.store %out{r}_{v}, %O[%b, %h, %row{r}, %o{v}] : {o_t}, {vec}"]
+                  f"{ind}vector.store %out{r}_{v}, %O[%b, %row{r}, %h, %o{v}] : {o_t}, {vec}"]
     L += ["        }", "        return", "      }", "    }", "  }"]
     return "\n".join(L) + "\n"
 
