@@ -29,6 +29,7 @@ def main(argv=None) -> None:
     import torch
 
     import kiln
+    from kiln.cpu_attention import CPU_ATTENTION_TAKEN
     from kiln.examples import zoo
 
     for name in args.models.split(","):
@@ -38,6 +39,8 @@ def main(argv=None) -> None:
             compiled = kiln.compile_model(model, tuple(inputs), attention=attention,
                                           cache=False)
             runs[variant] = kiln.load(compiled.vmfb)
+            taken = sum(1 for r in compiled.report.rewrites if r.detail == CPU_ATTENTION_TAKEN)
+            print(f"{name} {variant}: {taken} attentions through the kernel", flush=True)
         outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
         difference = float(np.abs(outputs["kernel"] - outputs["decomposed"]).max())
         samples: dict[str, list[float]] = {v: [] for v in runs}

@@ -63,9 +63,10 @@ def _attention_spec(op: ir.Operation):
     out = tensor_info(op.results[0])
     mask = tensor_info(op.operands[3]) if len(op.operands) > 3 else None
     infos = (q, k, v, out) + ((mask,) if mask else ())
-    if any(info.dtype != "f32" for info in infos):
+    if any(info.dtype != "f32" for info in infos[:4]) or (mask and mask.dtype not in ("f32",
+                                                                                   "i1")):
         return ("dtype " + "/".join(sorted({info.dtype for info in infos})) +
-                " (the kernel is f32 with an additive f32 mask)")
+                " (the kernel is f32, with an f32 or boolean mask)")
     if any(None in info.shape for info in infos):
         return "dynamic shape"
     if q.rank != 4 or k.rank != 4 or v.rank != 4:
@@ -142,6 +143,9 @@ class SelectCpuKernels(KilnPass):
                                   b.int(-1)), v]
             if spec.mask_shape is not None:
                 mask = op.operands[3]
+                if tensor_info(mask).dtype == "i1":  # true = attend: 0, else -inf (as SDPA)
+                    mask = b.aten("where.Scalar", TensorInfo(tensor_info(mask).shape, "f32"),
+                                  mask, b.float(0.0), b.float(float("-inf")))
                 if tensor_info(mask).shape != spec.mask_shape:
                     mask = b.view(mask, spec.mask_shape)
                 operands.append(mask)
