@@ -20,14 +20,14 @@ import numpy as np
 from bench.cpu_gemm_kernel import tool
 
 
-def kernel_module(spec, rows: int, key_vectors: int, query_block: int) -> str:
+def kernel_module(spec, rows: int, key_vectors: int, query_block: int, unroll: int = 4) -> str:
     from kiln.cpu_attention import _tensor, entry_name, executable_text, operand_shapes
 
     shapes = [_tensor(s) for s in operand_shapes(spec)]
     inputs, out = shapes[:-1], shapes[-1]
     params = ", ".join(f"%a{i}: {t}" for i, t in enumerate(inputs))
     args = ", ".join(f"%a{i}" for i in range(len(inputs)))
-    text = executable_text(spec, "kiln_attention", rows, key_vectors, query_block)
+    text = executable_text(spec, "kiln_attention", rows, key_vectors, query_block, unroll)
     return (f"module {{\n{text}util.func public @main({params}) -> {out} {{\n"
             f"  %r = flow.dispatch @kiln_attention::@{entry_name(spec)}({args}) : "
             f"({', '.join(inputs)}) -> {out}\n  util.return %r : {out}\n}}\n}}\n")
@@ -55,7 +55,7 @@ def main(argv=None) -> None:
     parser.add_argument("--kv-heads", type=int, default=4)
     parser.add_argument("--len", type=int, default=128)
     parser.add_argument("--mask", action="store_true", help="additive [B,1,1,S] mask, not causal")
-    parser.add_argument("--tiles", default="4x2x32", help="rows x key vectors x query block")
+    parser.add_argument("--tiles", default="4x2x32", help="rows x key vectors x query block[x unroll], comma-separated")
     args = parser.parse_args(argv)
     from kiln.cpu_attention import AttentionSpec
 
@@ -77,9 +77,9 @@ def main(argv=None) -> None:
     import iree.runtime as rt
 
     for tile in args.tiles.split(","):
-        rows, key_vectors, query_block = map(int, tile.split("x"))
+        rows, key_vectors, query_block, *unroll = map(int, tile.split("x"))
         source = work / f"attention_{tile}.mlir"
-        source.write_text(kernel_module(spec, rows, key_vectors, query_block))
+        source.write_text(kernel_module(spec, rows, key_vectors, query_block, *unroll))
         vmfb = source.with_suffix(".vmfb")
         subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
                         "--iree-hal-local-target-device-backends=llvm-cpu",
