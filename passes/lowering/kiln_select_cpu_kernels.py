@@ -23,6 +23,19 @@ The declaration's body is written into the text handed to IREE by
 `lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
 `kiln.cpu_kernels.gemm_problem`) are recorded with the reason and left for
 convert-kiln-to-torch, which must run after this pass.
+
+Attention (option `attention`: the compiler's; "cpu_kernel", or "auto" while
+`kiln.cpu_attention.ATTENTION_DEFAULT` is on): an f32 `kiln.attention` the CPU attention kernel
+takes (`kiln.cpu_attention.attention_problem`) becomes
+
+    %kt = torch.aten.transpose.int %k, -2, -1                   [B, Hkv, D, Sk]
+    %o  = func.call @kiln_cpu_attention_<hash>(%q, %kt, %v[, %mask])   [B, Sq, Hq, D]
+    %y  = torch.aten.permute %o, [0, 2, 1, 3]                   [B, Hq, Sq, D]
+    func.func private @kiln_cpu_attention_<hash>(...) attributes {kiln.cpu_attention = "<spec>"}
+
+(a boolean mask first becomes the additive 0 / -inf one; a mask of lower rank is viewed at rank
+4). Refused attentions are recorded ("decomposed: <reason>") and decomposed by
+convert-kiln-to-torch.
 """
 
 from __future__ import annotations

@@ -39,9 +39,11 @@ HEAD_DIM = 64  # the head dims the kernel is written for: 4 vectors of 16 f32 pe
 ROWS = 4  # query rows per register tile (ROWS × 4 accumulators of the output)
 KEY_VECTORS = 2  # 16-key score vectors per row and key block
 QUERY_BLOCK = 32  # query rows per workgroup (fewer when Sq is smaller)
-# Whether kiln-select-cpu-kernels takes attention by default (cpu_kernels on): decided from the
-# zoo measurements of docs/decisions.md "CPU attention kernel (issue 13)".
-ATTENTION_DEFAULT = False
+# Whether kiln-select-cpu-kernels takes attention by default (cpu_kernels on, attention="auto"):
+# on, from the zoo on the 2-core Intel Xeon (bench/cpu_attention_ab.py, medians of interleaved
+# calls): llama 1.08-1.12x, gpt2-prefill 1.08-1.09x, bert 1.03-1.04x faster than decomposed
+# (docs/decisions.md "CPU attention kernel (issue 13)").
+ATTENTION_DEFAULT = True
 # The compiler's `attention` option that asks for the kernel (cpu_kernels on, target cpu);
 # attentions it refuses are decomposed.
 ATTENTION_KERNEL = "cpu_kernel"
