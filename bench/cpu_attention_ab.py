@@ -4,9 +4,11 @@ Each model is compiled twice with Kiln's defaults for this host, once with atten
 (the kernel) and once with attention="decomposed" (QKᵀ, softmax, P·V dispatches); the two
 artifacts are loaded and called alternately (rounds of `--calls` calls each, so that the shared
 machine's noise falls on both), and the medians of the per-call times are printed, with the
-largest difference between the two outputs.
+largest difference between the two outputs. Eager torch is not timed here: in the same process
+as IREE's workers it ran 5-9x slower than alone (829 ms for llama), so its numbers come from its
+own process (bench.profile_dispatches --torch, the suite).
 
-    python -m bench.cpu_attention_ab --models llama,gpt2-prefill,bert --rounds 15 [--eager]
+    python -m bench.cpu_attention_ab --models llama,gpt2-prefill,bert --rounds 15
 """
 
 from __future__ import annotations
@@ -25,7 +27,6 @@ def main(argv=None) -> None:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--eager", action="store_true", help="also time eager torch in the rounds")
     args = parser.parse_args(argv)
     import torch
 
@@ -43,11 +44,6 @@ def main(argv=None) -> None:
             taken = sum(1 for r in compiled.report.rewrites if r.detail == CPU_ATTENTION_TAKEN)
             print(f"{name} {variant}: {taken} attentions through the kernel", flush=True)
         outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
-        if args.eager:
-            def eager(*xs, model=model):
-                with torch.no_grad():
-                    return model(*xs)
-            runs["eager"] = eager
         difference = float(np.abs(outputs["kernel"] - outputs["decomposed"]).max())
         samples: dict[str, list[float]] = {v: [] for v in runs}
         for _ in range(3):  # warm-up
@@ -61,11 +57,9 @@ def main(argv=None) -> None:
                     f(*inputs)
                 samples[variant].append((time.perf_counter() - start) / args.calls * 1e3)
         kernel, decomposed = (statistics.median(samples[v]) for v in ("kernel", "decomposed"))
-        eager = (f", eager {statistics.median(samples['eager']):.2f} ms"
-                 if args.eager else "")
         print(f"{name} b{args.batch}: kernel {kernel:.2f} ms, decomposed {decomposed:.2f} ms "
               f"per call (median of {args.rounds} rounds of {args.calls}), "
-              f"{decomposed / kernel:.3f}x{eager}; max |difference| {difference:.1e}",
+              f"{decomposed / kernel:.3f}x; max |difference| {difference:.1e}",
               flush=True)
 
 
