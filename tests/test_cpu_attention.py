@@ -5,7 +5,6 @@ Llama / BERT — and what it does not take is decomposed with the reason recorde
 
 from __future__ import annotations
 
-import numpy as np
 import pytest
 import torch
 import transformers
