@@ -148,6 +148,7 @@ def main(argv=None) -> None:
     parser.add_argument("--extra-flag", action="append", default=[],
                         help="extra IREE compile flag (repeatable)")
     parser.add_argument("--no-data-tiling", action="store_true")
+    parser.add_argument("--attention", help="the compile option (decomposed, cpu_kernel, ...)")
     parser.add_argument("--out", type=Path)
     args = parser.parse_args(argv)
     options = {}
@@ -155,6 +156,8 @@ def main(argv=None) -> None:
         options["extra_iree_flags"] = args.extra_flag
     if args.no_data_tiling:
         options["data_tiling"] = False
+    if args.attention:
+        options["attention"] = args.attention
     with tempfile.TemporaryDirectory(prefix="kiln-profile-") as tmp:
         result = {"model": args.model, "batch": args.batch, "options": options,
                   "kiln": profile_kiln(args.model, args.batch, Path(tmp), args.iterations,

@@ -78,8 +78,10 @@ def test_tiny_gpt(attention, form):
     assert report.count("linear/") == 4 * LAYERS + 1
     assert activations(report).count("activation=gelu") == LAYERS
     assert report.unmatched_softmax == []
-    # Every kiln op was lowered again.
-    lowered = [r for r in report.rewrites if r.kind == "kiln.attention"]
+    # Every kiln op was lowered again (kiln-select-cpu-kernels' refusals, "decomposed: <reason>",
+    # are records, not lowerings).
+    lowered = [r for r in report.rewrites if r.kind == "kiln.attention"
+               and not r.detail.startswith("decomposed: ")]
     assert len(lowered) == LAYERS
 
 

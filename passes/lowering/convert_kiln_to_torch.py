@@ -34,6 +34,8 @@ ATTENTION_STRATEGIES = ("decomposed", "fused")
 
 
 def attention_strategy(target: str, requested: str) -> str:
+    if requested == "cpu_kernel":  # what kiln-select-cpu-kernels left (kiln.cpu_attention)
+        return "decomposed"
     if requested != "auto":
         if requested not in ATTENTION_STRATEGIES:
             raise PassError(f"unknown attention lowering '{requested}'; choose auto or one of "

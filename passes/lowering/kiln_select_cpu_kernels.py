@@ -23,6 +23,19 @@ The declaration's body is written into the text handed to IREE by
 `lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
 `kiln.cpu_kernels.gemm_problem`) are recorded with the reason and left for
 convert-kiln-to-torch, which must run after this pass.
+
+Attention (option `attention`: the compiler's; "cpu_kernel", or "auto" while
+`kiln.cpu_attention.ATTENTION_DEFAULT` is on): an f32 `kiln.attention` the CPU attention kernel
+takes (`kiln.cpu_attention.attention_problem`) becomes
+
+    %kt = torch.aten.transpose.int %k, -2, -1                   [B, Hkv, D, Sk]
+    %o  = func.call @kiln_cpu_attention_<hash>(%q, %kt, %v[, %mask])   [B, Sq, Hq, D]
+    %y  = torch.aten.permute %o, [0, 2, 1, 3]                   [B, Hq, Sq, D]
+    func.func private @kiln_cpu_attention_<hash>(...) attributes {kiln.cpu_attention = "<spec>"}
+
+(a boolean mask first becomes the additive 0 / -inf one; a mask of lower rank is viewed at rank
+4). Refused attentions are recorded ("decomposed: <reason>") and decomposed by
+convert-kiln-to-torch.
 """
 
 from __future__ import annotations
@@ -32,6 +45,9 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.bindings import ir
+from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KERNEL,
+                                CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
+                                operand_shapes)
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR, GEMV_PREFIX,
                               MIN_GEMV_WEIGHTS, MIN_MACS, PANEL, gemm_problem, gemv_problem,
                               packed_weight_shape, shape_key)
@@ -54,6 +70,36 @@ def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int) -> Optional
     return gemm_problem(m, k, n, min_macs, min_gemv_weights)
 
 
+def _attention_spec(op: ir.Operation):
+    """The AttentionSpec of a kiln.attention the CPU kernel takes, or why it does not."""
+    q, k, v = (tensor_info(op.operands[i]) for i in range(3))
+    out = tensor_info(op.results[0])
+    mask = tensor_info(op.operands[3]) if len(op.operands) > 3 else None
+    infos = (q, k, v, out) + ((mask,) if mask else ())
+    if any(info.dtype != "f32" for info in infos[:4]) or (mask and mask.dtype not in ("f32",
+                                                                                   "i1")):
+        return ("dtype " + "/".join(sorted({info.dtype for info in infos})) +
+                " (the kernel is f32, with an f32 or boolean mask)")
+    if any(None in info.shape for info in infos):
+        return "dynamic shape"
+    if q.rank != 4 or k.rank != 4 or v.rank != 4:
+        return f"rank {q.rank} (the kernel takes [batch, heads, length, head dim])"
+    batch, heads, q_len, dim = q.shape
+    if k.shape[0] != batch or v.shape[:3] != k.shape[:3] or k.shape[3] != dim or \
+            v.shape[3] != dim:
+        return f"q {list(q.shape)}, k {list(k.shape)}, v {list(v.shape)}"
+    mask_shape = None
+    if mask is not None:
+        if mask.rank > 4:
+            return f"mask of rank {mask.rank}"
+        mask_shape = (1,) * (4 - mask.rank) + tuple(mask.shape)
+    spec = AttentionSpec(batch, heads, k.shape[1], q_len, k.shape[2], dim,
+                         scale=ir.FloatAttr(op.attributes["scale"]).value,
+                         causal=ir.BoolAttr(op.attributes["causal"]).value,
+                         mask_shape=mask_shape)
+    return attention_problem(spec) or spec
+
+
 def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int) -> bool:
     """The matrix-vector kernel reads a weight stored [out, in] as it is (decode rows)."""
     return layout == "out_in" and gemv_problem(m, k, n, min_weights) is None
@@ -66,6 +112,10 @@ class SelectCpuKernels(KilnPass):
                "takes the shape")
     min_macs: int = MIN_MACS  # smaller products stay with IREE (lit tests set 0)
     min_gemv_weights: int = MIN_GEMV_WEIGHTS  # likewise for the matrix-vector kernel
+    # kiln.attention through Kiln's CPU attention kernel (kiln.cpu_attention): "cpu_kernel"
+    # takes it, "auto" as kiln.cpu_attention.ATTENTION_DEFAULT says, anything else (the other
+    # lowerings convert-kiln-to-torch knows) leaves it alone. The compiler's `attention` option.
+    attention: str = "auto"
 
     def apply(self, module: ir.Operation) -> None:
         # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
@@ -82,6 +132,56 @@ class SelectCpuKernels(KilnPass):
             self.record(op.name, CPU_KERNEL_TAKEN, op)
             op.results[0].replace_all_uses_with(value)
             op.erase()
+        if self.attention == ATTENTION_KERNEL or (self.attention == "auto" and
+                                                  ATTENTION_DEFAULT):
+            for op in collect_ops(module, ("kiln.attention",)):
+                self._select_attention(op)
+
+    def _select_attention(self, op: ir.Operation) -> None:
+        """A call of the CPU attention kernel in place of `op`, or a recorded reason why not
+        (convert-kiln-to-torch then decomposes it)."""
+        spec_or_reason = _attention_spec(op)
+        if isinstance(spec_or_reason, str):
+            self.record(op.name, f"decomposed: {spec_or_reason}", op)
+            return
+        spec = spec_or_reason
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+
+        q, k, v = op.operands[0], op.operands[1], op.operands[2]
+        b = TorchBuilder(op.location)
+        with ir.InsertionPoint(op), op.location:
+            shapes = operand_shapes(spec)
+            # Kᵀ [B, Hkv, D, Sk]: the kernel's score vectors are 16 keys of one row of Kᵀ.
+            operands = [q, b.aten("transpose.int", TensorInfo(shapes[1], "f32"), k, b.int(-2),
+                                  b.int(-1)), v]
+            if spec.mask_shape is not None:
+                mask = op.operands[3]
+                if tensor_info(mask).dtype == "i1":  # true = attend: 0, else -inf (as SDPA)
+                    mask = b.aten("where.Scalar", TensorInfo(tensor_info(mask).shape, "f32"),
+                                  mask, b.float(0.0), b.float(float("-inf")))
+                if tensor_info(mask).shape != spec.mask_shape:
+                    mask = b.view(mask, spec.mask_shape)
+                operands.append(mask)
+            types = [ir.RankedTensorType.get(list(shape), ir.F32Type.get()) for shape in shapes]
+            name = spec.name()
+            if name not in self._declared:
+                with ir.InsertionPoint.at_block_begin(self._body):
+                    ir.Operation.create("func.func", regions=1, attributes={
+                        "sym_name": ir.StringAttr.get(name),
+                        "sym_visibility": ir.StringAttr.get("private"),
+                        "function_type": ir.TypeAttr.get(ir.FunctionType.get(types[:-1],
+                                                                              types[-1:])),
+                        ATTENTION_ATTR: ir.StringAttr.get(spec.key())})
+                self._declared.add(name)
+            call = ir.Operation.create(
+                "func.call", results=types[-1:], operands=[_builtin(b, x) for x in operands],
+                attributes={"callee": ir.FlatSymbolRefAttr.get(name)}, loc=op.location).result
+            value = b.aten("permute", TensorInfo(tensor_info(op.results[0]).shape, "f32"),
+                           _from_builtin(b, call, TensorInfo(shapes[-1], "f32")),
+                           b.int_list([0, 2, 1, 3]))
+        self.record(op.name, CPU_ATTENTION_TAKEN, op)
+        op.results[0].replace_all_uses_with(value)
+        op.erase()
 
     def _dense(self, b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
                out: TensorInfo) -> ir.Value:

@@ -345,8 +345,10 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("compile options (kiln.compiler.CompileOptions)")
     group.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda for one "
                                                        "artifact that runs on both (default: cpu)")
-    group.add_argument("--attention", default="auto", choices=("auto", "decomposed", "fused"),
-                       help="how kiln.attention is lowered (auto: measured best per target)")
+    group.add_argument("--attention", default="auto",
+                       choices=("auto", "decomposed", "fused", "cpu_kernel"),
+                       help="how kiln.attention is lowered (auto: measured best per target; "
+                            "cpu_kernel: Kiln's CPU attention kernel where cpu kernels are on)")
     group.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "
                                                      "machine) or an ISA such as x86-64-v3")
     group.add_argument("--cuda-arch", default="sm_90a",

@@ -13,6 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 from kiln import __version__
 from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
 from kiln.bindings import ir
+from kiln.cpu_attention import render_cpu_attention_calls
 from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
@@ -36,7 +37,9 @@ TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes
 class CompileOptions:
     """Options accepted by `compile_to_vmfb(..., **options)`."""
 
-    attention: str = "auto"  # kiln.attention lowering: auto (measured per target) | decomposed | fused
+    # kiln.attention lowering: auto (measured per target) | decomposed | fused | cpu_kernel
+    # (Kiln's CPU attention kernel, kiln.cpu_attention, where cpu_kernels is on; the rest decomposed)
+    attention: str = "auto"
     fold_constants: bool = True  # evaluate input-independent subgraphs at compile time
     raise_attention: bool = True
     raise_linear: bool = True
@@ -89,8 +92,9 @@ class CompileOptions:
         if unknown_passes:
             raise ValueError(f"disable_passes: unknown pass(es) {', '.join(unknown_passes)}; "
                              f"known: {', '.join(PASS_REGISTRY)}")
-        if opts.attention not in ("auto", "decomposed", "fused"):
-            raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed or fused")
+        if opts.attention not in ("auto", "decomposed", "fused", "cpu_kernel"):
+            raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed, fused or "
+                             "cpu_kernel")
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")
@@ -480,7 +484,8 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
         else:
             ir_text = module.operation.get_asm(large_elements_limit=None,
                                                enable_debug_info=False)
-        ir_text = render_cpu_gemm_calls(render_kernel_calls(ir_text))
+        ir_text = render_cpu_attention_calls(render_cpu_gemm_calls(
+            render_kernel_calls(ir_text)))
         if state:
             from kiln.device_state import bind_state
 

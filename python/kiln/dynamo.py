@@ -69,6 +69,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import fx
 
+from kiln.cpu_attention import CPU_ATTENTION_TAKEN
 from kiln.cpu_kernels import CPU_KERNEL_TAKEN
 from kiln.errors import KilnError
 
@@ -687,7 +688,8 @@ def _specialized(report) -> dict[str, int]:
         if rewrite.pass_name == "kiln-select-cuda-kernels":
             kind = "cuda-kernel" if rewrite.detail.startswith("kernel") else None
         elif rewrite.pass_name == "kiln-select-cpu-kernels":  # declines say "IREE codegen: …"
-            kind = "cpu-kernel" if rewrite.detail == CPU_KERNEL_TAKEN else None
+            kind = ("cpu-kernel" if rewrite.detail in (CPU_KERNEL_TAKEN, CPU_ATTENTION_TAKEN)
+                    else None)
         elif rewrite.pass_name.startswith("kiln-"):
             kind = rewrite.kind.split("/")[0]
         else:

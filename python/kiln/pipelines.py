@@ -158,7 +158,7 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
             "arch": target.cuda_arch, "split_k": str(target.cuda_split_k),
             "fuse": str(target.cuda_fuse)}))
     if target.cpu_kernels and target.cpu_only:
-        steps.append(create_pass("kiln-select-cpu-kernels"))
+        steps.append(create_pass("kiln-select-cpu-kernels", {"attention": attention}))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target.pass_option,
                                               "attention": attention}),
