@@ -24,6 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from kiln.bindings import ir
+from kiln.cpu_attention import ATTENTION_KERNEL
 from kiln.passes.base import KilnPass, PassError, collect_ops, source_location
 from kiln.torch_ir import (TensorInfo, TorchBuilder, broadcast_shapes, defining_op,
                             tensor_info)
@@ -34,7 +35,7 @@ ATTENTION_STRATEGIES = ("decomposed", "fused")
 
 
 def attention_strategy(target: str, requested: str) -> str:
-    if requested == "cpu_kernel":  # what kiln-select-cpu-kernels left (kiln.cpu_attention)
+    if requested == ATTENTION_KERNEL:  # what kiln-select-cpu-kernels left (kiln.cpu_attention)
         return "decomposed"
     if requested != "auto":
         if requested not in ATTENTION_STRATEGIES:

@@ -22,6 +22,7 @@ from typing import Optional
 
 import numpy as np
 
+from kiln.cpu_attention import ATTENTION_CHOICES
 from kiln.dtypes import by_element, numpy_dtype
 from kiln.targets import normalize_target
 
@@ -346,7 +347,7 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--target", default="cpu", help="cpu, cuda, or cpu,cuda for one "
                                                        "artifact that runs on both (default: cpu)")
     group.add_argument("--attention", default="auto",
-                       choices=("auto", "decomposed", "fused", "cpu_kernel"),
+                       choices=ATTENTION_CHOICES,
                        help="how kiln.attention is lowered (auto: measured best per target; "
                             "cpu_kernel: Kiln's CPU attention kernel where cpu kernels are on)")
     group.add_argument("--cpu", default="host", help="LLVM CPU for the cpu target: host (this "

@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional, Sequence
 from kiln import __version__
 from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
 from kiln.bindings import ir
-from kiln.cpu_attention import render_cpu_attention_calls
+from kiln.cpu_attention import ATTENTION_CHOICES, render_cpu_attention_calls
 from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
@@ -92,9 +92,9 @@ class CompileOptions:
         if unknown_passes:
             raise ValueError(f"disable_passes: unknown pass(es) {', '.join(unknown_passes)}; "
                              f"known: {', '.join(PASS_REGISTRY)}")
-        if opts.attention not in ("auto", "decomposed", "fused", "cpu_kernel"):
-            raise ValueError(f"attention={opts.attention!r}: choose auto, decomposed, fused or "
-                             "cpu_kernel")
+        if opts.attention not in ATTENTION_CHOICES:
+            raise ValueError(f"attention={opts.attention!r}: choose one of "
+                             f"{', '.join(ATTENTION_CHOICES)}")
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")

@@ -47,6 +47,8 @@ ATTENTION_DEFAULT = True
 # The compiler's `attention` option that asks for the kernel (cpu_kernels on, target cpu);
 # attentions it refuses are decomposed.
 ATTENTION_KERNEL = "cpu_kernel"
+# The compiler's `attention` option: auto (measured per target) | decomposed | fused | the kernel
+ATTENTION_CHOICES = ("auto", "decomposed", "fused", ATTENTION_KERNEL)
 
 
 _SPEC_KEY = re.compile(r"b(?P<b>\d+)_h(?P<h>\d+)_kv(?P<kv>\d+)_q(?P<q>\d+)_k(?P<k>\d+)_d(?P<d>\d+)"

@@ -69,6 +69,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 from torch import fx
 
+from kiln.artifact import Signature
 from kiln.cpu_attention import CPU_ATTENTION_TAKEN
 from kiln.cpu_kernels import CPU_KERNEL_TAKEN
 from kiln.errors import KilnError
@@ -983,8 +984,8 @@ class CompiledRegion:
         signature = module.signature
         updates = [m for m in signature.get("mutated_inputs", ()) if m["output"] is not None]
         # index guards (kiln.guards) are results the runtime reads and drops, not outputs
-        guard_outputs = {g["output"] for g in signature.get("guards") or ()}
-        produced = len(signature["outputs"]) - len(guard_outputs) - len(updates)
+        produced = len(signature["outputs"]) - Signature.from_dict(signature).guard_results - \
+            len(updates)
         if updates or produced != expected:  # in-place updates of Dynamo's inputs or buffers
             raise _Fallback(f"the graph updates an input or buffer in place "
                             f"({max(len(updates), produced - expected)} extra output(s) after "
