@@ -171,6 +171,28 @@ class SharedIndices(nn.Module):
         return self.first(ids) + self.second(ids.view(-1)).view(ids.shape + (8,))
 
 
+class NarrowedIndices(nn.Module):
+    """The same ids, first narrowed to int32 (2^32 + 1 wraps to 1), then as given."""
+
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.first = nn.Embedding(VOCAB, 8)
+        self.second = nn.Embedding(VOCAB, 8)
+
+    def forward(self, ids):
+        return self.first(ids.to(torch.int32)) + self.second(ids)
+
+
+def test_a_guard_of_narrowed_indices_does_not_cover_the_originals():
+    model = NarrowedIndices().eval()
+    ids = torch.tensor([[1, 2, 3]])
+    run = kiln.load(kiln.compile_to_vmfb(model, (ids,), cache=False))
+    assert len(run.signature["guards"]) == 2
+    with pytest.raises(IndexError, match=f"index {2 ** 32 + 1} is out of bounds"):
+        run(torch.tensor([[1, 2 ** 32 + 1, 3]]))
+
+
 def test_indices_checked_once_are_still_clamped_everywhere():
     model = SharedIndices().eval()
     ids = torch.tensor([[1, 2, 3]])

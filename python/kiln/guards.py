@@ -202,8 +202,9 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool, with_res
     return safe, result
 
 
-# Ops that keep the set of index values (reshaped, repeated or converted): a guard of their
-# input checks them too.
+# Ops that keep the set of index values (reshaped, repeated, or converted to int64: a narrowing
+# conversion wraps large values, so a guard of its result does not check its input): a guard of
+# their input checks them too.
 _SAME_VALUES = (aten.view.default, aten._unsafe_view.default, aten.reshape.default,
                 aten.unsqueeze.default, aten.squeeze.dim, aten.squeeze.dims, aten.expand.default,
                 aten.clone.default, aten._to_copy.default, aten.alias.default)
@@ -215,7 +216,9 @@ def _index_root(indices: fx.Node) -> fx.Node:
     layer, all index the slots by `cache_position`)."""
     while indices.op == "call_function" and indices.target in _SAME_VALUES and \
             isinstance(indices.args[0], fx.Node) and \
-            not indices.args[0].meta["val"].is_floating_point():
+            not indices.args[0].meta["val"].is_floating_point() and \
+            (indices.target is not aten._to_copy.default or
+             indices.meta["val"].dtype == torch.int64):
         indices = indices.args[0]
     return indices
 
