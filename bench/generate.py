@@ -17,7 +17,8 @@ variant and shape; the weight archive is dropped, only its record is kept), and 
 loads them (`--kiln-artifacts DIR`) with an archive written there from the same seeded model's
 state dict, so Kiln and transformers run identical weights. `--kiln-variant` picks the kernel
 options (kernels: Kiln's default; nofuse: kernels without whole-layer fusion; nokernels: IREE's
-code only). Run each system in its own process there (an illegal address poisons the CUDA
+code only; scatter: the decode writes its cache row with a scatter instead of
+the select over every slot). Run each system in its own process there (an illegal address poisons the CUDA
 context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
 an f32 eager run) is computed over the file (`--agreement FILE`).
 ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
@@ -61,7 +62,8 @@ def build_model(name: str) -> torch.nn.Module:
 
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": False},
-                 "nokernels": {"cuda_kernels": "off"}}
+                 "nokernels": {"cuda_kernels": "off"},
+                 "scatter": {"decode_cache_write": "scatter"}}
 
 
 def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:
