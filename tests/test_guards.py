@@ -302,6 +302,33 @@ def test_shape_derived_indices_stay_unguarded():
     assert "torch.aten.clamp" not in text  # constant or shape-built indices get no check
 
 
+class ClampedOffsets(nn.Module):
+    """A static cache's row gather (kiln.kv_cache): slots minus an input position, clamped to
+    the rows of `new` by the model itself."""
+
+    def __init__(self, low: int, high: int):
+        super().__init__()
+        self.low, self.high = low, high
+
+    def forward(self, new, start):
+        offsets = (torch.arange(8) - start).clamp(self.low, self.high)
+        return new.index_select(0, offsets)
+
+
+@pytest.mark.parametrize("low, high, guarded", [(0, 3, 0), (0, 4, 1), (-1, 3, 1)])
+def test_indices_clamped_into_the_table_by_the_model_need_no_guard(low, high, guarded):
+    # A decode step's 24 per-layer gathers of clamped offsets each had a guard (a reduction and
+    # a copy into the stacked result per call) though they can never leave the table.
+    model = ClampedOffsets(low, high)
+    new, start = torch.randn(4, 2), torch.tensor([2])
+    run = kiln.load(kiln.compile_to_vmfb(model, (new, start), cache=False))
+    assert len(run.signature.get("guards", [])) == guarded
+    for position in (0, 2, 9):
+        if high < 4 and low >= 0:
+            torch.testing.assert_close(run(new, torch.tensor([position])),
+                                       model(new, torch.tensor([position])))
+
+
 EMBED_FILE = '''
 import torch
 from torch import nn

@@ -15,7 +15,8 @@ the same size: a decode step's per-layer cache writes) are made safe but not gua
 The compiler records each guard in the signature ("guards": op, source line, message, dim) and
 the runtime raises IndexError when a guard is set, then drops guard results.
 Indices computed from shapes only (`arange(seq)`, upsampling's `_unsafe_index`) are in bounds by
-construction and stay unguarded; index tensors that are constants are folded before this runs.
+construction and stay unguarded, and so are indices the model clamps into the table itself
+(constant bounds; a static cache's row gather); index tensors that are constants are folded before this runs.
 The cost is a clamp fused into the gather and one small reduction dispatch per guarded op
 (measured in docs/decisions.md); `index_checks=False` removes both.
 
@@ -223,6 +224,28 @@ def _index_root(indices: fx.Node) -> fx.Node:
     return indices
 
 
+def _clamped_within(indices: fx.Node, size) -> bool:
+    """Whether the model itself clamps `indices` (through views and int64 conversions) to
+    constant bounds inside [0, size - 1] (a negative one would still need the wrap that
+    advanced indexing does). Such indices never leave the table (a static cache's row gather, kiln.kv_cache:
+    one per layer and per K/V) and get neither a clamp nor a guard."""
+    node = _index_root(indices)
+    if not isinstance(size, int) or node.op != "call_function":
+        return False
+    low = high = None
+    if node.target is aten.clamp.default:
+        low = node.args[1] if len(node.args) > 1 else node.kwargs.get("min")
+        high = node.args[2] if len(node.args) > 2 else node.kwargs.get("max")
+    elif node.target is aten.clamp_max.default:  # a clamp_min below it may bound it from below
+        high, below = node.args[1], node.args[0]
+        if isinstance(below, fx.Node) and below.target is aten.clamp_min.default:
+            low = below.args[1]
+    if isinstance(low, bool) or isinstance(high, bool) or \
+            not isinstance(low, int) or not isinstance(high, int):
+        return False
+    return 0 <= low and high <= size - 1
+
+
 def _guard(node: fx.Node, dim: int, wraps: bool, eager_message: str = "") -> IndexGuard:
     name = op_name(node.target)
     rule = f"{name} takes indices in [{'-size' if wraps else '0'}, size) of dimension {dim}"
@@ -287,6 +310,8 @@ def add_index_guards(graph: fx.Graph) -> list[IndexGuard]:
                 continue  # boolean masks: data-dependent shapes (refused earlier)
             emit = _Emitter(graph, node, detect_fake_mode([value]))
             size = _size(emit, table, dim)
+            if _clamped_within(indices, size):
+                continue
             key = (_index_root(indices), size, spec.wraps)
             safe, result = _guard_indices(emit, indices, size, spec.wraps,
                                           with_result=key not in checked)
