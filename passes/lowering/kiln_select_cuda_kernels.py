@@ -30,7 +30,13 @@ Whole layers in few launches (`fuse`, issue 14; the analyses are in cuda_kernel_
       runs in those GEMMs' prologue and disappears;
     - attention q/k/v sliced from one buffer (the fused QKV projection, through view, permute
       and head slices) and rotated by `kiln.rope`: read in place and rotated while loading; a
-      result only permuted to [B, S, H, D] is written in that layout.
+      result only permuted to [B, S, H, D] is written in that layout;
+    - decode (one query) whose k and v are `where(slot == position, new row, cache)` (the
+      decode step of kiln.kv_cache): the kernel reads the new rows in place (rotated), writes
+      them into the caches at the position and attends over them; the call returns the output
+      and the two caches, tied to the cache operands so IREE updates them in place, and the
+      selects' results are replaced by them (no pass over the cache, no RoPE or write
+      dispatch).
 `split_k=False` keeps every GEMM one launch (no split-K partials + reduce).
 """
 
@@ -44,15 +50,17 @@ from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_sp
                                plan_buffer_types, plan_problem)
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead
 from kiln.passes.lowering.cuda_kernel_fusion import (ADD_NORM_OPS, NORM_OPS, VIEW_OPS,
-                                                     foldable_norm, merged_heads_use,
+                                                     decode_cache_write, foldable_norm,
+                                                     merged_heads_use,
                                                      split_residual_norm, through_views,
                                                      trace_strided, view_source)
 from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info, vtensor_type
 
 KERNEL_DTYPES = ("f16", "bf16")
 _ELEMENT = {"f16": ir.F16Type.get, "bf16": ir.BF16Type.get, "f32": ir.F32Type.get,
-            "si8": lambda: ir.IntegerType.get_signless(8)}
-_KERNEL_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32", "si8": "i8"}
+            "si8": lambda: ir.IntegerType.get_signless(8),
+            "si64": lambda: ir.IntegerType.get_signless(64)}
+_KERNEL_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32", "si8": "i8", "si64": "i64"}
 
 
 class Unsupported(Exception):
@@ -297,6 +305,9 @@ class SelectCudaKernels(KilnPass):
         arguments["arch"] = self.arch
         attempts = []
         if self.fuse:
+            written = self._cache_write_attention(op, arguments)
+            if written is not None:
+                attempts.append(written)
             fused = self._strided_attention(op, arguments)
             if fused is not None:
                 attempts.append(fused)
@@ -310,11 +321,23 @@ class SelectCudaKernels(KilnPass):
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 return
             break
-        with ir.InsertionPoint(replaced), op.location:
-            value = self._call_attention(op, name, operands, args, strided, replaced)
+        writes = strided[3] if strided is not None and len(strided) > 3 else ()
+        # The call goes where its last operand is defined: before the attention, or after a
+        # cache select the attention precedes (the selects' results are replaced by its own).
+        anchor = replaced if not writes else op
+        with ir.InsertionPoint(anchor), op.location:
+            value, caches = self._call_attention(op, name, operands, args, strided, replaced)
         self.record(op.name, f"kernel {name}: {spec}", op)
         replaced.results[0].replace_all_uses_with(value)
         dead = [replaced] + _views_between(op.results[0], replaced) + [op]
+        if writes:
+            # The attention and the views that led the selects to it go first, so that the
+            # selects' remaining uses all follow the call; then the selects go too.
+            erase_if_dead(_unique(dead + list(strided[4])))
+            dead = []
+            for write, cache in zip(writes, caches):
+                write.op.results[0].replace_all_uses_with(cache)
+                dead += [write.op] + list(write.chain)
         if strided is not None:  # the slices, permutes and ropes that fed q, k and v
             dead += [chained for operand in strided[0] if operand is not None
                      for chained in operand.chain]
@@ -367,6 +390,70 @@ class SelectCudaKernels(KilnPass):
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
         return args, (traced, bases, tables), merged if merged is not None else op
 
+    def _cache_write_attention(self, op: ir.Operation, arguments: dict):
+        """(spec arguments, (q/new k/new v operands, buffers, tables, cache writes, the view
+        chains from the selects to the attention), op to replace) for a decode attention over caches written by `where(slot == position, ...)`
+        (cuda_kernel_fusion.decode_cache_write), or None when it is not one."""
+        if arguments["sq"] != 1 or arguments["causal"]:
+            return None
+        writes = [decode_cache_write(op.operands[i]) for i in (1, 2)]
+        if any(w is None for w in writes) or writes[0].position != writes[1].position or \
+                writes[0].cache == writes[1].cache:
+            return None
+        # The call stands where the attention stood and its caches replace the selects'
+        # results: every other use must come after it, or be a view chain (GQA's repeat)
+        # that only fed the attention (erased with it).
+        feeders = []
+        for write in writes:
+            chain = _feeds_only(write.op.results[0], op)
+            if chain is None:
+                return None
+            feeders += chain
+        traced = [trace_strided(op.operands[0]), trace_strided(writes[0].new),
+                  trace_strided(writes[1].new, allow_rope=False)]
+        ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
+        if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
+            traced[1] = trace_strided(writes[0].new, allow_rope=False)
+            ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
+        b, hq, hkv, d = (arguments[k] for k in ("b", "hq", "hkv", "d"))
+        bases: list[ir.Value] = []
+        views = []
+        for item, value, heads in zip(traced, (op.operands[0], writes[0].new, writes[1].new),
+                                      (hq, hkv, hkv)):
+            base = value if item is None else item.base
+            position = next((i for i, known in enumerate(bases) if known == base), None)
+            if position is None:
+                position = len(bases)
+                bases.append(base)
+            if item is None:
+                views.append((position, 0, heads * d, d, d))
+            else:
+                views.append((position, item.layout.offset) + tuple(item.layout.strides[:3]))
+        if any(w.cache == base for w in writes for base in bases):
+            return None
+        cache_views = []
+        for write in writes:
+            bases.append(write.cache)
+            cache_views.append((len(bases) - 1, 0, hkv * arguments["sk"] * d,
+                                arguments["sk"] * d, d))
+        args = dict(arguments)
+        args["buffers"] = tuple(_buffer_shape(v) for v in bases)
+        args["q_view"], args["k_view"], args["v_view"] = views[0], cache_views[0], cache_views[1]
+        args["new_kv"] = (views[1], views[2])
+        tables = None
+        if ropes:
+            cos = ropes[0].cos
+            info = tensor_info(cos)
+            args["rope"] = (traced[0] is not None and traced[0].rope is not None,
+                            traced[1] is not None and traced[1].rope is not None,
+                            (info.shape[0], info.shape[2], info.shape[3]),
+                            _KERNEL_DTYPE[info.dtype])
+            tables = (ropes[0].cos, ropes[0].sin)
+        merged = merged_heads_use(op.results[0])
+        args["out_layout"] = "bshd" if merged is not None else "bhsd"
+        return args, (traced, bases, tables, tuple(writes), tuple(feeders)), \
+            merged if merged is not None else op
+
     # -----------------------------------------------------------------------------------------
 
     def _declaration(self, builder: str, arguments: dict) -> tuple[str, str]:
@@ -408,7 +495,9 @@ class SelectCudaKernels(KilnPass):
         inputs, buffers = plan_buffer_types(plan)
         name = f"{KERNEL_PREFIX}{index}"
         types = [ir.Type.parse(t) for t in inputs.values()]
-        function_type = ir.FunctionType.get(types, [ir.Type.parse(buffers["out"])])
+        # out, then the inputs the plan updates in place (kiln.cuda_kernels ties them)
+        results = [buffers["out"]] + [inputs[n] for n in plan.written]
+        function_type = ir.FunctionType.get(types, [ir.Type.parse(t) for t in results])
         with ir.InsertionPoint.at_block_begin(body):
             ir.Operation.create("func.func", regions=1, attributes={
                 "sym_name": ir.StringAttr.get(name),
@@ -418,18 +507,22 @@ class SelectCudaKernels(KilnPass):
         return name
 
     def _invoke(self, b: TorchBuilder, name: str, values: list, result: TensorInfo,
-                location, builder: str, args: dict) -> ir.Value:
+                location, builder: str, args: dict, written: tuple = ()):
+        """The call's result value; with `written` (TensorInfos of inputs the kernel updates
+        in place) a tuple: the result, then those inputs' new values."""
         if self.emulate:
             from kiln.passes.lowering.cuda_kernel_emulation import emulate
 
             return emulate(b, builder, args, values, result, location)
         builtin = [_builtin(b, v) for v in values]
+        infos = [result] + list(written)
         call = ir.Operation.create(
-            "func.call", results=[ir.RankedTensorType.get(list(result.shape),
-                                                          _ELEMENT[result.dtype]())],
+            "func.call", results=[ir.RankedTensorType.get(list(i.shape), _ELEMENT[i.dtype]())
+                                  for i in infos],
             operands=builtin, attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
-            loc=location).result
-        return _from_builtin(b, call, result)
+            loc=location)
+        values = tuple(_from_builtin(b, r, i) for r, i in zip(call.results, infos))
+        return values if written else values[0]
 
     def _call_linear(self, op: ir.Operation, name: str, values: list, args: dict,
                      replaced: ir.Operation) -> ir.Value:
@@ -456,8 +549,7 @@ class SelectCudaKernels(KilnPass):
         if strided is None:
             values = [four(v) for v in operands[:3]]
         else:
-            _, bases, _ = strided
-            values = list(bases)
+            values = list(strided[1])  # the buffers
         if len(operands) > 3:
             mask = four(operands[3])
             bool_mask = tensor_info(mask).dtype == "i1" and not self.emulate
@@ -466,12 +558,43 @@ class SelectCudaKernels(KilnPass):
             for table in strided[2]:
                 info = tensor_info(table)
                 values.append(b.view(table, (info.shape[0], info.shape[2], info.shape[3])))
+        writes = strided[3] if strided is not None and len(strided) > 3 else ()
+        if writes:
+            values.append(writes[0].position)
         shape = (args["b"], args["hq"], args["sq"], args["d"]) \
             if args.get("out_layout", "bhsd") == "bhsd" else \
             (args["b"], args["sq"], args["hq"], args["d"])
         result = self._invoke(b, name, values, TensorInfo(shape, out.dtype), op.location,
-                              "attention", args)
-        return b.view(result, tuple(out.shape))
+                              "attention", args,
+                              tuple(tensor_info(w.cache) for w in writes))
+        if writes:
+            return b.view(result[0], tuple(out.shape)), result[1:]
+        return b.view(result, tuple(out.shape)), ()
+
+
+_REPEAT_OPS = VIEW_OPS + ("torch.aten.unsqueeze", "torch.aten.expand")
+
+
+def _feeds_only(value: ir.Value, attention: ir.Operation):
+    """The ops between `value` and `attention` when every use of `value` is the attention, a
+    later op, or a chain of views/unsqueezes/expands (grouped-query attention's repeat of the
+    kv heads) used only by the attention; else None."""
+    chain: list[ir.Operation] = []
+
+    def visit(current: ir.Value, in_chain: bool) -> bool:
+        for use in current.uses:
+            user = use.owner.operation
+            if user == attention:
+                continue
+            if user.name in _REPEAT_OPS and visit(user.results[0], True):
+                chain.append(user)
+                continue
+            if in_chain or user.parent != attention.parent or \
+                    not attention.is_before_in_block(user):
+                return False
+        return True
+
+    return chain if visit(value, False) else None
 
 
 def _buffer_shape(value: ir.Value) -> tuple[int, ...]:

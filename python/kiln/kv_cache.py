@@ -117,6 +117,14 @@ def _static_layer_class(scatter_decode_writes: bool):
             count = new.shape[-2]
             if count == 1 and scatter_decode_writes:  # one row per head, in place in IREE
                 return cache.index_copy(2, self.cumulative_length, new)
+            if count == 1:
+                # Decode without a scatter: the new row, broadcast over the slots, where the
+                # slot is the position. kiln-select-cuda-kernels matches this form and the
+                # decode attention kernel writes the row in place instead (no pass over the
+                # cache, kiln.passes.lowering.cuda_kernel_fusion.decode_cache_write).
+                slot = torch.arange(self.max_cache_len, device=cache.device) == \
+                    self.cumulative_length
+                return torch.where(slot[None, None, :, None], new, cache)
             # Prefill chunks: every slot takes its row of `new` (a gather) or keeps its value.
             # index_copy of T rows became a scatter with a coordinate per element that IREE's
             # CPU backend could not compile for GPT-2 small (128 KiB of stack at T = 64).
