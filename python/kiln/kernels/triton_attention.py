@@ -17,6 +17,9 @@ softmax(scale · q·kᵀ + mask, causal-masked) · v with q: [B, HQ, SQ, D], k/v
   strides MS_B, MS_H, MS_Q, MS_K of its broadcast to [B, HQ, SQ, SK] (0 on size-1 dims).
 * A query row whose keys are all masked gets 0 (torch's SDPA math path does the same since
   torch 2.5: "safe softmax").
+* Decode over a KV cache (attention_decode_kernel, WRITE_KV): the new key/value rows are read
+  through their own offsets and strides (slices of the QKV output, the key rotated), written
+  into the k and v caches at the slot read from pos_ptr, and attended to from registers.
 
 The softmax runs in base 2 on f32 scores (QK_SCALE = scale·log2 e); every size, stride and the
 scale are compile-time constants, so the compiled entries take pointers only. Plans are built
