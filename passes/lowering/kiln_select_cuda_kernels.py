@@ -44,6 +44,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_spec,
@@ -65,6 +66,20 @@ _KERNEL_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32", "si8": "i8", "si64"
 
 class Unsupported(Exception):
     """Why an op keeps IREE's code generation."""
+
+
+@dataclass(frozen=True)
+class AttentionOperands:
+    """How a fused attention call gets its operands: q/k/v (for a cache write: q, new k, new v)
+    as traced views (None: their own buffer), the buffers passed, the rotary tables, and for a
+    decode that writes its KV cache the two writes and the view chains from them to the
+    attention (erased with it)."""
+
+    traced: list
+    bases: list
+    tables: Optional[tuple]
+    writes: tuple = ()
+    feeders: tuple = ()
 
 
 def _static(info: TensorInfo, role: str) -> tuple[int, ...]:
@@ -321,9 +336,9 @@ class SelectCudaKernels(KilnPass):
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 return
             break
-        writes = strided[3] if strided is not None and len(strided) > 3 else ()
-        # The call goes where its last operand is defined: before the attention, or after a
-        # cache select the attention precedes (the selects' results are replaced by its own).
+        writes = strided.writes if strided is not None else ()
+        # The call goes before the op it replaces (the attention, or the permute after it);
+        # with cache writes before the attention itself, ahead of the selects' other uses.
         anchor = replaced if not writes else op
         with ir.InsertionPoint(anchor), op.location:
             value, caches = self._call_attention(op, name, operands, args, strided, replaced)
@@ -333,19 +348,19 @@ class SelectCudaKernels(KilnPass):
         if writes:
             # The attention and the views that led the selects to it go first, so that the
             # selects' remaining uses all follow the call; then the selects go too.
-            erase_if_dead(_unique(dead + list(strided[4])))
+            erase_if_dead(_unique(dead + list(strided.feeders)))
             dead = []
             for write, cache in zip(writes, caches):
                 write.op.results[0].replace_all_uses_with(cache)
                 dead += [write.op] + list(write.chain)
         if strided is not None:  # the slices, permutes and ropes that fed q, k and v
-            dead += [chained for operand in strided[0] if operand is not None
+            dead += [chained for operand in strided.traced if operand is not None
                      for chained in operand.chain]
         erase_if_dead(_unique(dead))
 
     def _strided_attention(self, op: ir.Operation, arguments: dict):
-        """(spec arguments, (q/k/v operands, bases, tables), op to replace) for reading q, k, v
-        in place (and rotating them), or None when none of them is a view of anything."""
+        """(spec arguments, AttentionOperands, op to replace) for reading q, k, v in place (and
+        rotating them), or None when none of them is a view of anything."""
         traced = [trace_strided(op.operands[i]) for i in range(3)]
         # One rope table for q and k (the kernel reads one); a rope it cannot take leaves the
         # operand to be read from the rope's result.
@@ -388,11 +403,12 @@ class SelectCudaKernels(KilnPass):
                             _KERNEL_DTYPE[info.dtype])
             tables = (ropes[0].cos, ropes[0].sin)
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
-        return args, (traced, bases, tables), merged if merged is not None else op
+        return args, AttentionOperands(traced, bases, tables), \
+            merged if merged is not None else op
 
     def _cache_write_attention(self, op: ir.Operation, arguments: dict):
-        """(spec arguments, (q/new k/new v operands, buffers, tables, cache writes, the view
-        chains from the selects to the attention), op to replace) for a decode attention over caches written by `where(slot == position, ...)`
+        """(spec arguments, AttentionOperands, op to replace) for a decode attention over
+        caches written by `where(slot == position, new row, cache)`
         (cuda_kernel_fusion.decode_cache_write), or None when it is not one."""
         if arguments["sq"] != 1 or arguments["causal"]:
             return None
@@ -451,7 +467,7 @@ class SelectCudaKernels(KilnPass):
             tables = (ropes[0].cos, ropes[0].sin)
         merged = merged_heads_use(op.results[0])
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
-        return args, (traced, bases, tables, tuple(writes), tuple(feeders)), \
+        return args, AttentionOperands(traced, bases, tables, tuple(writes), tuple(feeders)), \
             merged if merged is not None else op
 
     # -----------------------------------------------------------------------------------------
@@ -549,16 +565,16 @@ class SelectCudaKernels(KilnPass):
         if strided is None:
             values = [four(v) for v in operands[:3]]
         else:
-            values = list(strided[1])  # the buffers
+            values = list(strided.bases)
         if len(operands) > 3:
             mask = four(operands[3])
             bool_mask = tensor_info(mask).dtype == "i1" and not self.emulate
             values.append(b.cast(mask, "si8") if bool_mask else mask)
-        if strided is not None and strided[2] is not None:
-            for table in strided[2]:
+        if strided is not None and strided.tables is not None:
+            for table in strided.tables:
                 info = tensor_info(table)
                 values.append(b.view(table, (info.shape[0], info.shape[2], info.shape[3])))
-        writes = strided[3] if strided is not None and len(strided) > 3 else ()
+        writes = strided.writes if strided is not None else ()
         if writes:
             values.append(writes[0].position)
         shape = (args["b"], args["hq"], args["sq"], args["d"]) \
