@@ -5,7 +5,9 @@ GPT-2, Llama and Qwen2-style transformers models from tiny configs with realisti
 the kernels on (`compile_to="iree-input"`, then `iree-compile --compile-to=flow`): per layer =
 dispatches of the 2-layer model minus the 1-layer model. Hidden 512 keeps every linear of a
 layer at or above the kernel threshold (2^18 weight elements), as in the real models.
-Prefill is 1×32 tokens; decode is the zoo's decode cell (one token, no KV cache).
+Prefill is 1×32 tokens; decode is the zoo's decode cell (one token, no KV cache); the
+generator's decode is `kiln.compile_generator`'s decode function (one token over a KV cache
+kept on the device), counted alone.
 
     python tests/test_cuda_dispatches.py     # the table and the dispatch names of one layer
 
@@ -34,6 +36,13 @@ DISPATCHES_PER_LAYER = {
     ("qwen2", "prefill"): 5, ("qwen2", "decode"): 5,
 }
 TARGET_PER_LAYER = 6  # issue 14
+# The generator's decode (kiln.compile_generator for CUDA: the KV cache as device state, 32
+# slots, written by a select): before, each layer added RoPE of q and k and the k and v cache
+# selects over every slot (GPT-2 7, Llama 9, Qwen2 9, at commit b973bf2); now the decode
+# attention kernel reads q and the new k/v in place, rotates them, writes the new rows into
+# the caches and attends over them: the five launches of the layer without a cache.
+GENERATOR_DECODE_PER_LAYER = {"gpt2": 5, "llama": 5, "qwen2": 5}
+GENERATOR_SLOTS = 32
 
 
 def build(family: str, layers: int) -> torch.nn.Module:
@@ -116,6 +125,34 @@ def test_dispatches_per_decoder_layer(family, phase):
         f"DISPATCHES_PER_LAYER and docs/kernels.md if this is on purpose)")
 
 
+def generator_decode_dispatches(family: str) -> tuple[int, tuple[str, ...]]:
+    """(dispatches per layer of the generator's decode function, the names one layer adds)."""
+    import kiln
+    from kiln.dispatches import count_dispatches
+
+    counts = []
+    for layers in (1, 2):
+        text = kiln.compile_generator(build(family, layers).model, max_seq_len=GENERATOR_SLOTS,
+                                      target="cuda", dtype=torch.float16, prefill_chunks=(2,),
+                                      compile_to="iree-input", cache=False,
+                                      cuda_split_k=False)
+        counts.append(count_dispatches(text, "cuda", function="decode"))
+    return counts[1].count - counts[0].count, layer_names(counts[0].names, counts[1].names)
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_generator_decode_dispatches_per_layer(family):
+    pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
+    measured, names = generator_decode_dispatches(family)
+    pinned = GENERATOR_DECODE_PER_LAYER[family]
+    assert all(name.endswith("_kernel") for name in names), names  # only Kiln's kernels
+    assert names.count("attention_decode_kernel") == 1, names
+    assert measured == pinned <= TARGET_PER_LAYER, (
+        f"{family} generator decode: {measured} dispatches per layer on CUDA, pinned "
+        f"{pinned}: {', '.join(names)} (update GENERATOR_DECODE_PER_LAYER and docs/kernels.md "
+        f"if this is on purpose)")
+
+
 def main() -> None:
     print(f"| model | " + " | ".join(SHAPES) + " |")
     print("|---" * (len(SHAPES) + 1) + "|")
@@ -127,6 +164,10 @@ def main() -> None:
             lists[(family, phase)] = names
             row.append(str(count))
         print(f"| {family} | " + " | ".join(row) + " |")
+    for family in ("gpt2", "llama", "qwen2"):
+        count, names = generator_decode_dispatches(family)
+        print(f"| {family} generator decode ({GENERATOR_SLOTS} cache slots) | {count} |")
+        lists[(family, "generator decode")] = names
     for (family, phase), names in lists.items():
         print(f"\n{family} {phase}:")
         print("\n".join(f"{i}. `{n}`" for i, n in enumerate(names, 1)))

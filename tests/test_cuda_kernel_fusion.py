@@ -77,7 +77,8 @@ def _factor(n: int, rng: random.Random) -> list[int]:
 
 @pytest.fixture
 def emulated_kernels(monkeypatch):
-    """Compiles take the kernel selection with `emulate=true`, whatever the target."""
+    """Compiles take the kernel selection with `emulate=true`, whatever the target; the
+    value: the selection passes that ran."""
     original_target, original_lower = compiler.CompileOptions.compile_target, \
         compiler.build_lower_pipeline
 
@@ -86,15 +87,19 @@ def emulated_kernels(monkeypatch):
         return dataclasses.replace(original_target(options, target), cuda_kernels=True,
                                    cpu_kernels=False)
 
+    selections = []  # the selection passes run, for their rewrite records
+
     def lower(target, **options):
         pipeline = original_lower(target, **options)
         select = pipeline.steps[0]
         assert select.name == "kiln-select-cuda-kernels"
         select.emulate = True
+        selections.append(select)
         return pipeline
 
     monkeypatch.setattr(compiler.CompileOptions, "compile_target", planned_with_kernels)
     monkeypatch.setattr(compiler, "build_lower_pipeline", lower)
+    return selections
 
 
 @pytest.mark.parametrize("family,length,weights", [
@@ -118,6 +123,32 @@ def test_fused_layers_match_eager(emulated_kernels, tmp_path, family, length, we
         reference = model.float()(tokens).double()
     error = ((out - reference).abs().max() / reference.abs().max()).item()
     assert error < 4e-3, f"{family} T={length}: relative error {error:.2e}"
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_generator_decode_writes_the_cache_in_the_attention_kernel(emulated_kernels, family):
+    """The generator's decode as compiled for CUDA (the cache written by a select, f16), with
+    the kernel selection emulated on the CPU: each decode attention becomes the kernel that
+    reads q and the new k/v rows in place (rotated), writes them into the caches at the slot
+    and attends over them (`new_kv`), and the tokens are transformers' greedy tokens (batch 2,
+    one prompt left-padded: the cache outputs of each step are the written caches)."""
+    from test_generate import BATCH, CHUNKS, LAYERS, MAX_SEQ_LEN, build as build_tiny, \
+        prompts, reference
+
+    model = build_tiny(family)
+    artifact = kiln.compile_generator(model, max_seq_len=MAX_SEQ_LEN, batch_size=BATCH,
+                                      prefill_chunks=CHUNKS, dtype=torch.float16,
+                                      decode_cache_write="select", cache=False)
+    details = [r.detail for select in emulated_kernels for r in select.rewrites
+               if r.detail.startswith("kernel") and "attention(" in r.detail]
+    written = [d for d in details if "new_kv=" in d]
+    assert len(written) == LAYERS and len(details) == 2 * LAYERS, details  # + prefill's
+    rotated = family != "gpt2"
+    assert all(("rope=(True, True," in d) == rotated for d in written), written
+    generator = kiln.load_generator(artifact)
+    ids, mask = prompts(seed=3)
+    tokens = generator.generate(ids, max_new_tokens=12, attention_mask=mask)
+    assert tokens.tolist() == reference(model.half(), ids, mask, max_new_tokens=12).tolist()
 
 
 def test_fused_selection_on_llama():

@@ -297,13 +297,13 @@ def test_bind_state_errors(arguments, results, state, message):
         bind_state(text, state)
 
 
-def decode_stream_ir(tmp_path, target: str) -> str:
+def decode_stream_ir(tmp_path, target: str, dtype=None) -> str:
     """The decode function of a tiny GPT-2 generator for `target`, in IREE's stream IR."""
     from kiln.bindings import iree_compiler
     from kiln.targets import CompileTarget, iree_flags
 
     text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
-                                  prefill_chunks=(4,), compile_to="iree-input")
+                                  prefill_chunks=(4,), compile_to="iree-input", dtype=dtype)
     source = tmp_path / "generator.mlir"
     source.write_text(text)
     stream = iree_compiler().compile_file(
@@ -313,8 +313,8 @@ def decode_stream_ir(tmp_path, target: str) -> str:
     return decode[:decode.index("\n  }\n")]
 
 
-def whole_cache_copies(decode: str) -> list[str]:
-    cache_bytes = 1 * HEADS * 8 * (HIDDEN // HEADS) * 4
+def whole_cache_copies(decode: str, element_bytes: int = 4) -> list[str]:
+    cache_bytes = 1 * HEADS * 8 * (HIDDEN // HEADS) * element_bytes
     return [line for line in decode.splitlines()
             if ("stream.cmd.copy" in line or "stream.async.copy" in line or
                 "stream.async.clone" in line) and
@@ -339,6 +339,25 @@ def test_cuda_decode_selects_instead_of_scattering(tmp_path):
     assert not [line for line in decode.splitlines() if "scatter" in line]
     assert decode.count("!stream.resource<variable>") and " rw %" in decode
     assert not whole_cache_copies(decode)
+
+
+def test_cuda_decode_writes_the_cache_in_the_attention_kernel_in_place(tmp_path):
+    """With Kiln's kernels (f16) the CUDA decode's cache selects become the attention kernel's
+    own writes: each layer's attention dispatch binds its k and v caches read-write in the
+    cache globals (results tied to them), and no dispatch or copy rewrites a whole cache."""
+    pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
+    decode = decode_stream_ir(tmp_path, "cuda", dtype=torch.float16)
+    lines = decode.splitlines()
+    starts = [i for i, line in enumerate(lines) if "@attention_decode_kernel {" in line]
+    assert len(starts) == LAYERS, starts
+    cache_bytes = 1 * HEADS * 8 * (HIDDEN // HEADS) * 2
+    for start in starts:
+        end = next(i for i in range(start, len(lines)) if lines[i].strip().startswith("}"))
+        bindings = lines[start + 1:end]
+        written = [line for line in bindings if line.strip().startswith("rw ") and
+                   "resource<variable>" in line and f"for %c{cache_bytes}]" in line]
+        assert len(written) == 2, bindings
+    assert not whole_cache_copies(decode, element_bytes=2)
 
 
 def test_select_decode_writes_match_transformers():

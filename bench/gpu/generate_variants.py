@@ -38,6 +38,9 @@ VARIANTS = {
                                                        "decode_cache_write": "scatter"}),
     "llama-f16-nokernels": ("llama", "float16", {"cuda_kernels": "off"}),
     "llama-f16-kernels": ("llama", "float16", {"cuda_kernels": "on"}),
+    # the decode's cache write by IREE's select (and RoPE, attention unfused) against the
+    # default, where the decode attention kernel writes the cache row itself
+    "llama-f16-kernels-nofuse": ("llama", "float16", {"cuda_kernels": "on", "cuda_fuse": False}),
 }
 
 

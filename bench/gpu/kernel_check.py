@@ -104,6 +104,10 @@ def run_case(op: str, args: dict, modes, seed: int = 0) -> list[dict]:
 
 def all_cases():
     for _, args in selfcheck._cases(quick=False):
+        if "position" in args:
+            # decode writing its KV cache: run_case does not compare the written caches;
+            # `python -m kiln.kernels.selfcheck --device cuda --mode aot` does
+            continue
         yield ("linear" if "m" in args else "attention"), dict(args), ("aot", "jit")[
             :2 if args["dtype"] == "f16" else 1]
         if args["dtype"] == "f16":  # the bf16 twin (Triton's interpreter cannot run bf16 dots)

@@ -6,7 +6,9 @@ folded norms, residual and SwiGLU epilogues, the output layout — while the ker
 are checked in Triton's interpreter (kiln.kernels.selfcheck) and on the GPU.
 
 `emulate(builder, arguments, values, result)` returns a torch value of `result`'s type computed
-from the call's operand values (the plan's inputs, in order; a bool mask still as i1).
+from the call's operand values (the plan's inputs, in order; a bool mask still as i1); for a
+decode attention that writes its KV cache (`new_kv`), the tuple (result, k cache, v cache) with
+the new rows selected into the caches at the slot operand.
 """
 
 from __future__ import annotations
@@ -105,14 +107,23 @@ def _attention(b, args, values, result, location) -> ir.Value:
                     for view, heads, length in ((args["q_view"], hq, sq),
                                                 (args["k_view"], hkv, sk),
                                                 (args["v_view"], hkv, sk))]
+    new_kv = args.get("new_kv")
+    new_rows = []
+    if new_kv:  # the rows written into the caches, [b, hkv, 1, d]
+        new_rows = [_gather_view(b, flats[view[0]], view, (batch, hkv, 1, d), dtype)
+                    for view in new_kv]
     mask = rest.pop(0) if args.get("mask_kind") else None
     if args.get("rope"):
         rope_q, rope_k, table, table_dtype = args["rope"]
-        cos, sin = rest
-        for index, (rotate, length) in enumerate(((rope_q, sq), (rope_k, sk))):
+        cos, sin = rest[:2]
+        rest = rest[2:]
+        # With new_kv the key rotated is the new row (position 0 of the table).
+        rotated = [(operands, 0, rope_q, sq),
+                   (new_rows, 0, rope_k, 1) if new_kv else (operands, 1, rope_k, sk)]
+        for target, index, rotate, length in rotated:
             if not rotate:
                 continue
-            x = operands[index]
+            x = target[index]
             info = tensor_info(x)
             tables = []
             for value in (cos, sin):
@@ -121,8 +132,20 @@ def _attention(b, args, values, result, location) -> ir.Value:
                     t = b.slice(t, 2, 0, length, TensorInfo((table[0], 1, length, table[2]),
                                                             tensor_info(value).dtype))
                 tables.append(b.cast(t, info.dtype))
-            operands[index] = _kiln("rope", info, [x] + tables,
-                                    {"interleaved": ir.BoolAttr.get(False)}, location)
+            target[index] = _kiln("rope", info, [x] + tables,
+                                  {"interleaved": ir.BoolAttr.get(False)}, location)
+    caches = []
+    if new_kv:
+        # where(slot == position, row, cache) over the cache buffers, as the step wrote it
+        position = rest.pop(0)
+        equal = b.aten("eq.Tensor", TensorInfo((sk,), "i1"), b.si64_literal(np.arange(sk)),
+                       position)
+        slot = b.view(equal, (1, 1, sk, 1))
+        for view, row in zip((args["k_view"], args["v_view"]), new_rows):
+            cache = b.view(values[view[0]], (batch, hkv, sk, d))
+            caches.append(b.aten("where.self", TensorInfo((batch, hkv, sk, d), dtype), slot,
+                                 row, cache))
+        operands[1], operands[2] = caches
     out = TensorInfo((batch, hq, sq, d), dtype)
     operands = operands + ([mask] if mask is not None else [])
     y = _kiln("attention", out, operands, {
@@ -131,4 +154,4 @@ def _attention(b, args, values, result, location) -> ir.Value:
         "operandSegmentSizes": _segments(1, 1, 1, int(mask is not None))}, location)
     if args.get("out_layout") == "bshd":
         y = b.aten("permute", TensorInfo((batch, sq, hq, d), dtype), y, b.int_list([0, 2, 1, 3]))
-    return y
+    return (y, *caches) if new_kv else y

@@ -9,6 +9,9 @@ analyses over torch IR that let a decoder layer run as a handful of kernel launc
   (for the output projection) writes that layout itself.
 * Residual sums (`split_residual_norm`): `kiln.add_*_norm(x, linear(...))` becomes
   `aten.add` + `kiln.*_norm`, so the GEMM's residual epilogue takes the add.
+* Decode cache writes (`decode_cache_write`): a KV cache operand of a decode attention that is
+  `where(slot == position, new row, cache)` (kiln.kv_cache's decode step for CUDA) — the
+  attention kernel writes the row into the cache in place and attends over it.
 * Norm folding (`foldable_norm`): a `kiln.rms_norm` / `kiln.layer_norm` whose every use is the
   input of a kernel linear (through views that keep the last axis) is computed in those GEMMs'
   prologue; the norm op then goes away.
@@ -244,6 +247,61 @@ def trace_strided(value: ir.Value, allow_rope: bool = True) -> Optional[StridedO
         if rope_input.shape[0] != info.shape[0] or rope_input.shape[2:] != info.shape[2:]:
             return None
     return StridedOperand(base, layout, rope, tuple(chain))
+
+
+@dataclass(frozen=True)
+class CacheWrite:
+    """`where(slot == position, new, cache)`: one new row [B, H, 1, D] per head written at
+    slot `position` (int64 [1]) of `cache` [B, H, S, D] — a decode step's cache update."""
+
+    op: ir.Operation
+    cache: ir.Value
+    new: ir.Value
+    position: ir.Value
+    chain: tuple[ir.Operation, ...]  # the condition's ops (left for IREE's DCE)
+
+
+def decode_cache_write(value: ir.Value) -> Optional[CacheWrite]:
+    """`value` as a CacheWrite, or None: `aten.where.self(cond, new, cache)` with cache of
+    `value`'s static type, new [B, H, 1, D] of its dtype, and cond [1, 1, S, 1] an unsqueezed /
+    viewed `aten.eq.Tensor` of the literal 0, 1, ..., S-1 and an int64 [1] position (either
+    order). Any other form (a scatter, a select over several rows) is not one."""
+    import numpy as np
+
+    from kiln.passes.matching import literal_array
+
+    op = defining_op(value)
+    if op is None or op.name != "torch.aten.where.self":
+        return None
+    cond, new, cache = op.operands
+    out, new_info, cache_info = tensor_info(value), tensor_info(new), tensor_info(cache)
+    if out is None or out.rank != 4 or None in out.shape or cache_info != out or \
+            new_info is None or new_info.dtype != out.dtype or \
+            tuple(new_info.shape) != (out.shape[0], out.shape[1], 1, out.shape[3]):
+        return None
+    slots = out.shape[2]
+    cond_info = tensor_info(cond)
+    if cond_info is None or cond_info.dtype != "i1" or tuple(cond_info.shape) != (1, 1, slots, 1):
+        return None
+    chain, current = [], cond
+    while (step := defining_op(current)) is not None and \
+            step.name in ("torch.aten.unsqueeze",) + VIEW_OPS:
+        chain.append(step)
+        current = step.operands[0]
+    equal = defining_op(current)
+    if equal is None or equal.name != "torch.aten.eq.Tensor" or \
+            tuple(tensor_info(current).shape) not in ((slots,), (1, slots)):
+        return None
+    chain.append(equal)
+    for literal, position in (equal.operands, reversed(list(equal.operands))):
+        array = literal_array(literal)
+        position_info = tensor_info(position)
+        if array is not None and array.size == slots and \
+                np.array_equal(array.reshape(-1), np.arange(slots)) and \
+                position_info is not None and position_info.dtype == "si64" and \
+                tuple(position_info.shape) == (1,):
+            return CacheWrite(op, cache, new, position, tuple(chain))
+    return None
 
 
 def merged_heads_use(result: ir.Value) -> Optional[ir.Operation]:

@@ -30,7 +30,13 @@ Whole layers in few launches (`fuse`, issue 14; the analyses are in cuda_kernel_
       runs in those GEMMs' prologue and disappears;
     - attention q/k/v sliced from one buffer (the fused QKV projection, through view, permute
       and head slices) and rotated by `kiln.rope`: read in place and rotated while loading; a
-      result only permuted to [B, S, H, D] is written in that layout.
+      result only permuted to [B, S, H, D] is written in that layout;
+    - decode (one query) whose k and v are `where(slot == position, new row, cache)` (the
+      decode step of kiln.kv_cache): the kernel reads the new rows in place (rotated), writes
+      them into the caches at the position and attends over them; the call returns the output
+      and the two caches, tied to the cache operands so IREE updates them in place, and the
+      selects' results are replaced by them (no pass over the cache, no RoPE or write
+      dispatch).
 `split_k=False` keeps every GEMM one launch (no split-K partials + reduce).
 """
 
@@ -38,25 +44,42 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Optional
 
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, encode_spec,
                                plan_buffer_types, plan_problem)
 from kiln.passes.base import KilnPass, collect_ops, erase_if_dead
 from kiln.passes.lowering.cuda_kernel_fusion import (ADD_NORM_OPS, NORM_OPS, VIEW_OPS,
-                                                     foldable_norm, merged_heads_use,
+                                                     decode_cache_write, foldable_norm,
+                                                     merged_heads_use,
                                                      split_residual_norm, through_views,
                                                      trace_strided, view_source)
 from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info, vtensor_type
 
 KERNEL_DTYPES = ("f16", "bf16")
 _ELEMENT = {"f16": ir.F16Type.get, "bf16": ir.BF16Type.get, "f32": ir.F32Type.get,
-            "si8": lambda: ir.IntegerType.get_signless(8)}
-_KERNEL_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32", "si8": "i8"}
+            "si8": lambda: ir.IntegerType.get_signless(8),
+            "si64": lambda: ir.IntegerType.get_signless(64)}
+_KERNEL_DTYPE = {"f16": "f16", "bf16": "bf16", "f32": "f32", "si8": "i8", "si64": "i64"}
 
 
 class Unsupported(Exception):
     """Why an op keeps IREE's code generation."""
+
+
+@dataclass(frozen=True)
+class AttentionOperands:
+    """How a fused attention call gets its operands: q/k/v (for a cache write: q, new k, new v)
+    as traced views (None: their own buffer), the buffers passed, the rotary tables, and for a
+    decode that writes its KV cache the two writes and the view chains from them to the
+    attention (erased with it)."""
+
+    traced: list
+    bases: list
+    tables: Optional[tuple]
+    writes: tuple = ()
+    feeders: tuple = ()
 
 
 def _static(info: TensorInfo, role: str) -> tuple[int, ...]:
@@ -297,6 +320,9 @@ class SelectCudaKernels(KilnPass):
         arguments["arch"] = self.arch
         attempts = []
         if self.fuse:
+            written = self._cache_write_attention(op, arguments)
+            if written is not None:
+                attempts.append(written)
             fused = self._strided_attention(op, arguments)
             if fused is not None:
                 attempts.append(fused)
@@ -310,19 +336,31 @@ class SelectCudaKernels(KilnPass):
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 return
             break
-        with ir.InsertionPoint(replaced), op.location:
-            value = self._call_attention(op, name, operands, args, strided, replaced)
+        writes = strided.writes if strided is not None else ()
+        # The call goes before the op it replaces (the attention, or the permute after it);
+        # with cache writes before the attention itself, ahead of the selects' other uses.
+        anchor = replaced if not writes else op
+        with ir.InsertionPoint(anchor), op.location:
+            value, caches = self._call_attention(op, name, operands, args, strided, replaced)
         self.record(op.name, f"kernel {name}: {spec}", op)
         replaced.results[0].replace_all_uses_with(value)
         dead = [replaced] + _views_between(op.results[0], replaced) + [op]
+        if writes:
+            # The attention and the views that led the selects to it go first, so that the
+            # selects' remaining uses all follow the call; then the selects go too.
+            erase_if_dead(_unique(dead + list(strided.feeders)))
+            dead = []
+            for write, cache in zip(writes, caches):
+                write.op.results[0].replace_all_uses_with(cache)
+                dead += [write.op] + list(write.chain)
         if strided is not None:  # the slices, permutes and ropes that fed q, k and v
-            dead += [chained for operand in strided[0] if operand is not None
+            dead += [chained for operand in strided.traced if operand is not None
                      for chained in operand.chain]
         erase_if_dead(_unique(dead))
 
     def _strided_attention(self, op: ir.Operation, arguments: dict):
-        """(spec arguments, (q/k/v operands, bases, tables), op to replace) for reading q, k, v
-        in place (and rotating them), or None when none of them is a view of anything."""
+        """(spec arguments, AttentionOperands, op to replace) for reading q, k, v in place (and
+        rotating them), or None when none of them is a view of anything."""
         traced = [trace_strided(op.operands[i]) for i in range(3)]
         # One rope table for q and k (the kernel reads one); a rope it cannot take leaves the
         # operand to be read from the rope's result.
@@ -365,7 +403,72 @@ class SelectCudaKernels(KilnPass):
                             _KERNEL_DTYPE[info.dtype])
             tables = (ropes[0].cos, ropes[0].sin)
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
-        return args, (traced, bases, tables), merged if merged is not None else op
+        return args, AttentionOperands(traced, bases, tables), \
+            merged if merged is not None else op
+
+    def _cache_write_attention(self, op: ir.Operation, arguments: dict):
+        """(spec arguments, AttentionOperands, op to replace) for a decode attention over
+        caches written by `where(slot == position, new row, cache)`
+        (cuda_kernel_fusion.decode_cache_write), or None when it is not one."""
+        if arguments["sq"] != 1 or arguments["causal"]:
+            return None
+        writes = [decode_cache_write(op.operands[i]) for i in (1, 2)]
+        if any(w is None for w in writes) or writes[0].position != writes[1].position or \
+                writes[0].cache == writes[1].cache:
+            return None
+        # The call stands where the attention stood and its caches replace the selects'
+        # results: every other use must come after it, or be a view chain (GQA's repeat)
+        # that only fed the attention (erased with it).
+        feeders = []
+        for write in writes:
+            chain = _feeds_only(write.op.results[0], op)
+            if chain is None:
+                return None
+            feeders += chain
+        traced = [trace_strided(op.operands[0]), trace_strided(writes[0].new),
+                  trace_strided(writes[1].new, allow_rope=False)]
+        ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
+        if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
+            traced[1] = trace_strided(writes[0].new, allow_rope=False)
+            ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
+        b, hq, hkv, d = (arguments[k] for k in ("b", "hq", "hkv", "d"))
+        bases: list[ir.Value] = []
+        views = []
+        for item, value, heads in zip(traced, (op.operands[0], writes[0].new, writes[1].new),
+                                      (hq, hkv, hkv)):
+            base = value if item is None else item.base
+            position = next((i for i, known in enumerate(bases) if known == base), None)
+            if position is None:
+                position = len(bases)
+                bases.append(base)
+            if item is None:
+                views.append((position, 0, heads * d, d, d))
+            else:
+                views.append((position, item.layout.offset) + tuple(item.layout.strides[:3]))
+        if any(w.cache == base for w in writes for base in bases):
+            return None
+        cache_views = []
+        for write in writes:
+            bases.append(write.cache)
+            cache_views.append((len(bases) - 1, 0, hkv * arguments["sk"] * d,
+                                arguments["sk"] * d, d))
+        args = dict(arguments)
+        args["buffers"] = tuple(_buffer_shape(v) for v in bases)
+        args["q_view"], args["k_view"], args["v_view"] = views[0], cache_views[0], cache_views[1]
+        args["new_kv"] = (views[1], views[2])
+        tables = None
+        if ropes:
+            cos = ropes[0].cos
+            info = tensor_info(cos)
+            args["rope"] = (traced[0] is not None and traced[0].rope is not None,
+                            traced[1] is not None and traced[1].rope is not None,
+                            (info.shape[0], info.shape[2], info.shape[3]),
+                            _KERNEL_DTYPE[info.dtype])
+            tables = (ropes[0].cos, ropes[0].sin)
+        merged = merged_heads_use(op.results[0])
+        args["out_layout"] = "bshd" if merged is not None else "bhsd"
+        return args, AttentionOperands(traced, bases, tables, tuple(writes), tuple(feeders)), \
+            merged if merged is not None else op
 
     # -----------------------------------------------------------------------------------------
 
@@ -408,7 +511,9 @@ class SelectCudaKernels(KilnPass):
         inputs, buffers = plan_buffer_types(plan)
         name = f"{KERNEL_PREFIX}{index}"
         types = [ir.Type.parse(t) for t in inputs.values()]
-        function_type = ir.FunctionType.get(types, [ir.Type.parse(buffers["out"])])
+        # out, then the inputs the plan updates in place (kiln.cuda_kernels ties them)
+        results = [buffers["out"]] + [inputs[n] for n in plan.written]
+        function_type = ir.FunctionType.get(types, [ir.Type.parse(t) for t in results])
         with ir.InsertionPoint.at_block_begin(body):
             ir.Operation.create("func.func", regions=1, attributes={
                 "sym_name": ir.StringAttr.get(name),
@@ -418,18 +523,22 @@ class SelectCudaKernels(KilnPass):
         return name
 
     def _invoke(self, b: TorchBuilder, name: str, values: list, result: TensorInfo,
-                location, builder: str, args: dict) -> ir.Value:
+                location, builder: str, args: dict, written: tuple = ()):
+        """The call's result value; with `written` (TensorInfos of inputs the kernel updates
+        in place) a tuple: the result, then those inputs' new values."""
         if self.emulate:
             from kiln.passes.lowering.cuda_kernel_emulation import emulate
 
             return emulate(b, builder, args, values, result, location)
         builtin = [_builtin(b, v) for v in values]
+        infos = [result] + list(written)
         call = ir.Operation.create(
-            "func.call", results=[ir.RankedTensorType.get(list(result.shape),
-                                                          _ELEMENT[result.dtype]())],
+            "func.call", results=[ir.RankedTensorType.get(list(i.shape), _ELEMENT[i.dtype]())
+                                  for i in infos],
             operands=builtin, attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
-            loc=location).result
-        return _from_builtin(b, call, result)
+            loc=location)
+        values = tuple(_from_builtin(b, r, i) for r, i in zip(call.results, infos))
+        return values if written else values[0]
 
     def _call_linear(self, op: ir.Operation, name: str, values: list, args: dict,
                      replaced: ir.Operation) -> ir.Value:
@@ -456,22 +565,52 @@ class SelectCudaKernels(KilnPass):
         if strided is None:
             values = [four(v) for v in operands[:3]]
         else:
-            _, bases, _ = strided
-            values = list(bases)
+            values = list(strided.bases)
         if len(operands) > 3:
             mask = four(operands[3])
             bool_mask = tensor_info(mask).dtype == "i1" and not self.emulate
             values.append(b.cast(mask, "si8") if bool_mask else mask)
-        if strided is not None and strided[2] is not None:
-            for table in strided[2]:
+        if strided is not None and strided.tables is not None:
+            for table in strided.tables:
                 info = tensor_info(table)
                 values.append(b.view(table, (info.shape[0], info.shape[2], info.shape[3])))
+        writes = strided.writes if strided is not None else ()
+        if writes:
+            values.append(writes[0].position)
         shape = (args["b"], args["hq"], args["sq"], args["d"]) \
             if args.get("out_layout", "bhsd") == "bhsd" else \
             (args["b"], args["sq"], args["hq"], args["d"])
         result = self._invoke(b, name, values, TensorInfo(shape, out.dtype), op.location,
-                              "attention", args)
-        return b.view(result, tuple(out.shape))
+                              "attention", args,
+                              tuple(tensor_info(w.cache) for w in writes))
+        if writes:
+            return b.view(result[0], tuple(out.shape)), result[1:]
+        return b.view(result, tuple(out.shape)), ()
+
+
+_REPEAT_OPS = VIEW_OPS + ("torch.aten.unsqueeze", "torch.aten.expand")
+
+
+def _feeds_only(value: ir.Value, attention: ir.Operation):
+    """The ops between `value` and `attention` when every use of `value` is the attention, a
+    later op, or a chain of views/unsqueezes/expands (grouped-query attention's repeat of the
+    kv heads) used only by the attention; else None."""
+    chain: list[ir.Operation] = []
+
+    def visit(current: ir.Value, in_chain: bool) -> bool:
+        for use in current.uses:
+            user = use.owner.operation
+            if user == attention:
+                continue
+            if user.name in _REPEAT_OPS and visit(user.results[0], True):
+                chain.append(user)
+                continue
+            if in_chain or user.parent != attention.parent or \
+                    not attention.is_before_in_block(user):
+                return False
+        return True
+
+    return chain if visit(value, False) else None
 
 
 def _buffer_shape(value: ir.Value) -> tuple[int, ...]:

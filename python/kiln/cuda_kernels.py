@@ -155,10 +155,11 @@ def permute_ptx_params(ptx: str, entry: str, order: list[int]) -> str:
     return ptx[:start] + head[:first] + "\n" + body + "\n" + ptx[close:]
 
 
-def _launch_layout(launch, produced: set) -> tuple[list, list, list]:
-    """Indices of the launch's params that it reads, that are scratch, and that it writes (a
-    temporary is written by the first launch that uses it, read by later ones)."""
-    reads, scratch, writes = [], [], []
+def _launch_layout(launch, produced: set) -> tuple[list, list, list, list]:
+    """Indices of the launch's params that it reads, that are scratch, that it writes (a
+    temporary is written by the first launch that uses it, read by later ones), and those of
+    the reads it also writes (inputs updated in place: role "inout")."""
+    reads, scratch, writes, tied = [], [], [], []
     for index, (arg, param) in enumerate(zip(launch.args, launch.kernel.params)):
         if arg == "scratch":
             scratch.append(index)
@@ -167,7 +168,9 @@ def _launch_layout(launch, produced: set) -> tuple[list, list, list]:
             writes.append(index)
         else:
             reads.append(index)
-    return reads, scratch, writes
+            if param.role == "inout":
+                tied.append(index)
+    return reads, scratch, writes, tied
 
 
 def executable_name(kernel, order: list[int]) -> str:
@@ -206,18 +209,20 @@ def render_function(name: str, plan, indent: str = "  ",
     `out`. `executables` collects the executable text each dispatch needs."""
     inputs, buffers = plan_buffer_types(plan)
     executables = {} if executables is None else executables
+    returned = ["out"] + list(getattr(plan, "written", ()))
+    return_types = [buffers["out"]] + [inputs[n] for n in returned[1:]]
     lines = [f"{indent}func.func private @{name}(" +
              ", ".join(f"%{n}: {t}" for n, t in inputs.items()) +
-             f") -> {buffers['out']} {{"]
+             f") -> {_result_list(return_types)} {{"]
     current = {n: f"%{n}" for n in inputs}
     types = dict(inputs, **buffers)
     produced: set[str] = set()
     for index, launch in enumerate(plan.launches):
         kernel = launch.kernel
-        reads, scratch, writes = _launch_layout(launch, produced)
+        reads, scratch, writes, tied = _launch_layout(launch, produced)
         order = reads + scratch + writes
         exe = executable_name(kernel, order)
-        executables.setdefault(exe, render_executable(kernel, order, set(writes)))
+        executables.setdefault(exe, render_executable(kernel, order, set(writes + tied)))
         operands, operand_types = [], []
         for i in reads:
             arg = launch.args[i]
@@ -234,7 +239,9 @@ def render_function(name: str, plan, indent: str = "  ",
                          f"dense<0> : tensor<{size}xi8>")
             operands.append(f"%scratch{index}_{position}")
             operand_types.append(f"tensor<{size}xi8>")
-        written = [launch.args[i] for i in writes]
+        # Inputs written in place come back as results tied to their operands (IREE updates
+        # the operand's buffer: a `rw` binding, no copy when the operand has no later use).
+        written = [launch.args[i] for i in writes] + [launch.args[i] for i in tied]
         if not written:
             raise KernelRenderError(f"{name}: kernel {kernel.symbol} writes no buffer")
         for arg in written:
@@ -242,20 +249,26 @@ def render_function(name: str, plan, indent: str = "  ",
                 raise KernelRenderError(f"{name}: kernel {kernel.symbol} argument {arg!r} is "
                                         f"not an input, temporary or out")
         result = f"%r{index}"
-        results = ", ".join(types[w] for w in written)
+        results = [types[launch.args[i]] for i in writes] + \
+            [operands[reads.index(i)] for i in tied]
         lines.append(
             f"{indent}  {result}{':' + str(len(written)) if len(written) > 1 else ''} = "
             f"flow.dispatch @{exe}::@{kernel.entry}({', '.join(operands)}) "
             f": ({', '.join(operand_types)}) -> " +
-            (f"({results})" if len(written) > 1 else results))
+            (f"({', '.join(results)})" if len(written) > 1 else results[0]))
         for position, buffer in enumerate(written):
             current[buffer] = result if len(written) == 1 else f"{result}#{position}"
             produced.add(buffer)
     if "out" not in current:
         raise KernelRenderError(f"{name}: no launch writes 'out'")
-    lines.append(f"{indent}  return {current['out']} : {buffers['out']}")
+    lines.append(f"{indent}  return {', '.join(current[n] for n in returned)} : "
+                 f"{', '.join(return_types)}")
     lines.append(f"{indent}}}")
     return "\n".join(lines)
+
+
+def _result_list(types: list) -> str:
+    return types[0] if len(types) == 1 else f"({', '.join(types)})"
 
 
 def kernel_declarations(ir_text: str) -> list[tuple[str, str]]:

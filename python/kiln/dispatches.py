@@ -39,8 +39,10 @@ class DispatchCount:
     names: tuple[str, ...]  # IREE's dispatch names: matmul_like_16x192x64_f32, softmax_…
 
 
-def count_dispatches(iree_input: str, target="cpu") -> DispatchCount:
-    """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`."""
+def count_dispatches(iree_input: str, target="cpu", function: str | None = None
+                     ) -> DispatchCount:
+    """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`;
+    with `function`, those of that public function only (e.g. a generator's "decode")."""
     with tempfile.TemporaryDirectory(prefix="kiln-dispatches-") as tmp:
         source = Path(tmp) / "input.mlir"
         source.write_text(iree_input)
@@ -49,9 +51,21 @@ def count_dispatches(iree_input: str, target="cpu") -> DispatchCount:
              *iree_flags(CompileTarget.resolve(target))], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"iree-compile --compile-to=flow failed:\n{result.stderr[-2000:]}")
-    names = tuple(re.sub(r"^main\$async_dispatch_\d+_", "", m)
-                  for m in _DISPATCH.findall(result.stdout))
+    text = result.stdout if function is None else _function_body(result.stdout, function)
+    names = tuple(re.sub(r"^\w+\$async_dispatch_\d+_", "", m)
+                  for m in _DISPATCH.findall(text))
     return DispatchCount(len(names), names)
+
+
+def _function_body(flow: str, function: str) -> str:
+    """The text of public function `function` in IREE's flow output (its `$async` form, which
+    holds the dispatches, where IREE made one)."""
+    for name in (f"{function}$async", function):
+        start = re.search(rf"^  util\.func public @{re.escape(name)}\(.*$", flow, re.M)
+        if start is not None:
+            end = flow.find("\n  }", start.end())
+            return flow[start.start():end if end >= 0 else len(flow)]
+    raise ValueError(f"no public function @{function} in IREE's flow output")
 
 
 def dispatches_per_layer(build_model, example_args, target="cpu", **options) -> int:

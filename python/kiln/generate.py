@@ -50,7 +50,8 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     `dtype`: compile the model in this dtype (e.g. torch.float16 for CUDA; the model passed in
     is not changed); `prefill_chunks`: the prompt lengths compiled as `prefill_<n>` functions
     (default: 16, 64 and 256 up to `max_seq_len`; see `plan_prefill`); `decode_cache_write`:
-    how decode writes its keys/values, "scatter" (one row) or "select" (over every slot),
+    how decode writes its keys/values, "scatter" (one row) or "select" (over every slot; with
+    Kiln's CUDA kernels the decode attention kernel writes the row in place instead),
     "auto": scatter unless CUDA is a target (kiln.kv_cache.DecoderStep). Options as
     `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path when `output` is given."""
     import copy

@@ -9,9 +9,11 @@ returns them updated, so torch.export sees one functional program per entry poin
 
 `cache_position` is the cache slot of `input_ids[:, 0]`; T new keys/values are written at slots
 `cache_position + [0, T)` (decode on CPU: `index_copy`, which IREE runs as a scatter into the
-cache; prefill chunks, and decode for CUDA: a select between the cache and the new rows gathered
-to their slots — IREE 3.13's CUDA scatter of the decode write stopped with an illegal address on
-an H100, see `scatter_decode_writes`). The model
+cache; prefill chunks: a select between the cache and the new rows gathered to their slots;
+decode for CUDA: `where(slot == cache_position, new row, cache)` — IREE 3.13's CUDA scatter of
+the decode write stopped with an illegal address on an H100, see `scatter_decode_writes` — which
+kiln-select-cuda-kernels turns into the decode attention kernel's own write of the row, in
+place, when Kiln's kernels are on). The model
 is called the way transformers' `generate` calls it with a static cache (`position_ids` from the
 attention mask, one cache object following transformers' `Cache` interface), with the 4-D
 attention mask built here: a key slot is visible to a query when it is not padding and not after
@@ -117,6 +119,14 @@ def _static_layer_class(scatter_decode_writes: bool):
             count = new.shape[-2]
             if count == 1 and scatter_decode_writes:  # one row per head, in place in IREE
                 return cache.index_copy(2, self.cumulative_length, new)
+            if count == 1:
+                # Decode without a scatter: the new row, broadcast over the slots, where the
+                # slot is the position. kiln-select-cuda-kernels matches this form and the
+                # decode attention kernel writes the row in place instead (no pass over the
+                # cache, kiln.passes.lowering.cuda_kernel_fusion.decode_cache_write).
+                slot = torch.arange(self.max_cache_len, device=cache.device) == \
+                    self.cumulative_length
+                return torch.where(slot[None, None, :, None], new, cache)
             # Prefill chunks: every slot takes its row of `new` (a gather) or keeps its value.
             # index_copy of T rows became a scatter with a coordinate per element that IREE's
             # CPU backend could not compile for GPT-2 small (128 KiB of stack at T = 64).
@@ -141,11 +151,12 @@ class DecoderStep(nn.Module):
     def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int,
                  scatter_decode_writes: bool = True):
         """`scatter_decode_writes`: decode writes its row with `index_copy` (a scatter: touches
-        one row; CPU) instead of the prefill's select over every slot (reads and writes the
-        whole cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way, against 250 MB of
-        weights read). The CUDA artifacts use the select: the generator whose decode scattered stopped with
-        CUDA_ERROR_ILLEGAL_ADDRESS on an H100 with and without Kiln's kernels
-        (bench/gpu/generate_variants.py)."""
+        one row; CPU) instead of a select over every slot (IREE reads and writes the whole
+        cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way, against 250 MB of
+        weights read). The CUDA artifacts use the select: the generator whose decode scattered
+        stopped with CUDA_ERROR_ILLEGAL_ADDRESS on an H100 with and without Kiln's kernels
+        (bench/gpu/generate_variants.py). With Kiln's kernels the select never runs: the
+        decode attention kernel writes the row in place (docs/decisions.md)."""
         super().__init__()
         self.model = model
         self.geometry = geometry

@@ -57,20 +57,24 @@ def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                    mask_dtype: Optional[str] = None, arch: str = DEFAULT_ARCH,
                    buffers: Optional[tuple] = None, q_view: Optional[tuple] = None,
                    k_view: Optional[tuple] = None, v_view: Optional[tuple] = None,
-                   rope: Optional[tuple] = None, out_layout: str = "bhsd") -> KernelPlan:
+                   rope: Optional[tuple] = None, out_layout: str = "bhsd",
+                   new_kv: Optional[tuple] = None) -> KernelPlan:
     """softmax(scale·q·kᵀ + mask, causal) · v; inputs: the q/k/v buffers (default in0 = q
     [b, hq, sq, d], in1 = k, in2 = v [b, hkv, sk, d]; or `buffers` read through `q_view`,
     `k_view`, `v_view` = (buffer, offset, batch/head/seq strides)), then the mask (shape
     mask_shape, "additive" in dtype or f32, or "bool" as i8), then cos and sin for `rope` =
     (rope_q, rope_k, table shape, dtype). Output [b, hq, sq, d] or, out_layout "bshd",
     [b, sq, hq, d]. Split-KV decode when sq == 1, flash-attention forward otherwise
-    (kiln.kernels.attention)."""
+    (kiln.kernels.attention). `new_kv` = (k_new view, v_new view): decode writing its new key
+    and value rows into the k/v caches (whole buffers of their own) at the slot given as the
+    last input (int64 [1]); the plan's `written` names the caches, updated in place."""
     from kiln.kernels.attention import attention_spec
 
     return compile_plan(attention_spec(b, hq, hkv, sq, sk, d, dtype, scale, causal,
                                        mask_shape, mask_kind, mask_dtype, arch=arch,
                                        buffers=buffers, q_view=q_view, k_view=k_view,
-                                       v_view=v_view, rope=rope, out_layout=out_layout))
+                                       v_view=v_view, rope=rope, out_layout=out_layout,
+                                       new_kv=new_kv))
 
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:

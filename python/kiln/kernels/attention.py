@@ -22,6 +22,14 @@ Decode (sq == 1) splits the keys over `splits` programs per (batch, kv head); ea
 holds the hq/hkv query heads of its kv head as rows of one tile. With splits > 1 it writes
 tmp0 = f32 [b, hq, splits, d] (normalized partial outputs) and tmp1 = f32 [b, hq, splits]
 (their base-2 log-sum-exp), merged by a second kernel; with splits == 1 one launch writes out.
+
+Decode over a KV cache written in place (`new_kv` = (k_new view, v_new view), decode only): the
+k and v views are then the caches [b, hkv, sk, d] (whole buffers of their own), and the new key
+and value rows [b, hkv, 1, d] are read through the `new_kv` views (typically slices of the QKV
+projection, like q); one more input follows the others: the cache slot, int64 [1]. The kernel
+writes both rows at that slot (the key rotated when rope_k: with `new_kv` rope_k means the new
+key, the cached keys being rotated already) and attends over the cache with them: the caches are
+inputs the plan writes (`PlanSpec.written`), whose updated values the call returns after out.
 """
 
 from __future__ import annotations
@@ -32,7 +40,7 @@ from typing import Optional
 from kiln.kernels import configs
 from kiln.kernels.configs import DecodeConfig, PrefillConfig, cdiv, pow2
 from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
-                               PlanSpec, kernel_arch)
+                               PlanSpec, kernel_arch, replace)
 
 DTYPES = ("f16", "bf16")
 MASK_KINDS = {"additive": 1, "bool": 2}
@@ -136,11 +144,35 @@ def _check_rope(rope, b: int, sq: int, sk: int, d: int) -> None:
         raise KernelUnsupported("attention: rope given for neither q nor k")
 
 
+def _check_cache_write(new_kv, buffers, q_view, k_view, v_view, b, hkv, sq, sk, d,
+                       causal) -> None:
+    if sq != 1 or causal:
+        raise KernelUnsupported(f"attention: the cache write (new_kv) is for decode without a "
+                                f"causal flag (sq=1, causal=False), got sq={sq}, "
+                                f"causal={causal}")
+    if not (isinstance(new_kv, tuple) and len(new_kv) == 2):
+        raise KernelUnsupported(f"attention: new_kv {new_kv!r} is not (k_new view, v_new view)")
+    for role, view in (("k_new", new_kv[0]), ("v_new", new_kv[1])):
+        _check_view(role, view, buffers, b, hkv, 1, d)
+    caches = (k_view[0], v_view[0])
+    if caches[0] == caches[1] or any(
+            cache in (q_view[0], new_kv[0][0], new_kv[1][0]) for cache in caches):
+        raise KernelUnsupported(f"attention: the k and v caches (buffers {caches}) must be "
+                                f"buffers of their own (q and the new rows read buffers "
+                                f"{q_view[0]}, {new_kv[0][0]}, {new_kv[1][0]})")
+    for role, view in (("k cache", k_view), ("v cache", v_view)):
+        if view != _contiguous_view(view[0], (b, hkv, sk, d)) or \
+                math.prod(buffers[view[0]]) != b * hkv * sk * d:
+            raise KernelUnsupported(f"attention: the {role} is written in place and must be a "
+                                    f"whole contiguous [b, hkv, sk, d] buffer, got view {view} "
+                                    f"of {buffers[view[0]]}")
+
+
 def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: str,
                    scale: float, causal: bool, mask_shape=None, mask_kind: Optional[str] = None,
                    mask_dtype: Optional[str] = None, config=None,
                    arch: str = DEFAULT_ARCH, buffers=None, q_view=None, k_view=None,
-                   v_view=None, rope=None, out_layout: str = "bhsd") -> PlanSpec:
+                   v_view=None, rope=None, out_layout: str = "bhsd", new_kv=None) -> PlanSpec:
     causal = bool(causal) if isinstance(causal, (bool, int)) else causal
     _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
     arch = kernel_arch(arch)
@@ -153,10 +185,12 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
     for role, view, h, s in (("q", q_view, hq, sq), ("k", k_view, hkv, sk),
                              ("v", v_view, hkv, sk)):
         _check_view(role, view, buffers, b, h, s, d)
+    if new_kv is not None:
+        _check_cache_write(new_kv, buffers, q_view, k_view, v_view, b, hkv, sq, sk, d, causal)
     if out_layout not in ("bhsd", "bshd"):
         raise KernelUnsupported(f"attention: out_layout {out_layout!r} (bhsd or bshd)")
-    if rope is not None:
-        _check_rope(rope, b, sq, sk, d)
+    if rope is not None:  # with new_kv, k's table row is the new key's (row 0)
+        _check_rope(rope, b, sq, 1 if new_kv is not None else sk, d)
     strides = (0, 0, 0, 0)
     if mask_kind is not None:
         strides = _mask_strides(mask_shape, b, hq, sq, sk)
@@ -183,13 +217,30 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
             inputs.append((name, table, table_dtype))
             pointers.append(KernelParam(pointer, table, table_dtype, "input"))
             args.append(name)
+    written: tuple[str, ...] = ()
+    new_views = {}
+    if new_kv is not None:
+        for pointer, view in (("kn_ptr", new_kv[0]), ("vn_ptr", new_kv[1])):
+            pointers.append(KernelParam(pointer, buffers[view[0]], dtype, "input"))
+            args.append(f"in{view[0]}")
+        name = f"in{len(inputs)}"
+        inputs.append((name, (1,), "i64"))
+        pointers.append(KernelParam("pos_ptr", (1,), "i64", "input"))
+        args.append(name)
+        # The caches are read and written: their pointers become "inout" params.
+        for index, param in enumerate(pointers[:3]):
+            if param.name in ("k_ptr", "v_ptr"):
+                pointers[index] = KernelParam(param.name, param.shape, dtype, "inout")
+        written = (f"in{k_view[0]}", f"in{v_view[0]}")
+        new_views = dict(KN_OFF=new_kv[0][1], KN_SB=new_kv[0][2], KN_SH=new_kv[0][3],
+                         VN_OFF=new_kv[1][1], VN_SB=new_kv[1][2], VN_SH=new_kv[1][3])
     mask_tag = "" if mask_kind is None else f"_{mask_kind}{mask_dtype}"
     strided = (q_view, k_view, v_view) != (_contiguous_view(0, (b, hq, sq, d)),
                                            _contiguous_view(1, (b, hkv, sk, d)),
                                            _contiguous_view(2, (b, hkv, sk, d)))
     layout_tag = ("_strided" if strided else "") + \
         ("_rope" + ("q" if rope_q else "") + ("k" if rope_k else "") if rope else "") + \
-        ("_bshd" if out_layout == "bshd" else "")
+        ("_bshd" if out_layout == "bshd" else "") + ("_kvwrite" if new_kv is not None else "")
     if out_layout == "bhsd":
         out_shape, o_strides = (b, hq, sq, d), (hq * sq * d, sq * d, d)
     else:
@@ -206,8 +257,15 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
     out = (out_shape, dtype)
     tag = f"{mask_tag}{layout_tag}"
     if sq == 1:
-        return _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
-                       common, tag, out, config, arch)
+        decode_common = dict(common, WRITE_KV=new_kv is not None,
+                             kn_ptr=None if new_kv is None else ...,
+                             vn_ptr=None if new_kv is None else ...,
+                             pos_ptr=None if new_kv is None else ...,
+                             **(new_views or dict(KN_OFF=0, KN_SB=0, KN_SH=0, VN_OFF=0,
+                                                  VN_SB=0, VN_SH=0)))
+        plan = _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
+                       decode_common, tag, out, config, arch)
+        return replace(plan, written=written)
 
     source = "given"
     if config is None:

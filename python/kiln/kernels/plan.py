@@ -38,9 +38,10 @@ DEFAULT_ARCH = "sm_90a"
 ARCH = DEFAULT_ARCH  # kept for callers of the original single-target API
 CACHE_FORMAT = 1
 KERNEL_MODULES = ("triton_gemm", "triton_attention")
-DTYPES = ("f16", "bf16", "f32", "i8")
-_TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8"}
-ROLES = ("input", "output", "temp", "scratch")
+DTYPES = ("f16", "bf16", "f32", "i8", "i64")
+_TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8", "i64": "*i64"}
+# "inout": an input the kernel also writes (a KV cache updated in place; PlanSpec.written)
+ROLES = ("input", "output", "temp", "scratch", "inout")
 
 
 class KernelUnsupported(Exception):
@@ -72,8 +73,8 @@ class KernelParam:
     """One pointer parameter of a PTX entry: the buffer it expects."""
     name: str
     shape: tuple[int, ...]
-    dtype: str  # "f16" | "bf16" | "f32" | "i8"
-    role: str   # "input" | "output" | "temp" | "scratch"
+    dtype: str  # "f16" | "bf16" | "f32" | "i8" | "i64"
+    role: str   # "input" | "output" | "temp" | "scratch" | "inout"
 
 
 @dataclass(frozen=True)
@@ -102,6 +103,8 @@ class KernelPlan:
     # output (shape, dtype).
     inputs: tuple[tuple[str, tuple[int, ...], str], ...] = ()
     output: tuple[tuple[int, ...], str] = ((), "")
+    # Inputs the plan updates in place ("in<i>", in order): a call returns out, then these.
+    written: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -142,6 +145,7 @@ class PlanSpec:
     output: tuple[tuple[int, ...], str]
     config: Any = None      # the config record the builder chose (for reports)
     config_key: str = ""    # the table key it looked up
+    written: tuple[str, ...] = ()  # inputs updated in place (KernelPlan.written)
 
 
 def _jsonable(value):
@@ -307,7 +311,7 @@ def compile_plan(spec: PlanSpec) -> KernelPlan:
     launches = tuple(Launch(compile_launch(ls), tuple(ls.args) + ("scratch", "scratch"))
                      for ls in spec.launches)
     return KernelPlan(launches=launches, temps=spec.temps, inputs=spec.inputs,
-                      output=spec.output)
+                      output=spec.output, written=spec.written)
 
 
 def _read_disk(key: str) -> Optional[dict]:

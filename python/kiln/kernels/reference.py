@@ -90,12 +90,39 @@ def attention_operands(inputs, args: dict) -> list[torch.Tensor]:
             views.append(flat[index].as_strided((b, h, s, d), (sb, sh, ss, 1), offset))
         q, k, v = views
     mask = [rest.pop(0)] if args.get("mask_kind") else []
+    cos = sin = None
     if args.get("rope"):
         rope_q, rope_k, _, _ = args["rope"]
-        cos, sin = rest
+        cos, sin = rest[:2]
+        rest = rest[2:]
         q = rope(q, cos, sin) if rope_q else q
-        k = rope(k, cos, sin) if rope_k else k
+        k = rope(k, cos, sin) if rope_k and not args.get("new_kv") else k
+    if args.get("new_kv"):
+        k, v = written_caches(inputs, args)
     return [q, k, v] + mask
+
+
+def written_caches(inputs, args: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """The k and v caches (f64) after a decode with `new_kv` (kiln.kernels.attention): the new
+    rows (the key rotated when rope_k) at the slot given as the last input, when the slot is
+    in [0, sk); every other slot as given."""
+    b, hkv, sk, d = (args[name] for name in ("b", "hkv", "sk", "d"))
+    buffers = args["buffers"]
+    flat = [t.double().reshape(-1) for t in inputs[:len(buffers)]]
+    position = int(inputs[-1].reshape(-1)[0])
+    caches = []
+    for cache_view, new_view, rotate in ((args["k_view"], args["new_kv"][0], True),
+                                         (args["v_view"], args["new_kv"][1], False)):
+        cache = flat[cache_view[0]].reshape(b, hkv, sk, d).clone()
+        index, offset, sb, sh, _ = new_view
+        row = flat[index].as_strided((b, hkv, 1, d), (sb, sh, 0, 1), offset)
+        if rotate and args.get("rope") and args["rope"][1]:
+            cos, sin = inputs[-3], inputs[-2]
+            row = rope(row, cos, sin)
+        if 0 <= position < sk:
+            cache[:, :, position:position + 1] = row
+        caches.append(cache)
+    return caches[0], caches[1]
 
 
 def attention(inputs, scale: float, causal: bool, mask_kind: Optional[str],

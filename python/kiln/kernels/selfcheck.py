@@ -88,6 +88,29 @@ ATTENTION_CASES = [
           q_view=(0, 0, 128, 16, 128), k_view=(1, 0, 1280, 640, 16),
           v_view=(2, 0, 1280, 640, 16), rope=(True, False, (1, 1, 16), "f16"),
           out_layout="bshd")),
+    # decode of a KV cache in place: q and the new k/v rows from a QKV output [b, 1, 128]
+    # (q and the new key rotated), the rows written into the caches at a slot inside the third
+    # of four splits, attention over the caches; `position` is the slot input's value
+    (2, 4, 2, 1, 40, 16, "f16", 0.25, False, (2, 1, 1, 40), "additive", "f16",
+     DecodeConfig(16, 12, 4, 1),
+     dict(buffers=((2, 1, 128), (2, 2, 40, 16), (2, 2, 40, 16)),
+          q_view=(0, 0, 128, 16, 128), k_view=(1, 0, 1280, 640, 16),
+          v_view=(2, 0, 1280, 640, 16), rope=(True, True, (1, 1, 16), "f16"),
+          new_kv=((0, 64, 128, 16, 128), (0, 96, 128, 16, 128)), out_layout="bshd",
+          position=27)),
+    # one split, slot 0, head dim 24 (masked lanes), GQA 3/1, a bool mask, no rope
+    (1, 3, 1, 1, 21, 24, "f16", 0.3, False, (1, 1, 1, 21), "bool", "i8",
+     DecodeConfig(32, 1, 4, 1),
+     dict(buffers=((1, 1, 120), (1, 1, 21, 24), (1, 1, 21, 24)),
+          q_view=(0, 0, 120, 24, 120), k_view=(1, 0, 504, 504, 24),
+          v_view=(2, 0, 504, 504, 24), new_kv=((0, 72, 120, 24, 120), (0, 96, 120, 24, 120)),
+          position=0)),
+    # a slot past the cache (pos = sk): nothing is written, as the select it replaces
+    (1, 2, 2, 1, 20, 16, "f16", 0.25, False, None, None, None, DecodeConfig(16, 8, 4, 1),
+     dict(buffers=((1, 1, 96), (1, 2, 20, 16), (1, 2, 20, 16)),
+          q_view=(0, 0, 96, 16, 96), k_view=(1, 0, 640, 320, 16),
+          v_view=(2, 0, 640, 320, 16), rope=(True, True, (1, 1, 16), "f16"),
+          new_kv=((0, 32, 96, 16, 96), (0, 64, 96, 16, 96)), position=20)),
 ]
 
 
@@ -95,7 +118,7 @@ def _cases(quick: bool):
     linear = LINEAR_CASES[:3] + LINEAR_CASES[5:8] + LINEAR_CASES[9:10] + \
         LINEAR_CASES[12:13] + LINEAR_CASES[15:16] if quick else LINEAR_CASES
     attention = ATTENTION_CASES[:2] + ATTENTION_CASES[4:6] + ATTENTION_CASES[9:10] + \
-        ATTENTION_CASES[12:13] if quick else ATTENTION_CASES
+        ATTENTION_CASES[12:14] if quick else ATTENTION_CASES
     for c in linear:
         yield "linear", dict(m=c[0], n=c[1], k=c[2], dtype=c[3], weight_layout=c[4],
                              has_bias=c[5], activation=c[6], has_residual=c[7], config=c[8],
@@ -124,6 +147,8 @@ def patch_interpreter() -> None:
 
 
 def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int = 0) -> dict:
+    import torch
+
     from kiln.kernels import execute, reference
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
@@ -139,14 +164,39 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
                                args.get("has_norm_bias", False), args.get("weight_parts"),
                                args.get("bias_parts"))
     else:
+        args = dict(args)
+        position = args.pop("position", None)
         spec = attention_spec(**args)
         inputs = reference.random_inputs(spec, args["mask_kind"], device, seed)
+        if position is not None:  # the cache slot of a decode with new_kv
+            inputs[-1] = torch.tensor([position], dtype=torch.int64, device=device)
         ref = reference.attention(inputs, args["scale"], args["causal"], args["mask_kind"],
                                   args)
+        if args.get("new_kv"):
+            given = [t.clone() for t in inputs]
+            caches = reference.written_caches(given, args)
     out = execute.run_spec(spec, inputs, mode=mode)
     error = reference.relative_error(out, ref)
+    if op == "attention" and args.get("new_kv"):
+        # The caches are updated in place: the written rows as rounded from f64, every other
+        # slot bit for bit (a write at the wrong slot or head, or a missing one, fails).
+        for view, expected in zip((args["k_view"], args["v_view"]), caches):
+            written = inputs[view[0]].double()
+            rounded = expected.to(inputs[view[0]].dtype).double()
+            slot = position if 0 <= position < args["sk"] else None
+            others = torch.ones(args["sk"], dtype=torch.bool)
+            if slot is not None:
+                others[slot] = False
+                error = max(error, reference.relative_error(written[:, :, slot],
+                                                            expected[:, :, slot]))
+            if not torch.equal(written[:, :, others], rounded[:, :, others]):
+                error = float("inf")
+        name_position = f", position={position}"
+    else:
+        name_position = ""
     tolerance = reference.TOLERANCE[args["dtype"]]
-    name = op + "(" + ", ".join(f"{k}={v}" for k, v in args.items() if k != "config") + ")"
+    name = op + "(" + ", ".join(f"{k}={v}" for k, v in args.items() if k != "config") + \
+        name_position + ")"
     return {"case": name, "config": args.get("config").label() if args.get("config") else None,
             "launches": [launch.tag for launch in spec.launches], "error": error,
             "tolerance": tolerance, "ok": error <= tolerance}

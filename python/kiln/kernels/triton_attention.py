@@ -17,6 +17,9 @@ softmax(scale · q·kᵀ + mask, causal-masked) · v with q: [B, HQ, SQ, D], k/v
   strides MS_B, MS_H, MS_Q, MS_K of its broadcast to [B, HQ, SQ, SK] (0 on size-1 dims).
 * A query row whose keys are all masked gets 0 (torch's SDPA math path does the same since
   torch 2.5: "safe softmax").
+* Decode over a KV cache (attention_decode_kernel, WRITE_KV): the new key/value rows are read
+  through their own offsets and strides (slices of the QKV output, the key rotated), written
+  into the k and v caches at the slot read from pos_ptr, and attended to from registers.
 
 The softmax runs in base 2 on f32 scores (QK_SCALE = scale·log2 e); every size, stride and the
 scale are compile-time constants, so the compiled entries take pointers only. Plans are built
@@ -66,11 +69,16 @@ def _online_softmax_step(acc, l_i, m_i, q, k_base, v_base, keys, mask_rows, mask
                          MS_K: tl.constexpr, CAUSAL: tl.constexpr, BOUNDED: tl.constexpr,
                          offs_d, d_ok, D: tl.constexpr, D_MASK: tl.constexpr,
                          K_SS: tl.constexpr, V_SS: tl.constexpr, ROPE_K: tl.constexpr,
-                         cos_base, sin_base, C_SS: tl.constexpr):
+                         cos_base, sin_base, C_SS: tl.constexpr, NEW_ROW: tl.constexpr,
+                         new_pos, k_new, v_new):
     """One block of keys (row positions `keys`, in bounds): scores, masks, online-softmax update
-    of (acc, l_i, m_i)."""
+    of (acc, l_i, m_i). NEW_ROW: the row at slot `new_pos` is (k_new, v_new) from registers,
+    whatever the cache held when it was loaded (the decode's cache write, see
+    attention_decode_kernel)."""
     k = load_rows(k_base, keys, K_SS, offs_d, d_ok, D, D_MASK, ROPE_K, cos_base, sin_base,
                   C_SS)
+    if NEW_ROW:
+        k = tl.where((keys == new_pos)[:, None], k_new[None, :].to(k.dtype), k)
     qk = tl.dot(q, tl.trans(k)) * QK_SCALE
     if MASK_KIND == 1:
         qk += tl.load(mask_rows + mask_cols[None, :] * MS_K).to(tl.float32) * 1.4426950408889634
@@ -89,6 +97,8 @@ def _online_softmax_step(acc, l_i, m_i, q, k_base, v_base, keys, mask_rows, mask
     l_i = l_i * alpha + tl.sum(p, 1)
     v = load_rows(v_base, keys, V_SS, offs_d, d_ok, D, D_MASK, False, cos_base, sin_base,
                   C_SS)
+    if NEW_ROW:
+        v = tl.where((keys == new_pos)[:, None], v_new[None, :].to(v.dtype), v)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
     return acc, l_i, m_new
 
@@ -150,7 +160,7 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, SK,
             QK_SCALE, MASK_KIND, MS_K, CAUSAL, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS)
+            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0)
     # The rest: the last partial block and the causal diagonal.
     for start in range(full_end, hi, BLOCK_N):
         cols = start + offs_n
@@ -158,7 +168,7 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, SK,
             QK_SCALE, MASK_KIND, MS_K, CAUSAL, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS)
+            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     o_ptrs = o_ptr + b * O_SB + h * O_SH + rows[:, None] * O_SS + offs_d[None, :]
@@ -166,7 +176,36 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
 
 
 @triton.jit
-def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_ptr, plse_ptr,
+def load_head_rows(base, heads, H_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.constexpr,
+                   D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base):
+    """Rows base[heads[g]·H_STRIDE + d] of one position (decode: a [heads, BLOCK_D] tile),
+    rotated with row 0 of the rotary table when ROPE."""
+    ptrs = base + heads[:, None] * H_STRIDE + offs_d[None, :]
+    if D_MASK:
+        x = tl.load(ptrs, mask=d_ok[None, :], other=0.0)
+    else:
+        x = tl.load(ptrs)
+    if ROPE:
+        HALF: tl.constexpr = D // 2
+        partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
+        sign = tl.where(offs_d < HALF, -1.0, 1.0)
+        partner_ptrs = base + heads[:, None] * H_STRIDE + partner[None, :]
+        if D_MASK:
+            x2 = tl.load(partner_ptrs, mask=d_ok[None, :], other=0.0)
+            c = tl.load(cos_base + offs_d, mask=d_ok, other=0.0)
+            s = tl.load(sin_base + offs_d, mask=d_ok, other=0.0)
+        else:
+            x2 = tl.load(partner_ptrs)
+            c = tl.load(cos_base + offs_d)
+            s = tl.load(sin_base + offs_d)
+        x = (x.to(tl.float32) * c.to(tl.float32)[None, :] +
+             sign[None, :] * x2.to(tl.float32) * s.to(tl.float32)[None, :]).to(x.dtype)
+    return x
+
+
+@triton.jit
+def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_ptr, vn_ptr,
+                            pos_ptr, po_ptr, plse_ptr,
                             B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
                             SK: tl.constexpr, D: tl.constexpr,
                             QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
@@ -177,7 +216,9 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_
                             V_SH: tl.constexpr, V_SS: tl.constexpr,
                             O_SB: tl.constexpr, O_SH: tl.constexpr,
                             ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
-                            C_SS: tl.constexpr,
+                            C_SS: tl.constexpr, WRITE_KV: tl.constexpr,
+                            KN_OFF: tl.constexpr, KN_SB: tl.constexpr, KN_SH: tl.constexpr,
+                            VN_OFF: tl.constexpr, VN_SB: tl.constexpr, VN_SH: tl.constexpr,
                             KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
                             BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
                             BLOCK_D: tl.constexpr):
@@ -189,6 +230,15 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_
     plse_ptr unused, None). Otherwise the normalized f32 partial to po[b, h, s, :] and its
     base-2 log-sum-exp (-inf when every key was masked) to plse[b, h, s];
     `attention_decode_reduce_kernel` merges. The query's rotary position is row 0 of its table.
+
+    WRITE_KV (the decode step of a KV cache, in place): k_ptr / v_ptr are the caches
+    [B, HKV, SK, D] and the new key/value rows are read at kn_ptr + KN_OFF + b·KN_SB + h·KN_SH
+    (likewise vn); the new key is rotated with row 0 of the table when ROPE_K (the cached keys
+    were rotated when written). The slot is pos = pos_ptr[0] (int64): the one program whose key
+    range holds it writes both rows there (no program writes when pos is outside [0, KEYS),
+    as the select `where(slot == pos, new, cache)` it replaces), and every program takes slot
+    pos's key and value from registers instead of memory, so no program reads a row another
+    is writing (chunks are disjoint; a row read past a chunk's end is masked, and finite).
     """
     split = tl.program_id(0)
     bk = tl.program_id(1)
@@ -208,26 +258,8 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_
         sin_base = sin_ptr + b * C_SB
 
     # The group's query heads as rows: row g at q_base + heads[g]·Q_SH, rotary position 0.
-    q_ptrs = q_ptr + Q_OFF + b * Q_SB + heads[:, None] * Q_SH + offs_d[None, :]
-    if D_MASK:
-        q = tl.load(q_ptrs, mask=d_ok[None, :], other=0.0)
-    else:
-        q = tl.load(q_ptrs)
-    if ROPE_Q:
-        HALF: tl.constexpr = D // 2
-        partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
-        sign = tl.where(offs_d < HALF, -1.0, 1.0)
-        q2_ptrs = q_ptr + Q_OFF + b * Q_SB + heads[:, None] * Q_SH + partner[None, :]
-        if D_MASK:
-            q2 = tl.load(q2_ptrs, mask=d_ok[None, :], other=0.0)
-            c = tl.load(cos_base + offs_d, mask=d_ok, other=0.0)
-            s = tl.load(sin_base + offs_d, mask=d_ok, other=0.0)
-        else:
-            q2 = tl.load(q2_ptrs)
-            c = tl.load(cos_base + offs_d)
-            s = tl.load(sin_base + offs_d)
-        q = (q.to(tl.float32) * c.to(tl.float32)[None, :] +
-             sign[None, :] * q2.to(tl.float32) * s.to(tl.float32)[None, :]).to(q.dtype)
+    q = load_head_rows(q_ptr + Q_OFF + b * Q_SB, heads, Q_SH, offs_d, d_ok, D, D_MASK, ROPE_Q,
+                       cos_base, sin_base)
     k_base = k_ptr + K_OFF + b * K_SB + hk * K_SH
     v_base = v_ptr + V_OFF + b * V_SB + hk * V_SH
     mask_base = mask_ptr
@@ -241,19 +273,36 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, po_
     start = split * CHUNK
     end = tl.minimum(start + CHUNK, KEYS)
     full_end = start + ((end - start) // BLOCK_N) * BLOCK_N
+    new_pos = 0
+    k_new = 0
+    v_new = 0
+    # With WRITE_KV the cached keys are never rotated (ROPE_K is the new key's).
+    ROPE_CACHED: tl.constexpr = ROPE_K and not WRITE_KV
+    if WRITE_KV:
+        new_pos = tl.load(pos_ptr).to(tl.int32)
+        one = tl.zeros((1,), tl.int32) + hk
+        k_new = tl.sum(load_head_rows(kn_ptr + KN_OFF + b * KN_SB, one, KN_SH, offs_d, d_ok, D,
+                                      D_MASK, ROPE_K, cos_base, sin_base).to(tl.float32), 0)
+        v_new = tl.sum(load_head_rows(vn_ptr + VN_OFF + b * VN_SB, one, VN_SH, offs_d, d_ok, D,
+                                      D_MASK, False, cos_base, sin_base).to(tl.float32), 0)
+        writes = d_ok & (new_pos >= start) & (new_pos < end)
+        tl.store(k_base + new_pos * K_SS + offs_d, k_new.to(k_ptr.dtype.element_ty),
+                 mask=writes)
+        tl.store(v_base + new_pos * V_SS + offs_d, v_new.to(v_ptr.dtype.element_ty),
+                 mask=writes)
     for n0 in range(start, full_end, BLOCK_N):
         cols = n0 + offs_n
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS)
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new)
     for n0 in range(full_end, end, BLOCK_N):
         cols = n0 + offs_n
         cols_c = tl.minimum(cols, SK - 1)
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS)
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     g_ok = offs_g < GROUP

@@ -179,3 +179,75 @@ func.func @qkv_in_place(%qkv: !torch.vtensor<[1,16,768],f16>, %cos: !torch.vtens
   %out = torch.aten.view %back, %flat : !torch.vtensor<[1,16,8,64],f16>, !torch.list<int> -> !torch.vtensor<[1,16,512],f16>
   return %out : !torch.vtensor<[1,16,512],f16>
 }
+
+// -----
+
+// Decode over a KV cache written by `where(slot == position, new row, cache)` (kiln.kv_cache's
+// decode step for CUDA): the attention kernel reads q and the new k/v rows in place from the
+// QKV buffer (rotating q and k), writes the rows into the caches at the position and attends
+// over them. The call returns the output and both caches (tied to the cache operands when
+// rendered for IREE), which replace the selects' results; no select or slot compare is left.
+// CHECK-LABEL: module
+// CHECK:         func.func private @kiln_kernel_0(tensor<1x1x768xf16>, tensor<1x2x8x64xf16>, tensor<1x2x8x64xf16>, tensor<1x1x1x8xf16>, tensor<1x1x64xf16>, tensor<1x1x64xf16>, tensor<1xi64>) -> (tensor<1x8x1x64xf16>, tensor<1x2x8x64xf16>, tensor<1x2x8x64xf16>) attributes {kiln.kernel = "attention(b=1, hq=8, hkv=2, sq=1, sk=8, d=64, dtype='f16', scale=0.125, causal=False, mask_shape=(1, 1, 1, 8), mask_kind='additive', mask_dtype='f16', arch='sm_90a', buffers=((1, 1, 768), (1, 2, 8, 64), (1, 2, 8, 64)), q_view=(0, 0, 768, 64, 768), k_view=(1, 0, 1024, 512, 64), v_view=(2, 0, 1024, 512, 64), new_kv=((0, 512, 768, 64, 768), (0, 640, 768, 64, 768)), rope=(True, True, (1, 1, 64), 'f16'), out_layout='bhsd')"}
+// CHECK-LABEL: func.func @decode_cache_write(
+// CHECK-SAME:    %[[QKV:[^:]+]]: !torch.vtensor<[1,1,768],f16>, %[[KC:[^:]+]]: !torch.vtensor<[1,2,8,64],f16>, %[[VC:[^:]+]]: !torch.vtensor<[1,2,8,64],f16>, %[[POS:[^:]+]]: !torch.vtensor<[1],si64>
+// CHECK:         %[[POSB:.+]] = "torch_c.to_builtin_tensor"(%[[POS]]) : (!torch.vtensor<[1],si64>) -> tensor<1xi64>
+// CHECK:         %[[CALL:.+]]:3 = call @kiln_kernel_0({{.*}}, %[[POSB]])
+// CHECK-DAG:     %[[K:.+]] = "torch_c.from_builtin_tensor"(%[[CALL]]#1)
+// CHECK-DAG:     %[[V:.+]] = "torch_c.from_builtin_tensor"(%[[CALL]]#2)
+// CHECK-NOT:     torch.aten.where.self
+// CHECK-NOT:     torch.aten.eq.Tensor
+// CHECK-NOT:     kiln.
+// CHECK:         return %{{.+}}, %[[K]], %[[V]]
+func.func @decode_cache_write(%qkv: !torch.vtensor<[1,1,768],f16>, %kc: !torch.vtensor<[1,2,8,64],f16>, %vc: !torch.vtensor<[1,2,8,64],f16>, %pos: !torch.vtensor<[1],si64>, %mask: !torch.vtensor<[1,1,1,8],f16>, %cos: !torch.vtensor<[1,1,1,64],f16>, %sin: !torch.vtensor<[1,1,1,64],f16>) -> (!torch.vtensor<[1,8,1,64],f16>, !torch.vtensor<[1,2,8,64],f16>, !torch.vtensor<[1,2,8,64],f16>) {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int2 = torch.constant.int 2
+  %int3 = torch.constant.int 3
+  %int8 = torch.constant.int 8
+  %int10 = torch.constant.int 10
+  %int12 = torch.constant.int 12
+  %int64 = torch.constant.int 64
+  %shape = torch.prim.ListConstruct %int1, %int1, %int12, %int64 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %heads = torch.aten.view %qkv, %shape : !torch.vtensor<[1,1,768],f16>, !torch.list<int> -> !torch.vtensor<[1,1,12,64],f16>
+  %perm = torch.prim.ListConstruct %int0, %int2, %int1, %int3 : (!torch.int, !torch.int, !torch.int, !torch.int) -> !torch.list<int>
+  %bhsd = torch.aten.permute %heads, %perm : !torch.vtensor<[1,1,12,64],f16>, !torch.list<int> -> !torch.vtensor<[1,12,1,64],f16>
+  %vnew = torch.aten.slice.Tensor %bhsd, %int1, %int10, %int12, %int1 : !torch.vtensor<[1,12,1,64],f16>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,2,1,64],f16>
+  %qk = torch.aten.slice.Tensor %bhsd, %int1, %int0, %int10, %int1 : !torch.vtensor<[1,12,1,64],f16>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,10,1,64],f16>
+  %rot = "kiln.rope"(%qk, %cos, %sin) {interleaved = false} : (!torch.vtensor<[1,10,1,64],f16>, !torch.vtensor<[1,1,1,64],f16>, !torch.vtensor<[1,1,1,64],f16>) -> !torch.vtensor<[1,10,1,64],f16>
+  %q = torch.aten.slice.Tensor %rot, %int1, %int0, %int8, %int1 : !torch.vtensor<[1,10,1,64],f16>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,8,1,64],f16>
+  %knew = torch.aten.slice.Tensor %rot, %int1, %int8, %int10, %int1 : !torch.vtensor<[1,10,1,64],f16>, !torch.int, !torch.int, !torch.int, !torch.int -> !torch.vtensor<[1,2,1,64],f16>
+  %slots = torch.vtensor.literal(dense<[0, 1, 2, 3, 4, 5, 6, 7]> : tensor<8xsi64>) : !torch.vtensor<[8],si64>
+  %eq = torch.aten.eq.Tensor %slots, %pos : !torch.vtensor<[8],si64>, !torch.vtensor<[1],si64> -> !torch.vtensor<[8],i1>
+  %c0 = torch.aten.unsqueeze %eq, %int0 : !torch.vtensor<[8],i1>, !torch.int -> !torch.vtensor<[1,8],i1>
+  %c1 = torch.aten.unsqueeze %c0, %int1 : !torch.vtensor<[1,8],i1>, !torch.int -> !torch.vtensor<[1,1,8],i1>
+  %cond = torch.aten.unsqueeze %c1, %int3 : !torch.vtensor<[1,1,8],i1>, !torch.int -> !torch.vtensor<[1,1,8,1],i1>
+  %k = torch.aten.where.self %cond, %knew, %kc : !torch.vtensor<[1,1,8,1],i1>, !torch.vtensor<[1,2,1,64],f16>, !torch.vtensor<[1,2,8,64],f16> -> !torch.vtensor<[1,2,8,64],f16>
+  %v = torch.aten.where.self %cond, %vnew, %vc : !torch.vtensor<[1,1,8,1],i1>, !torch.vtensor<[1,2,1,64],f16>, !torch.vtensor<[1,2,8,64],f16> -> !torch.vtensor<[1,2,8,64],f16>
+  %o = "kiln.attention"(%q, %k, %v, %mask) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[1,8,1,64],f16>, !torch.vtensor<[1,2,8,64],f16>, !torch.vtensor<[1,2,8,64],f16>, !torch.vtensor<[1,1,1,8],f16>) -> !torch.vtensor<[1,8,1,64],f16>
+  return %o, %k, %v : !torch.vtensor<[1,8,1,64],f16>, !torch.vtensor<[1,2,8,64],f16>, !torch.vtensor<[1,2,8,64],f16>
+}
+
+// -----
+
+// Not a decode cache write: the slots compared with `<=` select every slot up to the position
+// (a select over many rows). The caches are read from the selects' results; no new_kv.
+// CHECK-LABEL: module
+// CHECK-NOT:     new_kv
+// CHECK-LABEL: func.func @not_a_cache_write(
+// CHECK:         torch.aten.where.self
+// CHECK:         call @kiln_kernel_0(
+func.func @not_a_cache_write(%q: !torch.vtensor<[1,8,1,64],f16>, %knew: !torch.vtensor<[1,2,1,64],f16>, %vnew: !torch.vtensor<[1,2,1,64],f16>, %kc: !torch.vtensor<[1,2,8,64],f16>, %vc: !torch.vtensor<[1,2,8,64],f16>, %pos: !torch.vtensor<[1],si64>) -> !torch.vtensor<[1,8,1,64],f16> {
+  %int0 = torch.constant.int 0
+  %int1 = torch.constant.int 1
+  %int3 = torch.constant.int 3
+  %slots = torch.vtensor.literal(dense<[0, 1, 2, 3, 4, 5, 6, 7]> : tensor<8xsi64>) : !torch.vtensor<[8],si64>
+  %le = torch.aten.le.Tensor %slots, %pos : !torch.vtensor<[8],si64>, !torch.vtensor<[1],si64> -> !torch.vtensor<[8],i1>
+  %c0 = torch.aten.unsqueeze %le, %int0 : !torch.vtensor<[8],i1>, !torch.int -> !torch.vtensor<[1,8],i1>
+  %c1 = torch.aten.unsqueeze %c0, %int1 : !torch.vtensor<[1,8],i1>, !torch.int -> !torch.vtensor<[1,1,8],i1>
+  %cond = torch.aten.unsqueeze %c1, %int3 : !torch.vtensor<[1,1,8],i1>, !torch.int -> !torch.vtensor<[1,1,8,1],i1>
+  %k = torch.aten.where.self %cond, %knew, %kc : !torch.vtensor<[1,1,8,1],i1>, !torch.vtensor<[1,2,1,64],f16>, !torch.vtensor<[1,2,8,64],f16> -> !torch.vtensor<[1,2,8,64],f16>
+  %v = torch.aten.where.self %cond, %vnew, %vc : !torch.vtensor<[1,1,8,1],i1>, !torch.vtensor<[1,2,1,64],f16>, !torch.vtensor<[1,2,8,64],f16> -> !torch.vtensor<[1,2,8,64],f16>
+  %o = "kiln.attention"(%q, %k, %v) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 0>, scale = 1.250000e-01 : f64} : (!torch.vtensor<[1,8,1,64],f16>, !torch.vtensor<[1,2,8,64],f16>, !torch.vtensor<[1,2,8,64],f16>) -> !torch.vtensor<[1,8,1,64],f16>
+  return %o : !torch.vtensor<[1,8,1,64],f16>
+}
