@@ -179,28 +179,8 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
 def load_head_rows(base, heads, H_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.constexpr,
                    D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base):
     """Rows base[heads[g]·H_STRIDE + d] of one position (decode: a [heads, BLOCK_D] tile),
-    rotated with row 0 of the rotary table when ROPE."""
-    ptrs = base + heads[:, None] * H_STRIDE + offs_d[None, :]
-    if D_MASK:
-        x = tl.load(ptrs, mask=d_ok[None, :], other=0.0)
-    else:
-        x = tl.load(ptrs)
-    if ROPE:
-        HALF: tl.constexpr = D // 2
-        partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
-        sign = tl.where(offs_d < HALF, -1.0, 1.0)
-        partner_ptrs = base + heads[:, None] * H_STRIDE + partner[None, :]
-        if D_MASK:
-            x2 = tl.load(partner_ptrs, mask=d_ok[None, :], other=0.0)
-            c = tl.load(cos_base + offs_d, mask=d_ok, other=0.0)
-            s = tl.load(sin_base + offs_d, mask=d_ok, other=0.0)
-        else:
-            x2 = tl.load(partner_ptrs)
-            c = tl.load(cos_base + offs_d)
-            s = tl.load(sin_base + offs_d)
-        x = (x.to(tl.float32) * c.to(tl.float32)[None, :] +
-             sign[None, :] * x2.to(tl.float32) * s.to(tl.float32)[None, :]).to(x.dtype)
-    return x
+    rotated with row 0 of the rotary table when ROPE (`load_rows` with a table stride of 0)."""
+    return load_rows(base, heads, H_STRIDE, offs_d, d_ok, D, D_MASK, ROPE, cos_base, sin_base, 0)
 
 
 @triton.jit
