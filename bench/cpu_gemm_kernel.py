@@ -19,6 +19,7 @@ repetitions, two workers and one); torch's `linear` is timed in this process (1 
 from __future__ import annotations
 
 import argparse
+import os
 import shutil
 import statistics
 import subprocess
@@ -31,19 +32,27 @@ import numpy as np
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
-                  row_groups: int = 1, k_block: int = 0) -> str:
-    """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through one dispatch of Kiln's
-    kernel (kiln.cpu_kernels.executable_text) with this register tile."""
+                  row_groups: int = 1, k_block: int = 0, chain: int = 1) -> str:
+    """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through `chain` dispatches of Kiln's
+    kernel (kiln.cpu_kernels.executable_text) with this register tile, each waiting for the
+    previous one (an optimization barrier on A and the previous result), as a model's GEMMs
+    follow each other in one command buffer: the time per dispatch without the caller's wait
+    at the end of each call (see main's docstring)."""
     from kiln.cpu_kernels import entry_name, executable_text
 
     width = 16 * vectors
     panels = n // width
     a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
                f"tensor<{m}x{n}xf32>")
-    return (f"module {{\n{executable_text(m, k, n, rows, vectors, unroll, 'kiln_gemm', row_groups, k_block or None)}"
-            f"util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n"
-            f"  %r = flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}(%a, %b) : ({a}, {b}) -> {c}\n"
-            f"  util.return %r : {c}\n}}\n}}\n")
+    dispatch = f"flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}"
+    body = [f"  %r0 = {dispatch}(%a, %b) : ({a}, {b}) -> {c}"]
+    for i in range(1, chain):
+        body += [f"  %a{i}, %d{i} = util.optimization_barrier %a, %r{i - 1} : {a}, {c}",
+                 f"  %r{i} = {dispatch}(%a{i}, %b) : ({a}, {b}) -> {c}"]
+    text = executable_text(m, k, n, rows, vectors, unroll, "kiln_gemm", row_groups,
+                           k_block or None)
+    return (f"module {{\n{text}util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n" +
+            "\n".join(body) + f"\n  util.return %r{chain - 1} : {c}\n}}\n}}\n")
 
 
 def pack_weights(b: np.ndarray, width: int) -> np.ndarray:
@@ -59,23 +68,31 @@ def tool(name: str) -> str:
     return found
 
 
-def benchmark(vmfb: Path, inputs: list[str], workers: int) -> float:
+def _batch_policy() -> None:
+    """SCHED_BATCH for the benchmark process (see the module docstring: the caller's wait)."""
+    os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+
+
+def benchmark(vmfb: Path, inputs: list[str], workers: int, chain: int = 1) -> float:
+    """Median ms per dispatch (iree-benchmark-module, 5 repetitions) under SCHED_BATCH."""
     args = [tool("iree-benchmark-module"), f"--module={vmfb}", "--device=local-task",
-            "--function=main", "--benchmark_repetitions=7", "--benchmark_min_time=0.3s"]
+            "--function=main", "--benchmark_repetitions=5", "--benchmark_min_time=0.2s"]
     args += [f"--input={i}" for i in inputs]
     if workers == 1:
         args.append("--task_topology_max_group_count=1")
-    out = subprocess.run(args, capture_output=True, text=True, check=True).stdout
+    out = subprocess.run(args, capture_output=True, text=True, check=True,
+                         preexec_fn=_batch_policy).stdout
     line = next(x for x in out.splitlines() if "real_time_median" in x)
-    return float(line.split()[1])
+    return float(line.split()[1]) / chain
 
 
-def check(vmfb: Path, a: np.ndarray, packed: np.ndarray, expected: np.ndarray) -> float:
+def check(vmfb: Path, a: np.ndarray, packed: np.ndarray, expected: np.ndarray,
+          n: int) -> float:
     import iree.runtime as rt
 
     context = rt.SystemContext(config=rt.Config("local-task"))
     context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-    got = np.asarray(context.modules.module["main"](a, packed))
+    got = np.asarray(context.modules.module["main"](a, packed))[:, :n]
     return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
@@ -98,55 +115,102 @@ def torch_times(m: int, k: int, n: int) -> dict:
     return times
 
 
+def build(work: Path, m: int, k: int, n: int, spec: str, chain: int, a: np.ndarray,
+          b: np.ndarray, expected: np.ndarray):
+    """(vmfb, inputs, error) of tile `spec` (rows x vectors x unroll[x row groups[x k
+    block]]); columns padded to whole panels with zero weights, as kiln-select-cpu-kernels
+    does. Raises ValueError for a tile that does not fit the shape."""
+    rows, vectors, unroll, *groups = map(int, spec.split("x"))
+    width = 16 * vectors
+    padded = -(-n // width) * width
+    source = work / f"gemm_{m}x{k}x{n}_{spec}_c{chain}.mlir"
+    row_groups, k_block = (groups + [1, 0][len(groups):])[:2]
+    source.write_text(kernel_module(m, k, padded, rows, vectors, unroll, row_groups, k_block,
+                                    chain))
+    vmfb = source.with_suffix(".vmfb")
+    subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
+                    "--iree-hal-local-target-device-backends=llvm-cpu",
+                    "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
+                    "-o", str(vmfb)], check=True)
+    b_padded = np.pad(b, ((0, 0), (0, padded - n)))
+    error = check(vmfb, a, pack_weights(b_padded, width), expected, n)
+    return vmfb, [f"{m}x{k}xf32", f"{padded // width}x{k}x{width}xf32"], error
+
+
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--shape", default="128x768x2048", help="MxKxN")
-    parser.add_argument("--tiles", default="8x2x1,8x2x4,8x2x8,8x2x16,16x1x8,4x4x8",
-                        help="rows x vectors x unroll[x row groups[x k block]], comma-separated")
+    parser.add_argument("--shape", default="128x768x2048",
+                        help="MxKxN, or several comma-separated")
+    parser.add_argument("--tiles", default="8x2x4,8x3x4,8x2x8,16x1x8,4x4x8",
+                        help="rows x vectors x unroll[x row groups[x k block]], comma-separated "
+                             "(row groups 0: Kiln's choice, kiln.cpu_kernels.gemm_row_groups)")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="rounds over all variants (interleaved: noise falls on all)")
+    parser.add_argument("--chain", type=int, default=1,
+                        help="dependent dispatches per call (time is per dispatch)")
+    parser.add_argument("--workers", default="2,1", help="IREE workers to time with")
+    parser.add_argument("--no-iree", action="store_true", help="skip IREE's own matmul")
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
+                        help="seconds to wait for other processes' load to drop before each "
+                             "round")
     args = parser.parse_args(argv)
-    m, k, n = map(int, args.shape.split("x"))
-    rng = np.random.default_rng(0)
-    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
-    expected = a @ b
+    from bench.suite.load import ForeignLoad, wait_for_quiet
+
+    workers = [int(w) for w in args.workers.split(",")]
     work = Path(tempfile.mkdtemp(prefix="kiln-gemm-"))
-    print(f"GEMM {m}x{k}x{n} f32 ({2 * m * k * n / 1e9:.3f} GFLOP)")
+    for shape in args.shape.split(","):
+        m, k, n = map(int, shape.split("x"))
+        rng = np.random.default_rng(0)
+        a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+        expected = a @ b
+        print(f"GEMM {m}x{k}x{n} f32 ({2 * m * k * n / 1e9:.3f} GFLOP)", flush=True)
+        variants = {}
+        if not args.no_iree:
+            import torch
 
-    import torch
+            import kiln
 
-    import kiln
+            linear = torch.nn.Linear(k, n, bias=False).eval()
+            iree_own = work / f"iree_{shape}.vmfb"
+            kiln.compile_to_vmfb(linear, (torch.randn(1, m, k),), cache=False,
+                                 output=iree_own, cpu_kernels="off")  # Kiln's other flags
+            variants["IREE's matmul"] = (iree_own, [f"1x{m}x{k}xf32"], 1, None)
+        for spec in args.tiles.split(","):
+            fields = spec.split("x")
+            if len(fields) > 3 and fields[3] == "0":  # Kiln's row groups for this shape
+                from kiln.cpu_kernels import gemm_row_groups
 
-    linear = torch.nn.Linear(k, n, bias=False).eval()
-    iree_own = work / "iree.vmfb"
-    kiln.compile_to_vmfb(linear, (torch.randn(1, m, k),), cache=False, output=iree_own,
-                         cpu_kernels="off")  # IREE's own matmul, with Kiln's other flags
-    own = {w: benchmark(iree_own, [f"1x{m}x{k}xf32"], w) for w in (2, 1)}
-    print(f"IREE's matmul (Kiln's default flags): 2 workers {own[2]:.2f} ms, 1 worker "
-          f"{own[1]:.2f} ms")
-    for spec in args.tiles.split(","):
-        rows, vectors, unroll, *groups = map(int, spec.split("x"))
-        width = 16 * vectors
-        source = work / f"gemm_{spec}.mlir"
-        try:
-            source.write_text(kernel_module(m, k, n, rows, vectors, unroll, *groups))
-        except ValueError as error:
-            print(f"kernel {spec}: skipped ({error})")
-            continue
-        vmfb = source.with_suffix(".vmfb")
-        subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
-                        "--iree-hal-local-target-device-backends=llvm-cpu",
-                        "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
-                        "-o", str(vmfb)], check=True)
-        error = check(vmfb, a, pack_weights(b, width), expected)
-        inputs = [f"{m}x{k}xf32", f"{n // width}x{k}x{width}xf32"]
-        times = {w: benchmark(vmfb, inputs, w) for w in (2, 1)}
-        print(f"kernel rows {rows} x vectors {vectors}, unroll {unroll}, row groups "
-              f"{groups[0] if groups else 1}, k block {groups[1] if len(groups) > 1 else k}: "
-              f"2 workers "
-              f"{times[2]:.2f} ms ({own[2] / times[2]:.2f}x IREE's), 1 worker {times[1]:.2f} ms "
-              f"({own[1] / times[1]:.2f}x); max error / max |ref| {error:.1e}")
-    t = torch_times(m, k, n)
-    print(f"torch linear: 2 threads {t[2]:.2f} ms, 1 thread {t[1]:.2f} ms")
+                fields[3] = str(gemm_row_groups(m, n, vectors=int(fields[1])))
+                spec = "x".join(fields)
+            try:
+                vmfb, inputs, error = build(work, m, k, n, spec, args.chain, a, b, expected)
+            except ValueError as problem:
+                print(f"kernel {spec}: skipped ({problem})")
+                continue
+            variants[f"kernel {spec}"] = (vmfb, inputs, args.chain, error)
+        times = {(v, w): [] for v in variants for w in workers}
+        foreign = []
+        for round_ in range(args.rounds):
+            wait_for_quiet(args.quiet_wait)
+            order = list(variants) if round_ % 2 == 0 else list(variants)[::-1]
+            with ForeignLoad() as load:
+                for variant in order:
+                    vmfb, inputs, chain, _ = variants[variant]
+                    for w in workers:
+                        times[(variant, w)].append(benchmark(vmfb, inputs, w, chain))
+            foreign.append(load.cores)
+        for variant, (_, _, _, error) in variants.items():
+            cells = []
+            for w in workers:
+                samples = times[(variant, w)]
+                cells.append(f"{w} worker{'s' if w > 1 else ''} {statistics.median(samples):.2f}"
+                             f" (min {min(samples):.2f})")
+            note = "" if error is None else f"; max error / max |ref| {error:.1e}"
+            print(f"  {variant}: " + ", ".join(cells) + f" ms{note}", flush=True)
+        t = torch_times(m, k, n)
+        print(f"  torch linear: 2 threads {t[2]:.2f} ms, 1 thread {t[1]:.2f} ms; other "
+              f"processes' load during the rounds {max(foreign):.2f} cores at most", flush=True)
 
 
 if __name__ == "__main__":

@@ -37,14 +37,17 @@ GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × GEMV_UNROLL accumula
 GEMV_UNROLL = 4  # 16-float vectors of the reduction per step (independent FMA chains)
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
-PANEL = 16 * VECTORS  # output columns per workgroup
+# The wider tile, 8 rows × 3 zmm (24 accumulators; 3 vector loads + 8 broadcasts per 24 FMAs),
+# for products whose columns fill 48-column panels: 1.1-1.15x faster than 8 × 2 where K is
+# large or N small (128x3072x768, 128x768x2304; docs/decisions.md "CPU GEMM: the 8 x 3 tile").
+WIDE_VECTORS = 3
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
 # Workgroups a GEMM aims for (row blocks are added to GEMMs of few panels): 2-core Intel Xeon,
-# 128x3072x768 and 128x768x768 (24 panels) ran 1.2-1.4x faster in 2 row blocks, 128x768x2304
-# (72 panels) slower (bench/cpu_gemm_kernel.py).
-MIN_WORKGROUPS = 48
+# 128x768x768 (16 panels of 48 columns) ran faster in 2 row blocks than in 1 or 4, 128x768x2304
+# (48 panels) in 1 (bench/cpu_gemm_kernel.py; docs/decisions.md "CPU GEMM: the 8 x 3 tile").
+MIN_WORKGROUPS = 32
 # Decode-row products (M < 8: the matrix-vector kernel, or the GEMM with an M-row tile) of
 # fewer weights stay with IREE, which fuses their bias and activation: the decode products
 # measured (GPT-2 small: 768x768 and up) are all above (docs/decisions.md, "CPU kernels for
@@ -57,12 +60,25 @@ def gemm_rows(m: int) -> int:
     return m if m < ROWS else ROWS
 
 
-def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None) -> int:
+def gemm_vectors(m: int, n: int) -> int:
+    """Accumulator vectors per row of the GEMM's register tile for an [m, k] × [k, n] product:
+    WIDE_VECTORS where the columns fill its panels (no padding), else VECTORS; decode rows
+    (m < ROWS: weight-bound) keep VECTORS, as measured for them."""
+    return WIDE_VECTORS if m >= ROWS and n % (16 * WIDE_VECTORS) == 0 else VECTORS
+
+
+def gemm_panel(m: int, n: int) -> int:
+    """Columns per packed weight panel (and per workgroup) of an [m, k] × [k, n] product."""
+    return 16 * gemm_vectors(m, n)
+
+
+def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None,
+                    vectors: int = VECTORS) -> int:
     """Row blocks per panel: the fewest (a power of two that tiles m) giving at least
     `min_workgroups` (default MIN_WORKGROUPS) workgroups, so that IREE's workers share a GEMM
     of few panels evenly (docs/decisions.md, "CPU GEMM: workgroups per product")."""
     target = MIN_WORKGROUPS if min_workgroups is None else min_workgroups
-    rows, panels, groups = gemm_rows(m), -(-n // PANEL), 1
+    rows, panels, groups = gemm_rows(m), -(-n // (16 * vectors)), 1
     while panels * groups < target and m % (rows * groups * 2) == 0:
         groups *= 2
     return groups
@@ -183,22 +199,24 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     return "\n".join(lines) + "\n"
 
 
-def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
-    return (n // PANEL, k, PANEL)
+def packed_weight_shape(k: int, n: int, width: int) -> tuple[int, int, int]:
+    """[panels, k, width]: the weight's columns in panels of `width` (n a multiple of it)."""
+    return (n // width, k, width)
 
 
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
-                    vectors: int = VECTORS,
+                    vectors: Optional[int] = None,
                     unroll: int = UNROLL, name: Optional[str] = None,
                     row_groups: Optional[int] = None, k_block: Optional[int] = None) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
-    defaults to gemm_rows(m).
+    defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n).
     `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
     workgroup's panel stays in L1 across its row tiles (C is read back between blocks)."""
     rows = rows or gemm_rows(m)
-    row_groups = row_groups or gemm_row_groups(m, n)
+    vectors = vectors or gemm_vectors(m, n)
+    row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors)
     blocked = k_block is not None and k_block < k
     if blocked and (k % k_block or k_block % unroll):
         raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
@@ -278,8 +296,10 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
 
 _DECLARATION = re.compile(
     r"^(?P<indent>[ \t]*)func\.func private @(?P<name>(?:" + GEMM_PREFIX + "|" + GEMV_PREFIX +
-    r")\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*(?P<attr>" + re.escape(GEMM_ATTR) + "|" +
+    r")\w+)\((?P<args>[^\n]*)\)[^\n]*attributes \{[^\n]*(?P<attr>" + re.escape(GEMM_ATTR) + "|" +
     re.escape(GEMV_ATTR) + r')' + r' = "(?P<shape>\d+x\d+x\d+)"[^\n]*\}\n', re.M)
+
+_PACKED = re.compile(r"tensor<\d+x\d+x(\d+)xf32>")
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
@@ -295,11 +315,16 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
                                                                              GEMV_PREFIX)
             executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe))
             b = f"tensor<{n}x{k}xf32>"
-        else:
+        else:  # the panel width is the declared packed weight's: [panels, k, width]
+            packed = _PACKED.search(match.group("args"))
+            if packed is None:
+                raise ValueError(f"@{name}: no packed weight tensor<PxKxWxf32> in its "
+                                 f"declaration ({match.group('args')})")
+            width = int(packed.group(1))
             exe, entry = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}", entry_name(m, k, n)
-            executables.setdefault(exe, executable_text(m, k, n, name=exe))
-            panels, _, width = packed_weight_shape(k, n)
-            b = f"tensor<{panels}x{k}x{width}xf32>"
+            executables.setdefault(exe, executable_text(m, k, n, vectors=width // 16,
+                                                        name=exe))
+            b = packed.group(0)
         a, c = f"tensor<{m}x{k}xf32>", f"tensor<{m}x{n}xf32>"
         return (f"{indent}func.func private @{name}(%a: {a}, %b: {b}) -> {c} {{\n"
                 f"{indent}  %c = flow.dispatch @{exe}::@{entry}(%a, %b) : ({a}, {b}) -> {c}\n"
