@@ -32,12 +32,15 @@ import numpy as np
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
-                  row_groups: int = 1, k_block: int = 0, chain: int = 1) -> str:
+                  row_groups: int = 1, k_block: int = 0, chain: int = 1,
+                  prefetch_panels: int = 0, distinct_weights: bool = False) -> str:
     """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through `chain` dispatches of Kiln's
     kernel (kiln.cpu_kernels.executable_text) with this register tile, each waiting for the
     previous one (an optimization barrier on A and the previous result), as a model's GEMMs
     follow each other in one command buffer: the time per dispatch without the caller's wait
-    at the end of each call (see main's docstring)."""
+    at the end of each call (see main's docstring). With `distinct_weights`, `main` takes
+    `chain` weights (b0, b1, ...), one per dispatch, as a model's layers each read their own
+    (from memory, not from the last call's caches)."""
     from kiln.cpu_kernels import entry_name, executable_text
 
     width = 16 * vectors
@@ -45,13 +48,15 @@ def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
     a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
                f"tensor<{m}x{n}xf32>")
     dispatch = f"flow.dispatch @kiln_gemm::@{entry_name(m, k, n)}"
-    body = [f"  %r0 = {dispatch}(%a, %b) : ({a}, {b}) -> {c}"]
+    weight = (lambda i: f"%b{i}") if distinct_weights else (lambda i: "%b")
+    body = [f"  %r0 = {dispatch}(%a, {weight(0)}) : ({a}, {b}) -> {c}"]
     for i in range(1, chain):
         body += [f"  %a{i}, %d{i} = util.optimization_barrier %a, %r{i - 1} : {a}, {c}",
-                 f"  %r{i} = {dispatch}(%a{i}, %b) : ({a}, {b}) -> {c}"]
+                 f"  %r{i} = {dispatch}(%a{i}, {weight(i)}) : ({a}, {b}) -> {c}"]
+    arguments = ", ".join(f"{weight(i)}: {b}" for i in range(chain if distinct_weights else 1))
     text = executable_text(m, k, n, rows, vectors, unroll, "kiln_gemm", row_groups,
-                           k_block or None)
-    return (f"module {{\n{text}util.func public @main(%a: {a}, %b: {b}) -> {c} {{\n" +
+                           k_block or None, prefetch_panels)
+    return (f"module {{\n{text}util.func public @main(%a: {a}, {arguments}) -> {c} {{\n" +
             "\n".join(body) + f"\n  util.return %r{chain - 1} : {c}\n}}\n}}\n")
 
 
@@ -87,12 +92,12 @@ def benchmark(vmfb: Path, inputs: list[str], workers: int, chain: int = 1) -> fl
 
 
 def check(vmfb: Path, a: np.ndarray, packed: np.ndarray, expected: np.ndarray,
-          n: int) -> float:
+          n: int, weights: int = 1) -> float:
     import iree.runtime as rt
 
     context = rt.SystemContext(config=rt.Config("local-task"))
     context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-    got = np.asarray(context.modules.module["main"](a, packed))[:, :n]
+    got = np.asarray(context.modules.module["main"](a, *[packed] * weights))[:, :n]
     return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
@@ -116,25 +121,26 @@ def torch_times(m: int, k: int, n: int) -> dict:
 
 
 def build(work: Path, m: int, k: int, n: int, spec: str, chain: int, a: np.ndarray,
-          b: np.ndarray, expected: np.ndarray):
+          b: np.ndarray, expected: np.ndarray, distinct_weights: bool = False):
     """(vmfb, inputs, error) of tile `spec` (rows x vectors x unroll[x row groups[x k
-    block]]); columns padded to whole panels with zero weights, as kiln-select-cpu-kernels
+    block[x prefetch panels]]]); columns padded to whole panels with zero weights, as kiln-select-cpu-kernels
     does. Raises ValueError for a tile that does not fit the shape."""
     rows, vectors, unroll, *groups = map(int, spec.split("x"))
     width = 16 * vectors
     padded = -(-n // width) * width
     source = work / f"gemm_{m}x{k}x{n}_{spec}_c{chain}.mlir"
-    row_groups, k_block = (groups + [1, 0][len(groups):])[:2]
+    row_groups, k_block, prefetch = (groups + [1, 0, 0][len(groups):])[:3]
     source.write_text(kernel_module(m, k, padded, rows, vectors, unroll, row_groups, k_block,
-                                    chain))
+                                    chain, prefetch, distinct_weights))
     vmfb = source.with_suffix(".vmfb")
     subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
                     "--iree-hal-local-target-device-backends=llvm-cpu",
                     "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
                     "-o", str(vmfb)], check=True)
     b_padded = np.pad(b, ((0, 0), (0, padded - n)))
-    error = check(vmfb, a, pack_weights(b_padded, width), expected, n)
-    return vmfb, [f"{m}x{k}xf32", f"{padded // width}x{k}x{width}xf32"], error
+    weights = chain if distinct_weights else 1
+    error = check(vmfb, a, pack_weights(b_padded, width), expected, n, weights)
+    return vmfb, [f"{m}x{k}xf32"] + [f"{padded // width}x{k}x{width}xf32"] * weights, error
 
 
 def main(argv=None) -> None:
@@ -143,12 +149,15 @@ def main(argv=None) -> None:
     parser.add_argument("--shape", default="128x768x2048",
                         help="MxKxN, or several comma-separated")
     parser.add_argument("--tiles", default="8x2x4,8x3x4,8x2x8,16x1x8,4x4x8",
-                        help="rows x vectors x unroll[x row groups[x k block]], comma-separated "
+                        help="rows x vectors x unroll[x row groups[x k block[x prefetch panels]]], "
+                             "comma-separated "
                              "(row groups 0: Kiln's choice, kiln.cpu_kernels.gemm_row_groups)")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds over all variants (interleaved: noise falls on all)")
     parser.add_argument("--chain", type=int, default=1,
                         help="dependent dispatches per call (time is per dispatch)")
+    parser.add_argument("--distinct-weights", action="store_true",
+                        help="with --chain: each dispatch reads its own weights")
     parser.add_argument("--workers", default="2,1", help="IREE workers to time with")
     parser.add_argument("--no-iree", action="store_true", help="skip IREE's own matmul")
     parser.add_argument("--quiet-wait", type=float, default=20.0,
@@ -184,7 +193,8 @@ def main(argv=None) -> None:
                 fields[3] = str(gemm_row_groups(m, n, vectors=int(fields[1])))
                 spec = "x".join(fields)
             try:
-                vmfb, inputs, error = build(work, m, k, n, spec, args.chain, a, b, expected)
+                vmfb, inputs, error = build(work, m, k, n, spec, args.chain, a, b, expected,
+                                            args.distinct_weights)
             except ValueError as problem:
                 print(f"kernel {spec}: skipped ({problem})")
                 continue

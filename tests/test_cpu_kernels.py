@@ -158,6 +158,31 @@ def test_kernel_text_computes_a_product(m, vectors):
     np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("vectors, prefetch", [(3, None), (2, 2), (3, 5)])
+def test_kernel_with_prefetch_computes_a_product(vectors, prefetch):
+    """Four row tiles per workgroup: the next panel(s) prefetched while computing (Kiln's
+    default distance, 2, and one past the last panel: clamped), the values unchanged."""
+    m, k, n = 32, 64, 96
+    width = 16 * vectors
+    text = executable_text(m, k, n, vectors=vectors, row_groups=1, prefetch_panels=prefetch,
+                           name="exe")
+    assert "memref.prefetch" in text
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    packed = np.ascontiguousarray(b.reshape(k, n // width, width).transpose(1, 0, 2))
+    got = _run_dispatch(text, f"kiln_cpu_gemm_{m}x{k}x{n}_dispatch", a, packed, n)
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
+def test_prefetch_only_with_several_row_tiles():
+    """A workgroup of one row tile (decode rows) has no compute to hide a prefetch behind."""
+    assert "memref.prefetch" not in executable_text(1, 64, 96)
+    assert "memref.prefetch" in executable_text(128, 64, 96, row_groups=4)  # 4 tiles
+    assert "memref.prefetch" not in executable_text(128, 64, 96, row_groups=16)  # 1 tile
+    assert "memref.prefetch" not in executable_text(128, 64, 96, row_groups=4,
+                                                    prefetch_panels=0)
+
+
 @pytest.mark.parametrize("m, n", [(1, 200), (4, 64), (2, 131)])  # partial last workgroup
 def test_gemv_text_computes_a_product(m, n):
     """The matrix-vector executable alone (weight [n, k] as torch stores it), against numpy."""

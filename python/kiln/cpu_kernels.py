@@ -41,6 +41,10 @@ ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kerne
 # for products whose columns fill 48-column panels: 1.1-1.15x faster than 8 × 2 where K is
 # large or N small (128x3072x768, 128x768x2304; docs/decisions.md "CPU GEMM: the 8 x 3 tile").
 WIDE_VECTORS = 3
+# Panels ahead each GEMM workgroup prefetches into L2 while it computes (its own panel is in L2
+# after the first row tile; the next one comes from memory): a model's weights are not in the
+# caches when its GEMM runs (docs/decisions.md "CPU GEMM: prefetching the next panel").
+PREFETCH_PANELS = 1
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
@@ -207,13 +211,18 @@ def packed_weight_shape(k: int, n: int, width: int) -> tuple[int, int, int]:
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     vectors: Optional[int] = None,
                     unroll: int = UNROLL, name: Optional[str] = None,
-                    row_groups: Optional[int] = None, k_block: Optional[int] = None) -> str:
+                    row_groups: Optional[int] = None, k_block: Optional[int] = None,
+                    prefetch_panels: Optional[int] = None) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
     defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n).
     `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
-    workgroup's panel stays in L1 across its row tiles (C is read back between blocks)."""
+    workgroup's panel stays in L1 across its row tiles (C is read back between blocks).
+    `prefetch_panels` (d > 0; default PREFETCH_PANELS where a workgroup has several row tiles,
+    else 0): while it computes, each workgroup prefetches (into L2) the panel d further on, a
+    few cache lines per step of the reduction loop, so that the weights a later workgroup reads
+    from memory arrive while this one computes from its own L2."""
     rows = rows or gemm_rows(m)
     vectors = vectors or gemm_vectors(m, n)
     row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors)
@@ -226,6 +235,8 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
         raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows} x {row_groups} groups, "
                          f"width {width}, unroll {unroll}")
     group_rows = m // row_groups
+    if prefetch_panels is None:  # one row tile (decode rows): nothing to overlap with
+        prefetch_panels = PREFETCH_PANELS if group_rows >= 2 * rows and not blocked else 0
     name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
     vec = "vector<16xf32>"
@@ -270,8 +281,28 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     else:
         inits = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
         bounds = "%c0 to %k"
+    if prefetch_panels:  # the panel ahead, spread over this workgroup's row tiles
+        if blocked:
+            raise ValueError("prefetch_panels and k_block do not combine")
+        tiles = group_rows // rows
+        per_step = -(-width * unroll // (16 * tiles))  # lines prefetched per reduction step
+        lines += [f"          %pf_panel = affine.min affine_map<(d0) -> (d0 + {prefetch_panels},"
+                  f" {panels - 1})>(%p)",
+                  f"          %pf_start = affine.apply affine_map<(d0, d1) -> "
+                  f"((d0 - d1) floordiv {rows} * {16 * per_step * k // unroll})>(%mt, %m_begin)"]
     lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = {bounds} step %unroll "
                  f"iter_args({inits}) -> ({types}) {{")
+    if prefetch_panels:  # `per_step` lines (16 floats each), clamped to the panel's last line
+        for j in range(per_step):
+            lines += [f"            %pf_e{j} = affine.min affine_map<(d0, d1) -> "
+                      f"(d0 + d1 floordiv {unroll} * {16 * per_step} + {16 * j}, "
+                      f"{k * width - 16})>(%pf_start, %kk)",
+                      f"            %pf_r{j} = affine.apply affine_map<(d0) -> "
+                      f"(d0 floordiv {width})>(%pf_e{j})",
+                      f"            %pf_c{j} = affine.apply affine_map<(d0) -> (d0 mod {width})>"
+                      f"(%pf_e{j})",
+                      f"            memref.prefetch %B[%pf_panel, %pf_r{j}, %pf_c{j}], read, "
+                      f"locality<2>, data : {b_type}"]
     current = {(r, v): f"%a{r}_{v}" for r, v in accumulators}
     for u in range(unroll):
         lines.append(f"            %k{u} = affine.apply affine_map<(d0) -> (d0 + {u})>(%kk)")
