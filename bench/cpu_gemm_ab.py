@@ -5,6 +5,7 @@
     8x3      today's tile choice (kiln.cpu_kernels.gemm_vectors: 8 × 3 where N is a multiple
              of 48; row blocks up to 32 workgroups), no prefetch
     default  today's default (8x3 + the next panel prefetched, PREFETCH_PANELS)
+    prefetch2  8x3, prefetching the panel after the next
 
 Each model is compiled once per variant (cache off), the artifacts are loaded and called in
 turn (rounds of `--calls` calls each, the order reversed every other round, so that the shared
@@ -28,6 +29,7 @@ VARIANTS = {  # kiln.cpu_kernels constants set while compiling
     "8x2": {"WIDE_VECTORS": 2, "MIN_WORKGROUPS": 48, "PREFETCH_PANELS": 0},
     "8x3": {"PREFETCH_PANELS": 0},
     "default": {},
+    "prefetch2": {"PREFETCH_PANELS": 2},
 }
 
 
