@@ -6,14 +6,26 @@ MLIR (scf + vector dialect) in a `hal.executable.source`, so IREE compiles it li
 no external compiler. Register tile: `rows` rows x `vectors` 16-wide vectors of accumulators
 (8 x 2: 16 zmm accumulators, 2 vector loads + 8 broadcasts per 16 FMAs), the reduction loop
 unrolled `unroll` times, the weights pre-packed in panels [N / (16·vectors)][K][16·vectors] (what
-Kiln does once at compile time: the weights are constants). One workgroup per panel. The kernel
-text is Kiln's (kiln.cpu_kernels.executable_text); `cpu_kernels="on"` uses its 8x2x4 tile.
+Kiln does once at compile time: the weights are constants). One workgroup per panel (and row
+block). The kernel text is Kiln's (kiln.cpu_kernels.executable_text); the tile "kiln" is what
+`cpu_kernels="on"` uses for the shape (8 x 3 where N is a multiple of 48, else 8 x 2; the next
+panel prefetched).
 
     python -m bench.cpu_gemm_kernel                       # 128x768x2048, the sweep below
-    python -m bench.cpu_gemm_kernel --shape 128x768x3072 --tiles 8x2x8
+    python -m bench.cpu_gemm_kernel --shape 128x768x3072,128x3072x768 --tiles kiln,8x2x4x0
+    python -m bench.cpu_gemm_kernel --shape 128x768x3072 --tiles 8x3x4x0,8x3x4x0x0x1 \
+        --chain 12 --distinct-weights --workers 2          # weights from memory, as in a model
 
-Each variant is checked against numpy before it is timed (iree-benchmark-module, median of 7
-repetitions, two workers and one); torch's `linear` is timed in this process (1 and 2 threads).
+Each variant is checked against numpy before it is timed (iree-benchmark-module, median of 5
+repetitions, two workers and one), in `--rounds` rounds over all variants (the order reversed
+every other round), each after waiting for other processes' load to drop; torch's `linear` is
+timed in this process (1 and 2 threads).
+
+iree-benchmark-module runs under SCHED_BATCH: with Linux's default policy, IREE 3.13's caller
+thread, woken at the end of each call, preempts the worker that woke it and spins until that
+worker runs again (up to a time slice: one worker sharing the caller's CPU took 5.3 ms instead
+of 3.4, two workers 2.5-3.0 ms instead of 1.8; docs/decisions.md "CPU GEMM: the caller's
+wait"). A model pays that once per call, a one-dispatch benchmark once per dispatch.
 """
 
 from __future__ import annotations
@@ -148,10 +160,11 @@ def main(argv=None) -> None:
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--shape", default="128x768x2048",
                         help="MxKxN, or several comma-separated")
-    parser.add_argument("--tiles", default="8x2x4,8x3x4,8x2x8,16x1x8,4x4x8",
+    parser.add_argument("--tiles", default="kiln,8x2x4x0,8x3x4x0,8x2x8,16x1x8",
                         help="rows x vectors x unroll[x row groups[x k block[x prefetch panels]]], "
                              "comma-separated "
-                             "(row groups 0: Kiln's choice, kiln.cpu_kernels.gemm_row_groups)")
+                             "(row groups 0: Kiln's choice, kiln.cpu_kernels.gemm_row_groups; "
+                             "prefetch panels default 0); 'kiln': Kiln's default for the shape")
     parser.add_argument("--rounds", type=int, default=3,
                         help="rounds over all variants (interleaved: noise falls on all)")
     parser.add_argument("--chain", type=int, default=1,
@@ -186,6 +199,13 @@ def main(argv=None) -> None:
                                  output=iree_own, cpu_kernels="off")  # Kiln's other flags
             variants["IREE's matmul"] = (iree_own, [f"1x{m}x{k}xf32"], 1, None)
         for spec in args.tiles.split(","):
+            if spec == "kiln":  # Kiln's default for this shape
+                from kiln import cpu_kernels as ck
+
+                vectors = ck.gemm_vectors(m, n)
+                groups = ck.gemm_row_groups(m, n, vectors=vectors)
+                prefetch = ck.PREFETCH_PANELS if m // groups >= 2 * ck.gemm_rows(m) else 0
+                spec = f"{ck.gemm_rows(m)}x{vectors}x{ck.UNROLL}x{groups}x0x{prefetch}"
             fields = spec.split("x")
             if len(fields) > 3 and fields[3] == "0":  # Kiln's row groups for this shape
                 from kiln.cpu_kernels import gemm_row_groups

@@ -2,8 +2,10 @@
 
 IREE 3.13's data-tiled matmul runs its mmt4d microkernel (16×16×1 tile: a broadcast load per
 FMA row); on the 2-core Intel Xeon that is 1.3–1.5× slower than this kernel, which keeps 8 rows ×
-2 zmm of accumulators (2 vector loads + 8 broadcasts per 16 FMAs) with the reduction unrolled
-×4 (bench/cpu_gemm_kernel.py, docs/decisions.md "CPU presets per host kind").
+2 zmm of accumulators (2 vector loads + 8 broadcasts per 16 FMAs), or 8 × 3 where the columns
+fill 48-column panels, with the reduction unrolled ×4, and prefetches the next weight panel
+while it computes (bench/cpu_gemm_kernel.py, docs/decisions.md "CPU presets per host kind",
+"CPU GEMM: the caller's wait, the 8 × 3 tile, prefetching the next panel").
 
 Products of a few rows (decode: M ≤ GEMV_MAX_ROWS) of a weight stored [out, in] (torch's Linear)
 go to a second kernel, a matrix-vector product that reads the weight as it is, row by row
@@ -16,9 +18,10 @@ embedding table (GPT-2's tied `lm_head`: IREE's data tiling kept a second, 154 M
     func.func private @kiln_cpu_gemm_128x768x2048(tensor<128x768xf32>, tensor<64x768x32xf32>)
         -> tensor<128x2048xf32> attributes {kiln.cpu_gemm = "128x768x2048"}
 
-whose second operand is the weight packed in 32-column panels [N/32][K][32] (torch ops on the
-weight: a constant, so IREE packs it once). `render_cpu_gemm_calls` turns each declaration into
-a `flow.dispatch` of one `hal.executable.source` holding the kernel (one workgroup per panel).
+whose second operand is the weight packed in panels [N/W][K][W] of W = 32 or 48 columns
+(`gemm_panel`; torch ops on the weight: a constant, so IREE packs it once).
+`render_cpu_gemm_calls` turns each declaration into a `flow.dispatch` of one
+`hal.executable.source` holding the kernel (one workgroup per panel and row block).
 """
 
 from __future__ import annotations
