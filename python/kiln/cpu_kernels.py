@@ -41,19 +41,20 @@ GEMV_UNROLL = 4  # 16-float vectors of the reduction per step (independent FMA c
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
 # The wider tile, 8 rows × 3 zmm (24 accumulators; 3 vector loads + 8 broadcasts per 24 FMAs),
-# for products whose columns fill 48-column panels: 1.1-1.15x faster than 8 × 2 where K is
-# large or N small (128x3072x768, 128x768x2304; docs/decisions.md "CPU GEMM: the 8 x 3 tile").
+# for products whose columns fill 48-column panels: about 1.1x faster than 8 × 2 on GPT-2's
+# and BERT's prefill GEMMs (bench/cpu_gemm_kernel.py; docs/decisions.md "CPU GEMM: the
+# caller's wait, the 8 × 3 tile, prefetching the next panel", for this and the next two).
 WIDE_VECTORS = 3
 # Panels ahead each GEMM workgroup prefetches into L2 while it computes (its own panel is in L2
 # after the first row tile; the next one comes from memory): a model's weights are not in the
-# caches when its GEMM runs (docs/decisions.md "CPU GEMM: prefetching the next panel").
+# caches when its GEMM runs: gpt2-prefill 98 -> 85 ms per call; 2 panels ahead: 91 ms.
 PREFETCH_PANELS = 1
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
 # Workgroups a GEMM aims for (row blocks are added to GEMMs of few panels): 2-core Intel Xeon,
 # 128x768x768 (16 panels of 48 columns) ran faster in 2 row blocks than in 1 or 4, 128x768x2304
-# (48 panels) in 1 (bench/cpu_gemm_kernel.py; docs/decisions.md "CPU GEMM: the 8 x 3 tile").
+# (48 panels) in 1 (bench/cpu_gemm_kernel.py).
 MIN_WORKGROUPS = 32
 # Decode-row products (M < 8: the matrix-vector kernel, or the GEMM with an M-row tile) of
 # fewer weights stay with IREE, which fuses their bias and activation: the decode products
