@@ -139,17 +139,48 @@ def _run_dispatch(executable: str, entry: str, a: np.ndarray, b: np.ndarray,
     return np.asarray(context.modules.module["main"](a, b))
 
 
-@pytest.mark.parametrize("m", [16, 3, 1])  # full register tiles; decode rows (tile of m rows)
-def test_kernel_text_computes_a_product(m):
+@pytest.mark.parametrize("m, vectors", [
+    (16, 2), (16, 3),  # full register tiles of 8 rows × 2 and × 3 zmm (32- and 48-column panels)
+    (3, None), (1, None),  # decode rows (tile of m rows, Kiln's choice of width)
+])
+def test_kernel_text_computes_a_product(m, vectors):
     """The GEMM executable alone, against numpy."""
+    from kiln.cpu_kernels import gemm_vectors
+
     k, n = 64, 96
-    panels, _, width = packed_weight_shape(k, n)
+    vectors = vectors or gemm_vectors(m, n)
+    panels, _, width = packed_weight_shape(k, n, 16 * vectors)
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
     packed = np.ascontiguousarray(b.reshape(k, panels, width).transpose(1, 0, 2))
-    got = _run_dispatch(executable_text(m, k, n, name="exe"),
+    got = _run_dispatch(executable_text(m, k, n, vectors=vectors, name="exe"),
                         f"kiln_cpu_gemm_{m}x{k}x{n}_dispatch", a, packed, n)
     np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
+@pytest.mark.parametrize("vectors, prefetch", [(3, None), (2, 2), (3, 5)])
+def test_kernel_with_prefetch_computes_a_product(vectors, prefetch):
+    """Four row tiles per workgroup: the next panel(s) prefetched while computing (Kiln's
+    default distance, 2, and one past the last panel: clamped), the values unchanged."""
+    m, k, n = 32, 64, 96
+    width = 16 * vectors
+    text = executable_text(m, k, n, vectors=vectors, row_groups=1, prefetch_panels=prefetch,
+                           name="exe")
+    assert "memref.prefetch" in text
+    rng = np.random.default_rng(2)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    packed = np.ascontiguousarray(b.reshape(k, n // width, width).transpose(1, 0, 2))
+    got = _run_dispatch(text, f"kiln_cpu_gemm_{m}x{k}x{n}_dispatch", a, packed, n)
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
+def test_prefetch_only_with_several_row_tiles():
+    """A workgroup of one row tile (decode rows) has no compute to hide a prefetch behind."""
+    assert "memref.prefetch" not in executable_text(1, 64, 96)
+    assert "memref.prefetch" in executable_text(128, 64, 96, row_groups=4)  # 4 tiles
+    assert "memref.prefetch" not in executable_text(128, 64, 96, row_groups=16)  # 1 tile
+    assert "memref.prefetch" not in executable_text(128, 64, 96, row_groups=4,
+                                                    prefetch_panels=0)
 
 
 @pytest.mark.parametrize("m, n", [(1, 200), (4, 64), (2, 131)])  # partial last workgroup
@@ -163,17 +194,33 @@ def test_gemv_text_computes_a_product(m, n):
     np.testing.assert_allclose(got, a @ w.T, rtol=1e-5, atol=1e-4)
 
 
-@pytest.mark.parametrize("m, n, groups", [
-    (128, 768, 2),  # 24 panels: two row blocks make 48 workgroups
-    (128, 2304, 1),  # 72 panels are enough
-    (128, 256, 8),  # 8 panels: 8 row blocks of 16 rows
-    (8, 768, 1),  # one register tile of rows: nothing to split
-    (1, 768, 1),  # decode row
+@pytest.mark.parametrize("m, n, vectors, groups", [
+    (128, 768, 3, 2),  # 16 panels of 48 columns: two row blocks make 32 workgroups
+    (128, 2304, 3, 1),  # 48 panels are enough
+    (128, 2048, 2, 1),  # not a multiple of 48: 64 panels of 32 columns
+    (128, 256, 2, 4),  # 8 panels: 4 row blocks of 32 rows
+    (8, 768, 3, 1),  # one register tile of rows: nothing to split
+    (1, 768, 2, 1),  # decode row: the 2-vector tile, as measured for decode
 ])
-def test_gemm_row_groups_reach_the_workgroup_target(m, n, groups):
-    from kiln.cpu_kernels import gemm_row_groups
+def test_gemm_tile_width_and_row_groups(m, n, vectors, groups):
+    from kiln.cpu_kernels import gemm_panel, gemm_row_groups, gemm_vectors
 
-    assert gemm_row_groups(m, n) == groups
+    assert gemm_vectors(m, n) == vectors and gemm_panel(m, n) == 16 * vectors
+    assert gemm_row_groups(m, n, vectors=vectors) == groups
+
+
+def test_render_takes_the_panel_width_from_the_declaration():
+    """The declaration's packed weight type says the panel width the kernel must read."""
+    from kiln.cpu_kernels import GEMM_ATTR
+
+    text = ("module {{\n  func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, "
+            "tensor<{packed}xf32>) -> tensor<16x96xf32> attributes {{{attr} = "
+            "\"16x64x96\"}}\n}}\n")
+    for packed, width in (("3x64x32", 32), ("2x64x48", 48)):
+        rendered = render_cpu_gemm_calls(text.format(packed=packed, attr=GEMM_ATTR))
+        assert f"memref<{96 // width}x64x{width}xf32>" in rendered
+    with pytest.raises(ValueError, match="no packed weight"):
+        render_cpu_gemm_calls(text.format(packed="6144", attr=GEMM_ATTR))
 
 
 @pytest.mark.parametrize("shape, reason", [

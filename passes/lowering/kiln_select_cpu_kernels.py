@@ -6,7 +6,7 @@ Before (target cpu, option cpu_kernels="on"):
          : (!torch.vtensor<[1,128,768],f32>, !torch.vtensor<[3072,768],f32>, ...) -> ...
 After:
     %x2 = torch.aten.view %x, [128, 768]
-    %wp = torch.aten.permute (torch.aten.view %w, [96, 32, 768]), [0, 2, 1]   (panels)
+    %wp = torch.aten.permute (torch.aten.view %w, [64, 48, 768]), [0, 2, 1]   (panels)
     %g  = func.call @kiln_cpu_gemm_128x768x3072(%x2, %wp) (through torch_c builtin tensors)
     %y  = gelu_tanh(torch.aten.view %g, [1, 128, 3072] + %b)
     func.func private @kiln_cpu_gemm_128x768x3072(...) attributes {kiln.cpu_gemm = "128x768x3072"}
@@ -14,6 +14,7 @@ After:
 Decode rows (M ≤ 4) of a weight stored [out, in] call the matrix-vector kernel instead, on the
 weight as it is (`kiln_cpu_gemv_MxKxN`, attribute `kiln.cpu_gemv`; no packed copy).
 
+Panels are 48 columns where N is a multiple of 48, else 32 (`kiln.cpu_kernels.gemm_panel`).
 Columns that do not fill a 32-column panel (GPT-2's vocabulary of 50257) are padded with zero
 weights (`torch.aten.constant_pad_nd` on the weight: a constant IREE folds) and the padding's
 results sliced off.
@@ -49,7 +50,7 @@ from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KER
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR, GEMV_PREFIX,
-                              MIN_GEMV_WEIGHTS, MIN_MACS, PANEL, gemm_problem, gemv_problem,
+                              MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem, gemv_problem,
                               packed_weight_shape, shape_key)
 from kiln.passes.base import KilnPass, collect_ops
 from kiln.passes.lowering.convert_kiln_to_torch import lower_linear
@@ -191,21 +192,23 @@ class SelectCpuKernels(KilnPass):
         if _takes_gemv(m, k, n, layout, self.min_gemv_weights):
             product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True)
             return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
-        padded = -(-n // PANEL) * PANEL  # columns padded to whole panels with zero weights
-        panels = padded // PANEL
-        if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32]
+        panel = gemm_panel(m, n)  # 32 or 48 columns
+        padded = -(-n // panel) * panel  # columns padded to whole panels with zero weights
+        panels = padded // panel
+        if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32] (32: the panel)
             if padded != n:
                 weight = b.aten("constant_pad_nd", TensorInfo((padded, k), "f32"), weight,
                                 b.int_list([0, 0, 0, padded - n]), b.float(0.0))
-            grouped, order = b.view(weight, (panels, PANEL, k)), (0, 2, 1)
+            grouped, order = b.view(weight, (panels, panel, k)), (0, 2, 1)
         else:  # W [k, n] → [k, n/32, 32] → [n/32, k, 32]
             if padded != n:
                 weight = b.aten("constant_pad_nd", TensorInfo((k, padded), "f32"), weight,
                                 b.int_list([0, padded - n]), b.float(0.0))
-            grouped, order = b.view(weight, (k, panels, PANEL)), (1, 0, 2)
-        packed = b.aten("permute", TensorInfo(packed_weight_shape(k, padded), "f32"), grouped,
-                        b.int_list(order))
-        product = self._call(b, (m, k, padded), b.view(x, (m, k)), packed, gemv=False)
+            grouped, order = b.view(weight, (k, panels, panel)), (1, 0, 2)
+        packed = b.aten("permute", TensorInfo(packed_weight_shape(k, padded, panel), "f32"),
+                        grouped, b.int_list(order))
+        product = self._call(b, (m, k, padded), b.view(x, (m, k)), packed, gemv=False,
+                             panel=panel)
         if padded != n:  # the padding columns' results (zeros) are dropped
             product = b.slice(product, 1, 0, n, TensorInfo((m, n), "f32"))
         return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
@@ -215,7 +218,7 @@ class SelectCpuKernels(KilnPass):
         return y if bias is None else b.aten("add.Tensor", out, y, bias, b.int(1))
 
     def _call(self, b: TorchBuilder, shape: tuple[int, int, int], a: ir.Value,
-              weight: ir.Value, gemv: bool) -> ir.Value:
+              weight: ir.Value, gemv: bool, panel: int = 0) -> ir.Value:
         """A call of the GEMM (weight packed in panels) or the GEMV (weight [n, k])."""
         from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
 
@@ -223,8 +226,8 @@ class SelectCpuKernels(KilnPass):
         name = (GEMV_PREFIX if gemv else GEMM_PREFIX) + shape_key(m, k, n)
         f32 = ir.F32Type.get()
         a_type = ir.RankedTensorType.get([m, k], f32)
-        b_type = ir.RankedTensorType.get([n, k] if gemv else list(packed_weight_shape(k, n)),
-                                         f32)
+        b_type = ir.RankedTensorType.get(
+            [n, k] if gemv else list(packed_weight_shape(k, n, panel)), f32)
         c_type = ir.RankedTensorType.get([m, n], f32)
         if name not in self._declared:
             with ir.InsertionPoint.at_block_begin(self._body):

@@ -2,8 +2,10 @@
 
 IREE 3.13's data-tiled matmul runs its mmt4d microkernel (16×16×1 tile: a broadcast load per
 FMA row); on the 2-core Intel Xeon that is 1.3–1.5× slower than this kernel, which keeps 8 rows ×
-2 zmm of accumulators (2 vector loads + 8 broadcasts per 16 FMAs) with the reduction unrolled
-×4 (bench/cpu_gemm_kernel.py, docs/decisions.md "CPU presets per host kind").
+2 zmm of accumulators (2 vector loads + 8 broadcasts per 16 FMAs), or 8 × 3 where the columns
+fill 48-column panels, with the reduction unrolled ×4, and prefetches the next weight panel
+while it computes (bench/cpu_gemm_kernel.py, docs/decisions.md "CPU presets per host kind",
+"CPU GEMM: the caller's wait, the 8 × 3 tile, prefetching the next panel").
 
 Products of a few rows (decode: M ≤ GEMV_MAX_ROWS) of a weight stored [out, in] (torch's Linear)
 go to a second kernel, a matrix-vector product that reads the weight as it is, row by row
@@ -16,9 +18,10 @@ embedding table (GPT-2's tied `lm_head`: IREE's data tiling kept a second, 154 M
     func.func private @kiln_cpu_gemm_128x768x2048(tensor<128x768xf32>, tensor<64x768x32xf32>)
         -> tensor<128x2048xf32> attributes {kiln.cpu_gemm = "128x768x2048"}
 
-whose second operand is the weight packed in 32-column panels [N/32][K][32] (torch ops on the
-weight: a constant, so IREE packs it once). `render_cpu_gemm_calls` turns each declaration into
-a `flow.dispatch` of one `hal.executable.source` holding the kernel (one workgroup per panel).
+whose second operand is the weight packed in panels [N/W][K][W] of W = 32 or 48 columns
+(`gemm_panel`; torch ops on the weight: a constant, so IREE packs it once).
+`render_cpu_gemm_calls` turns each declaration into a `flow.dispatch` of one
+`hal.executable.source` holding the kernel (one workgroup per panel and row block).
 """
 
 from __future__ import annotations
@@ -37,14 +40,22 @@ GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × GEMV_UNROLL accumula
 GEMV_UNROLL = 4  # 16-float vectors of the reduction per step (independent FMA chains)
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
-PANEL = 16 * VECTORS  # output columns per workgroup
+# The wider tile, 8 rows × 3 zmm (24 accumulators; 3 vector loads + 8 broadcasts per 24 FMAs),
+# for products whose columns fill 48-column panels: about 1.1x faster than 8 × 2 on GPT-2's
+# and BERT's prefill GEMMs (bench/cpu_gemm_kernel.py; docs/decisions.md "CPU GEMM: the
+# caller's wait, the 8 × 3 tile, prefetching the next panel", for this and the next two).
+WIDE_VECTORS = 3
+# Panels ahead each GEMM workgroup prefetches into L2 while it computes (its own panel is in L2
+# after the first row tile; the next one comes from memory): a model's weights are not in the
+# caches when its GEMM runs: gpt2-prefill 98 -> 85 ms per call; 2 panels ahead: 91 ms.
+PREFETCH_PANELS = 1
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
 # Workgroups a GEMM aims for (row blocks are added to GEMMs of few panels): 2-core Intel Xeon,
-# 128x3072x768 and 128x768x768 (24 panels) ran 1.2-1.4x faster in 2 row blocks, 128x768x2304
-# (72 panels) slower (bench/cpu_gemm_kernel.py).
-MIN_WORKGROUPS = 48
+# 128x768x768 (16 panels of 48 columns) ran faster in 2 row blocks than in 1 or 4, 128x768x2304
+# (48 panels) in 1 (bench/cpu_gemm_kernel.py).
+MIN_WORKGROUPS = 32
 # Decode-row products (M < 8: the matrix-vector kernel, or the GEMM with an M-row tile) of
 # fewer weights stay with IREE, which fuses their bias and activation: the decode products
 # measured (GPT-2 small: 768x768 and up) are all above (docs/decisions.md, "CPU kernels for
@@ -57,12 +68,25 @@ def gemm_rows(m: int) -> int:
     return m if m < ROWS else ROWS
 
 
-def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None) -> int:
+def gemm_vectors(m: int, n: int) -> int:
+    """Accumulator vectors per row of the GEMM's register tile for an [m, k] × [k, n] product:
+    WIDE_VECTORS where the columns fill its panels (no padding), else VECTORS; decode rows
+    (m < ROWS: weight-bound) keep VECTORS, as measured for them."""
+    return WIDE_VECTORS if m >= ROWS and n % (16 * WIDE_VECTORS) == 0 else VECTORS
+
+
+def gemm_panel(m: int, n: int) -> int:
+    """Columns per packed weight panel (and per workgroup) of an [m, k] × [k, n] product."""
+    return 16 * gemm_vectors(m, n)
+
+
+def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None,
+                    vectors: int = VECTORS) -> int:
     """Row blocks per panel: the fewest (a power of two that tiles m) giving at least
     `min_workgroups` (default MIN_WORKGROUPS) workgroups, so that IREE's workers share a GEMM
     of few panels evenly (docs/decisions.md, "CPU GEMM: workgroups per product")."""
     target = MIN_WORKGROUPS if min_workgroups is None else min_workgroups
-    rows, panels, groups = gemm_rows(m), -(-n // PANEL), 1
+    rows, panels, groups = gemm_rows(m), -(-n // (16 * vectors)), 1
     while panels * groups < target and m % (rows * groups * 2) == 0:
         groups *= 2
     return groups
@@ -183,22 +207,29 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     return "\n".join(lines) + "\n"
 
 
-def packed_weight_shape(k: int, n: int) -> tuple[int, int, int]:
-    return (n // PANEL, k, PANEL)
+def packed_weight_shape(k: int, n: int, width: int) -> tuple[int, int, int]:
+    """[panels, k, width]: the weight's columns in panels of `width` (n a multiple of it)."""
+    return (n // width, k, width)
 
 
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
-                    vectors: int = VECTORS,
+                    vectors: Optional[int] = None,
                     unroll: int = UNROLL, name: Optional[str] = None,
-                    row_groups: Optional[int] = None, k_block: Optional[int] = None) -> str:
+                    row_groups: Optional[int] = None, k_block: Optional[int] = None,
+                    prefetch_panels: Optional[int] = None) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
-    defaults to gemm_rows(m).
+    defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n).
     `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
-    workgroup's panel stays in L1 across its row tiles (C is read back between blocks)."""
+    workgroup's panel stays in L1 across its row tiles (C is read back between blocks).
+    `prefetch_panels` (d > 0; default PREFETCH_PANELS where a workgroup has several row tiles,
+    else 0): while it computes, each workgroup prefetches (into L2) the panel d further on, a
+    few cache lines per step of the reduction loop, so that the weights a later workgroup reads
+    from memory arrive while this one computes from its own L2."""
     rows = rows or gemm_rows(m)
-    row_groups = row_groups or gemm_row_groups(m, n)
+    vectors = vectors or gemm_vectors(m, n)
+    row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors)
     blocked = k_block is not None and k_block < k
     if blocked and (k % k_block or k_block % unroll):
         raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
@@ -208,6 +239,8 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
         raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows} x {row_groups} groups, "
                          f"width {width}, unroll {unroll}")
     group_rows = m // row_groups
+    if prefetch_panels is None:  # one row tile (decode rows): nothing to overlap with
+        prefetch_panels = PREFETCH_PANELS if group_rows >= 2 * rows and not blocked else 0
     name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
     vec = "vector<16xf32>"
@@ -252,8 +285,28 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     else:
         inits = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
         bounds = "%c0 to %k"
+    if prefetch_panels:  # the panel ahead, spread over this workgroup's row tiles
+        if blocked:
+            raise ValueError("prefetch_panels and k_block do not combine")
+        tiles = group_rows // rows
+        per_step = -(-width * unroll // (16 * tiles))  # lines prefetched per reduction step
+        lines += [f"          %pf_panel = affine.min affine_map<(d0) -> (d0 + {prefetch_panels},"
+                  f" {panels - 1})>(%p)",
+                  f"          %pf_start = affine.apply affine_map<(d0, d1) -> "
+                  f"((d0 - d1) floordiv {rows} * {16 * per_step * k // unroll})>(%mt, %m_begin)"]
     lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = {bounds} step %unroll "
                  f"iter_args({inits}) -> ({types}) {{")
+    if prefetch_panels:  # `per_step` lines (16 floats each), clamped to the panel's last line
+        for j in range(per_step):
+            lines += [f"            %pf_e{j} = affine.min affine_map<(d0, d1) -> "
+                      f"(d0 + d1 floordiv {unroll} * {16 * per_step} + {16 * j}, "
+                      f"{k * width - 16})>(%pf_start, %kk)",
+                      f"            %pf_r{j} = affine.apply affine_map<(d0) -> "
+                      f"(d0 floordiv {width})>(%pf_e{j})",
+                      f"            %pf_c{j} = affine.apply affine_map<(d0) -> (d0 mod {width})>"
+                      f"(%pf_e{j})",
+                      f"            memref.prefetch %B[%pf_panel, %pf_r{j}, %pf_c{j}], read, "
+                      f"locality<2>, data : {b_type}"]
     current = {(r, v): f"%a{r}_{v}" for r, v in accumulators}
     for u in range(unroll):
         lines.append(f"            %k{u} = affine.apply affine_map<(d0) -> (d0 + {u})>(%kk)")
@@ -278,8 +331,10 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
 
 _DECLARATION = re.compile(
     r"^(?P<indent>[ \t]*)func\.func private @(?P<name>(?:" + GEMM_PREFIX + "|" + GEMV_PREFIX +
-    r")\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*(?P<attr>" + re.escape(GEMM_ATTR) + "|" +
+    r")\w+)\((?P<args>[^\n]*)\)[^\n]*attributes \{[^\n]*(?P<attr>" + re.escape(GEMM_ATTR) + "|" +
     re.escape(GEMV_ATTR) + r')' + r' = "(?P<shape>\d+x\d+x\d+)"[^\n]*\}\n', re.M)
+
+_PACKED = re.compile(r"tensor<\d+x\d+x(\d+)xf32>")
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
@@ -295,11 +350,16 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
                                                                              GEMV_PREFIX)
             executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe))
             b = f"tensor<{n}x{k}xf32>"
-        else:
+        else:  # the panel width is the declared packed weight's: [panels, k, width]
+            packed = _PACKED.search(match.group("args"))
+            if packed is None:
+                raise ValueError(f"@{name}: no packed weight tensor<PxKxWxf32> in its "
+                                 f"declaration ({match.group('args')})")
+            width = int(packed.group(1))
             exe, entry = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}", entry_name(m, k, n)
-            executables.setdefault(exe, executable_text(m, k, n, name=exe))
-            panels, _, width = packed_weight_shape(k, n)
-            b = f"tensor<{panels}x{k}x{width}xf32>"
+            executables.setdefault(exe, executable_text(m, k, n, vectors=width // 16,
+                                                        name=exe))
+            b = packed.group(0)
         a, c = f"tensor<{m}x{k}xf32>", f"tensor<{m}x{n}xf32>"
         return (f"{indent}func.func private @{name}(%a: {a}, %b: {b}) -> {c} {{\n"
                 f"{indent}  %c = flow.dispatch @{exe}::@{entry}(%a, %b) : ({a}, {b}) -> {c}\n"

@@ -3,16 +3,18 @@
 
 // kiln-select-cpu-kernels (target cpu, cpu_kernels="on"): the dense product of an f32 linear
 // the kernel takes becomes a call of a private declaration carrying the GEMM's shape, with the
-// weight packed in 32-column panels by torch ops; bias and activation stay torch ops. The text
-// handed to IREE gets the declaration's body (kiln.cpu_kernels, tests/test_cpu_kernels.py).
+// weight packed in 32- or 48-column panels by torch ops; bias and activation stay torch ops. The text
+// handed to IREE gets the declaration's body, its panel width read from the packed weight's type
+// (kiln.cpu_kernels, tests/test_cpu_kernels.py).
 // By default products under 4M multiply-adds stay with IREE (the second run: nothing changes).
 
-// out_in weight [96, 64] → [3, 32, 64] → permute → [3, 64, 32]; input flattened to [16, 64].
+// out_in weight [96, 64] → [2, 48, 64] → permute → [2, 64, 48] (96 columns fill 48-column
+// panels: the 8 × 3 register tile); input flattened to [16, 64].
 // CHECK-LABEL: module
-// CHECK:         func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, tensor<3x64x32xf32>) -> tensor<16x96xf32> attributes {kiln.cpu_gemm = "16x64x96"}
+// CHECK:         func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, tensor<2x64x48xf32>) -> tensor<16x96xf32> attributes {kiln.cpu_gemm = "16x64x96"}
 // CHECK-LABEL: func.func @linear(
-// CHECK:         %[[G:.+]] = torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[3,32,64],f32>
-// CHECK:         %[[P:.+]] = torch.aten.permute %[[G]], %{{.+}} -> !torch.vtensor<[3,64,32],f32>
+// CHECK:         %[[G:.+]] = torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[2,48,64],f32>
+// CHECK:         %[[P:.+]] = torch.aten.permute %[[G]], %{{.+}} -> !torch.vtensor<[2,64,48],f32>
 // CHECK:         %[[X:.+]] = torch.aten.view %arg0, %{{.+}} -> !torch.vtensor<[16,64],f32>
 // CHECK:         %[[XB:.+]] = "torch_c.to_builtin_tensor"(%[[X]])
 // CHECK:         %[[PB:.+]] = "torch_c.to_builtin_tensor"(%[[P]])
@@ -32,7 +34,8 @@ func.func @linear(%x: !torch.vtensor<[2,8,64],f32>, %w: !torch.vtensor<[96,64],f
 
 // -----
 
-// in_out weight [64, 32] → [64, 1, 32] → permute → [1, 64, 32]; a 2-D input is not viewed.
+// in_out weight [64, 32] → [64, 1, 32] → permute → [1, 64, 32] (32 columns: 32-column panels);
+// a 2-D input is not viewed.
 // CHECK-LABEL: func.func @in_out(
 // CHECK:         %[[G:.+]] = torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[64,1,32],f32>
 // CHECK:         %[[P:.+]] = torch.aten.permute %[[G]], %{{.+}} -> !torch.vtensor<[1,64,32],f32>

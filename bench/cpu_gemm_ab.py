@@ -1,0 +1,106 @@
+"""Kiln's CPU GEMM variants on zoo models, compared in one process:
+
+    8x2      the kernel before 2026-12-06: 8 × 2 tile (32-column panels) everywhere, row
+             blocks up to 48 workgroups, no prefetch
+    8x3      today's tile choice (kiln.cpu_kernels.gemm_vectors: 8 × 3 where N is a multiple
+             of 48; row blocks up to 32 workgroups), no prefetch
+    default  today's default (8x3 + the next panel prefetched, PREFETCH_PANELS)
+    prefetch2  8x3, prefetching the panel after the next
+
+Each model is compiled once per variant (cache off), the artifacts are loaded and called in
+turn (rounds of `--calls` calls each, the order reversed every other round, so that the shared
+machine's noise falls on all); medians of the per-call times and the largest difference from
+the first variant's output are printed.
+
+    python -m bench.cpu_gemm_ab --models gpt2-prefill,bert,llama --rounds 12
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import statistics
+import time
+
+import numpy as np
+
+
+VARIANTS = {  # kiln.cpu_kernels constants set while compiling
+    "8x2": {"WIDE_VECTORS": 2, "MIN_WORKGROUPS": 48, "PREFETCH_PANELS": 0},
+    "8x3": {"PREFETCH_PANELS": 0},
+    "default": {},
+    "prefetch2": {"PREFETCH_PANELS": 2},
+}
+
+
+@contextlib.contextmanager
+def patched(values: dict):
+    """kiln.cpu_kernels with `values` for its constants, restored on exit."""
+    from kiln import cpu_kernels
+
+    saved = {name: getattr(cpu_kernels, name) for name in values}
+    for name, value in values.items():
+        setattr(cpu_kernels, name, value)
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            setattr(cpu_kernels, name, value)
+
+
+def main(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--models", default="gpt2-prefill,bert,llama")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--rounds", type=int, default=12)
+    parser.add_argument("--calls", type=int, default=5)
+    parser.add_argument("--variants", default="8x2,8x3,default",
+                        help=f"comma-separated, of {', '.join(VARIANTS)}")
+    parser.add_argument("--quiet-wait", type=float, default=20.0,
+                        help="seconds to wait for other processes' load to drop before each "
+                             "round")
+    args = parser.parse_args(argv)
+    from bench.suite.load import ForeignLoad, wait_for_quiet
+
+    import torch
+
+    import kiln
+    from kiln.examples import zoo
+
+    for name in args.models.split(","):
+        model, inputs = zoo.build(name, args.batch)
+        runs = {}
+        for variant in args.variants.split(","):
+            with patched(VARIANTS[variant]):
+                compiled = kiln.compile_model(model, tuple(inputs), cpu_kernels="on",
+                                              cache=False)
+            runs[variant] = kiln.load(compiled.vmfb)
+        outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
+        first = next(iter(outputs.values()))
+        difference = max(float(np.abs(o - first).max()) for o in outputs.values())
+        samples: dict[str, list[float]] = {v: [] for v in runs}
+        foreign = []
+        for _ in range(3):  # warm-up
+            for f in runs.values():
+                f(*inputs)
+        for round_ in range(args.rounds):
+            wait_for_quiet(args.quiet_wait)
+            order = list(runs.items()) if round_ % 2 == 0 else list(runs.items())[::-1]
+            with ForeignLoad() as load:
+                for variant, f in order:
+                    start = time.perf_counter()
+                    for _ in range(args.calls):
+                        f(*inputs)
+                    samples[variant].append((time.perf_counter() - start) / args.calls * 1e3)
+            foreign.append(load.cores)
+        cells = ", ".join(f"{v} {statistics.median(t):.2f} (min {min(t):.2f})"
+                          for v, t in samples.items())
+        print(f"{name} b{args.batch}: {cells} ms per call (median of {args.rounds} rounds of "
+              f"{args.calls}); max |difference| {difference:.1e}; other processes' load in the "
+              f"rounds: median {statistics.median(foreign):.2f} cores, max "
+              f"{max(foreign):.2f}", flush=True)
+
+
+if __name__ == "__main__":
+    main()
