@@ -362,46 +362,18 @@ class SelectCudaKernels(KilnPass):
         """(spec arguments, AttentionOperands, op to replace) for reading q, k, v in place (and
         rotating them), or None when none of them is a view of anything."""
         traced = [trace_strided(op.operands[i]) for i in range(3)]
-        # One rope table for q and k (the kernel reads one); a rope it cannot take leaves the
-        # operand to be read from the rope's result.
-        ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
-        if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
-            traced[1] = trace_strided(op.operands[1], allow_rope=False)
-            ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
+        ropes = _one_rope_table(traced, op.operands[1])
         if traced[2] is not None and traced[2].rope is not None:
             traced[2] = trace_strided(op.operands[2], allow_rope=False)
         merged = merged_heads_use(op.results[0])
         if all(t is None for t in traced) and merged is None:
             return None
-        b, hq, hkv, sq, sk, d = (arguments[k] for k in ("b", "hq", "hkv", "sq", "sk", "d"))
         bases: list[ir.Value] = []
-        views = []
-        for index, (item, heads, length) in enumerate(zip(traced, (hq, hkv, hkv),
-                                                          (sq, sk, sk))):
-            value = op.operands[index] if item is None else item.base
-            position = next((i for i, known in enumerate(bases) if known == value), None)
-            if position is None:
-                position = len(bases)
-                bases.append(value)
-            if item is None:
-                shape = (1,) * (4 - tensor_info(value).rank) + tuple(tensor_info(value).shape)
-                strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3])
-                views.append((position, 0) + strides)
-            else:
-                layout = item.layout
-                views.append((position, layout.offset) + tuple(layout.strides[:3]))
+        views = _operand_views(traced, op.operands[:3], bases)
         args = dict(arguments)
         args["buffers"] = tuple(_buffer_shape(v) for v in bases)
         args["q_view"], args["k_view"], args["v_view"] = views
-        tables = None
-        if ropes:
-            cos = ropes[0].cos
-            info = tensor_info(cos)
-            rope_q = traced[0] is not None and traced[0].rope is not None
-            rope_k = traced[1] is not None and traced[1].rope is not None
-            args["rope"] = (rope_q, rope_k, (info.shape[0], info.shape[2], info.shape[3]),
-                            _KERNEL_DTYPE[info.dtype])
-            tables = (ropes[0].cos, ropes[0].sin)
+        tables = _rope_arguments(traced, ropes, args)
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
         return args, AttentionOperands(traced, bases, tables), \
             merged if merged is not None else op
@@ -427,44 +399,17 @@ class SelectCudaKernels(KilnPass):
             feeders += chain
         traced = [trace_strided(op.operands[0]), trace_strided(writes[0].new),
                   trace_strided(writes[1].new, allow_rope=False)]
-        ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
-        if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
-            traced[1] = trace_strided(writes[0].new, allow_rope=False)
-            ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
-        b, hq, hkv, d = (arguments[k] for k in ("b", "hq", "hkv", "d"))
+        ropes = _one_rope_table(traced, writes[0].new)
         bases: list[ir.Value] = []
-        views = []
-        for item, value, heads in zip(traced, (op.operands[0], writes[0].new, writes[1].new),
-                                      (hq, hkv, hkv)):
-            base = value if item is None else item.base
-            position = next((i for i, known in enumerate(bases) if known == base), None)
-            if position is None:
-                position = len(bases)
-                bases.append(base)
-            if item is None:
-                views.append((position, 0, heads * d, d, d))
-            else:
-                views.append((position, item.layout.offset) + tuple(item.layout.strides[:3]))
+        views = _operand_views(traced, (op.operands[0], writes[0].new, writes[1].new), bases)
         if any(w.cache == base for w in writes for base in bases):
             return None
-        cache_views = []
-        for write in writes:
-            bases.append(write.cache)
-            cache_views.append((len(bases) - 1, 0, hkv * arguments["sk"] * d,
-                                arguments["sk"] * d, d))
+        cache_views = _operand_views([None, None], [w.cache for w in writes], bases)  # whole
         args = dict(arguments)
         args["buffers"] = tuple(_buffer_shape(v) for v in bases)
         args["q_view"], args["k_view"], args["v_view"] = views[0], cache_views[0], cache_views[1]
         args["new_kv"] = (views[1], views[2])
-        tables = None
-        if ropes:
-            cos = ropes[0].cos
-            info = tensor_info(cos)
-            args["rope"] = (traced[0] is not None and traced[0].rope is not None,
-                            traced[1] is not None and traced[1].rope is not None,
-                            (info.shape[0], info.shape[2], info.shape[3]),
-                            _KERNEL_DTYPE[info.dtype])
-            tables = (ropes[0].cos, ropes[0].sin)
+        tables = _rope_arguments(traced, ropes, args)
         merged = merged_heads_use(op.results[0])
         args["out_layout"] = "bshd" if merged is not None else "bhsd"
         return args, AttentionOperands(traced, bases, tables, tuple(writes), tuple(feeders)), \
@@ -611,6 +556,49 @@ def _feeds_only(value: ir.Value, attention: ir.Operation):
         return True
 
     return chain if visit(value, False) else None
+
+
+def _one_rope_table(traced: list, k_value: ir.Value) -> list:
+    """The ropes the kernel applies to q and k (`traced[0]`, `traced[1]`): it reads one rotary
+    table, so where q's and k's tables differ, k (`k_value`) is traced again without its rope
+    and read from the rope's result."""
+    ropes = [t.rope for t in traced[:2] if t is not None and t.rope is not None]
+    if ropes and any(r.cos != ropes[0].cos or r.sin != ropes[0].sin for r in ropes):
+        traced[1] = trace_strided(k_value, allow_rope=False)
+        ropes = ropes[:1] if traced[0] is not None and traced[0].rope is not None else []
+    return ropes
+
+
+def _operand_views(traced: list, values, bases: list) -> list[tuple]:
+    """Each operand as the kernel reads it, (buffer, offset, batch/head/seq strides): through
+    its traced view of a buffer, or (untraced: None) its own contiguous buffer. The buffers
+    are appended to `bases` once each."""
+    views = []
+    for item, value in zip(traced, values):
+        base = value if item is None else item.base
+        position = next((i for i, known in enumerate(bases) if known == base), None)
+        if position is None:
+            position = len(bases)
+            bases.append(base)
+        if item is None:
+            shape = (1,) * (4 - tensor_info(value).rank) + tuple(tensor_info(value).shape)
+            strides = (shape[1] * shape[2] * shape[3], shape[2] * shape[3], shape[3])
+            views.append((position, 0) + strides)
+        else:
+            views.append((position, item.layout.offset) + tuple(item.layout.strides[:3]))
+    return views
+
+
+def _rope_arguments(traced: list, ropes: list, args: dict) -> Optional[tuple]:
+    """Sets the spec's `rope` (rotate q, rotate k, table shape, table dtype) when there are
+    `ropes`; returns the (cos, sin) tables the call passes, or None."""
+    if not ropes:
+        return None
+    info = tensor_info(ropes[0].cos)
+    args["rope"] = (traced[0] is not None and traced[0].rope is not None,
+                    traced[1] is not None and traced[1].rope is not None,
+                    (info.shape[0], info.shape[2], info.shape[3]), _KERNEL_DTYPE[info.dtype])
+    return ropes[0].cos, ropes[0].sin
 
 
 def _buffer_shape(value: ir.Value) -> tuple[int, ...]:
