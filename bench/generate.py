@@ -17,9 +17,9 @@ variant and shape; the weight archive is dropped, only its record is kept), and 
 loads them (`--kiln-artifacts DIR`) with an archive written there from the same seeded model's
 state dict, so Kiln and transformers run identical weights. `--kiln-variant` picks the kernel
 options (kernels: Kiln's default; nofuse: kernels without whole-layer fusion; nokernels: IREE's
-code only; scatter: the decode writes its cache row with a scatter instead of
-the select over every slot). Run each system in its own process there (an illegal address poisons the CUDA
-context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
+code only; scatter: the decode writes its cache row with IREE's scatter instead of the select,
+which failed on an H100 with IREE 3.13). Run each system in its own process there (an illegal
+address poisons the CUDA context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
 an f32 eager run) is computed over the file (`--agreement FILE`).
 ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
 (kiln.kv_cache.DecoderStep) exported to ONNX, the cache passed as arrays from call to call.

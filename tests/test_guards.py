@@ -158,27 +158,25 @@ def test_guards_are_read_once_per_call(lookups, monkeypatch):
         run(*_with(2, 10))
 
 
-class SharedIndices(nn.Module):
-    """The same token ids index two tables (through a view): one guard checks them."""
+class TwoTables(nn.Module):
+    """Two embedding tables the same token ids index (the subclass's forward says how)."""
 
     def __init__(self):
         super().__init__()
         torch.manual_seed(0)
         self.first = nn.Embedding(VOCAB, 8)
         self.second = nn.Embedding(VOCAB, 8)
+
+
+class SharedIndices(TwoTables):
+    """The same token ids index two tables (through a view): one guard checks them."""
 
     def forward(self, ids):
         return self.first(ids) + self.second(ids.view(-1)).view(ids.shape + (8,))
 
 
-class NarrowedIndices(nn.Module):
+class NarrowedIndices(TwoTables):
     """The same ids, first narrowed to int32 (2^32 + 1 wraps to 1), then as given."""
-
-    def __init__(self):
-        super().__init__()
-        torch.manual_seed(0)
-        self.first = nn.Embedding(VOCAB, 8)
-        self.second = nn.Embedding(VOCAB, 8)
 
     def forward(self, ids):
         return self.first(ids.to(torch.int32)) + self.second(ids)

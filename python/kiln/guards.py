@@ -16,7 +16,8 @@ The compiler records each guard in the signature ("guards": op, source line, mes
 the runtime raises IndexError when a guard is set, then drops guard results.
 Indices computed from shapes only (`arange(seq)`, upsampling's `_unsafe_index`) are in bounds by
 construction and stay unguarded, and so are indices the model clamps into the table itself
-(constant bounds; a static cache's row gather); index tensors that are constants are folded before this runs.
+(constant bounds; a static cache's row gather); index tensors that are constants are folded
+before this runs.
 The cost is a clamp fused into the gather and one small reduction dispatch per guarded op
 (measured in docs/decisions.md); `index_checks=False` removes both.
 
@@ -227,8 +228,8 @@ def _index_root(indices: fx.Node) -> fx.Node:
 def _clamped_within(indices: fx.Node, size) -> bool:
     """Whether the model itself clamps `indices` (through views and int64 conversions) to
     constant bounds inside [0, size - 1] (a negative one would still need the wrap that
-    advanced indexing does). Such indices never leave the table (a static cache's row gather, kiln.kv_cache:
-    one per layer and per K/V) and get neither a clamp nor a guard."""
+    advanced indexing does). Such indices never leave the table (a static cache's row gather,
+    kiln.kv_cache: one per layer and per K/V) and get neither a clamp nor a guard."""
     node = _index_root(indices)
     if not isinstance(size, int) or node.op != "call_function":
         return False
