@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import re
 import statistics
 import subprocess
@@ -24,6 +25,28 @@ def median_ms(fn, sync=lambda: None, warmup: int = 20, iters: int = 200) -> floa
         sync()
         samples.append((time.perf_counter() - start) * 1e3)
     return statistics.median(samples)
+
+
+def interleaved_ms(runs: dict, inputs, rounds: int, calls: int,
+                   each_round=contextlib.nullcontext, warmup: int = 3) -> dict[str, list[float]]:
+    """Per-call ms of each callable in `runs` (name → f, called as f(*inputs)), interleaved:
+    `rounds` rounds of `calls` calls of each, the order reversed every other round, so that a
+    shared machine's drifting load falls on all of them; each round runs inside the context
+    `each_round()` (e.g. waiting for quiet and measuring other processes' load). Returns each
+    name's per-round means, after `warmup` calls of each."""
+    for _ in range(warmup):
+        for f in runs.values():
+            f(*inputs)
+    samples: dict[str, list[float]] = {name: [] for name in runs}
+    for round_ in range(rounds):
+        order = list(runs.items()) if round_ % 2 == 0 else list(runs.items())[::-1]
+        with each_round():
+            for name, f in order:
+                start = time.perf_counter()
+                for _ in range(calls):
+                    f(*inputs)
+                samples[name].append((time.perf_counter() - start) / calls * 1e3)
+    return samples
 
 
 def iree_benchmark_ms(module: Path, inputs: list[str], device: str = "cuda") -> float:

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
@@ -31,6 +30,7 @@ def main(argv=None) -> None:
     import torch
 
     import kiln
+    from bench.common import interleaved_ms
     from kiln.cpu_attention import CPU_ATTENTION_TAKEN
     from kiln.examples import zoo
 
@@ -45,17 +45,7 @@ def main(argv=None) -> None:
             print(f"{name} {variant}: {taken} attentions through the kernel", flush=True)
         outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
         difference = float(np.abs(outputs["kernel"] - outputs["decomposed"]).max())
-        samples: dict[str, list[float]] = {v: [] for v in runs}
-        for _ in range(3):  # warm-up
-            for f in runs.values():
-                f(*inputs)
-        for round_ in range(args.rounds):
-            order = list(runs.items()) if round_ % 2 == 0 else list(runs.items())[::-1]
-            for variant, f in order:
-                start = time.perf_counter()
-                for _ in range(args.calls):
-                    f(*inputs)
-                samples[variant].append((time.perf_counter() - start) / args.calls * 1e3)
+        samples = interleaved_ms(runs, inputs, args.rounds, args.calls)
         kernel, decomposed = (statistics.median(samples[v]) for v in ("kernel", "decomposed"))
         print(f"{name} b{args.batch}: kernel {kernel:.2f} ms, decomposed {decomposed:.2f} ms "
               f"per call (median of {args.rounds} rounds of {args.calls}), "

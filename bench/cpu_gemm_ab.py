@@ -20,7 +20,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import statistics
-import time
 
 import numpy as np
 
@@ -61,6 +60,7 @@ def main(argv=None) -> None:
                         help="seconds to wait for other processes' load to drop before each "
                              "round")
     args = parser.parse_args(argv)
+    from bench.common import interleaved_ms
     from bench.suite.load import ForeignLoad, wait_for_quiet
 
     import torch
@@ -79,21 +79,16 @@ def main(argv=None) -> None:
         outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
         first = next(iter(outputs.values()))
         difference = max(float(np.abs(o - first).max()) for o in outputs.values())
-        samples: dict[str, list[float]] = {v: [] for v in runs}
         foreign = []
-        for _ in range(3):  # warm-up
-            for f in runs.values():
-                f(*inputs)
-        for round_ in range(args.rounds):
+
+        @contextlib.contextmanager
+        def quiet_round():
             wait_for_quiet(args.quiet_wait)
-            order = list(runs.items()) if round_ % 2 == 0 else list(runs.items())[::-1]
             with ForeignLoad() as load:
-                for variant, f in order:
-                    start = time.perf_counter()
-                    for _ in range(args.calls):
-                        f(*inputs)
-                    samples[variant].append((time.perf_counter() - start) / args.calls * 1e3)
+                yield
             foreign.append(load.cores)
+
+        samples = interleaved_ms(runs, inputs, args.rounds, args.calls, quiet_round)
         cells = ", ".join(f"{v} {statistics.median(t):.2f} (min {min(t):.2f})"
                           for v, t in samples.items())
         print(f"{name} b{args.batch}: {cells} ms per call (median of {args.rounds} rounds of "
