@@ -279,12 +279,9 @@ def _pct(values: list, q: float) -> float:
 
 
 def machine_tag() -> str:
-    from kiln.targets import read_cpuinfo
+    from bench.suite.machine import machine_info, machine_tag as suite_machine_tag
 
-    model = read_cpuinfo().model_name
-    vendor = "intel-xeon" if "Xeon" in model else "amd-epyc" if "EPYC" in model else \
-        platform.machine()
-    return f"{vendor}-{os.cpu_count()}core"
+    return suite_machine_tag(machine_info("cpu"), "cpu")
 
 
 def markdown(results: dict) -> str:

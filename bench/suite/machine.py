@@ -16,11 +16,12 @@ def machine_info(device: str) -> dict:
     info = {"hostname_hash": hashlib.sha256(platform.node().encode()).hexdigest()[:8],
             "cores": os.cpu_count(), "python": platform.python_version(),
             "platform": platform.platform()}
-    from kiln.targets import read_cpuinfo  # kiln from KILN_PYTHON (bench.run_suite's main)
+    from kiln.targets import host_cpu_kind, read_cpuinfo  # kiln from KILN_PYTHON (run_suite)
 
     cpu = read_cpuinfo()
     if cpu.lines:
         info["cpu"] = cpu.model_name
+        info["cpu_kind"] = host_cpu_kind()
         info["cpu_family_model"] = f"{cpu.field('cpu family')}/{cpu.field('model')}"
         info["isa"] = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "avx512_vnni",
                                    "amx_tile") if f in cpu.flags]
@@ -62,8 +63,11 @@ def machine_info(device: str) -> dict:
 
 
 def machine_tag(info: dict, device: str) -> str:
+    """The machine's name in result files: the GPU's, or on CPU the host kind Kiln's presets are
+    chosen by (kiln.targets.host_cpu_kind: vendor and widest vector ISA) and the core count, so
+    that two CPU models of one vendor that take different presets get tables of their own."""
     if device == "cuda":
         name = info.get("gpu", "gpu")
     else:
-        name = f"{info.get('cpu', 'cpu')}-{info['cores']}core"
+        name = f"{info.get('cpu_kind', 'cpu')}-{info['cores']}core"
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
