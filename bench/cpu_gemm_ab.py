@@ -6,6 +6,12 @@
              of 48; row blocks up to 32 workgroups), no prefetch
     default  today's default (8x3 + the next panel prefetched, PREFETCH_PANELS)
     prefetch2  8x3, prefetching the panel after the next
+    iree     no Kiln CPU kernels: IREE's data-tiled matmul and decomposed attention
+             (cpu_kernels="off")
+    gemm     Kiln's GEMMs, the attention decomposed (attention="decomposed")
+
+Every variant but "iree" compiles with cpu_kernels="on"; on an AVX2 host the kernels are
+written for 8-float vectors (kiln.targets.cpu_vector_lanes).
 
 Each model is compiled once per variant (cache off), the artifacts are loaded and called in
 turn (rounds of `--calls` calls each, the order reversed every other round, so that the shared
@@ -24,11 +30,22 @@ import statistics
 import numpy as np
 
 
-VARIANTS = {  # kiln.cpu_kernels constants set while compiling
-    "8x2": {"WIDE_VECTORS": 2, "MIN_WORKGROUPS": 48, "PREFETCH_PANELS": 0},
-    "8x3": {"PREFETCH_PANELS": 0},
-    "default": {},
-    "prefetch2": {"PREFETCH_PANELS": 2},
+def _narrow_tiles() -> dict:
+    """REGISTER_TILES with the wide tile the narrow one (8 × 2 on AVX-512)."""
+    from dataclasses import replace
+
+    from kiln.cpu_kernels import REGISTER_TILES
+
+    return {lanes: replace(t, wide_vectors=t.vectors) for lanes, t in REGISTER_TILES.items()}
+
+
+VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options)
+    "8x2": ({"REGISTER_TILES": _narrow_tiles, "MIN_WORKGROUPS": 48, "PREFETCH_PANELS": 0}, {}),
+    "8x3": ({"PREFETCH_PANELS": 0}, {}),
+    "default": ({}, {}),
+    "prefetch2": ({"PREFETCH_PANELS": 2}, {}),
+    "iree": ({}, {"cpu_kernels": "off"}),
+    "gemm": ({}, {"attention": "decomposed"}),
 }
 
 
@@ -38,8 +55,8 @@ def patched(values: dict):
     from kiln import cpu_kernels
 
     saved = {name: getattr(cpu_kernels, name) for name in values}
-    for name, value in values.items():
-        setattr(cpu_kernels, name, value)
+    for name, value in values.items():  # a callable value is computed now
+        setattr(cpu_kernels, name, value() if callable(value) else value)
     try:
         yield
     finally:
@@ -72,9 +89,10 @@ def main(argv=None) -> None:
         model, inputs = zoo.build(name, args.batch)
         runs = {}
         for variant in args.variants.split(","):
-            with patched(VARIANTS[variant]):
-                compiled = kiln.compile_model(model, tuple(inputs), cpu_kernels="on",
-                                              cache=False)
+            constants, options = VARIANTS[variant]
+            with patched(constants):
+                compiled = kiln.compile_model(model, tuple(inputs), cache=False,
+                                              **{"cpu_kernels": "on", **options})
             runs[variant] = kiln.load(compiled.vmfb)
         outputs = {v: np.asarray(torch.as_tensor(f(*inputs))) for v, f in runs.items()}
         first = next(iter(outputs.values()))

@@ -45,7 +45,8 @@ import numpy as np
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
                   row_groups: int = 1, k_block: int = 0, chain: int = 1,
-                  prefetch_panels: int = 0, distinct_weights: bool = False) -> str:
+                  prefetch_panels: int = 0, distinct_weights: bool = False,
+                  lanes: int = 16) -> str:
     """MLIR text: `@main(a: MxK, packed_b: PxKxW) -> MxN` through `chain` dispatches of Kiln's
     kernel (kiln.cpu_kernels.executable_text) with this register tile, each waiting for the
     previous one (an optimization barrier on A and the previous result), as a model's GEMMs
@@ -55,7 +56,7 @@ def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
     (from memory, not from the last call's caches)."""
     from kiln.cpu_kernels import entry_name, executable_text
 
-    width = 16 * vectors
+    width = lanes * vectors
     panels = n // width
     a, b, c = (f"tensor<{m}x{k}xf32>", f"tensor<{panels}x{k}x{width}xf32>",
                f"tensor<{m}x{n}xf32>")
@@ -67,7 +68,7 @@ def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
                  f"  %r{i} = {dispatch}(%a{i}, {weight(i)}) : ({a}, {b}) -> {c}"]
     arguments = ", ".join(f"{weight(i)}: {b}" for i in range(chain if distinct_weights else 1))
     text = executable_text(m, k, n, rows, vectors, unroll, "kiln_gemm", row_groups,
-                           k_block or None, prefetch_panels)
+                           k_block or None, prefetch_panels, lanes)
     return (f"module {{\n{text}util.func public @main(%a: {a}, {arguments}) -> {c} {{\n" +
             "\n".join(body) + f"\n  util.return %r{chain - 1} : {c}\n}}\n}}\n")
 
@@ -133,17 +134,18 @@ def torch_times(m: int, k: int, n: int) -> dict:
 
 
 def build(work: Path, m: int, k: int, n: int, spec: str, chain: int, a: np.ndarray,
-          b: np.ndarray, expected: np.ndarray, distinct_weights: bool = False):
+          b: np.ndarray, expected: np.ndarray, distinct_weights: bool = False,
+          lanes: int = 16):
     """(vmfb, inputs, error) of tile `spec` (rows x vectors x unroll[x row groups[x k
     block[x prefetch panels]]]); columns padded to whole panels with zero weights, as kiln-select-cpu-kernels
     does. Raises ValueError for a tile that does not fit the shape."""
     rows, vectors, unroll, *groups = map(int, spec.split("x"))
-    width = 16 * vectors
+    width = lanes * vectors
     padded = -(-n // width) * width
-    source = work / f"gemm_{m}x{k}x{n}_{spec}_c{chain}.mlir"
+    source = work / f"gemm_{m}x{k}x{n}_{spec}_l{lanes}_c{chain}.mlir"
     row_groups, k_block, prefetch = (groups + [1, 0, 0][len(groups):])[:3]
     source.write_text(kernel_module(m, k, padded, rows, vectors, unroll, row_groups, k_block,
-                                    chain, prefetch, distinct_weights))
+                                    chain, prefetch, distinct_weights, lanes))
     vmfb = source.with_suffix(".vmfb")
     subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
                     "--iree-hal-local-target-device-backends=llvm-cpu",
@@ -171,6 +173,9 @@ def main(argv=None) -> None:
                         help="dependent dispatches per call (time is per dispatch)")
     parser.add_argument("--distinct-weights", action="store_true",
                         help="with --chain: each dispatch reads its own weights")
+    parser.add_argument("--lanes", type=int, default=16,
+                        help="f32 per vector register the kernel is written for: 16 (AVX-512), "
+                             "8 (AVX2)")
     parser.add_argument("--workers", default="2,1", help="IREE workers to time with")
     parser.add_argument("--no-iree", action="store_true", help="skip IREE's own matmul")
     parser.add_argument("--quiet-wait", type=float, default=20.0,
@@ -202,19 +207,22 @@ def main(argv=None) -> None:
             if spec == "kiln":  # Kiln's default for this shape
                 from kiln import cpu_kernels as ck
 
-                vectors = ck.gemm_vectors(m, n)
-                groups = ck.gemm_row_groups(m, n, vectors=vectors)
-                prefetch = ck.PREFETCH_PANELS if m // groups >= 2 * ck.gemm_rows(m) else 0
-                spec = f"{ck.gemm_rows(m)}x{vectors}x{ck.UNROLL}x{groups}x0x{prefetch}"
+                lanes = args.lanes
+                vectors = ck.gemm_vectors(m, n, lanes)
+                groups = ck.gemm_row_groups(m, n, vectors=vectors, lanes=lanes)
+                rows = ck.gemm_rows(m, lanes)
+                prefetch = ck.PREFETCH_PANELS if m // groups >= 2 * rows else 0
+                unroll = ck.register_tiles(lanes).unroll
+                spec = f"{rows}x{vectors}x{unroll}x{groups}x0x{prefetch}"
             fields = spec.split("x")
             if len(fields) > 3 and fields[3] == "0":  # Kiln's row groups for this shape
                 from kiln.cpu_kernels import gemm_row_groups
 
-                fields[3] = str(gemm_row_groups(m, n, vectors=int(fields[1])))
+                fields[3] = str(gemm_row_groups(m, n, vectors=int(fields[1]), lanes=args.lanes))
                 spec = "x".join(fields)
             try:
                 vmfb, inputs, error = build(work, m, k, n, spec, args.chain, a, b, expected,
-                                            args.distinct_weights)
+                                            args.distinct_weights, args.lanes)
             except ValueError as problem:
                 print(f"kernel {spec}: skipped ({problem})")
                 continue

@@ -158,6 +158,20 @@ def test_kernel_text_computes_a_product(m, vectors):
     np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
 
 
+@pytest.mark.parametrize("m, vectors", [(16, 3), (12, 2), (2, 2)])
+def test_avx2_kernel_text_computes_a_product(m, vectors):
+    """The GEMM written for 8-float vectors (AVX2 hosts): 24- and 16-column panels."""
+    k, n, width = 64, 96, 8 * vectors
+    rng = np.random.default_rng(3)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    packed = np.ascontiguousarray(b.reshape(k, n // width, width).transpose(1, 0, 2))
+    text = executable_text(m, k, n, rows=min(m, 4), vectors=vectors, row_groups=1, lanes=8,
+                           name="exe")
+    assert "vector<8xf32>" in text and "vector<16xf32>" not in text
+    got = _run_dispatch(text, f"kiln_cpu_gemm_{m}x{k}x{n}_dispatch", a, packed, n)
+    np.testing.assert_allclose(got, a @ b, rtol=1e-5, atol=1e-4)
+
+
 @pytest.mark.parametrize("vectors, prefetch", [(3, None), (2, 2), (3, 5)])
 def test_kernel_with_prefetch_computes_a_product(vectors, prefetch):
     """Four row tiles per workgroup: the next panel(s) prefetched while computing (Kiln's
@@ -207,6 +221,68 @@ def test_gemm_tile_width_and_row_groups(m, n, vectors, groups):
 
     assert gemm_vectors(m, n) == vectors and gemm_panel(m, n) == 16 * vectors
     assert gemm_row_groups(m, n, vectors=vectors) == groups
+
+
+@pytest.mark.parametrize("m, n, vectors, groups", [
+    (128, 768, 3, 1),  # 32 panels of 24 columns: enough workgroups
+    (128, 2048, 2, 1),  # not a multiple of 24: 128 panels of 16 columns
+    (128, 96, 3, 8),  # 4 panels: 8 row blocks of 16 rows
+    (4, 768, 3, 1),  # one register tile of 4 rows
+    (1, 768, 2, 1),  # decode row: the narrow tile
+])
+def test_avx2_tile_width_and_row_groups(m, n, vectors, groups):
+    """8-float vectors (AVX2): 4 × 3 where the columns fill 24-column panels, else 4 × 2."""
+    from kiln.cpu_kernels import gemm_panel, gemm_row_groups, gemm_rows, gemm_vectors
+
+    assert gemm_rows(m, lanes=8) == min(m, 4)
+    assert gemm_vectors(m, n, lanes=8) == vectors and gemm_panel(m, n, lanes=8) == 8 * vectors
+    assert gemm_row_groups(m, n, vectors=vectors, lanes=8) == groups
+
+
+def test_register_tiles_refuse_an_unknown_width():
+    from kiln.cpu_kernels import gemm_problem
+
+    with pytest.raises(ValueError, match="no register tiles for 4-float vectors"):
+        gemm_problem(128, 768, 768, lanes=4)
+
+
+@pytest.mark.parametrize("cpu, lanes", [("x86-64-v4", 16), ("sapphirerapids", 16),
+                                        ("znver4", 16), ("x86-64-v3", 8), ("znver3", 8),
+                                        ("haswell", 8)])
+def test_cpu_vector_lanes_of_named_cpus(cpu, lanes):
+    from kiln.targets import CompileTarget, cpu_vector_lanes
+
+    assert cpu_vector_lanes(cpu) == lanes
+    assert CompileTarget(cpu=cpu).cpu_lanes == lanes
+
+
+def test_render_writes_the_declared_vector_width():
+    """A declaration for 8-float vectors (kiln.cpu_lanes = 8) gets a kernel of 8-float
+    vectors, its panel width from the packed weight (24 columns: 4 × 3 tiles); without the
+    attribute, 16-float vectors."""
+    from kiln.cpu_kernels import GEMM_ATTR, LANES_ATTR
+
+    text = ("module {{\n  func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, "
+            "tensor<{packed}xf32>) -> tensor<16x96xf32> attributes {{{attr} = "
+            "\"16x64x96\"{lanes}}}\n}}\n")
+    rendered = render_cpu_gemm_calls(text.format(packed="4x64x24", attr=GEMM_ATTR,
+                                                 lanes=f", {LANES_ATTR} = 8 : i64"))
+    assert "memref<4x64x24xf32>" in rendered and "vector<8xf32>" in rendered
+    assert "vector<16xf32>" not in rendered
+    rendered = render_cpu_gemm_calls(text.format(packed="2x64x48", attr=GEMM_ATTR, lanes=""))
+    assert "vector<16xf32>" in rendered and "vector<8xf32>" not in rendered
+
+
+def test_selection_pass_refuses_a_width_without_tiles():
+    from kiln.bindings import ir
+    from kiln.dialects import make_context
+    from kiln.passes import PassError, create_pass
+
+    selection = create_pass("kiln-select-cpu-kernels", {"lanes": "12"})
+    with make_context():
+        module = ir.Module.parse("module {}")
+        with pytest.raises(PassError, match="no register tiles for 12-float vectors"):
+            selection.apply(module.operation)
 
 
 def test_render_takes_the_panel_width_from_the_declaration():

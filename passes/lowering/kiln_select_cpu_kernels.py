@@ -50,14 +50,15 @@ from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KER
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR, GEMV_PREFIX,
-                              MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem, gemv_problem,
-                              packed_weight_shape, shape_key)
-from kiln.passes.base import KilnPass, collect_ops
+                              LANES_ATTR, MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem,
+                              gemv_problem, packed_weight_shape, register_tiles, shape_key)
+from kiln.passes.base import KilnPass, PassError, collect_ops
 from kiln.passes.lowering.convert_kiln_to_torch import lower_linear
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
 
 
-def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int) -> Optional[str]:
+def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int,
+             lanes: int) -> Optional[str]:
     x, weight, out = (tensor_info(op.operands[0]), tensor_info(op.operands[1]),
                       tensor_info(op.results[0]))
     if {x.dtype, weight.dtype, out.dtype} != {"f32"}:
@@ -66,9 +67,9 @@ def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int) -> Optional
         return "dynamic shape"
     m, k, n = math.prod(x.shape[:-1]), x.shape[-1], out.shape[-1]
     layout = ir.StringAttr(op.attributes["weight_layout"]).value
-    if _takes_gemv(m, k, n, layout, min_gemv_weights):
+    if _takes_gemv(m, k, n, layout, min_gemv_weights, lanes):
         return None
-    return gemm_problem(m, k, n, min_macs, min_gemv_weights)
+    return gemm_problem(m, k, n, min_macs, min_gemv_weights, lanes)
 
 
 def _attention_spec(op: ir.Operation):
@@ -101,9 +102,9 @@ def _attention_spec(op: ir.Operation):
     return attention_problem(spec) or spec
 
 
-def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int) -> bool:
+def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int, lanes: int) -> bool:
     """The matrix-vector kernel reads a weight stored [out, in] as it is (decode rows)."""
-    return layout == "out_in" and gemv_problem(m, k, n, min_weights) is None
+    return layout == "out_in" and gemv_problem(m, k, n, min_weights, lanes) is None
 
 
 @dataclass
@@ -117,14 +118,21 @@ class SelectCpuKernels(KilnPass):
     # takes it, "auto" as kiln.cpu_attention.ATTENTION_DEFAULT says, anything else (the other
     # lowerings convert-kiln-to-torch knows) leaves it alone. The compiler's `attention` option.
     attention: str = "auto"
+    # f32 per vector register of the target CPU (kiln.targets.cpu_vector_lanes): 16 for
+    # AVX-512, 8 for AVX2; the kernels' register tiles are kiln.cpu_kernels.REGISTER_TILES'.
+    lanes: int = 16
 
     def apply(self, module: ir.Operation) -> None:
         # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
         module.context.allow_unregistered_dialects = True
+        try:  # a vector width without register tiles is refused before any rewrite
+            register_tiles(self.lanes)
+        except ValueError as error:
+            raise PassError(f"{self.name}: {error}") from None
         self._body = module.regions[0].blocks[0]
         self._declared: set[str] = set()
         for op in collect_ops(module, ("kiln.linear",)):
-            reason = _problem(op, self.min_macs, self.min_gemv_weights)
+            reason = _problem(op, self.min_macs, self.min_gemv_weights, self.lanes)
             if reason is not None:
                 self.record(op.name, f"IREE codegen: {reason}", op)
                 continue
@@ -189,10 +197,10 @@ class SelectCpuKernels(KilnPass):
         """x · Wᵀ (out_in) or x · W (in_out) through the kernel, + bias."""
         x_info = tensor_info(x)
         m, k, n = math.prod(x_info.shape[:-1]), x_info.shape[-1], out.shape[-1]
-        if _takes_gemv(m, k, n, layout, self.min_gemv_weights):
+        if _takes_gemv(m, k, n, layout, self.min_gemv_weights, self.lanes):
             product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True)
             return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
-        panel = gemm_panel(m, n)  # 32 or 48 columns
+        panel = gemm_panel(m, n, self.lanes)  # e.g. 32 or 48 columns of 16-float vectors
         padded = -(-n // panel) * panel  # columns padded to whole panels with zero weights
         panels = padded // panel
         if layout == "out_in":  # W [n, k] → [n/32, 32, k] → [n/32, k, 32] (32: the panel)
@@ -236,7 +244,9 @@ class SelectCpuKernels(KilnPass):
                     "sym_visibility": ir.StringAttr.get("private"),
                     "function_type": ir.TypeAttr.get(ir.FunctionType.get([a_type, b_type],
                                                                           [c_type])),
-                    GEMV_ATTR if gemv else GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n))})
+                    GEMV_ATTR if gemv else GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n)),
+                    **({LANES_ATTR: ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                       self.lanes)} if self.lanes != 16 else {})})
             self._declared.add(name)
         call = ir.Operation.create("func.call", results=[c_type],
                                    operands=[_builtin(b, a), _builtin(b, weight)],

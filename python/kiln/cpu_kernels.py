@@ -18,6 +18,8 @@ embedding table (GPT-2's tied `lm_head`: IREE's data tiling kept a second, 154 M
     func.func private @kiln_cpu_gemm_128x768x2048(tensor<128x768xf32>, tensor<64x768x32xf32>)
         -> tensor<128x2048xf32> attributes {kiln.cpu_gemm = "128x768x2048"}
 
+(with `kiln.cpu_lanes = 8` where the kernel is written for 8-float vectors: AVX2 hosts)
+
 whose second operand is the weight packed in panels [N/W][K][W] of W = 32 or 48 columns
 (`gemm_panel`; torch ops on the weight: a constant, so IREE packs it once).
 `render_cpu_gemm_calls` turns each declaration into a `flow.dispatch` of one
@@ -27,6 +29,7 @@ whose second operand is the weight packed in panels [N/W][K][W] of W = 32 or 48 
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from typing import Optional
 
 from kiln.cuda_kernels import add_executables
@@ -36,19 +39,41 @@ GEMV_ATTR = "kiln.cpu_gemv"
 CPU_KERNEL_TAKEN = "kiln CPU GEMM"  # the report's detail of a linear the kernel took
 GEMM_PREFIX = "kiln_cpu_gemm_"
 GEMV_PREFIX = "kiln_cpu_gemv_"
-GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × GEMV_UNROLL accumulators
-GEMV_UNROLL = 4  # 16-float vectors of the reduction per step (independent FMA chains)
+GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × gemv_unroll accumulators
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
-ROWS, VECTORS, UNROLL = 8, 2, 4  # register tile (measured: bench/cpu_gemm_kernel.py)
-# The wider tile, 8 rows × 3 zmm (24 accumulators; 3 vector loads + 8 broadcasts per 24 FMAs),
-# for products whose columns fill 48-column panels: about 1.1x faster than 8 × 2 on GPT-2's
-# and BERT's prefill GEMMs (bench/cpu_gemm_kernel.py; docs/decisions.md "CPU GEMM: the
-# caller's wait, the 8 × 3 tile, prefetching the next panel", for this and the next two).
-WIDE_VECTORS = 3
+LANES_ATTR = "kiln.cpu_lanes"  # the declaration's vector width, when it is not 16
+
+
+@dataclass(frozen=True)
+class RegisterTiles:
+    """The register tiles of Kiln's CPU kernels for one vector width, measured on the hosts of
+    that width (bench/cpu_gemm_kernel.py, bench/cpu_gemm_ab.py)."""
+
+    lanes: int  # f32 per vector register: 16 (AVX-512 zmm), 8 (AVX2 ymm)
+    rows: int  # GEMM: rows of A per register tile
+    vectors: int  # GEMM: accumulator vectors per row
+    # The wider tile, for products whose columns fill panels of lanes · wide_vectors
+    wide_vectors: int
+    unroll: int  # GEMM: reduction steps per loop iteration
+    gemv_unroll: int  # matrix-vector kernel: vectors of the reduction per step (FMA chains)
+
+
+# f32 vectors of 16 (AVX-512, the 2-core Intel Xeon): 8 rows × 2 zmm (16 accumulators; 2 vector
+# loads + 8 broadcasts per 16 FMAs); 8 × 3 (24 accumulators; 3 loads + 8 broadcasts per 24 FMAs)
+# where the columns fill 48-column panels: about 1.1x faster than 8 × 2 on GPT-2's and BERT's
+# prefill GEMMs (docs/decisions.md "CPU GEMM: the caller's wait, the 8 × 3 tile, prefetching the
+# next panel", for this and the next two constants).
+# f32 vectors of 8 (AVX2: 16 ymm registers, the 2-core AMD EPYC Zen 3): docs/decisions.md
+# "CPU kernels on AVX2 hosts".
+REGISTER_TILES = {16: RegisterTiles(16, rows=8, vectors=2, wide_vectors=3, unroll=4,
+                                    gemv_unroll=4),
+                  8: RegisterTiles(8, rows=4, vectors=2, wide_vectors=3, unroll=4,
+                                   gemv_unroll=4)}
 # Panels ahead each GEMM workgroup prefetches into L2 while it computes (its own panel is in L2
 # after the first row tile; the next one comes from memory): a model's weights are not in the
 # caches when its GEMM runs: gpt2-prefill 98 -> 85 ms per call; 2 panels ahead: 91 ms.
 PREFETCH_PANELS = 1
+CACHE_LINE_FLOATS = 16  # f32 per 64-byte cache line (the prefetch's unit)
 # Smaller products stay with IREE: few panels to share between workers, little to gain
 # (a guess at 4M multiply-adds, the GEMMs measured were 50-200M; the sweep is to come).
 MIN_MACS = 1 << 22
@@ -56,63 +81,77 @@ MIN_MACS = 1 << 22
 # 128x768x768 (16 panels of 48 columns) ran faster in 2 row blocks than in 1 or 4, 128x768x2304
 # (48 panels) in 1 (bench/cpu_gemm_kernel.py).
 MIN_WORKGROUPS = 32
-# Decode-row products (M < 8: the matrix-vector kernel, or the GEMM with an M-row tile) of
+# Decode-row products (M < rows: the matrix-vector kernel, or the GEMM with an M-row tile) of
 # fewer weights stay with IREE, which fuses their bias and activation: the decode products
 # measured (GPT-2 small: 768x768 and up) are all above (docs/decisions.md, "CPU kernels for
 # decode rows"); the bound is the CUDA kernels' selection threshold, not a CPU sweep.
 MIN_GEMV_WEIGHTS = 1 << 18
 
 
-def gemm_rows(m: int) -> int:
-    """Rows of the GEMM's register tile for an M-row product: ROWS, or M itself below ROWS."""
-    return m if m < ROWS else ROWS
+def register_tiles(lanes: int) -> RegisterTiles:
+    if lanes not in REGISTER_TILES:
+        raise ValueError(f"Kiln's CPU kernels have no register tiles for {lanes}-float vectors "
+                         f"(known: {sorted(REGISTER_TILES)})")
+    return REGISTER_TILES[lanes]
 
 
-def gemm_vectors(m: int, n: int) -> int:
+def gemm_rows(m: int, lanes: int = 16) -> int:
+    """Rows of the GEMM's register tile for an M-row product: the tile's, or M itself below."""
+    rows = register_tiles(lanes).rows
+    return m if m < rows else rows
+
+
+def gemm_vectors(m: int, n: int, lanes: int = 16) -> int:
     """Accumulator vectors per row of the GEMM's register tile for an [m, k] × [k, n] product:
-    WIDE_VECTORS where the columns fill its panels (no padding), else VECTORS; decode rows
-    (m < ROWS: weight-bound) keep VECTORS, as measured for them."""
-    return WIDE_VECTORS if m >= ROWS and n % (16 * WIDE_VECTORS) == 0 else VECTORS
+    the wide tile's where the columns fill its panels (no padding), else the narrow one's;
+    decode rows (fewer than the tile's rows: weight-bound) keep the narrow one, as measured."""
+    tiles = register_tiles(lanes)
+    wide = m >= tiles.rows and n % (lanes * tiles.wide_vectors) == 0
+    return tiles.wide_vectors if wide else tiles.vectors
 
 
-def gemm_panel(m: int, n: int) -> int:
+def gemm_panel(m: int, n: int, lanes: int = 16) -> int:
     """Columns per packed weight panel (and per workgroup) of an [m, k] × [k, n] product."""
-    return 16 * gemm_vectors(m, n)
+    return lanes * gemm_vectors(m, n, lanes)
 
 
 def gemm_row_groups(m: int, n: int, min_workgroups: Optional[int] = None,
-                    vectors: int = VECTORS) -> int:
+                    vectors: Optional[int] = None, lanes: int = 16) -> int:
     """Row blocks per panel: the fewest (a power of two that tiles m) giving at least
     `min_workgroups` (default MIN_WORKGROUPS) workgroups, so that IREE's workers share a GEMM
     of few panels evenly (docs/decisions.md, "CPU GEMM: workgroups per product")."""
     target = MIN_WORKGROUPS if min_workgroups is None else min_workgroups
-    rows, panels, groups = gemm_rows(m), -(-n // (16 * vectors)), 1
+    vectors = vectors or register_tiles(lanes).vectors
+    rows, panels, groups = gemm_rows(m, lanes), -(-n // (lanes * vectors)), 1
     while panels * groups < target and m % (rows * groups * 2) == 0:
         groups *= 2
     return groups
 
 
 def gemm_problem(m: int, k: int, n: int, min_macs: int = MIN_MACS,
-                 min_weights: int = MIN_GEMV_WEIGHTS) -> Optional[str]:
+                 min_weights: int = MIN_GEMV_WEIGHTS, lanes: int = 16) -> Optional[str]:
     """Why the kernel does not take an [m, k] × [k, n] f32 product, or None (any n: the pass
     pads the weight to whole panels)."""
-    if m % gemm_rows(m):
-        return f"{m} rows are not a multiple of {ROWS}"
-    if k % UNROLL:
-        return f"reduction of {k} is not a multiple of {UNROLL}"
-    if m >= ROWS and m * k * n < min_macs:
+    tiles = register_tiles(lanes)
+    if m % gemm_rows(m, lanes):
+        return f"{m} rows are not a multiple of {tiles.rows}"
+    if k % tiles.unroll:
+        return f"reduction of {k} is not a multiple of {tiles.unroll}"
+    if m >= tiles.rows and m * k * n < min_macs:
         return f"{m}x{k}x{n} is below {min_macs} multiply-adds"
-    if m < ROWS and k * n < min_weights:  # decode rows: weight-bound
+    if m < tiles.rows and k * n < min_weights:  # decode rows: weight-bound
         return f"{k}x{n} weights are below {min_weights}"
     return None
 
 
-def gemv_problem(m: int, k: int, n: int, min_weights: int = MIN_GEMV_WEIGHTS) -> Optional[str]:
+def gemv_problem(m: int, k: int, n: int, min_weights: int = MIN_GEMV_WEIGHTS,
+                 lanes: int = 16) -> Optional[str]:
     """Why the matrix-vector kernel does not take an [m, k] × [n, k]ᵀ f32 product, or None."""
+    step = lanes * register_tiles(lanes).gemv_unroll
     if m > GEMV_MAX_ROWS:
         return f"{m} rows are more than {GEMV_MAX_ROWS}"
-    if k % (16 * GEMV_UNROLL):
-        return f"reduction of {k} is not a multiple of {16 * GEMV_UNROLL}"
+    if k % step:
+        return f"reduction of {k} is not a multiple of {step}"
     if k * n < min_weights:
         return f"{k}x{n} weights are below {min_weights}"
     return None
@@ -158,21 +197,23 @@ def _bindings(types: tuple[str, str, str]) -> list[str]:
 
 def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
                          rows_per_group: int = GEMV_ROWS_PER_GROUP,
-                         unroll: int = GEMV_UNROLL) -> str:
+                         unroll: Optional[int] = None, lanes: int = 16) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · W[n, k]ᵀ with W as torch
     stores a Linear's weight: each workgroup takes `rows_per_group` rows of W (the last one
-    fewer) and reduces each row against the m rows of A with m × `unroll` vector accumulators."""
-    if m > GEMV_MAX_ROWS or k % (16 * unroll):
+    fewer) and reduces each row against the m rows of A with m × `unroll` vector accumulators
+    (default: the register tiles' for `lanes`)."""
+    unroll = unroll or register_tiles(lanes).gemv_unroll
+    if m > GEMV_MAX_ROWS or k % (lanes * unroll):
         raise ValueError(f"{m}x{k}x{n}: at most {GEMV_MAX_ROWS} rows and a reduction that is "
-                         f"a multiple of {16 * unroll}")
+                         f"a multiple of {lanes * unroll}")
     groups = -(-n // rows_per_group)
     name = name or f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n, GEMV_PREFIX)
-    vec = "vector<16xf32>"
+    vec = f"vector<{lanes}xf32>"
     a_type, w_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{n}x{k}xf32>", \
         f"memref<{m}x{n}xf32>"
     lines = _header(name, entry, (groups, 1))
-    lines += _index_constants(c1=1, k=k, n=n, per_group=rows_per_group, step=16 * unroll,
+    lines += _index_constants(c1=1, k=k, n=n, per_group=rows_per_group, step=lanes * unroll,
                               **{f"m{i}": i for i in range(m)})
     lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
     lines += _bindings((a_type, w_type, c_type))
@@ -187,7 +228,7 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = %c0 to %k step %step "
                  f"iter_args({inits}) -> ({types}) {{")
     for u in range(unroll):
-        lines += [f"            %k{u} = affine.apply affine_map<(d0) -> (d0 + {16 * u})>(%kk)",
+        lines += [f"            %k{u} = affine.apply affine_map<(d0) -> (d0 + {lanes * u})>(%kk)",
                   f"            %w{u} = vector.load %B[%r, %k{u}] : {w_type}, {vec}"]
         for i in range(m):
             lines += [f"            %x{i}_{u} = vector.load %A[%m{i}, %k{u}] : {a_type}, {vec}",
@@ -214,26 +255,28 @@ def packed_weight_shape(k: int, n: int, width: int) -> tuple[int, int, int]:
 
 def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     vectors: Optional[int] = None,
-                    unroll: int = UNROLL, name: Optional[str] = None,
+                    unroll: Optional[int] = None, name: Optional[str] = None,
                     row_groups: Optional[int] = None, k_block: Optional[int] = None,
-                    prefetch_panels: Optional[int] = None) -> str:
+                    prefetch_panels: Optional[int] = None, lanes: int = 16) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
-    16·`vectors` columns, `rows` × `vectors` accumulator registers, unrolled `unroll` times;
+    `lanes`·`vectors` columns (`lanes` f32 per vector: 16 for AVX-512, 8 for AVX2), `rows` × `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
-    defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n).
+    defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n), `unroll` to the register
+    tiles' for `lanes`.
     `k_block` (a divisor of k): the reduction in blocks, outermost, so that a block of the
     workgroup's panel stays in L1 across its row tiles (C is read back between blocks).
     `prefetch_panels` (d > 0; default PREFETCH_PANELS where a workgroup has several row tiles,
     else 0): while it computes, each workgroup prefetches (into L2) the panel d further on, a
     few cache lines per step of the reduction loop, so that the weights a later workgroup reads
     from memory arrive while this one computes from its own L2."""
-    rows = rows or gemm_rows(m)
-    vectors = vectors or gemm_vectors(m, n)
-    row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors)
+    rows = rows or gemm_rows(m, lanes)
+    vectors = vectors or gemm_vectors(m, n, lanes)
+    unroll = unroll or register_tiles(lanes).unroll
+    row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors, lanes=lanes)
     blocked = k_block is not None and k_block < k
     if blocked and (k % k_block or k_block % unroll):
         raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
-    width = 16 * vectors
+    width = lanes * vectors
     panels = n // width
     if m % rows or n % width or k % unroll or m % (rows * row_groups):
         raise ValueError(f"{m}x{k}x{n} does not tile by rows {rows} x {row_groups} groups, "
@@ -243,12 +286,12 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
         prefetch_panels = PREFETCH_PANELS if group_rows >= 2 * rows and not blocked else 0
     name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
     entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
-    vec = "vector<16xf32>"
+    vec = f"vector<{lanes}xf32>"
     a_type, b_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{panels}x{k}x{width}xf32>", \
         f"memref<{m}x{n}xf32>"
     lines = _header(name, entry, (panels, row_groups))
     lines += _index_constants(rows=rows, k=k, unroll=unroll, width=width,
-                              **{f"off{v}": 16 * v for v in range(vectors)})
+                              **{f"off{v}": lanes * v for v in range(vectors)})
     lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
     lines += _bindings((a_type, b_type, c_type))
     lines += ["        %p = hal.interface.workgroup.id[0] : index",
@@ -289,18 +332,19 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
         if blocked:
             raise ValueError("prefetch_panels and k_block do not combine")
         tiles = group_rows // rows
-        per_step = -(-width * unroll // (16 * tiles))  # lines prefetched per reduction step
+        line = CACHE_LINE_FLOATS
+        per_step = -(-width * unroll // (line * tiles))  # lines prefetched per reduction step
         lines += [f"          %pf_panel = affine.min affine_map<(d0) -> (d0 + {prefetch_panels},"
                   f" {panels - 1})>(%p)",
                   f"          %pf_start = affine.apply affine_map<(d0, d1) -> "
-                  f"((d0 - d1) floordiv {rows} * {16 * per_step * k // unroll})>(%mt, %m_begin)"]
+                  f"((d0 - d1) floordiv {rows} * {line * per_step * k // unroll})>(%mt, %m_begin)"]
     lines.append(f"          %acc:{len(accumulators)} = scf.for %kk = {bounds} step %unroll "
                  f"iter_args({inits}) -> ({types}) {{")
-    if prefetch_panels:  # `per_step` lines (16 floats each), clamped to the panel's last line
+    if prefetch_panels:  # `per_step` cache lines, clamped to the panel's last line
         for j in range(per_step):
             lines += [f"            %pf_e{j} = affine.min affine_map<(d0, d1) -> "
-                      f"(d0 + d1 floordiv {unroll} * {16 * per_step} + {16 * j}, "
-                      f"{k * width - 16})>(%pf_start, %kk)",
+                      f"(d0 + d1 floordiv {unroll} * {line * per_step} + {line * j}, "
+                      f"{k * width - line})>(%pf_start, %kk)",
                       f"            %pf_r{j} = affine.apply affine_map<(d0) -> "
                       f"(d0 floordiv {width})>(%pf_e{j})",
                       f"            %pf_c{j} = affine.apply affine_map<(d0) -> (d0 mod {width})>"
@@ -335,6 +379,7 @@ _DECLARATION = re.compile(
     re.escape(GEMV_ATTR) + r')' + r' = "(?P<shape>\d+x\d+x\d+)"[^\n]*\}\n', re.M)
 
 _PACKED = re.compile(r"tensor<\d+x\d+x(\d+)xf32>")
+_LANES = re.compile(re.escape(LANES_ATTR) + r" = (\d+)")
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
@@ -345,10 +390,12 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
     def replace(match: re.Match) -> str:
         name, indent = match.group("name"), match.group("indent")
         m, k, n = map(int, match.group("shape").split("x"))
+        lanes_attr = _LANES.search(match.group(0))
+        lanes = int(lanes_attr.group(1)) if lanes_attr else 16
         if match.group("attr") == GEMV_ATTR:
             exe, entry = f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}", entry_name(m, k, n,
                                                                              GEMV_PREFIX)
-            executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe))
+            executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe, lanes=lanes))
             b = f"tensor<{n}x{k}xf32>"
         else:  # the panel width is the declared packed weight's: [panels, k, width]
             packed = _PACKED.search(match.group("args"))
@@ -357,8 +404,8 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
                                  f"declaration ({match.group('args')})")
             width = int(packed.group(1))
             exe, entry = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}", entry_name(m, k, n)
-            executables.setdefault(exe, executable_text(m, k, n, vectors=width // 16,
-                                                        name=exe))
+            executables.setdefault(exe, executable_text(m, k, n, vectors=width // lanes,
+                                                        name=exe, lanes=lanes))
             b = packed.group(0)
         a, c = f"tensor<{m}x{k}xf32>", f"tensor<{m}x{n}xf32>"
         return (f"{indent}func.func private @{name}(%a: {a}, %b: {b}) -> {c} {{\n"

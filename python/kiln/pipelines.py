@@ -158,7 +158,8 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
             "arch": target.cuda_arch, "split_k": str(target.cuda_split_k),
             "fuse": str(target.cuda_fuse)}))
     if target.cpu_kernels and target.cpu_only:
-        steps.append(create_pass("kiln-select-cpu-kernels", {"attention": attention}))
+        steps.append(create_pass("kiln-select-cpu-kernels", {
+            "attention": attention, "lanes": str(target.cpu_lanes)}))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target.pass_option,
                                               "attention": attention}),

@@ -118,6 +118,11 @@ class CompileTarget:
         return {name: why for name, why in reasons.items() if why}
 
     @property
+    def cpu_lanes(self) -> int:
+        """f32 per vector register of `cpu` (cpu_vector_lanes): the CPU kernels' width."""
+        return cpu_vector_lanes(self.cpu)
+
+    @property
     def cpu_only(self) -> bool:
         """Built for the CPU alone: IREE's CPU presets measured there apply (data tiling,
         channels-last, ...), which a multi-target artifact leaves out."""
@@ -256,6 +261,20 @@ HOST_CPU_PRESETS = {
 # on the zoo: 2-core Intel Xeon, llama / gpt2-prefill / bert b1 1.10x / 1.16x / 1.24x over the
 # preset above (bench/sweep_flags.py --configs default,cpu-kernels; docs/decisions.md).
 HOST_CPU_KERNELS = ("intel-avx512",)
+
+
+# LLVM CPU names (and x86-64 levels) with AVX-512, for cpu_vector_lanes; other names get AVX2's.
+AVX512_CPUS = ("x86-64-v4", "skylake-avx512", "cascadelake", "cooperlake", "cannonlake",
+               "icelake-client", "icelake-server", "rocketlake", "tigerlake", "sapphirerapids",
+               "emeraldrapids", "graniterapids", "graniterapids-d", "znver4", "znver5")
+
+
+def cpu_vector_lanes(cpu: str) -> int:
+    """f32 per vector register of the CPU a compile is for, which Kiln's CPU kernels are
+    written for: 16 (AVX-512) or 8 (AVX2 and below). `cpu="host"` reads this machine's flags."""
+    if cpu == "host":
+        return 16 if host_cpu_kind().endswith("avx512") else 8
+    return 16 if cpu in AVX512_CPUS else 8
 
 
 def use_cpu_kernels(mode: str, cpu: str) -> bool:

@@ -1,5 +1,6 @@
 // RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0}' --split-input-file | filecheck %s
 // RUN: kiln-opt %s -p kiln-select-cpu-kernels --split-input-file | filecheck %s --check-prefix=DEFAULT
+// RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0 lanes=8}' --split-input-file | filecheck %s --check-prefix=AVX2
 
 // kiln-select-cpu-kernels (target cpu, cpu_kernels="on"): the dense product of an f32 linear
 // the kernel takes becomes a call of a private declaration carrying the GEMM's shape, with the
@@ -7,6 +8,8 @@
 // handed to IREE gets the declaration's body, its panel width read from the packed weight's type
 // (kiln.cpu_kernels, tests/test_cpu_kernels.py).
 // By default products under 4M multiply-adds stay with IREE (the second run: nothing changes).
+// For 8-float vectors (AVX2 hosts, the third run) the panels are 16 or 24 columns (4 × 2 and
+// 4 × 3 register tiles) and the declaration says its width (kiln.cpu_lanes = 8).
 
 // out_in weight [96, 64] → [2, 48, 64] → permute → [2, 64, 48] (96 columns fill 48-column
 // panels: the 8 × 3 register tile); input flattened to [16, 64].
@@ -27,6 +30,11 @@
 // CHECK:         return %[[OUT]]
 // DEFAULT-LABEL: func.func @linear(
 // DEFAULT:         kiln.linear
+// AVX2-LABEL: module
+// AVX2:         func.func private @kiln_cpu_gemm_16x64x96(tensor<16x64xf32>, tensor<4x64x24xf32>) -> tensor<16x96xf32> attributes {kiln.cpu_gemm = "16x64x96", kiln.cpu_lanes = 8 : i64}
+// AVX2-LABEL: func.func @linear(
+// AVX2:         torch.aten.view %arg1, %{{.+}} -> !torch.vtensor<[4,24,64],f32>
+// AVX2:         torch.aten.permute %{{.+}} -> !torch.vtensor<[4,64,24],f32>
 func.func @linear(%x: !torch.vtensor<[2,8,64],f32>, %w: !torch.vtensor<[96,64],f32>, %b: !torch.vtensor<[96],f32>) -> !torch.vtensor<[2,8,96],f32> {
   %0 = "kiln.linear"(%x, %w, %b) {activation = "gelu", operandSegmentSizes = array<i32: 1, 1, 1>, weight_layout = "out_in"} : (!torch.vtensor<[2,8,64],f32>, !torch.vtensor<[96,64],f32>, !torch.vtensor<[96],f32>) -> !torch.vtensor<[2,8,96],f32>
   return %0 : !torch.vtensor<[2,8,96],f32>
