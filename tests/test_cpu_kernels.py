@@ -84,6 +84,7 @@ def test_iree_input_holds_the_kernel_dispatch():
 
 @pytest.mark.parametrize("kind, cpu, mode, expected", [
     ("intel-avx512", "host", "auto", True),  # measured faster there
+    ("amd-avx2", "host", "auto", True),  # measured faster there, with 8-float vectors
     ("amd-avx512", "host", "auto", False),  # not measured there: IREE's matmul
     ("intel-avx512", "x86-64-v4", "auto", False),  # an artifact for other machines
     ("amd-avx512", "host", "on", True),
@@ -96,6 +97,10 @@ def test_auto_follows_the_host_kind(monkeypatch, kind, cpu, mode, expected):
     compiled = kiln.compile_model(GeluMLP().eval(), (torch.randn(2, 32, 256),), cpu=cpu,
                                   cpu_kernels=mode, compile_to="iree-input", cache=False)
     assert ("kiln_cpu_gemm" in compiled.ir_text) == expected
+    if expected:  # the kernels are written for the host's vector width
+        lanes = 8 if kind.endswith("avx2") else 16
+        assert f"vector<{lanes}xf32>" in compiled.ir_text
+        assert f"vector<{24 - lanes}xf32>" not in compiled.ir_text  # 16 or 8: the other
 
 
 def test_other_targets_and_bad_values():

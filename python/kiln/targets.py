@@ -259,8 +259,11 @@ HOST_CPU_PRESETS = {
 
 # Host kinds where Kiln's own f32 GEMM (kiln.cpu_kernels, cpu_kernels="auto") beat IREE's matmul
 # on the zoo: 2-core Intel Xeon, llama / gpt2-prefill / bert b1 1.10x / 1.16x / 1.24x over the
-# preset above (bench/sweep_flags.py --configs default,cpu-kernels; docs/decisions.md).
-HOST_CPU_KERNELS = ("intel-avx512",)
+# preset above (bench/sweep_flags.py --configs default,cpu-kernels; docs/decisions.md); 2-core
+# AMD EPYC Zen 3 (AVX2, the 8-float tiles), llama / gpt2-prefill / bert / gpt2-decode b1 1.21x /
+# 1.23x / 1.28x / 1.03x (bench/cpu_gemm_ab.py --variants iree,default; docs/decisions.md "CPU
+# kernels on AVX2 hosts"). The Zen 4 AVX-512 EPYC keeps IREE's matmul until measured there.
+HOST_CPU_KERNELS = ("intel-avx512", "amd-avx2")
 
 
 # LLVM CPU names (and x86-64 levels) with AVX-512, for cpu_vector_lanes; other names get AVX2's.
