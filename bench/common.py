@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import re
+import shutil
 import statistics
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -49,9 +51,18 @@ def interleaved_ms(runs: dict, inputs, rounds: int, calls: int,
     return samples
 
 
+def iree_tool(name: str) -> str:
+    """The path of an IREE command-line tool (iree-compile, iree-benchmark-module,
+    iree-profile): on PATH, else beside this Python (a venv's bin/, not activated)."""
+    found = shutil.which(name) or shutil.which(name, path=str(Path(sys.executable).parent))
+    if found is None:
+        raise SystemExit(f"{name} not found (install iree-base-compiler / iree-base-runtime)")
+    return found
+
+
 def iree_benchmark_ms(module: Path, inputs: list[str], device: str = "cuda") -> float:
     """Median time of `main` in `module` by iree-benchmark-module (device time, no Python)."""
-    command = ["iree-benchmark-module", f"--module={module}", f"--device={device}",
+    command = [iree_tool("iree-benchmark-module"), f"--module={module}", f"--device={device}",
                "--function=main", "--benchmark_repetitions=5", "--benchmark_min_time=0.2s"]
     if device == "cuda":
         command += list(CUDA_BENCHMARK_FLAGS)

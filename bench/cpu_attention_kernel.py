@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.cpu_gemm_kernel import tool
+from bench.common import iree_tool
 
 
 def kernel_module(spec, rows: int, key_vectors: int, query_block: int, unroll: int = 4) -> str:
@@ -81,7 +81,7 @@ def main(argv=None) -> None:
         source = work / f"attention_{tile}.mlir"
         source.write_text(kernel_module(spec, rows, key_vectors, query_block, *unroll))
         vmfb = source.with_suffix(".vmfb")
-        subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
+        subprocess.run([iree_tool("iree-compile"), str(source), "--iree-hal-target-device=local",
                         "--iree-hal-local-target-device-backends=llvm-cpu",
                         "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
                         "-o", str(vmfb)], check=True)
@@ -93,7 +93,7 @@ def main(argv=None) -> None:
         for i, x in enumerate(inputs):
             np.save(work / f"in{i}.npy", x)
             names.append(f"--input=@{work / f'in{i}.npy'}")
-        out = subprocess.run([tool("iree-benchmark-module"), f"--module={vmfb}",
+        out = subprocess.run([iree_tool("iree-benchmark-module"), f"--module={vmfb}",
                               "--device=local-task", "--function=main",
                               "--benchmark_repetitions=7", "--benchmark_min_time=0.3s", *names],
                              capture_output=True, text=True, check=True).stdout

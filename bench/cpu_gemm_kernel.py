@@ -32,15 +32,15 @@ from __future__ import annotations
 
 import argparse
 import os
-import shutil
 import statistics
 import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+
+from bench.common import iree_tool
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
@@ -79,13 +79,6 @@ def pack_weights(b: np.ndarray, width: int) -> np.ndarray:
     return np.ascontiguousarray(b.reshape(k, n // width, width).transpose(1, 0, 2))
 
 
-def tool(name: str) -> str:
-    found = shutil.which(name) or str(Path(sys.executable).parent / name)
-    if not Path(found).exists():
-        raise SystemExit(f"{name} not found (install iree-base-compiler / iree-base-runtime)")
-    return found
-
-
 def _batch_policy() -> None:
     """SCHED_BATCH for the benchmark process (see the module docstring: the caller's wait)."""
     os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
@@ -93,7 +86,7 @@ def _batch_policy() -> None:
 
 def benchmark(vmfb: Path, inputs: list[str], workers: int, chain: int = 1) -> float:
     """Median ms per dispatch (iree-benchmark-module, 5 repetitions) under SCHED_BATCH."""
-    args = [tool("iree-benchmark-module"), f"--module={vmfb}", "--device=local-task",
+    args = [iree_tool("iree-benchmark-module"), f"--module={vmfb}", "--device=local-task",
             "--function=main", "--benchmark_repetitions=5", "--benchmark_min_time=0.2s"]
     args += [f"--input={i}" for i in inputs]
     if workers == 1:
@@ -147,7 +140,7 @@ def build(work: Path, m: int, k: int, n: int, spec: str, chain: int, a: np.ndarr
     source.write_text(kernel_module(m, k, padded, rows, vectors, unroll, row_groups, k_block,
                                     chain, prefetch, distinct_weights, lanes))
     vmfb = source.with_suffix(".vmfb")
-    subprocess.run([tool("iree-compile"), str(source), "--iree-hal-target-device=local",
+    subprocess.run([iree_tool("iree-compile"), str(source), "--iree-hal-target-device=local",
                     "--iree-hal-local-target-device-backends=llvm-cpu",
                     "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
                     "-o", str(vmfb)], check=True)

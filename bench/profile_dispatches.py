@@ -21,6 +21,8 @@ import subprocess
 import tempfile
 from pathlib import Path
 
+from bench.common import iree_tool
+
 HERE = Path(__file__).resolve().parent
 
 KINDS = [  # (kind, pattern on the dispatch name), first match wins
@@ -61,13 +63,13 @@ def profile_kiln(model_name: str, batch: int, work: Path, iterations: int, optio
         np.save(work / f"input{i}.npy", tensor.numpy())
         args.append(f"--input=@{work / f'input{i}.npy'}")
     profile = work / "model.ireeprof"
-    bench = subprocess.run(["iree-benchmark-module", f"--module={vmfb}", "--device=local-task",
+    bench = subprocess.run([iree_tool("iree-benchmark-module"), f"--module={vmfb}", "--device=local-task",
                             "--function=main", *args, f"--benchmark_min_time={iterations}x",
                             "--device_profiling_mode=host-execution",
                             f"--device_profiling_output={profile}"],
                            capture_output=True, text=True, check=True)
     wall = re.findall(r"BM_main\S*\s+([\d.]+) ms", bench.stdout)
-    text = subprocess.run(["iree-profile", "dispatch", "--format=jsonl", str(profile)],
+    text = subprocess.run([iree_tool("iree-profile"), "dispatch", "--format=jsonl", str(profile)],
                           capture_output=True, text=True, check=True).stdout
     groups = [json.loads(line) for line in text.splitlines()
               if '"type":"host_dispatch_group"' in line]
