@@ -9,6 +9,8 @@
     iree     no Kiln CPU kernels: IREE's data-tiled matmul and decomposed attention
              (cpu_kernels="off")
     gemm     Kiln's GEMMs, the attention decomposed (attention="decomposed")
+    folded   bias and activation in the kernels' stores, not torch ops after them (IREE's
+             dispatches; kiln.cpu_kernels.FOLD_EPILOGUES)
 
 Every variant but "iree" compiles with cpu_kernels="on"; on an AVX2 host the kernels are
 written for 8-float vectors (kiln.targets.cpu_vector_lanes).
@@ -46,6 +48,7 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "prefetch2": ({"PREFETCH_PANELS": 2}, {}),
     "iree": ({}, {"cpu_kernels": "off"}),
     "gemm": ({}, {"attention": "decomposed"}),
+    "folded": ({"FOLD_EPILOGUES": True}, {}),
 }
 
 

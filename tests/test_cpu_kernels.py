@@ -82,6 +82,30 @@ def test_iree_input_holds_the_kernel_dispatch():
     assert "kiln.cpu_gemm = " not in text  # every declaration got its body
 
 
+@pytest.mark.parametrize("build", [GeluMLP, OddHead, tiny_gpt2, tiny_llama])
+def test_folded_epilogues_match_eager(monkeypatch, build):
+    """With bias and activation in the kernels' stores (FOLD_EPILOGUES, off by default): GELU
+    (tanh), a padded bias (OddHead: 1000 columns), GPT-2's Conv1D, Llama's SwiGLU gate."""
+    from kiln import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "FOLD_EPILOGUES", True)
+    torch.manual_seed(0)
+    model = build()
+    inputs = (torch.randint(0, 64, (1, 64)),) if build in (tiny_gpt2, tiny_llama) else \
+        (torch.randn(2, 32, 256),)
+    text = kiln.compile_to_vmfb(model, inputs, cpu_kernels="on", cache=False,
+                                compile_to="iree-input")
+    # Llama's linears have no bias: its SwiGLU gate's SiLU is what folds
+    assert ("_silu_dispatch" if build is tiny_llama else "_bias") in text
+    if build is GeluMLP:  # up: bias and GELU (tanh) in the store; down: nothing to fold
+        assert "@kiln_cpu_gemm_64x256x512_bias_gelu_tanh_dispatch" in text
+    compiled = kiln.compile_model(model, inputs, cpu_kernels="on", cache=False)
+    got = kiln.load(compiled.vmfb)(*inputs)
+    with torch.no_grad():
+        want = model(*inputs)
+    torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-4, atol=1e-4)
+
+
 @pytest.mark.parametrize("kind, cpu, mode, expected", [
     ("intel-avx512", "host", "auto", True),  # measured faster there
     ("amd-avx2", "host", "auto", True),  # measured faster there, with 8-float vectors
@@ -125,23 +149,83 @@ def test_gemm_problem(shape, reason):
 
 
 def _run_dispatch(executable: str, entry: str, a: np.ndarray, b: np.ndarray,
-                  n: int) -> np.ndarray:
-    """`executable`'s `entry` on (a, b) through iree-compile and the runtime."""
+                  n: int, *more: np.ndarray) -> np.ndarray:
+    """`executable`'s `entry` on (a, b, *more) through iree-compile and the runtime."""
     import iree.runtime as rt
 
     from kiln.bindings import iree_compiler
 
-    m = a.shape[0]
-    a_type, b_type = (f"tensor<{'x'.join(map(str, x.shape))}xf32>" for x in (a, b))
+    m, arrays = a.shape[0], (a, b) + more
+    types = [f"tensor<{'x'.join(map(str, x.shape))}xf32>" for x in arrays]
+    names = [f"%in{i}" for i in range(len(arrays))]
+    arguments = ", ".join(f"{name}: {type_}" for name, type_ in zip(names, types))
     module = (f"module {{\n{executable}"
-              f"util.func public @main(%a: {a_type}, %b: {b_type}) -> tensor<{m}x{n}xf32> {{\n"
-              f"  %c = flow.dispatch @exe::@{entry}(%a, %b) : ({a_type}, {b_type}) -> "
-              f"tensor<{m}x{n}xf32>\n  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
+              f"util.func public @main({arguments}) -> tensor<{m}x{n}xf32> {{\n"
+              f"  %c = flow.dispatch @exe::@{entry}({', '.join(names)}) : ({', '.join(types)})"
+              f" -> tensor<{m}x{n}xf32>\n  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
     vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
                                        extra_args=["--iree-llvmcpu-target-cpu=host"])
     context = rt.SystemContext(config=rt.Config("local-task"))
     context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
-    return np.asarray(context.modules.module["main"](a, b))
+    return np.asarray(context.modules.module["main"](*arrays))
+
+
+def _activation(x: np.ndarray, activation: str) -> np.ndarray:
+    """torch's activation of `x` (the kernels' epilogue reference)."""
+    functions = {"none": lambda t: t, "relu": torch.relu, "silu": torch.nn.functional.silu,
+                 "gelu": torch.nn.functional.gelu,
+                 "gelu_tanh": lambda t: torch.nn.functional.gelu(t, approximate="tanh")}
+    return functions[activation](torch.from_numpy(x)).numpy()
+
+
+@pytest.mark.parametrize("activation", ["none", "relu", "silu", "gelu", "gelu_tanh"])
+@pytest.mark.parametrize("lanes", [16, 8])
+def test_gemm_epilogue_adds_bias_and_applies_the_activation(activation, lanes):
+    """The GEMM's store: + bias[column], then the activation, as torch computes them."""
+    from kiln.cpu_kernels import Epilogue
+
+    m, k, n, vectors = 16, 64, 96, 3
+    width = lanes * vectors
+    rng = np.random.default_rng(4)
+    a, b = rng.standard_normal((m, k), np.float32), rng.standard_normal((k, n), np.float32)
+    bias = rng.standard_normal(n).astype(np.float32)
+    packed = np.ascontiguousarray(b.reshape(k, n // width, width).transpose(1, 0, 2))
+    epilogue = Epilogue(True, activation)
+    text = executable_text(m, k, n, vectors=vectors, lanes=lanes, name="exe", epilogue=epilogue)
+    got = _run_dispatch(text, f"kiln_cpu_gemm_{m}x{k}x{n}{epilogue.suffix}_dispatch", a, packed,
+                        n, bias)
+    np.testing.assert_allclose(got, _activation(a @ b + bias, activation), rtol=1e-5,
+                               atol=1e-4)
+
+
+@pytest.mark.parametrize("bias, activation", [(True, "gelu_tanh"), (False, "silu"),
+                                              (True, "none")])
+def test_gemv_epilogue(bias, activation):
+    from kiln.cpu_kernels import Epilogue
+
+    m, k, n = 2, 128, 70
+    rng = np.random.default_rng(5)
+    a, w = rng.standard_normal((m, k), np.float32), rng.standard_normal((n, k), np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    epilogue = Epilogue(bias, activation)
+    got = _run_dispatch(gemv_executable_text(m, k, n, name="exe", epilogue=epilogue),
+                        f"kiln_cpu_gemv_{m}x{k}x{n}{epilogue.suffix}_dispatch", a, w, n,
+                        *([b] if bias else []))
+    want = a @ w.T + (b if bias else 0)
+    np.testing.assert_allclose(got, _activation(want.astype(np.float32), activation),
+                               rtol=1e-5, atol=1e-4)
+
+
+def test_epilogue_names_and_refusals():
+    from kiln.cpu_kernels import Epilogue
+
+    assert Epilogue.parse("bias,gelu_tanh") == Epilogue(True, "gelu_tanh")
+    assert Epilogue.parse("") == Epilogue() and Epilogue().suffix == ""
+    assert Epilogue(True, "silu").suffix == "_bias_silu"
+    with pytest.raises(ValueError, match="activation 'swiglu'"):
+        Epilogue(False, "swiglu")
+    with pytest.raises(ValueError, match="k_block do not combine"):
+        executable_text(16, 64, 96, k_block=32, epilogue=Epilogue(True))
 
 
 @pytest.mark.parametrize("m, vectors", [

@@ -53,9 +53,10 @@ def attention_strategy(target: str, requested: str) -> str:
 
 
 def lower_linear(op: ir.Operation, dense=None) -> ir.Value:
-    """`kiln.linear` as torch ops; `dense(b, x, weight, bias, layout, out)` computes each
-    product + bias (default: the torch op IREE matches best; kiln-select-cpu-kernels passes
-    Kiln's CPU GEMM)."""
+    """`kiln.linear` as torch ops; `dense(b, x, weight, bias, layout, out, activation)` computes
+    each product + bias and its activation (one of kiln.linear's but swiglu, or "none";
+    default: the torch ops IREE matches best; kiln-select-cpu-kernels passes Kiln's CPU GEMM,
+    which folds them into its store)."""
     dense = dense or _dense
     x, weight = op.operands[0], op.operands[1]
     bias = op.operands[2] if len(op.operands) > 2 else None
@@ -70,9 +71,9 @@ def lower_linear(op: ir.Operation, dense=None) -> ir.Value:
         axis = 0 if layout == "out_in" else 1
         gate_w, up_w = _halves(b, weight, axis)
         gate_b, up_b = _halves(b, bias, 0) if bias is not None else (None, None)
-        gate = b.aten("silu", out, dense(b, x, gate_w, gate_b, layout, out))
-        return b.aten("mul.Tensor", out, gate, dense(b, x, up_w, up_b, layout, out))
-    return _activation(b, out, dense(b, x, weight, bias, layout, out), activation)
+        gate = dense(b, x, gate_w, gate_b, layout, out, "silu")
+        return b.aten("mul.Tensor", out, gate, dense(b, x, up_w, up_b, layout, out, "none"))
+    return dense(b, x, weight, bias, layout, out, activation)
 
 
 def _activation(b: TorchBuilder, out: TensorInfo, y: ir.Value, activation: str) -> ir.Value:
@@ -87,17 +88,19 @@ def _activation(b: TorchBuilder, out: TensorInfo, y: ir.Value, activation: str) 
 
 
 def _dense(b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
-           out: TensorInfo) -> ir.Value:
-    """x · Wᵀ + b (out_in) or x · W + b (in_out) as the torch op IREE matches best."""
+           out: TensorInfo, activation: str = "none") -> ir.Value:
+    """activation(x · Wᵀ + b) (out_in) or activation(x · W + b) (in_out) as the torch ops IREE
+    matches best."""
     if layout == "out_in":
-        return b.aten("linear", out, x, weight, bias if bias is not None else b.none())
-    if bias is not None and tensor_info(x).rank == 2:
+        y = b.aten("linear", out, x, weight, bias if bias is not None else b.none())
+    elif bias is not None and tensor_info(x).rank == 2:
         one = b.int(1)
-        return b.aten("addmm", out, bias, x, weight, one, one)
-    y = b.aten("matmul", out, x, weight)
-    if bias is not None:
-        y = b.aten("add.Tensor", out, y, bias, b.int(1))
-    return y
+        y = b.aten("addmm", out, bias, x, weight, one, one)
+    else:
+        y = b.aten("matmul", out, x, weight)
+        if bias is not None:
+            y = b.aten("add.Tensor", out, y, bias, b.int(1))
+    return _activation(b, out, y, activation)
 
 
 def _halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:

@@ -1,5 +1,7 @@
 """kiln-select-cpu-kernels: the dense product of each f32 `kiln.linear` that Kiln's CPU GEMM
-takes becomes a call of it (kiln.cpu_kernels); bias and activation stay torch ops for IREE.
+takes becomes a call of it (kiln.cpu_kernels); bias and activation stay torch ops for IREE, or
+with option fold_epilogues go into the kernel's store (kiln.cpu_kernels.Epilogue; off by
+default: kiln.cpu_kernels.FOLD_EPILOGUES, measured).
 
 Before (target cpu, option cpu_kernels="on"):
     %y = kiln.linear(%x, %w, %b) {activation = "gelu_tanh", weight_layout = "out_in"}
@@ -10,18 +12,25 @@ After:
     %g  = func.call @kiln_cpu_gemm_128x768x3072(%x2, %wp) (through torch_c builtin tensors)
     %y  = gelu_tanh(torch.aten.view %g, [1, 128, 3072] + %b)
     func.func private @kiln_cpu_gemm_128x768x3072(...) attributes {kiln.cpu_gemm = "128x768x3072"}
+With fold_epilogues:
+    %g  = func.call @kiln_cpu_gemm_128x768x3072_bias_gelu_tanh(%x2, %wp, %b)
+    %y  = torch.aten.view %g, [1, 128, 3072]
+    func.func private @kiln_cpu_gemm_128x768x3072_bias_gelu_tanh(...)
+        attributes {kiln.cpu_epilogue = "bias,gelu_tanh", kiln.cpu_gemm = "128x768x3072"}
 
 Decode rows (M ≤ 4) of a weight stored [out, in] call the matrix-vector kernel instead, on the
 weight as it is (`kiln_cpu_gemv_MxKxN`, attribute `kiln.cpu_gemv`; no packed copy).
 
-Panels are 48 columns where N is a multiple of 48, else 32 (`kiln.cpu_kernels.gemm_panel`).
-Columns that do not fill a 32-column panel (GPT-2's vocabulary of 50257) are padded with zero
-weights (`torch.aten.constant_pad_nd` on the weight: a constant IREE folds) and the padding's
-results sliced off.
+Panels are 48 columns where N is a multiple of 48, else 32 (`kiln.cpu_kernels.gemm_panel`;
+option `lanes` = 8, the AVX2 hosts' width: 24 or 16, and the declaration carries
+`kiln.cpu_lanes = 8`). Columns that do not fill a panel (GPT-2's vocabulary of 50257) are
+padded with zero weights and bias (`torch.aten.constant_pad_nd` on the constants: IREE folds
+them) and the padding's results sliced off.
 
 The declaration's body is written into the text handed to IREE by
 `kiln.cpu_kernels.render_cpu_gemm_calls`. The linear is lowered by convert-kiln-to-torch's
-`lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up). Linears the kernel does not take (dtype, dynamic shapes, sizes:
+`lower_linear` with this pass's product, so a SwiGLU linear becomes two GEMMs (gate, up; SiLU
+in the gate's store with fold_epilogues) and their product. Linears the kernel does not take (dtype, dynamic shapes, sizes:
 `kiln.cpu_kernels.gemm_problem`) are recorded with the reason and left for
 convert-kiln-to-torch, which must run after this pass.
 
@@ -49,11 +58,11 @@ from kiln.bindings import ir
 from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KERNEL,
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
-from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR, GEMV_PREFIX,
-                              LANES_ATTR, MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem,
+from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, EPILOGUE_ATTR, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR,
+                              GEMV_PREFIX, LANES_ATTR, Epilogue, MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem,
                               gemv_problem, packed_weight_shape, register_tiles, shape_key)
 from kiln.passes.base import KilnPass, PassError, collect_ops
-from kiln.passes.lowering.convert_kiln_to_torch import lower_linear
+from kiln.passes.lowering.convert_kiln_to_torch import _activation, lower_linear
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
 
 
@@ -121,6 +130,8 @@ class SelectCpuKernels(KilnPass):
     # f32 per vector register of the target CPU (kiln.targets.cpu_vector_lanes): 16 for
     # AVX-512, 8 for AVX2; the kernels' register tiles are kiln.cpu_kernels.REGISTER_TILES'.
     lanes: int = 16
+    # bias and activation in the kernels' stores (kiln.cpu_kernels.FOLD_EPILOGUES: measured off)
+    fold_epilogues: bool = False
 
     def apply(self, module: ir.Operation) -> None:
         # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
@@ -193,13 +204,17 @@ class SelectCpuKernels(KilnPass):
         op.erase()
 
     def _dense(self, b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
-               out: TensorInfo) -> ir.Value:
-        """x · Wᵀ (out_in) or x · W (in_out) through the kernel, + bias."""
+               out: TensorInfo, activation: str = "none") -> ir.Value:
+        """activation(x · Wᵀ + bias) (out_in) or activation(x · W + bias) (in_out) through the
+        kernel: bias and activation in its store (fold_epilogues), else as torch ops after it."""
         x_info = tensor_info(x)
         m, k, n = math.prod(x_info.shape[:-1]), x_info.shape[-1], out.shape[-1]
+        fold = self.fold_epilogues
+        epilogue = Epilogue(bias is not None, activation) if fold else Epilogue()
         if _takes_gemv(m, k, n, layout, self.min_gemv_weights, self.lanes):
-            product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True)
-            return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
+            product = self._call(b, (m, k, n), b.view(x, (m, k)), weight, gemv=True,
+                                 bias=bias, epilogue=epilogue)
+            return self._rest(b, b.view(product, tuple(out.shape)), bias, activation, out, fold)
         panel = gemm_panel(m, n, self.lanes)  # e.g. 32 or 48 columns of 16-float vectors
         padded = -(-n // panel) * panel  # columns padded to whole panels with zero weights
         panels = padded // panel
@@ -215,41 +230,60 @@ class SelectCpuKernels(KilnPass):
             grouped, order = b.view(weight, (k, panels, panel)), (1, 0, 2)
         packed = b.aten("permute", TensorInfo(packed_weight_shape(k, padded, panel), "f32"),
                         grouped, b.int_list(order))
+        kernel_bias = bias
+        if epilogue.bias and padded != n:  # the padding columns add 0
+            kernel_bias = b.aten("constant_pad_nd", TensorInfo((padded,), "f32"), bias,
+                                 b.int_list([0, padded - n]), b.float(0.0))
         product = self._call(b, (m, k, padded), b.view(x, (m, k)), packed, gemv=False,
-                             panel=panel)
-        if padded != n:  # the padding columns' results (zeros) are dropped
+                             panel=panel, bias=kernel_bias, epilogue=epilogue)
+        if padded != n:  # the padding columns' results are dropped
             product = b.slice(product, 1, 0, n, TensorInfo((m, n), "f32"))
-        return self._bias(b, b.view(product, tuple(out.shape)), bias, out)
+        return self._rest(b, b.view(product, tuple(out.shape)), bias, activation, out, fold)
 
     @staticmethod
-    def _bias(b: TorchBuilder, y: ir.Value, bias, out: TensorInfo) -> ir.Value:
-        return y if bias is None else b.aten("add.Tensor", out, y, bias, b.int(1))
+    def _rest(b: TorchBuilder, y: ir.Value, bias, activation: str, out: TensorInfo,
+              folded: bool) -> ir.Value:
+        """What the kernel's store did not do: + bias and the activation, as torch ops."""
+        if folded:
+            return y
+        if bias is not None:
+            y = b.aten("add.Tensor", out, y, bias, b.int(1))
+        return _activation(b, out, y, activation)
 
     def _call(self, b: TorchBuilder, shape: tuple[int, int, int], a: ir.Value,
-              weight: ir.Value, gemv: bool, panel: int = 0) -> ir.Value:
-        """A call of the GEMM (weight packed in panels) or the GEMV (weight [n, k])."""
+              weight: ir.Value, gemv: bool, panel: int = 0, bias=None,
+              epilogue: Epilogue = Epilogue()) -> ir.Value:
+        """A call of the GEMM (weight packed in panels) or the GEMV (weight [n, k]), with
+        `epilogue` in its store (`bias`: [n], when the epilogue adds one)."""
         from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
 
         m, k, n = shape
-        name = (GEMV_PREFIX if gemv else GEMM_PREFIX) + shape_key(m, k, n)
+        name = (GEMV_PREFIX if gemv else GEMM_PREFIX) + shape_key(m, k, n) + epilogue.suffix
         f32 = ir.F32Type.get()
         a_type = ir.RankedTensorType.get([m, k], f32)
         b_type = ir.RankedTensorType.get(
             [n, k] if gemv else list(packed_weight_shape(k, n, panel)), f32)
         c_type = ir.RankedTensorType.get([m, n], f32)
+        operand_types = [a_type, b_type] + ([ir.RankedTensorType.get([n], f32)]
+                                            if epilogue.bias else [])
+        attributes = {GEMV_ATTR if gemv else GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n))}
+        if self.lanes != 16:
+            attributes[LANES_ATTR] = ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
+                                                        self.lanes)
+        if epilogue.attribute:
+            attributes[EPILOGUE_ATTR] = ir.StringAttr.get(epilogue.attribute)
         if name not in self._declared:
             with ir.InsertionPoint.at_block_begin(self._body):
                 ir.Operation.create("func.func", regions=1, attributes={
                     "sym_name": ir.StringAttr.get(name),
                     "sym_visibility": ir.StringAttr.get("private"),
-                    "function_type": ir.TypeAttr.get(ir.FunctionType.get([a_type, b_type],
+                    "function_type": ir.TypeAttr.get(ir.FunctionType.get(operand_types,
                                                                           [c_type])),
-                    GEMV_ATTR if gemv else GEMM_ATTR: ir.StringAttr.get(shape_key(m, k, n)),
-                    **({LANES_ATTR: ir.IntegerAttr.get(ir.IntegerType.get_signless(64),
-                                                       self.lanes)} if self.lanes != 16 else {})})
+                    **attributes})
             self._declared.add(name)
         call = ir.Operation.create("func.call", results=[c_type],
-                                   operands=[_builtin(b, a), _builtin(b, weight)],
+                                   operands=[_builtin(b, a), _builtin(b, weight)] +
+                                   ([_builtin(b, bias)] if epilogue.bias else []),
                                    attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
                                    loc=b.location).result
         return _from_builtin(b, call, TensorInfo((m, n), "f32"))

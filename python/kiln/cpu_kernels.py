@@ -24,6 +24,11 @@ whose second operand is the weight packed in panels [N/W][K][W] of W = 32 or 48 
 (`gemm_panel`; torch ops on the weight: a constant, so IREE packs it once).
 `render_cpu_gemm_calls` turns each declaration into a `flow.dispatch` of one
 `hal.executable.source` holding the kernel (one workgroup per panel and row block).
+
+Both kernels can finish each result with the linear's bias and activation before storing it
+(`Epilogue`; the declaration's `kiln.cpu_epilogue`, the bias its third operand): IREE cannot
+fuse an elementwise op into a dispatch it did not form, so each is otherwise a dispatch of its
+own. Measured slower on the prefill cells, so off by default (FOLD_EPILOGUES).
 """
 
 from __future__ import annotations
@@ -42,6 +47,87 @@ GEMV_PREFIX = "kiln_cpu_gemv_"
 GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × gemv_unroll accumulators
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 LANES_ATTR = "kiln.cpu_lanes"  # the declaration's vector width, when it is not 16
+EPILOGUE_ATTR = "kiln.cpu_epilogue"  # the declaration's epilogue ("bias", "bias,gelu_tanh", ...)
+# Activations the kernels apply before storing (kiln.linear's, but SwiGLU: two products).
+ACTIVATIONS = ("none", "relu", "silu", "gelu", "gelu_tanh")
+# Whether kiln-select-cpu-kernels folds bias and activation into the kernels' stores (its option
+# fold_epilogues; else they are torch ops, one IREE dispatch more per linear). Off: on the 2-core
+# AMD EPYC Zen 3 folding was slower on the prefill cells (bert 164.9 vs 156.8 ms, gpt2-prefill
+# 183.4 vs 175.5, medians) and no faster on decode (docs/decisions.md "CPU kernels: bias and
+# activation in the store, measured and left off").
+FOLD_EPILOGUES = False
+
+
+@dataclass(frozen=True)
+class Epilogue:
+    """What a kernel does to each result before it stores it: + bias[column], then an
+    activation (ACTIVATIONS). The default does nothing."""
+
+    bias: bool = False
+    activation: str = "none"
+
+    def __post_init__(self):
+        if self.activation not in ACTIVATIONS:
+            raise ValueError(f"activation {self.activation!r}: the CPU kernels apply "
+                             f"{', '.join(ACTIVATIONS)}")
+
+    @property
+    def parts(self) -> list[str]:
+        return (["bias"] if self.bias else []) + \
+            ([self.activation] if self.activation != "none" else [])
+
+    @property
+    def suffix(self) -> str:
+        """The symbol names' suffix: "", "_bias", "_bias_gelu_tanh", ..."""
+        return "".join(f"_{part}" for part in self.parts)
+
+    @property
+    def attribute(self) -> str:
+        """The declaration's EPILOGUE_ATTR value ("" when there is nothing to do)."""
+        return ",".join(self.parts)
+
+    @classmethod
+    def parse(cls, text: str) -> "Epilogue":
+        parts = [part for part in text.split(",") if part]
+        activations = [part for part in parts if part != "bias"]
+        if len(activations) > 1:
+            raise ValueError(f"epilogue {text!r}: more than one activation")
+        return cls("bias" in parts, activations[0] if activations else "none")
+
+    def lines(self, value: str, type_: str, name: str, bias: Optional[str] = None,
+              indent: str = "          ") -> tuple[list[str], str]:
+        """MLIR computing the epilogue of `value` (of `type_`, f32 or a vector of it; `bias`:
+        the value added) into SSA names starting with `name`; returns (lines, result)."""
+        lines: list[str] = []
+
+        def op(text: str) -> str:
+            result = f"%{name}_{len(lines)}"
+            lines.append(f"{indent}{result} = {text}")
+            return result
+
+        def const(number: float) -> str:
+            literal = repr(float(number))
+            return op(f"arith.constant dense<{literal}> : {type_}" if type_.startswith("vector")
+                      else f"arith.constant {literal} : {type_}")
+
+        x = op(f"arith.addf {value}, {bias} : {type_}") if self.bias else value
+        if self.activation == "relu":
+            x = op(f"arith.maximumf {x}, {const(0.0)} : {type_}")
+        elif self.activation == "silu":  # x / (1 + exp(-x))
+            e = op(f"math.exp {op(f'arith.negf {x} : {type_}')} : {type_}")
+            x = op(f"arith.divf {x}, {op(f'arith.addf {e}, {const(1.0)} : {type_}')} : {type_}")
+        elif self.activation in ("gelu", "gelu_tanh"):  # x / 2 · (1 + erf(x / √2) or tanh(…))
+            if self.activation == "gelu":
+                inner = op(f"math.erf {op(f'arith.mulf {x}, {const(0.7071067811865476)} : {type_}')}"
+                           f" : {type_}")
+            else:  # tanh(√(2/π) · (x + 0.044715 x³)), torch's approximate="tanh"
+                cube = op(f"arith.mulf {op(f'arith.mulf {x}, {x} : {type_}')}, {x} : {type_}")
+                poly = op(f"math.fma {cube}, {const(0.044715)}, {x} : {type_}")
+                inner = op(f"math.tanh {op(f'arith.mulf {poly}, {const(0.7978845608028654)} : {type_}')}"
+                           f" : {type_}")
+            half = op(f"arith.mulf {x}, {const(0.5)} : {type_}")
+            x = op(f"math.fma {half}, {inner}, {half} : {type_}")
+        return lines, x
 
 
 @dataclass(frozen=True)
@@ -161,20 +247,23 @@ def shape_key(m: int, k: int, n: int) -> str:
     return f"{m}x{k}x{n}"
 
 
-def entry_name(m: int, k: int, n: int, prefix: str = GEMM_PREFIX) -> str:
-    return f"{prefix}{shape_key(m, k, n)}_dispatch"
+def entry_name(m: int, k: int, n: int, prefix: str = GEMM_PREFIX,
+               epilogue: Epilogue = Epilogue()) -> str:
+    return f"{prefix}{shape_key(m, k, n)}{epilogue.suffix}_dispatch"
 
 
-_LAYOUT = ("#hal.pipeline.layout<bindings = [#hal.pipeline.binding<storage_buffer, ReadOnly>,"
-           " #hal.pipeline.binding<storage_buffer, ReadOnly>, "
-           "#hal.pipeline.binding<storage_buffer>]>")
+def _layout(reads: int) -> str:
+    """The pipeline layout of `reads` read-only bindings and one written."""
+    read = "#hal.pipeline.binding<storage_buffer, ReadOnly>, "
+    return ("#hal.pipeline.layout<bindings = [" + read * reads +
+            "#hal.pipeline.binding<storage_buffer>]>")
 
 
-def _header(name: str, entry: str, groups: tuple[int, int]) -> list[str]:
+def _header(name: str, entry: str, groups: tuple[int, int], reads: int = 2) -> list[str]:
     """An executable's opening lines up to its function's body: one export of `groups`
-    workgroups (x, y) over the three bindings A, B (read) and C (written)."""
+    workgroups (x, y) over `reads` read bindings (A, B[, bias]) and one written (C)."""
     return [f"  hal.executable.source private @{name} {{",
-            f"    hal.executable.export public @{entry} ordinal(0) layout({_LAYOUT}) "
+            f"    hal.executable.export public @{entry} ordinal(0) layout({_layout(reads)}) "
             "count(%device: !hal.device) -> (index, index, index) {",
             f"      %x = arith.constant {groups[0]} : index",
             f"      %y = arith.constant {groups[1]} : index",
@@ -188,35 +277,41 @@ def _index_constants(**values: int) -> list[str]:
     return [f"        %{name} = arith.constant {value} : index" for name, value in values.items()]
 
 
-def _bindings(types: tuple[str, str, str]) -> list[str]:
-    return [f"        %{buffer} = hal.interface.binding.subspan layout({_LAYOUT}) "
-            f"binding({index}) alignment(64) offset(%c0){flags} : {type_}"
-            for index, (buffer, type_, flags) in enumerate(zip(
-                "ABC", types, (" flags(ReadOnly)", " flags(ReadOnly)", "")))]
+def _bindings(types: tuple[str, ...]) -> list[str]:
+    """Subspans of the bindings: A, B[, BIAS] read, C written (the last of `types`)."""
+    names = ["A", "B", "BIAS"][:len(types) - 1] + ["C"]
+    layout = _layout(len(types) - 1)
+    return [f"        %{buffer} = hal.interface.binding.subspan layout({layout}) "
+            f"binding({index}) alignment(64) offset(%c0)"
+            f"{'' if buffer == 'C' else ' flags(ReadOnly)'} : {type_}"
+            for index, (buffer, type_) in enumerate(zip(names, types))]
 
 
 def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
                          rows_per_group: int = GEMV_ROWS_PER_GROUP,
-                         unroll: Optional[int] = None, lanes: int = 16) -> str:
+                         unroll: Optional[int] = None, lanes: int = 16,
+                         epilogue: Epilogue = Epilogue()) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · W[n, k]ᵀ with W as torch
     stores a Linear's weight: each workgroup takes `rows_per_group` rows of W (the last one
     fewer) and reduces each row against the m rows of A with m × `unroll` vector accumulators
-    (default: the register tiles' for `lanes`)."""
+    (default: the register tiles' for `lanes`); each result goes through `epilogue` (bias[n]
+    from a third binding)."""
     unroll = unroll or register_tiles(lanes).gemv_unroll
     if m > GEMV_MAX_ROWS or k % (lanes * unroll):
         raise ValueError(f"{m}x{k}x{n}: at most {GEMV_MAX_ROWS} rows and a reduction that is "
                          f"a multiple of {lanes * unroll}")
     groups = -(-n // rows_per_group)
-    name = name or f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}"
-    entry = entry_name(m, k, n, GEMV_PREFIX)
+    name = name or f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}{epilogue.suffix}"
+    entry = entry_name(m, k, n, GEMV_PREFIX, epilogue)
     vec = f"vector<{lanes}xf32>"
     a_type, w_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{n}x{k}xf32>", \
         f"memref<{m}x{n}xf32>"
-    lines = _header(name, entry, (groups, 1))
+    bias_types = (f"memref<{n}xf32>",) if epilogue.bias else ()
+    lines = _header(name, entry, (groups, 1), reads=2 + len(bias_types))
     lines += _index_constants(c1=1, k=k, n=n, per_group=rows_per_group, step=lanes * unroll,
                               **{f"m{i}": i for i in range(m)})
     lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
-    lines += _bindings((a_type, w_type, c_type))
+    lines += _bindings((a_type, w_type, *bias_types, c_type))
     lines += ["        %g = hal.interface.workgroup.id[0] : index",
               "        %r_begin = arith.muli %g, %per_group : index",
               "        %r_full = arith.addi %r_begin, %per_group : index",
@@ -236,14 +331,17 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     lines.append("            scf.yield " + ", ".join(f"%f{i}_{u}" for i, u in accumulators) +
                  f" : {types}")
     lines.append("          }")
+    if epilogue.bias:
+        lines.append(f"          %bias = memref.load %BIAS[%r] : {bias_types[0]}")
     for i in range(m):
         total = f"%acc#{i * unroll}"
         for u in range(1, unroll):
             lines.append(f"          %t{i}_{u} = arith.addf {total}, %acc#{i * unroll + u} : "
                          f"{vec}")
             total = f"%t{i}_{u}"
-        lines += [f"          %s{i} = vector.reduction <add>, {total} : {vec} into f32",
-                  f"          memref.store %s{i}, %C[%m{i}, %r] : {c_type}"]
+        lines.append(f"          %s{i} = vector.reduction <add>, {total} : {vec} into f32")
+        after, result = epilogue.lines(f"%s{i}", "f32", f"e{i}", "%bias")
+        lines += after + [f"          memref.store {result}, %C[%m{i}, %r] : {c_type}"]
     lines += ["        }", "        return", "      }", "    }", "  }"]
     return "\n".join(lines) + "\n"
 
@@ -257,7 +355,8 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     vectors: Optional[int] = None,
                     unroll: Optional[int] = None, name: Optional[str] = None,
                     row_groups: Optional[int] = None, k_block: Optional[int] = None,
-                    prefetch_panels: Optional[int] = None, lanes: int = 16) -> str:
+                    prefetch_panels: Optional[int] = None, lanes: int = 16,
+                    epilogue: Epilogue = Epilogue()) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
     `lanes`·`vectors` columns (`lanes` f32 per vector: 16 for AVX-512, 8 for AVX2), `rows` × `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
@@ -268,12 +367,15 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     `prefetch_panels` (d > 0; default PREFETCH_PANELS where a workgroup has several row tiles,
     else 0): while it computes, each workgroup prefetches (into L2) the panel d further on, a
     few cache lines per step of the reduction loop, so that the weights a later workgroup reads
-    from memory arrive while this one computes from its own L2."""
+    from memory arrive while this one computes from its own L2.
+    Each result goes through `epilogue` before it is stored (bias[n] from a third binding)."""
     rows = rows or gemm_rows(m, lanes)
     vectors = vectors or gemm_vectors(m, n, lanes)
     unroll = unroll or register_tiles(lanes).unroll
     row_groups = row_groups or gemm_row_groups(m, n, vectors=vectors, lanes=lanes)
     blocked = k_block is not None and k_block < k
+    if blocked and epilogue.parts:
+        raise ValueError("an epilogue and k_block do not combine (C holds partial sums)")
     if blocked and (k % k_block or k_block % unroll):
         raise ValueError(f"k block {k_block} must divide {k} and be a multiple of {unroll}")
     width = lanes * vectors
@@ -284,20 +386,26 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     group_rows = m // row_groups
     if prefetch_panels is None:  # one row tile (decode rows): nothing to overlap with
         prefetch_panels = PREFETCH_PANELS if group_rows >= 2 * rows and not blocked else 0
-    name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}"
-    entry = entry_name(m, k, n)  # unique: IREE links every CPU executable into one library
+    name = name or f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}{epilogue.suffix}"
+    # unique: IREE links every CPU executable into one library
+    entry = entry_name(m, k, n, GEMM_PREFIX, epilogue)
     vec = f"vector<{lanes}xf32>"
     a_type, b_type, c_type = f"memref<{m}x{k}xf32>", f"memref<{panels}x{k}x{width}xf32>", \
         f"memref<{m}x{n}xf32>"
-    lines = _header(name, entry, (panels, row_groups))
+    bias_types = (f"memref<{n}xf32>",) if epilogue.bias else ()
+    lines = _header(name, entry, (panels, row_groups), reads=2 + len(bias_types))
     lines += _index_constants(rows=rows, k=k, unroll=unroll, width=width,
                               **{f"off{v}": lanes * v for v in range(vectors)})
     lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
-    lines += _bindings((a_type, b_type, c_type))
+    lines += _bindings((a_type, b_type, *bias_types, c_type))
     lines += ["        %p = hal.interface.workgroup.id[0] : index",
               "        %g = hal.interface.workgroup.id[1] : index",
-              "        %n0 = arith.muli %p, %width : index",
-              f"        %group_rows = arith.constant {group_rows} : index",
+              "        %n0 = arith.muli %p, %width : index"]
+    if epilogue.bias:  # the panel's bias, loaded once
+        lines += [line for v in range(vectors) for line in (
+            f"        %bias_col{v} = arith.addi %n0, %off{v} : index",
+            f"        %bias{v} = vector.load %BIAS[%bias_col{v}] : {bias_types[0]}, {vec}")]
+    lines += [f"        %group_rows = arith.constant {group_rows} : index",
               "        %m_begin = arith.muli %g, %group_rows : index",
               "        %m_end = arith.addi %m_begin, %group_rows : index",
               "        scf.for %mt = %m_begin to %m_end step %rows {"]
@@ -366,8 +474,10 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     lines.append("            scf.yield " + ", ".join(current[a] for a in accumulators) +
                  f" : {types}")
     lines.append("          }")
-    lines += [f"          vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
-              for index, (r, v) in enumerate(accumulators)]
+    for index, (r, v) in enumerate(accumulators):
+        after, result = epilogue.lines(f"%acc#{index}", vec, f"e{r}_{v}", f"%bias{v}")
+        lines += after + [f"          vector.store {result}, %C[%r{r}, %col{r}_{v}] : {c_type}, "
+                          f"{vec}"]
     lines += ["        }"] + (["        }"] if blocked else []) + \
         ["        return", "      }", "    }", "  }"]
     return "\n".join(lines) + "\n"
@@ -380,6 +490,7 @@ _DECLARATION = re.compile(
 
 _PACKED = re.compile(r"tensor<\d+x\d+x(\d+)xf32>")
 _LANES = re.compile(re.escape(LANES_ATTR) + r" = (\d+)")
+_EPILOGUE = re.compile(re.escape(EPILOGUE_ATTR) + r' = "([\w,]*)"')
 
 
 def render_cpu_gemm_calls(ir_text: str) -> str:
@@ -392,10 +503,13 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
         m, k, n = map(int, match.group("shape").split("x"))
         lanes_attr = _LANES.search(match.group(0))
         lanes = int(lanes_attr.group(1)) if lanes_attr else 16
+        epilogue_attr = _EPILOGUE.search(match.group(0))
+        epilogue = Epilogue.parse(epilogue_attr.group(1) if epilogue_attr else "")
         if match.group("attr") == GEMV_ATTR:
-            exe, entry = f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}", entry_name(m, k, n,
-                                                                             GEMV_PREFIX)
-            executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe, lanes=lanes))
+            exe = f"kiln_cpu_gemv_exe_{shape_key(m, k, n)}{epilogue.suffix}"
+            entry = entry_name(m, k, n, GEMV_PREFIX, epilogue)
+            executables.setdefault(exe, gemv_executable_text(m, k, n, name=exe, lanes=lanes,
+                                                             epilogue=epilogue))
             b = f"tensor<{n}x{k}xf32>"
         else:  # the panel width is the declared packed weight's: [panels, k, width]
             packed = _PACKED.search(match.group("args"))
@@ -403,13 +517,20 @@ def render_cpu_gemm_calls(ir_text: str) -> str:
                 raise ValueError(f"@{name}: no packed weight tensor<PxKxWxf32> in its "
                                  f"declaration ({match.group('args')})")
             width = int(packed.group(1))
-            exe, entry = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}", entry_name(m, k, n)
+            exe = f"kiln_cpu_gemm_exe_{shape_key(m, k, n)}{epilogue.suffix}"
+            entry = entry_name(m, k, n, GEMM_PREFIX, epilogue)
             executables.setdefault(exe, executable_text(m, k, n, vectors=width // lanes,
-                                                        name=exe, lanes=lanes))
+                                                        name=exe, lanes=lanes,
+                                                        epilogue=epilogue))
             b = packed.group(0)
         a, c = f"tensor<{m}x{k}xf32>", f"tensor<{m}x{n}xf32>"
-        return (f"{indent}func.func private @{name}(%a: {a}, %b: {b}) -> {c} {{\n"
-                f"{indent}  %c = flow.dispatch @{exe}::@{entry}(%a, %b) : ({a}, {b}) -> {c}\n"
+        operands = [("%a", a), ("%b", b)] + ([("%bias", f"tensor<{n}xf32>")]
+                                             if epilogue.bias else [])
+        arguments = ", ".join(f"{value}: {type_}" for value, type_ in operands)
+        values = ", ".join(value for value, _ in operands)
+        types = ", ".join(type_ for _, type_ in operands)
+        return (f"{indent}func.func private @{name}({arguments}) -> {c} {{\n"
+                f"{indent}  %c = flow.dispatch @{exe}::@{entry}({values}) : ({types}) -> {c}\n"
                 f"{indent}  return %c : {c}\n{indent}}}\n")
 
     return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
+from kiln import cpu_kernels  # FOLD_EPILOGUES read per build (benchmarks patch it)
 from kiln.bindings import ir, passmanager
 from kiln.errors import KilnCompileError
 from kiln.passes import KilnPass, PassError, create_pass
@@ -159,7 +160,8 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
             "fuse": str(target.cuda_fuse)}))
     if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels", {
-            "attention": attention, "lanes": str(target.cpu_lanes)}))
+            "attention": attention, "lanes": str(target.cpu_lanes),
+            "fold_epilogues": str(cpu_kernels.FOLD_EPILOGUES)}))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target.pass_option,
                                               "attention": attention}),

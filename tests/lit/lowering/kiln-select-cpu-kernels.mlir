@@ -1,10 +1,13 @@
 // RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0}' --split-input-file | filecheck %s
 // RUN: kiln-opt %s -p kiln-select-cpu-kernels --split-input-file | filecheck %s --check-prefix=DEFAULT
 // RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0 lanes=8}' --split-input-file | filecheck %s --check-prefix=AVX2
+// RUN: kiln-opt %s -p 'kiln-select-cpu-kernels{min_macs=0 min_gemv_weights=0 fold_epilogues=true}' --split-input-file | filecheck %s --check-prefix=FOLD
 
 // kiln-select-cpu-kernels (target cpu, cpu_kernels="on"): the dense product of an f32 linear
 // the kernel takes becomes a call of a private declaration carrying the GEMM's shape, with the
-// weight packed in 32- or 48-column panels by torch ops; bias and activation stay torch ops. The text
+// weight packed in 32- or 48-column panels by torch ops; bias and activation stay torch ops
+// (with fold_epilogues, the fourth run, they go into the kernel's store: the bias a third
+// operand, the declaration's kiln.cpu_epilogue). The text
 // handed to IREE gets the declaration's body, its panel width read from the packed weight's type
 // (kiln.cpu_kernels, tests/test_cpu_kernels.py).
 // By default products under 4M multiply-adds stay with IREE (the second run: nothing changes).
@@ -28,6 +31,16 @@
 // CHECK:         %[[OUT:.+]] = torch.aten.gelu %[[YB]]
 // CHECK-NOT:     kiln.linear
 // CHECK:         return %[[OUT]]
+// FOLD-LABEL: module
+// FOLD:         func.func private @kiln_cpu_gemm_16x64x96_bias_gelu(tensor<16x64xf32>, tensor<2x64x48xf32>, tensor<96xf32>) -> tensor<16x96xf32> attributes {kiln.cpu_epilogue = "bias,gelu", kiln.cpu_gemm = "16x64x96"}
+// FOLD-LABEL: func.func @linear(
+// FOLD:         %[[BB:.+]] = "torch_c.to_builtin_tensor"(%arg2)
+// FOLD:         %[[Y:.+]] = call @kiln_cpu_gemm_16x64x96_bias_gelu(%{{.+}}, %{{.+}}, %[[BB]])
+// FOLD:         %[[YT:.+]] = "torch_c.from_builtin_tensor"(%[[Y]])
+// FOLD:         %[[OUT:.+]] = torch.aten.view %[[YT]], %{{.+}} -> !torch.vtensor<[2,8,96],f32>
+// FOLD-NOT:     torch.aten.add.Tensor
+// FOLD-NOT:     torch.aten.gelu
+// FOLD:         return %[[OUT]]
 // DEFAULT-LABEL: func.func @linear(
 // DEFAULT:         kiln.linear
 // AVX2-LABEL: module
