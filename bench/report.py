@@ -5,7 +5,7 @@
 
 For each results file: a section of docs/benchmarks.md between the markers
 `<!-- BEGIN <stem> -->` / `<!-- END <stem> -->` (replaced on every run; the prose around them is
-left alone; a missing section is appended) and a chart bench/results/suite-<device>.png
+left alone; a missing section is appended) and a chart bench/results/<stem>.png (one per machine)
 (speedup over eager per model and batch, log scale, one panel per dtype).
 """
 
@@ -106,7 +106,7 @@ def section(result: dict, stem: str) -> str:
               f"Median of up to {timing.get('max_runs')} calls after {timing.get('warmup')} "
               f"warm-ups within {timing.get('budget_s')} s per cell (slow cells: fewer calls, "
               f"at least {timing.get('min_runs')}). Raw: `bench/results/{stem}.json` / `.csv`; "
-              f"chart: `bench/results/suite-{result['device']}.png`. "
+              f"chart: `bench/results/{stem}.png`. "
               f"† = other processes used more than {LOADED} cores during the timed loop.", ""]
 
     # Summary: one row per model/batch/dtype, median ms per system.
@@ -364,7 +364,7 @@ def main(argv=None) -> None:
             print(body)
             continue
         write_section(stem, body, f"Suite: {result['device'].upper()} — {result['tag']}")
-        png = chart(result, HERE / "results" / f"suite-{result['device']}.png")
+        png = chart(result, HERE / "results" / f"{stem}.png")  # one per machine, as the JSON
         print(f"wrote section {stem} of {DOC} and {png}")
     if args.sweep:
         sweep = json.loads(args.sweep.read_text())
