@@ -54,6 +54,25 @@ def test_preset_applies_to_the_host_only(monkeypatch, kind, cpu, expected):
     assert not set(preset) & set(iree_flags(CompileTarget(devices=("cuda",), cpu=cpu)))
 
 
+@pytest.mark.parametrize("kind, expected", [("amd-avx2", True), ("amd-avx512", False),
+                                            ("intel-avx512", False)])
+def test_avx2_amd_hosts_lower_convolutions_through_im2col(monkeypatch, kind, expected):
+    monkeypatch.setattr(targets, "host_cpu_kind", lambda: kind)
+    flags = iree_flags(CompileTarget(devices=("cpu",)))
+    assert ("--iree-global-opt-use-im2col-for-convs" in flags) == expected, flags
+
+
+def test_im2col_preset_compiles_a_convolution_and_matches_eager(monkeypatch):
+    monkeypatch.setattr(targets, "host_cpu_kind", lambda: "amd-avx2")
+    torch.manual_seed(0)
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 16, 3, padding=1), torch.nn.ReLU(),
+                                torch.nn.Conv2d(16, 8, 3, stride=2)).eval()
+    x = torch.randn(2, 8, 12, 12)
+    vmfb = kiln.compile_to_vmfb(model, (x,), cache=False)
+    got = kiln.load(vmfb)(x)
+    torch.testing.assert_close(torch.as_tensor(got), model(x).detach(), rtol=1e-4, atol=1e-4)
+
+
 def test_intel_preset_compiles_and_matches_eager(monkeypatch):
     monkeypatch.setattr(targets, "host_cpu_kind", lambda: "intel-avx512")
     torch.manual_seed(0)

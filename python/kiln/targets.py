@@ -254,6 +254,11 @@ HOST_CPU_PRESETS = {
     # llama/gpt2-prefill/bert b1 geomean 1.09x faster than IREE's default (121 -> 108 ms, 134 ->
     # 123, 135 -> 125; 4 MiB 1.08x, 256 KiB 0.99x).
     "intel-avx512": ("--iree-llvmcpu-matmul-tile-bytes=1048576",),
+    # Convolutions as im2col + matmul: 2-core AMD EPYC Zen 3 (AVX2), where IREE's direct
+    # channels-last convolutions ran at 2 GFLOP/s on 512-channel layers: resnet b1 351-372 ->
+    # 35-56 ms, b8 2654-2757 -> 364-508 ms (bench/sweep_flags.py; docs/decisions.md "CPU:
+    # convolutions through im2col on AVX2 hosts"). On the Zen 4 AVX-512 EPYC im2col was slower.
+    "amd-avx2": ("--iree-global-opt-use-im2col-for-convs",),
 }
 
 
