@@ -375,7 +375,10 @@ def iree_flags(target: CompileTarget = CompileTarget()) -> list[str]:
         ]
         if options.ukernels:
             flags.append(f"--iree-llvmcpu-enable-ukernels={options.ukernels}")
-        flags += host_cpu_preset_flags(options.cpu)
+        if target.cpu_only:
+            # Measured on CPU-only artifacts; some are global (im2col also rewrote the CUDA
+            # side of a cpu,cuda artifact, which IREE then failed to bufferize).
+            flags += host_cpu_preset_flags(options.cpu)
     if len(devices) > 1:
         # IREE 3.13 links all executables into one per device and keeps only the CUDA variant
         # for `cuda,local`: the CPU driver then finds no variant it can run. Unlinked, each
