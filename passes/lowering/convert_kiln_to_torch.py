@@ -76,7 +76,7 @@ def lower_linear(op: ir.Operation, dense=None) -> ir.Value:
     return dense(b, x, weight, bias, layout, out, activation)
 
 
-def _activation(b: TorchBuilder, out: TensorInfo, y: ir.Value, activation: str) -> ir.Value:
+def linear_activation(b: TorchBuilder, out: TensorInfo, y: ir.Value, activation: str) -> ir.Value:
     """`kiln.linear`'s activation (other than swiglu) applied to its dense result `y`."""
     if activation == "gelu":
         return b.aten("gelu", out, y, b.str("none"))
@@ -100,7 +100,7 @@ def _dense(b: TorchBuilder, x: ir.Value, weight: ir.Value, bias, layout: str,
         y = b.aten("matmul", out, x, weight)
         if bias is not None:
             y = b.aten("add.Tensor", out, y, bias, b.int(1))
-    return _activation(b, out, y, activation)
+    return linear_activation(b, out, y, activation)
 
 
 def _halves(b: TorchBuilder, value: ir.Value, axis: int) -> tuple[ir.Value, ir.Value]:

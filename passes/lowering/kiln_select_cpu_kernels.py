@@ -59,10 +59,11 @@ from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KER
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, EPILOGUE_ATTR, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR,
-                              GEMV_PREFIX, LANES_ATTR, Epilogue, MIN_GEMV_WEIGHTS, MIN_MACS, gemm_panel, gemm_problem,
-                              gemv_problem, packed_weight_shape, register_tiles, shape_key)
+                              GEMV_PREFIX, LANES_ATTR, MIN_GEMV_WEIGHTS, MIN_MACS, Epilogue,
+                              gemm_panel, gemm_problem, gemv_problem, packed_weight_shape,
+                              register_tiles, shape_key)
 from kiln.passes.base import KilnPass, PassError, collect_ops
-from kiln.passes.lowering.convert_kiln_to_torch import _activation, lower_linear
+from kiln.passes.lowering.convert_kiln_to_torch import linear_activation, lower_linear
 from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
 
 
@@ -248,7 +249,7 @@ class SelectCpuKernels(KilnPass):
             return y
         if bias is not None:
             y = b.aten("add.Tensor", out, y, bias, b.int(1))
-        return _activation(b, out, y, activation)
+        return linear_activation(b, out, y, activation)
 
     def _call(self, b: TorchBuilder, shape: tuple[int, int, int], a: ir.Value,
               weight: ir.Value, gemv: bool, panel: int = 0, bias=None,

@@ -118,13 +118,13 @@ class Epilogue:
             x = op(f"arith.divf {x}, {op(f'arith.addf {e}, {const(1.0)} : {type_}')} : {type_}")
         elif self.activation in ("gelu", "gelu_tanh"):  # x / 2 · (1 + erf(x / √2) or tanh(…))
             if self.activation == "gelu":
-                inner = op(f"math.erf {op(f'arith.mulf {x}, {const(0.7071067811865476)} : {type_}')}"
-                           f" : {type_}")
+                scaled = op(f"arith.mulf {x}, {const(0.7071067811865476)} : {type_}")
+                inner = op(f"math.erf {scaled} : {type_}")
             else:  # tanh(√(2/π) · (x + 0.044715 x³)), torch's approximate="tanh"
                 cube = op(f"arith.mulf {op(f'arith.mulf {x}, {x} : {type_}')}, {x} : {type_}")
                 poly = op(f"math.fma {cube}, {const(0.044715)}, {x} : {type_}")
-                inner = op(f"math.tanh {op(f'arith.mulf {poly}, {const(0.7978845608028654)} : {type_}')}"
-                           f" : {type_}")
+                scaled = op(f"arith.mulf {poly}, {const(0.7978845608028654)} : {type_}")
+                inner = op(f"math.tanh {scaled} : {type_}")
             half = op(f"arith.mulf {x}, {const(0.5)} : {type_}")
             x = op(f"math.fma {half}, {inner}, {half} : {type_}")
         return lines, x
@@ -358,7 +358,8 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
                     prefetch_panels: Optional[int] = None, lanes: int = 16,
                     epilogue: Epilogue = Epilogue()) -> str:
     """The `hal.executable.source` computing C[m, n] = A[m, k] · B with B packed in panels of
-    `lanes`·`vectors` columns (`lanes` f32 per vector: 16 for AVX-512, 8 for AVX2), `rows` × `vectors` accumulator registers, unrolled `unroll` times;
+    `lanes`·`vectors` columns (`lanes` f32 per vector: 16 for AVX-512, 8 for AVX2), `rows` ×
+    `vectors` accumulator registers, unrolled `unroll` times;
     workgroups: one per panel and `row_groups` row blocks (default gemm_row_groups). `rows`
     defaults to gemm_rows(m), `vectors` to gemm_vectors(m, n), `unroll` to the register
     tiles' for `lanes`.
