@@ -38,6 +38,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from kiln.cuda_kernels import add_executables
+from kiln.dialects.kiln import ACTIVATIONS as LINEAR_ACTIVATIONS
 
 GEMM_ATTR = "kiln.cpu_gemm"
 GEMV_ATTR = "kiln.cpu_gemv"
@@ -48,8 +49,8 @@ GEMV_MAX_ROWS = 4  # rows of the matrix-vector kernel: M × gemv_unroll accumula
 GEMV_ROWS_PER_GROUP = 64  # weight rows (outputs) per workgroup
 LANES_ATTR = "kiln.cpu_lanes"  # the declaration's vector width, when it is not 16
 EPILOGUE_ATTR = "kiln.cpu_epilogue"  # the declaration's epilogue ("bias", "bias,gelu_tanh", ...)
-# Activations the kernels apply before storing (kiln.linear's, but SwiGLU: two products).
-ACTIVATIONS = ("none", "relu", "silu", "gelu", "gelu_tanh")
+# Activations the kernels apply before storing: kiln.linear's, but SwiGLU (two products).
+ACTIVATIONS = tuple(a for a in LINEAR_ACTIVATIONS if a != "swiglu")
 # Whether kiln-select-cpu-kernels folds bias and activation into the kernels' stores (its option
 # fold_epilogues; else they are torch ops, one IREE dispatch more per linear). Off: on the 2-core
 # AMD EPYC Zen 3 folding was slower on the prefill cells (bert 164.9 vs 156.8 ms, gpt2-prefill
