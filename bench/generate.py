@@ -135,22 +135,35 @@ def prompt_ids(batch: int, length: int, vocab: int) -> torch.Tensor:
 class KilnSystem:
     name = "kiln"
 
-    def __init__(self, model, batch, prompt, new, chunks, prebuilt=None, device="cpu"):
+    def __init__(self, model, batch, prompt, new, chunks, prebuilt=None, device="cpu",
+                 per_step=False, generator=None):
         import kiln
 
+        # per_step ("kiln-steps"): one `decode` call from Python per token (Generator.stream)
+        # instead of the device loop `generate` runs (kiln.decode_loop).
+        self.per_step = per_step
+        suffix = "-steps" if per_step else ""
+        # prebuilt: (folder, stem) compiled by --prepare-kiln
+        self.name = ("kiln" if prebuilt is None else f"kiln[{prebuilt[1].split('-')[1]}]") + \
+            suffix
+        self.compile_s = 0.0
         start = time.perf_counter()
-        if prebuilt is not None:  # (folder, stem): compiled by --prepare-kiln
-            self.name = f"kiln[{prebuilt[1].split('-')[1]}]"
+        if generator is not None:  # the other Kiln system's, loaded once
+            self.generator = generator
+        elif prebuilt is not None:
             self.generator = load_prebuilt(model, *prebuilt, device)
-            self.compile_s = 0.0
-            return
-        artifact = kiln.compile_generator(model, max_seq_len=prompt + new, batch_size=batch,
-                                          prefill_chunks=chunks)
-        self.compile_s = time.perf_counter() - start
-        self.generator = kiln.load_generator(artifact)
+        else:
+            artifact = kiln.compile_generator(model, max_seq_len=prompt + new,
+                                              batch_size=batch, prefill_chunks=chunks)
+            self.compile_s = time.perf_counter() - start
+            self.generator = kiln.load_generator(artifact)
 
     def run(self, ids, new):
-        out = self.generator.generate(ids, max_new_tokens=new)
+        if self.per_step:
+            out = torch.cat([ids, torch.stack(list(self.generator.stream(
+                ids, max_new_tokens=new)), dim=1)], dim=1)
+        else:
+            out = self.generator.generate(ids, max_new_tokens=new)
         stats = self.generator.stats
         return out, stats.time_to_first_token_s, stats.decode_s
 
@@ -335,7 +348,9 @@ def main(argv=None) -> int:
     parser.add_argument("--batch", type=int, default=1)
     parser.add_argument("--prompt", type=int, default=128)
     parser.add_argument("--new", type=int, default=32)
-    parser.add_argument("--systems", default="kiln,eager,static-compile,onnxruntime")
+    parser.add_argument("--systems", default="kiln,eager,static-compile,onnxruntime",
+                        help="kiln (greedy steps in the device loop), kiln-steps (one decode "
+                             "call per token from Python), eager, static-compile, onnxruntime")
     parser.add_argument("--chunks", default=None,
                         help="Kiln prefill chunk lengths, e.g. 64,256 (default: Kiln's)")
     parser.add_argument("--rounds", type=int, default=3)
@@ -368,7 +383,8 @@ def main(argv=None) -> int:
         return 0
     if args.device == "cuda" and "onnxruntime" in args.systems.split(","):
         raise SystemExit("--device cuda: the onnxruntime system runs on the CPU only")
-    if args.device == "cuda" and "kiln" in args.systems.split(",") and not args.kiln_artifacts:
+    if args.device == "cuda" and {"kiln", "kiln-steps"} & set(args.systems.split(",")) and \
+            not args.kiln_artifacts:
         raise SystemExit("--device cuda: Kiln's artifacts come from --prepare-kiln (the GPU "
                          "machine has no IREE compiler); pass --kiln-artifacts DIR")
     results = []
@@ -378,13 +394,16 @@ def main(argv=None) -> int:
         systems = []
         for system in args.systems.split(","):
             print(f"[{name}] preparing {system} ...", file=sys.stderr, flush=True)
-            if system == "kiln":
+            if system in ("kiln", "kiln-steps"):
                 prebuilt = None if not args.kiln_artifacts else (
                     Path(args.kiln_artifacts),
                     artifact_stem(name, args.kiln_variant, args.dtype, args.batch, args.prompt,
                                   args.new))
+                loaded = next((s.generator for s in systems if isinstance(s, KilnSystem)),
+                              None)
                 systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks,
-                                          prebuilt, args.device))
+                                          prebuilt, args.device, system == "kiln-steps",
+                                          generator=loaded))
             elif system == "onnxruntime":
                 systems.append(OrtSystem(build_model(name), args.batch, args.prompt, args.new,
                                          Path(args.onnx_dir) / f"{name}-b{args.batch}"))

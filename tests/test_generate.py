@@ -10,6 +10,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -297,20 +298,36 @@ def test_bind_state_errors(arguments, results, state, message):
         bind_state(text, state)
 
 
-def decode_stream_ir(tmp_path, target: str, dtype=None) -> str:
-    """The decode function of a tiny GPT-2 generator for `target`, in IREE's stream IR."""
+_stream_ir: dict = {}
+
+
+def test_add_decode_loop_errors():
+    from kiln.decode_loop import add_decode_loop
+
+    text = _module([{"name": "x"}, {"name": "cache"}], [{}, {}], [T, T], [T, T])
+    with pytest.raises(KilnCompileError, match="no public function @decode"):
+        add_decode_loop(text)
+    with pytest.raises(KilnCompileError, match=r"@step must take int64 \(input_ids \[B, 1\]"):
+        add_decode_loop(text, "step")
+
+
+def decode_stream_ir(tmp_path, target: str, dtype=None, function: str = "decode") -> str:
+    """`function` of a tiny GPT-2 generator for `target`, in IREE's stream IR (one compile per
+    target and dtype)."""
     from kiln.bindings import iree_compiler
     from kiln.targets import CompileTarget, iree_flags
 
-    text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
-                                  prefill_chunks=(4,), compile_to="iree-input", dtype=dtype)
-    source = tmp_path / "generator.mlir"
-    source.write_text(text)
-    stream = iree_compiler().compile_file(
-        str(source), extra_args=iree_flags(CompileTarget(devices=(target,))) +
-        ["--compile-to=stream"]).decode()
-    decode = stream[stream.index("util.func public @decode$async("):]
-    return decode[:decode.index("\n  }\n")]
+    if (target, dtype) not in _stream_ir:
+        text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
+                                      prefill_chunks=(4,), compile_to="iree-input", dtype=dtype)
+        source = tmp_path / "generator.mlir"
+        source.write_text(text)
+        _stream_ir[target, dtype] = iree_compiler().compile_file(
+            str(source), extra_args=iree_flags(CompileTarget(devices=(target,))) +
+            ["--compile-to=stream"]).decode()
+    stream = _stream_ir[target, dtype]
+    body = stream[stream.index(f"util.func public @{function}$async("):]
+    return body[:body.index("\n  util.func ")]  # up to the next function
 
 
 def whole_cache_copies(decode: str, element_bytes: int = 4) -> list[str]:
@@ -330,6 +347,83 @@ def test_decode_writes_the_cache_in_place_without_copies(tmp_path):
     assert len(scatters) == 2 * LAYERS, scatters
     assert decode.count("!stream.resource<variable>") and " rw %" in decode
     assert not whole_cache_copies(decode)
+
+
+def loop_body(loop: str) -> str:
+    """The blocks of the decode loop's body in the stream IR (between the loop's condition
+    and its back edge)."""
+    head = loop.index("cf.cond_br")
+    return loop[head:loop.index("cf.br ^bb1(", head)]
+
+
+@pytest.mark.parametrize("target, dtype, element_bytes", [
+    ("cpu", None, 4),
+    pytest.param("cuda", torch.float16, 2, marks=pytest.mark.skipif(
+        __import__("importlib").util.find_spec("triton") is None,
+        reason="kernels need triton (pip install kiln[cuda])")),
+])
+def test_decode_loop_steps_on_the_device_in_place(tmp_path, target, dtype, element_bytes):
+    """kiln.decode_loop: every step of the loop updates the cache globals in place (no copy of
+    a whole cache) and the host never waits for the device inside the loop: each step's token
+    goes to the next on the device, its work is chained to the previous step's by timepoints,
+    so the host records step i+1 while the device runs step i."""
+    loop = decode_stream_ir(tmp_path, target, dtype, function="decode_loop")
+    body = loop_body(loop)
+    assert "stream.cmd.execute" in body and "util.global.store" in body
+    assert "timepoint.await" not in body
+    assert not whole_cache_copies(loop, element_bytes=element_bytes)
+    if target == "cuda":  # the attention kernel writes both caches of each layer
+        assert body.count("@attention_decode_kernel {") == LAYERS
+
+
+def test_greedy_generate_runs_the_device_loop(monkeypatch):
+    """Greedy `generate` takes its decode steps from `decode_loop` calls (one without eos;
+    at most EOS_CHECK_STEPS steps each with it), `stream` one `decode` call per token; both
+    give the same tokens, transformers' (test_greedy_matches_transformers)."""
+    from kiln.generate import EOS_CHECK_STEPS, plan_prefill
+
+    _, generator = compiled("gpt2")
+    calls = {"decode": 0, "decode_loop": 0}
+
+    def counted(name, function):
+        def call(*args, **kwargs):
+            calls[name] += 1
+            return function(*args, **kwargs)
+        return call
+
+    monkeypatch.setattr(generator, "_decode", counted("decode", generator._decode))
+    monkeypatch.setattr(generator, "_decode_loop", counted("decode_loop",
+                                                           generator._decode_loop))
+    ids, mask = prompts(seed=8)
+    new = MAX_SEQ_LEN - 6
+    # a prompt of 6 with chunks of 4: a chunk call, then its last 2 tokens through decode
+    prompt_decodes = plan_prefill(6, CHUNKS, new, MAX_SEQ_LEN)[1].count(1)
+    assert prompt_decodes == 2
+    looped = generator.generate(ids, max_new_tokens=new, attention_mask=mask)
+    assert calls == {"decode": prompt_decodes, "decode_loop": 1}
+    stepped = torch.stack(list(generator.stream(ids, max_new_tokens=new, attention_mask=mask)),
+                          dim=1)
+    assert calls == {"decode": 2 * prompt_decodes + new - 1, "decode_loop": 1}
+    assert torch.equal(looped[:, 6:], stepped)
+    never = VOCAB + 7  # an eos id no row makes: every call is checked, none stops early
+    generator.generate(ids, max_new_tokens=new, attention_mask=mask, eos_token_id=never)
+    assert calls["decode_loop"] == 1 + -(-(new - 1) // EOS_CHECK_STEPS)
+
+
+def test_decode_loop_reports_a_bad_index_of_any_step():
+    """The loop's index guards are the max over its steps: a token id out of the vocabulary
+    raises the embedding's IndexError as a single decode call does."""
+    _, generator = compiled("gpt2")
+    loop = generator.module["decode_loop"]
+    ones = np.ones((BATCH, 1), np.int64)
+    mask = np.ones((BATCH, MAX_SEQ_LEN), np.int64)
+    tokens = loop(ones, ones, np.array([1], np.int64), mask, np.array([3], np.int64))
+    assert tokens.shape == (BATCH, MAX_SEQ_LEN) and (tokens[:, 3:] == 0).all()
+    assert ((tokens[:, :3] >= 0) & (tokens[:, :3] < VOCAB)).all()
+    with pytest.raises(IndexError, match=r"wte\(input_ids\).*index 100 is out of bounds"):
+        loop(ones * 100, ones, np.array([1], np.int64), mask, np.array([3], np.int64))
+    none = loop(ones, ones, np.array([1], np.int64), mask, np.array([0], np.int64))
+    assert (none == 0).all()
 
 
 def test_cuda_decode_selects_instead_of_scattering(tmp_path):

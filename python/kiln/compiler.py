@@ -324,7 +324,7 @@ def compile_model(model, example_args, *, target="cpu", compile_to=None, dynamic
 
 def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
                          log: Callable[[str], None] = None, state: Sequence[str] = (),
-                         **options):
+                         decode_loops: Sequence[str] = (), **options):
     """One artifact with several functions, e.g. `prefill` and `decode` of a decoder.
 
     `entries` maps each function name to `(module, example_args)` or `(module, example_args,
@@ -333,7 +333,9 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     `state` names inputs that stay on the device between calls (a KV cache): every function
     takes them and returns their new values as its last outputs, in this order; the artifact
     keeps them as mutable globals updated in place, and its functions take and return the
-    other inputs and outputs only (kiln.device_state).
+    other inputs and outputs only (kiln.device_state). `decode_loops` names state functions
+    that are decoder steps (token in, greedy token out) to also compile as `<name>_loop`, the
+    steps run as a loop on the device (kiln.decode_loop).
     Returns the `.vmfb` bytes, or its path when `output` is given, or a phase's IR as text."""
     if not entries:
         raise ValueError("compile_entry_points needs at least one entry point")
@@ -343,6 +345,12 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     from kiln.device_state import validate_state_names
 
     state = validate_state_names(state)
+    decode_loops = tuple(decode_loops)
+    unknown = [n for n in decode_loops if n not in entries]
+    if unknown or (decode_loops and not state):
+        raise ValueError(f"decode_loops: {unknown or list(decode_loops)} must name entry points "
+                         f"of a stateful artifact (state=...)")
+    state_binding = (state, decode_loops)
     opts, compile_target, phase, report, log, timed = _start(options, target, compile_to, log)
     programs = {}
     for name, entry in entries.items():
@@ -351,14 +359,14 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
             programs[name] = export_model(module, args, dynamic_shapes=rest[0] if rest else None,
                                           strict=opts.strict_export)
     compiled = _compile_cached(programs, compile_target, phase, opts, report, timed, log,
-                               state)
+                               state_binding)
     if compiled.vmfb is None or output is None:
         return compiled.ir_text if compiled.vmfb is None else compiled.vmfb
     return compiled.save(output)
 
 
 def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, timed, log,
-                    state: tuple = ()) -> CompiledModel:
+                    state_binding: tuple = ((), ())) -> CompiledModel:
     """`_compile_programs` behind the compile cache: the key is taken from the exported
     programs and the context (kiln.compile_key), so a hit is the artifact of the same program.
     Only full artifacts with inline weights are cached; cache problems never fail a compile."""
@@ -374,12 +382,14 @@ def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, 
             f"bypassed for compile_to={phase.value}" if phase is not Phase.VMFB else \
             "bypassed for weights='external' (it stores only the .vmfb)"
         note(f"cache {why}")
-        return _compile_programs(programs, target, phase, opts, report, timed, state)
+        return _compile_programs(programs, target, phase, opts, report, timed, state_binding)
     store, key = CompileCache(), None
     with timed("cache-lookup"):
         try:
+            state, loops = state_binding
             key = artifact_key(programs, compile_context(target.devices, phase, opts) +
-                               (("state",) + state if state else ()))
+                               (("state",) + state if state else ()) +
+                               (("decode_loops",) + loops if loops else ()))
         except Unkeyable as reason:
             note(f"cache off for this model: {reason}")
         except Exception as error:  # noqa: BLE001 - the cache must never fail a compile
@@ -406,7 +416,7 @@ def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, 
             note(f"cache hit (key {key[:16]}…, {len(entry.vmfb)} bytes) in "
                  f"{lookup['cache-lookup']:.3f} s")
             return CompiledModel(entry.vmfb, None, report)
-    compiled = _compile_programs(programs, target, phase, opts, report, timed, state)
+    compiled = _compile_programs(programs, target, phase, opts, report, timed, state_binding)
     if key is not None:
         report.cache = "miss"
         if store.put(key, compiled.vmfb, {"report": report.to_json()}):
@@ -416,7 +426,7 @@ def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, 
 
 
 def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report, timed,
-                      state: tuple = ()) -> CompiledModel:
+                      state_binding: tuple = ((), ())) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
     external = opts.weights == "external"
     # Inline weights reach iree-compile as raw bytes in MLIR bytecode
@@ -486,10 +496,14 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
                                                enable_debug_info=False)
         ir_text = render_cpu_attention_calls(render_cpu_gemm_calls(
             render_kernel_calls(ir_text)))
+        state, loops = state_binding
         if state:
+            from kiln.decode_loop import add_decode_loop
             from kiln.device_state import bind_state
 
             ir_text = bind_state(ir_text, state)
+            for step in loops:
+                ir_text = add_decode_loop(ir_text, step)
     if phase is Phase.IREE_INPUT:
         return CompiledModel(None, ir_text, report, archive)
 

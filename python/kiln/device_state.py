@@ -77,7 +77,7 @@ def bind_state(ir_text: str, state: Sequence[str]) -> str:
     names = validate_state_names(state)
     if not names:
         return ir_text
-    headers = list(_function_headers(ir_text))
+    headers = list(function_headers(ir_text))
     if not headers:
         raise KilnCompileError("state: the module has no function with a Kiln signature")
     variables: dict[str, StateVariable] = {}
@@ -91,8 +91,8 @@ def bind_state(ir_text: str, state: Sequence[str]) -> str:
                            f"{v.builtin_type}\n" for v in variables.values())
     first_line = ir_text.index("\n") + 1
     ir_text = ir_text[:first_line] + globals_text + ir_text[first_line:]
-    module_end = _module_end(ir_text)
-    return ir_text[:module_end] + "".join(w for _, w in wrappers) + ir_text[module_end:]
+    end = module_end(ir_text)
+    return ir_text[:end] + "".join(w for _, w in wrappers) + ir_text[end:]
 
 
 @dataclass
@@ -110,7 +110,7 @@ class _Header:
 _HEADER = re.compile(r"^(?P<indent>[ ]*)func\.func @(?P<name>[\w$.]+)\((?P<rest>.*) \{$", re.M)
 
 
-def _function_headers(text: str):
+def function_headers(text: str):
     """The public functions whose attributes carry a Kiln signature."""
     for match in _HEADER.finditer(text):
         rest = match["rest"]
@@ -301,7 +301,7 @@ def _results_text(results: list[str], arrow: str = " -> ") -> str:
     return arrow + "(" + ", ".join(results) + ")"
 
 
-def _module_end(text: str) -> int:
+def module_end(text: str) -> int:
     """Offset of the `}` closing the top-level module (before any `{-# ... #-}` resources)."""
     resources = text.find("\n{-#")
     end = text.rindex("}", 0, resources if resources >= 0 else len(text))

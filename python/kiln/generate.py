@@ -35,6 +35,9 @@ PREFILL_PREFIX = "prefill_"
 # batch 2 (logits off by 4.1; right without data tiling) and Gemma's RMSNorm did not compile
 # (docs/decisions.md, "Generation").
 DEFAULT_PREFILL_CHUNKS = (16, 64, 256)
+# Greedy steps per `decode_loop` call when generation may stop at an eos token: a call runs
+# all its steps, so this bounds the steps computed after every row has finished.
+EOS_CHECK_STEPS = 16
 # The decode function's inputs, in order (kiln.kv_cache.DecoderStep without the cache).
 STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 
@@ -83,7 +86,7 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
                for n in chunks}
     entries["decode"] = (step, step.example_inputs(batch_size, 1))
     return compile_entry_points(entries, target=target, output=output,
-                                state=geometry.input_names, **options)
+                                state=geometry.input_names, decode_loops=("decode",), **options)
 
 
 def _prefill_chunks(chunks, max_seq_len: int) -> tuple[int, ...]:
@@ -162,6 +165,9 @@ class Generator:
                                 f"(expected {', '.join(STEP_INPUTS)})")
         self.module = module
         self._decode = decode
+        # Greedy steps as one call (kiln.decode_loop); artifacts compiled before it lack it.
+        self._decode_loop = module["decode_loop"] if "decode_loop" in module.entry_points \
+            else None
         self._chunks = {n: module[name] for n, name in sorted(chunks.items())}
         self.batch_size, self.max_seq_len = decode.signature["inputs"][3]["shape"]
         self.vocab_size = decode.signature["outputs"][1]["shape"][1]
@@ -180,8 +186,9 @@ class Generator:
         import torch
 
         prompt = _as_long_tensor(input_ids, "input_ids")
-        steps = list(self.stream(prompt, max_new_tokens, attention_mask, do_sample, temperature,
-                                 top_k, top_p, eos_token_id, seed, pad_token_id))
+        steps = list(self._tokens(prompt, max_new_tokens, attention_mask, do_sample,
+                                  temperature, top_k, top_p, eos_token_id, seed, pad_token_id,
+                                  device_loop=not do_sample and self._decode_loop is not None))
         if not steps:
             return prompt.clone()
         return torch.cat([prompt, torch.stack(steps, dim=1)], dim=1)
@@ -193,9 +200,23 @@ class Generator:
                seed: Optional[int] = None,
                pad_token_id: Optional[int] = None) -> Iterator:
         """Yield the new token of every row (LongTensor [batch]) as each step finishes."""
+        return self._tokens(_as_long_tensor(input_ids, "input_ids"), max_new_tokens,
+                            attention_mask, do_sample, temperature, top_k, top_p, eos_token_id,
+                            seed, pad_token_id, device_loop=False)
+
+    def _tokens(self, prompt, max_new_tokens: int, attention_mask, do_sample: bool,
+                temperature: float, top_k: Optional[int], top_p: Optional[float],
+                eos_token_id, seed: Optional[int], pad_token_id: Optional[int],
+                device_loop: bool) -> Iterator:
+        """The new token of every row (LongTensor [batch]) per step. `device_loop`: greedy
+        steps after the first run as calls of the artifact's `decode_loop` (many steps per
+        call, the tokens fed back on the device), yielded when each call returns; with
+        `eos_token_id`, calls of at most EOS_CHECK_STEPS steps, so generation stops soon
+        after every row has met it. The tokens are those of single steps: a row that met eos
+        is fed its own greedy tokens instead of the pad id, which changes nothing it returns
+        (rows do not interact)."""
         import torch
 
-        prompt = _as_long_tensor(input_ids, "input_ids")
         rows, length = self._check_prompt(prompt, max_new_tokens)
         mask = self._prompt_mask(attention_mask, rows, length)
         eos = _eos_ids(eos_token_id)
@@ -232,20 +253,31 @@ class Generator:
                                    np.array([slot], np.int64), cache_mask, outputs="device")
             slot += count
         last_position = positions[:, -1:]
+        burst = np.empty((0, 0), np.int64)  # tokens of the last decode_loop call, by step
+        burst_start = 0
         for step in range(max_new_tokens):
             tick = time.perf_counter()
-            if step:
-                # The token chosen last step goes to the next slot.
-                fed = np.empty((batch, 1), np.int64)
-                fed[:rows, 0] = chosen
-                fed[rows:, 0] = chosen[0]
-                greedy, logits = self._decode(fed, last_position + step,
-                                              np.array([width + step - 1], np.int64),
-                                              cache_mask, outputs="device")
-            if sampler is None:
-                chosen = np.array(greedy.numpy()[:rows], dtype=np.int64)
+            if step and device_loop:
+                if step - burst_start >= burst.shape[1]:
+                    # A new call from this step: the token chosen last step goes in first.
+                    steps = max_new_tokens - step
+                    if eos:
+                        steps = min(steps, EOS_CHECK_STEPS)
+                    tokens_out = self._decode_loop(
+                        self._fed(chosen), last_position + step,
+                        np.array([width + step - 1], np.int64), cache_mask,
+                        np.array([steps], np.int64), outputs="numpy")
+                    burst, burst_start = np.asarray(tokens_out)[:, :steps], step
+                chosen = np.array(burst[:rows, step - burst_start], dtype=np.int64)
             else:
-                chosen = sampler(np.asarray(logits.numpy(), np.float32)[:rows])
+                if step:  # the token chosen last step goes to the next slot
+                    greedy, logits = self._decode(self._fed(chosen), last_position + step,
+                                                  np.array([width + step - 1], np.int64),
+                                                  cache_mask, outputs="device")
+                if sampler is None:
+                    chosen = np.array(greedy.numpy()[:rows], dtype=np.int64)
+                else:
+                    chosen = sampler(np.asarray(logits.numpy(), np.float32)[:rows])
             if eos:
                 chosen = np.where(unfinished, chosen, pad_token_id)
                 unfinished &= ~np.isin(chosen, eos)
@@ -259,6 +291,14 @@ class Generator:
             yield torch.from_numpy(chosen)
             if eos and not unfinished.any():
                 break
+
+    def _fed(self, chosen: np.ndarray) -> np.ndarray:
+        """The decode input [batch, 1] of the caller's rows' tokens; rows beyond them (the
+        artifact's fixed batch) repeat the first."""
+        fed = np.empty((self.batch_size, 1), np.int64)
+        fed[:len(chosen), 0] = chosen
+        fed[len(chosen):, 0] = chosen[0]
+        return fed
 
     def _check_prompt(self, prompt, max_new_tokens: int) -> tuple[int, int]:
         if prompt.ndim != 2:
