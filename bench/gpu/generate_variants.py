@@ -94,9 +94,11 @@ def run_one(args) -> None:
         expected = model.generate(ids.cuda(), max_new_tokens=NEW, do_sample=False,
                                   pad_token_id=0).cpu()
     generator = kiln.load_generator(folder / f"{args.variant}.vmfb", device="cuda")
-    got = generator.generate(ids, max_new_tokens=NEW)
+    got = generator.generate(ids, max_new_tokens=NEW)  # greedy: the device loop
+    stepped = torch.stack(list(generator.stream(ids, max_new_tokens=NEW)), dim=1)  # per token
     same = int((got[0, PROMPT:] == expected[0, PROMPT:]).sum())
     print(json.dumps({"variant": args.variant, "ok": True, "same_tokens": same, "of": NEW,
+                      "loop_equals_steps": bool(torch.equal(got[:, PROMPT:], stepped)),
                       "got": got[0, PROMPT:].tolist(), "expected": expected[0, PROMPT:].tolist()}))
 
 
