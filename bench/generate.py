@@ -18,7 +18,8 @@ loads them (`--kiln-artifacts DIR`) with an archive written there from the same 
 state dict, so Kiln and transformers run identical weights. `--kiln-variant` picks the kernel
 options (kernels: Kiln's default; nofuse: kernels without whole-layer fusion; nokernels: IREE's
 code only; scatter: the decode writes its cache row with IREE's scatter instead of the select,
-which failed on an H100 with IREE 3.13). Run each system in its own process there (an illegal
+which failed on an H100 with IREE 3.13; nosplitk: kernels without split-K GEMMs, one launch per
+linear). Run each system in its own process there (an illegal
 address poisons the CUDA context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
 an f32 eager run) is computed over the file (`--agreement FILE`).
 ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
@@ -63,7 +64,17 @@ def build_model(name: str) -> torch.nn.Module:
 DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": False},
                  "nokernels": {"cuda_kernels": "off"},
-                 "scatter": {"decode_cache_write": "scatter"}}
+                 "scatter": {"decode_cache_write": "scatter"},
+                 "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False}}
+
+
+# IREE's CUDA runtime flags per submission mode ("default": kiln.runtime.CUDA_RUNTIME_FLAGS,
+# streams since 2026-12-06); another mode's name is added to Kiln's system name.
+CUDA_SUBMISSION = {"default": None,
+                   "graphs": ("--cuda_use_streams=false", "--cuda_tracing=0",
+                              "--cuda_async_allocations=false"),
+                   "streams": ("--cuda_use_streams=true", "--cuda_tracing=0",
+                               "--cuda_async_allocations=false")}
 
 
 def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:
@@ -102,7 +113,7 @@ def prepare_kiln(args, chunks) -> None:
                   f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
-def load_prebuilt(model, folder: Path, stem: str, device: str):
+def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None):
     """A Generator of the prepared artifact `stem` with `model`'s weights: the archive is
     written from its state dict under the recorded keys (DecoderStep holds the model as
     `model.`), in the recorded dtypes."""
@@ -125,7 +136,11 @@ def load_prebuilt(model, folder: Path, stem: str, device: str):
             raise SystemExit(f"{stem}: {name} has shape {list(value.shape)}, the artifact "
                              f"records {parameter['shape']}")
     archive = write_parameter_archive(Path("/tmp") / f"{stem}.irpa", arrays)
-    return Generator(load(folder / f"{stem}.vmfb", device=device, parameters=archive))
+    from kiln.runtime import RuntimeOptions
+
+    options = RuntimeOptions(cuda_flags=cuda_flags) if cuda_flags else None
+    return Generator(load(folder / f"{stem}.vmfb", device=device, parameters=archive,
+                          options=options))
 
 
 def prompt_ids(batch: int, length: int, vocab: int) -> torch.Tensor:
@@ -136,7 +151,7 @@ class KilnSystem:
     name = "kiln"
 
     def __init__(self, model, batch, prompt, new, chunks, prebuilt=None, device="cpu",
-                 per_step=False, generator=None):
+                 per_step=False, generator=None, cuda_flags=None):
         import kiln
 
         # per_step ("kiln-steps"): one `decode` call from Python per token (Generator.stream)
@@ -145,13 +160,14 @@ class KilnSystem:
         suffix = "-steps" if per_step else ""
         # prebuilt: (folder, stem) compiled by --prepare-kiln
         self.name = ("kiln" if prebuilt is None else f"kiln[{prebuilt[1].split('-')[1]}]") + \
-            suffix
+            suffix + next((f"+{mode}" for mode, flags in CUDA_SUBMISSION.items()
+                           if flags and flags == cuda_flags), "")
         self.compile_s = 0.0
         start = time.perf_counter()
         if generator is not None:  # the other Kiln system's, loaded once
             self.generator = generator
         elif prebuilt is not None:
-            self.generator = load_prebuilt(model, *prebuilt, device)
+            self.generator = load_prebuilt(model, *prebuilt, device, cuda_flags)
         else:
             artifact = kiln.compile_generator(model, max_seq_len=prompt + new,
                                               batch_size=batch, prefill_chunks=chunks)
@@ -367,6 +383,10 @@ def main(argv=None) -> int:
                              "and stop (needs IREE; no GPU)")
     parser.add_argument("--kiln-artifacts", metavar="DIR", default=None,
                         help="load Kiln's artifacts from DIR (made by --prepare-kiln)")
+    parser.add_argument("--cuda-submission", default="default", choices=sorted(CUDA_SUBMISSION),
+                        help="how IREE submits Kiln's GPU work: Kiln's default (streams), CUDA "
+                             "graphs recorded per call, or streams (each dispatch launched as "
+                             "recorded)")
     parser.add_argument("--profile", action="store_true",
                         help="--device cuda: after timing, one profiled generate per system "
                              "(CUPTI kernels and copies per token, cProfile of the host side)")
@@ -403,7 +423,8 @@ def main(argv=None) -> int:
                               None)
                 systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks,
                                           prebuilt, args.device, system == "kiln-steps",
-                                          generator=loaded))
+                                          generator=loaded, cuda_flags=CUDA_SUBMISSION.get(
+                                              args.cuda_submission)))
             elif system == "onnxruntime":
                 systems.append(OrtSystem(build_model(name), args.batch, args.prompt, args.new,
                                          Path(args.onnx_dir) / f"{name}-b{args.batch}"))

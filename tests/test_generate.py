@@ -85,14 +85,17 @@ def build(family: str):
 _compiled: dict = {}
 
 
-def compiled(family: str):
-    """(model, generator) compiled once per session for batch 2, 24 cache slots."""
-    if family not in _compiled:
+def compiled(family: str, decode_loop: bool = False):
+    """(model, generator) compiled once per session for batch 2, 24 cache slots; with
+    `decode_loop`, greedy `generate` runs its steps in the artifact's device loop (on the
+    CPU only when asked for)."""
+    if (family, decode_loop) not in _compiled:
         model = build(family)
         artifact = kiln.compile_generator(model, max_seq_len=MAX_SEQ_LEN, batch_size=BATCH,
-                                          prefill_chunks=CHUNKS)
-        _compiled[family] = (model, kiln.load_generator(artifact))
-    return _compiled[family]
+                                          prefill_chunks=CHUNKS, decode_loop=decode_loop)
+        _compiled[family, decode_loop] = (model, kiln.load_generator(artifact,
+                                                                     decode_loop=decode_loop))
+    return _compiled[family, decode_loop]
 
 
 def prompts(seed: int = 1, length: int = 6):
@@ -312,14 +315,16 @@ def test_add_decode_loop_errors():
 
 
 def decode_stream_ir(tmp_path, target: str, dtype=None, function: str = "decode") -> str:
-    """`function` of a tiny GPT-2 generator for `target`, in IREE's stream IR (one compile per
-    target and dtype)."""
+    """`function` of a tiny GPT-2 generator for `target` (with its decode_loop, which CPU
+    generators have only when asked for), in IREE's stream IR (one compile per target and
+    dtype)."""
     from kiln.bindings import iree_compiler
     from kiln.targets import CompileTarget, iree_flags
 
     if (target, dtype) not in _stream_ir:
         text = kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target=target,
-                                      prefill_chunks=(4,), compile_to="iree-input", dtype=dtype)
+                                      prefill_chunks=(4,), compile_to="iree-input", dtype=dtype,
+                                      decode_loop=True if target == "cpu" else None)
         source = tmp_path / "generator.mlir"
         source.write_text(text)
         _stream_ir[target, dtype] = iree_compiler().compile_file(
@@ -366,7 +371,8 @@ def test_decode_loop_steps_on_the_device_in_place(tmp_path, target, dtype, eleme
     """kiln.decode_loop: every step of the loop updates the cache globals in place (no copy of
     a whole cache) and the host never waits for the device inside the loop: each step's token
     goes to the next on the device, its work is chained to the previous step's by timepoints,
-    so the host records step i+1 while the device runs step i."""
+    so the host records step i+1 while the device runs step i. CUDA generators have the loop by
+    default."""
     loop = decode_stream_ir(tmp_path, target, dtype, function="decode_loop")
     body = loop_body(loop)
     assert "stream.cmd.execute" in body and "util.global.store" in body
@@ -382,7 +388,7 @@ def test_greedy_generate_runs_the_device_loop(monkeypatch):
     give the same tokens, transformers' (test_greedy_matches_transformers)."""
     from kiln.generate import EOS_CHECK_STEPS, plan_prefill
 
-    _, generator = compiled("gpt2")
+    model, generator = compiled("gpt2", decode_loop=True)
     calls = {"decode": 0, "decode_loop": 0}
 
     def counted(name, function):
@@ -405,15 +411,39 @@ def test_greedy_generate_runs_the_device_loop(monkeypatch):
                           dim=1)
     assert calls == {"decode": 2 * prompt_decodes + new - 1, "decode_loop": 1}
     assert torch.equal(looped[:, 6:], stepped)
+    assert looped.tolist() == reference(model, ids, mask, max_new_tokens=new).tolist()
     never = VOCAB + 7  # an eos id no row makes: every call is checked, none stops early
     generator.generate(ids, max_new_tokens=new, attention_mask=mask, eos_token_id=never)
     assert calls["decode_loop"] == 1 + -(-(new - 1) // EOS_CHECK_STEPS)
+    # eos met by row 0 at its 3rd step: the loop's tokens after it become padding, as in
+    # transformers, and the loop is not called again once every row has met it
+    eos = int(looped[0, 6 + 2])
+    expected = reference(model, ids, mask, max_new_tokens=new, eos_token_id=eos,
+                         pad_token_id=VOCAB - 1)
+    got = generator.generate(ids, max_new_tokens=new, attention_mask=mask, eos_token_id=eos,
+                             pad_token_id=VOCAB - 1)
+    assert got.tolist() == expected.tolist()
+
+
+def test_decode_loop_by_default_on_cuda_only(tmp_path):
+    """A CPU generator has no decode_loop unless asked for (a CUDA one has it:
+    test_decode_loop_steps_on_the_device_in_place); asking a loop-less artifact for one is an
+    error naming the compile option."""
+    _, generator = compiled("gpt2")
+    assert "decode_loop" not in generator.module.entry_points
+    assert generator._decode_loop is None
+    with pytest.raises(KilnLoadError, match=r"compile_generator\(\.\.\., decode_loop=True\)"):
+        kiln.generate.Generator(generator.module, decode_loop=True)
+    _, looped = compiled("gpt2", decode_loop=True)
+    assert kiln.generate.Generator(looped.module)._decode_loop is None  # CPU: steps by default
+    with pytest.raises(ValueError, match="decode_loop must be True, False or None"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=8, decode_loop="yes")
 
 
 def test_decode_loop_reports_a_bad_index_of_any_step():
     """The loop's index guards are the max over its steps: a token id out of the vocabulary
     raises the embedding's IndexError as a single decode call does."""
-    _, generator = compiled("gpt2")
+    _, generator = compiled("gpt2", decode_loop=True)
     loop = generator.module["decode_loop"]
     ones = np.ones((BATCH, 1), np.int64)
     mask = np.ones((BATCH, MAX_SEQ_LEN), np.int64)

@@ -382,6 +382,25 @@ def test_cuda_flags_are_parsed_once_per_process(monkeypatch):
         kr.parse_cuda_flags(("--cuda_tracing=0",))
 
 
+def test_cuda_flags_default_to_streams_and_follow_the_environment(monkeypatch):
+    """Streams by default (docs/decisions.md, "CUDA runtime: streams, not graphs");
+    $KILN_CUDA_FLAGS replaces the default, and a value that is not flags is refused."""
+    parsed = []
+    monkeypatch.setattr(krd, "_parsed_cuda_flags", None)
+    monkeypatch.setattr(krd._iree_runtime().flags, "parse_flags", lambda *f: parsed.append(f))
+    monkeypatch.delenv("KILN_CUDA_FLAGS", raising=False)
+    assert "--cuda_use_streams=true" in kr.CUDA_RUNTIME_FLAGS
+    assert "--cuda_async_allocations=false" in kr.CUDA_RUNTIME_FLAGS  # DLPack export needs it
+    assert krd.default_cuda_flags() == kr.CUDA_RUNTIME_FLAGS
+    monkeypatch.setenv("KILN_CUDA_FLAGS", " --cuda_use_streams=false  --cuda_tracing=0 ")
+    assert kr.parse_cuda_flags(None) == ("--cuda_use_streams=false", "--cuda_tracing=0")
+    assert parsed == [("--cuda_use_streams=false", "--cuda_tracing=0")]
+    monkeypatch.setattr(krd, "_parsed_cuda_flags", None)
+    monkeypatch.setenv("KILN_CUDA_FLAGS", "streams")
+    with pytest.raises(kiln.KilnLoadError, match=r"KILN_CUDA_FLAGS='streams': expected IREE"):
+        kr.parse_cuda_flags(None)
+
+
 
 def test_import_cache_entries_are_frozen_records(tiny_vmfb_affine):
     loaded = kiln.load(tiny_vmfb_affine)

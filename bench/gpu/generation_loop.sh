@@ -7,6 +7,8 @@
 #                 static-compile, each model's systems in one process, f16.
 #   phase shapes: batch 8 / prompt 128 and batch 1 / prompt 512: kiln, kiln-steps and
 #                 static-compile.
+#   phase streams: the same cells with Kiln on IREE's CUDA streams (--cuda-submission streams)
+#                 and the peers again, same call.
 #
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
 #              --models gpt2,llama --batch $1 --prompt $2 --new 64 --device cuda \
@@ -16,7 +18,7 @@
 #              llama-f16-kernels
 #          <iree-base-runtime 3.13.0 cp312, transformers 5.24.0, regex wheels> in .device/wheels
 #   there (carry .device/gencuda .device/genvar .device/wheels):
-#          bash bench/gpu/generation_loop.sh $OUT b1      then      ... $OUT shapes
+#          bash bench/gpu/generation_loop.sh $OUT b1      then      ... $OUT shapes / streams
 out=$1
 phase=$2
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
@@ -43,6 +45,16 @@ if [ "$phase" = b1 ]; then
     elapsed kiln
     run 1 128 eager,static-compile
     elapsed peers
+elif [ "$phase" = streams ]; then  # Kiln with IREE's CUDA streams instead of graphs
+    run 1 128 kiln,kiln-steps --cuda-submission streams
+    run 1 128 eager,static-compile
+    elapsed b1
+    run 8 128 kiln --cuda-submission streams
+    run 8 128 static-compile
+    elapsed b8
+    run 1 512 kiln --cuda-submission streams
+    run 1 512 static-compile
+    elapsed p512
 else
     run 8 128 kiln,kiln-steps,static-compile
     elapsed b8

@@ -11,7 +11,9 @@ lengths, 16, 64 and 256 by default: a prompt runs as a few chunk calls, `plan_pr
 `decode` (one token per row). All write the KV cache, a set of mutable globals of the artifact
 (kiln.device_state) updated in place: it never crosses the host. Per step the host sends the
 token, its position and cache slot (a few bytes) and reads back the greedy token (one int64 per
-row) or, when sampling, the last position's logits.
+row) or, when sampling, the last position's logits. Artifacts for CUDA also have `decode_loop`
+(kiln.decode_loop): greedy `generate` there runs all its decode steps in one call, each
+token fed to the next on the device (1.4x the tokens/s of a call per step on an H100).
 
 Batches have `batch_size` rows at most; fewer rows are padded with copies of the first (their
 results are dropped). Left padding follows transformers: pass `attention_mask` (0 for padding);
@@ -44,7 +46,8 @@ STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 
 def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="cpu",
                       output=None, dtype=None, prefill_chunks: Optional[Sequence[int]] = None,
-                      decode_cache_write: str = "auto", **options):
+                      decode_cache_write: str = "auto", decode_loop: Optional[bool] = None,
+                      **options):
     """Compile a transformers causal LM (or a module with its calling convention:
     `model(input_ids=, attention_mask=, position_ids=, cache=, use_cache=True)` returning
     `.logits`, its attention layers calling `cache.update`) into one generation artifact.
@@ -55,8 +58,10 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     (default: 16, 64 and 256 up to `max_seq_len`; see `plan_prefill`); `decode_cache_write`:
     how decode writes its keys/values, "scatter" (one row) or "select" (over every slot; with
     Kiln's CUDA kernels the decode attention kernel writes the row in place instead),
-    "auto": scatter unless CUDA is a target (kiln.kv_cache.DecoderStep). Options as
-    `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path when `output` is given."""
+    "auto": scatter unless CUDA is a target (kiln.kv_cache.DecoderStep); `decode_loop`: also
+    compile `decode_loop`, greedy steps run as a loop on the device (kiln.decode_loop; None:
+    when CUDA is a target, where it measured 1.4x the tokens/s of one call per step). Options
+    as `kiln.compile_to_vmfb`. Returns the `.vmfb` bytes, or its path when `output` is given."""
     import copy
 
     import torch
@@ -74,8 +79,11 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     if decode_cache_write not in ("auto", "scatter", "select"):
         raise ValueError(f"compile_generator: decode_cache_write must be 'auto', 'scatter' or "
                          f"'select', got {decode_cache_write!r}")
-    scatter = "cuda" not in normalize_target(target) if decode_cache_write == "auto" else \
-        decode_cache_write == "scatter"
+    cuda = "cuda" in normalize_target(target)
+    scatter = not cuda if decode_cache_write == "auto" else decode_cache_write == "scatter"
+    if decode_loop is not None and not isinstance(decode_loop, bool):
+        raise ValueError(f"compile_generator: decode_loop must be True, False or None, got "
+                         f"{decode_loop!r}")
     _check_positions(model, max_seq_len)
     if dtype is not None and any(p.dtype != dtype for p in model.parameters()):
         model = copy.deepcopy(model).to(dtype)
@@ -86,7 +94,10 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
                for n in chunks}
     entries["decode"] = (step, step.example_inputs(batch_size, 1))
     return compile_entry_points(entries, target=target, output=output,
-                                state=geometry.input_names, decode_loops=("decode",), **options)
+                                state=geometry.input_names,
+                                decode_loops=("decode",) if (cuda if decode_loop is None
+                                                             else decode_loop) else (),
+                                **options)
 
 
 def _prefill_chunks(chunks, max_seq_len: int) -> tuple[int, ...]:
@@ -124,11 +135,14 @@ _LEARNED_POSITIONS = {"gpt2": "n_positions", "opt": "max_position_embeddings",
                       "gpt_neo": "max_position_embeddings", "biogpt": "max_position_embeddings"}
 
 
-def load_generator(artifact, device: str = "cpu") -> "Generator":
-    """Load an artifact of `compile_generator` (bytes or path) for `device` ("cpu", "cuda")."""
+def load_generator(artifact, device: str = "cpu",
+                   decode_loop: Optional[bool] = None) -> "Generator":
+    """Load an artifact of `compile_generator` (bytes or path) for `device` ("cpu", "cuda").
+    `decode_loop`: greedy `generate` takes its steps from the artifact's `decode_loop` (None:
+    on CUDA, where the artifact has one; True: wherever it has one)."""
     from kiln.runtime import load
 
-    return Generator(load(artifact, device=device))
+    return Generator(load(artifact, device=device), decode_loop=decode_loop)
 
 
 @dataclass
@@ -152,7 +166,7 @@ class GenerationStats:
 class Generator:
     """The token loop over a generation artifact; see the module docstring."""
 
-    def __init__(self, module):
+    def __init__(self, module, decode_loop: Optional[bool] = None):
         chunks = {int(n[len(PREFILL_PREFIX):]): n for n in module.entry_points
                   if n.startswith(PREFILL_PREFIX) and n[len(PREFILL_PREFIX):].isdigit()}
         decode = module["decode"] if "decode" in module.entry_points else None
@@ -165,9 +179,16 @@ class Generator:
                                 f"(expected {', '.join(STEP_INPUTS)})")
         self.module = module
         self._decode = decode
-        # Greedy steps as one call (kiln.decode_loop); artifacts compiled before it lack it.
-        self._decode_loop = module["decode_loop"] if "decode_loop" in module.entry_points \
-            else None
+        # Greedy steps as one call (kiln.decode_loop). Not on the CPU by default: there IREE
+        # left the packing of GPT-2's [in, out] weights for Kiln's GEMM kernel inside the
+        # loop (43 ms per step), which a single decode call hoists to load time
+        # (docs/decisions.md, "Greedy decode steps in a loop on the device").
+        has_loop = "decode_loop" in module.entry_points
+        if decode_loop and not has_loop:
+            raise KilnLoadError("decode_loop=True: this generation artifact has no decode_loop "
+                                "(compile it with kiln.compile_generator(..., decode_loop=True))")
+        use_loop = module.device == "cuda" if decode_loop is None else decode_loop
+        self._decode_loop = module["decode_loop"] if has_loop and use_loop else None
         self._chunks = {n: module[name] for n, name in sorted(chunks.items())}
         self.batch_size, self.max_seq_len = decode.signature["inputs"][3]["shape"]
         self.vocab_size = decode.signature["outputs"][1]["shape"][1]

@@ -20,14 +20,21 @@ from kiln.dtypes import bfloat16_numpy, numpy_dtype, numpy_name
 from kiln.errors import KilnLoadError
 
 DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
-# Graph command buffers, no tracing: launch-bound models lose most time to per-dispatch overhead.
-# No stream-ordered (async) allocations: IREE's CUDA allocator cannot export buffers of that
+# Stream command buffers (each dispatch launched as it is recorded), no tracing: on an H100 they
+# gave generation 1.4-1.5x the decode tokens/s of CUDA graphs, which IREE records and
+# instantiates anew for every call, and single forward calls within +-10% of graphs
+# (docs/decisions.md, "CUDA runtime: streams, not graphs"). No stream-ordered (async)
+# allocations: IREE's CUDA allocator cannot export buffers of that
 # pool through DLPack ("CUDA buffer type is not supported for export"), and results allocated
 # with cuMemAlloc can: torch gets them without a copy (docs/gpu.md has the measured trade-off).
 # Parsed once per process, before the CUDA driver is created (IREE reads them then): the
 # default of RuntimeOptions.cuda_flags, which the first CUDA load of a process applies.
-CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=false", "--cuda_tracing=0",
+CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=true", "--cuda_tracing=0",
                       "--cuda_async_allocations=false")
+# $KILN_CUDA_FLAGS (whitespace-separated IREE flags) replaces CUDA_RUNTIME_FLAGS as the
+# process's default, e.g. "--cuda_use_streams=false --cuda_tracing=0" (CUDA graphs) to measure
+# another mode.
+CUDA_FLAGS_VARIABLE = "KILN_CUDA_FLAGS"
 # The CUDA flags this process parsed (parse_cuda_flags), None before the first CUDA load.
 _parsed_cuda_flags: Optional[tuple[str, ...]] = None
 # IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
@@ -368,13 +375,24 @@ def _dtype_name(element_type) -> str:
     return numpy_name(dtype)
 
 
+def default_cuda_flags() -> tuple[str, ...]:
+    """CUDA_RUNTIME_FLAGS, or the flags in $KILN_CUDA_FLAGS where set."""
+    import os
+
+    override = os.environ.get(CUDA_FLAGS_VARIABLE, "").split()
+    if override and not all(flag.startswith("--") for flag in override):
+        raise KilnLoadError(f"${CUDA_FLAGS_VARIABLE}={os.environ[CUDA_FLAGS_VARIABLE]!r}: "
+                            f"expected IREE flags such as --cuda_use_streams=true")
+    return tuple(override) or CUDA_RUNTIME_FLAGS
+
+
 def parse_cuda_flags(flags: Optional[Sequence[str]] = None) -> tuple[str, ...]:
     """Give IREE its CUDA runtime flags, once per process (IREE reads them when it creates the
-    CUDA device): `flags` (None: CUDA_RUNTIME_FLAGS) the first time; later, None or the same
+    CUDA device): `flags` (None: default_cuda_flags()) the first time; later, None or the same
     flags return those parsed, and other flags raise KilnLoadError (IREE would ignore them)."""
     global _parsed_cuda_flags
     if _parsed_cuda_flags is None:
-        wanted = CUDA_RUNTIME_FLAGS if flags is None else tuple(flags)
+        wanted = default_cuda_flags() if flags is None else tuple(flags)
         _iree_runtime().flags.parse_flags(*wanted)
         _parsed_cuda_flags = wanted
     elif flags is not None and tuple(flags) != _parsed_cuda_flags:
