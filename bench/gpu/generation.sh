@@ -16,10 +16,7 @@
 # (bench/generate.py --profile: CUPTI kernels per token, cProfile of the host side).
 set -u
 out=$1; shift
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .device/wheels/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/python:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader
+source bench/gpu/device_env.sh
 if [ -d .device/greedy ]; then  # bench/gpu/greedy_check.py prepare --out .device/greedy
     python3 -m bench.gpu.greedy_check check --artifacts .device/greedy
 fi

@@ -14,22 +14,18 @@
 #   there (carry .device/gencuda .device/gencuda-before .device/genvar .device/wheels):
 #       bash bench/gpu/generation_ab.sh $OUT
 out=$1
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .device/wheels/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/python:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-date +%s > /tmp/t0
+source bench/gpu/device_env.sh
 timeout 120 python3 -m kiln.kernels.selfcheck --device cuda --mode aot 2>&1 | tail -25
-echo "selfcheck secs $(( $(date +%s) - $(cat /tmp/t0) ))"
+elapsed selfcheck
 timeout 150 python3 -m bench.gpu.generate_variants check --artifacts .device/genvar --out "$out" 2>&1 | grep -v Warning | cut -c1-160
-echo "variants secs $(( $(date +%s) - $(cat /tmp/t0) ))"
+elapsed variants
 common=(--models gpt2,llama --batch 1 --prompt 128 --new 64 --device cuda --rounds 3)
 python3 -m bench.generate "${common[@]}" --dtype float16 --systems kiln --kiln-variant kernels \
     --kiln-artifacts .device/gencuda --profile --out "$out/generate-cuda.json" 2>&1 | grep -E "tok/s|gpu_busy|gpu_events|Error" 
 python3 -m bench.generate "${common[@]}" --dtype float16 --systems kiln --kiln-variant kernels \
     --kiln-artifacts .device/gencuda-before --out "$out/generate-cuda-before.json" 2>&1 | grep -E "tok/s|Error"
-echo "kiln secs $(( $(date +%s) - $(cat /tmp/t0) ))"
+elapsed kiln
 python3 -m bench.generate "${common[@]}" --dtype float16 --systems eager,static-compile \
     --out "$out/generate-cuda.json" 2>&1 | grep -E "tok/s|Error"
-echo "peers secs $(( $(date +%s) - $(cat /tmp/t0) ))"
+elapsed peers
 python3 -m bench.generate --agreement "$out/generate-cuda.json"

@@ -21,12 +21,7 @@
 #          bash bench/gpu/generation_loop.sh $OUT b1      then      ... $OUT shapes / streams
 out=$1
 phase=$2
-python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
-    --target /tmp/site .device/wheels/*.whl || exit 1
-export PYTHONPATH=/tmp/site:$PWD/python:$PWD PYTHONUNBUFFERED=1
-nvidia-smi --query-gpu=name,driver_version --format=csv,noheader
-date +%s > /tmp/t0
-elapsed() { echo "$1 secs $(( $(date +%s) - $(cat /tmp/t0) ))"; }
+source bench/gpu/device_env.sh
 run() {  # batch prompt systems [extra args]
     local batch=$1 prompt=$2 systems=$3
     shift 3
