@@ -320,6 +320,8 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
         out_grouped = TensorInfo(group_rows + (out.shape[-1],), out.dtype)
         q = b.aten("reshape", TensorInfo(group_rows + (qi.shape[-1],), qi.dtype), q,
                    b.int_list([-1 if d is None else d for d in group_rows + (qi.shape[-1],)]))
+        if mask is not None:
+            mask = _grouped_mask(b, mask, group_rows, tensor_info(op.operands[0]))
         qi = tensor_info(q)
     elif qi.rank >= 3 and tensor_info(k).shape[-3] != qi.shape[-3]:
         k = _expand_kv_heads(b, k, qi.shape[-3], op)
@@ -362,22 +364,57 @@ def lower_attention_decomposed(op: ir.Operation) -> ir.Value:
 def _grouped_query_rows(op: ir.Operation):
     """[B, Hkv, G·Sq] when the G query heads that share a kv head can be the rows of one product
     (q viewed as [B, Hkv, G·Sq, D], no copy), so K and V are read once instead of repeated G
-    times; None otherwise. Needs rank 4, no mask operand, static head counts, and static
-    lengths for a causal prefill (its causal bias is tiled per group).
+    times; None otherwise. Needs rank 4, static head counts, static lengths for a causal
+    prefill (its causal bias is tiled per group) and a mask, if any, `_grouped_mask` can lay
+    over those rows.
+    A generator's decode (one token against a masked cache) repeated K and V before masks were
+    taken: 1.7 of 17 ms per step of the zoo Llama on a 2-core Zen 3 (`iree-profile`:
+    `elementwise_broadcast_4x3x10240`, two per layer).
     Measured on Llama (dispatches per layer, docs/fusion.md): with Q/K/V merged into one
     projection, grouped rows cost one transpose of the output back to [B, S, Hq·D] where the
     repeats of K and V cost two (12 vs 13); with separate projections the repeat of V had
     folded into its projection and the repeat was cheaper (15 vs 16, docs/decisions.md)."""
     q, k = tensor_info(op.operands[0]), tensor_info(op.operands[1])
-    if q.rank != 4 or len(op.operands) > 3 or None in (q.shape[1], k.shape[1]):
+    if q.rank != 4 or None in (q.shape[1], k.shape[1]):
         return None
     if k.shape[1] == q.shape[1] or q.shape[1] % k.shape[1]:
         return None
     causal = ir.BoolAttr(op.attributes["causal"]).value
     if q.shape[2] is None or (causal and k.shape[2] is None):
         return None
+    if len(op.operands) > 3 and not _mask_groups(tensor_info(op.operands[3]), q):
+        return None
     group = q.shape[1] // k.shape[1]
     return (q.shape[0], k.shape[1], group * q.shape[2])
+
+
+def _mask_groups(mask: TensorInfo, q: TensorInfo) -> bool:
+    """Whether a mask over the scores [B, Hq, Sq, Sk] can be laid over the grouped rows
+    [B, Hkv, G·Sq, Sk]: rank 4, one head (every head's) with one query row or Sq of them, or
+    Hq heads (viewed as Hkv groups of G) with Sq rows."""
+    if mask.rank != 4:
+        return False
+    heads, rows = mask.shape[1], mask.shape[2]
+    return (heads == 1 and rows in (1, q.shape[2])) or (heads == q.shape[1] and rows == q.shape[2])
+
+
+def _grouped_mask(b: TorchBuilder, mask: ir.Value, group_rows, q: TensorInfo) -> ir.Value:
+    """The mask of scores [B, Hq, Sq, Sk] for the grouped scores [B, Hkv, G·Sq, Sk], whose row
+    g·Sq + s of kv head h is query head h·G + g, query s: a per-head mask is viewed that way;
+    a mask shared by the heads keeps its one head and, with Sq > 1 rows, is tiled G times
+    along the rows (one query row broadcasts as it is)."""
+    info = tensor_info(mask)
+    batch, heads, rows, keys = info.shape
+    if heads != 1:
+        shape = (batch, group_rows[1], group_rows[2], keys)
+        sizes = [(mask, 0) if batch is None else batch, group_rows[1], group_rows[2],
+                 (mask, 3) if keys is None else keys]
+        return b.aten("reshape", TensorInfo(shape, info.dtype), mask, b.size_list(sizes))
+    if rows == 1:
+        return mask
+    group = group_rows[2] // q.shape[2]
+    return b.aten("repeat", TensorInfo((batch, 1, rows * group, keys), info.dtype), mask,
+                  b.int_list([1, 1, group, 1]))
 
 
 def lower_attention_fused(op: ir.Operation) -> ir.Value:

@@ -120,6 +120,40 @@ func.func @attention_gqa(%q: !torch.vtensor<[1,4,8,16],f32>, %k: !torch.vtensor<
 
 // -----
 
+// Grouped-query decode with a mask shared by the heads (a generator's step: one query token
+// against a masked cache), 4 query heads over 2 kv heads: q [1,4,1,16] is viewed as
+// [1,2,2,16], the mask [1,1,1,8] broadcasts over the grouped rows as it is, and K and V are
+// not repeated (before masks were taken, both were expanded to 4 heads every step).
+// CHECK-LABEL: func.func @attention_gqa_decode_mask(
+// CHECK-SAME:    %[[Q:[^:]+]]: !torch.vtensor<[1,4,1,16],f32>, %[[K:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[V:[^:]+]]: !torch.vtensor<[1,2,8,16],f32>, %[[M:[^:]+]]: !torch.vtensor<[1,1,1,8],f32>)
+// CHECK-NOT:     torch.aten.expand
+// CHECK:         %[[QG:.+]] = torch.aten.reshape %[[Q]], %{{.+}} -> !torch.vtensor<[1,2,2,16],f32>
+// CHECK:         torch.aten.matmul %[[QG]], %{{.+}} -> !torch.vtensor<[1,2,2,8],f32>
+// CHECK:         torch.aten.add.Tensor %{{.+}}, %[[M]], %{{.+}} : !torch.vtensor<[1,2,2,8],f32>, !torch.vtensor<[1,1,1,8],f32>, !torch.int -> !torch.vtensor<[1,2,2,8],f32>
+// CHECK:         torch.aten.matmul %{{.+}}, %[[V]] : !torch.vtensor<[1,2,2,8],f32>, !torch.vtensor<[1,2,8,16],f32> -> !torch.vtensor<[1,2,2,16],f32>
+// CHECK-NOT:     torch.aten.expand
+func.func @attention_gqa_decode_mask(%q: !torch.vtensor<[1,4,1,16],f32>, %k: !torch.vtensor<[1,2,8,16],f32>, %v: !torch.vtensor<[1,2,8,16],f32>, %m: !torch.vtensor<[1,1,1,8],f32>) -> !torch.vtensor<[1,4,1,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,1,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,1,1,8],f32>) -> !torch.vtensor<[1,4,1,16],f32>
+  return %0 : !torch.vtensor<[1,4,1,16],f32>
+}
+
+// -----
+
+// Grouped-query prefill with a mask of every head's own rows [1,1,4,8]: the mask is tiled
+// over the 2 query heads of each kv head ([1,1,8,8], row g·4 + s is query s), K and V as they
+// are.
+// CHECK-LABEL: func.func @attention_gqa_prefill_mask(
+// CHECK-NOT:     torch.aten.expand
+// CHECK:         torch.aten.repeat %{{.+}}, %{{.+}} : !torch.vtensor<[1,1,4,8],f32>, !torch.list<int> -> !torch.vtensor<[1,1,8,8],f32>
+// CHECK:         torch.aten.add.Tensor %{{.+}}, %{{.+}}, %{{.+}} : !torch.vtensor<[1,2,8,8],f32>, !torch.vtensor<[1,1,8,8],f32>, !torch.int -> !torch.vtensor<[1,2,8,8],f32>
+// CHECK-NOT:     torch.aten.expand
+func.func @attention_gqa_prefill_mask(%q: !torch.vtensor<[1,4,4,16],f32>, %k: !torch.vtensor<[1,2,8,16],f32>, %v: !torch.vtensor<[1,2,8,16],f32>, %m: !torch.vtensor<[1,1,4,8],f32>) -> !torch.vtensor<[1,4,4,16],f32> {
+  %0 = "kiln.attention"(%q, %k, %v, %m) {causal = false, operandSegmentSizes = array<i32: 1, 1, 1, 1>, scale = 2.500000e-01 : f64} : (!torch.vtensor<[1,4,4,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,2,8,16],f32>, !torch.vtensor<[1,1,4,8],f32>) -> !torch.vtensor<[1,4,4,16],f32>
+  return %0 : !torch.vtensor<[1,4,4,16],f32>
+}
+
+// -----
+
 // f16 attention: decomposed computes the softmax in f32 — scores cast to f32 (dtype code 6)
 // before scale and softmax, probabilities cast back to f16 (code 5) before ·v.
 // CHECK-LABEL: func.func @attention_f16(
