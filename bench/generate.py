@@ -68,13 +68,19 @@ KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": Fa
                  "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False}}
 
 
+def _submission_flags(streams: bool) -> tuple[str, ...]:
+    """Kiln's CUDA runtime flags (kiln.runtime.CUDA_RUNTIME_FLAGS) with IREE's command
+    buffers as CUDA graphs (False) or streams (True)."""
+    from kiln.runtime import CUDA_RUNTIME_FLAGS
+
+    return (f"--cuda_use_streams={str(streams).lower()}",) + tuple(
+        f for f in CUDA_RUNTIME_FLAGS if not f.startswith("--cuda_use_streams="))
+
+
 # IREE's CUDA runtime flags per submission mode ("default": kiln.runtime.CUDA_RUNTIME_FLAGS,
 # streams since 2026-12-06); another mode's name is added to Kiln's system name.
-CUDA_SUBMISSION = {"default": None,
-                   "graphs": ("--cuda_use_streams=false", "--cuda_tracing=0",
-                              "--cuda_async_allocations=false"),
-                   "streams": ("--cuda_use_streams=true", "--cuda_tracing=0",
-                               "--cuda_async_allocations=false")}
+CUDA_SUBMISSION = {"default": None, "graphs": _submission_flags(False),
+                   "streams": _submission_flags(True)}
 
 
 def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:

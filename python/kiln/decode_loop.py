@@ -73,7 +73,6 @@ def add_decode_loop(ir_text: str, step: str = "decode") -> str:
 
     indent = header.indent
     body = indent + "  "
-    inner = body + "  "
     column = f"tensor<{batch}x1xi64>"
     tokens = f"tensor<{batch}x{slots}xi64>"
     vt_column = f"!torch.vtensor<[{batch},1],si64>"
@@ -137,7 +136,7 @@ def add_decode_loop(ir_text: str, step: str = "decode") -> str:
                  f"%guards_next = arith.maxsi %guards, %step_guards : {guards_builtin}"]
         yielded.append("%guards_next")
     loop.append(f"scf.yield {', '.join(yielded)} : {types}")
-    lines += [inner + line for line in loop]
+    lines += ["  " + line for line in loop]  # the loop's body, one level deeper
     lines.append("}")
     lines.append(f"%tokens_t = torch_c.from_builtin_tensor %loop#3 : {tokens} -> {vt_tokens}")
     returned, returned_types = ["%tokens_t"], [vt_tokens]
@@ -163,8 +162,7 @@ def add_decode_loop(ir_text: str, step: str = "decode") -> str:
     function = (f"{indent}func.func @{step}{LOOP_SUFFIX}({arguments}) -> "
                 f"({', '.join(returned_types)}) attributes {{iree.reflection = {{"
                 f"{SIGNATURE_KEY} = {mlir_string(loop_signature.to_json())}}}}} {{\n" +
-                "".join(f"{body}{line}\n" if not line.startswith(inner) else f"{line}\n"
-                        for line in lines) + f"{indent}}}\n")
+                "".join(f"{body}{line}\n" for line in lines) + f"{indent}}}\n")
     end = module_end(ir_text)
     return ir_text[:end] + function + ir_text[end:]
 

@@ -84,6 +84,7 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     if decode_loop is not None and not isinstance(decode_loop, bool):
         raise ValueError(f"compile_generator: decode_loop must be True, False or None, got "
                          f"{decode_loop!r}")
+    with_loop = cuda if decode_loop is None else decode_loop
     _check_positions(model, max_seq_len)
     if dtype is not None and any(p.dtype != dtype for p in model.parameters()):
         model = copy.deepcopy(model).to(dtype)
@@ -95,9 +96,7 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     entries["decode"] = (step, step.example_inputs(batch_size, 1))
     return compile_entry_points(entries, target=target, output=output,
                                 state=geometry.input_names,
-                                decode_loops=("decode",) if (cuda if decode_loop is None
-                                                             else decode_loop) else (),
-                                **options)
+                                decode_loops=("decode",) if with_loop else (), **options)
 
 
 def _prefill_chunks(chunks, max_seq_len: int) -> tuple[int, ...]:
