@@ -65,7 +65,8 @@ DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.
 KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": False},
                  "nokernels": {"cuda_kernels": "off"},
                  "scatter": {"decode_cache_write": "scatter"},
-                 "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False}}
+                 "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False},
+                 "pipelined": {"pipeline_loops": True}}
 
 
 def _submission_flags(streams: bool) -> tuple[str, ...]:
@@ -205,11 +206,17 @@ def profile_generation(system, ids, new: int) -> dict:
         system.run(ids, new)
         torch.cuda.synchronize()
     kernels: dict = {}
+    spans = []
     for event in prof.events():
         if event.device_type == torch.autograd.DeviceType.CUDA:
             entry = kernels.setdefault(event.name, [0, 0.0])
             entry[0] += 1
             entry[1] += event.time_range.elapsed_us()
+            spans.append((event.time_range.start, event.time_range.end))
+    # Idle time between consecutive GPU events: many short gaps are launch-bound, a few long
+    # ones per token are the host not keeping the GPU fed (waits, recording).
+    spans.sort()
+    gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] > a[1]]
     steps = new  # the prompt's calls and new - 1 decode calls, about one per token
     busy_us = sum(total for _, total in kernels.values())
     top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:12]
@@ -221,6 +228,9 @@ def profile_generation(system, ids, new: int) -> dict:
     pstats.Stats(host, stream=text).sort_stats("tottime").print_stats(12)
     result = {"gpu_busy_ms_per_token": busy_us / 1e3 / steps,
               "gpu_events_per_token": sum(n for n, _ in kernels.values()) / steps,
+              "gpu_idle_ms_per_token": sum(gaps) / 1e3 / steps,
+              "gpu_gaps_over_50us_per_token": sum(g > 50 for g in gaps) / steps,
+              "gpu_idle_in_gaps_over_50us_ms_per_token": sum(g for g in gaps if g > 50) / 1e3 / steps,
               "top_gpu_events": [(name[:120], n, round(total / 1e3, 3)) for name, (n, total) in top],
               "host_profile": text.getvalue()[-4000:]}
     print(json.dumps({k: v for k, v in result.items() if k != "host_profile"}, indent=1))

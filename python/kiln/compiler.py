@@ -77,6 +77,10 @@ class CompileOptions:
     # out-of-range token id raises IndexError as in eager, instead of reading other memory.
     # Off saves a clamp and a small reduction per such op (docs/decisions.md has the cost).
     index_checks: bool = True
+    # CUDA decode loops (kiln.decode_loop): the host records step n+1 while the GPU runs step n,
+    # instead of waiting for it at IREE's queue alloca/dealloca (kiln.queue_waits). Needs a
+    # CUDA-only target; compiles in two phases (to IREE's HAL IR, rewritten, then on).
+    pipeline_loops: bool = False
 
     @classmethod
     def from_kwargs(cls, options: dict[str, Any]) -> "CompileOptions":
@@ -98,7 +102,7 @@ class CompileOptions:
         if opts.cuda_kernels not in CUDA_KERNEL_MODES:
             raise ValueError(f"cuda_kernels={opts.cuda_kernels!r}: choose one of "
                              f"{', '.join(CUDA_KERNEL_MODES)}")
-        for switch in ("cuda_split_k", "cuda_fuse"):
+        for switch in ("cuda_split_k", "cuda_fuse", "pipeline_loops"):
             # A string such as "off" is truthy: it would have switched the feature on.
             if not isinstance(getattr(opts, switch), bool):
                 raise ValueError(f"{switch}={getattr(opts, switch)!r}: choose True or False")
@@ -511,12 +515,37 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
     dynamic = any(i.bounds is not None for s in signatures.values() for i in s.inputs)
     flags = iree_flags(replace(target, transpose_propagation=dynamic))
     flags += list(opts.extra_iree_flags)
+    pipelined = _pipelined_loops(opts, target, state_binding)
     with timed("iree-compile"):
-        vmfb = _run_iree_compile(ir_text, flags, lambda: unsupported_ops(module, flags),
+        vmfb = _run_iree_compile(ir_text, flags + (["--compile-to=hal"] if pipelined else []),
+                                 lambda: unsupported_ops(module, flags),
                                  lambda error, tried: codegen_fallback_flags(target.devices,
                                                                              error, tried),
                                  report, handoff_weights)
+    if pipelined:
+        from kiln.queue_waits import release_loop_waits
+
+        with timed("pipeline-loops"):
+            hal_text, rewritten = release_loop_waits(vmfb.decode(), pipelined)
+            report.rewrites.append(Rewrite(
+                "pipeline-loops", "queue-waits", f"{rewritten} queue allocations/deallocations "
+                f"of {', '.join(pipelined)} no longer wait on the host", ""))
+            vmfb = _run_iree_compile(hal_text, flags + ["--compile-from=hal"], report=report)
     return CompiledModel(vmfb, None, report, archive)
+
+
+def _pipelined_loops(opts, target: CompileTarget, state_binding: tuple) -> list[str]:
+    """The IREE functions whose host waits kiln.queue_waits releases: each decode loop's
+    asynchronous body, where `pipeline_loops` is on (CUDA-only targets)."""
+    if not opts.pipeline_loops:
+        return []
+    from kiln.decode_loop import LOOP_SUFFIX
+
+    if target.devices != ("cuda",):
+        raise KilnCompileError(f"pipeline_loops=True needs target='cuda' alone (the CUDA "
+                               f"HAL's one ordered stream makes it safe), got "
+                               f"{', '.join(target.devices)}")
+    return [f"{step}{LOOP_SUFFIX}$async" for step in state_binding[1]]
 
 
 def _run_iree_compile(ir_text: str, flags: list[str], diagnose=None, fallback=None,

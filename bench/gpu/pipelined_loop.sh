@@ -1,0 +1,45 @@
+#!/bin/bash
+# Issue 15: the decode loop with the host's queue waits released (compile option
+# pipeline_loops, kiln.queue_waits) against the same loop as IREE schedules it, same commit;
+# each variant in its own process, static-compile as the peer.
+#   phase b1:     batch 1, prompt 128: kernels and pipelined (profiled), pipelined with IREE's
+#                 stream-ordered allocations, kernels again, then eager and static-compile.
+#   phase shapes: batch 8 / prompt 128 and batch 1 / prompt 512: kernels, pipelined,
+#                 static-compile; then the stream-ordered allocations run unfiltered.
+#   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
+#              --models gpt2,llama --batch $1 --prompt $2 --new 64 --device cuda \
+#              --dtype float16 --kiln-variant kernels,pipelined --prepare-kiln .device/genpipe; done
+#          <iree-base-runtime 3.13.0 cp312, transformers 5.24.0, regex wheels> in .device/wheels
+#   there (carry .device/genpipe .device/wheels): bash bench/gpu/pipelined_loop.sh $OUT b1|shapes
+out=$1
+phase=$2
+source bench/gpu/device_env.sh
+run() {  # batch prompt variant systems [extra args]
+    local batch=$1 prompt=$2 variant=$3 systems=$4
+    shift 4
+    timeout 200 python3 -m bench.generate --models gpt2,llama --batch "$batch" \
+        --prompt "$prompt" --new 64 --device cuda --rounds 5 --dtype float16 \
+        --kiln-variant "$variant" --kiln-artifacts .device/genpipe --systems "$systems" \
+        --out "$out/generate-cuda-pipelined.json" "$@" 2>&1 |
+        grep -E "tok/s|gpu_|Error|error|Traceback"
+    elapsed "b$batch p$prompt $variant $systems"
+}
+async="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=true"
+if [ "$phase" = b1 ]; then
+    run 1 128 kernels kiln --profile
+    run 1 128 pipelined kiln --profile
+    KILN_CUDA_FLAGS="$async" run 1 128 pipelined kiln
+    run 1 128 kernels kiln
+    run 1 128 kernels eager,static-compile
+else
+    for shape in "8 128" "1 512"; do
+        set -- $shape
+        run $1 $2 kernels kiln
+        run $1 $2 pipelined kiln
+        run $1 $2 kernels static-compile
+    done
+    KILN_CUDA_FLAGS="$async" timeout 120 python3 -m bench.generate --models gpt2 --batch 1 \
+        --prompt 128 --new 64 --device cuda --rounds 1 --dtype float16 \
+        --kiln-variant pipelined --kiln-artifacts .device/genpipe --systems kiln 2>&1 | tail -25
+fi
+python3 -m bench.generate --agreement "$out/generate-cuda-pipelined.json" | cut -c1-200

@@ -1,0 +1,85 @@
+"""A decode loop whose host does not wait for the GPU between steps (CUDA).
+
+IREE's stream scheduler gives every step of a loop (kiln.decode_loop) its own transient
+buffers: `hal.device.queue.alloca` before the step's command buffer, `hal.device.queue.dealloca`
+after it, each ordered after the work it follows by a wait fence. IREE's CUDA HAL (3.13)
+performs both on the host and blocks the calling thread on their wait fences first ("The CUDA
+HAL is not currently asynchronous", cuda_device.c): the dealloca after a step's command
+buffer waits for that step to finish on the GPU before the host records the next step. Host
+recording and GPU execution then take turns instead of overlapping.
+
+`release_loop_waits` rewrites the HAL-phase IR of the named functions (`iree-compile
+--compile-to=hal`) so that the host stops waiting there while every fence keeps its meaning:
+
+    %b = hal.device.queue.alloca<%dev> ... wait(%w) signal(%s) pool(...) ...
+      becomes
+    %b = hal.device.queue.alloca<%dev> ... wait(%none) signal(%a) pool(...) ...   (no host wait)
+    hal.device.queue.barrier<%dev> ... wait(join(%w, %a)) signal(%s)              (on the queue)
+
+    hal.device.queue.dealloca<%dev> ... wait(%w) signal(%s) buffer(%b) ...
+      becomes
+    hal.device.queue.dealloca<%dev> ... wait(%none) signal(%d) buffer(%b) ...
+    hal.device.queue.barrier<%dev> ... wait(join(%w, %d)) signal(%s)
+
+A barrier is queue work (IREE's deferred work queue: CUDA events, no host wait). Allocating
+before %w is reached is safe: the buffer is new. Freeing before %w relies on the CUDA HAL's one
+FIFO stream: IREE's dealloca is a no-op for buffers from cuMemAlloc (synchronous allocations,
+Kiln's default) and a stream-ordered cuMemFreeAsync, queued after the step's launches, for
+pool buffers. Only valid for the CUDA HAL; the CPU HAL's queue is not one FIFO stream.
+"""
+
+from __future__ import annotations
+
+import re
+
+from kiln.errors import KilnCompileError
+
+# hal.device.queue.alloca / dealloca as IREE 3.13 prints them (one op per line).
+_QUEUE_OP = re.compile(
+    r"^(?P<indent>[ \t]*)(?P<result>%[\w$.\-#]+ = )?hal\.device\.queue\.(?P<op>alloca|dealloca)"
+    r"<(?P<device>%[\w$.\-]+) : !hal\.device> affinity\((?P<affinity>[^)]*)\) "
+    r"wait\((?P<wait>%[\w$.\-#]+)\) signal\((?P<signal>%[\w$.\-#]+)\)(?P<rest>.*)$")
+_FUNCTION = re.compile(r"^  util\.func (?:public |private )?@(?P<name>[\w$.\-]+)\(")
+
+
+def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
+    """(`hal_text` with the queue allocas/deallocas of `functions` rewritten as in the module
+    docstring, how many were rewritten). A function named but absent raises KilnCompileError."""
+    lines = hal_text.split("\n")
+    wanted = set(functions)
+    found: set[str] = set()
+    out: list[str] = []
+    current = None
+    counter = 0
+    for line in lines:
+        header = _FUNCTION.match(line)
+        if header:
+            current = header["name"] if header["name"] in wanted else None
+            if current:
+                found.add(current)
+        elif line.startswith("  }"):
+            current = None
+        match = _QUEUE_OP.match(line) if current else None
+        if match is None:
+            out.append(line)
+            continue
+        counter += 1
+        indent, device, affinity = match["indent"], match["device"], match["affinity"]
+        none, done, joined = (f"%kiln_nowait_{counter}", f"%kiln_queued_{counter}",
+                              f"%kiln_after_{counter}")
+        out += [
+            f"{indent}{none} = util.null : !hal.fence",
+            f"{indent}{done} = hal.fence.create device({device} : !hal.device) "
+            f'flags("None") : !hal.fence',
+            f"{indent}{match['result'] or ''}hal.device.queue.{match['op']}<{device} : "
+            f"!hal.device> affinity({affinity}) wait({none}) signal({done}){match['rest']}",
+            f"{indent}{joined} = hal.fence.join at([{match['wait']}, {done}]) "
+            f'flags("None") -> !hal.fence',
+            f"{indent}hal.device.queue.barrier<{device} : !hal.device> affinity({affinity}) "
+            f'wait({joined}) signal({match["signal"]}) flags("None")',
+        ]
+    missing = sorted(wanted - found)
+    if missing:
+        raise KilnCompileError(f"release_loop_waits: no function {', '.join(missing)} in the "
+                               f"HAL-phase IR")
+    return "\n".join(out), counter
