@@ -66,7 +66,8 @@ KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": Fa
                  "nokernels": {"cuda_kernels": "off"},
                  "scatter": {"decode_cache_write": "scatter"},
                  "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False},
-                 "pipelined": {"pipeline_loops": True}}
+                 "pipelined": {"pipeline_loops": True},
+                 "unpipelined": {"pipeline_loops": False}}
 
 
 def _submission_flags(streams: bool) -> tuple[str, ...]:

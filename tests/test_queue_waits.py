@@ -61,6 +61,26 @@ def tiny_gpt2():
     return transformers.GPT2LMHeadModel(config).eval()
 
 
+@pytest.mark.parametrize("option, devices, loops, expected", [
+    (None, ("cuda",), ("decode",), ["decode_loop$async"]),  # auto: CUDA alone
+    (None, ("cpu", "cuda"), ("decode",), []),  # the CPU HAL's queue is not one stream
+    (None, ("cpu",), ("decode",), []),
+    (False, ("cuda",), ("decode",), []),
+    (True, ("cuda",), (), []),  # nothing to pipeline
+])
+def test_which_loops_are_pipelined(option, devices, loops, expected):
+    from kiln.compiler import CompileOptions, _pipelined_loops
+    from kiln.targets import CompileTarget
+
+    options = CompileOptions.from_kwargs({"pipeline_loops": option})
+    assert _pipelined_loops(options, CompileTarget(devices=devices), ((), loops)) == expected
+
+
+def test_pipeline_loops_option_errors():
+    with pytest.raises(ValueError, match=r"pipeline_loops='yes': choose None \(auto\)"):
+        kiln.compile_generator(tiny_gpt2(), max_seq_len=8, pipeline_loops="yes")
+
+
 def test_pipeline_loops_needs_a_cuda_only_target():
     with pytest.raises(KilnCompileError, match=r"pipeline_loops=True needs target='cuda'"):
         kiln.compile_generator(tiny_gpt2(), max_seq_len=8, target="cpu", decode_loop=True,
