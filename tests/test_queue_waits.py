@@ -69,11 +69,11 @@ def tiny_gpt2():
     (True, ("cuda",), (), []),  # nothing to pipeline
 ])
 def test_which_loops_are_pipelined(option, devices, loops, expected):
-    from kiln.compiler import CompileOptions, _pipelined_loops
+    from kiln.compiler import CompileOptions, StateBinding, _pipelined_loops
     from kiln.targets import CompileTarget
 
     options = CompileOptions.from_kwargs({"pipeline_loops": option})
-    assert _pipelined_loops(options, CompileTarget(devices=devices), ((), loops)) == expected
+    assert _pipelined_loops(options, CompileTarget(devices=devices), StateBinding((), loops)) == expected
 
 
 def test_pipeline_loops_option_errors():

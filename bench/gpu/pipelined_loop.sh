@@ -6,6 +6,9 @@
 #                 stream-ordered allocations, kernels again, then eager and static-compile.
 #   phase shapes: batch 8 / prompt 128 and batch 1 / prompt 512: kernels, pipelined,
 #                 static-compile; then the stream-ordered allocations run unfiltered.
+#   phase splitk: with pipelining on by default, batch 1 / prompt 128 with split-K GEMMs
+#                 (kernels) and without (nosplitk), profiled, twice; artifacts in $ARTIFACTS
+#                 (prepared with --kiln-variant kernels,nosplitk --prepare-kiln $ARTIFACTS).
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
 #              --models gpt2,llama --batch $1 --prompt $2 --new 64 --device cuda \
 #              --dtype float16 --kiln-variant kernels,pipelined --prepare-kiln .device/genpipe; done
@@ -13,19 +16,25 @@
 #   there (carry .device/genpipe .device/wheels): bash bench/gpu/pipelined_loop.sh $OUT b1|shapes
 out=$1
 phase=$2
+artifacts=${ARTIFACTS:-.device/genpipe}
 source bench/gpu/device_env.sh
 run() {  # batch prompt variant systems [extra args]
     local batch=$1 prompt=$2 variant=$3 systems=$4
     shift 4
     timeout 200 python3 -m bench.generate --models gpt2,llama --batch "$batch" \
         --prompt "$prompt" --new 64 --device cuda --rounds 5 --dtype float16 \
-        --kiln-variant "$variant" --kiln-artifacts .device/genpipe --systems "$systems" \
+        --kiln-variant "$variant" --kiln-artifacts "$artifacts" --systems "$systems" \
         --out "$out/generate-cuda-pipelined.json" "$@" 2>&1 |
         grep -E "tok/s|gpu_|Error|error|Traceback"
     elapsed "b$batch p$prompt $variant $systems"
 }
 async="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=true"
-if [ "$phase" = b1 ]; then
+if [ "$phase" = splitk ]; then
+    for round in 1 2; do
+        run 1 128 kernels kiln --profile
+        run 1 128 nosplitk kiln --profile
+    done
+elif [ "$phase" = b1 ]; then
     run 1 128 kernels kiln --profile
     run 1 128 pipelined kiln --profile
     KILN_CUDA_FLAGS="$async" run 1 128 pipelined kiln

@@ -8,7 +8,7 @@ import sys
 import time
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Callable, NamedTuple, Optional, Sequence
 
 from kiln import __version__
 from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
@@ -31,6 +31,18 @@ from kiln.targets import (CPU_KERNEL_MODES, CUDA_KERNEL_MODES, KERNEL_SELECTIONS
 from kiln.torch_ir import tensor_info
 
 TORCH_TO_NUMPY_DTYPE = MLIR_TO_NUMPY  # the signature's dtype names (kiln.dtypes)
+
+
+class StateBinding(NamedTuple):
+    """What compile_entry_points binds to device state (kiln.device_state): the inputs kept
+    as mutable globals, and the state functions also compiled as device loops
+    (kiln.decode_loop)."""
+
+    state: tuple[str, ...] = ()
+    decode_loops: tuple[str, ...] = ()
+
+
+NO_STATE = StateBinding()
 
 
 @dataclass
@@ -358,7 +370,7 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
     if unknown or (decode_loops and not state):
         raise ValueError(f"decode_loops: {unknown or list(decode_loops)} must name entry points "
                          f"of a stateful artifact (state=...)")
-    state_binding = (state, decode_loops)
+    state_binding = StateBinding(state, decode_loops)
     opts, compile_target, phase, report, log, timed = _start(options, target, compile_to, log)
     programs = {}
     for name, entry in entries.items():
@@ -374,7 +386,7 @@ def compile_entry_points(entries, *, target="cpu", output=None, compile_to=None,
 
 
 def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, timed, log,
-                    state_binding: tuple = ((), ())) -> CompiledModel:
+                    state_binding: StateBinding = NO_STATE) -> CompiledModel:
     """`_compile_programs` behind the compile cache: the key is taken from the exported
     programs and the context (kiln.compile_key), so a hit is the artifact of the same program.
     Only full artifacts with inline weights are cached; cache problems never fail a compile."""
@@ -434,7 +446,7 @@ def _compile_cached(programs: dict, target: CompileTarget, phase, opts, report, 
 
 
 def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report, timed,
-                      state_binding: tuple = ((), ())) -> CompiledModel:
+                      state_binding: StateBinding = NO_STATE) -> CompiledModel:
     """Import exported programs as functions of one module, then raise, lower and compile."""
     external = opts.weights == "external"
     # Inline weights reach iree-compile as raw bytes in MLIR bytecode
@@ -538,10 +550,10 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
     return CompiledModel(vmfb, None, report, archive)
 
 
-def _pipelined_loops(opts, target: CompileTarget, state_binding: tuple) -> list[str]:
+def _pipelined_loops(opts, target: CompileTarget, state_binding: StateBinding) -> list[str]:
     """The IREE functions whose host waits kiln.queue_waits releases: each decode loop's
     asynchronous body, where `pipeline_loops` is on (CUDA-only targets)."""
-    loops = state_binding[1]
+    loops = state_binding.decode_loops
     if opts.pipeline_loops is False or not loops or \
             (opts.pipeline_loops is None and target.devices != ("cuda",)):
         return []
