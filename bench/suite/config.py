@@ -52,6 +52,8 @@ KILN_SYSTEMS = {
                              "if_known": {"cuda_fuse": False, "cuda_split_k": True}},
     "kiln+kernels-splitk": {"options": {"cuda_kernels": "on"},
                             "if_known": {"cuda_split_k": True}},
+    # one launch per linear: fewer operations for IREE's host to submit per call
+    "kiln+kernels-nosplitk": {"options": {"cuda_kernels": "on", "cuda_split_k": False}},
 }
 
 
