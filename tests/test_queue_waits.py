@@ -15,6 +15,9 @@ from kiln.queue_waits import release_loop_waits
 transformers = pytest.importorskip("transformers")
 
 HAL = """\
+  util.func public @step(%arg0: !hal.buffer_view) -> !hal.buffer_view attributes {iree.abi.stub, iree.reflection = {kiln.signature = "{}"}} {
+    util.return %arg0 : !hal.buffer_view
+  }
   util.func public @step$async(%arg0: !hal.fence, %arg1: !hal.fence) {
     %0 = util.null : !hal.fence
     %buffer = hal.device.queue.alloca<%__device_0 : !hal.device> affinity(%c-1_i64) wait(%arg0) signal(%fence) pool(%c0_i64) type(%memory_type) usage(%buffer_usage) flags("None") : !hal.buffer{%c256} loc(#loc3)
@@ -47,6 +50,21 @@ def test_release_loop_waits_moves_each_wait_onto_the_queue():
     assert "wait(%kiln_after_2) signal(%arg1)" in step
     assert "%kiln_nowait_2 = util.null : !hal.fence" in step
     assert "kiln_" not in other and "wait(%arg0) signal(%arg1)" in other
+    # The public wrapper says so in its reflection (the runtime's check_runtime_flags).
+    assert 'iree.reflection = {kiln.pipelined_loop = "true", kiln.signature = "{}"}' in step
+
+
+def test_pipelined_artifacts_need_synchronous_allocations():
+    from kiln.errors import KilnLoadError
+    from kiln.queue_waits import check_runtime_flags
+    from kiln.runtime import CUDA_RUNTIME_FLAGS
+
+    marked = {"decode_loop": {"kiln.pipelined_loop": "true"}, "decode": {}}
+    check_runtime_flags(marked, CUDA_RUNTIME_FLAGS)  # Kiln's default flags
+    check_runtime_flags({"decode": {}}, ("--cuda_use_streams=true",))  # nothing pipelined
+    with pytest.raises(KilnLoadError, match=r"decode_loop: compiled with pipeline_loops.*"
+                                            r"add --cuda_async_allocations=false"):
+        check_runtime_flags(marked, ("--cuda_use_streams=true", "--cuda_tracing=0"))
 
 
 def test_release_loop_waits_names_a_missing_function():
@@ -108,6 +126,8 @@ def test_pipelined_cuda_generator_compiles_without_host_waits_in_its_loop(tmp_pa
                  if "hal.device.queue.alloca" in line or "hal.device.queue.dealloca" in line]
     assert count == len(queue_ops) >= 4  # the loop body's and those around it
     assert all(re.search(r"wait\(%kiln_nowait_\d+\)", line) for line in queue_ops)
+    assert re.search(r'util\.func public @decode_loop\(.*iree\.reflection = '
+                     r'\{kiln\.pipelined_loop = "true"', released)
     rewritten = tmp_path / "released.mlir"
     rewritten.write_text(released)
     vmfb = compiler.compile_file(str(rewritten), extra_args=flags + ["--compile-from=hal"])

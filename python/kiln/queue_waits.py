@@ -34,6 +34,12 @@ import re
 
 from kiln.errors import KilnCompileError
 
+# Reflection entry of the public wrapper of every rewritten function: the runtime refuses such an
+# artifact where IREE's stream-ordered allocations are on (kiln.runtime.module).
+PIPELINED_KEY = "kiln.pipelined_loop"
+# The one CUDA allocation mode the rewrite is measured with (Kiln's default runtime flag).
+SYNCHRONOUS_ALLOCATIONS = "--cuda_async_allocations=false"
+
 # hal.device.queue.alloca / dealloca as IREE 3.13 prints them (one op per line).
 _QUEUE_OP = re.compile(
     r"^(?P<indent>[ \t]*)(?P<result>%[\w$.\-#]+ = )?hal\.device\.queue\.(?P<op>alloca|dealloca)"
@@ -82,4 +88,33 @@ def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
     if missing:
         raise KilnCompileError(f"release_loop_waits: no function {', '.join(missing)} in the "
                                f"HAL-phase IR")
-    return "\n".join(out), counter
+    return _mark_wrappers("\n".join(out), functions), counter
+
+
+def _mark_wrappers(hal_text: str, functions: list[str]) -> str:
+    """Add PIPELINED_KEY to the reflection of each `f$async`'s public wrapper `f`."""
+    for name in functions:
+        wrapper = name[:-len("$async")] if name.endswith("$async") else name
+        header = re.search(rf"^  util\.func public @{re.escape(wrapper)}\(.*$", hal_text, re.M)
+        if header is None or "iree.reflection = {" not in header.group(0):
+            raise KilnCompileError(f"release_loop_waits: no public @{wrapper} with a reflection "
+                                   f"in the HAL-phase IR")
+        marked = header.group(0).replace("iree.reflection = {",
+                                         f'iree.reflection = {{{PIPELINED_KEY} = "true", ', 1)
+        hal_text = hal_text[:header.start()] + marked + hal_text[header.end():]
+    return hal_text
+
+
+def check_runtime_flags(reflections: dict, cuda_flags) -> None:
+    """KilnLoadError where an artifact with a pipelined loop meets CUDA runtime flags without
+    synchronous allocations: the rewrite is measured only with them (IREE's default is
+    stream-ordered allocations, which Kiln's default flags turn off)."""
+    from kiln.errors import KilnLoadError
+
+    pipelined = sorted(n for n, r in reflections.items() if PIPELINED_KEY in r)
+    if pipelined and SYNCHRONOUS_ALLOCATIONS not in (cuda_flags or ()):
+        raise KilnLoadError(
+            f"{', '.join(pipelined)}: compiled with pipeline_loops (kiln.queue_waits), which runs "
+            f"only with IREE's synchronous CUDA allocations, but this process's CUDA flags are "
+            f"{list(cuda_flags or ())}; add {SYNCHRONOUS_ALLOCATIONS} (Kiln's default, "
+            f"kiln.runtime.CUDA_RUNTIME_FLAGS) or compile with pipeline_loops=False")

@@ -227,6 +227,10 @@ class KilnModule:
         if function is not None and function not in reflections:
             raise KilnLoadError(f"the artifact has no function '{function}' (it has "
                                 f"{', '.join(self.entry_points)})")
+        if device == "cuda":
+            from kiln.queue_waits import check_runtime_flags
+
+            check_runtime_flags(reflections, parse_cuda_flags(self.options.cuda_flags))
         reflection = {k: v for r in reflections.values() for k, v in r.items()
                       if k != SIGNATURE_KEY}
         self._entries = {n: _EntryPoint(n, f, Signature.from_json(reflections[n][SIGNATURE_KEY])
