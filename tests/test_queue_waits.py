@@ -132,3 +132,15 @@ def test_pipelined_cuda_generator_compiles_without_host_waits_in_its_loop(tmp_pa
     rewritten.write_text(released)
     vmfb = compiler.compile_file(str(rewritten), extra_args=flags + ["--compile-from=hal"])
     assert len(vmfb) > 10_000
+
+
+def test_cuda_generators_are_pipelined_by_default():
+    """compile_generator(target="cuda") with default options runs the two-phase compile: the
+    artifact's loop carries the marker the runtime checks; pipeline_loops=False leaves it out."""
+    model = tiny_gpt2()
+    pipelined = kiln.compile_generator(model, max_seq_len=8, target="cuda",
+                                       prefill_chunks=(4,), cache=False)
+    plain = kiln.compile_generator(model, max_seq_len=8, target="cuda", prefill_chunks=(4,),
+                                   pipeline_loops=False, cache=False)
+    assert b"kiln.pipelined_loop" in pipelined and b"decode_loop" in pipelined
+    assert b"kiln.pipelined_loop" not in plain and b"decode_loop" in plain
