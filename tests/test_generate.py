@@ -371,7 +371,8 @@ def test_decode_loop_steps_on_the_device_in_place(tmp_path, target, dtype, eleme
     """kiln.decode_loop: every step of the loop updates the cache globals in place (no copy of
     a whole cache) and the host never waits for the device inside the loop: each step's token
     goes to the next on the device, its work is chained to the previous step's by timepoints,
-    so the host records step i+1 while the device runs step i. CUDA generators have the loop by
+    so the host can record step i+1 while the device runs step i (on CUDA once kiln.queue_waits
+    releases the HAL's own waits: tests/test_queue_waits.py). CUDA generators have the loop by
     default."""
     loop = decode_stream_ir(tmp_path, target, dtype, function="decode_loop")
     body = loop_body(loop)

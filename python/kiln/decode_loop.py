@@ -21,7 +21,8 @@ drops the logits the loop does not return. Columns of `tokens` past n are zero. 
 elementwise max over the steps, so a bad index in any step is reported as in a single call.
 
 The loop's only host read is its trip count (one int64 per call); the per-step token never
-crosses the host. Only greedy decoding runs here: sampling needs the logits on the host.
+crosses the host. (IREE's CUDA HAL still blocks the host in each step's queue allocations;
+kiln.queue_waits releases those waits for CUDA-only artifacts, compile option pipeline_loops.) Only greedy decoding runs here: sampling needs the logits on the host.
 """
 
 from __future__ import annotations
