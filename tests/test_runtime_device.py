@@ -410,3 +410,45 @@ def test_import_cache_entries_are_frozen_records(tiny_vmfb_affine):
     assert record.tensor is x and record.kind is kr.ArgumentKind.TORCH
     with pytest.raises(AttributeError):
         record.view = None
+
+
+def test_cpu_calls_wait_as_sched_batch(monkeypatch):
+    """RuntimeOptions.cpu_batch_wait: a CPU call runs with the calling thread as SCHED_BATCH and
+    restores SCHED_OTHER after; a thread already under another policy is left alone; off, the
+    policy is never touched."""
+    import os
+
+    from kiln.runtime.device import batch_scheduled_wait
+
+    if not hasattr(os, "sched_setscheduler"):
+        pytest.skip("no sched_setscheduler on this platform")
+    seen = []
+    real = os.sched_setscheduler
+    monkeypatch.setattr(os, "sched_setscheduler",
+                        lambda pid, policy, param: (seen.append(policy), real(pid, policy, param)))
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER
+    with batch_scheduled_wait():
+        assert os.sched_getscheduler(0) == os.SCHED_BATCH
+    assert os.sched_getscheduler(0) == os.SCHED_OTHER and seen == [os.SCHED_BATCH, os.SCHED_OTHER]
+
+    class Double(torch.nn.Module):
+        def forward(self, x):
+            return x * 2
+
+    x = torch.ones(4)
+    run = kiln.load(kiln.compile_to_vmfb(Double(), (x,), cache=False))
+    seen.clear()
+    assert torch.equal(torch.as_tensor(run(x)), x * 2)
+    assert seen == [os.SCHED_BATCH, os.SCHED_OTHER] and os.sched_getscheduler(0) == os.SCHED_OTHER
+    seen.clear()
+    run.options = kiln.runtime.RuntimeOptions(cpu_batch_wait=False)
+    run(x)
+    assert seen == []
+    real(0, os.SCHED_BATCH, os.sched_param(0))  # another policy already: left alone
+    try:
+        seen.clear()
+        with batch_scheduled_wait():
+            assert os.sched_getscheduler(0) == os.SCHED_BATCH
+        assert seen == []
+    finally:
+        real(0, os.SCHED_OTHER, os.sched_param(0))

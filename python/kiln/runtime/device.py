@@ -9,6 +9,8 @@ it knows nothing of artifacts or signatures (kiln.runtime.module).
 
 from __future__ import annotations
 
+import contextlib
+
 import sys
 import threading
 from dataclasses import dataclass
@@ -67,6 +69,10 @@ class RuntimeOptions:
     # device is created: None takes what this process parsed (CUDA_RUNTIME_FLAGS if nothing
     # yet); flags other than those already parsed are refused (KilnLoadError).
     cuda_flags: Optional[tuple[str, ...]] = None
+    # CPU: the calling thread waits for each call as SCHED_BATCH (Linux; restored after). IREE's
+    # waiting caller, woken by a worker, otherwise preempts that worker on its CPU and spins
+    # until its time slice ends (2-core hosts: zoo mlp 9.16 -> 7.78 ms, docs/decisions.md).
+    cpu_batch_wait: bool = True
 
     def __post_init__(self):
         if self.host_transfer not in HOST_TRANSFERS:
@@ -418,3 +424,23 @@ def _to_numpy(value: Any, index: int) -> np.ndarray:
 
 def _shape_text(shape) -> str:
     return "(" + ", ".join("?" if d is None else str(d) for d in shape) + ")"
+
+
+@contextlib.contextmanager
+def batch_scheduled_wait():
+    """The calling thread as SCHED_BATCH (no wakeup preemption) for the block, where it runs as
+    SCHED_OTHER on Linux; otherwise (another policy, no permission, no sched_setscheduler)
+    unchanged. See RuntimeOptions.cpu_batch_wait."""
+    import os
+
+    try:
+        switch = os.sched_getscheduler(0) == os.SCHED_OTHER
+        if switch:
+            os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+    except (AttributeError, OSError):
+        switch = False
+    try:
+        yield
+    finally:
+        if switch:
+            os.sched_setscheduler(0, os.SCHED_OTHER, os.sched_param(0))

@@ -26,7 +26,8 @@ from kiln.outputs import build_tree
 from kiln.runtime.device import (DEFAULT_OPTIONS, DRIVERS, DeviceTensor, RuntimeOptions,
                                  _device, _dtype_name, _is_torch, _iree_runtime, _numpy_dtype,
                                  _numpy_to_torch, _shape_text, _to_numpy, _torch_dtype_name,
-                                 importable_problem, parse_cuda_flags)
+                                 importable_problem, parse_cuda_flags,
+                                 batch_scheduled_wait)
 
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # What outputs="auto" gives after torch tensors on the host: torch tensors on the host (for a
@@ -355,7 +356,11 @@ class KilnModule:
 
             torch.cuda.current_stream().synchronize()  # IREE runs on its own stream
         results = self._list_type(entry.result_count)
-        self._vm_context.invoke(entry.vm_function, arguments, results)
+        if self.device_kind == "cpu" and self.options.cpu_batch_wait:
+            with batch_scheduled_wait():
+                self._vm_context.invoke(entry.vm_function, arguments, results)
+        else:
+            self._vm_context.invoke(entry.vm_function, arguments, results)
         if entry.guards:
             entry.check_guards(lambda i: self._result(entry, results, i, "numpy"))
         if mode == "auto":
