@@ -91,7 +91,8 @@ def test_which_loops_are_pipelined(option, devices, loops, expected):
     from kiln.targets import CompileTarget
 
     options = CompileOptions.from_kwargs({"pipeline_loops": option})
-    assert _pipelined_loops(options, CompileTarget(devices=devices), StateBinding((), loops)) == expected
+    target = CompileTarget(devices=devices)
+    assert _pipelined_loops(options, target, StateBinding((), loops)) == expected
 
 
 def test_pipeline_loops_option_errors():

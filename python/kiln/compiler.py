@@ -92,7 +92,7 @@ class CompileOptions:
     # CUDA decode loops (kiln.decode_loop): the host records step n+1 while the GPU runs step n,
     # instead of waiting for it at IREE's queue alloca/dealloca (kiln.queue_waits); compiles in
     # two phases (to IREE's HAL IR, rewritten, then on). None: on where the target is CUDA
-    # alone (measured 1.1-1.14x decode tokens/s on an H100); True needs such a target.
+    # alone (measured 1.11-1.24x decode tokens/s on an H100); True needs such a target.
     pipeline_loops: Optional[bool] = None
 
     @classmethod
@@ -533,36 +533,38 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
     flags += list(opts.extra_iree_flags)
     pipelined = _pipelined_loops(opts, target, state_binding)
     with timed("iree-compile"):
-        vmfb = _run_iree_compile(ir_text, flags + (["--compile-to=hal"] if pipelined else []),
-                                 lambda: unsupported_ops(module, flags),
-                                 lambda error, tried: codegen_fallback_flags(target.devices,
-                                                                             error, tried),
-                                 report, handoff_weights)
+        # with pipelined loops: IREE's HAL-phase IR as text, rewritten and compiled on below
+        output = _run_iree_compile(ir_text, flags + (["--compile-to=hal"] if pipelined else []),
+                                   lambda: unsupported_ops(module, flags),
+                                   lambda error, tried: codegen_fallback_flags(target.devices,
+                                                                               error, tried),
+                                   report, handoff_weights)
     if pipelined:
         from kiln.queue_waits import release_loop_waits
 
         with timed("pipeline-loops"):
-            hal_text, rewritten = release_loop_waits(vmfb.decode(), pipelined)
+            hal_text, rewritten = release_loop_waits(output.decode(), pipelined)
             report.rewrites.append(Rewrite(
                 "pipeline-loops", "queue-waits", f"{rewritten} queue allocations/deallocations "
                 f"of {', '.join(pipelined)} no longer wait on the host", ""))
-            vmfb = _run_iree_compile(hal_text, flags + ["--compile-from=hal"], report=report)
-    return CompiledModel(vmfb, None, report, archive)
+            output = _run_iree_compile(hal_text, flags + ["--compile-from=hal"], report=report)
+    return CompiledModel(output, None, report, archive)
 
 
 def _pipelined_loops(opts, target: CompileTarget, state_binding: StateBinding) -> list[str]:
     """The IREE functions whose host waits kiln.queue_waits releases: each decode loop's
     asynchronous body, where `pipeline_loops` is on (CUDA-only targets)."""
     loops = state_binding.decode_loops
-    if opts.pipeline_loops is False or not loops or \
-            (opts.pipeline_loops is None and target.devices != ("cuda",)):
+    if opts.pipeline_loops is False or not loops:
         return []
-    from kiln.decode_loop import LOOP_SUFFIX
-
     if target.devices != ("cuda",):
+        if opts.pipeline_loops is None:
+            return []
         raise KilnCompileError(f"pipeline_loops=True needs target='cuda' alone (the CUDA "
                                f"HAL's one ordered stream makes it safe), got "
                                f"{', '.join(target.devices)}")
+    from kiln.decode_loop import LOOP_SUFFIX
+
     return [f"{step}{LOOP_SUFFIX}$async" for step in loops]
 
 

@@ -22,7 +22,8 @@ elementwise max over the steps, so a bad index in any step is reported as in a s
 
 The loop's only host read is its trip count (one int64 per call); the per-step token never
 crosses the host. (IREE's CUDA HAL still blocks the host in each step's queue allocations;
-kiln.queue_waits releases those waits for CUDA-only artifacts, compile option pipeline_loops.) Only greedy decoding runs here: sampling needs the logits on the host.
+kiln.queue_waits releases those waits for CUDA-only artifacts, compile option
+pipeline_loops.) Only greedy decoding runs here: sampling needs the logits on the host.
 """
 
 from __future__ import annotations

@@ -37,8 +37,6 @@ from kiln.errors import KilnCompileError
 # Reflection entry of the public wrapper of every rewritten function: the runtime refuses such an
 # artifact where IREE's stream-ordered allocations are on (kiln.runtime.module).
 PIPELINED_KEY = "kiln.pipelined_loop"
-# The one CUDA allocation mode the rewrite is measured with (Kiln's default runtime flag).
-SYNCHRONOUS_ALLOCATIONS = "--cuda_async_allocations=false"
 
 # hal.device.queue.alloca / dealloca as IREE 3.13 prints them (one op per line).
 _QUEUE_OP = re.compile(
@@ -110,6 +108,7 @@ def check_runtime_flags(reflections: dict, cuda_flags) -> None:
     synchronous allocations: the rewrite is measured only with them (IREE's default is
     stream-ordered allocations, which Kiln's default flags turn off)."""
     from kiln.errors import KilnLoadError
+    from kiln.runtime.device import SYNCHRONOUS_ALLOCATIONS
 
     pipelined = sorted(n for n, r in reflections.items() if PIPELINED_KEY in r)
     if pipelined and SYNCHRONOUS_ALLOCATIONS not in (cuda_flags or ()):

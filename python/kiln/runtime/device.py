@@ -10,7 +10,7 @@ it knows nothing of artifacts or signatures (kiln.runtime.module).
 from __future__ import annotations
 
 import contextlib
-
+import os
 import sys
 import threading
 from dataclasses import dataclass
@@ -31,8 +31,8 @@ DRIVERS = {"cpu": "local-task", "cuda": "cuda"}
 # with cuMemAlloc can: torch gets them without a copy (docs/gpu.md has the measured trade-off).
 # Parsed once per process, before the CUDA driver is created (IREE reads them then): the
 # default of RuntimeOptions.cuda_flags, which the first CUDA load of a process applies.
-CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=true", "--cuda_tracing=0",
-                      "--cuda_async_allocations=false")
+SYNCHRONOUS_ALLOCATIONS = "--cuda_async_allocations=false"
+CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=true", "--cuda_tracing=0", SYNCHRONOUS_ALLOCATIONS)
 # $KILN_CUDA_FLAGS (whitespace-separated IREE flags) replaces CUDA_RUNTIME_FLAGS as the
 # process's default, e.g. "--cuda_use_streams=false --cuda_tracing=0" (CUDA graphs) to measure
 # another mode.
@@ -431,8 +431,6 @@ def batch_scheduled_wait():
     """The calling thread as SCHED_BATCH (no wakeup preemption) for the block, where it runs as
     SCHED_OTHER on Linux; otherwise (another policy, no permission, no sched_setscheduler)
     unchanged. See RuntimeOptions.cpu_batch_wait."""
-    import os
-
     try:
         switch = os.sched_getscheduler(0) == os.SCHED_OTHER
         if switch:

@@ -26,8 +26,7 @@ from kiln.outputs import build_tree
 from kiln.runtime.device import (DEFAULT_OPTIONS, DRIVERS, DeviceTensor, RuntimeOptions,
                                  _device, _dtype_name, _is_torch, _iree_runtime, _numpy_dtype,
                                  _numpy_to_torch, _shape_text, _to_numpy, _torch_dtype_name,
-                                 importable_problem, parse_cuda_flags,
-                                 batch_scheduled_wait)
+                                 batch_scheduled_wait, importable_problem, parse_cuda_flags)
 
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # What outputs="auto" gives after torch tensors on the host: torch tensors on the host (for a
