@@ -11,6 +11,7 @@
     gemm     Kiln's GEMMs, the attention decomposed (attention="decomposed")
     folded   bias and activation in the kernels' stores, not torch ops after them (IREE's
              dispatches; kiln.cpu_kernels.FOLD_EPILOGUES)
+    noconv   Kiln's GEMMs and attention, convolutions left to IREE (no kiln.cpu_conv)
 
 Every variant but "iree" compiles with cpu_kernels="on"; on an AVX2 host the kernels are
 written for 8-float vectors (kiln.targets.cpu_vector_lanes).
@@ -49,22 +50,28 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "iree": ({}, {"cpu_kernels": "off"}),
     "gemm": ({}, {"attention": "decomposed"}),
     "folded": ({"FOLD_EPILOGUES": True}, {}),
+    "noconv": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False}, {}),
 }
 
 
 @contextlib.contextmanager
 def patched(values: dict):
-    """kiln.cpu_kernels with `values` for its constants, restored on exit."""
-    from kiln import cpu_kernels
+    """kiln.cpu_kernels with `values` for its constants ("module.NAME": another kiln module's),
+    restored on exit."""
+    import importlib
 
-    saved = {name: getattr(cpu_kernels, name) for name in values}
+    def owner(name: str):
+        module, _, attribute = name.rpartition(".")
+        return importlib.import_module(f"kiln.{module or 'cpu_kernels'}"), attribute
+
+    saved = {name: getattr(*owner(name)) for name in values}
     for name, value in values.items():  # a callable value is computed now
-        setattr(cpu_kernels, name, value() if callable(value) else value)
+        setattr(*owner(name), value() if callable(value) else value)
     try:
         yield
     finally:
         for name, value in saved.items():
-            setattr(cpu_kernels, name, value)
+            setattr(*owner(name), value)
 
 
 def main(argv=None) -> None:

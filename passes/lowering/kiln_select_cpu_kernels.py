@@ -46,6 +46,17 @@ takes (`kiln.cpu_attention.attention_problem`) becomes
 (a boolean mask first becomes the additive 0 / -inf one; a mask of lower rank is viewed at rank
 4). Refused attentions are recorded ("decomposed: <reason>") and decomposed by
 convert-kiln-to-torch.
+
+Convolutions (option `convolutions`): an f32 2-D `torch.aten.convolution` (groups 1, dilation
+1, static shapes) becomes a call of Kiln's implicit-GEMM convolution (kiln.cpu_conv):
+
+    %xp = view(constant_pad_nd(permute(%x, [0, 2, 3, 1]), [0, Cp-C, pw, pw, ph, ph]), [L])
+    %wp = permute(view(permute(pad(%w), [2, 3, 1, 0]), [K, F/W, W]), [1, 0, 2])   (panels)
+    %o  = func.call @kiln_cpu_conv_<key>(%xp, %wp)              [pixels (padded), F (padded)]
+    %y  = permute(view(slice(%o), [N, OH, OW, F]), [0, 3, 1, 2]) [+ bias]
+    func.func private @kiln_cpu_conv_<key>(...) attributes {kiln.cpu_conv = "<key>"}
+
+The layout changes and the padding are IREE's copies (fused with the elementwise ops around).
 """
 
 from __future__ import annotations
@@ -58,13 +69,16 @@ from kiln.bindings import ir
 from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KERNEL,
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
+from kiln.cpu_conv import CONV_ATTR, CPU_CONV_TAKEN, ConvSpec, conv_tile, padded_channels
+from kiln.cpu_conv import MIN_MACS as MIN_CONV_MACS
+from kiln.cpu_conv import operand_types as conv_operand_types
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, EPILOGUE_ATTR, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR,
                               GEMV_PREFIX, LANES_ATTR, MIN_GEMV_WEIGHTS, MIN_MACS, Epilogue,
                               gemm_panel, gemm_problem, gemv_problem, packed_weight_shape,
                               register_tiles, shape_key)
 from kiln.passes.base import KilnPass, PassError, collect_ops
 from kiln.passes.lowering.convert_kiln_to_torch import linear_activation, lower_linear
-from kiln.torch_ir import TensorInfo, TorchBuilder, tensor_info
+from kiln.torch_ir import TensorInfo, TorchBuilder, constant_or, tensor_info
 
 
 def _problem(op: ir.Operation, min_macs: int, min_gemv_weights: int,
@@ -112,6 +126,36 @@ def _attention_spec(op: ir.Operation):
     return attention_problem(spec) or spec
 
 
+def _conv_spec(op: ir.Operation, lanes: int, min_macs: int):
+    """(ConvSpec, padding) of a torch.aten.convolution the CPU convolution kernel takes, or
+    why it does not."""
+    x, w, out = (tensor_info(op.operands[0]), tensor_info(op.operands[1]),
+                 tensor_info(op.results[0]))
+    stride, padding, dilation, transposed, groups = (constant_or(op.operands[i], None)
+                                                     for i in (3, 4, 5, 6, 8))
+    if None in (x, w, out) or {x.dtype, w.dtype, out.dtype} != {"f32"}:
+        return "dtype (the kernel is f32)"
+    if x.rank != 4 or w.rank != 4 or None in x.shape or None in w.shape or None in out.shape:
+        return "not a 2-D convolution of static shape"
+    if None in (stride, padding, dilation, transposed, groups) or transposed or groups != 1:
+        return "transposed, grouped, or with non-constant parameters"
+    if any(d != 1 for d in dilation):
+        return f"dilation {list(dilation)}"
+    n, c, h, wd = x.shape
+    f, _, kh, kw = w.shape
+    tile = conv_tile(lanes)
+    width = lanes * tile.vectors
+    try:
+        spec = ConvSpec(n, padded_channels(c, kw, tile.unroll), h + 2 * padding[0],
+                        wd + 2 * padding[1], kh, kw, stride[0], stride[1], out.shape[2],
+                        out.shape[3], -(-f // width) * width, lanes)
+    except ValueError as error:
+        return str(error)
+    if spec.macs < min_macs:
+        return f"{spec.macs} multiply-adds are below {min_macs}"
+    return spec, tuple(padding)
+
+
 def _takes_gemv(m: int, k: int, n: int, layout: str, min_weights: int, lanes: int) -> bool:
     """The matrix-vector kernel reads a weight stored [out, in] as it is (decode rows)."""
     return layout == "out_in" and gemv_problem(m, k, n, min_weights, lanes) is None
@@ -133,6 +177,10 @@ class SelectCpuKernels(KilnPass):
     lanes: int = 16
     # bias and activation in the kernels' stores (kiln.cpu_kernels.FOLD_EPILOGUES: measured off)
     fold_epilogues: bool = False
+    # f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv): the compile target's
+    # cpu_convolutions (kiln.targets.HOST_CPU_CONVOLUTIONS)
+    convolutions: bool = False
+    min_conv_macs: int = MIN_CONV_MACS  # smaller convolutions stay with IREE (lit tests set 0)
 
     def apply(self, module: ir.Operation) -> None:
         # torch_c ops are created unregistered (as in kiln-select-cuda-kernels)
@@ -157,6 +205,70 @@ class SelectCpuKernels(KilnPass):
                                                   ATTENTION_DEFAULT):
             for op in collect_ops(module, ("kiln.attention",)):
                 self._select_attention(op)
+        if self.convolutions:
+            for op in collect_ops(module, ("torch.aten.convolution",)):
+                self._select_convolution(op)
+
+    def _select_convolution(self, op: ir.Operation) -> None:
+        """A call of the CPU convolution kernel in place of `op`, or a recorded reason why not
+        (IREE's convolution then)."""
+        found = _conv_spec(op, self.lanes, self.min_conv_macs)
+        if isinstance(found, str):
+            self.record(op.name, f"IREE codegen: {found}", op)
+            return
+        spec, (pad_h, pad_w) = found
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+
+        x, weight, bias = op.operands[0], op.operands[1], op.operands[2]
+        n, c, h, wd = tensor_info(x).shape
+        f, _, kh, kw = tensor_info(weight).shape
+        out = tensor_info(op.results[0])
+        b = TorchBuilder(op.location)
+        with ir.InsertionPoint(op), op.location:
+            nhwc = b.aten("permute", TensorInfo((n, h, wd, c), "f32"), x,
+                          b.int_list([0, 2, 3, 1]))
+            padded = b.aten("constant_pad_nd", TensorInfo(
+                (n, spec.height, spec.width, spec.channels), "f32"), nhwc,
+                b.int_list([0, spec.channels - c, pad_w, pad_w, pad_h, pad_h]), b.float(0.0))
+            flat = b.view(padded, (spec.input_length,))
+            if (spec.features, spec.channels) != (f, c):  # zero output and input channels
+                weight = b.aten("constant_pad_nd", TensorInfo(
+                    (spec.features, spec.channels, kh, kw), "f32"), weight,
+                    b.int_list([0, 0, 0, 0, 0, spec.channels - c, 0, spec.features - f]),
+                    b.float(0.0))
+            hwcf = b.aten("permute", TensorInfo((kh, kw, spec.channels, spec.features), "f32"),
+                          weight, b.int_list([2, 3, 1, 0]))
+            grouped = b.view(hwcf, (spec.reduction, spec.panels, spec.panel))
+            packed = b.aten("permute", TensorInfo(spec.packed_weight_shape(), "f32"), grouped,
+                            b.int_list([1, 0, 2]))
+            types = [ir.Type.parse(t) for t in conv_operand_types(spec)]
+            name = spec.name()
+            if name not in self._declared:
+                with ir.InsertionPoint.at_block_begin(self._body):
+                    ir.Operation.create("func.func", regions=1, attributes={
+                        "sym_name": ir.StringAttr.get(name),
+                        "sym_visibility": ir.StringAttr.get("private"),
+                        "function_type": ir.TypeAttr.get(ir.FunctionType.get(types[:2],
+                                                                              types[2:])),
+                        CONV_ATTR: ir.StringAttr.get(spec.key())})
+                self._declared.add(name)
+            call = ir.Operation.create(
+                "func.call", results=types[2:], operands=[_builtin(b, flat), _builtin(b, packed)],
+                attributes={"callee": ir.FlatSymbolRefAttr.get(name)}, loc=op.location).result
+            y = _from_builtin(b, call, TensorInfo((spec.padded_pixels, spec.features), "f32"))
+            if spec.padded_pixels != spec.pixels:  # the last tile's repeated pixels
+                y = b.slice(y, 0, 0, spec.pixels, TensorInfo((spec.pixels, spec.features), "f32"))
+            if spec.features != f:  # the padding channels
+                y = b.slice(y, 1, 0, f, TensorInfo((spec.pixels, f), "f32"))
+            y = b.view(y, (n, out.shape[2], out.shape[3], f))
+            y = b.aten("permute", TensorInfo(tuple(out.shape), "f32"), y,
+                       b.int_list([0, 3, 1, 2]))
+            if tensor_info(bias) is not None:
+                y = b.aten("add.Tensor", TensorInfo(tuple(out.shape), "f32"), y,
+                           b.view(bias, (f, 1, 1)), b.int(1))
+        self.record(op.name, CPU_CONV_TAKEN, op)
+        op.results[0].replace_all_uses_with(y)
+        op.erase()
 
     def _select_attention(self, op: ir.Operation) -> None:
         """A call of the CPU attention kernel in place of `op`, or a recorded reason why not

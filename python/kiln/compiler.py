@@ -14,6 +14,7 @@ from kiln import __version__
 from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
 from kiln.bindings import ir
 from kiln.cpu_attention import ATTENTION_CHOICES, render_cpu_attention_calls
+from kiln.cpu_conv import render_cpu_conv_calls
 from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
@@ -514,8 +515,8 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
         else:
             ir_text = module.operation.get_asm(large_elements_limit=None,
                                                enable_debug_info=False)
-        ir_text = render_cpu_attention_calls(render_cpu_gemm_calls(
-            render_kernel_calls(ir_text)))
+        ir_text = render_cpu_conv_calls(render_cpu_attention_calls(render_cpu_gemm_calls(
+            render_kernel_calls(ir_text))))
         state, loops = state_binding
         if state:
             from kiln.decode_loop import add_decode_loop

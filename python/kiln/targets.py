@@ -82,6 +82,8 @@ class CompileTarget:
     cuda_fuse: bool = True  # with kernels: epilogues and prologues folded into them
     cpu_kernels: bool = False  # Kiln's CPU GEMM takes the linears it supports (cpu alone)
     cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
+    # with cpu_kernels: f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv)
+    cpu_convolutions: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "devices", normalize_target(self.devices))
@@ -105,9 +107,11 @@ class CompileTarget:
         if cpu_kernels == "on" and devices != ("cpu",):
             cpu_kernels_off = (f"cpu_kernels='on' has no effect for target "
                                f"{','.join(devices)}: Kiln's CPU GEMM is for target 'cpu' alone")
+        cpu = options.get("cpu", cls.cpu)
+        cpu_only = devices == ("cpu",)
         return cls(devices=devices, cuda_kernels=kernels, cuda_kernels_off=kernels_off,
-                   cpu_kernels=devices == ("cpu",) and
-                   use_cpu_kernels(cpu_kernels, options.get("cpu", cls.cpu)),
+                   cpu_kernels=cpu_only and use_cpu_kernels(cpu_kernels, cpu),
+                   cpu_convolutions=cpu_only and use_cpu_convolutions(cpu_kernels, cpu),
                    cpu_kernels_off=cpu_kernels_off, **options)
 
     @property
@@ -269,6 +273,19 @@ HOST_CPU_PRESETS = {
 # 1.23x / 1.28x / 1.03x (bench/cpu_gemm_ab.py --variants iree,default; docs/decisions.md "CPU
 # kernels on AVX2 hosts"). The Zen 4 AVX-512 EPYC keeps IREE's matmul until measured there.
 HOST_CPU_KERNELS = ("intel-avx512", "amd-avx2")
+
+
+# Host kinds where Kiln's convolution kernel (kiln.cpu_conv) beat IREE's convolutions on the
+# zoo's ResNet-18 (docs/decisions.md "CPU: Kiln's convolution kernel").
+HOST_CPU_CONVOLUTIONS = ("amd-avx2",)
+
+
+def use_cpu_convolutions(mode: str, cpu: str) -> bool:
+    """Whether Kiln's CPU convolution kernel goes into a CPU compile: with cpu_kernels "on",
+    or "auto" compiling for this machine (`cpu="host"`) of a kind in HOST_CPU_CONVOLUTIONS."""
+    if mode != "auto":
+        return mode == "on"
+    return cpu == "host" and host_cpu_kind() in HOST_CPU_CONVOLUTIONS
 
 
 # LLVM CPU names (and x86-64 levels) with AVX-512, for cpu_vector_lanes; other names get AVX2's.

@@ -1,0 +1,295 @@
+"""Kiln's f32 convolution for IREE's CPU backend: an implicit GEMM over the padded NHWC input.
+
+IREE 3.13 runs a CPU convolution either directly (channels-last: 2 GFLOP/s on ResNet's
+512-channel layers on the 2-core AMD EPYC Zen 3) or as im2col + data-tiled matmul, where the
+im2col gather alone took 12.5 of ResNet-18's 52 ms per call there (docs/decisions.md "CPU:
+convolutions through im2col on AVX2 hosts"). This kernel computes the convolution as the GEMM
+im2col would feed, without the gathered copy: the product's row for an output pixel is read
+straight from the input, because in NHWC the receptive field's row `kh` — KW pixels × C
+channels — is one contiguous run of KW·C floats (stride or not).
+
+    out[pixel, f] = Σ_kh Σ_j  X[base(pixel) + kh·Wp·C + j] · Wt[kh·KW·C + j, f]
+
+with X the input padded (spatially by the convolution's padding, channels to a multiple that
+makes KW·C divide by the reduction's unroll) and flattened, base(pixel) the offset of the
+pixel's receptive field, and Wt the weight [KH, KW, C, F] packed in panels [F/W][KH·KW·C][W]
+as kiln.cpu_kernels packs a linear's. The register tile is `rows` output pixels × `vectors`
+vectors of output channels (ConvTile); a tile's pixels are consecutive rows of the product,
+wherever they fall in the image, each with its own base. The rows are padded to whole tiles
+(the last pixels' bases repeat the last pixel's; their rows are sliced off by the caller).
+
+`kiln-select-cpu-kernels` (option `convolutions`) replaces an f32 `torch.aten.convolution`
+(2-D, groups 1, dilation 1, static shapes) by a call of a private declaration
+
+    func.func private @kiln_cpu_conv_<key>(tensor<XLENxf32>, tensor<PxKxWxf32>)
+        -> tensor<MPADxFPADxf32> attributes {kiln.cpu_conv = "<key>"}
+
+(ConvSpec.key) and `render_cpu_conv_calls` turns it into a `flow.dispatch` of the kernel
+(one workgroup per panel and row block).
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Optional
+
+from kiln.cpu_kernels import _bindings, _header, _index_constants
+from kiln.cuda_kernels import add_executables
+
+CONV_ATTR = "kiln.cpu_conv"
+CONV_PREFIX = "kiln_cpu_conv_"
+CPU_CONV_TAKEN = "kiln CPU convolution"  # the report's detail of a convolution the kernel took
+
+
+@dataclass(frozen=True)
+class ConvTile:
+    """The convolution kernel's register tile for one vector width."""
+
+    lanes: int  # f32 per vector register: 16 (AVX-512 zmm), 8 (AVX2 ymm)
+    rows: int  # output pixels per register tile
+    vectors: int  # accumulator vectors (of output channels) per pixel
+    unroll: int  # reduction steps per loop iteration
+
+
+# AVX2 (16 ymm): 6 pixels × 2 vectors = 12 accumulators, 2 weight loads and 6 broadcasts per
+# 12 FMAs (the 6 × 16 shape of BLIS's Haswell sgemm kernel). AVX-512 (32 zmm): 8 × 2, as Kiln's
+# GEMM. Swept with bench/cpu_conv_kernel.py (docs/decisions.md "CPU: Kiln's convolution kernel").
+CONV_TILES = {16: ConvTile(16, rows=8, vectors=2, unroll=4),
+              8: ConvTile(8, rows=6, vectors=2, unroll=4)}
+# Workgroups a convolution aims for (row blocks per panel added until reached), as the GEMM's
+# MIN_WORKGROUPS: enough for IREE's workers to share evenly.
+MIN_WORKGROUPS = 32
+# Smaller convolutions stay with IREE (as kiln.cpu_kernels.MIN_MACS for linears).
+MIN_MACS = 1 << 22
+
+
+def conv_tile(lanes: int) -> ConvTile:
+    if lanes not in CONV_TILES:
+        raise ValueError(f"Kiln's CPU convolution has no register tile for {lanes}-float "
+                         f"vectors (known: {sorted(CONV_TILES)})")
+    return CONV_TILES[lanes]
+
+
+def padded_channels(channels: int, kernel_w: int, unroll: int) -> int:
+    """Input channels padded (with zeros) so that a receptive-field row, KW·C floats, is a
+    whole number of reduction steps."""
+    c = channels
+    while (kernel_w * c) % unroll:
+        c += 1
+    return c
+
+
+@dataclass(frozen=True)
+class ConvSpec:
+    """One convolution as the kernel sees it: the input already padded (height, width: padded;
+    channels: padded_channels), the output channels padded to whole panels."""
+
+    batch: int
+    channels: int
+    height: int
+    width: int
+    kernel_h: int
+    kernel_w: int
+    stride_h: int
+    stride_w: int
+    out_h: int
+    out_w: int
+    features: int
+    lanes: int = 16
+    rows: int = 0  # register tile (0: conv_tile(lanes)'s)
+    vectors: int = 0
+    row_groups: int = 0  # row blocks per panel (0: conv_row_groups)
+
+    def __post_init__(self):
+        tile = conv_tile(self.lanes)
+        object.__setattr__(self, "rows", self.rows or tile.rows)
+        object.__setattr__(self, "vectors", self.vectors or tile.vectors)
+        if self.features % self.panel or (self.kernel_w * self.channels) % tile.unroll:
+            raise ValueError(f"convolution {self.key()}: {self.features} output channels are "
+                             f"not whole panels of {self.panel}, or a receptive-field row of "
+                             f"{self.kernel_w * self.channels} floats is not a multiple of "
+                             f"{tile.unroll}")
+        if (self.height - self.kernel_h) // self.stride_h + 1 != self.out_h or \
+                (self.width - self.kernel_w) // self.stride_w + 1 != self.out_w:
+            raise ValueError(f"convolution {self.key()}: output {self.out_h}x{self.out_w} does "
+                             f"not follow from the padded input {self.height}x{self.width}")
+        if not self.row_groups:
+            object.__setattr__(self, "row_groups", conv_row_groups(self))
+
+    @property
+    def panel(self) -> int:
+        return self.lanes * self.vectors
+
+    @property
+    def panels(self) -> int:
+        return self.features // self.panel
+
+    @property
+    def pixels(self) -> int:
+        """Rows of the product: output pixels of the whole batch."""
+        return self.batch * self.out_h * self.out_w
+
+    @property
+    def padded_pixels(self) -> int:
+        return -(-self.pixels // self.rows) * self.rows
+
+    @property
+    def reduction(self) -> int:
+        return self.kernel_h * self.kernel_w * self.channels
+
+    @property
+    def input_length(self) -> int:
+        return self.batch * self.height * self.width * self.channels
+
+    @property
+    def macs(self) -> int:
+        return self.pixels * self.reduction * self.features
+
+    def key(self) -> str:
+        return (f"{self.batch}x{self.channels}x{self.height}x{self.width}_k{self.kernel_h}x"
+                f"{self.kernel_w}_s{self.stride_h}x{self.stride_w}_o{self.out_h}x{self.out_w}_f"
+                f"{self.features}_t{self.rows}x{self.vectors}x{self.row_groups}_l{self.lanes}")
+
+    _KEY = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+)_k(\d+)x(\d+)_s(\d+)x(\d+)_o(\d+)x(\d+)_f(\d+)"
+                      r"_t(\d+)x(\d+)x(\d+)_l(\d+)")
+
+    @classmethod
+    def parse(cls, key: str) -> "ConvSpec":
+        match = cls._KEY.fullmatch(key)
+        if match is None:
+            raise ValueError(f"not a convolution key: {key!r}")
+        (batch, channels, height, width, kh, kw, sh, sw, oh, ow, features, rows, vectors,
+         groups, lanes) = map(int, match.groups())
+        return cls(batch, channels, height, width, kh, kw, sh, sw, oh, ow, features, lanes,
+                   rows, vectors, groups)
+
+    def name(self) -> str:
+        return CONV_PREFIX + self.key()
+
+    def entry(self) -> str:
+        return self.name() + "_dispatch"
+
+    def packed_weight_shape(self) -> tuple[int, int, int]:
+        return (self.panels, self.reduction, self.panel)
+
+
+def conv_row_groups(spec: ConvSpec, min_workgroups: int = MIN_WORKGROUPS) -> int:
+    """Row blocks per panel: the fewest (a power of two, at most the row tiles) giving at least
+    `min_workgroups` workgroups."""
+    tiles, groups = spec.padded_pixels // spec.rows, 1
+    while spec.panels * groups < min_workgroups and groups * 2 <= tiles:
+        groups *= 2
+    return groups
+
+
+def executable_text(spec: ConvSpec, name: Optional[str] = None) -> str:
+    """The `hal.executable.source` of one convolution (see the module docstring): workgroup
+    (panel p, row block g) computes its panel's columns for the row block's pixels."""
+    tile = conv_tile(spec.lanes)
+    rows, vectors, unroll, lanes = spec.rows, spec.vectors, tile.unroll, spec.lanes
+    name = name or spec.name() + "_exe"
+    vec = f"vector<{lanes}xf32>"
+    x_type = f"memref<{spec.input_length}xf32>"
+    b_type = f"memref<{spec.panels}x{spec.reduction}x{spec.panel}xf32>"
+    c_type = f"memref<{spec.padded_pixels}x{spec.features}xf32>"
+    row_run = spec.kernel_w * spec.channels  # floats of one receptive-field row
+    image = spec.out_h * spec.out_w
+    # offset of pixel d0's receptive field in the flattened padded input
+    base_map = (f"affine_map<(d0) -> ((d0 floordiv {image}) * "
+                f"{spec.height * spec.width * spec.channels} + ((d0 mod {image}) floordiv "
+                f"{spec.out_w}) * {spec.stride_h * spec.width * spec.channels} + "
+                f"(d0 mod {spec.out_w}) * {spec.stride_w * spec.channels})>")
+    tiles_per_group = -(-(spec.padded_pixels // rows) // spec.row_groups)
+    lines = _header(name, spec.entry(), (spec.panels, spec.row_groups))
+    lines += _index_constants(c1=1, rows=rows, unroll=unroll, width=spec.panel,
+                              kernel_h=spec.kernel_h, row_run=row_run,
+                              group_rows=tiles_per_group * rows,
+                              all_rows=spec.padded_pixels,
+                              **{f"off{v}": lanes * v for v in range(vectors)})
+    lines.append(f"        %zero = arith.constant dense<0.0> : {vec}")
+    lines += _bindings((x_type, b_type, c_type))
+    lines += ["        %p = hal.interface.workgroup.id[0] : index",
+              "        %g = hal.interface.workgroup.id[1] : index",
+              "        %n0 = arith.muli %p, %width : index",
+              "        %m_begin = arith.muli %g, %group_rows : index",
+              "        %m_full = arith.addi %m_begin, %group_rows : index",
+              "        %m_end = arith.minsi %m_full, %all_rows : index",
+              "        scf.for %mt = %m_begin to %m_end step %rows {"]
+    for r in range(rows):  # the pixel of row r (the last real one past the end) and its base
+        lines += [f"          %pix{r} = affine.min affine_map<(d0) -> (d0 + {r}, "
+                  f"{spec.pixels - 1})>(%mt)",
+                  f"          %base{r} = affine.apply {base_map}(%pix{r})"]
+    accumulators = [(r, v) for r in range(rows) for v in range(vectors)]
+    types = ", ".join([vec] * len(accumulators))
+    zeros = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
+    lines.append(f"          %acc:{len(accumulators)} = scf.for %kh = %c0 to %kernel_h step %c1 "
+                 f"iter_args({zeros}) -> ({types}) {{")
+    lines.append(f"            %kbase = affine.apply affine_map<(d0) -> (d0 * {row_run})>(%kh)")
+    lines += [f"            %row{r} = affine.apply affine_map<(d0, d1) -> "
+              f"(d0 + d1 * {spec.width * spec.channels})>(%base{r}, %kh)" for r in range(rows)]
+    inner = ", ".join(f"%i{r}_{v} = %a{r}_{v}" for r, v in accumulators)
+    lines.append(f"            %part:{len(accumulators)} = scf.for %j = %c0 to %row_run step "
+                 f"%unroll iter_args({inner}) -> ({types}) {{")
+    current = {(r, v): f"%i{r}_{v}" for r, v in accumulators}
+    for u in range(unroll):
+        lines.append(f"              %k{u} = affine.apply affine_map<(d0, d1) -> "
+                     f"(d0 + d1 + {u})>(%kbase, %j)")
+        lines += [f"              %b{u}_{v} = vector.load %B[%p, %k{u}, %off{v}] : {b_type}, "
+                  f"{vec}" for v in range(vectors)]
+        for r in range(rows):
+            lines += [f"              %e{u}_{r} = affine.apply affine_map<(d0, d1) -> "
+                      f"(d0 + d1 + {u})>(%row{r}, %j)",
+                      f"              %s{u}_{r} = memref.load %A[%e{u}_{r}] : {x_type}",
+                      f"              %x{u}_{r} = vector.broadcast %s{u}_{r} : f32 to {vec}"]
+            for v in range(vectors):
+                lines.append(f"              %f{u}_{r}_{v} = vector.fma %x{u}_{r}, %b{u}_{v}, "
+                             f"{current[(r, v)]} : {vec}")
+                current[(r, v)] = f"%f{u}_{r}_{v}"
+    lines.append("              scf.yield " + ", ".join(current[a] for a in accumulators) +
+                 f" : {types}")
+    lines.append("            }")
+    lines.append("            scf.yield " + ", ".join(f"%part#{i}"
+                                                     for i in range(len(accumulators))) +
+                 f" : {types}")
+    lines.append("          }")
+    for r in range(rows):
+        lines.append(f"          %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)")
+    for index, (r, v) in enumerate(accumulators):
+        lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index",
+                  f"          vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, "
+                  f"{vec}"]
+    lines += ["        }", "        return", "      }", "    }", "  }"]
+    return "\n".join(lines) + "\n"
+
+
+def operand_types(spec: ConvSpec) -> tuple[str, str, str]:
+    """The declaration's tensor types: flattened padded input, packed weight, result."""
+    return (f"tensor<{spec.input_length}xf32>",
+            "tensor<{}x{}x{}xf32>".format(*spec.packed_weight_shape()),
+            f"tensor<{spec.padded_pixels}x{spec.features}xf32>")
+
+
+_DECLARATION = re.compile(
+    r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + CONV_PREFIX +
+    r"\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*" + re.escape(CONV_ATTR) +
+    r' = "(?P<key>[\w]+)"[^\n]*\}\n', re.M)
+
+
+def render_cpu_conv_calls(ir_text: str) -> str:
+    """Replace each convolution declaration by a function of one `flow.dispatch` and add the
+    executables after the module's first line."""
+    executables: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        spec = ConvSpec.parse(match.group("key"))
+        name, indent = match.group("name"), match.group("indent")
+        exe = spec.name() + "_exe"
+        executables.setdefault(exe, executable_text(spec, name=exe))
+        x, w, out = operand_types(spec)
+        return (f"{indent}func.func private @{name}(%x: {x}, %w: {w}) -> {out} {{\n"
+                f"{indent}  %o = flow.dispatch @{exe}::@{spec.entry()}(%x, %w) : "
+                f"({x}, {w}) -> {out}\n"
+                f"{indent}  return %o : {out}\n{indent}}}\n")
+
+    return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())

@@ -1,0 +1,150 @@
+"""Kiln's CPU convolution (kiln.cpu_conv: implicit GEMM over the padded NHWC input;
+kiln-select-cpu-kernels option `convolutions`): the kernel computes torch's convolution for
+strides, paddings, channel counts that need padding and pixel counts that do not fill the last
+register tile; the models it goes into match eager; what it does not take stays with IREE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+import kiln
+from kiln import targets
+from kiln.cpu_conv import (CPU_CONV_TAKEN, ConvSpec, executable_text, operand_types,
+                           padded_channels, render_cpu_conv_calls)
+
+
+def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
+    """The kernel alone (through iree-compile and the runtime) on torch's NCHW input and
+    [F, C, KH, KW] weight, its result as torch's NCHW output."""
+    import iree.runtime as rt
+
+    from kiln.bindings import iree_compiler
+
+    n, c = x.shape[:2]
+    f = w.shape[0]
+    xp = np.pad(x, ((0, 0), (0, spec.channels - c), (padding, padding), (padding, padding)))
+    flat = np.ascontiguousarray(xp.transpose(0, 2, 3, 1)).reshape(-1)
+    wp = np.pad(w, ((0, spec.features - f), (0, spec.channels - c), (0, 0), (0, 0)))
+    matrix = wp.transpose(2, 3, 1, 0).reshape(spec.reduction, spec.panels, spec.panel)
+    packed = np.ascontiguousarray(matrix.transpose(1, 0, 2))
+    x_type, w_type, out_type = operand_types(spec)
+    module = (f"module {{\n{executable_text(spec, name='exe')}"
+              f"util.func public @main(%x: {x_type}, %w: {w_type}) -> {out_type} {{\n"
+              f"  %o = flow.dispatch @exe::@{spec.entry()}(%x, %w) : ({x_type}, {w_type}) -> "
+              f"{out_type}\n  util.return %o : {out_type}\n}}\n}}\n")
+    vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
+                                       extra_args=["--iree-llvmcpu-target-cpu=host"])
+    context = rt.SystemContext(config=rt.Config("local-task"))
+    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
+    out = np.asarray(context.modules.module["main"](flat, packed))
+    assert out.shape == (spec.padded_pixels, spec.features)
+    return out[:spec.pixels, :f].reshape(n, spec.out_h, spec.out_w, f).transpose(0, 3, 1, 2)
+
+
+@pytest.mark.parametrize("batch, c, size, f, k, stride, padding, lanes", [
+    (1, 3, 15, 20, 7, 2, 3, 8),  # a stem: 3 channels padded to 4, 20 features to 32
+    (2, 16, 9, 16, 3, 1, 1, 8),  # batch 2: tiles cross images; 162 pixels, 6-pixel tiles
+    (1, 8, 10, 24, 3, 2, 1, 8),  # stride 2, 25 pixels: the last tile repeats the last pixel
+    (1, 8, 7, 16, 1, 2, 0, 8),  # a strided 1x1 (downsample)
+    (1, 4, 9, 40, 3, 1, 0, 16),  # AVX-512's 8 x 2 tile (LLVM splits it on AVX2 hosts)
+])
+def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, padding, lanes):
+    from kiln.cpu_conv import conv_tile
+
+    tile = conv_tile(lanes)
+    width = lanes * tile.vectors
+    out = (size + 2 * padding - k) // stride + 1
+    spec = ConvSpec(batch, padded_channels(c, k, tile.unroll), size + 2 * padding,
+                    size + 2 * padding, k, k, stride, stride, out, out, -(-f // width) * width,
+                    lanes)
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((batch, c, size, size)).astype(np.float32)
+    w = rng.standard_normal((f, c, k, k)).astype(np.float32)
+    want = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), stride=stride,
+                                      padding=padding).numpy()
+    np.testing.assert_allclose(_run_conv(spec, padding, x, w), want, rtol=1e-4, atol=1e-4)
+
+
+def test_spec_key_round_trips_and_bad_specs_are_refused():
+    spec = ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 32, lanes=8)
+    assert (spec.rows, spec.vectors, spec.panel, spec.pixels, spec.padded_pixels) == \
+        (6, 2, 16, 25, 30)
+    assert spec.key() == "1x4x11x11_k3x3_s2x2_o5x5_f32_t6x2x4_l8"
+    assert ConvSpec.parse(spec.key()) == spec
+    with pytest.raises(ValueError, match="not a convolution key"):
+        ConvSpec.parse("1x4x11")
+    with pytest.raises(ValueError, match="does not follow from the padded input"):
+        ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 6, 6, 32, lanes=8)
+    with pytest.raises(ValueError, match="not whole panels of 16"):
+        ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 20, lanes=8)
+    with pytest.raises(ValueError, match="no register tile for 4-float"):
+        ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 32, lanes=4)
+    assert padded_channels(3, 7, 4) == 4 and padded_channels(64, 3, 4) == 64
+    assert padded_channels(3, 3, 4) == 4 and padded_channels(5, 2, 4) == 6
+
+
+def test_render_leaves_text_without_declarations_alone():
+    text = "module {\n  func.func @f() {\n    return\n  }\n}\n"
+    assert render_cpu_conv_calls(text) == text
+
+
+class ConvBlock(torch.nn.Module):
+    """A ResNet basic block with a strided downsample, BatchNorm in eval mode, a bias here and
+    there, and 3 input channels (padded for the kernel); the 1x1 downsample is below MIN_MACS
+    and the grouped convolution is not the kernel's: both stay with IREE."""
+
+    def __init__(self):
+        super().__init__()
+        self.stem = torch.nn.Conv2d(3, 32, 5, stride=2, padding=2)
+        self.conv1 = torch.nn.Conv2d(32, 64, 3, stride=2, padding=1, bias=False)
+        self.bn1 = torch.nn.BatchNorm2d(64)
+        self.conv2 = torch.nn.Conv2d(64, 64, 3, padding=1, bias=False)
+        self.bn2 = torch.nn.BatchNorm2d(64)
+        self.down = torch.nn.Conv2d(32, 64, 1, stride=2, bias=False)
+        self.grouped = torch.nn.Conv2d(64, 64, 3, padding=1, groups=4)
+
+    def forward(self, x):
+        x = torch.relu(self.stem(x))
+        y = torch.relu(self.bn1(self.conv1(x)))
+        y = self.bn2(self.conv2(y))
+        return self.grouped(torch.relu(y + self.down(x)))
+
+
+def test_convolutions_match_eager_through_the_kernel():
+    torch.manual_seed(0)
+    model = ConvBlock().eval()
+    for bn in (model.bn1, model.bn2):  # non-trivial statistics
+        bn.running_mean.uniform_(-0.5, 0.5)
+        bn.running_var.uniform_(0.5, 2.0)
+    x = torch.randn(2, 3, 96, 96)
+    compiled = kiln.compile_model(model, (x,), cpu_kernels="on", cache=False)
+    details = [r.detail for r in compiled.report.rewrites
+               if r.pass_name == "kiln-select-cpu-kernels" and r.kind == "torch.aten.convolution"]
+    assert details.count(CPU_CONV_TAKEN) == 3, details
+    assert sum("multiply-adds are below" in d for d in details) == 1, details
+    assert sum("IREE codegen: transposed, grouped" in d for d in details) == 1, details
+    got = kiln.load(compiled.vmfb)(x)
+    with torch.no_grad():
+        want = model(x)
+    torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind, cpu, mode, expected", [
+    ("amd-avx2", "host", "auto", True),  # measured faster there
+    ("intel-avx512", "host", "auto", False),  # not measured there: IREE's convolution
+    ("amd-avx2", "x86-64-v3", "auto", False),  # an artifact for other machines
+    ("intel-avx512", "host", "on", True),
+    ("amd-avx2", "host", "off", False),
+])
+def test_convolution_kernel_follows_the_host_kind(monkeypatch, kind, cpu, mode, expected):
+    monkeypatch.setattr(targets, "host_cpu_kind", lambda: kind)
+    compiled = kiln.compile_model(torch.nn.Conv2d(16, 32, 3, padding=1).eval(),
+                                  (torch.randn(1, 16, 32, 32),), cpu=cpu, cpu_kernels=mode,
+                                  compile_to="iree-input", cache=False)
+    assert ("kiln_cpu_conv" in compiled.ir_text) == expected
+    cuda = kiln.compile_model(torch.nn.Conv2d(16, 32, 3, padding=1).eval(),
+                              (torch.randn(1, 16, 32, 32),), target="cuda", cpu_kernels=mode,
+                              cuda_kernels="off", compile_to="iree-input", cache=False)
+    assert "kiln_cpu_conv" not in cuda.ir_text  # llvm-cpu code
