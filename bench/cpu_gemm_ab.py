@@ -12,6 +12,8 @@
     folded   bias and activation in the kernels' stores, not torch ops after them (IREE's
              dispatches; kiln.cpu_kernels.FOLD_EPILOGUES)
     noconv   Kiln's GEMMs and attention, convolutions left to IREE (no kiln.cpu_conv)
+    noprop   IREE's transpose propagation off whatever the model (the compiler turns it on
+             for models whose convolutions Kiln's kernel took)
 
 Every variant but "iree" compiles with cpu_kernels="on"; on an AVX2 host the kernels are
 written for 8-float vectors (kiln.targets.cpu_vector_lanes).
@@ -50,6 +52,7 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "iree": ({}, {"cpu_kernels": "off"}),
     "gemm": ({}, {"attention": "decomposed"}),
     "folded": ({"FOLD_EPILOGUES": True}, {}),
+    "noprop": ({}, {"extra_iree_flags": ["--iree-global-opt-propagate-transposes=false"]}),
     "noconv": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False}, {}),
 }
 

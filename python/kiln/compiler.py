@@ -14,7 +14,7 @@ from kiln import __version__
 from kiln.artifact import SIGNATURE_KEY, Signature, TensorSpec
 from kiln.bindings import ir
 from kiln.cpu_attention import ATTENTION_CHOICES, render_cpu_attention_calls
-from kiln.cpu_conv import render_cpu_conv_calls
+from kiln.cpu_conv import CPU_CONV_TAKEN, render_cpu_conv_calls
 from kiln.cpu_kernels import render_cpu_gemm_calls
 from kiln.cuda_kernels import render_kernel_calls
 from kiln.diagnose import format_issues, unsupported_ops
@@ -530,7 +530,8 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
 
     # dynamic dims: IREE 3.13's separate transpose dispatches fail to compile (kiln.targets)
     dynamic = any(i.bounds is not None for s in signatures.values() for i in s.inputs)
-    flags = iree_flags(replace(target, transpose_propagation=dynamic))
+    flags = iree_flags(replace(target, transpose_propagation=dynamic or
+                               _convolutions_in_nhwc(report)))
     flags += list(opts.extra_iree_flags)
     pipelined = _pipelined_loops(opts, target, state_binding)
     with timed("iree-compile"):
@@ -550,6 +551,16 @@ def _compile_programs(programs: dict, target: CompileTarget, phase, opts, report
                 f"of {', '.join(pipelined)} no longer wait on the host", ""))
             output = _run_iree_compile(hal_text, flags + ["--compile-from=hal"], report=report)
     return CompiledModel(output, None, report, archive)
+
+
+def _convolutions_in_nhwc(report: CompileReport) -> bool:
+    """Whether Kiln's CPU convolution kernel took convolutions of a model without attention:
+    its NCHW -> NHWC -> NCHW permutes are then cancelled between convolutions by IREE's transpose
+    propagation (ResNet-18 b1 on the Zen 3 host: transposes 2.47 -> 0.79 ms per call;
+    docs/decisions.md "CPU: Kiln's convolution kernel"), which stays off where attention's head
+    transposes would be folded into its products (kiln.targets.iree_flags)."""
+    return any(r.detail == CPU_CONV_TAKEN for r in report.rewrites) and \
+        not any(r.kind == "kiln.attention" for r in report.rewrites)
 
 
 def _pipelined_loops(opts, target: CompileTarget, state_binding: StateBinding) -> list[str]:
