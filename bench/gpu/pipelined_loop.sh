@@ -7,7 +7,7 @@
 #   phase shapes: batch 8 / prompt 128 and batch 1 / prompt 512: kernels, pipelined,
 #                 static-compile; then the stream-ordered allocations run unfiltered.
 #   phase splitk: with pipelining on by default, batch 1 / prompt 128 with split-K GEMMs
-#                 (kernels) and without (nosplitk), profiled, twice; artifacts in $ARTIFACTS
+#                 (kernels) and without (nosplitk), profiled, twice (nothing else: device time); artifacts in $ARTIFACTS
 #                 (prepared with --kiln-variant kernels,nosplitk --prepare-kiln $ARTIFACTS);
 #                 with $SUITE_ARTIFACTS, single calls of three suite cells with split-K on and off
 #                 (python -m bench.run_suite --device cuda --prepare-only --out $SUITE_ARTIFACTS
@@ -38,11 +38,6 @@ if [ "$phase" = splitk ]; then
         run 1 128 kernels kiln --profile
         run 1 128 nosplitk kiln --profile
     done
-    KILN_CUDA_FLAGS="$async" timeout 120 python3 -X faulthandler -m bench.generate \
-        --models gpt2 --batch 1 --prompt 128 --new 64 --device cuda --rounds 1 \
-        --dtype float16 --kiln-variant kernels --kiln-artifacts "$artifacts" --systems kiln \
-        2>&1 | tail -30
-    echo "stream-ordered allocations: exit ${PIPESTATUS[0]}"
     if [ -n "$SUITE_ARTIFACTS" ]; then  # single calls: split-K on / off, and the peer
         timeout 280 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \
             --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16 --lanes 3 \
