@@ -90,8 +90,10 @@ def merge_results(path: Path, new: dict) -> dict:
     if path.exists():
         old = json.loads(path.read_text())
         replaced = {cell_key(c) for c in new["cells"]}
-        new["cells"] = [c for c in old["cells"] if cell_key(c) not in replaced] + new["cells"]
-        new["commands"] = sorted(set(old.get("commands", [])) | set(new["commands"]))
+        kept = [c for c in old["cells"] if cell_key(c) not in replaced]
+        new["cells"] = kept + new["cells"]
+        if kept:  # the old commands still own cells (a run that replaced them all: its own)
+            new["commands"] = sorted(set(old.get("commands", [])) | set(new["commands"]))
     order = {m: i for i, m in enumerate(zoo_names())}
     systems = {s: i for i, s in enumerate(SYSTEMS["cpu"] + SYSTEMS["cuda"] + list(KILN_SYSTEMS))}
     new["cells"].sort(key=lambda c: (order.get(c["model"], 99), c["batch"], c["dtype"],
