@@ -29,6 +29,7 @@ ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln'
 from __future__ import annotations
 
 import argparse
+import collections
 import json
 import os
 import platform
@@ -213,11 +214,14 @@ def profile_generation(system, ids, new: int) -> dict:
             entry = kernels.setdefault(event.name, [0, 0.0])
             entry[0] += 1
             entry[1] += event.time_range.elapsed_us()
-            spans.append((event.time_range.start, event.time_range.end))
+            spans.append((event.time_range.start, event.time_range.end, event.name))
     # Idle time between consecutive GPU events: many short gaps are launch-bound, a few long
     # ones per token are the host not keeping the GPU fed (waits, recording).
     spans.sort()
     gaps = [b[0] - a[1] for a, b in zip(spans, spans[1:]) if b[0] > a[1]]
+    # where the long gaps fall: the operations on either side, most frequent pairs first
+    long_gaps = collections.Counter(
+        (a[2][:70], b[2][:70]) for a, b in zip(spans, spans[1:]) if b[0] - a[1] > 50)
     steps = new  # the prompt's calls and new - 1 decode calls, about one per token
     busy_us = sum(total for _, total in kernels.values())
     top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:12]
@@ -233,8 +237,12 @@ def profile_generation(system, ids, new: int) -> dict:
               "gpu_gaps_over_50us_per_token": sum(g > 50 for g in gaps) / steps,
               "gpu_idle_in_gaps_over_50us_ms_per_token": sum(g for g in gaps if g > 50) / 1e3 / steps,
               "top_gpu_events": [(name[:120], n, round(total / 1e3, 3)) for name, (n, total) in top],
+              "gaps_over_50us_between": [(before, after, n) for (before, after), n
+                                         in long_gaps.most_common(6)],
               "host_profile": text.getvalue()[-4000:]}
-    print(json.dumps({k: v for k, v in result.items() if k != "host_profile"}, indent=1))
+    for key, value in result.items():  # one line each (bench/gpu scripts grep them)
+        if key != "host_profile":
+            print(f" {json.dumps(key)}: {json.dumps(value)}")
     print(result["host_profile"], flush=True)
     return result
 

@@ -13,6 +13,8 @@
 #                 (python -m bench.run_suite --device cuda --prepare-only --out $SUITE_ARTIFACTS
 #                 --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16
 #                 --systems kiln+kernels,kiln+kernels-nosplitk).
+#   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
+#                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
 #              --models gpt2,llama --batch $1 --prompt $2 --new 64 --device cuda \
 #              --dtype float16 --kiln-variant kernels,pipelined --prepare-kiln .device/genpipe; done
@@ -29,7 +31,7 @@ run() {  # batch prompt variant systems [extra args]
         --prompt "$prompt" --new 64 --device cuda --rounds 5 --dtype float16 \
         --kiln-variant "$variant" --kiln-artifacts "$artifacts" --systems "$systems" \
         --out "$out/generate-cuda-pipelined.json" "$@" 2>&1 |
-        grep -E "tok/s|gpu_|Error|error|Traceback"
+        grep -E "tok/s|gpu_|gaps_|Error|error|Traceback"
     elapsed "b$batch p$prompt $variant $systems"
 }
 async="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=true"
@@ -45,6 +47,12 @@ if [ "$phase" = splitk ]; then
             --out "$out/suite-cuda-splitk.json" 2>&1 | tail -25
         elapsed suite
     fi
+elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
+    run 1 128 kernels kiln --profile
+    graphs="--cuda_use_streams=false --cuda_tracing=0 --cuda_async_allocations=false"
+    KILN_CUDA_FLAGS="$graphs" run 1 128 kernels kiln
+    KILN_CUDA_FLAGS="$graphs" run 1 128 kernels kiln --profile
+    run 1 128 kernels kiln
 elif [ "$phase" = b1 ]; then
     run 1 128 kernels kiln --profile
     run 1 128 pipelined kiln --profile
