@@ -7,8 +7,9 @@ im2col on AVX2 hosts) and torch, one convolution at a time.
     python -m bench.cpu_conv_kernel --convs 64x56x64k3s1p1 --tiles 6x2x0,6x2x16
 
 A convolution is `CxHxF k K s S p P` (input channels, input size, output channels, kernel,
-stride, padding); a tile `rows x vectors[x row groups]` (row groups 0 or absent: Kiln's
-choice, kiln.cpu_conv.conv_row_groups). Each variant is checked against torch before it is
+stride, padding); a tile `rows x vectors[x row groups][h|r]` (row groups 0 or absent: Kiln's
+choice, kiln.cpu_conv.conv_row_groups; "h": the kernel rows outermost, "r": the row tiles,
+neither: Kiln's choice, conv_kh_outer), or "kiln" (Kiln's tile; "kilnh", "kilnr"). Each variant is checked against torch before it is
 timed: iree-benchmark-module (median of 5 repetitions, two IREE workers, SCHED_BATCH as in
 bench/cpu_gemm_kernel.py), interleaved over `--rounds` rounds; the kernel's time is the
 dispatch alone (the input's padding and layout change, which a model pays as one more copy, is
@@ -39,11 +40,14 @@ _CONV = re.compile(r"(\d+)x(\d+)x(\d+)k(\d+)s(\d+)p(\d+)")
 
 def spec_for(conv: str, batch: int, lanes: int, tile: str):
     """(ConvSpec, padding, channels, features) of `conv` with the tile `tile` ("kiln" or
-    rows x vectors[x row groups])."""
+    rows x vectors[x row groups]; a suffix "h": kernel rows outermost, "r": row tiles
+    outermost; neither: Kiln's choice, kiln.cpu_conv.conv_kh_outer)."""
     from kiln.cpu_conv import ConvSpec, conv_tile, padded_channels
 
     c, size, f, k, s, p = map(int, _CONV.fullmatch(conv).groups())
     rows = vectors = groups = 0
+    kh_outer = {"h": True, "r": False}.get(tile[-1:])
+    tile = tile.rstrip("hr")
     if tile != "kiln":
         rows, vectors, *rest = map(int, tile.split("x"))
         groups = rest[0] if rest else 0
@@ -51,7 +55,7 @@ def spec_for(conv: str, batch: int, lanes: int, tile: str):
     out = (size + 2 * p - k) // s + 1
     spec = ConvSpec(batch, padded_channels(c, k, conv_tile(lanes).unroll), size + 2 * p,
                     size + 2 * p, k, k, s, s, out, out, -(-f // width) * width, lanes, rows,
-                    vectors, groups)
+                    vectors, groups, kh_outer)
     return spec, p, c, f
 
 

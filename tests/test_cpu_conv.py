@@ -43,14 +43,17 @@ def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.
     return out[:spec.pixels, :f].reshape(n, spec.out_h, spec.out_w, f).transpose(0, 3, 1, 2)
 
 
-@pytest.mark.parametrize("batch, c, size, f, k, stride, padding, lanes", [
-    (1, 3, 15, 20, 7, 2, 3, 8),  # a stem: 3 channels padded to 4, 20 features to 32
-    (2, 16, 9, 16, 3, 1, 1, 8),  # batch 2: tiles cross images; 162 pixels, 6-pixel tiles
-    (1, 8, 10, 24, 3, 2, 1, 8),  # stride 2, 25 pixels: the last tile repeats the last pixel
-    (1, 8, 7, 16, 1, 2, 0, 8),  # a strided 1x1 (downsample)
-    (1, 4, 9, 40, 3, 1, 0, 16),  # AVX-512's 8 x 2 tile (LLVM splits it on AVX2 hosts)
+@pytest.mark.parametrize("batch, c, size, f, k, stride, padding, lanes, kh_outer", [
+    (1, 3, 15, 20, 7, 2, 3, 8, False),  # a stem: 3 channels padded to 4, 20 features to 32
+    (1, 3, 15, 20, 7, 2, 3, 8, True),  # the same, kernel rows outermost (C holds partials)
+    (2, 16, 9, 16, 3, 1, 1, 8, False),  # batch 2: tiles cross images; 162 pixels, 6-pixel tiles
+    (2, 16, 9, 16, 3, 1, 1, 8, True),
+    (1, 8, 10, 24, 3, 2, 1, 8, False),  # stride 2, 25 pixels: the last tile repeats the last one
+    (1, 8, 7, 16, 1, 2, 0, 8, False),  # a strided 1x1 (downsample)
+    (1, 4, 9, 40, 3, 1, 0, 16, False),  # AVX-512's 8 x 2 tile (LLVM splits it on AVX2 hosts)
 ])
-def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, padding, lanes):
+def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, padding, lanes,
+                                            kh_outer):
     from kiln.cpu_conv import conv_tile
 
     tile = conv_tile(lanes)
@@ -58,7 +61,7 @@ def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, paddin
     out = (size + 2 * padding - k) // stride + 1
     spec = ConvSpec(batch, padded_channels(c, k, tile.unroll), size + 2 * padding,
                     size + 2 * padding, k, k, stride, stride, out, out, -(-f // width) * width,
-                    lanes)
+                    lanes, kh_outer=kh_outer)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, size, size)).astype(np.float32)
     w = rng.standard_normal((f, c, k, k)).astype(np.float32)
@@ -81,6 +84,13 @@ def test_spec_key_round_trips_and_bad_specs_are_refused():
         ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 20, lanes=8)
     with pytest.raises(ValueError, match="no register tile for 4-float"):
         ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 32, lanes=4)
+    outer = ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 32, lanes=8, kh_outer=True)
+    assert outer.key() == "1x4x11x11_k3x3_s2x2_o5x5_f32_t6x2x4h_l8"
+    assert ConvSpec.parse(outer.key()) == outer
+    # Kiln's choice: kernel rows outermost for panels over KH_OUTER_PANEL_BYTES (ResNet's
+    # 512-channel 3x3: 4608 x 16 floats, 288 KiB), not for smaller ones
+    assert ConvSpec(1, 512, 9, 9, 3, 3, 1, 1, 7, 7, 512, lanes=8).kh_outer
+    assert not ConvSpec(1, 256, 16, 16, 3, 3, 1, 1, 14, 14, 256, lanes=8).kh_outer
     assert padded_channels(3, 7, 4) == 4 and padded_channels(64, 3, 4) == 64
     assert padded_channels(3, 3, 4) == 4 and padded_channels(5, 2, 4) == 6
 

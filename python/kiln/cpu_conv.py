@@ -62,6 +62,11 @@ CONV_TILES = {16: ConvTile(16, rows=8, vectors=2, unroll=4),
 MIN_WORKGROUPS = 32
 # Smaller convolutions stay with IREE (as kiln.cpu_kernels.MIN_MACS for linears).
 MIN_MACS = 1 << 22
+# Weight panels above this size are walked one kernel row at a time across all row tiles
+# (conv_kh_outer): on the 2-core Zen 3 (512 KiB L2 per core), ResNet's 512×7×7 3×3 convolution
+# (a 288 KiB panel) 1.83 -> 1.48 ms; panels of 144 KiB and less ran the same either way
+# (bench/cpu_conv_kernel.py --tiles kiln,kilnh).
+KH_OUTER_PANEL_BYTES = 256 << 10
 
 
 def conv_tile(lanes: int) -> ConvTile:
@@ -100,6 +105,8 @@ class ConvSpec:
     rows: int = 0  # register tile (0: conv_tile(lanes)'s)
     vectors: int = 0
     row_groups: int = 0  # row blocks per panel (0: conv_row_groups)
+    # the loop over kernel rows outside the row tiles (executable_text); None: conv_kh_outer
+    kh_outer: Optional[bool] = None
 
     def __post_init__(self):
         tile = conv_tile(self.lanes)
@@ -116,6 +123,8 @@ class ConvSpec:
                              f"not follow from the padded input {self.height}x{self.width}")
         if not self.row_groups:
             object.__setattr__(self, "row_groups", conv_row_groups(self))
+        if self.kh_outer is None:
+            object.__setattr__(self, "kh_outer", conv_kh_outer(self))
 
     @property
     def panel(self) -> int:
@@ -149,20 +158,22 @@ class ConvSpec:
     def key(self) -> str:
         return (f"{self.batch}x{self.channels}x{self.height}x{self.width}_k{self.kernel_h}x"
                 f"{self.kernel_w}_s{self.stride_h}x{self.stride_w}_o{self.out_h}x{self.out_w}_f"
-                f"{self.features}_t{self.rows}x{self.vectors}x{self.row_groups}_l{self.lanes}")
+                f"{self.features}_t{self.rows}x{self.vectors}x{self.row_groups}"
+                f"{'h' if self.kh_outer else ''}_l{self.lanes}")
 
     _KEY = re.compile(r"(\d+)x(\d+)x(\d+)x(\d+)_k(\d+)x(\d+)_s(\d+)x(\d+)_o(\d+)x(\d+)_f(\d+)"
-                      r"_t(\d+)x(\d+)x(\d+)_l(\d+)")
+                      r"_t(\d+)x(\d+)x(\d+)(h?)_l(\d+)")
 
     @classmethod
     def parse(cls, key: str) -> "ConvSpec":
         match = cls._KEY.fullmatch(key)
         if match is None:
             raise ValueError(f"not a convolution key: {key!r}")
+        *numbers, kh_outer, lanes = match.groups()
         (batch, channels, height, width, kh, kw, sh, sw, oh, ow, features, rows, vectors,
-         groups, lanes) = map(int, match.groups())
-        return cls(batch, channels, height, width, kh, kw, sh, sw, oh, ow, features, lanes,
-                   rows, vectors, groups)
+         groups) = map(int, numbers)
+        return cls(batch, channels, height, width, kh, kw, sh, sw, oh, ow, features, int(lanes),
+                   rows, vectors, groups, kh_outer == "h")
 
     def name(self) -> str:
         return CONV_PREFIX + self.key()
@@ -183,9 +194,19 @@ def conv_row_groups(spec: ConvSpec, min_workgroups: int = MIN_WORKGROUPS) -> int
     return groups
 
 
+def conv_kh_outer(spec: ConvSpec) -> bool:
+    """Whether the kernel rows loop outside the row tiles: where a workgroup's whole panel of
+    weights is larger than KH_OUTER_PANEL_BYTES."""
+    return spec.reduction * spec.panel * 4 > KH_OUTER_PANEL_BYTES
+
+
 def executable_text(spec: ConvSpec, name: Optional[str] = None) -> str:
     """The `hal.executable.source` of one convolution (see the module docstring): workgroup
-    (panel p, row block g) computes its panel's columns for the row block's pixels."""
+    (panel p, row block g) computes its panel's columns for the row block's pixels. With
+    `spec.kh_outer` the loop over kernel rows is outside the row tiles, so that one kernel row
+    of the panel's weights (KW·C·W floats) is reused by every tile while it is in the caches;
+    C holds the partial sums between kernel rows."""
+    kh_outer = spec.kh_outer
     tile = conv_tile(spec.lanes)
     rows, vectors, unroll, lanes = spec.rows, spec.vectors, tile.unroll, spec.lanes
     name = name or spec.name() + "_exe"
@@ -216,49 +237,73 @@ def executable_text(spec: ConvSpec, name: Optional[str] = None) -> str:
               "        %m_full = arith.addi %m_begin, %group_rows : index",
               "        %m_end = arith.minsi %m_full, %all_rows : index",
               "        scf.for %mt = %m_begin to %m_end step %rows {"]
+    if kh_outer:  # the kernel rows outermost: one kernel row's weights stay in L1 across tiles
+        lines[-1:] = ["        scf.for %kh = %c0 to %kernel_h step %c1 {",
+                      "        %first = arith.cmpi eq, %kh, %c0 : index",
+                      "        scf.for %mt = %m_begin to %m_end step %rows {"]
     for r in range(rows):  # the pixel of row r (the last real one past the end) and its base
         lines += [f"          %pix{r} = affine.min affine_map<(d0) -> (d0 + {r}, "
                   f"{spec.pixels - 1})>(%mt)",
-                  f"          %base{r} = affine.apply {base_map}(%pix{r})"]
+                  f"          %base{r} = affine.apply {base_map}(%pix{r})",
+                  f"          %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)"]
     accumulators = [(r, v) for r in range(rows) for v in range(vectors)]
+    lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index"
+              for r, v in accumulators]
     types = ", ".join([vec] * len(accumulators))
-    zeros = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
-    lines.append(f"          %acc:{len(accumulators)} = scf.for %kh = %c0 to %kernel_h step %c1 "
-                 f"iter_args({zeros}) -> ({types}) {{")
-    lines.append(f"            %kbase = affine.apply affine_map<(d0) -> (d0 * {row_run})>(%kh)")
-    lines += [f"            %row{r} = affine.apply affine_map<(d0, d1) -> "
+    if kh_outer:  # later kernel rows add to C's partial sums
+        lines.append(f"          %init:{len(accumulators)} = scf.if %first -> ({types}) {{")
+        lines.append("            scf.yield " + ", ".join(["%zero"] * len(accumulators)) +
+                     f" : {types}")
+        lines.append("          } else {")
+        lines += [f"            %c{r}_{v} = vector.load %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
+                  for r, v in accumulators]
+        lines.append("            scf.yield " + ", ".join(f"%c{r}_{v}" for r, v in accumulators)
+                     + f" : {types}")
+        lines.append("          }")
+        starts = [f"%init#{i}" for i in range(len(accumulators))]
+        indent = "          "
+    else:
+        zeros = ", ".join(f"%a{r}_{v} = %zero" for r, v in accumulators)
+        lines.append(f"          %acc:{len(accumulators)} = scf.for %kh = %c0 to %kernel_h step "
+                     f"%c1 iter_args({zeros}) -> ({types}) {{")
+        starts = [f"%a{r}_{v}" for r, v in accumulators]
+        indent = "            "
+    lines.append(f"{indent}%kbase = affine.apply affine_map<(d0) -> (d0 * {row_run})>(%kh)")
+    lines += [f"{indent}%row{r} = affine.apply affine_map<(d0, d1) -> "
               f"(d0 + d1 * {spec.width * spec.channels})>(%base{r}, %kh)" for r in range(rows)]
-    inner = ", ".join(f"%i{r}_{v} = %a{r}_{v}" for r, v in accumulators)
-    lines.append(f"            %part:{len(accumulators)} = scf.for %j = %c0 to %row_run step "
+    inner = ", ".join(f"%i{r}_{v} = {start}" for (r, v), start in zip(accumulators, starts))
+    lines.append(f"{indent}%part:{len(accumulators)} = scf.for %j = %c0 to %row_run step "
                  f"%unroll iter_args({inner}) -> ({types}) {{")
     current = {(r, v): f"%i{r}_{v}" for r, v in accumulators}
+    body = indent + "  "
     for u in range(unroll):
-        lines.append(f"              %k{u} = affine.apply affine_map<(d0, d1) -> "
+        lines.append(f"{body}%k{u} = affine.apply affine_map<(d0, d1) -> "
                      f"(d0 + d1 + {u})>(%kbase, %j)")
-        lines += [f"              %b{u}_{v} = vector.load %B[%p, %k{u}, %off{v}] : {b_type}, "
+        lines += [f"{body}%b{u}_{v} = vector.load %B[%p, %k{u}, %off{v}] : {b_type}, "
                   f"{vec}" for v in range(vectors)]
         for r in range(rows):
-            lines += [f"              %e{u}_{r} = affine.apply affine_map<(d0, d1) -> "
+            lines += [f"{body}%e{u}_{r} = affine.apply affine_map<(d0, d1) -> "
                       f"(d0 + d1 + {u})>(%row{r}, %j)",
-                      f"              %s{u}_{r} = memref.load %A[%e{u}_{r}] : {x_type}",
-                      f"              %x{u}_{r} = vector.broadcast %s{u}_{r} : f32 to {vec}"]
+                      f"{body}%s{u}_{r} = memref.load %A[%e{u}_{r}] : {x_type}",
+                      f"{body}%x{u}_{r} = vector.broadcast %s{u}_{r} : f32 to {vec}"]
             for v in range(vectors):
-                lines.append(f"              %f{u}_{r}_{v} = vector.fma %x{u}_{r}, %b{u}_{v}, "
+                lines.append(f"{body}%f{u}_{r}_{v} = vector.fma %x{u}_{r}, %b{u}_{v}, "
                              f"{current[(r, v)]} : {vec}")
                 current[(r, v)] = f"%f{u}_{r}_{v}"
-    lines.append("              scf.yield " + ", ".join(current[a] for a in accumulators) +
+    lines.append(f"{body}scf.yield " + ", ".join(current[a] for a in accumulators) +
                  f" : {types}")
-    lines.append("            }")
-    lines.append("            scf.yield " + ", ".join(f"%part#{i}"
-                                                     for i in range(len(accumulators))) +
-                 f" : {types}")
-    lines.append("          }")
-    for r in range(rows):
-        lines.append(f"          %r{r} = affine.apply affine_map<(d0) -> (d0 + {r})>(%mt)")
-    for index, (r, v) in enumerate(accumulators):
-        lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index",
-                  f"          vector.store %acc#{index}, %C[%r{r}, %col{r}_{v}] : {c_type}, "
-                  f"{vec}"]
+    lines.append(f"{indent}}}")
+    if kh_outer:
+        results = [f"%part#{i}" for i in range(len(accumulators))]
+    else:
+        lines.append("            scf.yield " + ", ".join(
+            f"%part#{i}" for i in range(len(accumulators))) + f" : {types}")
+        lines.append("          }")
+        results = [f"%acc#{i}" for i in range(len(accumulators))]
+    for result, (r, v) in zip(results, accumulators):
+        lines.append(f"          vector.store {result}, %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}")
+    if kh_outer:
+        lines.append("        }")
     lines += ["        }", "        return", "      }", "    }", "  }"]
     return "\n".join(lines) + "\n"
 
