@@ -10,18 +10,15 @@ import pytest
 import torch
 
 import kiln
+from cpu_dispatch import run_dispatch
 from kiln import targets
-from kiln.cpu_conv import (CPU_CONV_TAKEN, ConvSpec, executable_text, operand_types,
-                           padded_channels, render_cpu_conv_calls)
+from kiln.cpu_conv import (CPU_CONV_TAKEN, ConvSpec, executable_text, padded_channels,
+                           render_cpu_conv_calls)
 
 
 def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The kernel alone (through iree-compile and the runtime) on torch's NCHW input and
     [F, C, KH, KW] weight, its result as torch's NCHW output."""
-    import iree.runtime as rt
-
-    from kiln.bindings import iree_compiler
-
     n, c = x.shape[:2]
     f = w.shape[0]
     xp = np.pad(x, ((0, 0), (0, spec.channels - c), (padding, padding), (padding, padding)))
@@ -29,17 +26,8 @@ def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.
     wp = np.pad(w, ((0, spec.features - f), (0, spec.channels - c), (0, 0), (0, 0)))
     matrix = wp.transpose(2, 3, 1, 0).reshape(spec.reduction, spec.panels, spec.panel)
     packed = np.ascontiguousarray(matrix.transpose(1, 0, 2))
-    x_type, w_type, out_type = operand_types(spec)
-    module = (f"module {{\n{executable_text(spec, name='exe')}"
-              f"util.func public @main(%x: {x_type}, %w: {w_type}) -> {out_type} {{\n"
-              f"  %o = flow.dispatch @exe::@{spec.entry()}(%x, %w) : ({x_type}, {w_type}) -> "
-              f"{out_type}\n  util.return %o : {out_type}\n}}\n}}\n")
-    vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
-                                       extra_args=["--iree-llvmcpu-target-cpu=host"])
-    context = rt.SystemContext(config=rt.Config("local-task"))
-    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
-    out = np.asarray(context.modules.module["main"](flat, packed))
-    assert out.shape == (spec.padded_pixels, spec.features)
+    out = run_dispatch(executable_text(spec, name="exe"), spec.entry(), (flat, packed),
+                       (spec.padded_pixels, spec.features))
     return out[:spec.pixels, :f].reshape(n, spec.out_h, spec.out_w, f).transpose(0, 3, 1, 2)
 
 

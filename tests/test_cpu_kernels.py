@@ -10,6 +10,7 @@ import torch
 import transformers
 
 import kiln
+from cpu_dispatch import run_dispatch
 from kiln.cpu_kernels import (executable_text, gemm_problem, gemv_executable_text,
                               gemv_problem, packed_weight_shape, render_cpu_gemm_calls)
 
@@ -150,24 +151,8 @@ def test_gemm_problem(shape, reason):
 
 def _run_dispatch(executable: str, entry: str, a: np.ndarray, b: np.ndarray,
                   n: int, *more: np.ndarray) -> np.ndarray:
-    """`executable`'s `entry` on (a, b, *more) through iree-compile and the runtime."""
-    import iree.runtime as rt
-
-    from kiln.bindings import iree_compiler
-
-    m, arrays = a.shape[0], (a, b) + more
-    types = [f"tensor<{'x'.join(map(str, x.shape))}xf32>" for x in arrays]
-    names = [f"%in{i}" for i in range(len(arrays))]
-    arguments = ", ".join(f"{name}: {type_}" for name, type_ in zip(names, types))
-    module = (f"module {{\n{executable}"
-              f"util.func public @main({arguments}) -> tensor<{m}x{n}xf32> {{\n"
-              f"  %c = flow.dispatch @exe::@{entry}({', '.join(names)}) : ({', '.join(types)})"
-              f" -> tensor<{m}x{n}xf32>\n  util.return %c : tensor<{m}x{n}xf32>\n}}\n}}\n")
-    vmfb = iree_compiler().compile_str(module, target_backends=["llvm-cpu"],
-                                       extra_args=["--iree-llvmcpu-target-cpu=host"])
-    context = rt.SystemContext(config=rt.Config("local-task"))
-    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb))
-    return np.asarray(context.modules.module["main"](*arrays))
+    """`executable`'s `entry` on (a, b, *more): C [rows of a, n]."""
+    return run_dispatch(executable, entry, (a, b) + more, (a.shape[0], n))
 
 
 def _activation(x: np.ndarray, activation: str) -> np.ndarray:

@@ -217,7 +217,7 @@ class SelectCpuKernels(KilnPass):
             self.record(op.name, f"IREE codegen: {found}", op)
             return
         spec, (pad_h, pad_w) = found
-        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _from_builtin
 
         x, weight, bias = op.operands[0], op.operands[1], op.operands[2]
         n, c, h, wd = tensor_info(x).shape
@@ -242,19 +242,8 @@ class SelectCpuKernels(KilnPass):
             packed = b.aten("permute", TensorInfo(spec.packed_weight_shape(), "f32"), grouped,
                             b.int_list([1, 0, 2]))
             types = [ir.Type.parse(t) for t in conv_operand_types(spec)]
-            name = spec.name()
-            if name not in self._declared:
-                with ir.InsertionPoint.at_block_begin(self._body):
-                    ir.Operation.create("func.func", regions=1, attributes={
-                        "sym_name": ir.StringAttr.get(name),
-                        "sym_visibility": ir.StringAttr.get("private"),
-                        "function_type": ir.TypeAttr.get(ir.FunctionType.get(types[:2],
-                                                                              types[2:])),
-                        CONV_ATTR: ir.StringAttr.get(spec.key())})
-                self._declared.add(name)
-            call = ir.Operation.create(
-                "func.call", results=types[2:], operands=[_builtin(b, flat), _builtin(b, packed)],
-                attributes={"callee": ir.FlatSymbolRefAttr.get(name)}, loc=op.location).result
+            call = self._kernel_call(b, spec.name(), [flat, packed], types[:2], types[2],
+                                     {CONV_ATTR: ir.StringAttr.get(spec.key())})
             y = _from_builtin(b, call, TensorInfo((spec.padded_pixels, spec.features), "f32"))
             if spec.padded_pixels != spec.pixels:  # the last tile's repeated pixels
                 y = b.slice(y, 0, 0, spec.pixels, TensorInfo((spec.pixels, spec.features), "f32"))
@@ -278,7 +267,7 @@ class SelectCpuKernels(KilnPass):
             self.record(op.name, f"decomposed: {spec_or_reason}", op)
             return
         spec = spec_or_reason
-        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _from_builtin
 
         q, k, v = op.operands[0], op.operands[1], op.operands[2]
         b = TorchBuilder(op.location)
@@ -296,19 +285,8 @@ class SelectCpuKernels(KilnPass):
                     mask = b.view(mask, spec.mask_shape)
                 operands.append(mask)
             types = [ir.RankedTensorType.get(list(shape), ir.F32Type.get()) for shape in shapes]
-            name = spec.name()
-            if name not in self._declared:
-                with ir.InsertionPoint.at_block_begin(self._body):
-                    ir.Operation.create("func.func", regions=1, attributes={
-                        "sym_name": ir.StringAttr.get(name),
-                        "sym_visibility": ir.StringAttr.get("private"),
-                        "function_type": ir.TypeAttr.get(ir.FunctionType.get(types[:-1],
-                                                                              types[-1:])),
-                        ATTENTION_ATTR: ir.StringAttr.get(spec.key())})
-                self._declared.add(name)
-            call = ir.Operation.create(
-                "func.call", results=types[-1:], operands=[_builtin(b, x) for x in operands],
-                attributes={"callee": ir.FlatSymbolRefAttr.get(name)}, loc=op.location).result
+            call = self._kernel_call(b, spec.name(), operands, types[:-1], types[-1],
+                                     {ATTENTION_ATTR: ir.StringAttr.get(spec.key())})
             value = b.aten("permute", TensorInfo(tensor_info(op.results[0]).shape, "f32"),
                            _from_builtin(b, call, TensorInfo(shapes[-1], "f32")),
                            b.int_list([0, 2, 1, 3]))
@@ -368,7 +346,7 @@ class SelectCpuKernels(KilnPass):
               epilogue: Epilogue = Epilogue()) -> ir.Value:
         """A call of the GEMM (weight packed in panels) or the GEMV (weight [n, k]), with
         `epilogue` in its store (`bias`: [n], when the epilogue adds one)."""
-        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin, _from_builtin
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _from_builtin
 
         m, k, n = shape
         name = (GEMV_PREFIX if gemv else GEMM_PREFIX) + shape_key(m, k, n) + epilogue.suffix
@@ -385,18 +363,27 @@ class SelectCpuKernels(KilnPass):
                                                         self.lanes)
         if epilogue.attribute:
             attributes[EPILOGUE_ATTR] = ir.StringAttr.get(epilogue.attribute)
+        call = self._kernel_call(b, name, [a, weight] + ([bias] if epilogue.bias else []),
+                                 operand_types, c_type, attributes)
+        return _from_builtin(b, call, TensorInfo((m, n), "f32"))
+
+    def _kernel_call(self, b: TorchBuilder, name: str, operands: list, input_types: list,
+                     result_type: ir.Type, attributes: dict) -> ir.Value:
+        """A call of the kernel declaration `name` (declared once, at the module's start, with
+        `attributes`: what render_cpu_*_calls read) on `operands` (torch tensors, passed as
+        builtin tensors); its builtin result."""
+        from kiln.passes.lowering.kiln_select_cuda_kernels import _builtin
+
         if name not in self._declared:
             with ir.InsertionPoint.at_block_begin(self._body):
                 ir.Operation.create("func.func", regions=1, attributes={
                     "sym_name": ir.StringAttr.get(name),
                     "sym_visibility": ir.StringAttr.get("private"),
-                    "function_type": ir.TypeAttr.get(ir.FunctionType.get(operand_types,
-                                                                          [c_type])),
+                    "function_type": ir.TypeAttr.get(ir.FunctionType.get(input_types,
+                                                                          [result_type])),
                     **attributes})
             self._declared.add(name)
-        call = ir.Operation.create("func.call", results=[c_type],
-                                   operands=[_builtin(b, a), _builtin(b, weight)] +
-                                   ([_builtin(b, bias)] if epilogue.bias else []),
+        return ir.Operation.create("func.call", results=[result_type],
+                                   operands=[_builtin(b, x) for x in operands],
                                    attributes={"callee": ir.FlatSymbolRefAttr.get(name)},
                                    loc=b.location).result
-        return _from_builtin(b, call, TensorInfo((m, n), "f32"))

@@ -30,7 +30,7 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from kiln.cuda_kernels import add_executables
+from kiln.cpu_kernels import declaration_pattern, render_declared_kernels
 
 ATTENTION_ATTR = "kiln.cpu_attention"
 ATTENTION_PREFIX = "kiln_cpu_attention_"
@@ -342,29 +342,17 @@ def executable_text(spec: AttentionSpec, name: Optional[str] = None, rows: int =
     return "\n".join(L) + "\n"
 
 
-_DECLARATION = re.compile(
-    r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + ATTENTION_PREFIX +
-    r"\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*" + re.escape(ATTENTION_ATTR) +
-    r' = "(?P<spec>[^"]+)"[^\n]*\}\n', re.M)
+_DECLARATION = declaration_pattern(ATTENTION_PREFIX, ATTENTION_ATTR)
 
 
 def render_cpu_attention_calls(ir_text: str) -> str:
     """Replace each attention declaration by a function of one `flow.dispatch` and add the
     executables after the module's first line."""
-    executables: dict[str, str] = {}
-
-    def replace(match: re.Match) -> str:
-        spec = AttentionSpec.parse(match.group("spec"))
-        name, indent = match.group("name"), match.group("indent")
+    def kernel(key: str):
+        spec = AttentionSpec.parse(key)
         exe = spec.name() + "_exe"
-        executables.setdefault(exe, executable_text(spec, name=exe))
         shapes = [_tensor(shape) for shape in operand_shapes(spec)]
-        inputs, out = shapes[:-1], shapes[-1]
-        params = ", ".join(f"%a{i}: {t}" for i, t in enumerate(inputs))
-        args = ", ".join(f"%a{i}" for i in range(len(inputs)))
-        return (f"{indent}func.func private @{name}({params}) -> {out} {{\n"
-                f"{indent}  %o = flow.dispatch @{exe}::@{entry_name(spec)}({args}) : "
-                f"({', '.join(inputs)}) -> {out}\n"
-                f"{indent}  return %o : {out}\n{indent}}}\n")
+        return (exe, lambda: executable_text(spec, name=exe), entry_name(spec), shapes[:-1],
+                shapes[-1])
 
-    return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())
+    return render_declared_kernels(ir_text, _DECLARATION, kernel)

@@ -34,8 +34,8 @@ import re
 from dataclasses import dataclass
 from typing import Optional
 
-from kiln.cpu_kernels import _bindings, _header, _index_constants
-from kiln.cuda_kernels import add_executables
+from kiln.cpu_kernels import (_bindings, _header, _index_constants, declaration_pattern,
+                              partial_sums, render_declared_kernels)
 
 CONV_ATTR = "kiln.cpu_conv"
 CONV_PREFIX = "kiln_cpu_conv_"
@@ -251,15 +251,7 @@ def executable_text(spec: ConvSpec, name: Optional[str] = None) -> str:
               for r, v in accumulators]
     types = ", ".join([vec] * len(accumulators))
     if kh_outer:  # later kernel rows add to C's partial sums
-        lines.append(f"          %init:{len(accumulators)} = scf.if %first -> ({types}) {{")
-        lines.append("            scf.yield " + ", ".join(["%zero"] * len(accumulators)) +
-                     f" : {types}")
-        lines.append("          } else {")
-        lines += [f"            %c{r}_{v} = vector.load %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
-                  for r, v in accumulators]
-        lines.append("            scf.yield " + ", ".join(f"%c{r}_{v}" for r, v in accumulators)
-                     + f" : {types}")
-        lines.append("          }")
+        lines += partial_sums(accumulators, vec, c_type)
         starts = [f"%init#{i}" for i in range(len(accumulators))]
         indent = "          "
     else:
@@ -315,26 +307,16 @@ def operand_types(spec: ConvSpec) -> tuple[str, str, str]:
             f"tensor<{spec.padded_pixels}x{spec.features}xf32>")
 
 
-_DECLARATION = re.compile(
-    r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + CONV_PREFIX +
-    r"\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*" + re.escape(CONV_ATTR) +
-    r' = "(?P<key>[\w]+)"[^\n]*\}\n', re.M)
+_DECLARATION = declaration_pattern(CONV_PREFIX, CONV_ATTR)
 
 
 def render_cpu_conv_calls(ir_text: str) -> str:
     """Replace each convolution declaration by a function of one `flow.dispatch` and add the
     executables after the module's first line."""
-    executables: dict[str, str] = {}
-
-    def replace(match: re.Match) -> str:
-        spec = ConvSpec.parse(match.group("key"))
-        name, indent = match.group("name"), match.group("indent")
+    def kernel(key: str):
+        spec = ConvSpec.parse(key)
         exe = spec.name() + "_exe"
-        executables.setdefault(exe, executable_text(spec, name=exe))
         x, w, out = operand_types(spec)
-        return (f"{indent}func.func private @{name}(%x: {x}, %w: {w}) -> {out} {{\n"
-                f"{indent}  %o = flow.dispatch @{exe}::@{spec.entry()}(%x, %w) : "
-                f"({x}, {w}) -> {out}\n"
-                f"{indent}  return %o : {out}\n{indent}}}\n")
+        return exe, lambda: executable_text(spec, name=exe), spec.entry(), [x, w], out
 
-    return add_executables(_DECLARATION.sub(replace, ir_text), executables.values())
+    return render_declared_kernels(ir_text, _DECLARATION, kernel)

@@ -347,6 +347,20 @@ def gemv_executable_text(m: int, k: int, n: int, name: Optional[str] = None,
     return "\n".join(lines) + "\n"
 
 
+def partial_sums(accumulators: list[tuple[int, int]], vec: str, c_type: str) -> list[str]:
+    """`%init:N`, the register tile's starting values: zeros where `%first`, else the partial
+    sums in C (`%C[%r<row>, %col<row>_<vector>]`), for kernels that loop over a reduction in
+    parts outside their row tiles."""
+    types = ", ".join([vec] * len(accumulators))
+    return ([f"          %init:{len(accumulators)} = scf.if %first -> ({types}) {{",
+             "            scf.yield " + ", ".join(["%zero"] * len(accumulators)) + f" : {types}",
+             "          } else {"] +
+            [f"            %c{r}_{v} = vector.load %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
+             for r, v in accumulators] +
+            ["            scf.yield " + ", ".join(f"%c{r}_{v}" for r, v in accumulators) +
+             f" : {types}", "          }"])
+
+
 def packed_weight_shape(k: int, n: int, width: int) -> tuple[int, int, int]:
     """[panels, k, width]: the weight's columns in panels of `width` (n a multiple of it)."""
     return (n // width, k, width)
@@ -424,15 +438,7 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     lines += [f"          %col{r}_{v} = arith.addi %n0, %off{v} : index"
               for r, v in accumulators]
     if blocked:  # later blocks start from C's partial sums
-        lines.append(f"          %init:{len(accumulators)} = scf.if %first -> ({types}) {{")
-        lines.append("            scf.yield " + ", ".join(["%zero"] * len(accumulators)) +
-                     f" : {types}")
-        lines.append("          } else {")
-        lines += [f"            %c{r}_{v} = vector.load %C[%r{r}, %col{r}_{v}] : {c_type}, {vec}"
-                  for r, v in accumulators]
-        lines.append("            scf.yield " + ", ".join(f"%c{r}_{v}" for r, v in accumulators)
-                     + f" : {types}")
-        lines.append("          }")
+        lines += partial_sums(accumulators, vec, c_type)
         inits = ", ".join(f"%a{r}_{v} = %init#{i}" for i, (r, v) in enumerate(accumulators))
         bounds = "%kb to %kb_end"
     else:
@@ -483,6 +489,36 @@ def executable_text(m: int, k: int, n: int, rows: Optional[int] = None,
     lines += ["        }"] + (["        }"] if blocked else []) + \
         ["        return", "      }", "    }", "  }"]
     return "\n".join(lines) + "\n"
+
+
+def declaration_pattern(prefix: str, attribute: str) -> re.Pattern:
+    """A kernel's private declaration as kiln-select-cpu-kernels writes it, one line:
+    `func.func private @<prefix>…(…) -> … attributes {… <attribute> = "<key>" …}`; groups
+    indent, name and key."""
+    return re.compile(r"^(?P<indent>[ \t]*)func\.func private @(?P<name>" + prefix +
+                      r"\w+)\([^\n]*\)[^\n]*attributes \{[^\n]*" + re.escape(attribute) +
+                      r' = "(?P<key>[^"]+)"[^\n]*\}\n', re.M)
+
+
+def render_declared_kernels(ir_text: str, pattern: re.Pattern, kernel) -> str:
+    """Replace each declaration `pattern` (declaration_pattern) matches by a function of one
+    `flow.dispatch` and add the executables after the module's first line. `kernel(key)` gives
+    (executable name, a function returning its text, entry, input tensor types, result type)."""
+    executables: dict[str, str] = {}
+
+    def replace(match: re.Match) -> str:
+        exe, text, entry, inputs, out = kernel(match.group("key"))
+        if exe not in executables:
+            executables[exe] = text()
+        indent = match.group("indent")
+        params = ", ".join(f"%a{i}: {t}" for i, t in enumerate(inputs))
+        args = ", ".join(f"%a{i}" for i in range(len(inputs)))
+        return (f"{indent}func.func private @{match.group('name')}({params}) -> {out} {{\n"
+                f"{indent}  %o = flow.dispatch @{exe}::@{entry}({args}) : "
+                f"({', '.join(inputs)}) -> {out}\n"
+                f"{indent}  return %o : {out}\n{indent}}}\n")
+
+    return add_executables(pattern.sub(replace, ir_text), executables.values())
 
 
 _DECLARATION = re.compile(
