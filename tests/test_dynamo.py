@@ -385,3 +385,22 @@ def test_cuda_compile_of_a_dynamo_graph_without_a_gpu():
     assert compiled.report.target == ("cuda",)
     assert b"cuda-nvptx-fb" in compiled.vmfb
     assert compiled.report.count("linear/") == 2
+
+
+def test_specialized_counts_every_cpu_kernel_taken_and_no_decline():
+    """The backend's summary counts Kiln's CPU kernels (GEMM, attention, convolution) as
+    cpu-kernel, and not the ops they declined."""
+    from kiln.compiler import CompileReport
+    from kiln.cpu_attention import CPU_ATTENTION_TAKEN
+    from kiln.cpu_conv import CPU_CONV_TAKEN
+    from kiln.cpu_kernels import CPU_KERNEL_TAKEN
+    from kiln.dynamo import _specialized
+    from kiln.report import Rewrite
+
+    select = "kiln-select-cpu-kernels"
+    report = CompileReport(("cpu",), rewrites=[
+        Rewrite(select, "kiln.linear", CPU_KERNEL_TAKEN, "m.py:1"),
+        Rewrite(select, "kiln.attention", CPU_ATTENTION_TAKEN, "m.py:2"),
+        Rewrite(select, "torch.aten.convolution", CPU_CONV_TAKEN, "m.py:3"),
+        Rewrite(select, "torch.aten.convolution", "IREE codegen: dilation [2, 2]", "m.py:4")])
+    assert _specialized(report) == {"cpu-kernel": 3}

@@ -71,6 +71,7 @@ from torch import fx
 
 from kiln.artifact import Signature
 from kiln.cpu_attention import CPU_ATTENTION_TAKEN
+from kiln.cpu_conv import CPU_CONV_TAKEN
 from kiln.cpu_kernels import CPU_KERNEL_TAKEN
 from kiln.errors import KilnError
 
@@ -689,8 +690,8 @@ def _specialized(report) -> dict[str, int]:
         if rewrite.pass_name == "kiln-select-cuda-kernels":
             kind = "cuda-kernel" if rewrite.detail.startswith("kernel") else None
         elif rewrite.pass_name == "kiln-select-cpu-kernels":  # declines say "IREE codegen: …"
-            kind = ("cpu-kernel" if rewrite.detail in (CPU_KERNEL_TAKEN, CPU_ATTENTION_TAKEN)
-                    else None)
+            kind = ("cpu-kernel" if rewrite.detail in (CPU_KERNEL_TAKEN, CPU_ATTENTION_TAKEN,
+                                                       CPU_CONV_TAKEN) else None)
         elif rewrite.pass_name.startswith("kiln-"):
             kind = rewrite.kind.split("/")[0]
         else:
