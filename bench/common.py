@@ -60,6 +60,27 @@ def iree_tool(name: str) -> str:
     return found
 
 
+def compile_for_host(source: Path) -> Path:
+    """`source` (MLIR text holding hand-written CPU executables and a `main`) compiled for this
+    machine's CPU at O3, as the kernel benchmarks time it: the .vmfb beside it."""
+    vmfb = source.with_suffix(".vmfb")
+    subprocess.run([iree_tool("iree-compile"), str(source), "--iree-hal-target-device=local",
+                    "--iree-hal-local-target-device-backends=llvm-cpu",
+                    "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
+                    "-o", str(vmfb)], check=True)
+    return vmfb
+
+
+def run_main_on_cpu(vmfb: Path, *arrays):
+    """`main` of `vmfb` on `arrays` through IREE's local-task runtime, as a numpy array."""
+    import iree.runtime as rt
+    import numpy as np
+
+    context = rt.SystemContext(config=rt.Config("local-task"))
+    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
+    return np.asarray(context.modules.module["main"](*arrays))
+
+
 def iree_benchmark_ms(module: Path, inputs: list[str], device: str = "cuda") -> float:
     """Median time of `main` in `module` by iree-benchmark-module (device time, no Python)."""
     command = [iree_tool("iree-benchmark-module"), f"--module={module}", f"--device={device}",

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import iree_tool
+from bench.common import compile_for_host, iree_tool, run_main_on_cpu
 
 
 def kernel_module(spec, rows: int, key_vectors: int, query_block: int, unroll: int = 4) -> str:
@@ -74,20 +74,12 @@ def main(argv=None) -> None:
     kt = np.ascontiguousarray(k.transpose(0, 1, 3, 2))
     inputs = [q, kt, v] + ([mask] if mask is not None else [])
     work = Path(tempfile.mkdtemp(prefix="kiln-attention-"))
-    import iree.runtime as rt
-
     for tile in args.tiles.split(","):
         rows, key_vectors, query_block, *unroll = map(int, tile.split("x"))
         source = work / f"attention_{tile}.mlir"
         source.write_text(kernel_module(spec, rows, key_vectors, query_block, *unroll))
-        vmfb = source.with_suffix(".vmfb")
-        subprocess.run([iree_tool("iree-compile"), str(source), "--iree-hal-target-device=local",
-                        "--iree-hal-local-target-device-backends=llvm-cpu",
-                        "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
-                        "-o", str(vmfb)], check=True)
-        context = rt.SystemContext(config=rt.Config("local-task"))
-        context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-        got = np.asarray(context.modules.module["main"](*inputs)).transpose(0, 2, 1, 3)
+        vmfb = compile_for_host(source)
+        got = run_main_on_cpu(vmfb, *inputs).transpose(0, 2, 1, 3)
         error = float(np.abs(got - expected).max())
         names = []
         for i, x in enumerate(inputs):

@@ -21,14 +21,13 @@ from __future__ import annotations
 import argparse
 import re
 import statistics
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
 
-from bench.common import iree_tool
+from bench.common import compile_for_host, run_main_on_cpu
 from bench.cpu_gemm_kernel import benchmark, pack_weights
 
 # ResNet-18 at 224x224: (input channels, input size, output channels, kernel, stride, padding)
@@ -42,7 +41,7 @@ def spec_for(conv: str, batch: int, lanes: int, tile: str):
     """(ConvSpec, padding, channels, features) of `conv` with the tile `tile` ("kiln" or
     rows x vectors[x row groups]; a suffix "h": kernel rows outermost, "r": row tiles
     outermost; neither: Kiln's choice, kiln.cpu_conv.conv_kh_outer)."""
-    from kiln.cpu_conv import ConvSpec, conv_tile, padded_channels
+    from kiln.cpu_conv import ConvSpec
 
     c, size, f, k, s, p = map(int, _CONV.fullmatch(conv).groups())
     rows = vectors = groups = 0
@@ -51,11 +50,8 @@ def spec_for(conv: str, batch: int, lanes: int, tile: str):
     if tile != "kiln":
         rows, vectors, *rest = map(int, tile.split("x"))
         groups = rest[0] if rest else 0
-    width = lanes * (vectors or conv_tile(lanes).vectors)
-    out = (size + 2 * p - k) // s + 1
-    spec = ConvSpec(batch, padded_channels(c, k, conv_tile(lanes).unroll), size + 2 * p,
-                    size + 2 * p, k, k, s, s, out, out, -(-f // width) * width, lanes, rows,
-                    vectors, groups, kh_outer)
+    spec = ConvSpec.of((batch, c, size, size), (f, c, k, k), (s, s), (p, p), lanes, rows,
+                       vectors, groups, kh_outer)
     return spec, p, c, f
 
 
@@ -78,14 +74,6 @@ def kernel_operands(spec, padding: int, x: np.ndarray, w: np.ndarray):
     wp = np.pad(w, ((0, spec.features - f), (0, spec.channels - c), (0, 0), (0, 0)))
     matrix = wp.transpose(2, 3, 1, 0).reshape(spec.reduction, spec.features)
     return flat, pack_weights(np.ascontiguousarray(matrix), spec.panel)
-
-
-def run_kernel(vmfb: Path, flat: np.ndarray, packed: np.ndarray) -> np.ndarray:
-    import iree.runtime as rt
-
-    context = rt.SystemContext(config=rt.Config("local-task"))
-    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-    return np.asarray(context.modules.module["main"](flat, packed))
 
 
 def torch_ms(x, w, stride: int, padding: int) -> float:
@@ -147,14 +135,9 @@ def main(argv=None) -> None:
             spec, padding, _, _ = spec_for(conv, args.batch, lanes, tile)
             source = work / f"conv_{conv}_{tile}.mlir"
             source.write_text(kernel_module(spec))
-            vmfb = source.with_suffix(".vmfb")
-            subprocess.run([iree_tool("iree-compile"), str(source),
-                            "--iree-hal-target-device=local",
-                            "--iree-hal-local-target-device-backends=llvm-cpu",
-                            "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
-                            "-o", str(vmfb)], check=True)
+            vmfb = compile_for_host(source)
             flat, packed = kernel_operands(spec, padding, x, w)
-            got = run_kernel(vmfb, flat, packed)[:spec.pixels, :f]
+            got = run_main_on_cpu(vmfb, flat, packed)[:spec.pixels, :f]
             want = expected.transpose(0, 2, 3, 1).reshape(spec.pixels, f)
             error = float(np.abs(got - want).max() / np.abs(want).max())
             label = f"kiln {tile}"  # the same name for every convolution (the totals)

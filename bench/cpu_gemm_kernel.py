@@ -40,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.common import iree_tool
+from bench.common import compile_for_host, iree_tool, run_main_on_cpu
 
 
 def kernel_module(m: int, k: int, n: int, rows: int, vectors: int, unroll: int,
@@ -99,11 +99,7 @@ def benchmark(vmfb: Path, inputs: list[str], workers: int, chain: int = 1) -> fl
 
 def check(vmfb: Path, a: np.ndarray, packed: np.ndarray, expected: np.ndarray,
           n: int, weights: int = 1) -> float:
-    import iree.runtime as rt
-
-    context = rt.SystemContext(config=rt.Config("local-task"))
-    context.add_vm_module(rt.VmModule.copy_buffer(context.instance, vmfb.read_bytes()))
-    got = np.asarray(context.modules.module["main"](a, *[packed] * weights))[:, :n]
+    got = run_main_on_cpu(vmfb, a, *[packed] * weights)[:, :n]
     return float(np.abs(got - expected).max() / np.abs(expected).max())
 
 
@@ -139,11 +135,7 @@ def build(work: Path, m: int, k: int, n: int, spec: str, chain: int, a: np.ndarr
     row_groups, k_block, prefetch = (groups + [1, 0, 0][len(groups):])[:3]
     source.write_text(kernel_module(m, k, padded, rows, vectors, unroll, row_groups, k_block,
                                     chain, prefetch, distinct_weights, lanes))
-    vmfb = source.with_suffix(".vmfb")
-    subprocess.run([iree_tool("iree-compile"), str(source), "--iree-hal-target-device=local",
-                    "--iree-hal-local-target-device-backends=llvm-cpu",
-                    "--iree-llvmcpu-target-cpu=host", "--iree-opt-level=O3",
-                    "-o", str(vmfb)], check=True)
+    vmfb = compile_for_host(source)
     b_padded = np.pad(b, ((0, 0), (0, padded - n)))
     weights = chain if distinct_weights else 1
     error = check(vmfb, a, pack_weights(b_padded, width), expected, n, weights)

@@ -10,6 +10,7 @@ import pytest
 import torch
 
 import kiln
+from bench.cpu_conv_kernel import kernel_operands
 from cpu_dispatch import run_dispatch
 from kiln import targets
 from kiln.cpu_conv import (CPU_CONV_TAKEN, ConvSpec, executable_text, padded_channels,
@@ -19,13 +20,8 @@ from kiln.cpu_conv import (CPU_CONV_TAKEN, ConvSpec, executable_text, padded_cha
 def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.ndarray:
     """The kernel alone (through iree-compile and the runtime) on torch's NCHW input and
     [F, C, KH, KW] weight, its result as torch's NCHW output."""
-    n, c = x.shape[:2]
-    f = w.shape[0]
-    xp = np.pad(x, ((0, 0), (0, spec.channels - c), (padding, padding), (padding, padding)))
-    flat = np.ascontiguousarray(xp.transpose(0, 2, 3, 1)).reshape(-1)
-    wp = np.pad(w, ((0, spec.features - f), (0, spec.channels - c), (0, 0), (0, 0)))
-    matrix = wp.transpose(2, 3, 1, 0).reshape(spec.reduction, spec.panels, spec.panel)
-    packed = np.ascontiguousarray(matrix.transpose(1, 0, 2))
+    n, f = x.shape[0], w.shape[0]
+    flat, packed = kernel_operands(spec, padding, x, w)
     out = run_dispatch(executable_text(spec, name="exe"), spec.entry(), (flat, packed),
                        (spec.padded_pixels, spec.features))
     return out[:spec.pixels, :f].reshape(n, spec.out_h, spec.out_w, f).transpose(0, 3, 1, 2)
@@ -42,14 +38,8 @@ def _run_conv(spec: ConvSpec, padding: int, x: np.ndarray, w: np.ndarray) -> np.
 ])
 def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, padding, lanes,
                                             kh_outer):
-    from kiln.cpu_conv import conv_tile
-
-    tile = conv_tile(lanes)
-    width = lanes * tile.vectors
-    out = (size + 2 * padding - k) // stride + 1
-    spec = ConvSpec(batch, padded_channels(c, k, tile.unroll), size + 2 * padding,
-                    size + 2 * padding, k, k, stride, stride, out, out, -(-f // width) * width,
-                    lanes, kh_outer=kh_outer)
+    spec = ConvSpec.of((batch, c, size, size), (f, c, k, k), (stride, stride),
+                       (padding, padding), lanes, kh_outer=kh_outer)
     rng = np.random.default_rng(0)
     x = rng.standard_normal((batch, c, size, size)).astype(np.float32)
     w = rng.standard_normal((f, c, k, k)).astype(np.float32)
@@ -60,6 +50,8 @@ def test_kernel_text_computes_a_convolution(batch, c, size, f, k, stride, paddin
 
 def test_spec_key_round_trips_and_bad_specs_are_refused():
     spec = ConvSpec(1, 4, 11, 11, 3, 3, 2, 2, 5, 5, 32, lanes=8)
+    # from torch's statement: 3 channels padded to 4, 9x9 by 1 to 11x11, 20 features to 32
+    assert ConvSpec.of((1, 3, 9, 9), (20, 3, 3, 3), (2, 2), (1, 1), lanes=8) == spec
     assert (spec.rows, spec.vectors, spec.panel, spec.pixels, spec.padded_pixels) == \
         (6, 2, 16, 25, 30)
     assert spec.key() == "1x4x11x11_k3x3_s2x2_o5x5_f32_t6x2x4_l8"

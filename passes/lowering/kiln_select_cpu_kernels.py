@@ -69,7 +69,7 @@ from kiln.bindings import ir
 from kiln.cpu_attention import (ATTENTION_ATTR, ATTENTION_DEFAULT, ATTENTION_KERNEL,
                                 CPU_ATTENTION_TAKEN, AttentionSpec, attention_problem,
                                 operand_shapes)
-from kiln.cpu_conv import CONV_ATTR, CPU_CONV_TAKEN, ConvSpec, conv_tile, padded_channels
+from kiln.cpu_conv import CONV_ATTR, CPU_CONV_TAKEN, ConvSpec
 from kiln.cpu_conv import MIN_MACS as MIN_CONV_MACS
 from kiln.cpu_conv import operand_types as conv_operand_types
 from kiln.cpu_kernels import (CPU_KERNEL_TAKEN, EPILOGUE_ATTR, GEMM_ATTR, GEMM_PREFIX, GEMV_ATTR,
@@ -141,16 +141,12 @@ def _conv_spec(op: ir.Operation, lanes: int, min_macs: int):
         return "transposed, grouped, or with non-constant parameters"
     if any(d != 1 for d in dilation):
         return f"dilation {list(dilation)}"
-    n, c, h, wd = x.shape
-    f, _, kh, kw = w.shape
-    tile = conv_tile(lanes)
-    width = lanes * tile.vectors
     try:
-        spec = ConvSpec(n, padded_channels(c, kw, tile.unroll), h + 2 * padding[0],
-                        wd + 2 * padding[1], kh, kw, stride[0], stride[1], out.shape[2],
-                        out.shape[3], -(-f // width) * width, lanes)
+        spec = ConvSpec.of(x.shape, w.shape, tuple(stride), tuple(padding), lanes)
     except ValueError as error:
         return str(error)
+    if (spec.out_h, spec.out_w) != tuple(out.shape[2:]):
+        return f"output {list(out.shape)} does not follow from the input and padding"
     if spec.macs < min_macs:
         return f"{spec.macs} multiply-adds are below {min_macs}"
     return spec, tuple(padding)

@@ -126,6 +126,23 @@ class ConvSpec:
         if self.kh_outer is None:
             object.__setattr__(self, "kh_outer", conv_kh_outer(self))
 
+    @classmethod
+    def of(cls, input_shape: tuple[int, int, int, int], weight_shape: tuple[int, int, int, int],
+           stride: tuple[int, int], padding: tuple[int, int], lanes: int = 16, rows: int = 0,
+           vectors: int = 0, row_groups: int = 0,
+           kh_outer: Optional[bool] = None) -> "ConvSpec":
+        """The spec of a convolution as torch states it: input [N, C, H, W], weight
+        [F, C, KH, KW], stride and padding per spatial dim; the input padded (spatially, and in
+        channels by padded_channels), the output channels to whole panels."""
+        n, c, h, w = input_shape
+        f, _, kh, kw = weight_shape
+        tile = conv_tile(lanes)
+        panel = lanes * (vectors or tile.vectors)
+        height, width = h + 2 * padding[0], w + 2 * padding[1]
+        return cls(n, padded_channels(c, kw, tile.unroll), height, width, kh, kw, stride[0],
+                   stride[1], (height - kh) // stride[0] + 1, (width - kw) // stride[1] + 1,
+                   -(-f // panel) * panel, lanes, rows, vectors, row_groups, kh_outer)
+
     @property
     def panel(self) -> int:
         return self.lanes * self.vectors
