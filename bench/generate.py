@@ -82,8 +82,11 @@ def _submission_flags(streams: bool) -> tuple[str, ...]:
 
 # IREE's CUDA runtime flags per submission mode ("default": kiln.runtime.CUDA_RUNTIME_FLAGS,
 # streams since 2026-12-06); another mode's name is added to Kiln's system name.
+# "caching": streams, with IREE's caching allocator around the device's (released buffers kept
+# for reuse instead of cuMemFree; kiln.runtime.device.DEVICE_ALLOCATOR_FLAG).
 CUDA_SUBMISSION = {"default": None, "graphs": _submission_flags(False),
-                   "streams": _submission_flags(True)}
+                   "streams": _submission_flags(True),
+                   "caching": _submission_flags(True) + ("--device_allocator=caching",)}
 
 
 def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:
@@ -193,6 +196,31 @@ class KilnSystem:
         return out, stats.time_to_first_token_s, stats.decode_s
 
 
+def driver_calls(api: list, gpu: list, steps: int, gap_us: float = 50) -> tuple[list, list]:
+    """From host API spans and GPU spans, each (start µs, end µs, name): per API name, its
+    calls per token, µs per token and longest call in µs (most time first); and per API name,
+    the µs it overlapped GPU gaps longer than `gap_us` per token (what the host did while the
+    GPU waited for it)."""
+    per_name: dict = {}
+    for start, end, name in api:
+        entry = per_name.setdefault(name, [0, 0.0, 0.0])
+        entry[0] += 1
+        entry[1] += end - start
+        entry[2] = max(entry[2], end - start)
+    calls = sorted(([name, round(n / steps, 2), round(total / steps, 1), round(longest, 1)]
+                    for name, (n, total, longest) in per_name.items()), key=lambda c: -c[2])
+    gpu = sorted(gpu)
+    gaps = [(a[1], b[0]) for a, b in zip(gpu, gpu[1:]) if b[0] - a[1] > gap_us]
+    during: collections.Counter = collections.Counter()
+    for gap_start, gap_end in gaps:
+        for start, end, name in api:
+            overlap = min(end, gap_end) - max(start, gap_start)
+            if overlap > 0:
+                during[name] += overlap
+    in_gaps = [[name, round(us / steps, 1)] for name, us in during.most_common(8)]
+    return calls[:12], in_gaps
+
+
 def profile_generation(system, ids, new: int) -> dict:
     """Where a GPU generate's time goes (`--profile`): kernels and copies per decode step from
     CUPTI (torch.profiler; IREE's graph-launched kernels included), and the host side from
@@ -224,6 +252,11 @@ def profile_generation(system, ids, new: int) -> dict:
         (a[2][:70], b[2][:70]) for a, b in zip(spans, spans[1:]) if b[0] - a[1] > 50)
     steps = new  # the prompt's calls and new - 1 decode calls, about one per token
     busy_us = sum(total for _, total in kernels.values())
+    # The CUDA driver/runtime calls CUPTI saw on the host (IREE's cuLaunchKernel, cuMemAlloc,
+    # cuMemFree, event waits ...): what each costs per token, and which ran while the GPU idled.
+    api = [(e.time_range.start, e.time_range.end, e.name) for e in prof.events()
+           if e.device_type != torch.autograd.DeviceType.CUDA and e.name.startswith("cu")]
+    api_calls, api_in_gaps = driver_calls(api, spans, steps)
     top = sorted(kernels.items(), key=lambda kv: -kv[1][1])[:12]
     host = cProfile.Profile()
     host.enable()
@@ -239,6 +272,8 @@ def profile_generation(system, ids, new: int) -> dict:
               "top_gpu_events": [(name[:120], n, round(total / 1e3, 3)) for name, (n, total) in top],
               "gaps_over_50us_between": [(before, after, n) for (before, after), n
                                          in long_gaps.most_common(6)],
+              "driver_calls_per_token": api_calls,
+              "driver_calls_in_gaps_over_50us": api_in_gaps,
               "host_profile": text.getvalue()[-4000:]}
     for key, value in result.items():  # one line each (bench/gpu scripts grep them)
         if key != "host_profile":
@@ -410,8 +445,8 @@ def main(argv=None) -> int:
                         help="load Kiln's artifacts from DIR (made by --prepare-kiln)")
     parser.add_argument("--cuda-submission", default="default", choices=sorted(CUDA_SUBMISSION),
                         help="how IREE submits Kiln's GPU work: Kiln's default (streams), CUDA "
-                             "graphs recorded per call, or streams (each dispatch launched as "
-                             "recorded)")
+                             "graphs recorded per call, streams (each dispatch launched as "
+                             "recorded), or streams with IREE's caching allocator")
     parser.add_argument("--profile", action="store_true",
                         help="--device cuda: after timing, one profiled generate per system "
                              "(CUPTI kernels and copies per token, cProfile of the host side)")

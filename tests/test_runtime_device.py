@@ -452,3 +452,26 @@ def test_cpu_calls_wait_as_sched_batch(monkeypatch):
         assert seen == []
     finally:
         real(0, os.SCHED_OTHER, os.sched_param(0))
+
+
+def test_device_allocator_flag_creates_the_cuda_device_with_those_allocators(monkeypatch):
+    """`--device_allocator=caching` (iree-run-module's flag): iree.runtime parses it but its own
+    cached device ignores it, so Kiln creates the CUDA device with the allocators, once per
+    process; without the flag IREE's device is used as before."""
+    rt = krd._iree_runtime()
+    created, configs = [], []
+
+    class FakeDriver:
+        def create_device_by_uri(self, uri, allocators=None):
+            created.append((uri, allocators))
+            return f"device{len(created)}"
+
+    monkeypatch.setattr(krd, "_cuda_device_with_allocators", None)
+    monkeypatch.setattr(rt, "get_driver", lambda name: FakeDriver())
+    monkeypatch.setattr(rt, "Config", lambda *a, **k: configs.append((a, k)) or (a, k))
+    flags = ("--cuda_use_streams=true", "--device_allocator=caching")
+    assert krd.allocator_specs(flags) == ["caching"]
+    assert krd.cuda_hal_config(flags) == ((), {"device": "device1"})
+    assert krd.cuda_hal_config(flags) == ((), {"device": "device1"})  # one device per process
+    assert created == [("cuda", ["caching"])]
+    assert krd.cuda_hal_config(("--cuda_use_streams=true",)) == (("cuda",), {})

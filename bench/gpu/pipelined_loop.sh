@@ -13,6 +13,11 @@
 #                 (python -m bench.run_suite --device cuda --prepare-only --out $SUITE_ARTIFACTS
 #                 --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16
 #                 --systems kiln+kernels,kiln+kernels-nosplitk).
+#   phase alloc:  batch 1 / prompt 128 (artifacts in $ARTIFACTS): Kiln's default CUDA device
+#                 against one with IREE's caching allocator (--cuda-submission caching: released
+#                 buffers kept for reuse, no cuMemFree, which waits for the GPU, per step),
+#                 profiled with the host's driver calls; with $SUITE_ARTIFACTS, the single calls
+#                 of three suite cells both ways and reduce-overhead.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -31,10 +36,11 @@ run() {  # batch prompt variant systems [extra args]
         --prompt "$prompt" --new 64 --device cuda --rounds 5 --dtype float16 \
         --kiln-variant "$variant" --kiln-artifacts "$artifacts" --systems "$systems" \
         --out "$out/generate-cuda-pipelined.json" "$@" 2>&1 |
-        grep -E "tok/s|gpu_|gaps_|Error|error|Traceback"
+        grep -E "tok/s|gpu_|gaps_|driver_|Error|error|Traceback"
     elapsed "b$batch p$prompt $variant $systems"
 }
 async="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=true"
+caching="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=false --device_allocator=caching"
 if [ "$phase" = splitk ]; then
     for round in 1 2; do
         run 1 128 kernels kiln --profile
@@ -46,6 +52,21 @@ if [ "$phase" = splitk ]; then
             --systems kiln+kernels,kiln+kernels-nosplitk,torch.compile:reduce-overhead \
             --out "$out/suite-cuda-splitk.json" 2>&1 | tail -25
         elapsed suite
+    fi
+elif [ "$phase" = alloc ]; then  # IREE's caching allocator: no cuMemFree per step or call
+    run 1 128 kernels kiln --profile
+    run 1 128 kernels kiln --profile --cuda-submission caching
+    run 1 128 kernels kiln --cuda-submission caching
+    run 1 128 kernels kiln
+    if [ -n "$SUITE_ARTIFACTS" ]; then  # single calls, default allocator then caching
+        suite() {
+            timeout 200 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \
+                --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16 --lanes 3 --systems "$1" \
+                --out "$out/$2" 2>&1 | tail -12
+            elapsed "suite $2"
+        }
+        suite kiln+kernels,torch.compile:reduce-overhead suite-cuda-allocator-default.json
+        KILN_CUDA_FLAGS="$caching" suite kiln+kernels suite-cuda-allocator-caching.json
     fi
 elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
     run 1 128 kernels kiln --profile

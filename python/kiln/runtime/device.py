@@ -39,6 +39,13 @@ CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=true", "--cuda_tracing=0", SYNCHRONOUS
 CUDA_FLAGS_VARIABLE = "KILN_CUDA_FLAGS"
 # The CUDA flags this process parsed (parse_cuda_flags), None before the first CUDA load.
 _parsed_cuda_flags: Optional[tuple[str, ...]] = None
+# iree-run-module's flag for allocators wrapped around the device's own (IREE's
+# iree_hal_configure_allocator_from_specs: "caching" keeps released buffers for reuse instead
+# of returning them to cuMemFree). iree.runtime accepts it but does not apply it to devices it
+# creates, so Kiln creates the CUDA device itself when the flags carry it (cuda_hal_config).
+DEVICE_ALLOCATOR_FLAG = "--device_allocator="
+# The CUDA device Kiln created with allocators (one per process, like IREE's own cached one).
+_cuda_device_with_allocators = None
 # IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
 ALIGNMENT = 64
 HOST_TRANSFERS = ("auto", "staging", "iree", "torch")
@@ -406,6 +413,32 @@ def parse_cuda_flags(flags: Optional[Sequence[str]] = None) -> tuple[str, ...]:
                             f"already runs with {list(_parsed_cuda_flags)} (IREE reads them "
                             f"once per process); load in a fresh process")
     return _parsed_cuda_flags
+
+
+def allocator_specs(flags: Sequence[str]) -> list[str]:
+    """The allocator specs of the `--device_allocator=` flags in `flags`, in order."""
+    return [flag[len(DEVICE_ALLOCATOR_FLAG):] for flag in flags
+            if flag.startswith(DEVICE_ALLOCATOR_FLAG)]
+
+
+def cuda_hal_config(flags: Sequence[str]):
+    """iree.runtime's Config for the CUDA device of this process: IREE's cached device, or,
+    where `flags` (the parsed CUDA flags) name allocators, one device Kiln creates with them
+    and every CUDA module of the process shares."""
+    global _cuda_device_with_allocators
+    rt = _iree_runtime()
+    specs = allocator_specs(flags)
+    if not specs:
+        return rt.Config(DRIVERS["cuda"])
+    if _cuda_device_with_allocators is None:
+        driver = rt.get_driver(DRIVERS["cuda"])
+        try:
+            _cuda_device_with_allocators = driver.create_device_by_uri(DRIVERS["cuda"],
+                                                                       allocators=specs)
+        except Exception as error:
+            raise KilnLoadError(f"CUDA device with allocators {specs} (from "
+                                f"{DEVICE_ALLOCATOR_FLAG}...): {error}") from error
+    return rt.Config(device=_cuda_device_with_allocators)
 
 
 def _to_numpy(value: Any, index: int) -> np.ndarray:

@@ -26,7 +26,8 @@ from kiln.outputs import build_tree
 from kiln.runtime.device import (DEFAULT_OPTIONS, DRIVERS, DeviceTensor, RuntimeOptions,
                                  _device, _dtype_name, _is_torch, _iree_runtime, _numpy_dtype,
                                  _numpy_to_torch, _shape_text, _to_numpy, _torch_dtype_name,
-                                 batch_scheduled_wait, importable_problem, parse_cuda_flags)
+                                 batch_scheduled_wait, cuda_hal_config, importable_problem,
+                                 parse_cuda_flags)
 
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # What outputs="auto" gives after torch tensors on the host: torch tensors on the host (for a
@@ -196,10 +197,12 @@ class KilnModule:
         self.options = options or DEFAULT_OPTIONS
         rt = _iree_runtime()
         self.device_kind = device
-        if device == "cuda":
-            parse_cuda_flags(self.options.cuda_flags)
+        cuda_flags = parse_cuda_flags(self.options.cuda_flags) if device == "cuda" else None
         try:
-            config = rt.Config(DRIVERS[device])
+            config = cuda_hal_config(cuda_flags) if device == "cuda" else \
+                rt.Config(DRIVERS[device])
+        except KilnLoadError:
+            raise
         except Exception as error:
             raise KilnLoadError(f"IREE runtime driver '{DRIVERS[device]}' for device "
                                 f"'{device}' is not available here: {error}") from error
@@ -230,7 +233,7 @@ class KilnModule:
         if device == "cuda":
             from kiln.queue_waits import check_runtime_flags
 
-            check_runtime_flags(reflections, parse_cuda_flags(self.options.cuda_flags))
+            check_runtime_flags(reflections, cuda_flags)
         reflection = {k: v for r in reflections.values() for k, v in r.items()
                       if k != SIGNATURE_KEY}
         self._entries = {n: _EntryPoint(n, f, Signature.from_json(reflections[n][SIGNATURE_KEY])
