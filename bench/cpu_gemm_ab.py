@@ -54,6 +54,10 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "folded": ({"FOLD_EPILOGUES": True}, {}),
     "noprop": ({}, {"extra_iree_flags": ["--iree-global-opt-propagate-transposes=false"]}),
     "noconv": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False}, {}),
+    "winograd": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False},
+                 {"extra_iree_flags": [
+                     "--iree-preprocessing-pass-pipeline=builtin.module(util.func("
+                     "iree-linalg-ext-convert-conv2d-to-winograd{replace-all-convs=true}))"]}),
 }
 
 

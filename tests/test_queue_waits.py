@@ -145,3 +145,40 @@ def test_cuda_generators_are_pipelined_by_default():
                                    pipeline_loops=False, cache=False)
     assert b"kiln.pipelined_loop" in pipelined and b"decode_loop" in pipelined
     assert b"kiln.pipelined_loop" not in plain and b"decode_loop" in plain
+
+
+LOCAL_FENCES = """\
+  util.func public @step(%arg0: !hal.buffer_view) -> !hal.buffer_view attributes {iree.abi.stub, iree.reflection = {kiln.signature = "{}"}} {
+    util.return %arg0 : !hal.buffer_view
+  }
+  util.func public @step$async(%arg0: !hal.fence, %arg1: !hal.fence) {
+    %fence = hal.fence.create device(%__device_0 : !hal.device) flags("None") : !hal.fence
+    %buffer = hal.device.queue.alloca<%__device_0 : !hal.device> affinity(%c-1_i64) wait(%arg0) signal(%fence) pool(%c0_i64) type(%memory_type) usage(%buffer_usage) flags("None") : !hal.buffer{%c256}
+    %fence_1 = hal.fence.create device(%__device_0 : !hal.device) flags("None") : !hal.fence
+    hal.device.queue.execute<%__device_0 : !hal.device> affinity(%c-1_i64) wait(%fence) signal(%fence_1) commands(%cmd) flags("None")
+    %fence_2 = hal.fence.create device(%__device_0 : !hal.device) flags("None") : !hal.fence
+    %fence_20 = hal.fence.join at([%fence_2]) flags("None") -> !hal.fence
+    hal.device.queue.dealloca<%__device_0 : !hal.device> affinity(%c-1_i64) wait(%fence_1) signal(%fence_2) buffer(%buffer : !hal.buffer) flags(PreferOrigin)
+    hal.device.queue.barrier<%__device_0 : !hal.device> affinity(%c-1_i64) wait(%fence_20) signal(%arg1) flags("None")
+    util.return
+  }
+"""
+
+
+def test_a_fence_made_for_the_op_becomes_a_join_without_a_barrier():
+    """A signal fence created for the alloca alone is replaced by the join of the original
+    wait and the op's own fence (no barrier: the next step's work waits on the previous step's
+    fence itself); a fence used before its op keeps the barrier form."""
+    text, count = release_loop_waits(LOCAL_FENCES, ["step$async"])
+    assert count == 2
+    step = text.split("util.func public @step$async")[1]
+    assert "%fence = hal.fence.create" not in step
+    assert re.search(r"alloca<.*wait\(%kiln_nowait_1\) signal\(%kiln_queued_1\)", step)
+    assert '%fence = hal.fence.join at([%arg0, %kiln_queued_1]) flags("None") -> !hal.fence' \
+        in step
+    assert step.index("%fence = hal.fence.join") < step.index("wait(%fence) signal(%fence_1)")
+    assert "wait(%kiln_after_1)" not in step and "%kiln_after_1" not in step
+    # %fence_2 is used (by a join) between its create and the dealloca: barrier form
+    assert "%fence_2 = hal.fence.create" in step
+    assert "%kiln_after_2 = hal.fence.join at([%fence_1, %kiln_queued_2])" in step
+    assert "wait(%kiln_after_2) signal(%fence_2)" in step

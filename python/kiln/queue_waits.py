@@ -21,6 +21,20 @@ recording and GPU execution then take turns instead of overlapping.
     hal.device.queue.dealloca<%dev> ... wait(%none) signal(%d) buffer(%b) ...
     hal.device.queue.barrier<%dev> ... wait(join(%w, %d)) signal(%s)
 
+Where the op's signal fence is made for it alone — `%s = hal.fence.create` earlier in the same
+function, unused until the op — the barrier is left out and the fence becomes a join:
+
+    %b = hal.device.queue.alloca<%dev> ... wait(%none) signal(%a) pool(...) ...
+    %s = hal.fence.join at([%w, %a])                  (the create of %s removed)
+
+Every later wait on %s then waits on %w directly. This matters for IREE's deferred work queue,
+which issues an action only once each fence it waits on has passed or has a CUDA event from work
+already issued, and re-examines pending actions only when the host submits or observes a
+signal: a step whose execute waited on barriers that waited on the previous step's execute was
+issued only after one such re-examination per barrier in the chain, each a host round trip while
+the GPU idled (one long GPU gap per decode step, docs/decisions.md "Decode steps without
+barriers"). With joins the next step's execute waits on the previous one's fence itself.
+
 A barrier is queue work (IREE's deferred work queue: CUDA events, no host wait). Allocating
 before %w is reached is safe: the buffer is new. Freeing before %w relies on the CUDA HAL's one
 FIFO stream: IREE's dealloca is a no-op for buffers from cuMemAlloc (synchronous allocations,
@@ -31,6 +45,7 @@ pool buffers. Only valid for the CUDA HAL; the CPU HAL's queue is not one FIFO s
 from __future__ import annotations
 
 import re
+from typing import Optional
 
 from kiln.errors import KilnCompileError
 
@@ -43,6 +58,7 @@ _QUEUE_OP = re.compile(
     r"^(?P<indent>[ \t]*)(?P<result>%[\w$.\-#]+ = )?hal\.device\.queue\.(?P<op>alloca|dealloca)"
     r"<(?P<device>%[\w$.\-]+) : !hal\.device> affinity\((?P<affinity>[^)]*)\) "
     r"wait\((?P<wait>%[\w$.\-#]+)\) signal\((?P<signal>%[\w$.\-#]+)\)(?P<rest>.*)$")
+_FENCE_CREATE = re.compile(r"^[ \t]*(?P<name>%[\w$.\-#]+) = hal\.fence\.create ")
 _FUNCTION = re.compile(r"^  util\.func (?:public |private )?@(?P<name>[\w$.\-]+)\(")
 
 
@@ -52,41 +68,62 @@ def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
     lines = hal_text.split("\n")
     wanted = set(functions)
     found: set[str] = set()
-    out: list[str] = []
+    out: list[Optional[str]] = []
+    created: dict[str, int] = {}  # fence name -> index in `out` of its hal.fence.create
     current = None
     counter = 0
     for line in lines:
         header = _FUNCTION.match(line)
         if header:
             current = header["name"] if header["name"] in wanted else None
+            created = {}
             if current:
                 found.add(current)
         elif line.startswith("  }"):
             current = None
         match = _QUEUE_OP.match(line) if current else None
         if match is None:
+            fence = _FENCE_CREATE.match(line) if current else None
+            if fence:
+                created[fence["name"]] = len(out)
             out.append(line)
             continue
         counter += 1
         indent, device, affinity = match["indent"], match["device"], match["affinity"]
-        none, done, joined = (f"%kiln_nowait_{counter}", f"%kiln_queued_{counter}",
-                              f"%kiln_after_{counter}")
+        wait, signal = match["wait"], match["signal"]
+        none, done = f"%kiln_nowait_{counter}", f"%kiln_queued_{counter}"
         out += [
             f"{indent}{none} = util.null : !hal.fence",
             f"{indent}{done} = hal.fence.create device({device} : !hal.device) "
             f'flags("None") : !hal.fence',
             f"{indent}{match['result'] or ''}hal.device.queue.{match['op']}<{device} : "
             f"!hal.device> affinity({affinity}) wait({none}) signal({done}){match['rest']}",
-            f"{indent}{joined} = hal.fence.join at([{match['wait']}, {done}]) "
+        ]
+        create = created.pop(signal, None)
+        if create is not None and not _mentions(out[create + 1:-3], signal):
+            out[create] = None  # the fence is the join below from here on
+            out.append(f"{indent}{signal} = hal.fence.join at([{wait}, {done}]) "
+                       f'flags("None") -> !hal.fence')
+            continue
+        joined = f"%kiln_after_{counter}"
+        out += [
+            f"{indent}{joined} = hal.fence.join at([{wait}, {done}]) "
             f'flags("None") -> !hal.fence',
             f"{indent}hal.device.queue.barrier<{device} : !hal.device> affinity({affinity}) "
-            f'wait({joined}) signal({match["signal"]}) flags("None")',
+            f'wait({joined}) signal({signal}) flags("None")',
         ]
     missing = sorted(wanted - found)
     if missing:
         raise KilnCompileError(f"release_loop_waits: no function {', '.join(missing)} in the "
                                f"HAL-phase IR")
-    return _mark_wrappers("\n".join(out), functions), counter
+    return _mark_wrappers("\n".join(line for line in out if line is not None), functions), \
+        counter
+
+
+def _mentions(lines: list, name: str) -> bool:
+    """Whether any of `lines` (None: removed) uses the SSA value `name`."""
+    use = re.compile(re.escape(name) + r"(?![\w$.\-#])")
+    return any(line is not None and use.search(line) for line in lines)
 
 
 def _mark_wrappers(hal_text: str, functions: list[str]) -> str:
