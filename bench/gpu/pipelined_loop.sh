@@ -18,6 +18,10 @@
 #                 buffers kept for reuse, no cuMemFree, which waits for the GPU, per step),
 #                 profiled with the host's driver calls; with $SUITE_ARTIFACTS, the single calls
 #                 of three suite cells both ways and reduce-overhead.
+#   phase join:   batch 1 / prompt 128: artifacts whose decode steps chain through fence joins
+#                 ($ARTIFACTS, kiln.queue_waits) against ones chained through barriers
+#                 ($BARRIERS, compiled before), each with Kiln's default CUDA device and with
+#                 the caching allocator, two rounds; then one profile.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -68,6 +72,14 @@ elif [ "$phase" = alloc ]; then  # IREE's caching allocator: no cuMemFree per st
         suite kiln+kernels,torch.compile:reduce-overhead suite-cuda-allocator-default.json
         KILN_CUDA_FLAGS="$caching" suite kiln+kernels suite-cuda-allocator-caching.json
     fi
+elif [ "$phase" = join ]; then  # decode steps without barriers ($ARTIFACTS) vs with ($BARRIERS)
+    for round in 1 2; do
+        artifacts=$BARRIERS run 1 128 kernels kiln
+        run 1 128 kernels kiln
+        run 1 128 kernels kiln --cuda-submission caching
+        artifacts=$BARRIERS run 1 128 kernels kiln --cuda-submission caching
+    done
+    run 1 128 kernels kiln --profile --cuda-submission caching
 elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
     run 1 128 kernels kiln --profile
     graphs="--cuda_use_streams=false --cuda_tracing=0 --cuda_async_allocations=false"
