@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import argparse
 import collections
+import dataclasses
 import json
 import os
 import platform
@@ -82,11 +83,8 @@ def _submission_flags(streams: bool) -> tuple[str, ...]:
 
 # IREE's CUDA runtime flags per submission mode ("default": kiln.runtime.CUDA_RUNTIME_FLAGS,
 # streams since 2026-12-06); another mode's name is added to Kiln's system name.
-# "caching": streams, with IREE's caching allocator around the device's (released buffers kept
-# for reuse instead of cuMemFree; kiln.runtime.device.DEVICE_ALLOCATOR_FLAG).
 CUDA_SUBMISSION = {"default": None, "graphs": _submission_flags(False),
-                   "streams": _submission_flags(True),
-                   "caching": _submission_flags(True) + ("--device_allocator=caching",)}
+                   "streams": _submission_flags(True)}
 
 
 def artifact_stem(name: str, variant: str, dtype: str, batch: int, prompt: int, new: int) -> str:
@@ -125,10 +123,12 @@ def prepare_kiln(args, chunks) -> None:
                   f"{time.perf_counter() - start:.0f} s", flush=True)
 
 
-def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None):
+def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None,
+                  allocators: bool = True):
     """A Generator of the prepared artifact `stem` with `model`'s weights: the archive is
     written from its state dict under the recorded keys (DecoderStep holds the model as
-    `model.`), in the recorded dtypes."""
+    `model.`), in the recorded dtypes; run as kiln.load_generator runs it (GENERATOR_RUNTIME),
+    without its CUDA allocators where `allocators` is False."""
     import numpy as np
 
     from kiln.generate import Generator
@@ -150,7 +150,11 @@ def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None):
     archive = write_parameter_archive(Path("/tmp") / f"{stem}.irpa", arrays)
     from kiln.runtime import RuntimeOptions
 
-    options = RuntimeOptions(cuda_flags=cuda_flags) if cuda_flags else None
+    from kiln.generate import GENERATOR_RUNTIME
+
+    options = dataclasses.replace(GENERATOR_RUNTIME, cuda_flags=cuda_flags or None,
+                                  cuda_allocators=GENERATOR_RUNTIME.cuda_allocators
+                                  if allocators else ())
     return Generator(load(folder / f"{stem}.vmfb", device=device, parameters=archive,
                           options=options))
 
@@ -163,7 +167,7 @@ class KilnSystem:
     name = "kiln"
 
     def __init__(self, model, batch, prompt, new, chunks, prebuilt=None, device="cpu",
-                 per_step=False, generator=None, cuda_flags=None):
+                 per_step=False, generator=None, cuda_flags=None, allocators=True):
         import kiln
 
         # per_step ("kiln-steps"): one `decode` call from Python per token (Generator.stream)
@@ -173,13 +177,14 @@ class KilnSystem:
         # prebuilt: (folder, stem) compiled by --prepare-kiln
         self.name = ("kiln" if prebuilt is None else f"kiln[{prebuilt[1].split('-')[1]}]") + \
             suffix + next((f"+{mode}" for mode, flags in CUDA_SUBMISSION.items()
-                           if flags and flags == cuda_flags), "")
+                           if flags and flags == cuda_flags), "") + \
+            ("" if allocators else "+no-allocators")
         self.compile_s = 0.0
         start = time.perf_counter()
         if generator is not None:  # the other Kiln system's, loaded once
             self.generator = generator
         elif prebuilt is not None:
-            self.generator = load_prebuilt(model, *prebuilt, device, cuda_flags)
+            self.generator = load_prebuilt(model, *prebuilt, device, cuda_flags, allocators)
         else:
             artifact = kiln.compile_generator(model, max_seq_len=prompt + new,
                                               batch_size=batch, prefill_chunks=chunks)
@@ -445,8 +450,11 @@ def main(argv=None) -> int:
                         help="load Kiln's artifacts from DIR (made by --prepare-kiln)")
     parser.add_argument("--cuda-submission", default="default", choices=sorted(CUDA_SUBMISSION),
                         help="how IREE submits Kiln's GPU work: Kiln's default (streams), CUDA "
-                             "graphs recorded per call, streams (each dispatch launched as "
-                             "recorded), or streams with IREE's caching allocator")
+                             "graphs recorded per call, or streams (each dispatch launched as "
+                             "recorded)")
+    parser.add_argument("--no-allocators", action="store_true",
+                        help="run Kiln's prepared artifacts without the CUDA allocators "
+                             "kiln.load_generator gives them (GENERATOR_RUNTIME)")
     parser.add_argument("--profile", action="store_true",
                         help="--device cuda: after timing, one profiled generate per system "
                              "(CUPTI kernels and copies per token, cProfile of the host side)")
@@ -484,7 +492,8 @@ def main(argv=None) -> int:
                 systems.append(KilnSystem(model, args.batch, args.prompt, args.new, chunks,
                                           prebuilt, args.device, system == "kiln-steps",
                                           generator=loaded, cuda_flags=CUDA_SUBMISSION.get(
-                                              args.cuda_submission)))
+                                              args.cuda_submission),
+                                          allocators=not args.no_allocators))
             elif system == "onnxruntime":
                 systems.append(OrtSystem(build_model(name), args.batch, args.prompt, args.new,
                                          Path(args.onnx_dir) / f"{name}-b{args.batch}"))

@@ -454,24 +454,40 @@ def test_cpu_calls_wait_as_sched_batch(monkeypatch):
         real(0, os.SCHED_OTHER, os.sched_param(0))
 
 
-def test_device_allocator_flag_creates_the_cuda_device_with_those_allocators(monkeypatch):
-    """`--device_allocator=caching` (iree-run-module's flag): iree.runtime parses it but its own
-    cached device ignores it, so Kiln creates the CUDA device with the allocators, once per
-    process; without the flag IREE's device is used as before."""
+def test_cuda_allocators_make_a_device_of_their_own(monkeypatch):
+    """RuntimeOptions.cuda_allocators: Kiln creates a CUDA device with IREE's allocators around
+    its own (iree.runtime's cached device has none), one per allocator list; without them
+    IREE's device is used as before. A string is refused (a sequence of specs is meant)."""
     rt = krd._iree_runtime()
-    created, configs = [], []
+    created = []
 
     class FakeDriver:
         def create_device_by_uri(self, uri, allocators=None):
             created.append((uri, allocators))
             return f"device{len(created)}"
 
-    monkeypatch.setattr(krd, "_cuda_device_with_allocators", None)
+    monkeypatch.setattr(krd, "_CUDA_DEVICES_WITH_ALLOCATORS", {})
     monkeypatch.setattr(rt, "get_driver", lambda name: FakeDriver())
-    monkeypatch.setattr(rt, "Config", lambda *a, **k: configs.append((a, k)) or (a, k))
-    flags = ("--cuda_use_streams=true", "--device_allocator=caching")
-    assert krd.allocator_specs(flags) == ["caching"]
-    assert krd.cuda_hal_config(flags) == ((), {"device": "device1"})
-    assert krd.cuda_hal_config(flags) == ((), {"device": "device1"})  # one device per process
+    monkeypatch.setattr(rt, "Config", lambda *a, **k: (a, k))
+    assert krd.cuda_hal_config(("caching",)) == ((), {"device": "device1"})
+    assert krd.cuda_hal_config(["caching"]) == ((), {"device": "device1"})  # one per list
     assert created == [("cuda", ["caching"])]
-    assert krd.cuda_hal_config(("--cuda_use_streams=true",)) == (("cuda",), {})
+    assert krd.cuda_hal_config(()) == (("cuda",), {})
+    assert kr.RuntimeOptions(cuda_allocators=["caching"]).cuda_allocators == ("caching",)
+    with pytest.raises(ValueError, match="cuda_allocators takes a sequence"):
+        kr.RuntimeOptions(cuda_allocators="caching")
+
+
+def test_a_pooling_device_hands_no_result_memory_to_torch(tiny_vmfb_affine):
+    """Where released buffers are pooled (cuda_allocators), a result's own memory must not
+    reach torch: a later call could reuse it while torch's stream still reads it. Such a
+    _Device exports no capsule of a result and moves results to the host through staging."""
+    import numpy as np
+
+    module = kiln.load(tiny_vmfb_affine, device="cpu", outputs="device")
+    out = module(*_inputs())
+    pooled = krd._Device("cpu", module._device.hal, pools=True)
+    assert module._device.capsule(out._view) is not None  # the ordinary device exports
+    assert pooled.capsule(out._view) is None
+    copy = pooled.to_torch(out._view, "float32")  # from a fresh buffer marked for export
+    np.testing.assert_array_equal(copy.numpy(), out.numpy())

@@ -13,11 +13,10 @@
 #                 (python -m bench.run_suite --device cuda --prepare-only --out $SUITE_ARTIFACTS
 #                 --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16
 #                 --systems kiln+kernels,kiln+kernels-nosplitk).
-#   phase alloc:  batch 1 / prompt 128 (artifacts in $ARTIFACTS): Kiln's default CUDA device
-#                 against one with IREE's caching allocator (--cuda-submission caching: released
-#                 buffers kept for reuse, no cuMemFree, which waits for the GPU, per step),
-#                 profiled with the host's driver calls; with $SUITE_ARTIFACTS, the single calls
-#                 of three suite cells both ways and reduce-overhead.
+#   phase alloc:  batch 1 / prompt 128 (artifacts in $ARTIFACTS): generators on IREE's CUDA
+#                 device (--no-allocators) against one with IREE's caching allocator (Kiln's
+#                 generator default since: released buffers kept for reuse, no cuMemFree),
+#                 profiled with the host's driver calls.
 #   phase join:   batch 1 / prompt 128: artifacts whose decode steps chain through fence joins
 #                 ($ARTIFACTS, kiln.queue_waits) against ones chained through barriers
 #                 ($BARRIERS, compiled before), each with Kiln's default CUDA device and with
@@ -44,7 +43,6 @@ run() {  # batch prompt variant systems [extra args]
     elapsed "b$batch p$prompt $variant $systems"
 }
 async="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=true"
-caching="--cuda_use_streams=true --cuda_tracing=0 --cuda_async_allocations=false --device_allocator=caching"
 if [ "$phase" = splitk ]; then
     for round in 1 2; do
         run 1 128 kernels kiln --profile
@@ -58,28 +56,18 @@ if [ "$phase" = splitk ]; then
         elapsed suite
     fi
 elif [ "$phase" = alloc ]; then  # IREE's caching allocator: no cuMemFree per step or call
+    run 1 128 kernels kiln --profile --no-allocators
     run 1 128 kernels kiln --profile
-    run 1 128 kernels kiln --profile --cuda-submission caching
-    run 1 128 kernels kiln --cuda-submission caching
     run 1 128 kernels kiln
-    if [ -n "$SUITE_ARTIFACTS" ]; then  # single calls, default allocator then caching
-        suite() {
-            timeout 200 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \
-                --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16 --lanes 3 --systems "$1" \
-                --out "$out/$2" 2>&1 | tail -12
-            elapsed "suite $2"
-        }
-        suite kiln+kernels,torch.compile:reduce-overhead suite-cuda-allocator-default.json
-        KILN_CUDA_FLAGS="$caching" suite kiln+kernels suite-cuda-allocator-caching.json
-    fi
+    run 1 128 kernels kiln --no-allocators
 elif [ "$phase" = join ]; then  # decode steps without barriers ($ARTIFACTS) vs with ($BARRIERS)
     for round in 1 2; do
-        artifacts=$BARRIERS run 1 128 kernels kiln
+        artifacts=$BARRIERS run 1 128 kernels kiln --no-allocators
+        run 1 128 kernels kiln --no-allocators
         run 1 128 kernels kiln
-        run 1 128 kernels kiln --cuda-submission caching
-        artifacts=$BARRIERS run 1 128 kernels kiln --cuda-submission caching
+        artifacts=$BARRIERS run 1 128 kernels kiln
     done
-    run 1 128 kernels kiln --profile --cuda-submission caching
+    run 1 128 kernels kiln --profile
 elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
     run 1 128 kernels kiln --profile
     graphs="--cuda_use_streams=false --cuda_tracing=0 --cuda_async_allocations=false"

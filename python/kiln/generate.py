@@ -29,6 +29,7 @@ from typing import Iterator, Optional, Sequence, Union
 import numpy as np
 
 from kiln.errors import KilnLoadError
+from kiln.runtime.device import RuntimeOptions
 from kiln.targets import normalize_target
 
 PREFILL_PREFIX = "prefill_"
@@ -134,14 +135,24 @@ _LEARNED_POSITIONS = {"gpt2": "n_positions", "opt": "max_position_embeddings",
                       "gpt_neo": "max_position_embeddings", "biogpt": "max_position_embeddings"}
 
 
-def load_generator(artifact, device: str = "cpu",
-                   decode_loop: Optional[bool] = None) -> "Generator":
+# How generators run on CUDA: IREE's caching allocator around the device's (each decode step's
+# transient buffers reused instead of freed with cuMemFree, which waits for the GPU). H100, GPT-2
+# and the zoo Llama, batch 1, prompt 128: decode 1480-1507 vs 1340-1389 tokens/s (GPT-2), 1484-
+# 1491 vs 1395-1494 (Llama) (docs/decisions.md "Decode steps without barriers"). A generator's
+# device data never leaves it but as host copies, so its pooled buffers are never in torch's hands.
+GENERATOR_RUNTIME = RuntimeOptions(cuda_allocators=("caching",))
+
+
+def load_generator(artifact, device: str = "cpu", decode_loop: Optional[bool] = None,
+                   options: Optional[RuntimeOptions] = None) -> "Generator":
     """Load an artifact of `compile_generator` (bytes or path) for `device` ("cpu", "cuda").
     `decode_loop`: greedy `generate` takes its steps from the artifact's `decode_loop` (None:
-    on CUDA, where the artifact has one; True: wherever it has one)."""
+    on CUDA, where the artifact has one; True: wherever it has one). `options`: how the module
+    runs (default GENERATOR_RUNTIME)."""
     from kiln.runtime import load
 
-    return Generator(load(artifact, device=device), decode_loop=decode_loop)
+    return Generator(load(artifact, device=device, options=options or GENERATOR_RUNTIME),
+                     decode_loop=decode_loop)
 
 
 @dataclass

@@ -39,13 +39,9 @@ CUDA_RUNTIME_FLAGS = ("--cuda_use_streams=true", "--cuda_tracing=0", SYNCHRONOUS
 CUDA_FLAGS_VARIABLE = "KILN_CUDA_FLAGS"
 # The CUDA flags this process parsed (parse_cuda_flags), None before the first CUDA load.
 _parsed_cuda_flags: Optional[tuple[str, ...]] = None
-# iree-run-module's flag for allocators wrapped around the device's own (IREE's
-# iree_hal_configure_allocator_from_specs: "caching" keeps released buffers for reuse instead
-# of returning them to cuMemFree). iree.runtime accepts it but does not apply it to devices it
-# creates, so Kiln creates the CUDA device itself when the flags carry it (cuda_hal_config).
-DEVICE_ALLOCATOR_FLAG = "--device_allocator="
-# The CUDA device Kiln created with allocators (one per process, like IREE's own cached one).
-_cuda_device_with_allocators = None
+# CUDA devices Kiln created with IREE allocators around the device's own, per allocator list
+# (RuntimeOptions.cuda_allocators); modules asking for the same list share one.
+_CUDA_DEVICES_WITH_ALLOCATORS: dict = {}
 # IREE's generated code assumes 64-byte aligned bindings; imported tensors must honour it.
 ALIGNMENT = 64
 HOST_TRANSFERS = ("auto", "staging", "iree", "torch")
@@ -76,6 +72,14 @@ class RuntimeOptions:
     # device is created: None takes what this process parsed (CUDA_RUNTIME_FLAGS if nothing
     # yet); flags other than those already parsed are refused (KilnLoadError).
     cuda_flags: Optional[tuple[str, ...]] = None
+    # CUDA: IREE allocators wrapped around the module's device's own ("caching": a released
+    # buffer is kept for reuse instead of going to cuMemFree, which waits for the whole GPU).
+    # A module with allocators runs on a CUDA device of its own (one per allocator list);
+    # its results reach torch and the host only through copies (a pooled buffer handed to
+    # torch could be reused by a later call while torch's stream still reads it). Kiln's
+    # generators use ("caching",) (kiln.generate.GENERATOR_RUNTIME, docs/decisions.md
+    # "Decode steps without barriers").
+    cuda_allocators: tuple[str, ...] = ()
     # CPU: the calling thread waits for each call as SCHED_BATCH (Linux; restored after). IREE's
     # waiting caller, woken by a worker, otherwise preempts that worker on its CPU and spins
     # until its time slice ends (2-core hosts: zoo mlp 9.16 -> 7.78 ms, docs/decisions.md).
@@ -93,6 +97,11 @@ class RuntimeOptions:
                 raise ValueError("RuntimeOptions: cuda_flags takes a sequence of flags, e.g. "
                                  "('--cuda_use_streams=false',), not one string")
             object.__setattr__(self, "cuda_flags", tuple(self.cuda_flags))
+        if isinstance(self.cuda_allocators, str) or \
+                not all(isinstance(a, str) for a in self.cuda_allocators):
+            raise ValueError(f"RuntimeOptions: cuda_allocators takes a sequence of IREE "
+                             f"allocator specs, e.g. ('caching',), got {self.cuda_allocators!r}")
+        object.__setattr__(self, "cuda_allocators", tuple(self.cuda_allocators))
 
 
 DEFAULT_OPTIONS = RuntimeOptions()
@@ -121,9 +130,12 @@ class _Device:
     IREE creates one device per driver and process (iree.runtime caches it), so every module
     loaded for a kind shares it: a DeviceTensor of one module can be passed to another."""
 
-    def __init__(self, kind: str, hal):
+    def __init__(self, kind: str, hal, pools: bool = False):
         rt = _iree_runtime()
         self.kind = kind
+        # Whether released buffers go back to a pool (RuntimeOptions.cuda_allocators): then no
+        # result's own memory is handed to torch (see `capsule`).
+        self.pools = pools
         self.hal = hal
         self.allocator = hal.allocator
         self.torch_type = "cuda" if kind == "cuda" else "cpu"
@@ -155,8 +167,8 @@ class _Device:
             return view.map().asarray(list(shape), np.dtype(dtype))
         strategy = host_transfer
         if strategy == "auto":
-            strategy = "torch" if self.can_export is not False and "torch" in sys.modules \
-                else "staging"
+            strategy = "torch" if self.can_export is not False and not self.pools and \
+                "torch" in sys.modules else "staging"
         if strategy == "torch":
             return _torch_to_numpy(self.to_torch(view, _dtype_name(view.element_type)).cpu())
         if strategy == "iree":
@@ -197,7 +209,7 @@ class _Device:
         """A DLPack capsule sharing `view`'s memory, or None where IREE cannot export it (the
         CUDA allocator refuses buffers of the stream-ordered pool, where results are allocated
         unless --cuda_async_allocations=false); remembered after the first refusal."""
-        if self.can_export is not False:
+        if self.can_export is not False and not self.pools:
             try:
                 capsule = self.hal.create_dlpack_capsule(view, *self.dlpack_device)
                 self.can_export = True
@@ -224,11 +236,13 @@ class _Device:
 
     def duplicate(self, view):
         """A device copy of `view` in a fresh buffer straight from the allocator (not the
-        queue's stream-ordered pool, so it exports)."""
+        queue's stream-ordered pool, so it exports; marked for export, which IREE's caching
+        allocator never pools: freed with cuMemFree once torch lets go of it)."""
         rt = self._rt
         source = view.get_buffer()
         target = self.allocator.allocate_buffer(
-            memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
+            memory_type=rt.MemoryType.DEVICE_LOCAL,
+            allowed_usage=int(rt.BufferUsage.DEFAULT) | int(rt.BufferUsage.SHARING_EXPORT),
             allocation_size=max(source.byte_length(), 1))
         with self._lock:
             self._copy(source, target)
@@ -258,10 +272,12 @@ class _Device:
 _DEVICES: dict = {}
 
 
-def _device(kind: str, hal) -> _Device:
-    found = _DEVICES.get(kind)
+def _device(kind: str, hal, pools: bool = False) -> _Device:
+    """The _Device of IREE device `hal` (one per HAL device: a process may hold IREE's CUDA
+    device and ones Kiln made with allocators)."""
+    found = _DEVICES.get((kind, id(hal)))
     if found is None or found.hal is not hal:
-        found = _DEVICES[kind] = _Device(kind, hal)
+        found = _DEVICES[(kind, id(hal))] = _Device(kind, hal, pools)
     return found
 
 
@@ -415,30 +431,24 @@ def parse_cuda_flags(flags: Optional[Sequence[str]] = None) -> tuple[str, ...]:
     return _parsed_cuda_flags
 
 
-def allocator_specs(flags: Sequence[str]) -> list[str]:
-    """The allocator specs of the `--device_allocator=` flags in `flags`, in order."""
-    return [flag[len(DEVICE_ALLOCATOR_FLAG):] for flag in flags
-            if flag.startswith(DEVICE_ALLOCATOR_FLAG)]
-
-
-def cuda_hal_config(flags: Sequence[str]):
-    """iree.runtime's Config for the CUDA device of this process: IREE's cached device, or,
-    where `flags` (the parsed CUDA flags) name allocators, one device Kiln creates with them
-    and every CUDA module of the process shares."""
-    global _cuda_device_with_allocators
+def cuda_hal_config(allocators: Sequence[str] = ()):
+    """iree.runtime's Config for a CUDA module: IREE's cached device of the process, or, with
+    `allocators` (RuntimeOptions.cuda_allocators), a device Kiln creates with them
+    (iree_hal_configure_allocator_from_specs), one per allocator list."""
     rt = _iree_runtime()
-    specs = allocator_specs(flags)
-    if not specs:
+    allocators = tuple(allocators)
+    if not allocators:
         return rt.Config(DRIVERS["cuda"])
-    if _cuda_device_with_allocators is None:
-        driver = rt.get_driver(DRIVERS["cuda"])
+    device = _CUDA_DEVICES_WITH_ALLOCATORS.get(allocators)
+    if device is None:
         try:
-            _cuda_device_with_allocators = driver.create_device_by_uri(DRIVERS["cuda"],
-                                                                       allocators=specs)
+            device = rt.get_driver(DRIVERS["cuda"]).create_device_by_uri(
+                DRIVERS["cuda"], allocators=list(allocators))
         except Exception as error:
-            raise KilnLoadError(f"CUDA device with allocators {specs} (from "
-                                f"{DEVICE_ALLOCATOR_FLAG}...): {error}") from error
-    return rt.Config(device=_cuda_device_with_allocators)
+            raise KilnLoadError(f"CUDA device with allocators {list(allocators)} "
+                                f"(RuntimeOptions.cuda_allocators): {error}") from error
+        _CUDA_DEVICES_WITH_ALLOCATORS[allocators] = device
+    return rt.Config(device=device)
 
 
 def _to_numpy(value: Any, index: int) -> np.ndarray:

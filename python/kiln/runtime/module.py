@@ -199,7 +199,7 @@ class KilnModule:
         self.device_kind = device
         cuda_flags = parse_cuda_flags(self.options.cuda_flags) if device == "cuda" else None
         try:
-            config = cuda_hal_config(cuda_flags) if device == "cuda" else \
+            config = cuda_hal_config(self.options.cuda_allocators) if device == "cuda" else \
                 rt.Config(DRIVERS[device])
         except KilnLoadError:
             raise
@@ -253,7 +253,8 @@ class KilnModule:
             raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
                                 f"for this target?): {error}") from error
         self._vm_context = self._context.vm_context
-        self._device = _device(device, config.device)
+        self._device = _device(device, config.device,
+                               pools=device == "cuda" and bool(self.options.cuda_allocators))
         self._list_type = rt.VmVariantList
         self._view_type = rt.HalBufferView
         self._select(function)
