@@ -21,6 +21,8 @@
 #                 ($ARTIFACTS, kiln.queue_waits) against ones chained through barriers
 #                 ($BARRIERS, compiled before), each with Kiln's default CUDA device and with
 #                 the caching allocator, two rounds; then one profile.
+#   phase peers:  batch 1 / prompt 128: Kiln's artifacts in $ARTIFACTS with today's runtime
+#                 defaults, then eager and static-compile, then Kiln again.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -68,6 +70,10 @@ elif [ "$phase" = join ]; then  # decode steps without barriers ($ARTIFACTS) vs 
         artifacts=$BARRIERS run 1 128 kernels kiln
     done
     run 1 128 kernels kiln --profile
+elif [ "$phase" = peers ]; then  # today's default against the peers, same machine, one call
+    run 1 128 kernels kiln
+    run 1 128 kernels eager,static-compile
+    run 1 128 kernels kiln
 elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
     run 1 128 kernels kiln --profile
     graphs="--cuda_use_streams=false --cuda_tracing=0 --cuda_async_allocations=false"
