@@ -182,3 +182,12 @@ def test_a_fence_made_for_the_op_becomes_a_join_without_a_barrier():
     assert "%fence_2 = hal.fence.create" in step
     assert "%kiln_after_2 = hal.fence.join at([%fence_1, %kiln_queued_2])" in step
     assert "wait(%kiln_after_2) signal(%fence_2)" in step
+
+
+def test_a_fence_created_in_another_block_keeps_the_barrier():
+    other_block = LOCAL_FENCES.replace(
+        '    %buffer = hal.device.queue.alloca', '    cf.br ^bb1\n  ^bb1:\n    %buffer = '
+        'hal.device.queue.alloca', 1)
+    text, _ = release_loop_waits(other_block, ["step$async"])
+    assert "%fence = hal.fence.create" in text
+    assert "wait(%kiln_after_1) signal(%fence)" in text

@@ -22,7 +22,7 @@ recording and GPU execution then take turns instead of overlapping.
     hal.device.queue.barrier<%dev> ... wait(join(%w, %d)) signal(%s)
 
 Where the op's signal fence is made for it alone — `%s = hal.fence.create` earlier in the same
-function, unused until the op — the barrier is left out and the fence becomes a join:
+block, unused until the op — the barrier is left out and the fence becomes a join:
 
     %b = hal.device.queue.alloca<%dev> ... wait(%none) signal(%a) pool(...) ...
     %s = hal.fence.join at([%w, %a])                  (the create of %s removed)
@@ -58,6 +58,7 @@ _QUEUE_OP = re.compile(
     r"^(?P<indent>[ \t]*)(?P<result>%[\w$.\-#]+ = )?hal\.device\.queue\.(?P<op>alloca|dealloca)"
     r"<(?P<device>%[\w$.\-]+) : !hal\.device> affinity\((?P<affinity>[^)]*)\) "
     r"wait\((?P<wait>%[\w$.\-#]+)\) signal\((?P<signal>%[\w$.\-#]+)\)(?P<rest>.*)$")
+_BLOCK = re.compile(r"^[ \t]*\^bb")  # a block's label: the join must stay in the create's block
 _FENCE_CREATE = re.compile(r"^[ \t]*(?P<name>%[\w$.\-#]+) = hal\.fence\.create ")
 _FUNCTION = re.compile(r"^  util\.func (?:public |private )?@(?P<name>[\w$.\-]+)\(")
 
@@ -100,7 +101,8 @@ def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
             f"!hal.device> affinity({affinity}) wait({none}) signal({done}){match['rest']}",
         ]
         create = created.pop(signal, None)
-        if create is not None and not _mentions(out[create + 1:-3], signal):
+        if create is not None and not _mentions(out[create + 1:-3], signal) and \
+                not any(line is not None and _BLOCK.match(line) for line in out[create + 1:-3]):
             out[create] = None  # the fence is the join below from here on
             out.append(f"{indent}{signal} = hal.fence.join at([{wait}, {done}]) "
                        f'flags("None") -> !hal.fence')
