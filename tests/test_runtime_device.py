@@ -474,6 +474,12 @@ def test_cuda_allocators_make_a_device_of_their_own(monkeypatch):
     assert created == [("cuda", ["caching"])]
     assert krd.cuda_hal_config(()) == (("cuda",), {})
     assert kr.RuntimeOptions(cuda_allocators=["caching"]).cuda_allocators == ("caching",)
+    # None: the process default from $KILN_CUDA_ALLOCATORS, else none
+    monkeypatch.delenv("KILN_CUDA_ALLOCATORS", raising=False)
+    assert krd.cuda_allocators(kr.RuntimeOptions()) == ()
+    monkeypatch.setenv("KILN_CUDA_ALLOCATORS", " caching ")
+    assert krd.cuda_allocators(kr.RuntimeOptions()) == ("caching",)
+    assert krd.cuda_allocators(kr.RuntimeOptions(cuda_allocators=())) == ()
     with pytest.raises(ValueError, match="cuda_allocators takes a sequence"):
         kr.RuntimeOptions(cuda_allocators="caching")
 
@@ -489,5 +495,9 @@ def test_a_pooling_device_hands_no_result_memory_to_torch(tiny_vmfb_affine):
     pooled = krd._Device("cpu", module._device.hal, pools=True)
     assert module._device.capsule(out._view) is not None  # the ordinary device exports
     assert pooled.capsule(out._view) is None
-    copy = pooled.to_torch(out._view, "float32")  # from a fresh buffer marked for export
+    copy = pooled.to_torch(out._view, "float32")  # a copy in memory torch allocated
     np.testing.assert_array_equal(copy.numpy(), out.numpy())
+    assert copy.data_ptr() != torch.from_dlpack(out).data_ptr()
+    assert copy.dtype == torch.float32 and tuple(copy.shape) == out.shape
+    pooled_tensor = kr.DeviceTensor(out._view, pooled, out.dtype)
+    np.testing.assert_array_equal(torch.from_dlpack(pooled_tensor).numpy(), out.numpy())

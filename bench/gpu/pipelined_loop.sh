@@ -23,6 +23,9 @@
 #                 the caching allocator, two rounds; then one profile.
 #   phase peers:  batch 1 / prompt 128: Kiln's artifacts in $ARTIFACTS with today's runtime
 #                 defaults, then eager and static-compile, then Kiln again.
+#   phase forward: single calls of three suite cells ($SUITE_ARTIFACTS) on IREE's CUDA device,
+#                 with the caching allocator (KILN_CUDA_ALLOCATORS=caching: results reach torch
+#                 as copies), and again; reduce-overhead as the peer.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -74,6 +77,16 @@ elif [ "$phase" = peers ]; then  # today's default against the peers, same machi
     run 1 128 kernels kiln
     run 1 128 kernels eager,static-compile
     run 1 128 kernels kiln
+elif [ "$phase" = forward ]; then  # single calls: IREE's device vs the caching allocator
+    suite() {  # systems, results file
+        timeout 250 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \
+            --cells gpt2-decode:1:f16,llama:1:f16,qwen2:1:f16 --lanes 3 --systems "$1" \
+            --out "$out/$2" 2>&1 | grep -E " ms \(|rror"
+        elapsed "suite $2"
+    }
+    suite kiln+kernels,torch.compile:reduce-overhead suite-forward-default.json
+    KILN_CUDA_ALLOCATORS=caching suite kiln+kernels suite-forward-caching.json
+    suite kiln+kernels suite-forward-default-again.json
 elif [ "$phase" = gaps ]; then  # where GPT-2's step idles the GPU; streams vs graphs
     run 1 128 kernels kiln --profile
     graphs="--cuda_use_streams=false --cuda_tracing=0 --cuda_async_allocations=false"

@@ -76,10 +76,11 @@ class RuntimeOptions:
     # buffer is kept for reuse instead of going to cuMemFree, which waits for the whole GPU).
     # A module with allocators runs on a CUDA device of its own (one per allocator list);
     # its results reach torch and the host only through copies (a pooled buffer handed to
-    # torch could be reused by a later call while torch's stream still reads it). Kiln's
-    # generators use ("caching",) (kiln.generate.GENERATOR_RUNTIME, docs/decisions.md
-    # "Decode steps without barriers").
-    cuda_allocators: tuple[str, ...] = ()
+    # torch could be reused by a later call while torch's stream still reads it). None: the
+    # process default, ${KILN_CUDA_ALLOCATORS} (comma-separated) or none. Kiln's generators use
+    # ("caching",) (kiln.generate.GENERATOR_RUNTIME, docs/decisions.md "Decode steps without
+    # barriers").
+    cuda_allocators: Optional[tuple[str, ...]] = None
     # CPU: the calling thread waits for each call as SCHED_BATCH (Linux; restored after). IREE's
     # waiting caller, woken by a worker, otherwise preempts that worker on its CPU and spins
     # until its time slice ends (2-core hosts: zoo mlp 9.16 -> 7.78 ms, docs/decisions.md).
@@ -97,11 +98,13 @@ class RuntimeOptions:
                 raise ValueError("RuntimeOptions: cuda_flags takes a sequence of flags, e.g. "
                                  "('--cuda_use_streams=false',), not one string")
             object.__setattr__(self, "cuda_flags", tuple(self.cuda_flags))
-        if isinstance(self.cuda_allocators, str) or \
-                not all(isinstance(a, str) for a in self.cuda_allocators):
-            raise ValueError(f"RuntimeOptions: cuda_allocators takes a sequence of IREE "
-                             f"allocator specs, e.g. ('caching',), got {self.cuda_allocators!r}")
-        object.__setattr__(self, "cuda_allocators", tuple(self.cuda_allocators))
+        if self.cuda_allocators is not None:
+            if isinstance(self.cuda_allocators, str) or \
+                    not all(isinstance(a, str) for a in self.cuda_allocators):
+                raise ValueError(f"RuntimeOptions: cuda_allocators takes a sequence of IREE "
+                                 f"allocator specs, e.g. ('caching',), got "
+                                 f"{self.cuda_allocators!r}")
+            object.__setattr__(self, "cuda_allocators", tuple(self.cuda_allocators))
 
 
 DEFAULT_OPTIONS = RuntimeOptions()
@@ -220,14 +223,18 @@ class _Device:
 
     def to_torch(self, view, dtype: str):
         """`view` as a torch tensor of `dtype` on this device: zero-copy where IREE can export
-        the buffer (shared memory), else after one device-to-device copy into a buffer that
-        can be exported."""
+        the buffer (shared memory); on a pooling device a copy into memory torch allocated
+        (`_torch_owned_copy`); else after one device-to-device copy into a buffer that can be
+        exported."""
         import torch.utils.dlpack
 
-        capsule = self.capsule(view)
-        if capsule is None:
-            capsule = self._exportable_copy(view)
-        tensor = torch.utils.dlpack.from_dlpack(capsule)
+        if self.pools:
+            tensor = self._torch_owned_copy(view)
+        else:
+            capsule = self.capsule(view)
+            if capsule is None:
+                capsule = self._exportable_copy(view)
+            tensor = torch.utils.dlpack.from_dlpack(capsule)
         want = _torch_dtype(dtype)
         if tensor.dtype != want:  # e.g. i1 results that come back as i8
             tensor = tensor.view(want) if tensor.element_size() == want.itemsize else \
@@ -247,6 +254,22 @@ class _Device:
         with self._lock:
             self._copy(source, target)
         return rt.HalBufferView(target, list(view.shape), view.element_type)
+
+    def _torch_owned_copy(self, view):
+        """A copy of `view` in memory from torch's allocator (whose stream-ordered reuse keeps
+        it safe in torch's hands), made by torch from a DLPack alias of the pooled buffer; torch's
+        stream is synchronized before the alias goes, so the buffer returns to IREE's pool only
+        after the copy has read it."""
+        import torch
+        import torch.utils.dlpack
+
+        alias = torch.utils.dlpack.from_dlpack(
+            self.hal.create_dlpack_capsule(view, *self.dlpack_device))
+        copy = alias.clone()
+        if self.kind == "cuda":
+            torch.cuda.current_stream(copy.device).synchronize()
+        del alias
+        return copy
 
     def _exportable_copy(self, view):
         return self.hal.create_dlpack_capsule(self.duplicate(view), *self.dlpack_device)
@@ -372,6 +395,8 @@ class DeviceTensor:
 
     def __dlpack__(self, stream=None, **kwargs):
         # Results are complete when a call returns (calls are synchronous): no stream to wait on.
+        if self._device.pools:  # a pooled result's memory never goes to torch (_Device.pools)
+            return self.torch().__dlpack__()
         capsule = self._device.capsule(self._view)
         return capsule if capsule is not None else self._device._exportable_copy(self._view)
 
@@ -429,6 +454,18 @@ def parse_cuda_flags(flags: Optional[Sequence[str]] = None) -> tuple[str, ...]:
                             f"already runs with {list(_parsed_cuda_flags)} (IREE reads them "
                             f"once per process); load in a fresh process")
     return _parsed_cuda_flags
+
+
+CUDA_ALLOCATORS_VARIABLE = "KILN_CUDA_ALLOCATORS"
+
+
+def cuda_allocators(options: RuntimeOptions) -> tuple[str, ...]:
+    """The allocator specs a CUDA module of `options` runs with: its own, else those in
+    $KILN_CUDA_ALLOCATORS (comma-separated, e.g. "caching"), else none."""
+    if options.cuda_allocators is not None:
+        return options.cuda_allocators
+    return tuple(spec.strip() for spec in os.environ.get(CUDA_ALLOCATORS_VARIABLE, "").split(",")
+                 if spec.strip())
 
 
 def cuda_hal_config(allocators: Sequence[str] = ()):

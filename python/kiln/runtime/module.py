@@ -26,8 +26,8 @@ from kiln.outputs import build_tree
 from kiln.runtime.device import (DEFAULT_OPTIONS, DRIVERS, DeviceTensor, RuntimeOptions,
                                  _device, _dtype_name, _is_torch, _iree_runtime, _numpy_dtype,
                                  _numpy_to_torch, _shape_text, _to_numpy, _torch_dtype_name,
-                                 batch_scheduled_wait, cuda_hal_config, importable_problem,
-                                 parse_cuda_flags)
+                                 batch_scheduled_wait, cuda_allocators, cuda_hal_config,
+                                 importable_problem, parse_cuda_flags)
 
 OUTPUT_MODES = ("auto", "numpy", "torch", "device")
 # What outputs="auto" gives after torch tensors on the host: torch tensors on the host (for a
@@ -198,8 +198,9 @@ class KilnModule:
         rt = _iree_runtime()
         self.device_kind = device
         cuda_flags = parse_cuda_flags(self.options.cuda_flags) if device == "cuda" else None
+        allocators = cuda_allocators(self.options) if device == "cuda" else ()
         try:
-            config = cuda_hal_config(self.options.cuda_allocators) if device == "cuda" else \
+            config = cuda_hal_config(allocators) if device == "cuda" else \
                 rt.Config(DRIVERS[device])
         except KilnLoadError:
             raise
@@ -253,8 +254,7 @@ class KilnModule:
             raise KilnLoadError(f"the artifact cannot run on device '{device}' (was it compiled "
                                 f"for this target?): {error}") from error
         self._vm_context = self._context.vm_context
-        self._device = _device(device, config.device,
-                               pools=device == "cuda" and bool(self.options.cuda_allocators))
+        self._device = _device(device, config.device, pools=bool(allocators))
         self._list_type = rt.VmVariantList
         self._view_type = rt.HalBufferView
         self._select(function)
