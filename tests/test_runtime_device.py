@@ -501,3 +501,14 @@ def test_a_pooling_device_hands_no_result_memory_to_torch(tiny_vmfb_affine):
     assert copy.dtype == torch.float32 and tuple(copy.shape) == out.shape
     pooled_tensor = kr.DeviceTensor(out._view, pooled, out.dtype)
     np.testing.assert_array_equal(torch.from_dlpack(pooled_tensor).numpy(), out.numpy())
+    # a whole call: every result copied, the aliases released once after all of them
+    released = []
+    pooled.release_aliases = lambda held: (released.append(len(held)), held.clear())
+    inputs = _inputs()
+    expected = module(*inputs, outputs="numpy")
+    module._device = pooled
+    copies = module(*inputs, outputs="torch")
+    copies = copies if isinstance(copies, tuple) else (copies,)
+    assert released == [len(copies)]
+    np.testing.assert_array_equal(copies[0].numpy(),
+                                  expected[0] if isinstance(expected, tuple) else expected)

@@ -221,15 +221,16 @@ class _Device:
                 self.can_export = False
         return None
 
-    def to_torch(self, view, dtype: str):
+    def to_torch(self, view, dtype: str, held: Optional[list] = None):
         """`view` as a torch tensor of `dtype` on this device: zero-copy where IREE can export
         the buffer (shared memory); on a pooling device a copy into memory torch allocated
-        (`_torch_owned_copy`); else after one device-to-device copy into a buffer that can be
-        exported."""
+        (`_torch_owned_copy`; with `held`, its alias is appended there for the caller to
+        release, after one `release_aliases` for all of a call's results); else after one
+        device-to-device copy into a buffer that can be exported."""
         import torch.utils.dlpack
 
         if self.pools:
-            tensor = self._torch_owned_copy(view)
+            tensor = self._torch_owned_copy(view, held)
         else:
             capsule = self.capsule(view)
             if capsule is None:
@@ -255,21 +256,31 @@ class _Device:
             self._copy(source, target)
         return rt.HalBufferView(target, list(view.shape), view.element_type)
 
-    def _torch_owned_copy(self, view):
+    def _torch_owned_copy(self, view, held: Optional[list] = None):
         """A copy of `view` in memory from torch's allocator (whose stream-ordered reuse keeps
         it safe in torch's hands), made by torch from a DLPack alias of the pooled buffer; torch's
-        stream is synchronized before the alias goes, so the buffer returns to IREE's pool only
-        after the copy has read it."""
-        import torch
+        stream is synchronized before the alias goes (here, or in `release_aliases(held)` where
+        the alias is appended to `held`), so the buffer returns to IREE's pool only after the
+        copy has read it."""
         import torch.utils.dlpack
 
         alias = torch.utils.dlpack.from_dlpack(
             self.hal.create_dlpack_capsule(view, *self.dlpack_device))
         copy = alias.clone()
-        if self.kind == "cuda":
-            torch.cuda.current_stream(copy.device).synchronize()
-        del alias
+        if held is not None:
+            held.append(alias)
+        else:
+            self.release_aliases([alias])
         return copy
+
+    def release_aliases(self, held: list) -> None:
+        """Wait for torch's stream (the copies that read the aliased buffers), then drop the
+        aliases in `held`: their pooled buffers may then be reused by IREE."""
+        if held and self.kind == "cuda":
+            import torch
+
+            torch.cuda.current_stream(held[0].device).synchronize()
+        held.clear()
 
     def _exportable_copy(self, view):
         return self.hal.create_dlpack_capsule(self.duplicate(view), *self.dlpack_device)

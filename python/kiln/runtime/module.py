@@ -370,7 +370,12 @@ class KilnModule:
             mode = seen.auto_outputs()
         # guard results (last) are not the model's: index by result, guards left out
         returned = range(len(results)) if entry.user_outputs is None else entry.user_outputs
-        converted = tuple(self._result(entry, results, i, mode) for i in returned)
+        # a pooling device's results reach torch as copies; one wait for all before the
+        # pooled buffers go back (_Device.release_aliases)
+        held: Optional[list] = [] if self._device.pools else None
+        converted = tuple(self._result(entry, results, i, mode, held) for i in returned)
+        if held:
+            self._device.release_aliases(held)
         for output, target in entry.mutations:
             if target is not None:
                 self._write_back(target, args[target], converted[output], results, output)
@@ -470,7 +475,8 @@ class KilnModule:
             spec.check_shape(array.shape)
         return array
 
-    def _result(self, entry: _EntryPoint, results, index: int, mode: str):
+    def _result(self, entry: _EntryPoint, results, index: int, mode: str,
+                held: Optional[list] = None):
         try:
             view = results.get_as_object(index, self._view_type)
         except Exception:  # noqa: BLE001 - not a buffer (a scalar result)
@@ -481,7 +487,7 @@ class KilnModule:
         if mode == "device":
             return DeviceTensor(view, self._device, dtype, self.options)
         if mode == "torch" or (mode == _TORCH_ON_HOST and self._device.kind == "cpu"):
-            return self._device.to_torch(view, dtype)
+            return self._device.to_torch(view, dtype, held)
         array = DeviceTensor(view, self._device, dtype, self.options).numpy()
         return _numpy_to_torch(array) if mode == _TORCH_ON_HOST else array
 
