@@ -14,6 +14,8 @@
     noconv   Kiln's GEMMs and attention, convolutions left to IREE (no kiln.cpu_conv)
     noprop   IREE's transpose propagation off whatever the model (the compiler turns it on
              for models whose convolutions Kiln's kernel took)
+    winograd convolutions left to IREE with its Winograd rewrite of every 3×3 convolution
+             (iree-linalg-ext-convert-conv2d-to-winograd, replace-all-convs)
 
 Every variant but "iree" compiles with cpu_kernels="on"; on an AVX2 host the kernels are
 written for 8-float vectors (kiln.targets.cpu_vector_lanes).
