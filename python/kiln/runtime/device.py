@@ -244,13 +244,11 @@ class _Device:
 
     def duplicate(self, view):
         """A device copy of `view` in a fresh buffer straight from the allocator (not the
-        queue's stream-ordered pool, so it exports; marked for export, which IREE's caching
-        allocator never pools: freed with cuMemFree once torch lets go of it)."""
+        queue's stream-ordered pool, so it exports)."""
         rt = self._rt
         source = view.get_buffer()
         target = self.allocator.allocate_buffer(
-            memory_type=rt.MemoryType.DEVICE_LOCAL,
-            allowed_usage=int(rt.BufferUsage.DEFAULT) | int(rt.BufferUsage.SHARING_EXPORT),
+            memory_type=rt.MemoryType.DEVICE_LOCAL, allowed_usage=rt.BufferUsage.DEFAULT,
             allocation_size=max(source.byte_length(), 1))
         with self._lock:
             self._copy(source, target)
