@@ -39,7 +39,9 @@ A barrier is queue work (IREE's deferred work queue: CUDA events, no host wait).
 before %w is reached is safe: the buffer is new. Freeing before %w relies on the CUDA HAL's one
 FIFO stream: IREE's dealloca is a no-op for buffers from cuMemAlloc (synchronous allocations,
 Kiln's default) and a stream-ordered cuMemFreeAsync, queued after the step's launches, for
-pool buffers. Only valid for the CUDA HAL; the CPU HAL's queue is not one FIFO stream.
+pool buffers. With IREE's caching allocator (Kiln's generators) a buffer goes back to the cache
+only with its last reference, which the step's queued execute holds until the step has run.
+Only valid for the CUDA HAL; the CPU HAL's queue is not one FIFO stream.
 """
 
 from __future__ import annotations
