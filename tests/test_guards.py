@@ -147,9 +147,9 @@ def test_guards_are_read_once_per_call(lookups, monkeypatch):
     reads = []
     original = KilnModule._result
 
-    def counting(self, entry, results, index, mode):
+    def counting(self, entry, results, index, mode, *rest):
         reads.append((index, mode))
-        return original(self, entry, results, index, mode)
+        return original(self, entry, results, index, mode, *rest)
 
     monkeypatch.setattr(KilnModule, "_result", counting)
     run(*_lookup_inputs())
