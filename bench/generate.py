@@ -131,7 +131,7 @@ def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None,
     without its CUDA allocators where `allocators` is False."""
     import numpy as np
 
-    from kiln.generate import Generator
+    from kiln.generate import GENERATOR_RUNTIME, Generator
     from kiln.runtime import load, write_parameter_archive
 
     record = json.loads((folder / f"{stem}.record.json").read_text())
@@ -148,10 +148,6 @@ def load_prebuilt(model, folder: Path, stem: str, device: str, cuda_flags=None,
             raise SystemExit(f"{stem}: {name} has shape {list(value.shape)}, the artifact "
                              f"records {parameter['shape']}")
     archive = write_parameter_archive(Path("/tmp") / f"{stem}.irpa", arrays)
-    from kiln.runtime import RuntimeOptions
-
-    from kiln.generate import GENERATOR_RUNTIME
-
     options = dataclasses.replace(GENERATOR_RUNTIME, cuda_flags=cuda_flags or None,
                                   cuda_allocators=GENERATOR_RUNTIME.cuda_allocators
                                   if allocators else ())

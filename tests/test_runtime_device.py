@@ -280,6 +280,11 @@ def test_device_tensor_of_another_device(affine):
     with pytest.raises(ValueError, match=r"input 'x' \(#0\): a DeviceTensor of device 'cuda' "
                                          r"passed to a module on 'cpu'"):
         affine(stranger, y)
+    # the same kind on another HAL device: a module with other cuda_allocators
+    pooled = krd._Device("cpu", affine._device.hal, pools=True)
+    with pytest.raises(ValueError, match=r"a DeviceTensor of device 'cpu' with other "
+                                         r"cuda_allocators \(another HAL device\)"):
+        affine(DeviceTensor(affine.to_device(x)._view, pooled, "float32"), y)
 
 
 def test_torch_tensor_checks_come_first(affine):

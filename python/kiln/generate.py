@@ -136,10 +136,11 @@ _LEARNED_POSITIONS = {"gpt2": "n_positions", "opt": "max_position_embeddings",
 
 
 # How generators run on CUDA: IREE's caching allocator around the device's (each decode step's
-# transient buffers reused instead of freed with cuMemFree, which waits for the GPU). H100, GPT-2
-# and the zoo Llama, batch 1, prompt 128: decode 1480-1507 vs 1340-1389 tokens/s (GPT-2), 1484-
-# 1491 vs 1395-1494 (Llama) (docs/decisions.md "Decode steps without barriers"). A generator's
-# device data never leaves it but as host copies, so its pooled buffers are never in torch's hands.
+# transient buffers reused instead of freed with cuMemFree, which waits for the GPU). H100s,
+# batch 1, prompt 128, decode tokens/s with vs without, two device calls: GPT-2 1480-1507 vs
+# 1340-1389 and 1571-1593 vs 1492-1499; the zoo Llama 1484-1491 vs 1395-1494 and 1580-1614 vs
+# 1483-1514 (docs/decisions.md "Decode steps without barriers"). A generator's device data
+# never leaves it but as host copies, so its pooled buffers are never in torch's hands.
 GENERATOR_RUNTIME = RuntimeOptions(cuda_allocators=("caching",))
 
 

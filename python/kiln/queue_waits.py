@@ -60,7 +60,7 @@ _QUEUE_OP = re.compile(
     r"^(?P<indent>[ \t]*)(?P<result>%[\w$.\-#]+ = )?hal\.device\.queue\.(?P<op>alloca|dealloca)"
     r"<(?P<device>%[\w$.\-]+) : !hal\.device> affinity\((?P<affinity>[^)]*)\) "
     r"wait\((?P<wait>%[\w$.\-#]+)\) signal\((?P<signal>%[\w$.\-#]+)\)(?P<rest>.*)$")
-_BLOCK = re.compile(r"^[ \t]*\^bb")  # a block's label: the join must stay in the create's block
+_BLOCK = re.compile(r"^[ \t]*\^bb")  # a block's label
 _FENCE_CREATE = re.compile(r"^[ \t]*(?P<name>%[\w$.\-#]+) = hal\.fence\.create ")
 _FUNCTION = re.compile(r"^  util\.func (?:public |private )?@(?P<name>[\w$.\-]+)\(")
 
@@ -103,8 +103,7 @@ def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
             f"!hal.device> affinity({affinity}) wait({none}) signal({done}){match['rest']}",
         ]
         create = created.pop(signal, None)
-        if create is not None and not _mentions(out[create + 1:-3], signal) and \
-                not any(line is not None and _BLOCK.match(line) for line in out[create + 1:-3]):
+        if create is not None and _unused_in_block(out[create + 1:-3], signal):
             out[create] = None  # the fence is the join below from here on
             out.append(f"{indent}{signal} = hal.fence.join at([{wait}, {done}]) "
                        f'flags("None") -> !hal.fence')
@@ -124,10 +123,12 @@ def release_loop_waits(hal_text: str, functions: list[str]) -> tuple[str, int]:
         counter
 
 
-def _mentions(lines: list, name: str) -> bool:
-    """Whether any of `lines` (None: removed) uses the SSA value `name`."""
+def _unused_in_block(lines: list, name: str) -> bool:
+    """Whether `lines` (None: removed) neither use the SSA value `name` nor start a block (the
+    join must stay in the block of the create it replaces)."""
     use = re.compile(re.escape(name) + r"(?![\w$.\-#])")
-    return any(line is not None and use.search(line) for line in lines)
+    return not any(line is not None and (use.search(line) or _BLOCK.match(line))
+                   for line in lines)
 
 
 def _mark_wrappers(hal_text: str, functions: list[str]) -> str:

@@ -131,7 +131,9 @@ class _Device:
     """The HAL device of one kind ("cpu", "cuda") in this process, and what moves data on it.
 
     IREE creates one device per driver and process (iree.runtime caches it), so every module
-    loaded for a kind shares it: a DeviceTensor of one module can be passed to another."""
+    loaded for a kind shares it: a DeviceTensor of one module can be passed to another. CUDA
+    modules with `cuda_allocators` run on a device Kiln made for their allocator list
+    (cuda_hal_config), shared only by modules with the same list."""
 
     def __init__(self, kind: str, hal, pools: bool = False):
         rt = _iree_runtime()

@@ -418,8 +418,10 @@ class KilnModule:
         spec = entry.inputs[index] if entry.inputs is not None else None
         if isinstance(value, DeviceTensor):
             if value._device is not self._device:
+                other = f"'{value.device}'" if value.device != self.device_kind else \
+                    f"'{value.device}' with other cuda_allocators (another HAL device)"
                 raise ValueError(f"{spec.label if spec else f'input #{index}'}: a DeviceTensor "
-                                 f"of device '{value.device}' passed to a module on "
+                                 f"of device {other} passed to a module on "
                                  f"'{self.device_kind}' (convert it: .numpy() or .torch())")
             if spec is not None:
                 spec.check_dtype(value.dtype)
