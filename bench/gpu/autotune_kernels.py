@@ -7,6 +7,14 @@ Shape classes are the keys of kiln.kernels.configs (docs/kernels.md). Every cand
 default config) is compiled ahead of time in parallel, then timed with CUDA graphs (median of
 7 replays of 20 calls, f16). The class takes the candidate with the smallest geometric mean of
 time / best time over its shapes. Also writes $OUT/autotune.json with every timing.
+
+Decode GEMMs (M <= 16) read weights that a real decode step has not got in L2 (GPT-2's 250 MB
+pass through a 50 MB L2 once per token); `--cold` times them over distinct copies of the
+operands, 3x the L2 in all, in turn (and each split-K candidate's partials alone, to tell
+what its reduce launch costs):
+
+    python3 -m bench.gpu.autotune_kernels --only linear --max-m 8 --cold \
+        --merge python/kiln/kernels/table.json
 """
 
 from __future__ import annotations
@@ -47,9 +55,11 @@ HEAD_DIM = 64
 def gemm_candidates(m: int) -> list[GemmConfig]:
     if m <= 16:
         out = []
-        for bn, bk, splits in ((16, 256, (1, 2)), (32, 128, (1, 2, 4)), (32, 256, (1, 2)),
-                               (64, 128, (1, 2, 4, 8)), (64, 256, (1, 2, 4)),
-                               (128, 128, (1, 2, 4))):
+        for bn, bk, splits in ((16, 256, (1, 2)), (16, 128, (4, 8)), (32, 128, (1, 2, 4, 8)),
+                               (32, 256, (1, 2)), (32, 64, (4, 8, 12)),
+                               (64, 128, (1, 2, 4, 8, 16)), (64, 256, (1, 2, 4)),
+                               (64, 64, (8, 12, 16)), (128, 128, (1, 2, 4)),
+                               (128, 64, (4, 8))):
             for s in splits:
                 out.append(GemmConfig(16, bn, bk, 1, s, 4, 4 if bk == 128 else 3))
         return out
@@ -104,6 +114,18 @@ def jobs():
     return out
 
 
+def time_cold(spec, inputs) -> tuple[float, float | None]:
+    """(µs of the plan, µs of its first launch alone when it has more) with cold operands."""
+    per_set = sum(t.numel() * t.element_size() for t in inputs)
+    copies = max(2, min(400, math.ceil(3 * common.l2_bytes() / per_set)))
+    sets = [execute.allocate(spec, [t.clone() for t in inputs]) for _ in range(copies)]
+    whole = common.time_us_cold([execute.launcher(spec, b, "aot") for b in sets])
+    if len(spec.launches) == 1:
+        return whole, None
+    first = dataclasses.replace(spec, launches=spec.launches[:1])
+    return whole, common.time_us_cold([execute.launcher(first, b, "aot") for b in sets])
+
+
 def build(builder: str, args: dict, config):
     return (linear_spec if builder == "linear" else attention_spec)(**args, config=config)
 
@@ -112,11 +134,17 @@ def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--budget", type=float, default=150.0, help="seconds for everything")
     parser.add_argument("--only", default="", help="prefix of the keys to tune")
-    parser.add_argument("--merge", default="", help="a table whose entries outside --only "
-                        "are kept")
+    parser.add_argument("--max-m", type=int, default=1 << 30,
+                        help="tune GEMM shapes with M up to this only")
+    parser.add_argument("--cold", action="store_true",
+                        help="time decode GEMMs (M <= 16) with their weights out of L2, as in "
+                             "a decode step (kernel_common.time_us_cold)")
+    parser.add_argument("--merge", default="", help="a table whose entries this run did not "
+                        "tune are kept")
     options = parser.parse_args()
     deadline = common.Deadline(options.budget)
-    work = [j for j in jobs() if j[0].startswith(options.only)]
+    work = [j for j in jobs() if j[0].startswith(options.only)
+            and (j[2] != "linear" or j[3]["m"] <= options.max_m)]
     specs = []
     for key, label, builder, args, cands in work:
         for config in cands:
@@ -126,6 +154,7 @@ def main() -> int:
     print("#", info, flush=True)
 
     timings = defaultdict(lambda: defaultdict(dict))  # key → candidate label → shape → µs
+    without_reduce = defaultdict(lambda: defaultdict(dict))  # same, split-K partials alone
     chosen_config = {}
     for key, label, builder, args, cands in work:
         if deadline.left() < 15:
@@ -147,9 +176,14 @@ def main() -> int:
                 timings[key][name][label] = math.inf
                 continue
             try:
-                buffers = execute.allocate(spec, inputs)
-                run = execute.launcher(spec, buffers, "aot")
-                timings[key][name][label] = common.time_us(run)
+                if options.cold and builder == "linear" and args["m"] <= 16:
+                    timings[key][name][label], partials = time_cold(spec, inputs)
+                    if partials is not None:  # the split-K partials without their reduce
+                        without_reduce[key][name][label] = partials
+                else:
+                    buffers = execute.allocate(spec, inputs)
+                    run = execute.launcher(spec, buffers, "aot")
+                    timings[key][name][label] = common.time_us(run)
             except Exception as error:  # out of resources, ...
                 print(f"# {key} {name}: {type(error).__name__}: {str(error)[:120]}")
                 timings[key][name][label] = math.inf
@@ -160,7 +194,7 @@ def main() -> int:
     entries = {}
     if options.merge:
         kept = configs.table_entries(Path(options.merge))
-        entries.update({k: v for k, v in kept.items() if not k.startswith(options.only)})
+        entries.update({k: v for k, v in kept.items() if k not in timings})
     for key, per_config in timings.items():
         shapes = sorted({s for times in per_config.values() for s in times})
         best_per_shape = {s: min(t.get(s, math.inf) for t in per_config.values())
@@ -181,12 +215,16 @@ def main() -> int:
                         "candidates": len(per_config)}
     table = {"format": configs.TABLE_FORMAT, "device": info["gpu"], "triton": info["triton"],
              "measured": time.strftime("%Y-%m-%d"),
-             "method": "CUDA-graph median of 7 replays x 20 calls, f16, per-class geomean of "
-                       "time/best; bench/gpu/autotune_kernels.py",
              "entries": dict(sorted(entries.items()))}
+    method = ("CUDA-graph median of 7 replays x 20 calls, f16, per-class geomean of "
+              "time/best; bench/gpu/autotune_kernels.py")
+    if options.cold:
+        method += "; M <= 16 with cold weights (--cold: distinct copies, 3x the L2, in turn)"
+    table["method"] = method
     common.write_json("table.json", table)
     common.write_json("autotune.json", {"machine": info, "timings": timings,
-                                        "compile_errors": errors})
+                                        "splitk_partials_alone": without_reduce,
+                                        "cold": options.cold, "compile_errors": errors})
     return 0
 
 

@@ -94,6 +94,22 @@ def time_us(fn, inner: int = 20, trials: int = 7) -> float:
     return statistics.median(times)
 
 
+def l2_bytes() -> int:
+    props = torch.cuda.get_device_properties(0)
+    return int(getattr(props, "L2_cache_size", 0) or 50 << 20)
+
+
+def time_us_cold(runs, l2: int | None = None) -> float:
+    """Median device time of one call in µs when its operands are not in L2: `runs` are
+    callables over distinct copies of the operands (together several times the L2), called
+    in turn inside one CUDA graph, so each call reads what the previous calls evicted — as a
+    decode step does, whose weights (hundreds of MB) pass through the L2 once per step."""
+    def cycle():
+        for run in runs:
+            run()
+    return time_us(cycle, inner=2) / len(runs)
+
+
 def write_json(name: str, payload) -> Path:
     path = out_dir() / name
     path.write_text(json.dumps(payload, indent=1, default=str))
