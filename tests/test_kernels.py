@@ -28,6 +28,7 @@ needs_triton = pytest.mark.skipif(kernels.triton_available() is not None,
 def check_plan(plan, n_inputs: int, out_shape, out_dtype) -> None:
     """The contract Kiln's compiler relies on (python/kiln/cuda_kernels.py)."""
     temps = {name: (tuple(shape), dtype) for name, shape, dtype in plan.temps}
+    semaphores = {name: (tuple(shape), dtype) for name, shape, dtype in plan.semaphores}
     seen_inputs, writes_out = set(), False
     for launch in plan.launches:
         kernel = launch.kernel
@@ -45,12 +46,17 @@ def check_plan(plan, n_inputs: int, out_shape, out_dtype) -> None:
         assert len(kernel.grid) == 3 and all(g >= 1 for g in kernel.grid)
         assert kernel.num_warps in (1, 2, 4, 8, 16)
         for param, arg in zip(kernel.params[:-2], launch.args[:-2]):
-            assert param.dtype in ("f16", "bf16", "f32", "i8")
+            assert param.dtype in ("f16", "bf16", "f32", "i8", "i32")
             if arg.startswith("in"):
                 assert param.role == "input"
                 seen_inputs.add(arg)
             elif arg.startswith("tmp"):
                 assert param.role == "temp" and temps[arg] == (param.shape, param.dtype)
+            elif arg.startswith("sem"):
+                assert param.role == "semaphore" and param.dtype == "i32"
+                assert semaphores[arg] == (param.shape, param.dtype)
+                # one counter per output tile (grid x), each counted to by every split (y)
+                assert param.shape == (kernel.grid[0],) and kernel.grid[1] > 1
             else:
                 assert arg == "out" and param.role == "output"
                 assert (param.shape, param.dtype) == (tuple(out_shape), out_dtype)
@@ -70,13 +76,16 @@ def test_linear_plans():
     assert [p.name for p in plan.launches[0].kernel.params] == [
         "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr", "global_scratch", "profile_scratch"]
     assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out", "scratch", "scratch")
-    # decode-shaped: split-K in two launches through an f32 temporary
+    # decode-shaped: split-K in one launch, partials in an f32 temporary, the last split of a
+    # tile to arrive (counted at a persistent semaphore) reduces
     plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
     check_plan(plan, 2, (1, 64), "bf16")
-    assert len(plan.launches) == 2
+    assert len(plan.launches) == 1
     (name, shape, dtype), = plan.temps
     assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
-    assert plan.launches[1].args == ("tmp0", "out", "scratch", "scratch")
+    assert plan.semaphores == (("sem0", (plan.launches[0].kernel.grid[0],), "i32"),)
+    assert plan.launches[0].args == ("in0", "in1", "out", "tmp0", "sem0", "scratch", "scratch")
+    assert plan.launches[0].kernel.grid[1] == shape[0]
     assert kernels.linear_plan(128, 96, 72, "f16", "in_out", True, "gelu_tanh",
                                has_residual=True) is not plan  # cached compile, fresh plan
 
@@ -123,7 +132,15 @@ def test_fused_layer_plans():
     assert len(plan.launches) == 1 and plan.launches[0].kernel.grid[0] >= 96  # no split-K
     split = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
                                 has_norm_weight=True, has_norm_bias=True)
-    assert len(split.launches) == 2  # the table's split-K config: partials + reduce
+    # the table's split-K config, reduced in the same launch
+    assert len(split.launches) == 1 and split.launches[0].kernel.grid[1] > 1
+    assert [t[0] for t in split.temps] == ["tmp0"] and [s[0] for s in split.semaphores] == [
+        "sem0"]
+    two = linear_spec(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
+                      has_norm_weight=True, has_norm_bias=True, reduce_in_kernel=False)
+    assert [launch.function for launch in two.launches] == ["linear_kernel",
+                                                           "splitk_reduce_kernel"]
+    assert two.semaphores == ()
     # merged q/k/v weights and biases read as their parts (no concatenated copy)
     plan = kernels.linear_plan(32, 768, 512, "f16", "out_in", True, "none",
                                weight_parts=(512, 128, 128), bias_parts=(512, 128, 128),

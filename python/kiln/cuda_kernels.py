@@ -158,7 +158,7 @@ def permute_ptx_params(ptx: str, entry: str, order: list[int]) -> str:
 def _launch_layout(launch, produced: set) -> tuple[list, list, list, list]:
     """Indices of the launch's params that it reads, that are scratch, that it writes (a
     temporary is written by the first launch that uses it, read by later ones), and those of
-    the reads it also writes (inputs updated in place: role "inout")."""
+    the reads it also writes (inputs updated in place: role "inout"; semaphores)."""
     reads, scratch, writes, tied = [], [], [], []
     for index, (arg, param) in enumerate(zip(launch.args, launch.kernel.params)):
         if arg == "scratch":
@@ -168,9 +168,13 @@ def _launch_layout(launch, produced: set) -> tuple[list, list, list, list]:
             writes.append(index)
         else:
             reads.append(index)
-            if param.role == "inout":
+            if param.role in ("inout", "semaphore"):
                 tied.append(index)
     return reads, scratch, writes, tied
+
+
+def semaphore_global(function: str, buffer: str) -> str:
+    return f"{function}_{buffer}"
 
 
 def executable_name(kernel, order: list[int]) -> str:
@@ -217,6 +221,15 @@ def render_function(name: str, plan, indent: str = "  ",
     current = {n: f"%{n}" for n in inputs}
     types = dict(inputs, **buffers)
     produced: set[str] = set()
+    # Semaphores live in module globals that start at zero and that every launch leaves zero:
+    # loaded, updated by the dispatch in place (a tied result), stored back.
+    semaphores = [name for name, _, _ in getattr(plan, "semaphores", ())]
+    for buffer in semaphores:
+        symbol = semaphore_global(name, buffer)
+        executables.setdefault(f"global {symbol}", (
+            f"  util.global private mutable @{symbol} = dense<0> : {types[buffer]}\n"))
+        lines.append(f"{indent}  %{buffer} = util.global.load @{symbol} : {types[buffer]}")
+        current[buffer] = f"%{buffer}"
     for index, launch in enumerate(plan.launches):
         kernel = launch.kernel
         reads, scratch, writes, tied = _launch_layout(launch, produced)
@@ -261,6 +274,9 @@ def render_function(name: str, plan, indent: str = "  ",
             produced.add(buffer)
     if "out" not in current:
         raise KernelRenderError(f"{name}: no launch writes 'out'")
+    for buffer in semaphores:
+        lines.append(f"{indent}  util.global.store {current[buffer]}, "
+                     f"@{semaphore_global(name, buffer)} : {types[buffer]}")
     lines.append(f"{indent}  return {', '.join(current[n] for n in returned)} : "
                  f"{', '.join(return_types)}")
     lines.append(f"{indent}}}")

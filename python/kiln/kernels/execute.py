@@ -25,6 +25,15 @@ def _arguments(launch: LaunchSpec, fn, buffers: dict) -> list:
             for name in fn.arg_names]
 
 
+def _own_buffers(plan, buffers: dict, device) -> None:
+    """Temporaries (uninitialized) and semaphores (zeros: the kernels leave them zero, so the
+    same buffers serve every later run, as a module global does in an artifact)."""
+    for name, shape, dtype in plan.temps:
+        buffers[name] = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=device)
+    for name, shape, dtype in plan.semaphores:
+        buffers[name] = torch.zeros(shape, dtype=TORCH_DTYPES[dtype], device=device)
+
+
 def allocate(spec: PlanSpec, inputs: Sequence[torch.Tensor],
              out: Optional[torch.Tensor] = None) -> dict:
     """The buffers of a plan: inputs (checked), temps, out."""
@@ -39,8 +48,7 @@ def allocate(spec: PlanSpec, inputs: Sequence[torch.Tensor],
         if not tensor.is_contiguous():
             raise ValueError(f"{name} must be contiguous")
         buffers[name] = tensor
-    for name, shape, dtype in spec.temps:
-        buffers[name] = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=device)
+    _own_buffers(spec, buffers, device)
     shape, dtype = spec.output
     buffers["out"] = out if out is not None else \
         torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=device)
@@ -84,8 +92,7 @@ def run_plan(plan: KernelPlan, inputs: Sequence[torch.Tensor], out=None) -> torc
     order. Needs a GPU and plans compiled in this process (kernel → Triton handle)."""
     buffers = {f"in{i}": t for i, t in enumerate(inputs)}
     device = inputs[0].device
-    for name, shape, dtype in plan.temps:
-        buffers[name] = torch.empty(shape, dtype=TORCH_DTYPES[dtype], device=device)
+    _own_buffers(plan, buffers, device)
     calls = []
     for launch in plan.launches:
         kernel = launch.kernel

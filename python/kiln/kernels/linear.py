@@ -12,10 +12,14 @@ x's dtype.
 (kiln.kernels.triton_gemm): x is the norm's input, the normalized activations are never
 written. "swiglu": out = silu(x·W_gate + b_gate) · (x·W_up + b_up), two accumulators per tile.
 
-One launch of `linear_kernel`, or with split-K (small m·n, long k: decode-shaped GEMMs) two:
-the partial products into tmp0 = f32 [split_k, m, n'], then `splitk_reduce_kernel` applies
-bias, activation (or the SwiGLU gate) and residual. `split_k=False` never splits: the table's
-config is refitted to one launch with enough tiles for the GPU (configs.without_split_k).
+One launch of `linear_kernel`. With split-K (small m·n, long k: decode-shaped GEMMs) each
+program writes its partial products into tmp0 = f32 [split_k, m, n'] and the last program of
+a tile to arrive (counted at the tile's i32 semaphore in sem0, a buffer the plan lists in
+`semaphores`: zero before and after every launch, persistent between calls) sums them and
+applies bias, activation (or the SwiGLU gate) and residual. `reduce_in_kernel=False` keeps
+the earlier form, a second launch (`splitk_reduce_kernel`) for the reduce, for comparisons.
+`split_k=False` never splits: the table's config is refitted to one launch with enough tiles
+for the GPU (configs.without_split_k).
 """
 
 from __future__ import annotations
@@ -112,7 +116,8 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
                 has_norm_weight: bool = False, has_norm_bias: bool = False,
                 norm_dtype: Optional[str] = None, split_k: bool = True,
                 weight_parts: Optional[tuple] = None,
-                bias_parts: Optional[tuple] = None) -> PlanSpec:
+                bias_parts: Optional[tuple] = None,
+                reduce_in_kernel: bool = True) -> PlanSpec:
     norm_dtype = norm_dtype or dtype
     _check(m, n, k, dtype, weight_layout, activation, norm, has_norm_bias, norm_dtype,
            norm_eps)
@@ -124,7 +129,7 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
     source = "given"
     if config is None:
         config, source = choose_config(m, width, k, weight_layout)
-        if gated and config.split_k == 1:
+        if gated and (config.split_k == 1 or reduce_in_kernel):
             # The table's config is for one GEMM over all 2n columns; two accumulators of
             # half the tile hold as many registers and read as much W per step.
             config = dataclasses.replace(config, block_n=max(16, config.block_n // 2))
@@ -135,7 +140,8 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
     # Interior part boundaries a tile must not straddle: in the one-launch GEMM (the gated one
     # reads gate and up at the same columns), and in the split-K partials over all columns.
     boundaries = tuple(sum(parts[:i + 1]) for i in range(len(parts) - 1))
-    if len(parts) > 1 and (config.split_k > 1 or not gated):
+    two_launches = config.split_k > 1 and not reduce_in_kernel
+    if len(parts) > 1 and (two_launches or not gated):
         config = dataclasses.replace(config, block_n=_part_block_n(config.block_n,
                                                                    boundaries))
     w_shapes = [(p, k) for p in parts] if weight_layout == "out_in" else [(k, width)]
@@ -184,23 +190,33 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
                 absent[pointer_names[role]] = None
         return pointers, args, absent
 
-    if split == 1:
+    if not two_launches:
         more, more_args, absent = optional(("bias0", "bias1", "bias2", "residual",
                                             "norm_weight", "norm_bias"))
         pointers = [x] + weights + more + [KernelParam("y_ptr", (m, n), dtype, "output")]
         args = ["in0"] + weight_args + more_args + ["out"]
-        constants = dict(M=m, N=n, K=k, W_IN_OUT=weight_layout == "in_out",
-                         ACT=ACTIVATIONS[activation], GATED=gated, SPLIT_K=1, K_SPLIT=k_split,
-                         EVEN_K=even_k, BLOCK_M=config.block_m, BLOCK_N=config.block_n,
-                         BLOCK_K=config.block_k, GROUP_M=config.group_m, **part_constants,
-                         **weight_constants, **absent, **norm_constants)
         tiles = cdiv(m, config.block_m) * cdiv(n, config.block_n)
+        temps, semaphores, in_kernel = (), (), {"p_ptr": None, "sem_ptr": None}
+        if split > 1:  # the partials and the tiles' semaphores
+            temps = (("tmp0", (split, m, width), "f32"),)
+            semaphores = (("sem0", (tiles,), "i32"),)
+            pointers += [KernelParam("p_ptr", temps[0][1], "f32", "temp"),
+                         KernelParam("sem_ptr", semaphores[0][1], "i32", "semaphore")]
+            args += ["tmp0", "sem0"]
+            in_kernel = {}
+        constants = dict(M=m, N=n, K=k, W_IN_OUT=weight_layout == "in_out",
+                         ACT=ACTIVATIONS[activation], GATED=gated, SPLIT_K=split,
+                         K_SPLIT=k_split, EVEN_K=even_k, BLOCK_M=config.block_m,
+                         BLOCK_N=config.block_n, BLOCK_K=config.block_k,
+                         GROUP_M=config.group_m, **part_constants, **weight_constants,
+                         **absent, **norm_constants, **in_kernel)
         launch = LaunchSpec(
             "triton_gemm", "linear_kernel", _constexprs(constants), tuple(pointers),
-            tuple(args), (tiles, 1, 1), config.num_warps, config.num_stages,
+            tuple(args), (tiles, split, 1), config.num_warps, config.num_stages,
             f"linear_{dtype}_m{m}n{n}k{k}_{layout_tag}{extras}_{activation}_{config.label()}",
             arch)
-        return PlanSpec((launch,), (), tuple(inputs), ((m, n), dtype), config, source)
+        return PlanSpec((launch,), temps, tuple(inputs), ((m, n), dtype), config, source,
+                        semaphores=semaphores)
 
     # Split-K: the partials are a plain GEMM over all `width` columns (both halves when gated),
     # the reduce applies bias, activation or gate, and residual.
@@ -211,7 +227,7 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
         M=m, N=width, K=k, W_IN_OUT=weight_layout == "in_out", ACT=0, GATED=False,
         SPLIT_K=split, K_SPLIT=k_split, EVEN_K=even_k, BLOCK_M=config.block_m,
         BLOCK_N=config.block_n, BLOCK_K=config.block_k, GROUP_M=config.group_m,
-        b_ptr=None, b1_ptr=None, b2_ptr=None, r_ptr=None,
+        b_ptr=None, b1_ptr=None, b2_ptr=None, r_ptr=None, p_ptr=None, sem_ptr=None,
         **dict(part_constants, BIAS_PARTS=1), **weight_constants, **absent, **norm_constants)
     partial = LaunchSpec(
         "triton_gemm", "linear_kernel", _constexprs(partial_constants),

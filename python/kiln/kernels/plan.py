@@ -38,10 +38,14 @@ DEFAULT_ARCH = "sm_90a"
 ARCH = DEFAULT_ARCH  # kept for callers of the original single-target API
 CACHE_FORMAT = 1
 KERNEL_MODULES = ("triton_gemm", "triton_attention")
-DTYPES = ("f16", "bf16", "f32", "i8", "i64")
-_TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8", "i64": "*i64"}
-# "inout": an input the kernel also writes (a KV cache updated in place; PlanSpec.written)
-ROLES = ("input", "output", "temp", "scratch", "inout")
+DTYPES = ("f16", "bf16", "f32", "i8", "i32", "i64")
+_TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8", "i32": "*i32",
+                   "i64": "*i64"}
+# "inout": an input the kernel also writes (a KV cache updated in place; PlanSpec.written).
+# "semaphore": a buffer of the plan's own (PlanSpec.semaphores) that is zero before the first
+# launch and that every launch leaves zero (split-K arrival counters): persistent, never filled
+# per call (in an artifact, a module global).
+ROLES = ("input", "output", "temp", "scratch", "inout", "semaphore")
 
 
 class KernelUnsupported(Exception):
@@ -74,7 +78,7 @@ class KernelParam:
     name: str
     shape: tuple[int, ...]
     dtype: str  # "f16" | "bf16" | "f32" | "i8" | "i64"
-    role: str   # "input" | "output" | "temp" | "scratch" | "inout"
+    role: str   # one of ROLES
 
 
 @dataclass(frozen=True)
@@ -105,6 +109,8 @@ class KernelPlan:
     output: tuple[tuple[int, ...], str] = ((), "")
     # Inputs the plan updates in place ("in<i>", in order): a call returns out, then these.
     written: tuple[str, ...] = ()
+    # Buffers of the plan's own that persist between calls, zero at first (name, shape, dtype).
+    semaphores: tuple[tuple[str, tuple[int, ...], str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -146,6 +152,7 @@ class PlanSpec:
     config: Any = None      # the config record the builder chose (for reports)
     config_key: str = ""    # the table key it looked up
     written: tuple[str, ...] = ()  # inputs updated in place (KernelPlan.written)
+    semaphores: tuple[tuple[str, tuple[int, ...], str], ...] = ()  # KernelPlan.semaphores
 
 
 def _jsonable(value):
@@ -311,7 +318,8 @@ def compile_plan(spec: PlanSpec) -> KernelPlan:
     launches = tuple(Launch(compile_launch(ls), tuple(ls.args) + ("scratch", "scratch"))
                      for ls in spec.launches)
     return KernelPlan(launches=launches, temps=spec.temps, inputs=spec.inputs,
-                      output=spec.output, written=spec.written)
+                      output=spec.output, written=spec.written,
+                      semaphores=spec.semaphores)
 
 
 def _read_disk(key: str) -> Optional[dict]:

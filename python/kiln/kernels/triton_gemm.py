@@ -108,7 +108,7 @@ def select_part(n, a, b, c, N0: tl.constexpr, N1: tl.constexpr, PARTS: tl.conste
 
 @triton.jit
 def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_ptr, nb_ptr,
-                  y_ptr,
+                  y_ptr, p_ptr, sem_ptr,
                   M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
                   W_IN_OUT: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
                   PARTS: tl.constexpr, BIAS_PARTS: tl.constexpr, N0: tl.constexpr,
@@ -121,9 +121,17 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
     [K, N·(1+GATED)] "in_out", possibly in PARTS parts).
 
     SPLIT_K == 1: the full epilogue (bias, activation or SwiGLU, residual) and Y [M, N] in X's
-    dtype. SPLIT_K > 1 (never GATED: the plan runs the partials over all 2N columns): program
-    (tile, s) sums K range [s·K_SPLIT, (s+1)·K_SPLIT) and writes the f32 partial to
-    y_ptr[s, M, N]; `splitk_reduce_kernel` finishes. Grid: (tiles, SPLIT_K, 1).
+    dtype. SPLIT_K > 1: program (tile, s) sums K range [s·K_SPLIT, (s+1)·K_SPLIT). Grid:
+    (tiles, SPLIT_K, 1).
+    * Without sem_ptr (never GATED: the plan runs the partials over all 2N columns) it writes
+      the f32 partial to y_ptr[s, M, N]; `splitk_reduce_kernel` finishes in a second launch.
+    * With sem_ptr (the split-K reduce in the kernel): the partial goes to p_ptr[s, M, P] (P =
+      2N when GATED: gate, then up), then the program counts itself in at its tile's semaphore
+      (i32, acquire-release at GPU scope); the last of the SPLIT_K programs to arrive sums the
+      partials in split order (the order `splitk_reduce_kernel` sums in, whichever program
+      arrives last), applies the epilogue, writes Y and sets the semaphore back to 0. The
+      semaphores are zero before the first launch and after every launch (a persistent buffer:
+      no fill per call).
     """
     pid = tl.program_id(0)
     pid_k = tl.program_id(1)
@@ -224,27 +232,60 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
         if GATED:
             acc_up = acc_up * scale[:, None]
     if SPLIT_K == 1:
-        if b_ptr is not None:
-            if GATED:
-                acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
-                if BIAS_PARTS == 2:
-                    acc_up += tl.load(b1_ptr + offs_wn)[None, :].to(tl.float32)
-                else:
-                    acc_up += tl.load(b_ptr + N + offs_wn)[None, :].to(tl.float32)
-            elif BIAS_PARTS == 1:
-                acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
-            else:
-                b_base = select_part(n_start, b_ptr, b1_ptr, b2_ptr, N0, N1, BIAS_PARTS)
-                acc += tl.load(b_base + cols)[None, :].to(tl.float32)
-        if GATED:
-            acc = apply_activation(acc, 4) * acc_up
-        else:
-            acc = apply_activation(acc, ACT)
-        if r_ptr is not None:
-            acc += tl.load(r_ptr + y_offs, mask=y_mask, other=0.0).to(tl.float32)
-        tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
-    else:
+        linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask,
+                        offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1)
+    elif sem_ptr is None:
         tl.store(y_ptr + pid_k * (M * N) + y_offs, acc, mask=y_mask)
+    else:
+        P_COLS: tl.constexpr = N * 2 if GATED else N
+        p_offs = offs_m[:, None] * P_COLS + offs_n[None, :]
+        tl.store(p_ptr + pid_k * (M * P_COLS) + p_offs, acc, mask=y_mask)
+        if GATED:
+            tl.store(p_ptr + pid_k * (M * P_COLS) + p_offs + N, acc_up, mask=y_mask)
+        # Every thread's partial is stored before one thread counts the program in (release);
+        # the last program's loads follow its acquire, and skip L1 (not coherent across SMs).
+        tl.debug_barrier()
+        arrived = tl.atomic_add(sem_ptr + pid, 1, sem="acq_rel", scope="gpu")
+        if arrived == SPLIT_K - 1:
+            acc = tl.load(p_ptr + p_offs, mask=y_mask, other=0.0, cache_modifier=".cg")
+            for s in tl.static_range(1, SPLIT_K):
+                acc += tl.load(p_ptr + s * (M * P_COLS) + p_offs, mask=y_mask, other=0.0,
+                               cache_modifier=".cg")
+            if GATED:
+                acc_up = tl.load(p_ptr + p_offs + N, mask=y_mask, other=0.0,
+                                 cache_modifier=".cg")
+                for s in tl.static_range(1, SPLIT_K):
+                    acc_up += tl.load(p_ptr + s * (M * P_COLS) + p_offs + N, mask=y_mask,
+                                      other=0.0, cache_modifier=".cg")
+            linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask,
+                            offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1)
+            tl.atomic_xchg(sem_ptr + pid, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask, offs_wn,
+                    n_start, cols, N: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
+                    BIAS_PARTS: tl.constexpr, N0: tl.constexpr, N1: tl.constexpr):
+    """Y = act(acc + b) or silu(acc + b_gate) · (acc_up + b_up), [+ residual], in Y's dtype."""
+    if b_ptr is not None:
+        if GATED:
+            acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
+            if BIAS_PARTS == 2:
+                acc_up += tl.load(b1_ptr + offs_wn)[None, :].to(tl.float32)
+            else:
+                acc_up += tl.load(b_ptr + N + offs_wn)[None, :].to(tl.float32)
+        elif BIAS_PARTS == 1:
+            acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
+        else:
+            b_base = select_part(n_start, b_ptr, b1_ptr, b2_ptr, N0, N1, BIAS_PARTS)
+            acc += tl.load(b_base + cols)[None, :].to(tl.float32)
+    if GATED:
+        acc = apply_activation(acc, 4) * acc_up
+    else:
+        acc = apply_activation(acc, ACT)
+    if r_ptr is not None:
+        acc += tl.load(r_ptr + y_offs, mask=y_mask, other=0.0).to(tl.float32)
+    tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
 @triton.jit
