@@ -10,8 +10,8 @@ time / best time over its shapes. Also writes $OUT/autotune.json with every timi
 
 Decode GEMMs (M <= 16) read weights that a real decode step has not got in L2 (GPT-2's 250 MB
 pass through a 50 MB L2 once per token); `--cold` times them over distinct copies of the
-operands, 3x the L2 in all, in turn (and each split-K candidate's partials alone, to tell
-what its reduce launch costs):
+operands, 3x the L2 in all, in turn (and each split-K candidate also with its reduce in a
+second launch, the form before the reduce moved into the GEMM):
 
     python3 -m bench.gpu.autotune_kernels --only linear --max-m 8 --cold \
         --merge python/kiln/kernels/table.json
@@ -114,16 +114,21 @@ def jobs():
     return out
 
 
-def time_cold(spec, inputs) -> tuple[float, float | None]:
-    """(µs of the plan, µs of its first launch alone when it has more) with cold operands."""
+def time_cold(spec, inputs) -> float:
+    """µs of one run of the plan with its operands out of L2 (kernel_common.time_us_cold)."""
     per_set = sum(t.numel() * t.element_size() for t in inputs)
     copies = max(2, min(400, math.ceil(3 * common.l2_bytes() / per_set)))
     sets = [execute.allocate(spec, [t.clone() for t in inputs]) for _ in range(copies)]
-    whole = common.time_us_cold([execute.launcher(spec, b, "aot") for b in sets])
-    if len(spec.launches) == 1:
-        return whole, None
-    first = dataclasses.replace(spec, launches=spec.launches[:1])
-    return whole, common.time_us_cold([execute.launcher(first, b, "aot") for b in sets])
+    return common.time_us_cold([execute.launcher(spec, b, "aot") for b in sets])
+
+
+def two_launch_spec(builder: str, args: dict, config):
+    """The split-K candidate with its reduce in a second launch (the form before the reduce
+    moved into the GEMM), or None for a candidate without split-K."""
+    if builder != "linear":
+        return None
+    spec = linear_spec(**args, config=config, reduce_in_kernel=False)
+    return spec if len(spec.launches) > 1 else None
 
 
 def build(builder: str, args: dict, config):
@@ -149,12 +154,14 @@ def main() -> int:
     for key, label, builder, args, cands in work:
         for config in cands:
             specs.extend(build(builder, args, config).launches)
+            two = two_launch_spec(builder, args, config) if options.cold else None
+            specs.extend(two.launches if two is not None else ())
     errors = common.precompile(specs)
     info = common.machine()
     print("#", info, flush=True)
 
     timings = defaultdict(lambda: defaultdict(dict))  # key → candidate label → shape → µs
-    without_reduce = defaultdict(lambda: defaultdict(dict))  # same, split-K partials alone
+    two_launches = defaultdict(lambda: defaultdict(dict))  # same, split-K reduce launched
     chosen_config = {}
     for key, label, builder, args, cands in work:
         if deadline.left() < 15:
@@ -177,9 +184,10 @@ def main() -> int:
                 continue
             try:
                 if options.cold and builder == "linear" and args["m"] <= 16:
-                    timings[key][name][label], partials = time_cold(spec, inputs)
-                    if partials is not None:  # the split-K partials without their reduce
-                        without_reduce[key][name][label] = partials
+                    timings[key][name][label] = time_cold(spec, inputs)
+                    two = two_launch_spec(builder, args, config)
+                    if two is not None:  # the same split-K with a reduce launch
+                        two_launches[key][name][label] = time_cold(two, inputs)
                 else:
                     buffers = execute.allocate(spec, inputs)
                     run = execute.launcher(spec, buffers, "aot")
@@ -223,7 +231,7 @@ def main() -> int:
     table["method"] = method
     common.write_json("table.json", table)
     common.write_json("autotune.json", {"machine": info, "timings": timings,
-                                        "splitk_partials_alone": without_reduce,
+                                        "splitk_reduce_launched": two_launches,
                                         "cold": options.cold, "compile_errors": errors})
     return 0
 
