@@ -26,6 +26,10 @@
 #   phase forward: single calls of three suite cells ($SUITE_ARTIFACTS) on IREE's CUDA device,
 #                 with the caching allocator (KILN_CUDA_ALLOCATORS=caching: results reach torch
 #                 as copies), and again; reduce-overhead as the peer.
+#   phase reduce: the kernels' selfcheck on the GPU (the split-K reduce in the GEMM included),
+#                 then batch 1 / prompt 128: artifacts whose split-K GEMMs reduce in the same
+#                 launch ($ARTIFACTS) against the same commit's parent with a reduce launch
+#                 ($BASELINE), alternating, two rounds; one profile; eager and static-compile.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -77,6 +81,16 @@ elif [ "$phase" = peers ]; then  # today's default against the peers, same machi
     run 1 128 kernels kiln
     run 1 128 kernels eager,static-compile
     run 1 128 kernels kiln
+elif [ "$phase" = reduce ]; then  # split-K reduced in the GEMM ($ARTIFACTS) vs launched
+    timeout 150 python3 -m kiln.kernels.selfcheck --device cuda --mode aot > "$out/selfcheck.jsonl"
+    echo "selfcheck rc=$? cases $(wc -l < "$out/selfcheck.jsonl") failed $(grep -c '"ok": false' "$out/selfcheck.jsonl")"
+    elapsed selfcheck
+    for round in 1 2; do
+        artifacts=$BASELINE run 1 128 kernels kiln
+        run 1 128 kernels kiln
+    done
+    run 1 128 kernels kiln --profile
+    run 1 128 kernels eager,static-compile
 elif [ "$phase" = forward ]; then  # single calls: IREE's device vs the caching allocator
     suite() {  # systems, results file
         timeout 250 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \
