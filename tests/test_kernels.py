@@ -55,8 +55,11 @@ def check_plan(plan, n_inputs: int, out_shape, out_dtype) -> None:
             elif arg.startswith("sem"):
                 assert param.role == "semaphore" and param.dtype == "i32"
                 assert semaphores[arg] == (param.shape, param.dtype)
-                # one counter per output tile (grid x), each counted to by every split (y)
-                assert param.shape == (kernel.grid[0],) and kernel.grid[1] > 1
+                # one counter per output tile, each counted to by every split: GEMM tiles
+                # along grid x and splits along y; decode attention splits along x
+                x, y = kernel.grid[:2]
+                assert (param.shape, y > 1) == ((x,), True) if launch.kernel.entry.startswith(
+                    "linear") else (param.shape, x > 1) == ((y,), True)
             else:
                 assert arg == "out" and param.role == "output"
                 assert (param.shape, param.dtype) == (tuple(out_shape), out_dtype)
@@ -102,10 +105,12 @@ def test_attention_plans():
                                   mask_shape=(1, 1, 1, 4096), mask_kind="additive",
                                   mask_dtype="f32")
     check_plan(plan, 4, (1, 16, 1, 64), "f16")
-    assert len(plan.launches) == 2
+    assert len(plan.launches) == 1  # the last split of each kv head to arrive merges
     assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
     splits = plan.temps[0][1][2]
     assert plan.launches[0].kernel.grid == (splits, 4, 1) and splits > 1
+    assert plan.semaphores == (("sem0", (4,), "i32"),)
+    assert plan.launches[0].args[-6:] == ("tmp0", "tmp1", "out", "sem0", "scratch", "scratch")
     # a short decode needs one launch
     plan = kernels.attention_plan(1, 4, 4, 1, 16, 64, "f16", 0.125, False)
     check_plan(plan, 3, (1, 4, 1, 64), "f16")

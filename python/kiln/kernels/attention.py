@@ -172,7 +172,8 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                    scale: float, causal: bool, mask_shape=None, mask_kind: Optional[str] = None,
                    mask_dtype: Optional[str] = None, config=None,
                    arch: str = DEFAULT_ARCH, buffers=None, q_view=None, k_view=None,
-                   v_view=None, rope=None, out_layout: str = "bhsd", new_kv=None) -> PlanSpec:
+                   v_view=None, rope=None, out_layout: str = "bhsd", new_kv=None,
+                   merge_in_kernel: bool = True) -> PlanSpec:
     causal = bool(causal) if isinstance(causal, (bool, int)) else causal
     _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
     arch = kernel_arch(arch)
@@ -264,7 +265,7 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                              **(new_views or dict(KN_OFF=0, KN_SB=0, KN_SH=0, VN_OFF=0,
                                                   VN_SB=0, VN_SH=0)))
         plan = _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
-                       decode_common, tag, out, config, arch)
+                       decode_common, tag, out, config, arch, merge_in_kernel)
         return replace(plan, written=written)
 
     source = "given"
@@ -287,7 +288,7 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
 
 
 def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, common,
-            tag, out, config, arch) -> PlanSpec:
+            tag, out, config, arch, merge_in_kernel: bool = True) -> PlanSpec:
     keys = 1 if causal else sk  # top-left causal: the single query sees key 0 only
     source = "given"
     if config is None:
@@ -298,19 +299,34 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
     group = hq // hkv
     constants = dict(common, MS_B=strides[0], MS_H=strides[1], MS_K=strides[3], KEYS=keys,
                      NUM_SPLITS=splits, CHUNK=chunk, BLOCK_G=pow2(group),
-                     BLOCK_N=config.block_n)
+                     BLOCK_N=config.block_n, BLOCK_S=pow2(splits, 2), o_ptr=None,
+                     sem_ptr=None)
     label = (f"attention_decode_{dtype}_b{b}h{hq}kv{hkv}k{sk}d{d}"
              f"{'_causal' if causal else ''}{tag}_{config.label()}_s{splits}")
     grid = (splits, b * hkv, 1)
     if splits == 1:
         launch = LaunchSpec(
             "triton_attention", "attention_decode_kernel",
-            _constexprs(dict(constants, plse_ptr=None)),
+            _constexprs(dict(constants, plse_ptr=None)),  # o_ptr, sem_ptr: None
             tuple(pointers) + (KernelParam("po_ptr", out[0], dtype, "output"),),
             tuple(args) + ("out",), grid, config.num_warps, config.num_stages, label, arch)
         return PlanSpec((launch,), (), tuple(inputs), out, config, source)
     partial_shape, lse_shape = (b, hq, splits, d), (b, hq, splits)
     temps = (("tmp0", partial_shape, "f32"), ("tmp1", lse_shape, "f32"))
+    partials = (KernelParam("po_ptr", partial_shape, "f32", "temp"),
+                KernelParam("plse_ptr", lse_shape, "f32", "temp"))
+    if merge_in_kernel:  # the last split of each (b, kv head) to arrive merges
+        semaphores = (("sem0", (b * hkv,), "i32"),)
+        constants = {k: v for k, v in constants.items() if k not in ("o_ptr", "sem_ptr")}
+        launch = LaunchSpec(
+            "triton_attention", "attention_decode_kernel", _constexprs(constants),
+            tuple(pointers) + partials + (KernelParam("o_ptr", out[0], dtype, "output"),
+                                          KernelParam("sem_ptr", semaphores[0][1], "i32",
+                                                      "semaphore")),
+            tuple(args) + ("tmp0", "tmp1", "out", "sem0"), grid, config.num_warps,
+            config.num_stages, label + "_merged", arch)
+        return PlanSpec((launch,), temps, tuple(inputs), out, config, source,
+                        semaphores=semaphores)
     partial = LaunchSpec(
         "triton_attention", "attention_decode_kernel", _constexprs(constants),
         tuple(pointers) + (KernelParam("po_ptr", partial_shape, "f32", "temp"),

@@ -180,15 +180,18 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
     out = buffers["out"]
     error = reference.relative_error(out, ref)
     if spec.semaphores:
-        # The split-K reduce in the kernel: every semaphore back at zero, a second run on the
-        # same buffers gives the same bits, and the two-launch reduce agrees.
+        # Splits reduced (GEMM) or merged (decode attention) in the kernel: every semaphore
+        # back at zero, a second run on the same buffers gives the same bits (a decode's cache
+        # write is the same row again), and the form with a second launch agrees.
         first = out.clone()
         run()
         if any(bool(buffers[name].any()) for name, _, _ in spec.semaphores) or \
                 not torch.equal(first, out):
             error = float("inf")
-        two = execute.run_spec(linear_spec(**args, reduce_in_kernel=False), inputs, mode=mode)
-        error = max(error, reference.relative_error(out, two.double()))
+        two = linear_spec(**args, reduce_in_kernel=False) if op == "linear" else \
+            attention_spec(**args, merge_in_kernel=False)
+        error = max(error, reference.relative_error(out, execute.run_spec(
+            two, inputs, mode=mode).double()))
     if op == "attention" and args.get("new_kv"):
         # The caches are updated in place: the written rows as rounded from f64, every other
         # slot bit for bit (a write at the wrong slot or head, or a missing one, fails).

@@ -185,7 +185,7 @@ def load_head_rows(base, heads, H_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.cons
 
 @triton.jit
 def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_ptr, vn_ptr,
-                            pos_ptr, po_ptr, plse_ptr,
+                            pos_ptr, po_ptr, plse_ptr, o_ptr, sem_ptr,
                             B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
                             SK: tl.constexpr, D: tl.constexpr,
                             QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
@@ -201,15 +201,20 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
                             VN_OFF: tl.constexpr, VN_SB: tl.constexpr, VN_SH: tl.constexpr,
                             KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
                             BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
-                            BLOCK_D: tl.constexpr):
+                            BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr):
     """Split-KV decode (one query per head); grid (NUM_SPLITS, B·HKV, 1).
 
     Program (s, b·HKV + hk) attends the HQ/HKV query heads of kv head hk (rows of one tile) to
     keys [s·CHUNK, min((s+1)·CHUNK, KEYS)); KEYS is SK, or 1 under a causal mask (query 0
     sees key 0 only). NUM_SPLITS == 1: writes the output through O_SB, O_SH (po_ptr, q's dtype;
     plse_ptr unused, None). Otherwise the normalized f32 partial to po[b, h, s, :] and its
-    base-2 log-sum-exp (-inf when every key was masked) to plse[b, h, s];
-    `attention_decode_reduce_kernel` merges. The query's rotary position is row 0 of its table.
+    base-2 log-sum-exp (-inf when every key was masked) to plse[b, h, s]; then either
+    `attention_decode_reduce_kernel` merges in a second launch (sem_ptr None), or the splits
+    merge in this launch: each program counts itself in at the semaphore of its (b, kv head)
+    (i32, acquire-release at GPU scope, after a barrier), and the last of the NUM_SPLITS to
+    arrive merges the group's partials in split order, writes the output through o_ptr and
+    sets the semaphore back to 0 (zero before and after every launch: a persistent buffer).
+    The query's rotary position is row 0 of its table.
 
     WRITE_KV (the decode step of a KV cache, in place): k_ptr / v_ptr are the caches
     [B, HKV, SK, D] and the new key/value rows are read at kn_ptr + KN_OFF + b·KN_SB + h·KN_SH
@@ -296,6 +301,42 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
                  mask=g_ok[:, None] & d_ok[None, :])
         lse = tl.where(l_i == 0.0, float("-inf"), m_i + tl.math.log2(l_i))
         tl.store(plse_ptr + row, lse, mask=g_ok)
+        if sem_ptr is not None:
+            # Every thread's partial is stored before one thread counts the program in
+            # (release); the last program reads the others' after its acquire, past L1.
+            tl.debug_barrier()
+            arrived = tl.atomic_add(sem_ptr + bk, 1, sem="acq_rel", scope="gpu")
+            if arrived == NUM_SPLITS - 1:
+                merge_splits(po_ptr, plse_ptr, o_ptr, b * HQ + heads_out, g_ok, offs_d, d_ok,
+                             b * O_SB + heads_out[:, None] * O_SH, D, NUM_SPLITS, BLOCK_S,
+                             BLOCK_G, BLOCK_D)
+                tl.atomic_xchg(sem_ptr + bk, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def merge_splits(po_ptr, plse_ptr, o_ptr, rows, r_ok, offs_d, d_ok, o_offs, D: tl.constexpr,
+                 NUM_SPLITS: tl.constexpr, BLOCK_S: tl.constexpr, BLOCK_R: tl.constexpr,
+                 BLOCK_D: tl.constexpr):
+    """The output rows `rows` (b·HQ + h) from their NUM_SPLITS partials (weights 2^(lse - max),
+    a split whose keys were all masked weighs 0), written at o_ptr + o_offs [rows, D]."""
+    offs_s = tl.arange(0, BLOCK_S)
+    s_ok = offs_s < NUM_SPLITS
+    lse = tl.load(plse_ptr + rows[:, None] * NUM_SPLITS + offs_s[None, :],
+                  mask=r_ok[:, None] & s_ok[None, :], other=float("-inf"),
+                  cache_modifier=".cg")
+    top = tl.max(lse, 1)
+    top = tl.where(top == float("-inf"), 0.0, top)
+    total = tl.sum(tl.math.exp2(lse - top[:, None]), 1)
+    out = tl.zeros((BLOCK_R, BLOCK_D), tl.float32)
+    for s in tl.static_range(NUM_SPLITS):
+        lse_s = tl.load(plse_ptr + rows * NUM_SPLITS + s, mask=r_ok, other=float("-inf"),
+                        cache_modifier=".cg")
+        part = tl.load(po_ptr + (rows * NUM_SPLITS + s)[:, None] * D + offs_d[None, :],
+                       mask=r_ok[:, None] & d_ok[None, :], other=0.0, cache_modifier=".cg")
+        out += part * tl.math.exp2(lse_s - top)[:, None]
+    out = out / tl.where(total == 0.0, 1.0, total)[:, None]
+    tl.store(o_ptr + o_offs + offs_d[None, :], out.to(o_ptr.dtype.element_ty),
+             mask=r_ok[:, None] & d_ok[None, :])
 
 
 @triton.jit
