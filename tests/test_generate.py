@@ -497,6 +497,23 @@ def test_select_decode_writes_match_transformers():
     assert padded.tolist() == reference(model, ids, mask, max_new_tokens=12).tolist()
 
 
+def test_greedy_token_in_chunks_keeps_argmax_ties():
+    """The greedy token is reduced per 1024-wide chunk, then over the chunks: the first maximum
+    wins across chunks and inside one, -inf padding never wins, an all -inf row gives 0."""
+    from kiln.kv_cache import GREEDY_CHUNK, first_max_index
+
+    logits = torch.randn(6, 3 * GREEDY_CHUNK + 5).half()
+    top = logits.max() + 1
+    logits[0, 7] = logits[0, 2 * GREEDY_CHUNK + 1] = top          # tie across chunks
+    logits[1, GREEDY_CHUNK + 3] = logits[1, GREEDY_CHUNK + 900] = top  # tie inside a chunk
+    logits[2, -1] = top                                           # in the last, padded chunk
+    logits[3] = float("-inf")
+    logits[4, GREEDY_CHUNK - 1] = logits[4, GREEDY_CHUNK] = top   # either side of a boundary
+    assert torch.equal(first_max_index(logits), logits.argmax(-1))
+    assert first_max_index(logits).tolist()[:5] == [7, GREEDY_CHUNK + 3, 3 * GREEDY_CHUNK + 4,
+                                                    0, GREEDY_CHUNK - 1]
+
+
 @pytest.mark.parametrize("shape", [(3, 50257), (2, 96), (8, 32000)])
 def test_greedy_token_compiles_for_cuda(shape):
     """IREE 3.13's CUDA backend aborted ("SmallVector unable to grow") on aten.argmax over

@@ -199,6 +199,10 @@ class DecoderStep(nn.Module):
 
 
 GREEDY_WIDTH_MULTIPLE = 128
+# Logits per chunk of the greedy token's first reduction: one workgroup each, so a 50k-wide row
+# spreads over ~50 of them (one workgroup for the whole row took 33 µs of GPT-2's 0.63 ms decode
+# step on an H100, docs/decisions.md).
+GREEDY_CHUNK = 1024
 
 
 def first_max_index(logits):
@@ -209,19 +213,31 @@ def first_max_index(logits):
     (exact below 2^24): an int64 `amin` "failed to distribute" on CUDA at [2, 96] and
     [8, 32000] logits (tests/test_generate.py pins the shapes), and on an H100 the int32 `amin`
     returned -1 for 256- and 32,000-wide vocabularies (bench/gpu/greedy_check.py), while float
-    reductions are the ones every softmax and norm already runs."""
+    reductions are the ones every softmax and norm already runs.
+
+    Rows wider than GREEDY_CHUNK are reduced in two steps: the maximum and its first index in
+    each chunk (in parallel over the chunks), then the first chunk holding the row's maximum."""
     import torch
 
     vocab = logits.shape[-1]
     if vocab > 2 ** 24:
         raise ValueError(f"greedy token: a vocabulary of {vocab} entries is over 2^24, where "
                          f"float32 indices stop being exact")
-    # Widths that are not a multiple of 128 are padded with -inf (never the first maximum):
-    # on an H100 the reduction over GPT-2's 50,257 logits took 3.0 ms per step in IREE's CUDA
-    # code, over Llama's 32,000 0.024 ms (bench/generate.py --profile).
-    padding = -vocab % GREEDY_WIDTH_MULTIPLE
+    # Widths are padded with -inf (never the first maximum) to whole chunks, and at most to a
+    # multiple of 128: on an H100 the reduction over GPT-2's 50,257 logits took 3.0 ms per step
+    # in IREE's CUDA code, over Llama's 32,000 0.024 ms (bench/generate.py --profile).
+    chunk = min(GREEDY_CHUNK, vocab + -vocab % GREEDY_WIDTH_MULTIPLE)
+    padding = -vocab % chunk
     if padding:
         logits = torch.nn.functional.pad(logits, (0, padding), value=float("-inf"))
-    best = logits.amax(-1, keepdim=True)
-    index = torch.arange(vocab + padding, device=logits.device, dtype=torch.float32)
-    return torch.where(logits == best, index, float(vocab + padding)).amin(-1).long()
+    chunks = (vocab + padding) // chunk
+    pieces = logits.reshape(*logits.shape[:-1], chunks, chunk)
+    chunk_best = pieces.amax(-1)
+    index = torch.arange(chunk, device=logits.device, dtype=torch.float32)
+    chunk_first = torch.where(pieces == chunk_best.unsqueeze(-1), index, float(chunk)).amin(-1)
+    if chunks == 1:
+        return chunk_first.squeeze(-1).long()
+    best = chunk_best.amax(-1, keepdim=True)
+    starts = torch.arange(chunks, device=logits.device, dtype=torch.float32) * chunk
+    return torch.where(chunk_best == best, chunk_first + starts,
+                       float(vocab + padding)).amin(-1).long()
