@@ -26,10 +26,11 @@
 #   phase forward: single calls of three suite cells ($SUITE_ARTIFACTS) on IREE's CUDA device,
 #                 with the caching allocator (KILN_CUDA_ALLOCATORS=caching: results reach torch
 #                 as copies), and again; reduce-overhead as the peer.
-#   phase reduce: the kernels' selfcheck on the GPU (the split-K reduce in the GEMM included),
-#                 then batch 1 / prompt 128: artifacts whose split-K GEMMs reduce in the same
-#                 launch ($ARTIFACTS) against the same commit's parent with a reduce launch
-#                 ($BASELINE), alternating, two rounds; one profile; eager and static-compile.
+#   phase reduce: the kernels' selfcheck on the GPU (split-K reduce and split-KV merge in the
+#                 kernel included), the greedy token's artifacts ($GREEDY, greedy_check), then
+#                 batch 1 / prompt 128: $BASELINE (split-K reduce launched), $SPLITK (reduced in
+#                 the GEMM) and $ARTIFACTS (also the greedy token in chunks), in turn, two
+#                 rounds; one profile; eager and static-compile.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -85,8 +86,10 @@ elif [ "$phase" = reduce ]; then  # split-K reduced in the GEMM ($ARTIFACTS) vs 
     timeout 150 python3 -m kiln.kernels.selfcheck --device cuda --mode aot > "$out/selfcheck.jsonl"
     echo "selfcheck rc=$? cases $(wc -l < "$out/selfcheck.jsonl") failed $(grep -c '"ok": false' "$out/selfcheck.jsonl")"
     elapsed selfcheck
+    [ -n "$GREEDY" ] && timeout 60 python3 -m bench.gpu.greedy_check check --artifacts "$GREEDY" | tail -3
     for round in 1 2; do
         artifacts=$BASELINE run 1 128 kernels kiln
+        [ -n "$SPLITK" ] && artifacts=$SPLITK run 1 128 kernels kiln
         run 1 128 kernels kiln
     done
     run 1 128 kernels kiln --profile
