@@ -534,9 +534,12 @@ def main(argv=None) -> int:
                    "device": args.device, "dtype": args.dtype,
                    "tokens": outputs[system.name][:, args.prompt:].tolist(),
                    "profile": profiles.get(system.name)}
+            if isinstance(system, KilnSystem) and args.kiln_artifacts:
+                row["kiln_artifacts"] = args.kiln_artifacts
             results.append(row)
             print(f"{name:6s} b{args.batch} p{args.prompt} {system.name:15s} "
-                  f"TTFT {ttft:9.1f} ms  decode {tps:8.2f} tok/s  same-as-eager {same}",
+                  f"TTFT {ttft:9.1f} ms  decode {tps:8.2f} tok/s  same-as-eager {same}"
+                  f"{'  ' + row['kiln_artifacts'] if 'kiln_artifacts' in row else ''}",
                   flush=True)
     if args.out:
         path = Path(args.out)
