@@ -25,8 +25,10 @@ OLD_TORCH_DTYPE_CODE = {"ui8": 0, "si8": 1, "si16": 2, "si32": 3, "si64": 4, "f1
 OLD_FLOAT_DTYPES = ("f16", "bf16", "f32", "f64")
 OLD_BUILTIN_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "f64": "f64", "si64": "i64",
                        "si32": "i32", "si16": "i16", "si8": "i8", "ui8": "i8", "i1": "i1"}
-# + i64 since the decode attention kernel reads its KV cache slot (an int64 [1] input)
-OLD_MLIR_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "i8": "i8", "i64": "i64"}
+# + i64 since the decode attention kernel reads its KV cache slot (an int64 [1] input), + i32
+# since split kernels count their arrivals at int32 semaphores
+OLD_MLIR_ELEMENT = {"f16": "f16", "bf16": "bf16", "f32": "f32", "i8": "i8", "i32": "i32",
+                    "i64": "i64"}
 OLD_INPUT_DTYPES = {"f16": np.float16, "f32": np.float32, "f64": np.float64, "i1": np.bool_,
                     "i8": np.int8, "i16": np.int16, "i32": np.int32, "i64": np.int64,
                     "si64": np.int64, "si32": np.int32, "ui8": np.uint8, "bf16": "bfloat16"}
@@ -34,7 +36,7 @@ OLD_NUMPY_DTYPES = {"f16": "float16", "f32": "float32", "f64": "float64", "i1": 
                     "si64": "int64", "si32": "int32", "si16": "int16", "si8": "int8",
                     "ui8": "uint8"}
 OLD_KERNEL_TORCH_DTYPES = {"f16": torch.float16, "bf16": torch.bfloat16, "f32": torch.float32,
-                           "i8": torch.int8, "i64": torch.int64}
+                           "i8": torch.int8, "i32": torch.int32, "i64": torch.int64}
 
 
 def test_derived_maps_keep_their_old_entries():
