@@ -46,6 +46,7 @@ class Launch:
 class Plan:
     launches: tuple
     temps: tuple = ()
+    semaphores: tuple = ()
 
 
 SCRATCH = (Param("g", (16,), "i8", "scratch"), Param("p", (16,), "i8", "scratch"))
@@ -159,6 +160,54 @@ def test_chained_launches_thread_their_temporaries(plans):
     assert re.search(r"%r1 = flow\.dispatch @\w+::@reduce_kernel\(%r0#0, %r0#1, %scratch1_0, "
                      r"%scratch1_1\) : .* -> tensor<1x64xf16>", text), \
         "the reduce reads the temporaries and writes only out"
+
+
+def split_k_plan():
+    """One launch that reduces its splits itself: partials in a temporary, arrival counters in
+    a semaphore buffer (kiln.kernels.linear with reduce_in_kernel=True)."""
+    kernel = Kernel("gemm_split", "gemm_split_kernel", fake_ptx("gemm_split_kernel", 7), 4, 0,
+                    (2, 4, 1),
+                    (Param("x", (1, 256), "f16", "input"), Param("w", (64, 256), "f16", "input"),
+                     Param("y", (1, 64), "f16", "output"), Param("p", (4, 1, 64), "f32", "temp"),
+                     Param("s", (2,), "i32", "semaphore")) + SCRATCH)
+    return Plan((Launch(kernel, ("in0", "in1", "out", "tmp0", "sem0", "scratch", "scratch")),),
+                (("tmp0", (4, 1, 64), "f32"),), (("sem0", (2,), "i32"),))
+
+
+def test_semaphores_are_module_globals_updated_in_place(plans):
+    """A plan's semaphores start at zero once (a module global), are updated by the dispatch in
+    place (a tied result) and stored back: no fill and no copy per call, in IREE's stream IR."""
+    from kiln.bindings import iree_compiler
+
+    spec = encode_spec("linear", dict(m=1, n=64, k=256))
+    plans[spec] = split_k_plan()
+    declaration = (f'  func.func private @kiln_kernel_0(tensor<1x256xf16>, tensor<64x256xf16>) '
+                   f'-> tensor<1x64xf16> attributes {{kiln.kernel = "{spec}"}}')
+    body = """  func.func @main(%x: tensor<1x256xf16>, %w: tensor<64x256xf16>) -> tensor<1x64xf16> {
+    %a = func.call @kiln_kernel_0(%x, %w) : (tensor<1x256xf16>, tensor<64x256xf16>) -> tensor<1x64xf16>
+    %b = func.call @kiln_kernel_0(%x, %w) : (tensor<1x256xf16>, tensor<64x256xf16>) -> tensor<1x64xf16>
+    %c = arith.addf %a, %b : tensor<1x64xf16>
+    return %c : tensor<1x64xf16>
+  }"""
+    text = render_kernel_calls(module_with(declaration, body))
+    assert text.count("util.global private mutable @kiln_kernel_0_sem0 = dense<0> : "
+                      "tensor<2xi32>") == 1
+    assert "%sem0 = util.global.load @kiln_kernel_0_sem0 : tensor<2xi32>" in text
+    assert re.search(r"%r0:3 = flow\.dispatch @\w+::@gemm_split_kernel\(%in0, %in1, %sem0, "
+                     r"%scratch0_0, %scratch0_1\) : .* -> \(tensor<1x64xf16>, "
+                     r"tensor<4x1x64xf32>, %sem0\)", text), "the semaphore is a tied result"
+    assert "util.global.store %r0#2, @kiln_kernel_0_sem0 : tensor<2xi32>" in text
+    stream = iree_compiler().compile_str(text, extra_args=[
+        "--iree-hal-target-device=cuda", "--iree-cuda-target=sm_80", "--compile-to=stream"])
+    stream = stream.decode() if isinstance(stream, bytes) else stream
+    assert "@kiln_kernel_0_sem0 : !stream.resource<variable>" in stream
+    initializer, main = stream.split("util.func public @main", 1)
+    # zeroed once when the module loads; in the call no fill of it, and no copy of anything
+    # (the fills left in the call are the kernels' 16- and 32-byte scratch constants)
+    assert re.search(r"stream\.cmd\.fill .* -> !stream\.resource<variable>", initializer)
+    assert not re.search(r"fill .* -> !stream\.resource<variable>", main)
+    assert "stream.async.copy" not in stream and "stream.async.clone" not in stream
+    assert "stream.cmd.copy" not in main
 
 
 def test_rendered_kernels_compile_for_cuda_without_a_gpu(plans):

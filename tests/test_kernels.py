@@ -17,7 +17,7 @@ from kiln.kernels import configs
 from kiln.kernels.attention import attention_spec
 from kiln.kernels.configs import DecodeConfig, GemmConfig, PrefillConfig
 from kiln.kernels.linear import linear_spec
-from kiln.kernels.plan import ptx_entry_params
+from kiln.kernels.plan import compile_plan, ptx_entry_params
 
 REPO = Path(__file__).resolve().parents[1]
 MLIR_SYMBOL = re.compile(r"^[A-Za-z_][A-Za-z0-9_$.]*$")
@@ -79,9 +79,16 @@ def test_linear_plans():
     assert [p.name for p in plan.launches[0].kernel.params] == [
         "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr", "global_scratch", "profile_scratch"]
     assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out", "scratch", "scratch")
-    # decode-shaped: split-K in one launch, partials in an f32 temporary, the last split of a
-    # tile to arrive (counted at a persistent semaphore) reduces
+    # decode-shaped: split-K in two launches through an f32 temporary
     plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
+    check_plan(plan, 2, (1, 64), "bf16")
+    assert len(plan.launches) == 2 and plan.semaphores == ()
+    (name, shape, dtype), = plan.temps
+    assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
+    assert plan.launches[1].args == ("tmp0", "out", "scratch", "scratch")
+    # or in one: the last split of a tile to arrive (counted at a persistent semaphore) reduces
+    plan = compile_plan(linear_spec(1, 64, 4096, "bf16", "out_in", False, "silu",
+                                    reduce_in_kernel=True))
     check_plan(plan, 2, (1, 64), "bf16")
     assert len(plan.launches) == 1
     (name, shape, dtype), = plan.temps
@@ -105,10 +112,17 @@ def test_attention_plans():
                                   mask_shape=(1, 1, 1, 4096), mask_kind="additive",
                                   mask_dtype="f32")
     check_plan(plan, 4, (1, 16, 1, 64), "f16")
-    assert len(plan.launches) == 1  # the last split of each kv head to arrive merges
+    assert len(plan.launches) == 2
     assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
     splits = plan.temps[0][1][2]
     assert plan.launches[0].kernel.grid == (splits, 4, 1) and splits > 1
+    # or one launch: the last split of each kv head to arrive merges
+    plan = compile_plan(attention_spec(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
+                                       mask_shape=(1, 1, 1, 4096), mask_kind="additive",
+                                       mask_dtype="f32", merge_in_kernel=True))
+    check_plan(plan, 4, (1, 16, 1, 64), "f16")
+    assert len(plan.launches) == 1 and plan.launches[0].kernel.grid == (splits, 4, 1)
+    assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
     assert plan.semaphores == (("sem0", (4,), "i32"),)
     assert plan.launches[0].args[-6:] == ("tmp0", "tmp1", "out", "sem0", "scratch", "scratch")
     # a short decode needs one launch
@@ -137,15 +151,11 @@ def test_fused_layer_plans():
     assert len(plan.launches) == 1 and plan.launches[0].kernel.grid[0] >= 96  # no split-K
     split = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
                                 has_norm_weight=True, has_norm_bias=True)
-    # the table's split-K config, reduced in the same launch
-    assert len(split.launches) == 1 and split.launches[0].kernel.grid[1] > 1
-    assert [t[0] for t in split.temps] == ["tmp0"] and [s[0] for s in split.semaphores] == [
-        "sem0"]
-    two = linear_spec(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
-                      has_norm_weight=True, has_norm_bias=True, reduce_in_kernel=False)
-    assert [launch.function for launch in two.launches] == ["linear_kernel",
-                                                           "splitk_reduce_kernel"]
-    assert two.semaphores == ()
+    assert len(split.launches) == 2  # the table's split-K config: partials + reduce
+    one = linear_spec(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
+                      has_norm_weight=True, has_norm_bias=True, reduce_in_kernel=True)
+    assert len(one.launches) == 1 and one.launches[0].grid[1] > 1  # or reduced in the GEMM
+    assert [t[0] for t in one.temps] == ["tmp0"] and [s[0] for s in one.semaphores] == ["sem0"]
     # merged q/k/v weights and biases read as their parts (no concatenated copy)
     plan = kernels.linear_plan(32, 768, 512, "f16", "out_in", True, "none",
                                weight_parts=(512, 128, 128), bias_parts=(512, 128, 128),

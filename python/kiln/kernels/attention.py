@@ -39,8 +39,8 @@ from typing import Optional
 
 from kiln.kernels import configs
 from kiln.kernels.configs import DecodeConfig, PrefillConfig, cdiv, pow2
-from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
-                               PlanSpec, kernel_arch, replace)
+from kiln.kernels.plan import (DEFAULT_ARCH, SPLITS_REDUCED_IN_KERNEL, KernelParam,
+                               KernelUnsupported, LaunchSpec, PlanSpec, kernel_arch, replace)
 
 DTYPES = ("f16", "bf16")
 MASK_KINDS = {"additive": 1, "bool": 2}
@@ -173,7 +173,7 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                    mask_dtype: Optional[str] = None, config=None,
                    arch: str = DEFAULT_ARCH, buffers=None, q_view=None, k_view=None,
                    v_view=None, rope=None, out_layout: str = "bhsd", new_kv=None,
-                   merge_in_kernel: bool = True) -> PlanSpec:
+                   merge_in_kernel: Optional[bool] = None) -> PlanSpec:
     causal = bool(causal) if isinstance(causal, (bool, int)) else causal
     _check(b, hq, hkv, sq, sk, d, dtype, scale, causal, mask_shape, mask_kind, mask_dtype)
     arch = kernel_arch(arch)
@@ -265,7 +265,8 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                              **(new_views or dict(KN_OFF=0, KN_SB=0, KN_SH=0, VN_OFF=0,
                                                   VN_SB=0, VN_SH=0)))
         plan = _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args,
-                       decode_common, tag, out, config, arch, merge_in_kernel)
+                       decode_common, tag, out, config, arch,
+                       SPLITS_REDUCED_IN_KERNEL if merge_in_kernel is None else merge_in_kernel)
         return replace(plan, written=written)
 
     source = "given"
@@ -288,7 +289,7 @@ def attention_spec(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
 
 
 def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, common,
-            tag, out, config, arch, merge_in_kernel: bool = True) -> PlanSpec:
+            tag, out, config, arch, merge_in_kernel: bool) -> PlanSpec:
     keys = 1 if causal else sk  # top-left causal: the single query sees key 0 only
     source = "given"
     if config is None:

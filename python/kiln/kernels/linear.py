@@ -12,12 +12,13 @@ x's dtype.
 (kiln.kernels.triton_gemm): x is the norm's input, the normalized activations are never
 written. "swiglu": out = silu(x·W_gate + b_gate) · (x·W_up + b_up), two accumulators per tile.
 
-One launch of `linear_kernel`. With split-K (small m·n, long k: decode-shaped GEMMs) each
-program writes its partial products into tmp0 = f32 [split_k, m, n'] and the last program of
-a tile to arrive (counted at the tile's i32 semaphore in sem0, a buffer the plan lists in
-`semaphores`: zero before and after every launch, persistent between calls) sums them and
-applies bias, activation (or the SwiGLU gate) and residual. `reduce_in_kernel=False` keeps
-the earlier form, a second launch (`splitk_reduce_kernel`) for the reduce, for comparisons.
+One launch of `linear_kernel`, or with split-K (small m·n, long k: decode-shaped GEMMs) two:
+the partial products into tmp0 = f32 [split_k, m, n'], then `splitk_reduce_kernel` applies
+bias, activation (or the SwiGLU gate) and residual. `reduce_in_kernel=True` (default:
+plan.SPLITS_REDUCED_IN_KERNEL) reduces in the same launch: the last program of a tile to
+arrive (counted at the tile's i32 semaphore in sem0, a buffer the plan lists in `semaphores`:
+zero before and after every launch, persistent between calls) sums the partials and applies
+the epilogue.
 `split_k=False` never splits: the table's config is refitted to one launch with enough tiles
 for the GPU (configs.without_split_k).
 """
@@ -29,8 +30,9 @@ from typing import Optional
 
 from kiln.kernels import configs
 from kiln.kernels.configs import GemmConfig, cdiv
-from kiln.kernels.plan import (DEFAULT_ARCH, KernelParam, KernelUnsupported, LaunchSpec,
-                               PlanSpec, kernel_arch, shared_memory_limit)
+from kiln.kernels.plan import (DEFAULT_ARCH, SPLITS_REDUCED_IN_KERNEL, KernelParam,
+                               KernelUnsupported, LaunchSpec, PlanSpec, kernel_arch,
+                               shared_memory_limit)
 
 DTYPES = ("f16", "bf16")
 WEIGHT_LAYOUTS = ("out_in", "in_out")
@@ -117,8 +119,10 @@ def linear_spec(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias
                 norm_dtype: Optional[str] = None, split_k: bool = True,
                 weight_parts: Optional[tuple] = None,
                 bias_parts: Optional[tuple] = None,
-                reduce_in_kernel: bool = True) -> PlanSpec:
+                reduce_in_kernel: Optional[bool] = None) -> PlanSpec:
     norm_dtype = norm_dtype or dtype
+    if reduce_in_kernel is None:
+        reduce_in_kernel = SPLITS_REDUCED_IN_KERNEL
     _check(m, n, k, dtype, weight_layout, activation, norm, has_norm_bias, norm_dtype,
            norm_eps)
     arch = kernel_arch(arch)

@@ -46,6 +46,12 @@ _TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8",
 # launch and that every launch leaves zero (split-K arrival counters): persistent, never filled
 # per call (in an artifact, a module global).
 ROLES = ("input", "output", "temp", "scratch", "inout", "semaphore")
+# Whether split kernels (split-K GEMMs, split-KV decode attention) reduce their splits in the
+# same launch by default (the last split to arrive, counted at a semaphore) instead of in a
+# second launch. Off until the kernels' selfcheck has passed on a GPU: the interpreter runs
+# programs one after another, so it checks the arithmetic and the semaphores' reset but not
+# the ordering of concurrent programs (docs/decisions.md, "Splits reduced in the kernel").
+SPLITS_REDUCED_IN_KERNEL = False
 
 
 class KernelUnsupported(Exception):

@@ -153,8 +153,10 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
     from kiln.kernels.attention import attention_spec
     from kiln.kernels.linear import linear_spec
 
+    # Split kernels in the form that reduces in the kernel (whatever the default), compared
+    # with the two-launch form below.
     if op == "linear":
-        spec = linear_spec(**args)
+        spec = linear_spec(**args, reduce_in_kernel=True)
         inputs = reference.random_inputs(spec, None, device, seed)
         if args.get("norm") == "layer":  # a large mean: the statistics must not cancel
             inputs[0] = (inputs[0].float() + 30).to(inputs[0].dtype)
@@ -166,7 +168,7 @@ def check(op: str, args: dict, device: str = "cpu", mode: str = "jit", seed: int
     else:
         args = dict(args)
         position = args.pop("position", None)
-        spec = attention_spec(**args)
+        spec = attention_spec(**args, merge_in_kernel=True)
         inputs = reference.random_inputs(spec, args["mask_kind"], device, seed)
         if position is not None:  # the cache slot of a decode with new_kv
             inputs[-1] = torch.tensor([position], dtype=torch.int64, device=device)
