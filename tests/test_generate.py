@@ -514,6 +514,26 @@ def test_greedy_token_in_chunks_keeps_argmax_ties():
                                                     0, GREEDY_CHUNK - 1]
 
 
+@pytest.mark.parametrize("target, chunk", [("cpu", 1024), ("cuda", None)])
+def test_generators_pick_the_greedy_form_checked_on_their_target(monkeypatch, target, chunk):
+    """CPU generators reduce the greedy token in chunks; CUDA ones keep the one-reduction form
+    checked on an H100 until the chunked one has run there (docs/decisions.md)."""
+    from kiln import kv_cache
+
+    seen = []
+    original = kv_cache.DecoderStep.__init__
+
+    def record(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(self.greedy_chunk)
+        raise RuntimeError("stop after the capture's module")
+
+    monkeypatch.setattr(kv_cache.DecoderStep, "__init__", record)
+    with pytest.raises(RuntimeError, match="stop after"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=16, target=target, cache=False)
+    assert seen == [chunk] and kv_cache.GREEDY_CHUNK == 1024
+
+
 @pytest.mark.parametrize("shape", [(3, 50257), (2, 96), (8, 32000)])
 def test_greedy_token_compiles_for_cuda(shape):
     """IREE 3.13's CUDA backend aborted ("SmallVector unable to grow") on aten.argmax over

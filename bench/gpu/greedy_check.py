@@ -3,7 +3,9 @@
 On an H100 the Llama-style and tiny GPT-2 generators fed -1 to their decode step (the index
 guard stopped them: "index -1 is out of bounds"), while GPT-2 small ran. This compiles the
 token's computation alone at vocabulary widths 256, 32000 and 50257, in the library's form and
-in the earlier int32-index form, and compares each with torch.argmax on the GPU.
+in the earlier int32-index form, and compares each with torch.argmax on the GPU. The library's
+form reduces per 1024-wide chunk, then over the chunks; "row" is its one-reduction form (the
+one CUDA generators use until the chunked form has passed here).
 
     python -m bench.gpu.greedy_check prepare --out .device/greedy     # here (IREE)
     python3 -m bench.gpu.greedy_check check --artifacts .device/greedy  # there
@@ -30,7 +32,8 @@ def int32_index(logits):
 def forms():
     from kiln.kv_cache import first_max_index
 
-    return {"library": first_max_index, "int32": int32_index}
+    return {"library": first_max_index, "row": lambda x: first_max_index(x, None),
+            "int32": int32_index}
 
 
 class Greedy(torch.nn.Module):

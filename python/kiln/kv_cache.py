@@ -91,6 +91,13 @@ class CacheGeometry:
         return cls(keys, values, layers[0].keys.dtype)
 
 
+GREEDY_WIDTH_MULTIPLE = 128
+# Logits per chunk of the greedy token's first reduction: one workgroup each, so a 50k-wide row
+# spreads over ~50 of them (one workgroup for the whole row took 33 µs of GPT-2's 0.63 ms decode
+# step on an H100, docs/decisions.md).
+GREEDY_CHUNK = 1024
+
+
 def _static_layer_class(scatter_decode_writes: bool):
     from transformers.cache_utils import StaticLayer
 
@@ -149,14 +156,16 @@ class DecoderStep(nn.Module):
     `max_seq_len` slots; see the module docstring for the calling convention."""
 
     def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int,
-                 scatter_decode_writes: bool = True):
+                 scatter_decode_writes: bool = True, greedy_chunk: int | None = GREEDY_CHUNK):
         """`scatter_decode_writes`: decode writes its row with `index_copy` (a scatter: touches
         one row; CPU) instead of a select over every slot (IREE reads and writes the whole
         cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way, against 250 MB of
         weights read). The CUDA artifacts use the select: the generator whose decode scattered
         stopped with CUDA_ERROR_ILLEGAL_ADDRESS on an H100 with and without Kiln's kernels
         (bench/gpu/generate_variants.py). With Kiln's kernels the select never runs: the
-        decode attention kernel writes the row in place (docs/decisions.md)."""
+        decode attention kernel writes the row in place (docs/decisions.md).
+        `greedy_chunk`: the greedy token's first reduction per chunk of that many logits, or
+        None for one reduction over the row (`first_max_index`)."""
         super().__init__()
         self.model = model
         self.geometry = geometry
@@ -164,6 +173,7 @@ class DecoderStep(nn.Module):
         self.pass_position_ids = _accepts(model, "position_ids")
         self.keep_last_logits = _accepts(model, "logits_to_keep")
         self._layer_class = _static_layer_class(scatter_decode_writes)
+        self.greedy_chunk = greedy_chunk
 
     def forward(self, input_ids, position_ids, cache_position, attention_mask, *cache):
         from transformers.cache_utils import Cache
@@ -189,7 +199,7 @@ class DecoderStep(nn.Module):
         updated = []
         for layer in layers:
             updated += [layer.keys, layer.values]
-        return (first_max_index(logits), logits, *updated)
+        return (first_max_index(logits, self.greedy_chunk), logits, *updated)
 
     def example_inputs(self, batch_size: int, new_tokens: int) -> tuple:
         zeros = torch.zeros((batch_size, new_tokens), dtype=torch.long)
@@ -198,14 +208,9 @@ class DecoderStep(nn.Module):
                 *self.geometry.zeros())
 
 
-GREEDY_WIDTH_MULTIPLE = 128
-# Logits per chunk of the greedy token's first reduction: one workgroup each, so a 50k-wide row
-# spreads over ~50 of them (one workgroup for the whole row took 33 µs of GPT-2's 0.63 ms decode
-# step on an H100, docs/decisions.md).
-GREEDY_CHUNK = 1024
 
 
-def first_max_index(logits):
+def first_max_index(logits, chunk: int | None = GREEDY_CHUNK):
     """`logits.argmax(-1)` (the first index of the largest value) as amax + the smallest index
     holding it: IREE 3.13's CUDA backend aborted on `aten.argmax` over GPT-2's 50,257-wide
     vocabulary ("SmallVector unable to grow" in NVPTX instruction selection of the
@@ -215,8 +220,9 @@ def first_max_index(logits):
     returned -1 for 256- and 32,000-wide vocabularies (bench/gpu/greedy_check.py), while float
     reductions are the ones every softmax and norm already runs.
 
-    Rows wider than GREEDY_CHUNK are reduced in two steps: the maximum and its first index in
-    each chunk (in parallel over the chunks), then the first chunk holding the row's maximum."""
+    Rows wider than `chunk` are reduced in two steps: the maximum and its first index in each
+    chunk (in parallel over the chunks), then the first chunk holding the row's maximum;
+    `chunk=None` reduces the row at once."""
     import torch
 
     vocab = logits.shape[-1]
@@ -226,7 +232,8 @@ def first_max_index(logits):
     # Widths are padded with -inf (never the first maximum) to whole chunks, and at most to a
     # multiple of 128: on an H100 the reduction over GPT-2's 50,257 logits took 3.0 ms per step
     # in IREE's CUDA code, over Llama's 32,000 0.024 ms (bench/generate.py --profile).
-    chunk = min(GREEDY_CHUNK, vocab + -vocab % GREEDY_WIDTH_MULTIPLE)
+    whole_row = vocab + -vocab % GREEDY_WIDTH_MULTIPLE
+    chunk = whole_row if chunk is None else min(chunk, whole_row)
     padding = -vocab % chunk
     if padding:
         logits = torch.nn.functional.pad(logits, (0, padding), value=float("-inf"))
