@@ -30,7 +30,10 @@
 #                 kernel included), the greedy token's artifacts ($GREEDY, greedy_check), then
 #                 batch 1 / prompt 128: $BASELINE (split-K reduce launched), $SPLITK (reduced in
 #                 the GEMM) and $ARTIFACTS (also the greedy token in chunks), in turn, two
-#                 rounds; one profile; eager and static-compile.
+#                 rounds; one profile; eager and static-compile. The variants come from
+#                 worktrees with kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL (and the CUDA
+#                 generator's greedy_chunk in kiln/generate.py) set each way: the compile
+#                 cache keys on Kiln's sources, so each gets its own artifacts.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
