@@ -10,8 +10,8 @@ time / best time over its shapes. Also writes $OUT/autotune.json with every timi
 
 Decode GEMMs (M <= 16) read weights that a real decode step has not got in L2 (GPT-2's 250 MB
 pass through a 50 MB L2 once per token); `--cold` times them over distinct copies of the
-operands, 3x the L2 in all, in turn (and each split-K candidate also with its reduce in a
-second launch, the form before the reduce moved into the GEMM):
+operands, 3x the L2 in all, in turn (and each split-K candidate also reducing its splits in
+the same launch, kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL):
 
     python3 -m bench.gpu.autotune_kernels --only linear --max-m 8 --cold \
         --merge python/kiln/kernels/table.json
@@ -122,13 +122,13 @@ def time_cold(spec, inputs) -> float:
     return common.time_us_cold([execute.launcher(spec, b, "aot") for b in sets])
 
 
-def two_launch_spec(builder: str, args: dict, config):
-    """The split-K candidate with its reduce in a second launch (the form before the reduce
-    moved into the GEMM), or None for a candidate without split-K."""
+def in_kernel_spec(builder: str, args: dict, config):
+    """The split-K candidate reducing its splits in the same launch (the last split to arrive
+    reduces; kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL), or None without split-K."""
     if builder != "linear":
         return None
-    spec = linear_spec(**args, config=config, reduce_in_kernel=False)
-    return spec if len(spec.launches) > 1 else None
+    spec = linear_spec(**args, config=config, reduce_in_kernel=True)
+    return spec if spec.semaphores else None
 
 
 def build(builder: str, args: dict, config):
@@ -154,14 +154,14 @@ def main() -> int:
     for key, label, builder, args, cands in work:
         for config in cands:
             specs.extend(build(builder, args, config).launches)
-            two = two_launch_spec(builder, args, config) if options.cold else None
-            specs.extend(two.launches if two is not None else ())
+            one = in_kernel_spec(builder, args, config) if options.cold else None
+            specs.extend(one.launches if one is not None else ())
     errors = common.precompile(specs)
     info = common.machine()
     print("#", info, flush=True)
 
     timings = defaultdict(lambda: defaultdict(dict))  # key → candidate label → shape → µs
-    two_launches = defaultdict(lambda: defaultdict(dict))  # same, split-K reduce launched
+    in_kernel = defaultdict(lambda: defaultdict(dict))  # same, splits reduced in the GEMM
     chosen_config = {}
     for key, label, builder, args, cands in work:
         if deadline.left() < 15:
@@ -185,9 +185,9 @@ def main() -> int:
             try:
                 if options.cold and builder == "linear" and args["m"] <= 16:
                     timings[key][name][label] = time_cold(spec, inputs)
-                    two = two_launch_spec(builder, args, config)
-                    if two is not None:  # the same split-K with a reduce launch
-                        two_launches[key][name][label] = time_cold(two, inputs)
+                    one = in_kernel_spec(builder, args, config)
+                    if one is not None:  # the same split-K reduced in the GEMM
+                        in_kernel[key][name][label] = time_cold(one, inputs)
                 else:
                     buffers = execute.allocate(spec, inputs)
                     run = execute.launcher(spec, buffers, "aot")
@@ -231,7 +231,7 @@ def main() -> int:
     table["method"] = method
     common.write_json("table.json", table)
     common.write_json("autotune.json", {"machine": info, "timings": timings,
-                                        "splitk_reduce_launched": two_launches,
+                                        "splitk_reduced_in_kernel": in_kernel,
                                         "cold": options.cold, "compile_errors": errors})
     return 0
 
