@@ -99,7 +99,7 @@ def l2_bytes() -> int:
     return int(getattr(props, "L2_cache_size", 0) or 50 << 20)
 
 
-def time_us_cold(runs, l2: int | None = None) -> float:
+def time_us_cold(runs) -> float:
     """Median device time of one call in µs when its operands are not in L2: `runs` are
     callables over distinct copies of the operands (together several times the L2), called
     in turn inside one CUDA graph, so each call reads what the previous calls evicted — as a

@@ -330,9 +330,8 @@ def _decode(b, hq, hkv, sk, d, dtype, causal, strides, inputs, pointers, args, c
                         semaphores=semaphores)
     partial = LaunchSpec(
         "triton_attention", "attention_decode_kernel", _constexprs(constants),
-        tuple(pointers) + (KernelParam("po_ptr", partial_shape, "f32", "temp"),
-                           KernelParam("plse_ptr", lse_shape, "f32", "temp")),
-        tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps, config.num_stages, label, arch)
+        tuple(pointers) + partials, tuple(args) + ("tmp0", "tmp1"), grid, config.num_warps,
+        config.num_stages, label, arch)
     reduce = LaunchSpec(
         "triton_attention", "attention_decode_reduce_kernel",
         _constexprs(dict(ROWS=b * hq, NUM_SPLITS=splits, D=d, HQ=hq, O_SB=common["O_SB"],

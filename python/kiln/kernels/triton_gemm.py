@@ -247,19 +247,21 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
         tl.debug_barrier()
         arrived = tl.atomic_add(sem_ptr + pid, 1, sem="acq_rel", scope="gpu")
         if arrived == SPLIT_K - 1:
-            acc = tl.load(p_ptr + p_offs, mask=y_mask, other=0.0, cache_modifier=".cg")
-            for s in tl.static_range(1, SPLIT_K):
-                acc += tl.load(p_ptr + s * (M * P_COLS) + p_offs, mask=y_mask, other=0.0,
-                               cache_modifier=".cg")
+            acc = sum_partials(p_ptr + p_offs, y_mask, SPLIT_K, M * P_COLS)
             if GATED:
-                acc_up = tl.load(p_ptr + p_offs + N, mask=y_mask, other=0.0,
-                                 cache_modifier=".cg")
-                for s in tl.static_range(1, SPLIT_K):
-                    acc_up += tl.load(p_ptr + s * (M * P_COLS) + p_offs + N, mask=y_mask,
-                                      other=0.0, cache_modifier=".cg")
+                acc_up = sum_partials(p_ptr + p_offs + N, y_mask, SPLIT_K, M * P_COLS)
             linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask,
                             offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1)
             tl.atomic_xchg(sem_ptr + pid, 0, sem="relaxed", scope="gpu")
+
+
+@triton.jit
+def sum_partials(ptrs, mask, SPLIT_K: tl.constexpr, STRIDE: tl.constexpr):
+    """Σ_s ptrs[s·STRIDE] in split order (f32), read from L2 (`.cg`: other SMs wrote them)."""
+    total = tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")
+    for s in tl.static_range(1, SPLIT_K):
+        total += tl.load(ptrs + s * STRIDE, mask=mask, other=0.0, cache_modifier=".cg")
+    return total
 
 
 @triton.jit
