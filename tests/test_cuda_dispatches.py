@@ -26,9 +26,9 @@ SHAPES = {"prefill": (1, 32), "decode": (1, 1)}  # token ids (batch, length)
 # Measured with iree-base-compiler 3.13.0, Triton 3.6.0, transformers 5.24 (this file's main).
 # Before issue 14's fused kernels: GPT-2 14 / 12, Llama 19 / 15, Qwen2 19 / 15 (prefill / decode:
 # IREE's norms, residual adds, RoPE, head transposes, q/k/v copies, SwiGLU multiply and split-K
-# reduces between the kernels). Pinned with split-K off: a split GEMM adds its reduce launch
-# unless it reduces its splits itself (kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL, off until
-# measured on a GPU; tests/test_cuda_kernel_calls.py renders that form). Now each layer is: QKV GEMM (input norm in its prologue),
+# reduces between the kernels). Split GEMMs and split-KV attention reduce their splits in the
+# launch that computed them (kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL, on since measured on
+# an H100), so split-K adds no launch. Now each layer is: QKV GEMM (input norm in its prologue),
 # attention (q/k/v read in place from the QKV output, RoPE while loading, output [B, S, H·D]),
 # O GEMM + residual, MLP-in GEMM (norm in its prologue; GELU, or SwiGLU with two accumulators),
 # MLP-out GEMM + residual.
@@ -91,10 +91,6 @@ def layer_dispatches(family: str, phase: str, **options) -> tuple[int, tuple, li
 
     counts, report = [], None
     for layers in (1, 2):
-        # split-K off: the count of the fused layer itself (split-K, on by default for its
-        # speed, adds one reduce launch per split GEMM in decode unless the GEMMs reduce their
-        # splits themselves: kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL; docs/decisions.md)
-        options = {"cuda_split_k": False, **options}
         compiled = kiln.compile_model(build(family, layers), (tokens(phase),), target="cuda",
                                       compile_to="iree-input", cache=False, **options)
         counts.append(count_dispatches(compiled.ir_text, "cuda"))
@@ -138,8 +134,7 @@ def generator_decode_dispatches(family: str) -> tuple[int, tuple[str, ...]]:
     for layers in (1, 2):
         text = kiln.compile_generator(build(family, layers).model, max_seq_len=GENERATOR_SLOTS,
                                       target="cuda", dtype=torch.float16, prefill_chunks=(2,),
-                                      compile_to="iree-input", cache=False,
-                                      cuda_split_k=False)
+                                      compile_to="iree-input", cache=False)
         counts.append(count_dispatches(text, "cuda", function="decode"))
     return counts[1].count - counts[0].count, layer_names(counts[0].names, counts[1].names)
 

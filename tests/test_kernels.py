@@ -80,15 +80,16 @@ def test_linear_plans():
         "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr", "global_scratch", "profile_scratch"]
     assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out", "scratch", "scratch")
     # decode-shaped: split-K in two launches through an f32 temporary
-    plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
+    plan = compile_plan(linear_spec(1, 64, 4096, "bf16", "out_in", False, "silu",
+                                    reduce_in_kernel=False))
     check_plan(plan, 2, (1, 64), "bf16")
     assert len(plan.launches) == 2 and plan.semaphores == ()
     (name, shape, dtype), = plan.temps
     assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
     assert plan.launches[1].args == ("tmp0", "out", "scratch", "scratch")
-    # or in one: the last split of a tile to arrive (counted at a persistent semaphore) reduces
-    plan = compile_plan(linear_spec(1, 64, 4096, "bf16", "out_in", False, "silu",
-                                    reduce_in_kernel=True))
+    # or in one (the default): the last split of a tile to arrive (counted at a persistent
+    # semaphore) reduces
+    plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
     check_plan(plan, 2, (1, 64), "bf16")
     assert len(plan.launches) == 1
     (name, shape, dtype), = plan.temps
@@ -107,19 +108,19 @@ def test_attention_plans():
     check_plan(plan, 4, (2, 8, 33, 40), "bf16")
     assert len(plan.launches) == 1
     assert plan.launches[0].kernel.params[3].shape == (2, 1, 33, 70)
-    # decode: split-KV partials (f32) and log-sum-exp, then the merge
-    plan = kernels.attention_plan(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
-                                  mask_shape=(1, 1, 1, 4096), mask_kind="additive",
-                                  mask_dtype="f32")
+    # decode: split-KV partials (f32) and log-sum-exp, then the merge in a second launch
+    plan = compile_plan(attention_spec(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
+                                       mask_shape=(1, 1, 1, 4096), mask_kind="additive",
+                                       mask_dtype="f32", merge_in_kernel=False))
     check_plan(plan, 4, (1, 16, 1, 64), "f16")
     assert len(plan.launches) == 2
     assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
     splits = plan.temps[0][1][2]
     assert plan.launches[0].kernel.grid == (splits, 4, 1) and splits > 1
-    # or one launch: the last split of each kv head to arrive merges
-    plan = compile_plan(attention_spec(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
-                                       mask_shape=(1, 1, 1, 4096), mask_kind="additive",
-                                       mask_dtype="f32", merge_in_kernel=True))
+    # or one launch (the default): the last split of each kv head to arrive merges
+    plan = kernels.attention_plan(1, 16, 4, 1, 4096, 64, "f16", 0.125, False,
+                                  mask_shape=(1, 1, 1, 4096), mask_kind="additive",
+                                  mask_dtype="f32")
     check_plan(plan, 4, (1, 16, 1, 64), "f16")
     assert len(plan.launches) == 1 and plan.launches[0].kernel.grid == (splits, 4, 1)
     assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
@@ -149,11 +150,11 @@ def test_fused_layer_plans():
                                has_norm_weight=True, has_norm_bias=True, split_k=False)
     check_plan(plan, 5, (1, 2304), "f16")
     assert len(plan.launches) == 1 and plan.launches[0].kernel.grid[0] >= 96  # no split-K
-    split = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
-                                has_norm_weight=True, has_norm_bias=True)
+    split = linear_spec(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
+                        has_norm_weight=True, has_norm_bias=True, reduce_in_kernel=False)
     assert len(split.launches) == 2  # the table's split-K config: partials + reduce
     one = linear_spec(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
-                      has_norm_weight=True, has_norm_bias=True, reduce_in_kernel=True)
+                      has_norm_weight=True, has_norm_bias=True)
     assert len(one.launches) == 1 and one.launches[0].grid[1] > 1  # or reduced in the GEMM
     assert [t[0] for t in one.temps] == ["tmp0"] and [s[0] for s in one.semaphores] == ["sem0"]
     # merged q/k/v weights and biases read as their parts (no concatenated copy)
