@@ -39,7 +39,7 @@ ARCHS = {"sm_80": (80, 166912), "sm_86": (86, 101376), "sm_87": (87, 166912),
 DEFAULT_ARCH = "sm_90a"
 ARCH = DEFAULT_ARCH  # kept for callers of the original single-target API
 CACHE_FORMAT = 1
-KERNEL_MODULES = ("triton_gemm", "triton_attention")
+KERNEL_MODULES = ("triton_gemm", "triton_attention", "triton_sequence")
 DTYPES = ("f16", "bf16", "f32", "i8", "i32", "i64")
 _TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8", "i32": "*i32",
                    "i64": "*i64"}
