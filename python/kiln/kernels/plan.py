@@ -10,20 +10,22 @@ artifacts.
 Compiles are cached in process and on disk (`$KILN_CACHE_DIR/kernels/<key>.json`, default
 ~/.cache/kiln/kernels; `KILN_CACHE=0` turns the disk cache off). The key covers the kernel
 sources, Triton's version, the function, its constexprs, pointer dtypes, warps, stages and the
-target, so a changed kernel never reuses stale PTX.
+target (and a generated kernel's own source: `LaunchSpec.source`, kiln.kernels.sequence), so a
+changed kernel never reuses stale PTX.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import hashlib
-import importlib
+import importlib.util
 import json
 import os
 import re
+import sys
 import tempfile
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
@@ -37,7 +39,7 @@ ARCHS = {"sm_80": (80, 166912), "sm_86": (86, 101376), "sm_87": (87, 166912),
 DEFAULT_ARCH = "sm_90a"
 ARCH = DEFAULT_ARCH  # kept for callers of the original single-target API
 CACHE_FORMAT = 1
-KERNEL_MODULES = ("triton_gemm", "triton_attention")
+KERNEL_MODULES = ("triton_gemm", "triton_attention", "triton_sequence")
 DTYPES = ("f16", "bf16", "f32", "i8", "i32", "i64")
 _TRITON_POINTER = {"f16": "*fp16", "bf16": "*bf16", "f32": "*fp32", "i8": "*i8", "i32": "*i32",
                    "i64": "*i64"}
@@ -121,7 +123,7 @@ class KernelPlan:
 @dataclass(frozen=True)
 class LaunchSpec:
     """One launch before compilation."""
-    module: str                   # "triton_gemm" | "triton_attention"
+    module: str                   # "triton_gemm" | "triton_attention", or what generated source
     function: str                 # the @triton.jit function in that module
     constexprs: tuple[tuple[str, Any], ...]  # every non-pointer argument (absent pointers: None)
     pointers: tuple[KernelParam, ...]        # pointer arguments that are present, in order
@@ -131,6 +133,10 @@ class LaunchSpec:
     num_stages: int
     tag: str                      # readable part of the symbol
     arch: str = DEFAULT_ARCH      # a key of ARCHS: the PTX target
+    # Python source of a generated module defining `function` (kiln.kernels.sequence: one entry
+    # kernel for several launches), then `module` says what generated it; "" for the kernels of
+    # KERNEL_MODULES.
+    source: str = field(default="", repr=False)
 
     @property
     def constants(self) -> dict[str, Any]:
@@ -138,12 +144,15 @@ class LaunchSpec:
 
     def key(self) -> str:
         """Digest of everything that decides the compiled code."""
+        generated = {"source": hashlib.sha256(self.source.encode()).hexdigest()} \
+            if self.source else {}
         text = json.dumps({
             "format": CACHE_FORMAT, "sources": _source_digest(), "triton": _triton_version(),
             "module": self.module, "function": self.function,
             "constexprs": [[k, _jsonable(v)] for k, v in self.constexprs],
             "pointers": [[p.name, p.dtype] for p in self.pointers],
             "num_warps": self.num_warps, "num_stages": self.num_stages, "arch": self.arch,
+            **generated,
         }, sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()
 
@@ -189,8 +198,54 @@ def _triton_version() -> str:
 
 
 def triton_function(spec: LaunchSpec):
-    module = importlib.import_module(f"kiln.kernels.{spec.module}")
+    if spec.source:
+        module = generated_module(spec.source)
+    else:
+        module = importlib.import_module(f"kiln.kernels.{spec.module}")
     return getattr(module, spec.function)
+
+
+_GENERATED: dict[str, Any] = {}  # module name → generated module, imported
+_GENERATED_FALLBACK: list[Path] = []  # the folder for generated sources without a disk cache
+
+
+def _generated_dir() -> Path:
+    disk = _disk_dir()
+    if disk is not None:
+        return disk / "generated"
+    with _LOCK:
+        if not _GENERATED_FALLBACK:
+            _GENERATED_FALLBACK.append(Path(tempfile.mkdtemp(prefix="kiln-generated-")))
+        return _GENERATED_FALLBACK[0]
+
+
+def generated_module(source: str):
+    """The module of generated Triton source, imported from a file named by its digest: Triton
+    reads a @triton.jit function's source through `inspect`, so the text must live in a file,
+    and a name per digest never lets a changed source reuse another's module or file."""
+    name = f"kiln_generated_{hashlib.sha256(source.encode()).hexdigest()[:24]}"
+    with _LOCK:
+        module = _GENERATED.get(name)
+    if module is not None:
+        return module
+    folder = _generated_dir()
+    path = folder / f"{name}.py"
+    try:
+        current = path.read_text()
+    except OSError:
+        current = None
+    if current != source:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=folder, suffix=".tmp")
+        with os.fdopen(fd, "w") as f:
+            f.write(source)
+        os.replace(tmp, path)
+    loader_spec = importlib.util.spec_from_file_location(name, path)
+    module = importlib.util.module_from_spec(loader_spec)
+    sys.modules[name] = module
+    loader_spec.loader.exec_module(module)
+    with _LOCK:
+        return _GENERATED.setdefault(name, module)
 
 
 def triton_available() -> Optional[str]:
@@ -364,6 +419,7 @@ def clear_memory_cache() -> None:
     with _LOCK:
         _MEMORY.clear()
         _TRITON.clear()
+        _GENERATED.clear()
 
 
 def replace(spec, **changes):

@@ -36,13 +36,14 @@ MASK_KINDS = {None: 0, "additive": 1, "bool": 2}
 @triton.jit
 def load_rows(base, positions, ROW_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.constexpr,
               D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base,
-              C_SS: tl.constexpr):
-    """Rows base[position·ROW_STRIDE + d] (a [rows, BLOCK_D] tile), rotated when ROPE."""
+              C_SS: tl.constexpr, CACHE: tl.constexpr):
+    """Rows base[position·ROW_STRIDE + d] (a [rows, BLOCK_D] tile, loaded with cache modifier
+    CACHE), rotated when ROPE."""
     ptrs = base + positions[:, None] * ROW_STRIDE + offs_d[None, :]
     if D_MASK:
-        x = tl.load(ptrs, mask=d_ok[None, :], other=0.0)
+        x = tl.load(ptrs, mask=d_ok[None, :], other=0.0, cache_modifier=CACHE)
     else:
-        x = tl.load(ptrs)
+        x = tl.load(ptrs, cache_modifier=CACHE)
     if ROPE:
         HALF: tl.constexpr = D // 2
         partner = tl.where(offs_d < HALF, offs_d + HALF, offs_d - HALF)
@@ -50,11 +51,12 @@ def load_rows(base, positions, ROW_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.con
         table = positions[:, None] * C_SS + offs_d[None, :]
         if D_MASK:
             x2 = tl.load(base + positions[:, None] * ROW_STRIDE + partner[None, :],
-                         mask=d_ok[None, :], other=0.0)
+                         mask=d_ok[None, :], other=0.0, cache_modifier=CACHE)
             c = tl.load(cos_base + table, mask=d_ok[None, :], other=0.0)
             s = tl.load(sin_base + table, mask=d_ok[None, :], other=0.0)
         else:
-            x2 = tl.load(base + positions[:, None] * ROW_STRIDE + partner[None, :])
+            x2 = tl.load(base + positions[:, None] * ROW_STRIDE + partner[None, :],
+                         cache_modifier=CACHE)
             c = tl.load(cos_base + table)
             s = tl.load(sin_base + table)
         rotated = x.to(tl.float32) * c.to(tl.float32) + \
@@ -70,13 +72,13 @@ def _online_softmax_step(acc, l_i, m_i, q, k_base, v_base, keys, mask_rows, mask
                          offs_d, d_ok, D: tl.constexpr, D_MASK: tl.constexpr,
                          K_SS: tl.constexpr, V_SS: tl.constexpr, ROPE_K: tl.constexpr,
                          cos_base, sin_base, C_SS: tl.constexpr, NEW_ROW: tl.constexpr,
-                         new_pos, k_new, v_new):
-    """One block of keys (row positions `keys`, in bounds): scores, masks, online-softmax update
-    of (acc, l_i, m_i). NEW_ROW: the row at slot `new_pos` is (k_new, v_new) from registers,
-    whatever the cache held when it was loaded (the decode's cache write, see
-    attention_decode_kernel)."""
+                         new_pos, k_new, v_new, KV_CACHE: tl.constexpr):
+    """One block of keys (row positions `keys`, in bounds; k and v loaded with cache modifier
+    KV_CACHE): scores, masks, online-softmax update of (acc, l_i, m_i). NEW_ROW: the row at
+    slot `new_pos` is (k_new, v_new) from registers, whatever the cache held when it was loaded
+    (the decode's cache write, see attention_decode_program)."""
     k = load_rows(k_base, keys, K_SS, offs_d, d_ok, D, D_MASK, ROPE_K, cos_base, sin_base,
-                  C_SS)
+                  C_SS, KV_CACHE)
     if NEW_ROW:
         k = tl.where((keys == new_pos)[:, None], k_new[None, :].to(k.dtype), k)
     qk = tl.dot(q, tl.trans(k)) * QK_SCALE
@@ -96,7 +98,7 @@ def _online_softmax_step(acc, l_i, m_i, q, k_base, v_base, keys, mask_rows, mask
     alpha = tl.math.exp2(m_i - m_use)
     l_i = l_i * alpha + tl.sum(p, 1)
     v = load_rows(v_base, keys, V_SS, offs_d, d_ok, D, D_MASK, False, cos_base, sin_base,
-                  C_SS)
+                  C_SS, KV_CACHE)
     if NEW_ROW:
         v = tl.where((keys == new_pos)[:, None], v_new[None, :].to(v.dtype), v)
     acc = tl.dot(p.to(v.dtype), v, acc * alpha[:, None])
@@ -118,9 +120,34 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
                          ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
                          C_SS: tl.constexpr,
                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr):
-    """Flash-attention forward; grid (cdiv(SQ, BLOCK_M), B·HQ, 1)."""
-    pid_m = tl.program_id(0)
-    bh = tl.program_id(1)
+    """`attention_fwd_program` as a launch of its own: grid (cdiv(SQ, BLOCK_M), B·HQ, 1)."""
+    attention_fwd_program(tl.program_id(0), tl.program_id(1), q_ptr, k_ptr, v_ptr, mask_ptr,
+                          cos_ptr, sin_ptr, o_ptr, B, HQ, HKV, SQ, SK, D, QK_SCALE, CAUSAL,
+                          MASK_KIND, MS_B, MS_H, MS_Q, MS_K, Q_OFF, Q_SB, Q_SH, Q_SS, K_OFF,
+                          K_SB, K_SH, K_SS, V_OFF, V_SB, V_SH, V_SS, O_SB, O_SH, O_SS, ROPE_Q,
+                          ROPE_K, C_SB, C_SS, BLOCK_M, BLOCK_N, BLOCK_D, False)
+
+
+@triton.jit
+def attention_fwd_program(pid_m, bh, q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
+                          B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
+                          SQ: tl.constexpr, SK: tl.constexpr, D: tl.constexpr,
+                          QK_SCALE: tl.constexpr, CAUSAL: tl.constexpr, MASK_KIND: tl.constexpr,
+                          MS_B: tl.constexpr, MS_H: tl.constexpr, MS_Q: tl.constexpr,
+                          MS_K: tl.constexpr,
+                          Q_OFF: tl.constexpr, Q_SB: tl.constexpr, Q_SH: tl.constexpr,
+                          Q_SS: tl.constexpr, K_OFF: tl.constexpr, K_SB: tl.constexpr,
+                          K_SH: tl.constexpr, K_SS: tl.constexpr, V_OFF: tl.constexpr,
+                          V_SB: tl.constexpr, V_SH: tl.constexpr, V_SS: tl.constexpr,
+                          O_SB: tl.constexpr, O_SH: tl.constexpr, O_SS: tl.constexpr,
+                          ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
+                          C_SS: tl.constexpr,
+                          BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_D: tl.constexpr,
+                          LOAD_CG: tl.constexpr):
+    """Flash-attention forward, program (pid_m, bh) = (query block, b·HQ + h). LOAD_CG: q, k
+    and v (what an earlier stage of the same launch may have written, kiln.kernels.sequence)
+    are read from L2 (`.cg`): L1 is not coherent across SMs."""
+    QKV_CACHE: tl.constexpr = ".cg" if LOAD_CG else ""
     b = bh // HQ
     h = bh % HQ
     hk = h // (HQ // HKV)
@@ -137,7 +164,7 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
         sin_base = sin_ptr + b * C_SB
 
     q = load_rows(q_ptr + Q_OFF + b * Q_SB + h * Q_SH, rows_c, Q_SS, offs_d, d_ok, D, D_MASK,
-                  ROPE_Q, cos_base, sin_base, C_SS)
+                  ROPE_Q, cos_base, sin_base, C_SS, QKV_CACHE)
     k_base = k_ptr + K_OFF + b * K_SB + hk * K_SH
     v_base = v_ptr + V_OFF + b * V_SB + hk * V_SH
     mask_base = mask_ptr
@@ -160,7 +187,7 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, SK,
             QK_SCALE, MASK_KIND, MS_K, CAUSAL, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0)
+            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0, QKV_CACHE)
     # The rest: the last partial block and the causal diagonal.
     for start in range(full_end, hi, BLOCK_N):
         cols = start + offs_n
@@ -168,7 +195,7 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, SK,
             QK_SCALE, MASK_KIND, MS_K, CAUSAL, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0)
+            ROPE_K, cos_base, sin_base, C_SS, False, 0, 0, 0, QKV_CACHE)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     o_ptrs = o_ptr + b * O_SB + h * O_SH + rows[:, None] * O_SS + offs_d[None, :]
@@ -177,10 +204,12 @@ def attention_fwd_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, o_ptr,
 
 @triton.jit
 def load_head_rows(base, heads, H_STRIDE: tl.constexpr, offs_d, d_ok, D: tl.constexpr,
-                   D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base):
+                   D_MASK: tl.constexpr, ROPE: tl.constexpr, cos_base, sin_base,
+                   CACHE: tl.constexpr):
     """Rows base[heads[g]·H_STRIDE + d] of one position (decode: a [heads, BLOCK_D] tile),
     rotated with row 0 of the rotary table when ROPE (`load_rows` with a table stride of 0)."""
-    return load_rows(base, heads, H_STRIDE, offs_d, d_ok, D, D_MASK, ROPE, cos_base, sin_base, 0)
+    return load_rows(base, heads, H_STRIDE, offs_d, d_ok, D, D_MASK, ROPE, cos_base, sin_base, 0,
+                     CACHE)
 
 
 @triton.jit
@@ -202,7 +231,37 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
                             KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
                             BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
                             BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr):
-    """Split-KV decode (one query per head); grid (NUM_SPLITS, B·HKV, 1).
+    """`attention_decode_program` as a launch of its own: grid (NUM_SPLITS, B·HKV, 1)."""
+    attention_decode_program(tl.program_id(0), tl.program_id(1), q_ptr, k_ptr, v_ptr, mask_ptr,
+                             cos_ptr, sin_ptr, kn_ptr, vn_ptr, pos_ptr, po_ptr, plse_ptr, o_ptr,
+                             sem_ptr, B, HQ, HKV, SK, D, QK_SCALE, MASK_KIND, MS_B, MS_H, MS_K,
+                             Q_OFF, Q_SB, Q_SH, K_OFF, K_SB, K_SH, K_SS, V_OFF, V_SB, V_SH,
+                             V_SS, O_SB, O_SH, ROPE_Q, ROPE_K, C_SB, C_SS, WRITE_KV, KN_OFF,
+                             KN_SB, KN_SH, VN_OFF, VN_SB, VN_SH, KEYS, NUM_SPLITS, CHUNK,
+                             BLOCK_G, BLOCK_N, BLOCK_D, BLOCK_S, False)
+
+
+@triton.jit
+def attention_decode_program(split, bk, q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr,
+                             kn_ptr, vn_ptr, pos_ptr, po_ptr, plse_ptr, o_ptr, sem_ptr,
+                             B: tl.constexpr, HQ: tl.constexpr, HKV: tl.constexpr,
+                             SK: tl.constexpr, D: tl.constexpr,
+                             QK_SCALE: tl.constexpr, MASK_KIND: tl.constexpr,
+                             MS_B: tl.constexpr, MS_H: tl.constexpr, MS_K: tl.constexpr,
+                             Q_OFF: tl.constexpr, Q_SB: tl.constexpr, Q_SH: tl.constexpr,
+                             K_OFF: tl.constexpr, K_SB: tl.constexpr, K_SH: tl.constexpr,
+                             K_SS: tl.constexpr, V_OFF: tl.constexpr, V_SB: tl.constexpr,
+                             V_SH: tl.constexpr, V_SS: tl.constexpr,
+                             O_SB: tl.constexpr, O_SH: tl.constexpr,
+                             ROPE_Q: tl.constexpr, ROPE_K: tl.constexpr, C_SB: tl.constexpr,
+                             C_SS: tl.constexpr, WRITE_KV: tl.constexpr,
+                             KN_OFF: tl.constexpr, KN_SB: tl.constexpr, KN_SH: tl.constexpr,
+                             VN_OFF: tl.constexpr, VN_SB: tl.constexpr, VN_SH: tl.constexpr,
+                             KEYS: tl.constexpr, NUM_SPLITS: tl.constexpr, CHUNK: tl.constexpr,
+                             BLOCK_G: tl.constexpr, BLOCK_N: tl.constexpr,
+                             BLOCK_D: tl.constexpr, BLOCK_S: tl.constexpr,
+                             LOAD_CG: tl.constexpr):
+    """Split-KV decode (one query per head), program (split, bk) = (s, b·HKV + hk).
 
     Program (s, b·HKV + hk) attends the HQ/HKV query heads of kv head hk (rows of one tile) to
     keys [s·CHUNK, min((s+1)·CHUNK, KEYS)); KEYS is SK, or 1 under a causal mask (query 0
@@ -224,9 +283,12 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
     as the select `where(slot == pos, new, cache)` it replaces), and every program takes slot
     pos's key and value from registers instead of memory, so no program reads a row another
     is writing (chunks are disjoint; a row read past a chunk's end is masked, and finite).
+
+    LOAD_CG: q and the new key/value rows (what an earlier stage of the same launch may have
+    written: the QKV projection, kiln.kernels.sequence) are read from L2 (`.cg`): L1 is not
+    coherent across SMs.
     """
-    split = tl.program_id(0)
-    bk = tl.program_id(1)
+    QKV_CACHE: tl.constexpr = ".cg" if LOAD_CG else ""
     b = bk // HKV
     hk = bk % HKV
     GROUP: tl.constexpr = HQ // HKV
@@ -244,7 +306,7 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
 
     # The group's query heads as rows: row g at q_base + heads[g]·Q_SH, rotary position 0.
     q = load_head_rows(q_ptr + Q_OFF + b * Q_SB, heads, Q_SH, offs_d, d_ok, D, D_MASK, ROPE_Q,
-                       cos_base, sin_base)
+                       cos_base, sin_base, QKV_CACHE)
     k_base = k_ptr + K_OFF + b * K_SB + hk * K_SH
     v_base = v_ptr + V_OFF + b * V_SB + hk * V_SH
     mask_base = mask_ptr
@@ -267,9 +329,11 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
         new_pos = tl.load(pos_ptr).to(tl.int32)
         one = tl.zeros((1,), tl.int32) + hk
         k_new = tl.sum(load_head_rows(kn_ptr + KN_OFF + b * KN_SB, one, KN_SH, offs_d, d_ok, D,
-                                      D_MASK, ROPE_K, cos_base, sin_base).to(tl.float32), 0)
+                                      D_MASK, ROPE_K, cos_base, sin_base, QKV_CACHE)
+                       .to(tl.float32), 0)
         v_new = tl.sum(load_head_rows(vn_ptr + VN_OFF + b * VN_SB, one, VN_SH, offs_d, d_ok, D,
-                                      D_MASK, False, cos_base, sin_base).to(tl.float32), 0)
+                                      D_MASK, False, cos_base, sin_base, QKV_CACHE)
+                       .to(tl.float32), 0)
         writes = d_ok & (new_pos >= start) & (new_pos < end)
         tl.store(k_base + new_pos * K_SS + offs_d, k_new.to(k_ptr.dtype.element_ty),
                  mask=writes)
@@ -280,14 +344,14 @@ def attention_decode_kernel(q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, sin_ptr, kn_
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new)
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new, "")
     for n0 in range(full_end, end, BLOCK_N):
         cols = n0 + offs_n
         cols_c = tl.minimum(cols, SK - 1)
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new)
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new, "")
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     g_ok = offs_g < GROUP

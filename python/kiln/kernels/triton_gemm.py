@@ -46,15 +46,16 @@ def apply_activation(x, ACT: tl.constexpr):
 
 @triton.jit
 def row_statistics(x_ptr, rows, K: tl.constexpr, NORM: tl.constexpr, EPS: tl.constexpr,
-                   BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr):
-    """(mean, 1/σ) of each row of X[:, :K] in f32; RMSNorm (NORM 1): mean 0, 1/rms."""
+                   BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, CACHE: tl.constexpr):
+    """(mean, 1/σ) of each row of X[:, :K] in f32; RMSNorm (NORM 1): mean 0, 1/rms. X is loaded
+    with cache modifier CACHE."""
     offs_k = tl.arange(0, BLOCK_K)
     mean = tl.zeros((BLOCK_M,), tl.float32)
     m2 = tl.zeros((BLOCK_M,), tl.float32)
     for k0 in range(0, K, BLOCK_K):
         ok = (k0 + offs_k) < K
         x = tl.load(x_ptr + rows[:, None] * K + (k0 + offs_k)[None, :], mask=ok[None, :],
-                    other=0.0).to(tl.float32)
+                    other=0.0, cache_modifier=CACHE).to(tl.float32)
         if NORM == 1:
             m2 += tl.sum(x * x, 1)
         else:
@@ -117,12 +118,29 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
                   SPLIT_K: tl.constexpr, K_SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
                   GROUP_M: tl.constexpr):
-    """One BLOCK_M×BLOCK_N tile of norm(X)[M,K]·W (W [N·(1+GATED), K] "out_in" or
-    [K, N·(1+GATED)] "in_out", possibly in PARTS parts).
+    """`linear_program` as a launch of its own: grid (tiles, SPLIT_K, 1)."""
+    linear_program(tl.program_id(0), tl.program_id(1), x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr,
+                   b1_ptr, b2_ptr, r_ptr, g_ptr, nb_ptr, y_ptr, p_ptr, sem_ptr, M, N, K,
+                   W_IN_OUT, ACT, GATED, PARTS, BIAS_PARTS, N0, N1, NORM, EPS, SPLIT_K, K_SPLIT,
+                   EVEN_K, BLOCK_M, BLOCK_N, BLOCK_K, GROUP_M, False)
+
+
+@triton.jit
+def linear_program(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr,
+                   g_ptr, nb_ptr, y_ptr, p_ptr, sem_ptr,
+                   M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
+                   W_IN_OUT: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
+                   PARTS: tl.constexpr, BIAS_PARTS: tl.constexpr, N0: tl.constexpr,
+                   N1: tl.constexpr,
+                   NORM: tl.constexpr, EPS: tl.constexpr,
+                   SPLIT_K: tl.constexpr, K_SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
+                   BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                   GROUP_M: tl.constexpr, LOAD_CG: tl.constexpr):
+    """Program (pid, pid_k) = (tile, split): one BLOCK_M×BLOCK_N tile of norm(X)[M,K]·W
+    (W [N·(1+GATED), K] "out_in" or [K, N·(1+GATED)] "in_out", possibly in PARTS parts).
 
     SPLIT_K == 1: the full epilogue (bias, activation or SwiGLU, residual) and Y [M, N] in X's
-    dtype. SPLIT_K > 1: program (tile, s) sums K range [s·K_SPLIT, (s+1)·K_SPLIT). Grid:
-    (tiles, SPLIT_K, 1).
+    dtype. SPLIT_K > 1: program (tile, s) sums K range [s·K_SPLIT, (s+1)·K_SPLIT).
     * Without sem_ptr (never GATED: the plan runs the partials over all 2N columns) it writes
       the f32 partial to y_ptr[s, M, N]; `splitk_reduce_kernel` finishes in a second launch.
     * With sem_ptr (the split-K reduce in the kernel): the partial goes to p_ptr[s, M, P] (P =
@@ -132,9 +150,11 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
       arrives last), applies the epilogue, writes Y and sets the semaphore back to 0. The
       semaphores are zero before the first launch and after every launch (a persistent buffer:
       no fill per call).
+
+    LOAD_CG: X and the residual (what an earlier stage of the same launch may have written,
+    kiln.kernels.sequence) are read from L2 (`.cg`): L1 is not coherent across SMs.
     """
-    pid = tl.program_id(0)
-    pid_k = tl.program_id(1)
+    ACTIVATION_CACHE: tl.constexpr = ".cg" if LOAD_CG else ""
     num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
     num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
     num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
@@ -169,7 +189,8 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
     # without cancelling in f16, and a split only sees part of K: those read the row first.
     RMS_IN_LOOP: tl.constexpr = NORM == 1 and SPLIT_K == 1
     if NORM != 0 and not RMS_IN_LOOP:
-        mean, rstd = row_statistics(x_ptr, offs_xm, K, NORM, EPS, BLOCK_M, BLOCK_K)
+        mean, rstd = row_statistics(x_ptr, offs_xm, K, NORM, EPS, BLOCK_M, BLOCK_K,
+                                    ACTIVATION_CACHE)
     else:
         mean = tl.zeros((BLOCK_M,), tl.float32)
         rstd = mean
@@ -197,10 +218,10 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
         k_here = k0 + kk * BLOCK_K + offs_k
         k_ok = k_here < K
         if EVEN_K:
-            a = tl.load(x_ptrs)
+            a = tl.load(x_ptrs, cache_modifier=ACTIVATION_CACHE)
             b = tl.load(w_ptrs)
         else:
-            a = tl.load(x_ptrs, mask=k_ok[None, :], other=0.0)
+            a = tl.load(x_ptrs, mask=k_ok[None, :], other=0.0, cache_modifier=ACTIVATION_CACHE)
             b = tl.load(w_ptrs, mask=k_ok[:, None], other=0.0)
         if RMS_IN_LOOP:
             x = a.to(tl.float32)
@@ -233,7 +254,8 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
             acc_up = acc_up * scale[:, None]
     if SPLIT_K == 1:
         linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask,
-                        offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1)
+                        offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1,
+                        ACTIVATION_CACHE)
     elif sem_ptr is None:
         tl.store(y_ptr + pid_k * (M * N) + y_offs, acc, mask=y_mask)
     else:
@@ -251,7 +273,8 @@ def linear_kernel(x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr, g_
             if GATED:
                 acc_up = sum_partials(p_ptr + p_offs + N, y_mask, SPLIT_K, M * P_COLS)
             linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask,
-                            offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1)
+                            offs_wn, n_start, cols, N, ACT, GATED, BIAS_PARTS, N0, N1,
+                            ACTIVATION_CACHE)
             tl.atomic_xchg(sem_ptr + pid, 0, sem="relaxed", scope="gpu")
 
 
@@ -267,8 +290,10 @@ def sum_partials(ptrs, mask, SPLIT_K: tl.constexpr, STRIDE: tl.constexpr):
 @triton.jit
 def linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_mask, offs_wn,
                     n_start, cols, N: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
-                    BIAS_PARTS: tl.constexpr, N0: tl.constexpr, N1: tl.constexpr):
-    """Y = act(acc + b) or silu(acc + b_gate) · (acc_up + b_up), [+ residual], in Y's dtype."""
+                    BIAS_PARTS: tl.constexpr, N0: tl.constexpr, N1: tl.constexpr,
+                    R_CACHE: tl.constexpr):
+    """Y = act(acc + b) or silu(acc + b_gate) · (acc_up + b_up), [+ residual (loaded with cache
+    modifier R_CACHE)], in Y's dtype."""
     if b_ptr is not None:
         if GATED:
             acc += tl.load(b_ptr + offs_wn)[None, :].to(tl.float32)
@@ -286,7 +311,8 @@ def linear_epilogue(acc, acc_up, b_ptr, b1_ptr, b2_ptr, r_ptr, y_ptr, y_offs, y_
     else:
         acc = apply_activation(acc, ACT)
     if r_ptr is not None:
-        acc += tl.load(r_ptr + y_offs, mask=y_mask, other=0.0).to(tl.float32)
+        acc += tl.load(r_ptr + y_offs, mask=y_mask, other=0.0,
+                       cache_modifier=R_CACHE).to(tl.float32)
     tl.store(y_ptr + y_offs, acc.to(y_ptr.dtype.element_ty), mask=y_mask)
 
 
