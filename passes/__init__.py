@@ -19,6 +19,8 @@ def _loader(module: str, cls: str) -> Callable[[], type[KilnPass]]:
 PASS_REGISTRY: dict[str, Callable[[], type[KilnPass]]] = dict(sorted({
     "convert-kiln-to-torch": _loader("kiln.passes.lowering.convert_kiln_to_torch",
                                      "ConvertKilnToTorch"),
+    "kiln-chain-cuda-kernels": _loader("kiln.passes.lowering.kiln_chain_cuda_kernels",
+                                       "ChainCudaKernels"),
     "kiln-drop-identities": _loader("kiln.passes.raising.kiln_drop_identities",
                                     "DropIdentities"),
     "kiln-fuse-residual-norms": _loader("kiln.passes.raising.kiln_fuse_residual_norms",

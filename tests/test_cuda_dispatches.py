@@ -44,6 +44,9 @@ TARGET_PER_LAYER = 6  # issue 14
 # attention kernel reads q and the new k/v in place, rotates them, writes the new rows into
 # the caches and attends over them: the five launches of the layer without a cache.
 GENERATOR_DECODE_PER_LAYER = {"gpt2": 5, "llama": 5, "qwen2": 5}
+# With cuda_chain (kiln-chain-cuda-kernels): the layer's five kernel calls as one launch of
+# ticketed stages (kiln.kernels.sequence).
+GENERATOR_DECODE_CHAINED_PER_LAYER = {"gpt2": 1, "llama": 1, "qwen2": 1}
 GENERATOR_SLOTS = 32
 
 
@@ -125,7 +128,7 @@ def test_dispatches_per_decoder_layer(family, phase):
         f"DISPATCHES_PER_LAYER and docs/kernels.md if this is on purpose)")
 
 
-def generator_decode_dispatches(family: str) -> tuple[int, tuple[str, ...]]:
+def generator_decode_dispatches(family: str, **options) -> tuple[int, tuple[str, ...]]:
     """(dispatches per layer of the generator's decode function, the names one layer adds)."""
     import kiln
     from kiln.dispatches import count_dispatches
@@ -134,7 +137,7 @@ def generator_decode_dispatches(family: str) -> tuple[int, tuple[str, ...]]:
     for layers in (1, 2):
         text = kiln.compile_generator(build(family, layers).model, max_seq_len=GENERATOR_SLOTS,
                                       target="cuda", dtype=torch.float16, prefill_chunks=(2,),
-                                      compile_to="iree-input", cache=False)
+                                      compile_to="iree-input", cache=False, **options)
         counts.append(count_dispatches(text, "cuda", function="decode"))
     return counts[1].count - counts[0].count, layer_names(counts[0].names, counts[1].names)
 
@@ -150,6 +153,18 @@ def test_generator_decode_dispatches_per_layer(family):
         f"{family} generator decode: {measured} dispatches per layer on CUDA, pinned "
         f"{pinned}: {', '.join(names)} (update GENERATOR_DECODE_PER_LAYER and docs/kernels.md "
         f"if this is on purpose)")
+
+
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_generator_decode_chained_layers(family):
+    """cuda_chain: each decoder layer of the decode step is one launch (the RoPE tables and
+    casts between the calls read nothing the layer computes and move above it)."""
+    pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
+    measured, names = generator_decode_dispatches(family, cuda_chain=True)
+    pinned = GENERATOR_DECODE_CHAINED_PER_LAYER[family]
+    assert measured == pinned and names == ("kiln_sequence",) * pinned, (
+        f"{family} chained generator decode: {measured} dispatches per layer, pinned "
+        f"{pinned}: {', '.join(names)}")
 
 
 def main() -> None:

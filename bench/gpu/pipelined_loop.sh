@@ -33,7 +33,9 @@
 #                 rounds; one profile; eager and static-compile. The variants come from
 #                 worktrees with kiln.kernels.plan.SPLITS_REDUCED_IN_KERNEL (and the CUDA
 #                 generator's greedy_chunk in kiln/generate.py) set each way: the compile
-#                 cache keys on Kiln's sources, so each gets its own artifacts.
+#                 cache keys on Kiln's sources, so each gets its own artifacts. With $CHAIN:
+#                 artifacts of --kiln-variant chain (each layer's kernels as one launch), two
+#                 more runs. PEERS=0 leaves out eager and static-compile.
 #   phase gaps:   batch 1 / prompt 128 (artifacts in $ARTIFACTS): profiled, with the
 #                 operations around the GPU's long gaps; CUDA graphs instead of streams.
 #   here:  for s in "1 128" "8 128" "1 512"; do set -- $s; python -m bench.generate \
@@ -96,7 +98,10 @@ elif [ "$phase" = reduce ]; then  # split-K reduced in the GEMM ($ARTIFACTS) vs 
         run 1 128 kernels kiln
     done
     run 1 128 kernels kiln --profile
-    run 1 128 kernels eager,static-compile
+    [ -n "$CHAIN" ] && for round in 1 2; do  # each layer's kernels as one launch
+        artifacts=$CHAIN run 1 128 chain kiln
+    done
+    [ "${PEERS:-1}" = 1 ] && run 1 128 kernels eager,static-compile
 elif [ "$phase" = forward ]; then  # single calls: IREE's device vs the caching allocator
     suite() {  # systems, results file
         timeout 250 python3 -m bench.run_suite --device cuda --artifacts "$SUITE_ARTIFACTS" \

@@ -73,6 +73,10 @@ class CompileOptions:
     # With kernels: fold residual adds, norms, q/k/v slicing, RoPE and head merges into them (a
     # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
     cuda_fuse: bool = True
+    # With kernels: consecutive kernel calls that feed each other (a decoder layer's five) run
+    # as one launch of ticketed stages (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off
+    # until measured on a GPU (docs/decisions.md, "One launch per decoder layer").
+    cuda_chain: bool = False
     # Kiln's own f32 GEMM (kiln.cpu_kernels) for the linears it takes, target "cpu" alone:
     # auto (on where measured faster: kiln.targets.HOST_CPU_KERNELS, for cpu="host") | on | off
     cpu_kernels: str = "auto"
@@ -119,7 +123,7 @@ class CompileOptions:
         if opts.pipeline_loops not in (None, True, False):
             raise ValueError(f"pipeline_loops={opts.pipeline_loops!r}: choose None (auto), "
                              f"True or False")
-        for switch in ("cuda_split_k", "cuda_fuse"):
+        for switch in ("cuda_split_k", "cuda_fuse", "cuda_chain"):
             # A string such as "off" is truthy: it would have switched the feature on.
             if not isinstance(getattr(opts, switch), bool):
                 raise ValueError(f"{switch}={getattr(opts, switch)!r}: choose True or False")
@@ -137,7 +141,8 @@ class CompileOptions:
                                      cpu_kernels=self.cpu_kernels, cpu=self.cpu,
                                      cuda_arch=self.cuda_arch, opt_level=self.opt_level,
                                      data_tiling=self.data_tiling,
-                                     cuda_split_k=self.cuda_split_k, cuda_fuse=self.cuda_fuse)
+                                     cuda_split_k=self.cuda_split_k, cuda_fuse=self.cuda_fuse,
+                                     cuda_chain=self.cuda_chain)
 
 
 def use_cuda_kernels(mode: str, targets: tuple[str, ...], cuda_arch: str = "sm_90a") -> bool:

@@ -40,7 +40,7 @@ from kiln.kernels.plan import DTYPES as KERNEL_DTYPES
 
 KERNEL_ATTR = "kiln.kernel"
 KERNEL_PREFIX = "kiln_kernel_"
-BUILDERS = ("linear", "attention")
+BUILDERS = ("linear", "attention", "sequence")
 # Hopper's per-block limit on dynamic shared memory (227 KiB); other architectures have less
 # (kiln.kernels.plan.ARCHS), which their builders fit the configs to.
 MAX_SHARED_BYTES = 232448

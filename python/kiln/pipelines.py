@@ -158,6 +158,8 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
         steps.append(create_pass("kiln-select-cuda-kernels", {
             "arch": target.cuda_arch, "split_k": str(target.cuda_split_k),
             "fuse": str(target.cuda_fuse)}))
+        if target.cuda_chain:
+            steps.append(create_pass("kiln-chain-cuda-kernels", {"arch": target.cuda_arch}))
     if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels", {
             "attention": attention, "lanes": str(target.cpu_lanes),
@@ -188,13 +190,15 @@ def _raise_pipeline_from_options(raise_attention: bool = True, raise_linear: boo
 def _lower_pipeline_from_options(target: str = "cpu", attention: str = "auto",
                                  cuda_kernels: bool = False, cuda_arch: str = "sm_90a",
                                  cuda_split_k: bool = False, cuda_fuse: bool = True,
+                                 cuda_chain: bool = False,
                                  cpu_kernels: bool = False) -> Pipeline:
     """kiln → iree-input: lower kiln ops for `target` (kiln-opt's textual options: the kernel
     switches are taken as given, not decided as CompileTarget.resolve does)."""
     try:
         compile_target = CompileTarget(devices=target, cuda_arch=cuda_arch,
                                        cuda_kernels=cuda_kernels, cuda_split_k=cuda_split_k,
-                                       cuda_fuse=cuda_fuse, cpu_kernels=cpu_kernels)
+                                       cuda_fuse=cuda_fuse, cuda_chain=cuda_chain,
+                                       cpu_kernels=cpu_kernels)
     except ValueError as error:
         raise PassError(f"kiln-lower-pipeline: {error}") from None
     return build_lower_pipeline(compile_target, attention=attention)

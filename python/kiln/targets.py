@@ -80,6 +80,7 @@ class CompileTarget:
     cuda_kernels_off: Optional[str] = None  # why cuda_kernels="auto" left them out
     cuda_split_k: bool = True  # with kernels: split-K GEMMs allowed
     cuda_fuse: bool = True  # with kernels: epilogues and prologues folded into them
+    cuda_chain: bool = False  # with kernels: calls that feed each other as one launch
     cpu_kernels: bool = False  # Kiln's CPU GEMM takes the linears it supports (cpu alone)
     cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
     # with cpu_kernels: f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv)

@@ -24,7 +24,7 @@ from kiln.kernels.plan import (ARCH, ARCHS, DEFAULT_ARCH, CompiledKernel, Kernel
 
 __all__ = ["ARCH", "ARCHS", "DEFAULT_ARCH", "CompiledKernel", "KernelParam", "KernelPlan",
            "KernelUnsupported", "Launch", "attention_plan", "explain_unsupported", "kernel_arch",
-           "linear_plan"]
+           "linear_plan", "sequence_plan"]
 
 
 def linear_plan(m: int, n: int, k: int, dtype: str, weight_layout: str, has_bias: bool,
@@ -75,6 +75,29 @@ def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                                        buffers=buffers, q_view=q_view, k_view=k_view,
                                        v_view=v_view, rope=rope, out_layout=out_layout,
                                        new_kv=new_kv))
+
+
+def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
+    """Kernel calls that feed each other as ONE launch of ticketed stages
+    (kiln.kernels.sequence). `stages`: (builder, arguments) per call, "linear" or "attention"
+    with the arguments of `linear_plan` / `attention_plan` (each must be one launch: split
+    forms reduce in the kernel); `sources`: per stage, per input, the composite input number
+    or ("stage", i), the output of earlier stage i. Inputs, written caches and out are the
+    composite's (kiln-chain-cuda-kernels declares them)."""
+    from kiln.kernels.attention import attention_spec
+    from kiln.kernels.linear import linear_spec
+    from kiln.kernels.sequence import sequence_spec
+
+    builders = {"linear": linear_spec, "attention": attention_spec}
+    specs = []
+    for builder, arguments in stages:
+        if builder not in builders:
+            raise KernelUnsupported(f"a sequence stage must be linear or attention, not "
+                                    f"{builder!r}")
+        specs.append(builders[builder](**arguments))
+    wiring = [tuple(f"stage{source[1]}" if isinstance(source, tuple) else f"in{source}"
+                    for source in stage) for stage in sources]
+    return compile_plan(sequence_spec(specs, wiring))
 
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:
