@@ -32,7 +32,7 @@ from typing import Optional
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, decode_spec,
                                encode_spec, plan_buffer_types, plan_problem)
-from kiln.passes.base import KilnPass
+from kiln.passes.base import KilnPass, erase_if_dead
 
 # Ops that may sit between two members of a chain: they compute nothing (views of contiguous
 # tensors, conversions between torch and builtin tensors, their constant operands).
@@ -47,7 +47,6 @@ class Member:
     call: ir.Operation
     builder: str
     arguments: dict
-    written: int  # results after the first: inputs the kernel updates in place
 
 
 @dataclass
@@ -90,7 +89,7 @@ class ChainCudaKernels(KilnPass):
         builder, arguments = decode_spec(spec)
         if builder == "sequence":
             return None
-        return Member(op.operation, builder, arguments, len(op.results) - 1)
+        return Member(op.operation, builder, arguments)
 
     def _chains(self, block: ir.Block) -> list[list[Member]]:
         """Runs of members, each after the first reading an earlier member's output, with
@@ -98,7 +97,8 @@ class ChainCudaKernels(KilnPass):
         ops that read none of it are moved above the run: `_hoist_independent`), cut where
         an output is read outside the run."""
         chains, current = [], []
-        tainted: set = set()  # values computed from the current run's results
+        # values computed from the current run's results (Values hash as the SSA value)
+        tainted: set = set()
         for op in block.operations:
             op = op.operation
             member = self._member(op)
@@ -109,13 +109,13 @@ class ChainCudaKernels(KilnPass):
                 else:
                     chains.append(current)
                     current, tainted = [member], set()
-                tainted.update(_keys(op.results))
+                tainted.update(op.results)
             elif current:
-                reads = any(_key(operand) in tainted for operand in op.operands)
+                reads = any(operand in tainted for operand in op.operands)
                 dead = _pure(op) and all(not list(r.uses) for r in op.results)
                 if op.name in TRANSPARENT_OPS or dead or (not reads and _pure(op)):
                     if reads:
-                        tainted.update(_keys(op.results))
+                        tainted.update(op.results)
                 else:
                     chains.append(current)
                     current, tainted = [], set()
@@ -234,15 +234,6 @@ def _pure(op: ir.Operation) -> bool:
         not op.name.endswith("_")
 
 
-def _key(value: ir.Value):
-    """A hashable identity of an SSA value (the bindings' Value objects are recreated)."""
-    return value.get_name() if hasattr(value, "get_name") else id(value)
-
-
-def _keys(values) -> list:
-    return [_key(v) for v in values]
-
-
 def _hoist_independent(calls: list[ir.Operation]) -> None:
     """Move the ops between the chain's first and last call that read nothing the chain
     computed (through any op) above its first call, in order: the fused call takes the
@@ -258,8 +249,8 @@ def _hoist_independent(calls: list[ir.Operation]) -> None:
             continue
         if op == last:
             break
-        if _contains(calls, op) or any(_key(o) in tainted for o in op.operands):
-            tainted.update(_keys(op.results))
+        if _contains(calls, op) or any(o in tainted for o in op.operands):
+            tainted.update(op.results)
         else:
             span.append(op)
     for op in span:
@@ -356,11 +347,4 @@ def _erase_chain_leftovers(calls: list[ir.Operation]) -> None:
                     not _contains(candidates, owner):
                 candidates.append(owner)
                 owner = _operation(owner.operands[0].owner) if list(owner.operands) else None
-    erased = True
-    while erased:
-        erased = False
-        for op in list(candidates):
-            if all(not list(r.uses) for r in op.results):
-                candidates.remove(op)
-                op.erase()
-                erased = True
+    erase_if_dead(candidates)
