@@ -9,6 +9,7 @@
 #              --device cuda --dtype float16 --kiln-variant chain --prepare-kiln .device/genchain
 #   there (carry .device/genchain, $BASELINE, .device/wheels):
 #          BASELINE=.device/genarg bash bench/gpu/chain_check.sh $OUT
+#          (RUNS=, ROUNDS=, PROFILE=0: fewer runs of the check, fewer rounds, no profiles)
 out=$1
 source bench/gpu/device_env.sh
 if ! python3 -c "import pytest" 2>/dev/null; then  # the test module decorates with pytest.mark
@@ -17,7 +18,7 @@ if ! python3 -c "import pytest" 2>/dev/null; then  # the test module decorates w
     export PYTHONPATH=/tmp/stub:$PYTHONPATH
 fi
 timeout 200 python3 tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot \
-    --runs 1000 > "$out/sequence-cuda.jsonl"
+    --runs "${RUNS:-1000}" > "$out/sequence-cuda.jsonl"
 echo "sequence rc=$?"
 python3 - "$out/sequence-cuda.jsonl" <<'PY'
 import json, sys
@@ -37,9 +38,11 @@ run() {  # artifacts variant [extra]
         grep -E "tok/s|gpu_busy|gpu_events|top_gpu|driver_calls_per|Error|error|Traceback"
     elapsed "$variant $folder"
 }
-for round in 1 2; do
+for round in $(seq "${ROUNDS:-2}"); do
     run "$BASELINE" kernels
     run .device/genchain chain
 done
-run .device/genchain chain --profile
-run "$BASELINE" kernels --profile
+if [ "${PROFILE:-1}" = 1 ]; then
+    run .device/genchain chain --profile
+    run "$BASELINE" kernels --profile
+fi
