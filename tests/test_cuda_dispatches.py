@@ -155,6 +155,16 @@ def test_generator_decode_dispatches_per_layer(family):
         f"if this is on purpose)")
 
 
+@pytest.mark.parametrize("phase", sorted(SHAPES))
+@pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
+def test_chained_decoder_layers(family, phase):
+    """cuda_chain on a forward pass: each decoder layer one launch (a decode without a cache
+    reads k and v from the QKV output, past L1, like q)."""
+    pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
+    measured, names, _, _ = layer_dispatches(family, phase, cuda_chain=True)
+    assert measured == 1 and names == ("kiln_sequence",), (family, phase, measured, names)
+
+
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
 def test_generator_decode_chained_layers(family):
     """cuda_chain: each decoder layer of the decode step is one launch (the RoPE tables and

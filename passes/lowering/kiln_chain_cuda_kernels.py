@@ -32,11 +32,12 @@ from typing import Optional
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, decode_spec,
                                encode_spec, plan_buffer_types, plan_problem)
-from kiln.passes.base import KilnPass, erase_if_dead
+from kiln.passes.base import KilnPass, PassError, erase_if_dead
 
 # Ops that may sit between two members of a chain: they compute nothing (views of contiguous
 # tensors, conversions between torch and builtin tensors, their constant operands).
 TRANSPARENT_OPS = ("torch.aten.view", "torch.aten.reshape", "torch.aten._unsafe_view",
+                   "torch.aten.unsqueeze", "torch.aten.squeeze.dim", "torch.aten.squeeze",
                    "torch_c.to_builtin_tensor", "torch_c.from_builtin_tensor",
                    "torch.prim.ListConstruct", "torch.constant.int", "torch.constant.none",
                    "torch.constant.bool")
@@ -112,7 +113,7 @@ class ChainCudaKernels(KilnPass):
                 tainted.update(op.results)
             elif current:
                 reads = any(operand in tainted for operand in op.operands)
-                dead = _pure(op) and all(not list(r.uses) for r in op.results)
+                dead = _dead(op)
                 if op.name in TRANSPARENT_OPS or dead or (not reads and _pure(op)):
                     if reads:
                         tainted.update(op.results)
@@ -143,8 +144,31 @@ class ChainCudaKernels(KilnPass):
     # -----------------------------------------------------------------------------------------
 
     def _fuse(self, chain: list[Member]) -> None:
+        """Fuse the longest window of `chain` whose composite the library builds (the
+        earliest of that length), then the parts before and after it the same way."""
+        problem = None
+        for length in range(len(chain), 1, -1):
+            for start in range(len(chain) - length + 1):
+                window = chain[start:start + length]
+                calls = [m.call for m in window]
+                if any(_read_outside(m.call.results[0], calls) for m in window[:-1]):
+                    continue
+                built = self._composite(window)
+                if isinstance(built, str):
+                    problem = problem or built
+                    continue
+                self._rewrite(window, *built)
+                if start > 1:
+                    self._fuse(chain[:start])
+                if len(chain) - start - length > 1:
+                    self._fuse(chain[start + length:])
+                return
+        self.record("declined", f"{len(chain)} kernel calls stay separate: {problem}",
+                    chain[0].call)
+
+    def _composite(self, chain: list[Member]):
+        """(plan, spec, inputs) of the sequence running `chain`, or why there is none."""
         calls = [m.call for m in chain]
-        _hoist_independent(calls)
         inputs: list[ir.Value] = []
         sources = []
         for member in chain:
@@ -152,9 +176,7 @@ class ChainCudaKernels(KilnPass):
             for operand in member.call.operands:
                 producer, index = _source(operand)
                 if _contains(calls, producer) and index > 0:
-                    self.record("declined", "a kernel call reads a cache an earlier call of "
-                                "the chain updated; the calls stay separate", member.call)
-                    return
+                    return "a kernel call reads a cache an earlier call of the chain updated"
                 if _contains(calls, producer):
                     member_sources.append(("stage", calls.index(producer)))
                 else:
@@ -162,17 +184,20 @@ class ChainCudaKernels(KilnPass):
                         inputs.append(operand)
                     member_sources.append(inputs.index(operand))
             sources.append(tuple(member_sources))
-        stages = tuple((m.builder, m.arguments) for m in chain)
-        spec = encode_spec("sequence", {"stages": stages, "sources": tuple(sources)})
+        arguments = {"stages": tuple((m.builder, m.arguments) for m in chain),
+                     "sources": tuple(sources)}
         try:
-            plan = build_plan("sequence", {"stages": stages, "sources": tuple(sources)})
+            plan = build_plan("sequence", arguments)
             problem = plan_problem(plan, self.arch)
         except Exception as error:  # noqa: BLE001 - the library says why it declines
             problem = f"{type(error).__name__}: {error}"
         if problem:
-            self.record("declined", f"{len(chain)} kernel calls stay separate: {problem}",
-                        calls[0])
-            return
+            return problem
+        return plan, encode_spec("sequence", arguments), inputs
+
+    def _rewrite(self, chain: list[Member], plan, spec: str, inputs: list) -> None:
+        calls = [m.call for m in chain]
+        _hoist_independent(calls)
         name = self._declare(plan, spec)
         # The written inputs come back in the plan's order: each member's, in member order.
         written = [result for member in chain for result in list(member.call.results)[1:]]
@@ -224,14 +249,22 @@ class ChainCudaKernels(KilnPass):
 
 
 # Ops without side effects that may be moved above a chain when they read nothing it computes.
-PURE_PREFIXES = ("torch.aten.", "torch.prim.", "torch.constant.", "torch.vtensor.literal",
-                 "torch_c.", "arith.constant", "kiln.")
+PURE_PREFIXES = ("torch.aten.", "torch.prim.", "torch.prims.", "torch.constant.",
+                 "torch.vtensor.literal", "torch_c.", "arith.constant", "kiln.")
 
 
 def _pure(op: ir.Operation) -> bool:
     return op.name.startswith(PURE_PREFIXES) and not op.name.startswith(
         ("torch.aten.copy_", "torch.aten.index_put_", "torch.prim.Print")) and \
         not op.name.endswith("_")
+
+
+def _dead(op: ir.Operation) -> bool:
+    """Pure, and everything reading it is dead too: what kernel selection left behind (the
+    slices and RoPE an attention kernel now does itself), which canonicalize erases later."""
+    if not _pure(op):
+        return False
+    return all(_dead(_operation(use.owner)) for result in op.results for use in result.uses)
 
 
 def _hoist_independent(calls: list[ir.Operation]) -> None:
@@ -293,8 +326,7 @@ def _read_outside(value: ir.Value, members: list[ir.Operation]) -> bool:
     """Whether anything but `members` reads `value` (through transparent ops)."""
     for use in value.uses:
         user = _operation(use.owner)
-        if _contains(members, user) or (_pure(user) and all(not list(r.uses)
-                                                             for r in user.results)):
+        if _contains(members, user) or _dead(user):
             continue  # a member, or a dead op (canonicalize erases it)
         if user.name in TRANSPARENT_OPS and user.name != "torch.prim.ListConstruct":
             if any(_read_outside(result, members) for result in user.results):
@@ -336,15 +368,35 @@ def _before(op: ir.Operation, anchor: ir.Operation) -> bool:
     return False
 
 
+def _erase_dead_readers(op: ir.Operation) -> None:
+    """Erase the dead ops reading `op`'s results, readers of readers first."""
+    for result in op.results:
+        for use in list(result.uses):
+            reader = _operation(use.owner)
+            if _dead(reader):
+                _erase_dead_readers(reader)
+                reader.erase()
+
+
 def _erase_chain_leftovers(calls: list[ir.Operation]) -> None:
-    """Erase the member calls and the transparent ops that only fed them, until nothing more
-    is unused."""
-    candidates = list(calls)
+    """Erase the member calls, last first, each after the dead ops reading it (canonicalize
+    keeps calls: the views leading to an erased later member, the slices kernel selection left
+    behind), then the transparent ops that fed them and are unused now."""
+    # Views of values from outside the chain that fed its calls (those of the calls' own
+    # results go with the calls, as dead readers).
+    feeders = []
     for call in calls:
         for operand in call.operands:
-            owner = _operation(operand.owner)
-            while owner is not None and owner.name in TRANSPARENT_OPS and \
-                    not _contains(candidates, owner):
-                candidates.append(owner)
+            run, owner = [], _operation(operand.owner)
+            while owner is not None and owner.name in TRANSPARENT_OPS:
+                run.append(owner)
                 owner = _operation(owner.operands[0].owner) if list(owner.operands) else None
-    erase_if_dead(candidates)
+            if not _contains(calls, owner):
+                feeders += [op for op in run if not _contains(feeders, op)]
+    for call in reversed(calls):
+        _erase_dead_readers(call)
+        if any(list(result.uses) for result in call.results):
+            raise PassError(f"kiln-chain-cuda-kernels: a chained kernel call is still read "
+                            f"after fusion ({call.name} at {call.location})")
+        call.erase()
+    erase_if_dead(feeders)

@@ -47,7 +47,8 @@ PROGRAM_FORMS = {
     ("triton_gemm", "linear_kernel"):
         ProgramForm("linear_program", ("pid", "pid_k"), ("x_ptr", "r_ptr")),
     ("triton_attention", "attention_decode_kernel"):
-        ProgramForm("attention_decode_program", ("split", "bk"), ("q_ptr", "kn_ptr", "vn_ptr")),
+        ProgramForm("attention_decode_program", ("split", "bk"),
+                    ("q_ptr", "k_ptr", "v_ptr", "kn_ptr", "vn_ptr")),
     ("triton_attention", "attention_fwd_kernel"):
         ProgramForm("attention_fwd_program", ("pid_m", "bh"), ("q_ptr", "k_ptr", "v_ptr")),
 }

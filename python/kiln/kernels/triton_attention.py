@@ -284,9 +284,9 @@ def attention_decode_program(split, bk, q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, 
     pos's key and value from registers instead of memory, so no program reads a row another
     is writing (chunks are disjoint; a row read past a chunk's end is masked, and finite).
 
-    LOAD_CG: q and the new key/value rows (what an earlier stage of the same launch may have
-    written: the QKV projection, kiln.kernels.sequence) are read from L2 (`.cg`): L1 is not
-    coherent across SMs.
+    LOAD_CG: q, the new key/value rows and the keys and values (what an earlier stage of the
+    same launch may have written: the QKV projection, kiln.kernels.sequence; a decode without
+    a cache reads k and v from it) are read from L2 (`.cg`): L1 is not coherent across SMs.
     """
     QKV_CACHE: tl.constexpr = ".cg" if LOAD_CG else ""
     b = bk // HKV
@@ -344,14 +344,16 @@ def attention_decode_program(split, bk, q_ptr, k_ptr, v_ptr, mask_ptr, cos_ptr, 
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols, mask_base, cols, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, False, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new, "")
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new,
+            QKV_CACHE)
     for n0 in range(full_end, end, BLOCK_N):
         cols = n0 + offs_n
         cols_c = tl.minimum(cols, SK - 1)
         acc, l_i, m_i = _online_softmax_step(
             acc, l_i, m_i, q, k_base, v_base, cols_c, mask_base, cols_c, rows, cols, end,
             QK_SCALE, MASK_KIND, MS_K, False, True, offs_d, d_ok, D, D_MASK, K_SS, V_SS,
-            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new, "")
+            ROPE_CACHED, cos_base, sin_base, C_SS, WRITE_KV, new_pos, k_new, v_new,
+            QKV_CACHE)
 
     out = acc / tl.where(l_i == 0.0, 1.0, l_i)[:, None]
     g_ok = offs_g < GROUP
