@@ -31,8 +31,9 @@ from typing import Optional
 
 from kiln.bindings import ir
 from kiln.cuda_kernels import (KERNEL_ATTR, KERNEL_PREFIX, build_plan, decode_spec,
-                               encode_spec, plan_buffer_types, plan_problem)
+                               encode_spec, plan_problem)
 from kiln.passes.base import KilnPass, PassError, erase_if_dead
+from kiln.passes.lowering.kiln_select_cuda_kernels import declare_kernel
 
 # Ops that may sit between two members of a chain: they compute nothing (views of contiguous
 # tensors, conversions between torch and builtin tensors, their constant operands).
@@ -95,8 +96,8 @@ class ChainCudaKernels(KilnPass):
     def _chains(self, block: ir.Block) -> list[list[Member]]:
         """Runs of members, each after the first reading an earlier member's output, with
         nothing between them that reads what the run computed except transparent ops (pure
-        ops that read none of it are moved above the run: `_hoist_independent`), cut where
-        an output is read outside the run."""
+        ops that read none of it are moved above the run: `_hoist_independent`). Outputs read
+        outside the run are `_fuse`'s to respect."""
         chains, current = [], []
         # values computed from the current run's results (Values hash as the SSA value)
         tainted: set = set()
@@ -113,39 +114,25 @@ class ChainCudaKernels(KilnPass):
                 tainted.update(op.results)
             elif current:
                 reads = any(operand in tainted for operand in op.operands)
-                dead = _dead(op)
-                if op.name in TRANSPARENT_OPS or dead or (not reads and _pure(op)):
+                if op.name in TRANSPARENT_OPS or (not reads and _pure(op)) or _dead(op):
                     if reads:
                         tainted.update(op.results)
                 else:
                     chains.append(current)
                     current, tainted = [], set()
         chains.append(current)
-        return [piece for chain in chains for piece in self._cut_at_outside_reads(chain)
-                if len(piece) > 1]
+        return [chain for chain in chains if len(chain) > 1]
 
     def _reads_chain(self, member: Member, chain: list[Member]) -> bool:
         calls = [m.call for m in chain]
         return any(_contains(calls, _source_call(operand)) for operand in member.call.operands)
 
-    def _cut_at_outside_reads(self, chain: list[Member]) -> list[list[Member]]:
-        """`chain` split after each member whose output something outside it reads."""
-        pieces, current = [], []
-        calls = [m.call for m in chain]
-        for index, member in enumerate(chain):
-            current.append(member)
-            later = calls[index + 1:]
-            if index + 1 < len(chain) and _read_outside(member.call.results[0], later):
-                pieces.append(current)
-                current = []
-        pieces.append(current)
-        return pieces
-
     # -----------------------------------------------------------------------------------------
 
     def _fuse(self, chain: list[Member]) -> None:
-        """Fuse the longest window of `chain` whose composite the library builds (the
-        earliest of that length), then the parts before and after it the same way."""
+        """Fuse the longest window of `chain` whose members' outputs only later members read
+        (but the last's) and whose composite the library builds (the earliest of that
+        length), then the parts before and after it the same way."""
         problem = None
         for length in range(len(chain), 1, -1):
             for start in range(len(chain) - length + 1):
@@ -216,22 +203,12 @@ class ChainCudaKernels(KilnPass):
         _erase_chain_leftovers(calls)
 
     def _declare(self, plan, spec: str) -> str:
-        if spec in self._declared:
-            return self._declared[spec]
-        inputs, buffers = plan_buffer_types(plan)
-        name = f"{KERNEL_PREFIX}{self._next_index}"
-        self._next_index += 1
-        results = [buffers["out"]] + [inputs[n] for n in plan.written]
-        function_type = ir.FunctionType.get([ir.Type.parse(t) for t in inputs.values()],
-                                            [ir.Type.parse(t) for t in results])
-        with ir.InsertionPoint.at_block_begin(self._body):
-            ir.Operation.create("func.func", regions=1, attributes={
-                "sym_name": ir.StringAttr.get(name),
-                "sym_visibility": ir.StringAttr.get("private"),
-                "function_type": ir.TypeAttr.get(function_type),
-                KERNEL_ATTR: ir.StringAttr.get(spec)})
-        self._declared[spec] = name
-        return name
+        """The declaration for `spec`, declared the first time (equal chains share one)."""
+        if spec not in self._declared:
+            self._declared[spec] = declare_kernel(
+                self._body, plan, spec, f"{KERNEL_PREFIX}{self._next_index}")
+            self._next_index += 1
+        return self._declared[spec]
 
     def _erase_unused_declarations(self, module: ir.Operation) -> None:
         used = set()
@@ -349,23 +326,17 @@ def _move_readers_after(values: list[ir.Value], anchor: ir.Operation) -> None:
             if user.name in TRANSPARENT_OPS and not _contains(readers, user):
                 readers.append(user)
                 pending.extend(user.results)
-    block = anchor.block
-    in_order = [op.operation for op in block.operations
-                if _contains(readers, op.operation)]
+    before = []
+    for op in anchor.block.operations:
+        op = op.operation
+        if op == anchor:
+            break
+        if _contains(readers, op):
+            before.append(op)
     position = anchor
-    for op in in_order:
-        if _before(op, anchor):
-            op.move_after(position)
-            position = op
-
-
-def _before(op: ir.Operation, anchor: ir.Operation) -> bool:
-    for other in op.block.operations:
-        if other.operation == anchor:
-            return False
-        if other.operation == op:
-            return True
-    return False
+    for op in before:
+        op.move_after(position)
+        position = op
 
 
 def _erase_dead_readers(op: ir.Operation) -> None:

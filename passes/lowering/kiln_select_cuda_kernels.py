@@ -434,8 +434,8 @@ class SelectCudaKernels(KilnPass):
             return "emulated", spec
         if spec not in self._declarations:
             plan = self._plan(builder, arguments, self.arch)
-            self._declarations[spec] = self._declare(self._body, plan, spec,
-                                                     len(self._declarations))
+            self._declarations[spec] = declare_kernel(
+                self._body, plan, spec, f"{KERNEL_PREFIX}{len(self._declarations)}")
         return self._declarations[spec], spec
 
     @staticmethod
@@ -450,22 +450,6 @@ class SelectCudaKernels(KilnPass):
         if problem:
             raise Unsupported(problem)
         return plan
-
-    @staticmethod
-    def _declare(body: ir.Block, plan, spec: str, index: int) -> str:
-        inputs, buffers = plan_buffer_types(plan)
-        name = f"{KERNEL_PREFIX}{index}"
-        types = [ir.Type.parse(t) for t in inputs.values()]
-        # out, then the inputs the plan updates in place (kiln.cuda_kernels ties them)
-        results = [buffers["out"]] + [inputs[n] for n in plan.written]
-        function_type = ir.FunctionType.get(types, [ir.Type.parse(t) for t in results])
-        with ir.InsertionPoint.at_block_begin(body):
-            ir.Operation.create("func.func", regions=1, attributes={
-                "sym_name": ir.StringAttr.get(name),
-                "sym_visibility": ir.StringAttr.get("private"),
-                "function_type": ir.TypeAttr.get(function_type),
-                KERNEL_ATTR: ir.StringAttr.get(spec)})
-        return name
 
     def _invoke(self, b: TorchBuilder, name: str, values: list, result: TensorInfo,
                 location, builder: str, args: dict, written: tuple = ()):
@@ -531,6 +515,23 @@ class SelectCudaKernels(KilnPass):
         if writes:
             return b.view(result[0], tuple(out.shape)), result[1:]
         return b.view(result, tuple(out.shape)), ()
+
+
+def declare_kernel(body: ir.Block, plan, spec: str, name: str) -> str:
+    """Declare `func.func private @name` at the top of `body` with the plan's types (its
+    inputs; out, then the inputs it updates in place, which kiln.cuda_kernels ties) and the
+    kernel spec; returns `name`."""
+    inputs, buffers = plan_buffer_types(plan)
+    types = [ir.Type.parse(t) for t in inputs.values()]
+    results = [buffers["out"]] + [inputs[n] for n in plan.written]
+    function_type = ir.FunctionType.get(types, [ir.Type.parse(t) for t in results])
+    with ir.InsertionPoint.at_block_begin(body):
+        ir.Operation.create("func.func", regions=1, attributes={
+            "sym_name": ir.StringAttr.get(name),
+            "sym_visibility": ir.StringAttr.get("private"),
+            "function_type": ir.TypeAttr.get(function_type),
+            KERNEL_ATTR: ir.StringAttr.get(spec)})
+    return name
 
 
 _REPEAT_OPS = VIEW_OPS + ("torch.aten.unsqueeze", "torch.aten.expand")

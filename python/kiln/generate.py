@@ -68,7 +68,7 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     import torch
 
     from kiln.compiler import compile_entry_points
-    from kiln.kv_cache import GREEDY_CHUNK, CacheGeometry, DecoderStep
+    from kiln.kv_cache import CacheGeometry, DecoderStep
 
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"compile_generator: expected a torch.nn.Module (a transformers causal "
@@ -91,10 +91,9 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
         model = copy.deepcopy(model).to(dtype)
     model = model.eval()
     geometry = CacheGeometry.probe(model, batch_size, max_seq_len)
-    # The greedy token in 1024-wide chunks on every target (checked against torch.argmax on an
-    # H100 by bench/gpu/greedy_check.py, docs/decisions.md).
-    step = DecoderStep(model, geometry, max_seq_len, scatter_decode_writes=scatter,
-                       greedy_chunk=GREEDY_CHUNK)
+    # The greedy token in DecoderStep's 1024-wide chunks on every target (checked against
+    # torch.argmax on an H100 by bench/gpu/greedy_check.py, docs/decisions.md).
+    step = DecoderStep(model, geometry, max_seq_len, scatter_decode_writes=scatter)
     entries = {f"{PREFILL_PREFIX}{n}": (step, step.example_inputs(batch_size, n))
                for n in chunks}
     entries["decode"] = (step, step.example_inputs(batch_size, 1))

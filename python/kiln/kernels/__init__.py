@@ -77,6 +77,15 @@ def attention_plan(b: int, hq: int, hkv: int, sq: int, sk: int, d: int, dtype: s
                                        new_kv=new_kv))
 
 
+def _spec_builders() -> dict:
+    """The plan-spec builder of each kernel spec's builder name (imported on use: importing
+    this package needs neither Triton nor torch)."""
+    from kiln.kernels.attention import attention_spec
+    from kiln.kernels.linear import linear_spec
+
+    return {"linear": linear_spec, "attention": attention_spec}
+
+
 def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
     """Kernel calls that feed each other as ONE launch of ticketed stages
     (kiln.kernels.sequence). `stages`: (builder, arguments) per call, "linear" or "attention"
@@ -84,11 +93,9 @@ def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
     forms reduce in the kernel); `sources`: per stage, per input, the composite input number
     or ("stage", i), the output of earlier stage i. Inputs, written caches and out are the
     composite's (kiln-chain-cuda-kernels declares them)."""
-    from kiln.kernels.attention import attention_spec
-    from kiln.kernels.linear import linear_spec
     from kiln.kernels.sequence import sequence_spec
 
-    builders = {"linear": linear_spec, "attention": attention_spec}
+    builders = _spec_builders()
     specs = []
     for builder, arguments in stages:
         if builder not in builders:
@@ -102,10 +109,7 @@ def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:
     """Why `<builder>_plan(**arguments)` would raise KernelUnsupported, or None (no compile)."""
-    from kiln.kernels.attention import attention_spec
-    from kiln.kernels.linear import linear_spec
-
-    specs = {"linear": linear_spec, "attention": attention_spec}
+    specs = _spec_builders()
     if builder not in specs:
         return f"unknown kernel builder {builder!r} (known: {', '.join(specs)})"
     try:

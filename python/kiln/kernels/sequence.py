@@ -128,10 +128,6 @@ def entry_source(parameters: Sequence[str], stages: Sequence[StageCall]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _numel(shape) -> int:
-    return math.prod(shape)
-
-
 def _program_form(index: int, spec: PlanSpec) -> ProgramForm:
     if len(spec.launches) != 1:
         raise KernelUnsupported(
@@ -195,7 +191,7 @@ def sequence_spec(specs: Sequence[PlanSpec], wiring: Sequence[Sequence[str]]) ->
             else:
                 buffer = source
             have_shape, have_dtype = buffers[buffer]
-            if have_dtype != dtype or _numel(have_shape) != _numel(shape):
+            if have_dtype != dtype or math.prod(have_shape) != math.prod(shape):
                 raise KernelUnsupported(f"sequence: stage {index} input {name} wants {shape} "
                                         f"{dtype}, {source} is {have_shape} {have_dtype}")
             rename[name] = buffer
@@ -212,7 +208,7 @@ def sequence_spec(specs: Sequence[PlanSpec], wiring: Sequence[Sequence[str]]) ->
         regions = {}
         for name, shape, _ in spec.semaphores:
             regions[name] = cursor
-            cursor = SEMAPHORE_ALIGN * math.ceil((cursor + _numel(shape)) / SEMAPHORE_ALIGN)
+            cursor = SEMAPHORE_ALIGN * math.ceil((cursor + math.prod(shape)) / SEMAPHORE_ALIGN)
 
         arguments = []
         for param, arg in zip(launch.pointers, launch.args):
