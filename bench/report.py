@@ -28,11 +28,13 @@ SYSTEM_LABELS = {
     "onnxruntime": "ONNX Runtime",
     "kiln": "Kiln",
     "kiln+kernels": "Kiln + kernels",
+    "kiln+chain": "Kiln + chained layers",
 }
 COLORS = {"eager": "#9e9e9e", "torch.compile": "#1f77b4",
           "torch.compile:reduce-overhead": "#6baed6",
           "torch.compile:max-autotune-no-cudagraphs": "#08519c",
-          "onnxruntime": "#2ca02c", "kiln": "#d62728", "kiln+kernels": "#ff7f0e"}
+          "onnxruntime": "#2ca02c", "kiln": "#d62728", "kiln+kernels": "#ff7f0e",
+          "kiln+chain": "#8c564b"}
 LOADED = 0.3  # cores used by other processes during a timed loop above which a cell is marked
 
 

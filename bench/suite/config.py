@@ -54,6 +54,8 @@ KILN_SYSTEMS = {
                             "if_known": {"cuda_split_k": True}},
     # one launch per linear: fewer operations for IREE's host to submit per call
     "kiln+kernels-nosplitk": {"options": {"cuda_kernels": "on", "cuda_split_k": False}},
+    # each decoder layer's kernel calls as one launch of ticketed stages
+    "kiln+chain": {"options": {"cuda_kernels": "on", "cuda_chain": True}},
 }
 
 
