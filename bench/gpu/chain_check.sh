@@ -4,7 +4,8 @@
 #      chain as one sequence plan against their separate plans, 1000 runs each on the same
 #      buffers (bit-identical outputs and caches, semaphores back at zero every run).
 #   2. Batch 1 / prompt 128 generation, $BASELINE (Kiln's default kernels) against $CHAIN
-#      (--kiln-variant chain), two rounds, then one profile of each.
+#      (--kiln-variant chain; .device/genchain unless set), two rounds, then one profile of each;
+#      $OTHER (a folder of default-variant artifacts from another commit), if set, in each round.
 #   here:  python -m bench.generate --models gpt2,llama --batch 1 --prompt 128 --new 64 \
 #              --device cuda --dtype float16 --kiln-variant chain --prepare-kiln .device/genchain
 #   there (carry .device/genchain, $BASELINE, .device/wheels):
@@ -38,11 +39,13 @@ run() {  # artifacts variant [extra]
         grep -E "tok/s|gpu_busy|gpu_events|top_gpu|driver_calls_per|Error|error|Traceback"
     elapsed "$variant $folder"
 }
+chain=${CHAIN:-.device/genchain}
 for round in $(seq "${ROUNDS:-2}"); do
     run "$BASELINE" kernels
-    run .device/genchain chain
+    [ -n "$OTHER" ] && run "$OTHER" kernels
+    run "$chain" chain
 done
 if [ "${PROFILE:-1}" = 1 ]; then
-    run .device/genchain chain --profile
+    run "$chain" chain --profile
     run "$BASELINE" kernels --profile
 fi

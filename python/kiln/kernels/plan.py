@@ -351,8 +351,10 @@ def compile_launch(spec: LaunchSpec) -> CompiledKernel:
                   "profile_scratch_size": int(getattr(md, "profile_scratch_size", 0) or 0)}
         _write_disk(key, record)
     programs = spec.grid[0] * spec.grid[1] * spec.grid[2]
+    # 16 bytes more than the kernel asks for: exactly 16 means it uses no scratch, which
+    # kiln.cuda_kernels.scratch_operand turns into a constant written once at load.
     scratch = tuple(
-        KernelParam(name, (max(16, record[f"{name}_size"] * programs),), "i8", "scratch")
+        KernelParam(name, (16 + record[f"{name}_size"] * programs,), "i8", "scratch")
         for name in ("global_scratch", "profile_scratch"))
     kernel = CompiledKernel(
         symbol=symbol_for(spec), entry=record["entry"], ptx=record["ptx"].encode(),
