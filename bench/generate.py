@@ -19,7 +19,8 @@ state dict, so Kiln and transformers run identical weights. `--kiln-variant` pic
 options (kernels: Kiln's default; nofuse: kernels without whole-layer fusion; nokernels: IREE's
 code only; scatter: the decode writes its cache row with IREE's scatter instead of the select,
 which failed on an H100 with IREE 3.13; nosplitk: kernels without split-K GEMMs, one launch per
-linear; chain: each decoder layer's kernel calls as one launch, `cuda_chain`). Run each system in its own process there (an illegal
+linear; chain: each decoder layer's kernel calls as one launch, `cuda_chain`; chainpf: chain with
+the weights prefetched into L2 before each stage waits, `cuda_chain_prefetch`). Run each system in its own process there (an illegal
 address poisons the CUDA context) with `--out` on one file: rows keep their tokens, so agreement with eager (and with
 an f32 eager run) is computed over the file (`--agreement FILE`).
 ONNX Runtime (`onnxruntime`, `pip install -r bench/requirements.txt`) runs Kiln's own capture
@@ -69,6 +70,8 @@ KILN_VARIANTS = {"kernels": {}, "nofuse": {"cuda_kernels": "on", "cuda_fuse": Fa
                  "scatter": {"decode_cache_write": "scatter"},
                  "nosplitk": {"cuda_kernels": "on", "cuda_split_k": False},
                  "chain": {"cuda_kernels": "on", "cuda_chain": True},
+                 "chainpf": {"cuda_kernels": "on", "cuda_chain": True,
+                             "cuda_chain_prefetch": True},
                  "pipelined": {"pipeline_loops": True},
                  "unpipelined": {"pipeline_loops": False}}
 

@@ -29,12 +29,13 @@ SYSTEM_LABELS = {
     "kiln": "Kiln",
     "kiln+kernels": "Kiln + kernels",
     "kiln+chain": "Kiln + chained layers",
+    "kiln+chain-prefetch": "Kiln + chained layers, prefetch",
 }
 COLORS = {"eager": "#9e9e9e", "torch.compile": "#1f77b4",
           "torch.compile:reduce-overhead": "#6baed6",
           "torch.compile:max-autotune-no-cudagraphs": "#08519c",
           "onnxruntime": "#2ca02c", "kiln": "#d62728", "kiln+kernels": "#ff7f0e",
-          "kiln+chain": "#8c564b"}
+          "kiln+chain": "#8c564b", "kiln+chain-prefetch": "#e377c2"}
 LOADED = 0.3  # cores used by other processes during a timed loop above which a cell is marked
 
 

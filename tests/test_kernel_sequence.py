@@ -5,7 +5,8 @@ chain) run in Triton's interpreter as their separate plans and as one sequence p
 bits. The composite's plan structure and PTX (sm_90a, no GPU) and what sequence_spec refuses.
 
 Run as a script it prints one JSON line per layer (on a GPU: `python
-tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot --runs 1000`).
+tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot --runs 1000
+[--prefetch]`).
 """
 
 from __future__ import annotations
@@ -141,16 +142,18 @@ def layer_inputs(plan, device: str, seed: int = 0) -> list:
     return tensors
 
 
-def run_layer(name: str, device: str = "cpu", mode: str = "jit", runs: int = 2) -> dict:
+def run_layer(name: str, device: str = "cpu", mode: str = "jit", runs: int = 2,
+              prefetch: bool = False) -> dict:
     """The layer's stages as their own plans one after another, and as one sequence plan run
     `runs` times on the same buffers (out and temps poisoned, the caches restored before each
-    run; on a GPU, many runs give races a chance to show)."""
+    run; on a GPU, many runs give races a chance to show). `prefetch`: the sequence's later
+    stages prefetch their weights (GPU only: the interpreter has no inline assembly)."""
     import torch
 
     from kiln.kernels import execute
 
     specs, wiring = LAYERS[name]()
-    plan = sequence_spec(specs, wiring)
+    plan = sequence_spec(specs, wiring, prefetch)
     inputs = layer_inputs(plan, device)
 
     separate = [t.clone() for t in inputs]
@@ -181,7 +184,7 @@ def run_layer(name: str, device: str = "cpu", mode: str = "jit", runs: int = 2) 
     return {"layer": name, "runs": results, "finite": bool(outputs[-1].isfinite().all()),
             "cache_written": bool(written) and all(not torch.equal(separate[i], inputs[i])
                                                    for i in written),
-            "programs": plan.launches[0].grid[0]}
+            "programs": plan.launches[0].grid[0], "prefetch": prefetch}
 
 
 def test_layers_in_the_interpreter():
@@ -316,18 +319,50 @@ def test_composite_compiles(tmp_path, monkeypatch):
     assert kernels.compile_plan(spec) == plan
 
 
+@needs_triton
+def test_prefetch_before_the_wait(tmp_path, monkeypatch):
+    """prefetch=True: each later GEMM stage asks L2 for its weight lines before it waits (the
+    PTX has the prefetches; without prefetch there are none), with the same arguments as the
+    stage's program; the attention stage has no prefetch form."""
+    from kiln.kernels import plan as plan_module
+
+    monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
+    plan_module.clear_memory_cache()
+    specs, wiring = gpt2_layer()
+    plain, fetched = (sequence_spec(specs, wiring, prefetch=p).launches[0] for p in (False, True))
+    assert "prefetch" not in plain.source and plain.key() != fetched.key()
+    source = fetched.source
+    # stages 2, 3, 4 are GEMMs after the first stage: prefetch, then wait, then the program
+    for stage in (2, 3, 4):
+        block = source.split(f"# stage {stage}:")[1].split("# stage")[0]
+        prefetch, wait, program = (block.index(word) for word in
+                                   ("linear_prefetch(", "wait_for_stage(", "linear_program("))
+        assert prefetch < wait < program, block
+        calls = re.findall(r"linear_(?:prefetch|program)\((.*?)\)\n", block, re.S)
+        assert len(calls) == 2 and calls[0] == calls[1], calls
+    assert "linear_prefetch" not in source.split("# stage 1:")[1].split("# stage 2:")[0]
+    ptx = kernels.compile_plan(sequence_spec(specs, wiring, prefetch=True)) \
+        .launches[0].kernel.ptx.decode()
+    assert "prefetch.global.L2 [" in ptx
+    plain_ptx = kernels.compile_plan(sequence_spec(specs, wiring)).launches[0].kernel.ptx.decode()
+    assert "prefetch.global.L2" not in plain_ptx
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("layers", nargs="+", choices=sorted(LAYERS))
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--mode", default="jit", choices=("jit", "aot"))
     parser.add_argument("--runs", type=int, default=2)
+    parser.add_argument("--prefetch", action="store_true",
+                        help="the sequences' later stages prefetch their weights (GPU only)")
     options = parser.parse_args(argv)
     from kiln.kernels.selfcheck import patch_interpreter
 
     patch_interpreter()
     for name in options.layers:
-        print(json.dumps(run_layer(name, options.device, options.mode, options.runs)),
+        print(json.dumps(run_layer(name, options.device, options.mode, options.runs,
+                                   options.prefetch)),
               flush=True)
     return 0
 

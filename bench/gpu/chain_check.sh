@@ -5,11 +5,15 @@
 #      buffers (bit-identical outputs and caches, semaphores back at zero every run).
 #   2. Batch 1 / prompt 128 generation, $BASELINE (Kiln's default kernels) against $CHAIN
 #      (--kiln-variant chain; .device/genchain unless set), two rounds, then one profile of each;
-#      $OTHER (a folder of default-variant artifacts from another commit), if set, in each round.
+#      $OTHER (a folder of default-variant artifacts from another commit) and $PREFETCHED
+#      (--kiln-variant chainpf: the chain with weights prefetched into L2), if set, each round.
+#   The check of step 1 runs twice: the plain sequences, then with --prefetch.
 #   here:  python -m bench.generate --models gpt2,llama --batch 1 --prompt 128 --new 64 \
 #              --device cuda --dtype float16 --kiln-variant chain --prepare-kiln .device/genchain
-#   there (carry .device/genchain, $BASELINE, .device/wheels):
-#          BASELINE=.device/genarg bash bench/gpu/chain_check.sh $OUT
+#          (and --kiln-variant kernels / chainpf into .device/gen2kernels / .device/gen2chainpf)
+#   there (carry the folders named and .device/wheels):
+#          BASELINE=.device/gen2kernels CHAIN=.device/gen2chain PREFETCHED=.device/gen2chainpf \
+#              bash bench/gpu/chain_check.sh $OUT
 #          (RUNS=, ROUNDS=, PROFILE=0: fewer runs of the check, fewer rounds, no profiles)
 out=$1
 source bench/gpu/device_env.sh
@@ -21,13 +25,17 @@ fi
 timeout 200 python3 tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot \
     --runs "${RUNS:-1000}" > "$out/sequence-cuda.jsonl"
 echo "sequence rc=$?"
+timeout 200 python3 tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot \
+    --runs "${RUNS:-1000}" --prefetch >> "$out/sequence-cuda.jsonl"
+echo "sequence (prefetch) rc=$?"
 python3 - "$out/sequence-cuda.jsonl" <<'PY'
 import json, sys
 for line in open(sys.argv[1]):
     r = json.loads(line)
     bad = [i for i, run in enumerate(r["runs"]) if not all(run.values())]
     print(f"{r['layer']}: {len(r['runs'])} runs, {len(bad)} wrong (first {bad[:5]}), "
-          f"finite {r['finite']}, cache written {r['cache_written']}, {r['programs']} programs")
+          f"finite {r['finite']}, cache written {r['cache_written']}, {r['programs']} programs, "
+          f"prefetch {r.get('prefetch', False)}")
 PY
 elapsed sequence
 run() {  # artifacts variant [extra]
@@ -44,8 +52,10 @@ for round in $(seq "${ROUNDS:-2}"); do
     run "$BASELINE" kernels
     [ -n "$OTHER" ] && run "$OTHER" kernels
     run "$chain" chain
+    [ -n "$PREFETCHED" ] && run "$PREFETCHED" chainpf
 done
 if [ "${PROFILE:-1}" = 1 ]; then
+    [ -n "$PREFETCHED" ] && run "$PREFETCHED" chainpf --profile
     run "$chain" chain --profile
     run "$BASELINE" kernels --profile
 fi

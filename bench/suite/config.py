@@ -56,6 +56,9 @@ KILN_SYSTEMS = {
     "kiln+kernels-nosplitk": {"options": {"cuda_kernels": "on", "cuda_split_k": False}},
     # each decoder layer's kernel calls as one launch of ticketed stages
     "kiln+chain": {"options": {"cuda_kernels": "on", "cuda_chain": True}},
+    # ... and each later stage's programs prefetch their weights into L2 before they wait
+    "kiln+chain-prefetch": {"options": {"cuda_kernels": "on", "cuda_chain": True,
+                                        "cuda_chain_prefetch": True}},
 }
 
 

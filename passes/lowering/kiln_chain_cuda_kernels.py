@@ -58,6 +58,7 @@ class ChainCudaKernels(KilnPass):
                "ticketed stages (up to max_stages calls)")
     max_stages: int = 5
     arch: str = "sm_90a"
+    prefetch: bool = False  # later stages ask L2 for their weights before they wait
 
     def apply(self, module: ir.Operation) -> None:
         body = module.regions[0].blocks[0]
@@ -173,6 +174,8 @@ class ChainCudaKernels(KilnPass):
             sources.append(tuple(member_sources))
         arguments = {"stages": tuple((m.builder, m.arguments) for m in chain),
                      "sources": tuple(sources)}
+        if self.prefetch:
+            arguments["prefetch"] = True
         try:
             plan = build_plan("sequence", arguments)
             problem = plan_problem(plan, self.arch)

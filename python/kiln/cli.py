@@ -368,6 +368,11 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
                        help="target cuda with Kiln's kernels: run consecutive kernel calls "
                             "that feed each other (a decoder layer's five) as one launch "
                             "(default: off until measured on a GPU)")
+    group.add_argument("--cuda-chain-prefetch", default=False,
+                       action=argparse.BooleanOptionalAction,
+                       help="with --cuda-chain: each later stage's programs ask L2 for their "
+                            "weights before they wait for the previous stage (default: off "
+                            "until measured on a GPU)")
     group.add_argument("--cpu-kernels", default="auto", choices=("auto", "on", "off"),
                        help="target cpu: Kiln's own f32 GEMM for the linears it takes; auto = "
                             "on for --cpu host on host kinds where it measured faster "
@@ -418,7 +423,8 @@ def compile_options(args, *, verbose_default: bool, writes_output: bool) -> dict
     verbose = not args.quiet and (args.verbose or verbose_default)
     return dict(attention=args.attention, cpu=args.cpu, cuda_arch=args.cuda_arch,
                 cuda_kernels=args.cuda_kernels, cuda_split_k=args.cuda_split_k,
-                cuda_chain=args.cuda_chain, cpu_kernels=args.cpu_kernels, opt_level=args.opt_level,
+                cuda_chain=args.cuda_chain, cuda_chain_prefetch=args.cuda_chain_prefetch,
+                cpu_kernels=args.cpu_kernels, opt_level=args.opt_level,
                 data_tiling=args.data_tiling, disable_passes=disabled, weights=args.weights,
                 index_checks=not args.no_index_checks, verbose=verbose)
 

@@ -77,6 +77,9 @@ class CompileOptions:
     # as one launch of ticketed stages (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off
     # until measured on a GPU (docs/decisions.md, "One launch per decoder layer").
     cuda_chain: bool = False
+    # With cuda_chain: each later stage's programs ask L2 for their weights before they wait
+    # for the previous stage, so weights stream in while it runs. Off until measured.
+    cuda_chain_prefetch: bool = False
     # Kiln's own f32 GEMM (kiln.cpu_kernels) for the linears it takes, target "cpu" alone:
     # auto (on where measured faster: kiln.targets.HOST_CPU_KERNELS, for cpu="host") | on | off
     cpu_kernels: str = "auto"
@@ -123,7 +126,7 @@ class CompileOptions:
         if opts.pipeline_loops not in (None, True, False):
             raise ValueError(f"pipeline_loops={opts.pipeline_loops!r}: choose None (auto), "
                              f"True or False")
-        for switch in ("cuda_split_k", "cuda_fuse", "cuda_chain"):
+        for switch in ("cuda_split_k", "cuda_fuse", "cuda_chain", "cuda_chain_prefetch"):
             # A string such as "off" is truthy: it would have switched the feature on.
             if not isinstance(getattr(opts, switch), bool):
                 raise ValueError(f"{switch}={getattr(opts, switch)!r}: choose True or False")
@@ -142,7 +145,8 @@ class CompileOptions:
                                      cuda_arch=self.cuda_arch, opt_level=self.opt_level,
                                      data_tiling=self.data_tiling,
                                      cuda_split_k=self.cuda_split_k, cuda_fuse=self.cuda_fuse,
-                                     cuda_chain=self.cuda_chain)
+                                     cuda_chain=self.cuda_chain,
+                                     cuda_chain_prefetch=self.cuda_chain_prefetch)
 
 
 def use_cuda_kernels(mode: str, targets: tuple[str, ...], cuda_arch: str = "sm_90a") -> bool:

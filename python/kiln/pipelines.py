@@ -159,7 +159,8 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
             "arch": target.cuda_arch, "split_k": str(target.cuda_split_k),
             "fuse": str(target.cuda_fuse)}))
         if target.cuda_chain:
-            steps.append(create_pass("kiln-chain-cuda-kernels", {"arch": target.cuda_arch}))
+            steps.append(create_pass("kiln-chain-cuda-kernels", {
+                "arch": target.cuda_arch, "prefetch": str(target.cuda_chain_prefetch)}))
     if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels", {
             "attention": attention, "lanes": str(target.cpu_lanes),
@@ -190,7 +191,7 @@ def _raise_pipeline_from_options(raise_attention: bool = True, raise_linear: boo
 def _lower_pipeline_from_options(target: str = "cpu", attention: str = "auto",
                                  cuda_kernels: bool = False, cuda_arch: str = "sm_90a",
                                  cuda_split_k: bool = False, cuda_fuse: bool = True,
-                                 cuda_chain: bool = False,
+                                 cuda_chain: bool = False, cuda_chain_prefetch: bool = False,
                                  cpu_kernels: bool = False) -> Pipeline:
     """kiln → iree-input: lower kiln ops for `target` (kiln-opt's textual options: the kernel
     switches are taken as given, not decided as CompileTarget.resolve does)."""
@@ -198,6 +199,7 @@ def _lower_pipeline_from_options(target: str = "cpu", attention: str = "auto",
         compile_target = CompileTarget(devices=target, cuda_arch=cuda_arch,
                                        cuda_kernels=cuda_kernels, cuda_split_k=cuda_split_k,
                                        cuda_fuse=cuda_fuse, cuda_chain=cuda_chain,
+                                       cuda_chain_prefetch=cuda_chain_prefetch,
                                        cpu_kernels=cpu_kernels)
     except ValueError as error:
         raise PassError(f"kiln-lower-pipeline: {error}") from None

@@ -81,6 +81,7 @@ class CompileTarget:
     cuda_split_k: bool = True  # with kernels: split-K GEMMs allowed
     cuda_fuse: bool = True  # with kernels: epilogues and prologues folded into them
     cuda_chain: bool = False  # with kernels: calls that feed each other as one launch
+    cuda_chain_prefetch: bool = False  # with cuda_chain: stages prefetch weights into L2
     cpu_kernels: bool = False  # Kiln's CPU GEMM takes the linears it supports (cpu alone)
     cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
     # with cpu_kernels: f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv)

@@ -86,13 +86,14 @@ def _spec_builders() -> dict:
     return {"linear": linear_spec, "attention": attention_spec}
 
 
-def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
+def sequence_plan(stages: tuple, sources: tuple, prefetch: bool = False) -> KernelPlan:
     """Kernel calls that feed each other as ONE launch of ticketed stages
     (kiln.kernels.sequence). `stages`: (builder, arguments) per call, "linear" or "attention"
     with the arguments of `linear_plan` / `attention_plan` (each must be one launch: split
     forms reduce in the kernel); `sources`: per stage, per input, the composite input number
     or ("stage", i), the output of earlier stage i. Inputs, written caches and out are the
-    composite's (kiln-chain-cuda-kernels declares them)."""
+    composite's (kiln-chain-cuda-kernels declares them). `prefetch`: later stages ask L2 for
+    their weights before they wait (kiln.kernels.sequence.sequence_spec)."""
     from kiln.kernels.sequence import sequence_spec
 
     builders = _spec_builders()
@@ -104,7 +105,7 @@ def sequence_plan(stages: tuple, sources: tuple) -> KernelPlan:
         specs.append(builders[builder](**arguments))
     wiring = [tuple(f"stage{source[1]}" if isinstance(source, tuple) else f"in{source}"
                     for source in stage) for stage in sources]
-    return compile_plan(sequence_spec(specs, wiring))
+    return compile_plan(sequence_spec(specs, wiring, prefetch))
 
 
 def explain_unsupported(builder: str, **arguments) -> Optional[str]:

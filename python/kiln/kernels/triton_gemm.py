@@ -279,6 +279,64 @@ def linear_program(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_p
 
 
 @triton.jit
+def linear_prefetch(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr,
+                    g_ptr, nb_ptr, y_ptr, p_ptr, sem_ptr,
+                    M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
+                    W_IN_OUT: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
+                    PARTS: tl.constexpr, BIAS_PARTS: tl.constexpr, N0: tl.constexpr,
+                    N1: tl.constexpr,
+                    NORM: tl.constexpr, EPS: tl.constexpr,
+                    SPLIT_K: tl.constexpr, K_SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
+                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
+                    GROUP_M: tl.constexpr, LOAD_CG: tl.constexpr):
+    """Ask L2 for the weight lines program (pid, pid_k) of `linear_program` will read (the
+    same arguments; kiln.kernels.sequence calls it before a stage waits for the previous
+    one, so the weights stream in while that stage runs). One prefetch per 128-byte line of
+    16-bit weights: 64 elements along the weight's contiguous dimension; rows and columns
+    past the edge wrap around as the program's loads do."""
+    LINE: tl.constexpr = 64
+    num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
+    num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
+    num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    W_COLS: tl.constexpr = N * 2 if GATED else N
+    SPLIT_PARTS: tl.constexpr = PARTS if not GATED else 1
+    n_start = pid_n * BLOCK_N
+    w_base = select_part(n_start, w_ptr, w1_ptr, w2_ptr, N0, N1, SPLIT_PARTS)
+    part_start = select_part(n_start, 0, N0, N0 + N1, N0, N1, SPLIT_PARTS)
+    k0 = pid_k * K_SPLIT
+    for kk in range(0, K_SPLIT // BLOCK_K):
+        if W_IN_OUT:  # rows k, BLOCK_N contiguous columns each
+            N_LINES: tl.constexpr = BLOCK_N // LINE if BLOCK_N > LINE else 1
+            rows = (k0 + kk * BLOCK_K + tl.arange(0, BLOCK_K)) % K
+            cols = (n_start + tl.arange(0, N_LINES) * LINE) % N - part_start
+            offs = rows[:, None] * W_COLS + cols[None, :]
+            up_offset: tl.constexpr = N
+        else:  # rows n, K contiguous each
+            K_LINES: tl.constexpr = BLOCK_K // LINE if BLOCK_K > LINE else 1
+            cols = (n_start + tl.arange(0, BLOCK_N)) % N - part_start
+            ks = (k0 + kk * BLOCK_K + tl.arange(0, K_LINES) * LINE) % K
+            offs = cols[:, None] * K + ks[None, :]
+            up_offset: tl.constexpr = N * K
+        prefetch_l2(w_base + offs)
+        if GATED:
+            if PARTS == 2:
+                prefetch_l2(w1_ptr + offs)
+            else:
+                prefetch_l2(w_ptr + up_offset + offs)
+
+
+@triton.jit
+def prefetch_l2(ptrs):
+    """One `prefetch.global.L2` per element of `ptrs` (a hint: no value, no fault)."""
+    tl.inline_asm_elementwise("prefetch.global.L2 [$1];\n\tmov.u32 $0, 0;", "=r,l", [ptrs],
+                              dtype=tl.int32, is_pure=False, pack=1)
+
+
+@triton.jit
 def sum_partials(ptrs, mask, SPLIT_K: tl.constexpr, STRIDE: tl.constexpr):
     """Σ_s ptrs[s·STRIDE] in split order (f32), read from L2 (`.cg`: other SMs wrote them)."""
     total = tl.load(ptrs, mask=mask, other=0.0, cache_modifier=".cg")

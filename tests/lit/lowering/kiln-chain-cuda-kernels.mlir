@@ -1,4 +1,5 @@
 // RUN: kiln-opt %s -p 'kiln-select-cuda-kernels{min_linear_weight_elements=0},kiln-chain-cuda-kernels' --split-input-file | filecheck %s
+// RUN: kiln-opt %s -p 'kiln-select-cuda-kernels{min_linear_weight_elements=0},kiln-chain-cuda-kernels{prefetch=true}' --split-input-file | filecheck %s --check-prefix=PREFETCH
 
 // kiln-chain-cuda-kernels: kernel calls that feed each other, with only views and tensor
 // conversions (or pure ops reading nothing they computed) between them, become one call of a
@@ -9,6 +10,9 @@
 // CHECK-LABEL: module
 // CHECK:         func.func private @[[SEQ:kiln_kernel_[0-9]+]](tensor<2x64xf16>, tensor<128x64xf16>, tensor<64x128xf16>) -> tensor<2x64xf16> attributes {kiln.kernel = "sequence(stages=(('linear', {{.+}}), ('linear', {{.+}})), sources=((0, 1), (('stage', 0), 2)))"}
 // CHECK-NOT:     kiln.kernel = "linear
+// With prefetch (compile option cuda_chain_prefetch), the sequence's spec says so: its later
+// GEMM stages ask L2 for their weights before they wait.
+// PREFETCH:      kiln.kernel = "sequence(stages=(('linear', {{.+}}), ('linear', {{.+}})), sources=((0, 1), (('stage', 0), 2)), prefetch=True)"
 // CHECK-LABEL: func.func @mlp(
 // CHECK:         %[[Y:.+]] = call @[[SEQ]](%{{.+}}, %{{.+}}, %{{.+}}) : (tensor<2x64xf16>, tensor<128x64xf16>, tensor<64x128xf16>) -> tensor<2x64xf16>
 // CHECK-NOT:     call @
