@@ -17,6 +17,8 @@ DISPATCHES_PER_LAYER (and docs/kernels.md); the target is TARGET_PER_LAYER.
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 
@@ -44,9 +46,15 @@ TARGET_PER_LAYER = 6  # issue 14
 # attention kernel reads q and the new k/v in place, rotates them, writes the new rows into
 # the caches and attends over them: the five launches of the layer without a cache.
 GENERATOR_DECODE_PER_LAYER = {"gpt2": 5, "llama": 5, "qwen2": 5}
-# With cuda_chain (kiln-chain-cuda-kernels): the layer's five kernel calls as one launch of
-# ticketed stages (kiln.kernels.sequence).
-GENERATOR_DECODE_CHAINED_PER_LAYER = {"gpt2": 1, "llama": 1, "qwen2": 1}
+# With cuda_chain (kiln-chain-cuda-kernels): the layer's five kernel calls as launches of
+# ticketed stages (kiln.kernels.sequence). One launch per layer until an H100 refused to load
+# it (the fused kernel takes 21-30 buffers; IREE's CUDA runtime binds at most 16 per dispatch,
+# kiln.cuda_kernels.IREE_CUDA_MAX_BINDINGS): the chain pass now keeps each launch within the
+# limit, two per layer of a forward pass; the generator's decode, whose attention also binds
+# the caches and the position, GPT-2 and Qwen2 (biases) three (a sequence, one call alone, a
+# sequence), Llama two.
+CHAINED_PER_LAYER = 2
+GENERATOR_DECODE_CHAINED_PER_LAYER = {"gpt2": 3, "llama": 2, "qwen2": 3}
 GENERATOR_SLOTS = 32
 
 
@@ -158,11 +166,18 @@ def test_generator_decode_dispatches_per_layer(family):
 @pytest.mark.parametrize("phase", sorted(SHAPES))
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
 def test_chained_decoder_layers(family, phase):
-    """cuda_chain on a forward pass: each decoder layer one launch (a decode without a cache
-    reads k and v from the QKV output, past L1, like q)."""
+    """cuda_chain on a forward pass: each decoder layer CHAINED_PER_LAYER launches (a decode
+    without a cache reads k and v from the QKV output, past L1, like q), none binding more
+    buffers than IREE's CUDA runtime loads."""
     pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
-    measured, names, _, _ = layer_dispatches(family, phase, cuda_chain=True)
-    assert measured == 1 and names == ("kiln_sequence",), (family, phase, measured, names)
+    from kiln.cuda_kernels import IREE_CUDA_MAX_BINDINGS
+
+    measured, names, _, text = layer_dispatches(family, phase, cuda_chain=True)
+    assert measured == CHAINED_PER_LAYER and names == ("kiln_sequence",) * CHAINED_PER_LAYER, \
+        (family, phase, measured, names)
+    bindings = [layout.count("#hal.pipeline.binding<") for layout in
+                re.findall(r"#hal\.pipeline\.layout<.*?>\]>", text)]
+    assert bindings and max(bindings) <= IREE_CUDA_MAX_BINDINGS, bindings
 
 
 @pytest.mark.parametrize("family", ["gpt2", "llama", "qwen2"])
@@ -172,7 +187,7 @@ def test_generator_decode_chained_layers(family):
     pytest.importorskip("triton", reason="kernels need triton (pip install kiln[cuda])")
     measured, names = generator_decode_dispatches(family, cuda_chain=True)
     pinned = GENERATOR_DECODE_CHAINED_PER_LAYER[family]
-    assert measured == pinned and names == ("kiln_sequence",) * pinned, (
+    assert measured == pinned and "kiln_sequence" in names, (
         f"{family} chained generator decode: {measured} dispatches per layer, pinned "
         f"{pinned}: {', '.join(names)}")
 

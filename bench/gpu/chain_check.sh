@@ -14,7 +14,8 @@
 #   there (carry the folders named and .device/wheels):
 #          BASELINE=.device/gen2kernels CHAIN=.device/gen2chain PREFETCHED=.device/gen2chainpf \
 #              bash bench/gpu/chain_check.sh $OUT
-#          (RUNS=, ROUNDS=, PROFILE=0: fewer runs of the check, fewer rounds, no profiles)
+#          (RUNS=, ROUNDS=, PROFILE=0, SEQUENCE=0: fewer runs of the check, fewer rounds, no
+#          profiles, no step 1)
 out=$1
 source bench/gpu/device_env.sh
 if ! python3 -c "import pytest" 2>/dev/null; then  # the test module decorates with pytest.mark
@@ -22,6 +23,7 @@ if ! python3 -c "import pytest" 2>/dev/null; then  # the test module decorates w
     printf 'class _Mark:\n    def __getattr__(self, name):\n        return lambda *a, **k: (lambda f: f)\nmark = _Mark()\n' > /tmp/stub/pytest.py
     export PYTHONPATH=/tmp/stub:$PYTHONPATH
 fi
+if [ "${SEQUENCE:-1}" = 1 ]; then
 timeout 200 python3 tests/test_kernel_sequence.py gpt2 llama prefill --device cuda --mode aot \
     --runs "${RUNS:-1000}" > "$out/sequence-cuda.jsonl"
 echo "sequence rc=$?"
@@ -38,6 +40,7 @@ for line in open(sys.argv[1]):
           f"prefetch {r.get('prefetch', False)}")
 PY
 elapsed sequence
+fi
 run() {  # artifacts variant [extra]
     local folder=$1 variant=$2
     shift 2

@@ -91,6 +91,12 @@ def build_plan(builder: str, arguments: dict[str, Any]):
     return getattr(kernels, f"{builder}_plan")(**arguments)
 
 
+# IREE 3.13's CUDA runtime refuses an executable whose export has more bindings than this when
+# the module loads ("binding_flags count 21 exceeds maximum of 16", native_executable.c): a
+# dispatch binds one buffer per kernel parameter.
+IREE_CUDA_MAX_BINDINGS = 16
+
+
 def plan_problem(plan, arch: str = "sm_90a") -> str | None:
     """Why IREE cannot carry this plan for `arch`, or None."""
     from kiln.kernels.plan import shared_memory_limit
@@ -101,6 +107,9 @@ def plan_problem(plan, arch: str = "sm_90a") -> str | None:
         if kernel.shared_bytes > limit:
             return (f"kernel {kernel.symbol} needs {kernel.shared_bytes} bytes of shared memory "
                     f"(limit {limit} on {arch})")
+        if len(kernel.params) > IREE_CUDA_MAX_BINDINGS:
+            return (f"kernel {kernel.symbol} takes {len(kernel.params)} buffers; IREE's CUDA "
+                    f"runtime binds at most {IREE_CUDA_MAX_BINDINGS} per dispatch")
         if len(launch.args) != len(kernel.params):
             return f"kernel {kernel.symbol}: {len(launch.args)} arguments for " \
                    f"{len(kernel.params)} parameters"
