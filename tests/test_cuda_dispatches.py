@@ -50,11 +50,11 @@ GENERATOR_DECODE_PER_LAYER = {"gpt2": 5, "llama": 5, "qwen2": 5}
 # ticketed stages (kiln.kernels.sequence). One launch per layer until an H100 refused to load
 # it (the fused kernel takes 21-30 buffers; IREE's CUDA runtime binds at most 16 per dispatch,
 # kiln.cuda_kernels.IREE_CUDA_MAX_BINDINGS): the chain pass now keeps each launch within the
-# limit, two per layer of a forward pass; the generator's decode, whose attention also binds
-# the caches and the position, GPT-2 and Qwen2 (biases) three (a sequence, one call alone, a
-# sequence), Llama two.
+# limit, the stages' temps sharing one binding (kiln.kernels.sequence.ARENA): two per layer
+# of a forward pass (a GEMM alone, a sequence of four), two for the generator decode of GPT-2
+# and Llama, three for Qwen2's (q/k/v biases: its QKV GEMM and attention each alone).
 CHAINED_PER_LAYER = 2
-GENERATOR_DECODE_CHAINED_PER_LAYER = {"gpt2": 3, "llama": 2, "qwen2": 3}
+GENERATOR_DECODE_CHAINED_PER_LAYER = {"gpt2": 2, "llama": 2, "qwen2": 3}
 GENERATOR_SLOTS = 32
 
 
@@ -173,7 +173,7 @@ def test_chained_decoder_layers(family, phase):
     from kiln.cuda_kernels import IREE_CUDA_MAX_BINDINGS
 
     measured, names, _, text = layer_dispatches(family, phase, cuda_chain=True)
-    assert measured == CHAINED_PER_LAYER and names == ("kiln_sequence",) * CHAINED_PER_LAYER, \
+    assert measured == CHAINED_PER_LAYER and "kiln_sequence" in names, \
         (family, phase, measured, names)
     bindings = [layout.count("#hal.pipeline.binding<") for layout in
                 re.findall(r"#hal\.pipeline\.layout<.*?>\]>", text)]

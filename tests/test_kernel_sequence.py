@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import subprocess
@@ -173,7 +174,8 @@ def run_layer(name: str, device: str = "cpu", mode: str = "jit", runs: int = 2,
         for index in written:
             fused[index].copy_(inputs[index])
         for buffer in [temp for temp, _, _ in plan.temps] + ["out"]:
-            buffers[buffer].fill_(float("nan"))
+            # the byte arena of the stages' temps: all-ones bytes read as NaN in f16/bf16/f32
+            buffers[buffer].fill_(float("nan") if buffers[buffer].is_floating_point() else -1)
         run()
         if device == "cuda":
             torch.cuda.synchronize()
@@ -217,19 +219,28 @@ def test_composite_spec():
     assert launch.grid == (sum(_programs(spec) for spec in specs), 1, 1)
     assert [name for name, _, _ in plan.inputs] == [f"in{j}" for j in range(16)]
     assert plan.output == specs[-1].output and plan.written == ("in5", "in6")
-    # the stages' temps and outputs but the last, renamed apart, in stage order
-    assert [name for name, _, _ in plan.temps] == [f"tmp{i}" for i in range(10)]
-    assert [shape for _, shape, _ in plan.temps] == [
-        (2, 1, 192), (1, 192), (1, 4, 3, 16), (1, 4, 3), (1, 1, 4, 16), (2, 1, 64), (1, 64),
-        (2, 1, 256), (1, 256), (4, 1, 64)]
+    # the stages' temps and outputs but the last: typed views into one byte arena (one binding
+    # for all: IREE's CUDA runtime binds at most 16 buffers), in stage order, each on a
+    # 128-byte line of its own and apart from the next
+    [(arena, (arena_bytes,), arena_dtype)] = plan.temps
+    assert (arena, arena_dtype) == ("tmp0", "i8")
+    views = re.findall(r"(t\d+)_ptr = \(tmp0_ptr \+ (\d+)\)\.to\(tl\.pointer_type\(tl\.(\w+)\)\)",
+                       launch.source)
+    assert [name for name, _, _ in views] == [f"t{i}" for i in range(10)]
+    shapes = [(2, 1, 192), (1, 192), (1, 4, 3, 16), (1, 4, 3), (1, 1, 4, 16), (2, 1, 64),
+              (1, 64), (2, 1, 256), (1, 256), (4, 1, 64)]
+    sizes = [math.prod(shape) * {"float16": 2, "float32": 4}[element]
+             for shape, (_, _, element) in zip(shapes, views)]
+    offsets = [int(offset) for _, offset, _ in views] + [arena_bytes]
+    assert offsets[0] == 0 and all(offset % 128 == 0 for offset in offsets)
+    assert all(offsets[i + 1] - offsets[i] >= sizes[i] for i in range(10)), (offsets, sizes)
     # one semaphore buffer: the header (ticket, a done counter per stage), then a region per
     # stage with semaphores, each on a line of its own
     [(name, (size,), dtype)] = plan.semaphores
     assert (name, dtype) == (SEMAPHORES, "i32")
     regions = [int(offset) for offset in re.findall(r"sem_ptr=sem0_ptr \+ (\d+)", launch.source)]
     assert regions == [32, 64, 96, 128, 160] and size == 192  # the last: 4 tiles
-    assert launch.args == tuple(name for name, _, _ in plan.inputs) + ("out",) + tuple(
-        name for name, _, _ in plan.temps) + (SEMAPHORES,)
+    assert launch.args == tuple(name for name, _, _ in plan.inputs) + ("out", "tmp0", SEMAPHORES)
     roles = {p.name: p.role for p in launch.pointers}
     assert roles["in5_ptr"] == roles["in6_ptr"] == "inout" and roles["in0_ptr"] == "input"
     assert roles["out_ptr"] == "output" and roles["sem0_ptr"] == "semaphore"
@@ -284,7 +295,7 @@ def test_composite_compiles(tmp_path, monkeypatch):
     ptx = kernel.ptx.decode()
     assert ".target sm_90a" in ptx
     declared = ptx_entry_params(ptx, kernel.entry)
-    assert len(declared) == len(kernel.params) == len(launch.args) == 16 + 1 + 10 + 1 + 2
+    assert len(declared) == len(kernel.params) == len(launch.args) == 16 + 1 + 1 + 1 + 2  # in, out, arena, sem, scratch
     assert all(kind == "u64" for kind, _ in declared)
     assert launch.args[-2:] == ("scratch", "scratch")
     assert [p.role for p in kernel.params[-2:]] == ["scratch", "scratch"]
