@@ -155,14 +155,7 @@ def linear_program(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_p
     kiln.kernels.sequence) are read from L2 (`.cg`): L1 is not coherent across SMs.
     """
     ACTIVATION_CACHE: tl.constexpr = ".cg" if LOAD_CG else ""
-    num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
-    num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
-    num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    pid_m, pid_n = tile_position(pid, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     W_COLS: tl.constexpr = N * 2 if GATED else N  # leading dim of an "in_out" weight
     SPLIT_PARTS: tl.constexpr = PARTS if not GATED else 1  # gated parts are gate and up
 
@@ -279,6 +272,21 @@ def linear_program(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_p
 
 
 @triton.jit
+def tile_position(pid, M: tl.constexpr, N: tl.constexpr, BLOCK_M: tl.constexpr,
+                  BLOCK_N: tl.constexpr, GROUP_M: tl.constexpr):
+    """(pid_m, pid_n) of tile `pid`: GROUP_M row tiles per column sweep (L2 reuse of W)."""
+    num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
+    num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
+    num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
+    group_id = pid // num_pid_in_group
+    first_pid_m = group_id * GROUP_M
+    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
+    pid_m = first_pid_m + ((pid % num_pid_in_group) % group_size_m)
+    pid_n = (pid % num_pid_in_group) // group_size_m
+    return pid_m, pid_n
+
+
+@triton.jit
 def linear_prefetch(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr,
                     g_ptr, nb_ptr, y_ptr, p_ptr, sem_ptr,
                     M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
@@ -295,13 +303,7 @@ def linear_prefetch(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_
     16-bit weights: 64 elements along the weight's contiguous dimension; rows and columns
     past the edge wrap around as the program's loads do."""
     LINE: tl.constexpr = 64
-    num_pid_m: tl.constexpr = (M + BLOCK_M - 1) // BLOCK_M
-    num_pid_n: tl.constexpr = (N + BLOCK_N - 1) // BLOCK_N
-    num_pid_in_group: tl.constexpr = GROUP_M * num_pid_n
-    group_id = pid // num_pid_in_group
-    first_pid_m = group_id * GROUP_M
-    group_size_m = min(num_pid_m - first_pid_m, GROUP_M)
-    pid_n = (pid % num_pid_in_group) // group_size_m
+    _, pid_n = tile_position(pid, M, N, BLOCK_M, BLOCK_N, GROUP_M)
     W_COLS: tl.constexpr = N * 2 if GATED else N
     SPLIT_PARTS: tl.constexpr = PARTS if not GATED else 1
     n_start = pid_n * BLOCK_N
