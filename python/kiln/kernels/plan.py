@@ -324,6 +324,32 @@ def ptx_entry_params(ptx: str, entry: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _PTX_PARAM.finditer(ptx[start:end + 1])]
 
 
+# Triton 3.6 appends these two pointer params to every kernel's PTX entry.
+SCRATCH_PARAMS = ("global_scratch", "profile_scratch")
+# Launch modules whose entries lose the scratch params when Triton reports no scratch (the
+# body never reads them): two buffers fewer per dispatch, against IREE's 16 (the chained
+# launches, kiln.kernels.sequence: off by default). The other kernels keep them until this is
+# checked on a GPU.
+DROP_UNUSED_SCRATCH = ("sequence",)
+
+
+def drop_trailing_ptx_params(ptx: str, entry: str, count: int) -> str:
+    """`ptx` with the last `count` params of `.entry entry(...)` removed; raises if the body
+    names one of them (a kernel that reads its scratch pointers keeps them)."""
+    start = ptx.index(f".entry {entry}(")
+    end = ptx.index(")", start)
+    names = [name for _, name in ptx_entry_params(ptx, entry)]
+    dropped = names[len(names) - count:]
+    if any(len(re.findall(rf"\b{name}\b", ptx)) != 1 for name in dropped):
+        raise RuntimeError(f"{entry}: PTX reads {dropped}; they cannot be dropped")
+    lines = ptx[start:end].split("\n")
+    kept = [line for line in lines if not any(line.rstrip(",").endswith(f" {name}")
+                                             for name in dropped)]
+    last = max(i for i, line in enumerate(kept) if ".param" in line)
+    kept[last] = kept[last].rstrip().rstrip(",")
+    return ptx[:start] + "\n".join(kept) + "\n" + ptx[end:]
+
+
 def symbol_for(spec: LaunchSpec) -> str:
     arch = "" if spec.arch == DEFAULT_ARCH else f"_{spec.arch}"
     return re.sub(r"[^A-Za-z0-9_]", "_", f"kiln_{spec.tag}{arch}_{spec.key()[:10]}")
@@ -351,16 +377,20 @@ def compile_launch(spec: LaunchSpec) -> CompiledKernel:
                   "profile_scratch_size": int(getattr(md, "profile_scratch_size", 0) or 0)}
         _write_disk(key, record)
     programs = spec.grid[0] * spec.grid[1] * spec.grid[2]
-    # 16 bytes more than the kernel asks for: exactly 16 means it uses no scratch, which
-    # kiln.cuda_kernels.scratch_operand turns into a constant written once at load.
-    scratch = tuple(
-        KernelParam(name, (16 + record[f"{name}_size"] * programs,), "i8", "scratch")
-        for name in ("global_scratch", "profile_scratch"))
+    ptx = record["ptx"]
+    sizes = [record[f"{name}_size"] for name in SCRATCH_PARAMS]
+    if spec.module in DROP_UNUSED_SCRATCH and not any(sizes):
+        ptx, scratch = drop_trailing_ptx_params(ptx, record["entry"], len(SCRATCH_PARAMS)), ()
+    else:
+        # 16 bytes more than the kernel asks for: exactly 16 means it uses no scratch, which
+        # kiln.cuda_kernels.scratch_operand turns into a constant written once at load.
+        scratch = tuple(KernelParam(name, (16 + size * programs,), "i8", "scratch")
+                        for name, size in zip(SCRATCH_PARAMS, sizes))
     kernel = CompiledKernel(
-        symbol=symbol_for(spec), entry=record["entry"], ptx=record["ptx"].encode(),
+        symbol=symbol_for(spec), entry=record["entry"], ptx=ptx.encode(),
         num_warps=record["num_warps"], shared_bytes=record["shared"], grid=tuple(spec.grid),
         params=tuple(spec.pointers) + scratch)
-    declared = ptx_entry_params(record["ptx"], kernel.entry)
+    declared = ptx_entry_params(ptx, kernel.entry)
     if len(declared) != len(kernel.params) or any(t != "u64" for t, _ in declared):
         raise RuntimeError(f"{kernel.symbol}: PTX entry has params {declared}, expected "
                            f"{len(kernel.params)} pointers")
@@ -377,8 +407,12 @@ def spec_of(kernel: CompiledKernel) -> LaunchSpec:
 
 
 def compile_plan(spec: PlanSpec) -> KernelPlan:
-    launches = tuple(Launch(compile_launch(ls), tuple(ls.args) + ("scratch", "scratch"))
-                     for ls in spec.launches)
+    launches = []
+    for ls in spec.launches:
+        kernel = compile_launch(ls)
+        launches.append(Launch(kernel, tuple(ls.args) + ("scratch",) * (
+            len(kernel.params) - len(ls.pointers))))
+    launches = tuple(launches)
     return KernelPlan(launches=launches, temps=spec.temps, inputs=spec.inputs,
                       output=spec.output, written=spec.written,
                       semaphores=spec.semaphores)
