@@ -62,7 +62,6 @@ SEMAPHORES = "sem0"
 # runtime binds at most 16 buffers per dispatch (kiln.cuda_kernels.IREE_CUDA_MAX_BINDINGS).
 ARENA = "tmp0"
 ARENA_ALIGN = 128  # bytes: each temp starts on a cache line of its own
-ELEMENT_BYTES = {"f16": 2, "bf16": 2, "f32": 4, "i8": 1, "i32": 4, "i64": 8}
 # Each stage's semaphores start on a 128-byte line of their own, away from the header's
 # counters that every program spins on or counts at.
 SEMAPHORE_ALIGN = 32
@@ -262,8 +261,8 @@ def sequence_spec(specs: Sequence[PlanSpec], wiring: Sequence[Sequence[str]],
     for name in temps:
         shape, dtype = buffers[name]
         views.append((name, f"tl.{by_element(dtype).torch_name}", arena_bytes))
-        arena_bytes += ARENA_ALIGN * math.ceil(math.prod(shape) * ELEMENT_BYTES[dtype] /
-                                               ARENA_ALIGN)
+        size = math.prod(shape) * by_element(dtype).torch_dtype.itemsize
+        arena_bytes += ARENA_ALIGN * math.ceil(size / ARENA_ALIGN)
     buffers[ARENA] = ((max(arena_bytes, ARENA_ALIGN),), "i8")
     arena = [ARENA] if temps else []
     names = [inputs[j] for j in sorted(inputs)] + ["out"] + arena
