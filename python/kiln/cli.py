@@ -366,7 +366,8 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
                             "launch (default: on, faster on the H100 for decode)")
     group.add_argument("--cuda-chain", default=False, action=argparse.BooleanOptionalAction,
                        help="target cuda with Kiln's kernels: run consecutive kernel calls "
-                            "that feed each other (a decoder layer's five) as one launch "
+                            "that feed each other (a decoder layer's five) as few launches "
+                            "as IREE's 16 bindings per dispatch allow "
                             "(default: off until measured on a GPU)")
     group.add_argument("--cuda-chain-prefetch", default=False,
                        action=argparse.BooleanOptionalAction,

@@ -74,8 +74,9 @@ class CompileOptions:
     # decoder layer in 5 launches, docs/kernels.md); off: one kernel per linear / attention.
     cuda_fuse: bool = True
     # With kernels: consecutive kernel calls that feed each other (a decoder layer's five) run
-    # as one launch of ticketed stages (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off
-    # until measured on a GPU (docs/decisions.md, "One launch per decoder layer").
+    # as launches of ticketed stages, as few as IREE's 16 bindings per dispatch allow
+    # (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off until measured on a GPU
+    # (docs/decisions.md, "One launch per decoder layer").
     cuda_chain: bool = False
     # With cuda_chain: each later stage's programs ask L2 for their weights before they wait
     # for the previous stage, so weights stream in while it runs. Off until measured.
