@@ -348,8 +348,9 @@ def test_composite_compiles(tmp_path, monkeypatch):
 @needs_triton
 def test_prefetch_before_the_wait(tmp_path, monkeypatch):
     """prefetch=True: each later GEMM stage asks L2 for its weight lines before it waits (the
-    PTX has the prefetches; without prefetch there are none), with the same arguments as the
-    stage's program; the attention stage has no prefetch form."""
+    PTX has the prefetches; without prefetch there are none), with the stage program's
+    arguments of the names it takes (the weights, the tile, the shape); the attention stage
+    has no prefetch form."""
     from kiln.kernels import plan as plan_module
 
     monkeypatch.setenv("KILN_CACHE_DIR", str(tmp_path))
@@ -364,8 +365,12 @@ def test_prefetch_before_the_wait(tmp_path, monkeypatch):
         prefetch, wait, program = (block.index(word) for word in
                                    ("linear_prefetch(", "wait_for_stage(", "linear_program("))
         assert prefetch < wait < program, block
-        calls = re.findall(r"linear_(?:prefetch|program)\((.*?)\)\n", block, re.S)
-        assert len(calls) == 2 and calls[0] == calls[1], calls
+        calls = [dict(re.findall(r"(\w+)=([^,]+?)(?:,\s|\s*$)", " ".join(call.split())))
+                 for call in re.findall(r"linear_(?:prefetch|program)\((.*?)\)\n", block, re.S)]
+        assert len(calls) == 2, calls
+        fetched, program = calls
+        assert {"w_ptr", "pid", "pid_k", "K_SPLIT", "BLOCK_K"} <= set(fetched), fetched
+        assert all(program[name] == value for name, value in fetched.items()), (fetched, program)
     assert "linear_prefetch" not in source.split("# stage 1:")[1].split("# stage 2:")[0]
     ptx = kernels.compile_plan(sequence_spec(specs, wiring, prefetch=True)) \
         .launches[0].kernel.ptx.decode()

@@ -42,8 +42,9 @@ class ProgramForm:
     function: str
     program_ids: tuple[str, str]  # grid x, grid y (every stage's grid z is 1)
     cg_pointers: tuple[str, ...]
-    # a function of the same module and arguments that asks L2 for what the program will
-    # read from memory no earlier stage writes (its weights), called before the stage waits
+    # a function of the same module, taking those of the program's arguments it names, that
+    # asks L2 for what the program will read from memory no earlier stage writes (its
+    # weights), called before the stage waits
     prefetch: str | None = None
 
 
@@ -103,6 +104,14 @@ def _wrap(items: Sequence[str], indent: str, end: str) -> str:
     return "\n".join(lines)
 
 
+def _parameters(module: str, function: str) -> set:
+    """The parameter names of jit function `function` of kiln.kernels.<module> (imports
+    Triton)."""
+    import importlib
+
+    return set(getattr(importlib.import_module(f"kiln.kernels.{module}"), function).arg_names)
+
+
 def entry_source(parameters: Sequence[str], stages: Sequence[StageCall],
                  prefetch: bool = False, views: Sequence[tuple[str, str, int]] = ()) -> str:
     """Python source of the module defining the entry kernel `kiln_sequence(*parameters)`: each
@@ -138,7 +147,9 @@ def entry_source(parameters: Sequence[str], stages: Sequence[StageCall],
         call = _wrap([f"{k}={v}" for k, v in arguments], "            ", ")")
         if index > 0:
             if prefetch and stage.form.prefetch:
-                lines += [f"        {stage.form.prefetch}(", call]
+                wanted = _parameters(stage.module, stage.form.prefetch)
+                lines += [f"        {stage.form.prefetch}(", _wrap(
+                    [f"{k}={v}" for k, v in arguments if k in wanted], "            ", ")")]
             lines.append(f"        wait_for_stage({sem} + {index}, {stages[index - 1].programs})")
         lines += [f"        {stage.form.function}(", call]
         lines.append(f"        finish_sequence({sem}, {count}, {stage.programs})" if last
@@ -263,8 +274,9 @@ def sequence_spec(specs: Sequence[PlanSpec], wiring: Sequence[Sequence[str]],
         views.append((name, f"tl.{by_element(dtype).torch_name}", arena_bytes))
         size = math.prod(shape) * by_element(dtype).torch_dtype.itemsize
         arena_bytes += ARENA_ALIGN * math.ceil(size / ARENA_ALIGN)
-    buffers[ARENA] = ((max(arena_bytes, ARENA_ALIGN),), "i8")
     arena = [ARENA] if temps else []
+    if temps:
+        buffers[ARENA] = ((arena_bytes,), "i8")
     names = [inputs[j] for j in sorted(inputs)] + ["out"] + arena
     roles = {"out": "output", **{name: "temp" for name in arena},
              **{inputs[j]: "inout" if inputs[j] in inout else "input" for j in inputs}}

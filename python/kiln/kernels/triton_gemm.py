@@ -287,19 +287,14 @@ def tile_position(pid, M: tl.constexpr, N: tl.constexpr, BLOCK_M: tl.constexpr,
 
 
 @triton.jit
-def linear_prefetch(pid, pid_k, x_ptr, w_ptr, w1_ptr, w2_ptr, b_ptr, b1_ptr, b2_ptr, r_ptr,
-                    g_ptr, nb_ptr, y_ptr, p_ptr, sem_ptr,
-                    M: tl.constexpr, N: tl.constexpr, K: tl.constexpr,
-                    W_IN_OUT: tl.constexpr, ACT: tl.constexpr, GATED: tl.constexpr,
-                    PARTS: tl.constexpr, BIAS_PARTS: tl.constexpr, N0: tl.constexpr,
-                    N1: tl.constexpr,
-                    NORM: tl.constexpr, EPS: tl.constexpr,
-                    SPLIT_K: tl.constexpr, K_SPLIT: tl.constexpr, EVEN_K: tl.constexpr,
-                    BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_K: tl.constexpr,
-                    GROUP_M: tl.constexpr, LOAD_CG: tl.constexpr):
-    """Ask L2 for the weight lines program (pid, pid_k) of `linear_program` will read (the
-    same arguments; kiln.kernels.sequence calls it before a stage waits for the previous
-    one, so the weights stream in while that stage runs). One prefetch per 128-byte line of
+def linear_prefetch(pid, pid_k, w_ptr, w1_ptr, w2_ptr, M: tl.constexpr, N: tl.constexpr,
+                    K: tl.constexpr, W_IN_OUT: tl.constexpr, GATED: tl.constexpr,
+                    PARTS: tl.constexpr, N0: tl.constexpr, N1: tl.constexpr,
+                    K_SPLIT: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_N: tl.constexpr,
+                    BLOCK_K: tl.constexpr, GROUP_M: tl.constexpr):
+    """Ask L2 for the weight lines program (pid, pid_k) of `linear_program` will read (its
+    arguments of these names; kiln.kernels.sequence calls it before a stage waits for the
+    previous one, so the weights stream in while that stage runs). One prefetch per 128-byte line of
     16-bit weights: 64 elements along the weight's contiguous dimension; rows and columns
     past the edge wrap around as the program's loads do."""
     LINE: tl.constexpr = 64
