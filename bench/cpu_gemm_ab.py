@@ -55,6 +55,8 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "gemm": ({}, {"attention": "decomposed"}),
     "folded": ({"FOLD_EPILOGUES": True}, {}),
     "noprop": ({}, {"extra_iree_flags": ["--iree-global-opt-propagate-transposes=false"]}),
+    "im2col": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False},
+               {"extra_iree_flags": ["--iree-global-opt-use-im2col-for-convs"]}),
     "noconv": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False}, {}),
     "winograd": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False},
                  {"extra_iree_flags": [

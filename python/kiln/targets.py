@@ -278,8 +278,10 @@ HOST_CPU_KERNELS = ("intel-avx512", "amd-avx2")
 
 
 # Host kinds where Kiln's convolution kernel (kiln.cpu_conv) beat IREE's convolutions on the
-# zoo's ResNet-18 (docs/decisions.md "CPU: Kiln's convolution kernel").
-HOST_CPU_CONVOLUTIONS = ("amd-avx2",)
+# zoo's ResNet-18 (docs/decisions.md "CPU: Kiln's convolution kernel"): 2-core AMD EPYC Zen 3,
+# b1 33.5 vs 62.2 ms; 2-core Intel Xeon (Sapphire Rapids class, 8 x 2 zmm tiles), b1 16.1 vs
+# 34.3 ms, b8 96.2 vs 186.3 ms (bench/cpu_gemm_ab.py --variants default,noconv).
+HOST_CPU_CONVOLUTIONS = ("amd-avx2", "intel-avx512")
 
 
 def use_cpu_convolutions(mode: str, cpu: str) -> bool:
