@@ -368,12 +368,12 @@ def add_compile_option_flags(parser: argparse.ArgumentParser) -> None:
                        help="target cuda with Kiln's kernels: run consecutive kernel calls "
                             "that feed each other (a decoder layer's five) as few launches "
                             "as IREE's 16 bindings per dispatch allow "
-                            "(default: off until measured on a GPU)")
+                            "(default: off, slower than separate launches on an H100)")
     group.add_argument("--cuda-chain-prefetch", default=False,
                        action=argparse.BooleanOptionalAction,
                        help="with --cuda-chain: each later stage's programs ask L2 for their "
-                            "weights before they wait for the previous stage (default: off "
-                            "until measured on a GPU)")
+                            "weights before they wait for the previous stage (default: off, "
+                            "no gain on an H100)")
     group.add_argument("--cpu-kernels", default="auto", choices=("auto", "on", "off"),
                        help="target cpu: Kiln's own f32 GEMM for the linears it takes; auto = "
                             "on for --cpu host on host kinds where it measured faster "

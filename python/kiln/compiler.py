@@ -75,11 +75,13 @@ class CompileOptions:
     cuda_fuse: bool = True
     # With kernels: consecutive kernel calls that feed each other (a decoder layer's five) run
     # as launches of ticketed stages, as few as IREE's 16 bindings per dispatch allow
-    # (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off until measured on a GPU
-    # (docs/decisions.md, "One launch per decoder layer").
+    # (kiln-chain-cuda-kernels, kiln.kernels.sequence). Off: on an H100 the chained layers kept
+    # the GPU busier per token than the separate kernels (docs/decisions.md, "One launch per
+    # decoder layer").
     cuda_chain: bool = False
     # With cuda_chain: each later stage's programs ask L2 for their weights before they wait
-    # for the previous stage, so weights stream in while it runs. Off until measured.
+    # for the previous stage, so weights stream in while it runs. Off: within the spread on an
+    # H100 (GPT-2 +2%, Llama -2%).
     cuda_chain_prefetch: bool = False
     # Kiln's own f32 GEMM (kiln.cpu_kernels) for the linears it takes, target "cpu" alone:
     # auto (on where measured faster: kiln.targets.HOST_CPU_KERNELS, for cpu="host") | on | off
