@@ -220,6 +220,43 @@ def test_a_guard_costs_one_dispatch():
     assert counts[1] == counts[0] + 1  # the token embedding's check: one small reduction
 
 
+class LongPrompt(nn.Module):
+    def __init__(self):
+        super().__init__()
+        torch.manual_seed(0)
+        self.embed = nn.Embedding(VOCAB, 8)
+
+    def forward(self, ids):
+        return self.embed(ids)
+
+
+def test_many_indices_are_reduced_in_chunks_and_report_the_largest():
+    """8 x 300 ids (more than 4 chunks, not a whole number of them): the guard's int64 max runs
+    in two short stages (IREE's CUDA code ran one long int64 reduction on a single thread:
+    245 us at 8 x 512 on an H100), and the error still names the largest bad index, wherever
+    it is, including in the padded last chunk."""
+    from kiln.guards import GUARD_CHUNK
+
+    model = LongPrompt().eval()
+    ids = torch.randint(0, VOCAB, (8, 300))
+    compiled = kiln.compile_to_vmfb(model, (ids,), cache=False)
+    run = kiln.load(compiled)
+    torch.testing.assert_close(run(ids), _eager(model, (ids,)))
+    for positions, values, largest in [((5, 2000), (VOCAB + 3, VOCAB + 7), VOCAB + 7),
+                                       ((2399, 0), (VOCAB + 9, -4), VOCAB + 9),
+                                       ((1234,), (-1,), -1)]:
+        bad = ids.clone()
+        for position, value in zip(positions, values):
+            bad.view(-1)[position] = value
+        with pytest.raises(IndexError, match=f"index {largest} is out of bounds"):
+            run(bad)
+    cuda = kiln.compile_to_vmfb(model, (ids,), target="cuda", cuda_kernels="off",
+                                compile_to="iree-input", cache=False)
+    reductions = [n for n in count_dispatches(cuda, target="cuda").names if "reduction" in n]
+    assert reductions and all(str(8 * 300) not in n for n in reductions), reductions
+    assert any(f"x{GUARD_CHUNK}_" in n for n in reductions), reductions
+
+
 class Writes(nn.Module):
     def forward(self, x, rows, columns):
         x = x.clone()

@@ -194,7 +194,7 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool, with_res
                      emit(aten.clamp.default, emit(aten.view.default, given, [-1]),
                           NONE_OUT_OF_BOUNDS + 1),
                      torch.tensor(NONE_OUT_OF_BOUNDS, dtype=torch.int64))
-    largest = emit(aten.view.default, emit(aten.amax.default, offenders, [0]), [1])
+    largest = emit(aten.view.default, _largest(emit, offenders), [1])
     if isinstance(size, int):
         size_value = torch.tensor([size], dtype=torch.int64)
     else:
@@ -202,6 +202,28 @@ def _guard_indices(emit: _Emitter, indices: fx.Node, size, wraps: bool, with_res
                           emit(aten.scalar_tensor.default, size, dtype=torch.int64), [1])
     result = emit(aten.cat.default, [largest, size_value])
     return safe, result
+
+
+# An int64 max reduction over more indices than this is done in two stages of at most
+# GUARD_CHUNK values each. IREE 3.13's CUDA warp reduction takes elements of 32 bits or fewer,
+# so a guard's int64 max ran on one thread: 245 us of an 8 x 512 prefill's 3.1 ms on an H100
+# (60 us at 8 x 128; docs/decisions.md "Index guards: the reduction in two stages").
+GUARD_CHUNK = 64
+
+
+def _largest(emit: _Emitter, offenders: fx.Node) -> fx.Node:
+    """The max of the 1-D int64 `offenders` (a 0-d node): directly when it is short or of a
+    dynamic length, else padded with NONE_OUT_OF_BOUNDS to whole chunks of GUARD_CHUNK, the
+    max of each chunk, then the max of those."""
+    count = offenders.meta["val"].shape[0]
+    if not isinstance(count, int) or count <= 4 * GUARD_CHUNK:
+        return emit(aten.amax.default, offenders, [0])
+    padding = -count % GUARD_CHUNK
+    if padding:
+        offenders = emit(aten.constant_pad_nd.default, offenders, [0, padding],
+                         NONE_OUT_OF_BOUNDS)
+    chunks = emit(aten.view.default, offenders, [-1, GUARD_CHUNK])
+    return emit(aten.amax.default, emit(aten.amax.default, chunks, [1]), [0])
 
 
 # Ops that keep the set of index values (reshaped, repeated, or converted to int64: a narrowing
