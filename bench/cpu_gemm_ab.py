@@ -54,6 +54,7 @@ VARIANTS = {  # (kiln.cpu_kernels constants set while compiling, compile options
     "iree": ({}, {"cpu_kernels": "off"}),
     "gemm": ({}, {"attention": "decomposed"}),
     "folded": ({"FOLD_EPILOGUES": True}, {}),
+    "unfolded": ({"FOLD_EPILOGUES": False}, {}),
     "noprop": ({}, {"extra_iree_flags": ["--iree-global-opt-propagate-transposes=false"]}),
     "im2col": ({"targets.use_cpu_convolutions": lambda: lambda mode, cpu: False},
                {"extra_iree_flags": ["--iree-global-opt-use-im2col-for-convs"]}),

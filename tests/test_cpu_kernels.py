@@ -74,7 +74,10 @@ def test_kernel_linears_match_eager(build, args, taken):
     torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-4, atol=1e-4)
 
 
-def test_iree_input_holds_the_kernel_dispatch():
+def test_iree_input_holds_the_kernel_dispatch(monkeypatch):
+    from kiln import cpu_kernels
+
+    monkeypatch.setattr(cpu_kernels, "FOLD_EPILOGUES", False)  # the same names on every host
     text = kiln.compile_to_vmfb(GeluMLP().eval(), (torch.randn(2, 32, 256),), cache=False,
                                 cpu_kernels="on", compile_to="iree-input")
     assert text.count("hal.executable.source private @kiln_cpu_gemm_exe_") == 2
@@ -85,7 +88,7 @@ def test_iree_input_holds_the_kernel_dispatch():
 
 @pytest.mark.parametrize("build", [GeluMLP, OddHead, tiny_gpt2, tiny_llama])
 def test_folded_epilogues_match_eager(monkeypatch, build):
-    """With bias and activation in the kernels' stores (FOLD_EPILOGUES, off by default): GELU
+    """With bias and activation in the kernels' stores (FOLD_EPILOGUES forced on): GELU
     (tanh), a padded bias (OddHead: 1000 columns), GPT-2's Conv1D, Llama's SwiGLU gate."""
     from kiln import cpu_kernels
 
@@ -105,6 +108,24 @@ def test_folded_epilogues_match_eager(monkeypatch, build):
     with torch.no_grad():
         want = model(*inputs)
     torch.testing.assert_close(torch.as_tensor(got), want, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("kind, cpu, folded", [
+    ("intel-avx512", "host", True),  # measured faster there (the mlp's erf GELU)
+    ("amd-avx2", "host", False),  # measured slower there (BERT)
+    ("intel-avx512", "x86-64-v4", False),  # an artifact for other machines
+])
+def test_epilogues_fold_by_the_host_kind(monkeypatch, kind, cpu, folded):
+    """FOLD_EPILOGUES left at None: the bias and GELU go into the kernel's store on the kinds
+    of HOST_CPU_EPILOGUES only; elsewhere they stay an elementwise op after the call."""
+    from kiln import cpu_kernels, targets
+
+    monkeypatch.setattr(cpu_kernels, "FOLD_EPILOGUES", None)
+    monkeypatch.setattr(targets, "host_cpu_kind", lambda: kind)
+    text = kiln.compile_to_vmfb(GeluMLP().eval(), (torch.randn(2, 32, 256),), cpu=cpu,
+                                cpu_kernels="on", compile_to="iree-input", cache=False)
+    assert ("@kiln_cpu_gemm_64x256x512_bias_gelu_tanh_dispatch" in text) == folded
+    assert "@kiln_cpu_gemm_64x256x512_dispatch" in text or folded
 
 
 @pytest.mark.parametrize("kind, cpu, mode, expected", [

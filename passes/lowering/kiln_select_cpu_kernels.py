@@ -1,7 +1,8 @@
 """kiln-select-cpu-kernels: the dense product of each f32 `kiln.linear` that Kiln's CPU GEMM
 takes becomes a call of it (kiln.cpu_kernels); bias and activation stay torch ops for IREE, or
-with option fold_epilogues go into the kernel's store (kiln.cpu_kernels.Epilogue; off by
-default: kiln.cpu_kernels.FOLD_EPILOGUES, measured).
+with option fold_epilogues go into the kernel's store (kiln.cpu_kernels.Epilogue; the compiler
+sets it by the host's kind, kiln.targets.HOST_CPU_EPILOGUES, measured; kiln.cpu_kernels.
+FOLD_EPILOGUES overrides it).
 
 Before (target cpu, option cpu_kernels="on"):
     %y = kiln.linear(%x, %w, %b) {activation = "gelu_tanh", weight_layout = "out_in"}

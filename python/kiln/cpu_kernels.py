@@ -52,11 +52,11 @@ EPILOGUE_ATTR = "kiln.cpu_epilogue"  # the declaration's epilogue ("bias", "bias
 # Activations the kernels apply before storing: kiln.linear's, but SwiGLU (two products).
 ACTIVATIONS = tuple(a for a in LINEAR_ACTIVATIONS if a != "swiglu")
 # Whether kiln-select-cpu-kernels folds bias and activation into the kernels' stores (its option
-# fold_epilogues; else they are torch ops, one IREE dispatch more per linear). Off: on the 2-core
-# AMD EPYC Zen 3 folding was slower on the prefill cells (bert 164.9 vs 156.8 ms, gpt2-prefill
-# 183.4 vs 175.5, medians) and no faster on decode (docs/decisions.md "CPU kernels: bias and
-# activation in the store, measured and left off").
-FOLD_EPILOGUES = False
+# fold_epilogues; else they are torch ops, one IREE dispatch more per linear). None: by the
+# host's kind (kiln.targets.HOST_CPU_EPILOGUES: on where measured faster, the Intel Xeon; off on
+# the 2-core AMD EPYC Zen 3, where it was slower on the prefill cells); True / False: for every
+# compile (benchmarks set it; docs/decisions.md "CPU kernels: bias and activation in the store").
+FOLD_EPILOGUES: Optional[bool] = None
 
 
 @dataclass(frozen=True)

@@ -164,7 +164,8 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
     if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels", {
             "attention": attention, "lanes": str(target.cpu_lanes),
-            "fold_epilogues": str(cpu_kernels.FOLD_EPILOGUES),
+            "fold_epilogues": str(target.cpu_epilogues if cpu_kernels.FOLD_EPILOGUES is None
+                                  else cpu_kernels.FOLD_EPILOGUES),
             "convolutions": str(target.cpu_convolutions)}))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target.pass_option,

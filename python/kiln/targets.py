@@ -86,6 +86,8 @@ class CompileTarget:
     cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
     # with cpu_kernels: f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv)
     cpu_convolutions: bool = False
+    # with cpu_kernels: each linear's bias and activation in the kernel's store
+    cpu_epilogues: bool = False
 
     def __post_init__(self):
         object.__setattr__(self, "devices", normalize_target(self.devices))
@@ -114,6 +116,8 @@ class CompileTarget:
         return cls(devices=devices, cuda_kernels=kernels, cuda_kernels_off=kernels_off,
                    cpu_kernels=cpu_only and use_cpu_kernels(cpu_kernels, cpu),
                    cpu_convolutions=cpu_only and use_cpu_convolutions(cpu_kernels, cpu),
+                   cpu_epilogues=cpu_only and cpu == "host" and
+                   host_cpu_kind() in HOST_CPU_EPILOGUES,
                    cpu_kernels_off=cpu_kernels_off, **options)
 
     @property
@@ -282,6 +286,14 @@ HOST_CPU_KERNELS = ("intel-avx512", "amd-avx2")
 # b1 33.5 vs 62.2 ms; 2-core Intel Xeon (Sapphire Rapids class, 8 x 2 zmm tiles), b1 16.1 vs
 # 34.3 ms, b8 96.2 vs 186.3 ms (bench/cpu_gemm_ab.py --variants default,noconv).
 HOST_CPU_CONVOLUTIONS = ("amd-avx2", "intel-avx512")
+
+
+# Host kinds where Kiln's CPU kernels apply each linear's bias and activation before storing
+# (kiln.cpu_kernels.Epilogue) instead of IREE's elementwise dispatch after them: 2-core Intel
+# Xeon, zoo mlp (erf GELU) b1 4.23 -> 3.87 ms, b8 28.9 -> 26.8, bert / gpt2-prefill b1 within
+# 2% (bench/cpu_gemm_ab.py --variants default,folded; docs/decisions.md "CPU kernels: bias and
+# activation in the store"). The AMD Zen 3 measured it slower on BERT (5%).
+HOST_CPU_EPILOGUES = ("intel-avx512",)
 
 
 def use_cpu_convolutions(mode: str, cpu: str) -> bool:
