@@ -235,6 +235,32 @@ def test_compile_generator_errors():
         kiln.compile_generator(torch.nn.Linear(4, 4), max_seq_len=8)
 
 
+def test_cuda_generators_of_more_than_one_row_are_refused(monkeypatch):
+    """On an H100 a CUDA generator of 8 rows gave transformers' tokens for row 0 only (zoo
+    GPT-2 / Llama and a tiny Llama, 2026-12-07): until that is fixed such a generator is refused
+    when compiled, and one compiled before is refused when loaded on CUDA."""
+    from kiln import generate
+
+    with pytest.raises(ValueError, match=r"batch_size=2 for target 'cuda' is refused"):
+        kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=2, target="cuda")
+    kiln.compile_generator(build("gpt2"), max_seq_len=8, batch_size=1, target="cuda",
+                           prefill_chunks=(4,), compile_to="iree-input", cache=False)
+
+    class CudaModule:  # what load() returns for an artifact of 2 rows loaded on CUDA
+        device = "cuda"
+        entry_points = ("decode", "prefill_4")
+
+        def __getitem__(self, name):
+            return self.functions[name]
+
+    decode = type("Function", (), {"signature": {
+        "state": {}, "inputs": [{"name": n, "shape": [2, 8]} for n in generate.STEP_INPUTS],
+        "outputs": [{}, {"shape": [2, VOCAB]}]}})()
+    CudaModule.functions = {"decode": decode, "prefill_4": decode}
+    with pytest.raises(KilnLoadError, match="a generator of 2 rows on CUDA is refused"):
+        generate.Generator(CudaModule())
+
+
 def test_load_generator_rejects_other_artifacts(tiny_gpt_vmfb):
     with pytest.raises(KilnLoadError, match="not a generation artifact"):
         kiln.load_generator(tiny_gpt_vmfb)

@@ -9,6 +9,9 @@ dtype, or the error.
 
     python -m bench.gpu.generate_variants prepare --out .device/genvar      # here (IREE)
     python3 -m bench.gpu.generate_variants check --artifacts .device/genvar --out $OUT  # there
+
+`--batch B` (both halves) compiles the generators for B rows and generates B different prompts
+at once: each row's tokens against transformers' for that row.
 """
 
 from __future__ import annotations
@@ -30,6 +33,9 @@ VARIANTS = {
     "gpt2-f16-kernels-nosplitk": ("gpt2", "float16", {"cuda_kernels": "on",
                                                       "cuda_split_k": False}),
     "gpt2-f16-kernels-sm80": ("gpt2", "float16", {"cuda_kernels": "on", "cuda_arch": "sm_80"}),
+    # decode steps as IREE schedules them (host waits), not the pipelined loop
+    "gpt2-f16-kernels-nopipeline": ("gpt2", "float16", {"cuda_kernels": "on",
+                                                        "pipeline_loops": False}),
     # (decode_cache_write="scatter" generators, IREE's CUDA scatter of the decode row, gave no
     # result in 120 s on an H100 on 2026-12-06, after the greedy-token fix: the select stays)
     "llama-f16-nokernels": ("llama", "float16", {"cuda_kernels": "off"}),
@@ -61,6 +67,9 @@ def prepare(args) -> None:
 
     import kiln
 
+    import kiln.generate
+
+    kiln.generate.CUDA_BATCHED_GENERATION = True  # the refused form, compiled to examine it
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     for model_name in ("gpt2", "llama"):
@@ -69,7 +78,7 @@ def prepare(args) -> None:
         if args.only and variant not in args.only:
             continue
         try:
-            kiln.compile_generator(build(model_name), max_seq_len=MAX_SEQ, batch_size=1,
+            kiln.compile_generator(build(model_name), max_seq_len=MAX_SEQ, batch_size=args.batch,
                                    target="cuda", dtype=getattr(torch, dtype),
                                    prefill_chunks=(16,), output=out / f"{variant}.vmfb",
                                    cache=False, **options)
@@ -84,22 +93,27 @@ def run_one(args) -> None:
 
     import kiln
 
+    import kiln.generate
+
+    kiln.generate.CUDA_BATCHED_GENERATION = True  # the refused form, run to examine it
     model_name, dtype, _ = VARIANTS[args.variant]
     folder = Path(args.artifacts)
     model = build(model_name)
     model.load_state_dict(torch.load(folder / f"{model_name}.pt"))
     model = model.to("cuda", getattr(torch, dtype))
-    ids = torch.randint(0, VOCAB, (1, PROMPT), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, VOCAB, (args.batch, PROMPT), generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model.generate(ids.cuda(), max_new_tokens=NEW, do_sample=False,
                                   pad_token_id=0).cpu()
     generator = kiln.load_generator(folder / f"{args.variant}.vmfb", device="cuda")
     got = generator.generate(ids, max_new_tokens=NEW)  # greedy: the device loop
     stepped = torch.stack(list(generator.stream(ids, max_new_tokens=NEW)), dim=1)  # per token
-    same = int((got[0, PROMPT:] == expected[0, PROMPT:]).sum())
+    same = (got[:, PROMPT:] == expected[:, PROMPT:]).sum(dim=1).tolist()
     print(json.dumps({"variant": args.variant, "ok": True, "same_tokens": same, "of": NEW,
+                      "batch": args.batch,
                       "loop_equals_steps": bool(torch.equal(got[:, PROMPT:], stepped)),
-                      "got": got[0, PROMPT:].tolist(), "expected": expected[0, PROMPT:].tolist()}))
+                      "got": got[:, PROMPT:].tolist(),
+                      "expected": expected[:, PROMPT:].tolist()}))
 
 
 def check(args) -> None:
@@ -112,7 +126,8 @@ def check(args) -> None:
             continue
         try:
             done = subprocess.run([sys.executable, "-m", "bench.gpu.generate_variants", "one",
-                                   "--variant", variant, "--artifacts", args.artifacts],
+                                   "--variant", variant, "--artifacts", args.artifacts,
+                                   "--batch", str(args.batch)],
                                   capture_output=True, text=True, timeout=120)
         except subprocess.TimeoutExpired:
             result = {"variant": variant, "ok": False, "error": "no result in 120 s"}
@@ -141,6 +156,8 @@ def main(argv=None) -> None:
     o = sub.add_parser("one")
     o.add_argument("--variant", required=True)
     o.add_argument("--artifacts", required=True)
+    for command in (p, c, o):
+        command.add_argument("--batch", type=int, default=1, help="rows per generator")
     args = parser.parse_args(argv)
     {"prepare": prepare, "check": check, "one": run_one}[args.command](args)
 
