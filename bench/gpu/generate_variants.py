@@ -65,8 +65,6 @@ def build(name: str):
 def prepare(args) -> None:
     import torch
 
-    import kiln
-
     import kiln.generate
 
     kiln.generate.CUDA_BATCHED_GENERATION = True  # the refused form, compiled to examine it
@@ -91,8 +89,6 @@ def run_one(args) -> None:
     """One variant, in its own process: generate, compare with transformers, print one JSON."""
     import torch
 
-    import kiln
-
     import kiln.generate
 
     kiln.generate.CUDA_BATCHED_GENERATION = True  # the refused form, run to examine it
@@ -101,7 +97,8 @@ def run_one(args) -> None:
     model = build(model_name)
     model.load_state_dict(torch.load(folder / f"{model_name}.pt"))
     model = model.to("cuda", getattr(torch, dtype))
-    ids = torch.randint(0, VOCAB, (args.batch, PROMPT), generator=torch.Generator().manual_seed(1))
+    ids = torch.randint(0, VOCAB, (args.batch, PROMPT),
+                        generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
         expected = model.generate(ids.cuda(), max_new_tokens=NEW, do_sample=False,
                                   pad_token_id=0).cpu()

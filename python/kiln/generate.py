@@ -49,6 +49,10 @@ STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 # rows after the first came out wrong (docs/decisions.md "CUDA generators of more than one row");
 # a script debugging that on a GPU sets it (bench/gpu/generate_variants.py --batch).
 CUDA_BATCHED_GENERATION = False
+_BATCHED_CUDA_WRONG = ("on an H100, CUDA generators of more than one row gave the first row "
+                       "transformers' tokens and wrong tokens for the others (found 2026-12-07, "
+                       "not yet fixed; docs/decisions.md \"CUDA generators of more than one "
+                       "row\")")
 
 
 def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="cpu",
@@ -86,15 +90,13 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     if decode_cache_write not in ("auto", "scatter", "select"):
         raise ValueError(f"compile_generator: decode_cache_write must be 'auto', 'scatter' or "
                          f"'select', got {decode_cache_write!r}")
-    cuda = "cuda" in normalize_target(target)
+    devices = normalize_target(target)
+    cuda = "cuda" in devices
     # (an artifact for the CPU and CUDA is refused on CUDA when loaded: Generator)
-    if normalize_target(target) == ("cuda",) and batch_size > 1 and not CUDA_BATCHED_GENERATION:
-        raise ValueError(
-            f"compile_generator: batch_size={batch_size} for target {target!r} is refused: on an "
-            f"H100, CUDA generators of more than one row gave the first row transformers' "
-            f"tokens and wrong tokens for the others (found 2026-12-07, not yet fixed; "
-            f"docs/decisions.md \"CUDA generators of more than one row\"). Use batch_size=1 "
-            f"on CUDA, or target='cpu' for batches")
+    if devices == ("cuda",) and batch_size > 1 and not CUDA_BATCHED_GENERATION:
+        raise ValueError(f"compile_generator: batch_size={batch_size} for target {target!r} is "
+                         f"refused: {_BATCHED_CUDA_WRONG}. Use batch_size=1 on CUDA, or "
+                         f"target='cpu' for batches")
     scatter = not cuda if decode_cache_write == "auto" else decode_cache_write == "scatter"
     if decode_loop is not None and not isinstance(decode_loop, bool):
         raise ValueError(f"compile_generator: decode_loop must be True, False or None, got "
@@ -219,11 +221,9 @@ class Generator:
         self._chunks = {n: module[name] for n, name in sorted(chunks.items())}
         self.batch_size, self.max_seq_len = decode.signature["inputs"][3]["shape"]
         if module.device == "cuda" and self.batch_size > 1 and not CUDA_BATCHED_GENERATION:
-            raise KilnLoadError(
-                f"a generator of {self.batch_size} rows on CUDA is refused: on an H100 such "
-                f"generators gave wrong tokens for every row after the first (found 2026-12-07, "
-                f"not yet fixed; docs/decisions.md \"CUDA generators of more than one row\"). "
-                f"Compile with batch_size=1 for CUDA, or load it on the CPU")
+            raise KilnLoadError(f"a generator of {self.batch_size} rows on CUDA is refused: "
+                                f"{_BATCHED_CUDA_WRONG}. Compile with batch_size=1 for CUDA, "
+                                f"or load it on the CPU")
         self.vocab_size = decode.signature["outputs"][1]["shape"][1]
         self.prefill_chunks = tuple(self._chunks)
         self.device = module.device

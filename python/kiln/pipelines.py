@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Union
 
-from kiln import cpu_kernels  # FOLD_EPILOGUES read per build (benchmarks patch it)
 from kiln.bindings import ir, passmanager
 from kiln.errors import KilnCompileError
 from kiln.passes import KilnPass, PassError, create_pass
@@ -164,8 +163,7 @@ def build_lower_pipeline(target: CompileTarget = CompileTarget(), *,
     if target.cpu_kernels and target.cpu_only:
         steps.append(create_pass("kiln-select-cpu-kernels", {
             "attention": attention, "lanes": str(target.cpu_lanes),
-            "fold_epilogues": str(target.cpu_epilogues if cpu_kernels.FOLD_EPILOGUES is None
-                                  else cpu_kernels.FOLD_EPILOGUES),
+            "fold_epilogues": str(target.cpu_epilogues),
             "convolutions": str(target.cpu_convolutions)}))
     steps += [
         create_pass("convert-kiln-to-torch", {"target": target.pass_option,

@@ -86,7 +86,7 @@ class CompileTarget:
     cpu_kernels_off: Optional[str] = None  # why cpu_kernels="on" was left without effect
     # with cpu_kernels: f32 convolutions through Kiln's implicit-GEMM kernel (kiln.cpu_conv)
     cpu_convolutions: bool = False
-    # with cpu_kernels: each linear's bias and activation in the kernel's store
+    # with cpu_kernels: each linear's bias and activation in the kernel's store (use_cpu_epilogues)
     cpu_epilogues: bool = False
 
     def __post_init__(self):
@@ -116,8 +116,7 @@ class CompileTarget:
         return cls(devices=devices, cuda_kernels=kernels, cuda_kernels_off=kernels_off,
                    cpu_kernels=cpu_only and use_cpu_kernels(cpu_kernels, cpu),
                    cpu_convolutions=cpu_only and use_cpu_convolutions(cpu_kernels, cpu),
-                   cpu_epilogues=cpu_only and cpu == "host" and
-                   host_cpu_kind() in HOST_CPU_EPILOGUES,
+                   cpu_epilogues=cpu_only and use_cpu_epilogues(cpu),
                    cpu_kernels_off=cpu_kernels_off, **options)
 
     @property
@@ -294,6 +293,17 @@ HOST_CPU_CONVOLUTIONS = ("amd-avx2", "intel-avx512")
 # 2% (bench/cpu_gemm_ab.py --variants default,folded; docs/decisions.md "CPU kernels: bias and
 # activation in the store"). The AMD Zen 3 measured it slower on BERT (5%).
 HOST_CPU_EPILOGUES = ("intel-avx512",)
+
+
+def use_cpu_epilogues(cpu: str) -> bool:
+    """Whether Kiln's CPU kernels fold each linear's bias and activation into their stores:
+    kiln.cpu_kernels.FOLD_EPILOGUES where set (benchmarks force it), else when compiling for
+    this machine (`cpu="host"`) of a kind in HOST_CPU_EPILOGUES."""
+    from kiln import cpu_kernels  # read per compile: benchmarks patch it
+
+    if cpu_kernels.FOLD_EPILOGUES is not None:
+        return cpu_kernels.FOLD_EPILOGUES
+    return cpu == "host" and host_cpu_kind() in HOST_CPU_EPILOGUES
 
 
 def use_cpu_convolutions(mode: str, cpu: str) -> bool:
