@@ -231,18 +231,46 @@ def rotation_gather(depth: int, interleaved: bool):
 
 
 def lower_rope(op: ir.Operation) -> ir.Value:
-    """x·cos + x[..., indices]·(sin·signs): the rotation as a gather with constant indices, not
-    HF's slices + cat. IREE fuses the gather into one elementwise dispatch, while the cat of a
-    slice of a merged QKV projection became copies and transposes (Llama, docs/fusion.md)."""
+    """x·cos + rotate(x)·(sin·signs), not HF's slices + cat: IREE fuses it into one elementwise
+    dispatch, while the cat of a slice of a merged QKV projection became copies and transposes
+    (Llama, docs/fusion.md). The half rotation (Llama, GPT-NeoX) swaps the halves of the last
+    axis as a flip of a [..., 2, D/2] view: an element's source differs from its own index
+    only on the size-2 axis, so IREE's CPU code loads D/2 contiguous elements at a time.
+    The gather it replaces (`index_select` with constant indices) loaded one scalar per element
+    (zoo Llama b8 on the Intel Xeon: 17 ms of 521; docs/decisions.md "RoPE as a flip").
+    Pairs (GPT-J's interleaved rotation) keep the gather."""
     x, cos, sin = op.operands[0], op.operands[1], op.operands[2]
     xi, table = tensor_info(x), tensor_info(sin)
     interleaved = ir.BoolAttr(op.attributes["interleaved"]).value
     indices, signs = rotation_gather(xi.shape[-1], interleaved)
     b = TorchBuilder(op.location)
-    rotated = b.aten("index_select", xi, x, b.int(-1), b.si64_literal(indices))
     signed_sin = b.aten("mul.Tensor", table, sin, b.cast(b.f32_literal(signs), table.dtype))
-    return b.aten("add.Tensor", xi, b.aten("mul.Tensor", xi, x, cos),
-                  b.aten("mul.Tensor", xi, rotated, signed_sin), b.int(1))
+    if interleaved:
+        rotated = b.aten("index_select", xi, x, b.int(-1), b.si64_literal(indices))
+        return b.aten("add.Tensor", xi, b.aten("mul.Tensor", xi, x, cos),
+                      b.aten("mul.Tensor", xi, rotated, signed_sin), b.int(1))
+    # Every operand in the [..., 2, D/2] view, so that IREE collapses the dimensions of the
+    # whole expression alike and keeps the flip in its dispatch.
+    x2, cos2, sin2 = (_split_halves(b, value) for value in (x, cos, signed_sin))
+    x2i = tensor_info(x2)
+    flipped = b.aten("flip", x2i, x2, b.int_list([xi.rank - 1]))
+    rotated2 = b.aten("add.Tensor", x2i, b.aten("mul.Tensor", x2i, x2, cos2),
+                      b.aten("mul.Tensor", x2i, flipped, sin2), b.int(1))
+    return b.aten("reshape", xi, rotated2, b.size_list(_sizes(x)))
+
+
+def _sizes(value: ir.Value) -> list:
+    """`value`'s sizes for `TorchBuilder.size_list`: static ones as ints, dynamic ones read."""
+    return [(value, axis) if size is None else size
+            for axis, size in enumerate(tensor_info(value).shape)]
+
+
+def _split_halves(b: TorchBuilder, value: ir.Value) -> ir.Value:
+    """[..., D] viewed as [..., 2, D/2]."""
+    info = tensor_info(value)
+    *leading, depth = info.shape
+    return b.aten("reshape", TensorInfo((*leading, 2, depth // 2), info.dtype), value,
+                  b.size_list(_sizes(value)[:-1] + [2, depth // 2]))
 
 
 def _expand_kv_heads(b: TorchBuilder, kv: ir.Value, query_heads, op) -> ir.Value:
