@@ -51,7 +51,7 @@ GENERATOR_DECODE_PER_LAYER = {"gpt2": 5, "llama": 5, "qwen2": 5}
 # it (the fused kernel took 21-30 buffers; IREE's CUDA runtime binds at most 16 per dispatch,
 # kiln.cuda_kernels.IREE_CUDA_MAX_BINDINGS): the chain pass keeps each launch within the
 # limit, the stages' temps sharing one binding (kiln.kernels.sequence.ARENA) and the unused
-# scratch pointers dropped (plan.DROP_UNUSED_SCRATCH). Forward passes: Llama one launch per
+# scratch pointers dropped (as from every kernel, kiln.kernels.plan). Forward passes: Llama one launch per
 # layer, GPT-2 and Qwen2 (biases) two; the generator's decode, whose attention also binds the
 # caches and the position: two for each family.
 CHAINED_PER_LAYER = {"gpt2": 2, "llama": 1, "qwen2": 2}

@@ -22,7 +22,8 @@ The generic target key matches whatever CUDA target the flags create (IREE's own
 PTX targets the compile's `cuda_arch` (sm_90a by default: Hopper only; sm_80 runs on A100 and
 newer, as IREE's own sm_80 code does). The kernel ABI
 (Triton 3.6): one pointer per binding, in dispatch order (operands, then results), no scalars
-(every size is a compile-time constant), two trailing scratch pointers. Buffers a launch writes
+(every size is a compile-time constant); Triton's two trailing scratch pointers are dropped from
+the entry where the kernel does not use them (kiln.kernels.plan). Buffers a launch writes
 are dispatch results, so IREE allocates them; the PTX's `.param` list is permuted so that they
 come last (params are referenced by name, so only the ABI order changes). Tying them to
 `tensor.empty` operands instead made IREE hoist each empty tensor into a constant and copy it
@@ -182,26 +183,6 @@ def _launch_layout(launch, produced: set) -> tuple[list, list, list, list]:
     return reads, scratch, writes, tied
 
 
-# Triton's trailing scratch pointers (global and profile scratch: unused by Kiln's kernels)
-SCRATCH_GLOBAL = "kiln_kernel_scratch_"
-
-
-def scratch_operand(value: str, size: int, unused: bool, indent: str,
-                    executables: dict) -> str:
-    """The line that defines a launch's scratch operand `value` of `size` bytes. Scratch a
-    kernel does not use (Triton reports no scratch size: every Kiln kernel so far) is an
-    immutable global with one nonzero byte: IREE places it in the module's constants, written
-    once at load. A zero splat would be materialized by a fill in every call, as is the zeroed
-    constant still given to a kernel that does use its scratch."""
-    if not unused:
-        return f"{indent}  {value} = arith.constant dense<0> : tensor<{size}xi8>"
-    symbol = f"{SCRATCH_GLOBAL}{size}"
-    content = "01" + "00" * (size - 1)
-    executables.setdefault(f"global {symbol}", (
-        f'  util.global private @{symbol} = dense<"0x{content}"> : tensor<{size}xi8>\n'))
-    return f"{indent}  {value} = util.global.load @{symbol} : tensor<{size}xi8>"
-
-
 def semaphore_global(function: str, buffer: str) -> str:
     return f"{function}_{buffer}"
 
@@ -277,9 +258,9 @@ def render_function(name: str, plan, indent: str = "  ",
             # Distinct sizes keep distinct tensors (IREE merges equal constants).
             shape = kernel.params[i].shape
             size = max(16, int(shape[0]) if shape else 16) + 16 * position
-            lines.append(scratch_operand(f"%scratch{index}_{position}", size,
-                                         unused=int(shape[0]) == 16, indent=indent,
-                                         executables=executables))
+            # (zeroed per call; Triton's unused scratch pointers are dropped, kiln.kernels.plan)
+            lines.append(f"{indent}  %scratch{index}_{position} = arith.constant dense<0> : "
+                         f"tensor<{size}xi8>")
             operands.append(f"%scratch{index}_{position}")
             operand_types.append(f"tensor<{size}xi8>")
         # Inputs written in place come back as results tied to their operands (IREE updates

@@ -324,13 +324,11 @@ def ptx_entry_params(ptx: str, entry: str) -> list[tuple[str, str]]:
     return [(m.group(1), m.group(2)) for m in _PTX_PARAM.finditer(ptx[start:end + 1])]
 
 
-# Triton 3.6 appends these two pointer params to every kernel's PTX entry.
+# Triton 3.6 appends these two pointer params to every kernel's PTX entry. Where Triton reports
+# no scratch (every Kiln kernel so far: the body never reads them) they are dropped from the
+# entry: two bindings fewer per dispatch, against IREE's 16, and no buffer to bind
+# (docs/decisions.md "Triton's unused scratch pointers dropped from every kernel").
 SCRATCH_PARAMS = ("global_scratch", "profile_scratch")
-# Launch modules whose entries lose the scratch params when Triton reports no scratch (the
-# body never reads them): two buffers fewer per dispatch, against IREE's 16 (the chained
-# launches, kiln.kernels.sequence: off by default). The other kernels keep them until this is
-# checked on a GPU.
-DROP_UNUSED_SCRATCH = ("sequence",)
 
 
 def drop_trailing_ptx_params(ptx: str, entry: str, count: int) -> str:
@@ -379,11 +377,9 @@ def compile_launch(spec: LaunchSpec) -> CompiledKernel:
     programs = spec.grid[0] * spec.grid[1] * spec.grid[2]
     ptx = record["ptx"]
     sizes = [record[f"{name}_size"] for name in SCRATCH_PARAMS]
-    if spec.module in DROP_UNUSED_SCRATCH and not any(sizes):
+    if not any(sizes):
         ptx, scratch = drop_trailing_ptx_params(ptx, record["entry"], len(SCRATCH_PARAMS)), ()
-    else:
-        # 16 bytes more than the kernel asks for: exactly 16 means it uses no scratch, which
-        # kiln.cuda_kernels.scratch_operand turns into a constant written once at load.
+    else:  # a kernel that uses scratch gets zeroed buffers, 16 bytes more than it asks for
         scratch = tuple(KernelParam(name, (16 + size * programs,), "i8", "scratch")
                         for name, size in zip(SCRATCH_PARAMS, sizes))
     kernel = CompiledKernel(
