@@ -46,11 +46,20 @@ GENERATORS = {
     "gen-f32-nokernels": ("float32", {"cuda_kernels": "off"}),
     "gen-f16-kernels": ("float16", {"cuda_kernels": "on"}),
 }
-# plain functions: (what, dtype, options)
+# plain functions: (what, dtype, options); what: "step" (every output), "step-logits" (the
+# greedy token and logits only), "step-caches" (the caches only), "forward"
 FUNCTIONS = {
     "step-f16-nokernels": ("step", "float16", {"cuda_kernels": "off"}),
     "step-f32-nokernels": ("step", "float32", {"cuda_kernels": "off"}),
     "forward-f16-nokernels": ("forward", "float16", {"cuda_kernels": "off"}),
+    "step-f32-logits": ("step-logits", "float32", {"cuda_kernels": "off"}),
+    "step-f32-caches": ("step-caches", "float32", {"cuda_kernels": "off"}),
+    "step-f32-plain": ("step", "float32", {"cuda_kernels": "off", "raise_attention": False,
+                                           "raise_linear": False, "disable_passes": "raise"}),
+    "step-f32-nomultiuse": ("step", "float32", {
+        "cuda_kernels": "off",
+        "extra_iree_flags": ["--iree-dispatch-creation-fuse-multi-use=false"]}),
+    "step-f32-O0": ("step", "float32", {"cuda_kernels": "off", "opt_level": "O0"}),
 }
 # runtime options per generator run: name -> RuntimeOptions fields
 RUNTIMES = {
@@ -93,11 +102,42 @@ class _Logits:
         return Logits()
 
 
+class _Outputs:
+    """The step returning a subset of its outputs: "logits" (greedy token, logits) or "caches"."""
+
+    def __new__(cls, step, which: str):
+        import torch
+
+        class Outputs(torch.nn.Module):
+            def __init__(self):
+                super().__init__()
+                self.step = step
+
+            def forward(self, *inputs):
+                results = self.step(*inputs)
+                return tuple(results[:2]) if which == "logits" else tuple(results[2:])
+
+        return Outputs()
+
+
+def _wrapped(what: str, step):
+    return step if what == "step" else _Outputs(step, what.split("-")[1])
+
+
+def _options(options: dict) -> dict:
+    """FUNCTIONS' options for the compiler ("raise" in disable_passes: every raising pass)."""
+    from kiln.pipelines import RAISE_PASSES
+
+    if options.get("disable_passes") == "raise":
+        return {**options, "disable_passes": list(RAISE_PASSES)}
+    return options
+
+
 def _target(device: str) -> str:
     return "cuda" if device == "cuda" else "cpu"
 
 
-def _options(options: dict, device: str) -> dict:
+def _device_options(options: dict, device: str) -> dict:
     """The compile options; Kiln's CUDA kernel choice does not apply to the CPU control."""
     return options if device == "cuda" else {k: v for k, v in options.items()
                                              if k != "cuda_kernels"}
@@ -122,18 +162,23 @@ def prepare(args) -> None:
     out.mkdir(parents=True, exist_ok=True)
     torch.save(build("llama").state_dict(), out / "llama.pt")
     for name, (dtype, options) in GENERATORS.items():
+        if args.only and name not in args.only:
+            continue
         kiln.compile_generator(_model(dtype, out), max_seq_len=MAX_SEQ, batch_size=BATCH,
                                target=_target(args.device), prefill_chunks=(CHUNK,), output=out / f"{name}.vmfb",
-                               cache=False, **_options(options, args.device))
+                               cache=False, **_device_options(options, args.device))
         print("compiled", name, flush=True)
     for name, (what, dtype, options) in FUNCTIONS.items():
+        if args.only and name not in args.only:
+            continue
         model = _model(dtype, out)
-        if what == "step":
-            module, inputs = _step(model, getattr(torch, dtype), "cpu")
+        if what.startswith("step"):
+            step, inputs = _step(model, getattr(torch, dtype), "cpu")
+            module = _wrapped(what, step)
         else:
             module, inputs = _Logits(model), [_step(model, getattr(torch, dtype), "cpu")[1][0]]
         kiln.compile_to_vmfb(module, tuple(inputs), target=_target(args.device), output=out / f"{name}.vmfb",
-                             cache=False, **_options(options, args.device))
+                             cache=False, **_options(_device_options(options, args.device)))
         print("compiled", name, flush=True)
 
 
@@ -199,16 +244,46 @@ def run_function(args) -> dict:
     step, inputs = _step(model, getattr(torch, dtype), args.device)
     module = kiln.load(folder / f"{args.name}.vmfb", device=args.device)
     with torch.no_grad():
-        if what == "step":
-            want = step(*inputs)
+        if what.startswith("step"):
+            want = _wrapped(what, step)(*inputs)
             got = module(*[t.cpu() for t in inputs], outputs="numpy")
         else:
             want = (_Logits(model)(inputs[0]),)
             got = module(inputs[0].cpu(), outputs="numpy")
             got = got if isinstance(got, (list, tuple)) else (got,)
-    names = ["greedy", "logits"] + [f"cache_{i}" for i in range(len(want) - 2)] \
-        if what == "step" else ["logits"]
-    return {name: _rows(g, w) for name, g, w in zip(names, got, want)}
+    names = {"step": ["greedy", "logits"] + [f"cache_{i}" for i in range(len(want) - 2)],
+             "step-logits": ["greedy", "logits"],
+             "step-caches": [f"cache_{i}" for i in range(len(want))]}.get(what, ["logits"])
+    result = {name: _rows(g, w) for name, g, w in zip(names, got, want)}
+    result["patterns"] = {name: _pattern(g, w) for name, g, w in zip(names, got, want)
+                          if name.startswith("cache")}
+    if what.startswith("step") and args.device == "cuda":
+        # the same call with the inputs already on the GPU (DLPack imports, no host upload)
+        again = module(*[t.contiguous() for t in inputs], outputs="numpy")
+        result["device_inputs"] = {name: _rows(g, w) for name, g, w in zip(names, again, want)}
+    return result
+
+
+def _pattern(got, want) -> str:
+    """What the rows after the first hold where they are wrong: zeros, row 0's values, or
+    another row's expected values."""
+    import torch
+
+    got = torch.as_tensor(got).float().cpu()
+    want = want.float().cpu()
+    notes = []
+    for row in range(1, got.shape[0]):
+        if torch.allclose(got[row], want[row], atol=1e-3, rtol=1e-3):
+            continue
+        if not got[row].any():
+            notes.append(f"{row}:zeros")
+        elif torch.equal(got[row], got[0]):
+            notes.append(f"{row}:row0")
+        else:
+            same = [r for r in range(got.shape[0])
+                    if torch.allclose(got[row], want[r], atol=1e-3, rtol=1e-3)]
+            notes.append(f"{row}:=want{same}" if same else f"{row}:other")
+    return " ".join(notes) or "right"
 
 
 def _step_graph(folder: Path):
@@ -314,6 +389,7 @@ def main(argv=None) -> None:
     sub.add_parser("check-ops").add_argument("--artifacts", required=True)
     p = sub.add_parser("prepare")
     p.add_argument("--out", required=True)
+    p.add_argument("--only", nargs="*", help="artifacts to compile (default: all)")
     c = sub.add_parser("check")
     c.add_argument("--artifacts", required=True)
     o = sub.add_parser("one")
