@@ -261,6 +261,24 @@ def test_cuda_generators_of_more_than_one_row_are_refused(monkeypatch):
         generate.Generator(CudaModule())
 
 
+@pytest.mark.parametrize("family", ["gpt2", "llama"])
+def test_cuda_cache_writes_gather_from_whole_buffers(family, monkeypatch):
+    """A batched generator's prefill writes its keys/values into the cache with a gather. From
+    a strided source (the v heads of a fused QKV projection) IREE 3.13's CUDA code read rows
+    after the first from the wrong place (an H100, 2026-12-07: tiny Llama at batch 8, v cache
+    rows 1-7 wrong, row 4 holding row 1's values; the same step without Kiln's raising, where
+    v comes from its own projection, right). The gather reads a padded copy now: no dispatch of
+    the CUDA prefill gathers from a part of a buffer (this fails without the pad)."""
+    from kiln import generate
+    from kiln.dispatches import flow_ir, gathers_from_strided_loads
+
+    monkeypatch.setattr(generate, "CUDA_BATCHED_GENERATION", True)
+    ir = kiln.compile_generator(build(family), max_seq_len=16, batch_size=2, target="cuda",
+                                prefill_chunks=(4,), cuda_kernels="off", decode_loop=False,
+                                compile_to="iree-input", cache=False)
+    assert gathers_from_strided_loads(flow_ir(ir, "cuda")) == []
+
+
 def test_load_generator_rejects_other_artifacts(tiny_gpt_vmfb):
     with pytest.raises(KilnLoadError, match="not a generation artifact"):
         kiln.load_generator(tiny_gpt_vmfb)

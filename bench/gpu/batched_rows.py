@@ -61,6 +61,14 @@ FUNCTIONS = {
         "extra_iree_flags": ["--iree-dispatch-creation-fuse-multi-use=false"]}),
     "step-f32-O0": ("step", "float32", {"cuda_kernels": "off", "opt_level": "O0"}),
 }
+# The plain path (no raising passes) was right on an H100 where Kiln's was wrong: one raising
+# pass left out at a time.
+SUSPECT_PASSES = ("kiln-hoist-head-split", "kiln-merge-linears", "kiln-raise-attention",
+                  "kiln-fuse-residual-norms", "kiln-raise-swiglu", "kiln-raise-rope")
+FUNCTIONS["step-f32-cpu-nokernels"] = ("step", "float32", {"cpu_kernels": "off"})  # CPU only
+FUNCTIONS.update({f"step-f32-no-{name[len('kiln-'):]}": (
+    "step", "float32", {"cuda_kernels": "off", "disable_passes": [name]})
+    for name in SUSPECT_PASSES})
 # runtime options per generator run: name -> RuntimeOptions fields
 RUNTIMES = {
     "generator-default": None,  # kiln.generate.GENERATOR_RUNTIME

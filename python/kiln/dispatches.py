@@ -39,10 +39,9 @@ class DispatchCount:
     names: tuple[str, ...]  # IREE's dispatch names: matmul_like_16x192x64_f32, softmax_…
 
 
-def count_dispatches(iree_input: str, target="cpu", function: str | None = None
-                     ) -> DispatchCount:
-    """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`;
-    with `function`, those of that public function only (e.g. a generator's "decode")."""
+def flow_ir(iree_input: str, target="cpu") -> str:
+    """IREE's flow-level IR of Kiln's `iree-input` IR for `target` (`iree-compile
+    --compile-to=flow`): the dispatches as IREE formed them, their bodies included."""
     with tempfile.TemporaryDirectory(prefix="kiln-dispatches-") as tmp:
         source = Path(tmp) / "input.mlir"
         source.write_text(iree_input)
@@ -51,10 +50,57 @@ def count_dispatches(iree_input: str, target="cpu", function: str | None = None
              *iree_flags(CompileTarget.resolve(target))], capture_output=True, text=True)
     if result.returncode != 0:
         raise RuntimeError(f"iree-compile --compile-to=flow failed:\n{result.stderr[-2000:]}")
-    text = result.stdout if function is None else _function_body(result.stdout, function)
+    return result.stdout
+
+
+def count_dispatches(iree_input: str, target="cpu", function: str | None = None
+                     ) -> DispatchCount:
+    """Dispatches in Kiln's `iree-input` IR for `target`, by `iree-compile --compile-to=flow`;
+    with `function`, those of that public function only (e.g. a generator's "decode")."""
+    flow = flow_ir(iree_input, target)
+    text = flow if function is None else _function_body(flow, function)
     names = tuple(re.sub(r"^\w+\$async_dispatch_\d+_", "", m)
                   for m in _DISPATCH.findall(text))
     return DispatchCount(len(names), names)
+
+
+_DISPATCH_FUNCTION = re.compile(r"^      func\.func @(\S+?)\((.*?)^      }", re.M | re.S)
+_PARTIAL_LOAD = re.compile(
+    r"(%\w+) = iree_tensor_ext\.dispatch\.tensor\.load %\w+, offsets = \[([^\]]*)\], "
+    r"sizes = \[([^\]]*)\], strides = \[[^\]]*\] : "
+    r"!iree_tensor_ext\.dispatch\.tensor<readonly:tensor<([\dx]+)x\w+>>")
+
+
+def gathers_from_strided_loads(flow: str) -> list[str]:
+    """Dispatches of IREE's flow IR in which a gather (a `tensor.extract` at an index read from
+    data) reads a tensor loaded as a part of its binding (offsets not all 0, or fewer
+    elements than the binding): the form IREE 3.13's CUDA code got wrong (rows after the
+    first read from the wrong place; docs/decisions.md "CUDA generators of more than one
+    row")."""
+    found = []
+    for match in _DISPATCH_FUNCTION.finditer(flow):
+        name, body = match.group(1), match.group(2)
+        for load in _PARTIAL_LOAD.finditer(body):
+            value, offsets, sizes, shape = load.groups()
+            whole = [int(d) for d in shape.split("x")]
+            if any(o.strip() != "0" for o in offsets.split(",")) or \
+                    [s.strip() for s in sizes.split(",")] != [str(d) for d in whole]:
+                if _gathers(body, value):
+                    found.append(name)
+                    break
+    return found
+
+
+def _gathers(body: str, value: str) -> bool:
+    """Whether `body` extracts from `value` at an index read from data (an `index_cast` of a
+    loaded integer). Indices computed from the loop's own (`linalg.index`, affine arithmetic:
+    RoPE's flip) are not gathers: IREE loads those as it loads any slice, and on an H100 they
+    were right from strided loads too."""
+    casts = set(re.findall(r"(%\w+) = arith\.index_cast %\w+ : i\d+ to index", body))
+    for indices in re.findall(rf"tensor\.extract {re.escape(value)}\[([^\]]*)\]", body):
+        if any(index.strip() in casts for index in indices.split(",")):
+            return True
+    return False
 
 
 def _function_body(flow: str, function: str) -> str:

@@ -140,7 +140,14 @@ def _static_layer_class(scatter_decode_writes: bool):
             offsets = torch.arange(self.max_cache_len, device=cache.device) - \
                 self.cumulative_length
             inside = (offsets >= 0) & (offsets < count)
-            placed = new.index_select(2, offsets.clamp(0, count - 1))
+            # The gather reads a padded copy of `new`, never `new` itself: `new` is often a
+            # strided slice (the v heads of a fused QKV projection), and IREE 3.13's CUDA code
+            # for a gather fused with a strided load read rows after the first from the wrong
+            # place (an H100: batch-8 generators wrong from row 1 on; docs/decisions.md "CUDA
+            # generators of more than one row"). The pad is a copy IREE keeps as its own
+            # dispatch, so the gather's source is a whole contiguous buffer.
+            source = torch.nn.functional.pad(new, (0, 0, 0, 1))
+            placed = source.index_select(2, offsets.clamp(0, count - 1))
             return torch.where(inside[None, None, :, None], placed, cache)
 
     return FunctionalStaticLayer
