@@ -85,7 +85,8 @@ def _step(model, dtype, device):
 
     probed = CacheGeometry.probe(build("llama"), BATCH, MAX_SEQ)  # shapes only (CPU, f32)
     geometry = CacheGeometry(probed.key_shapes, probed.value_shapes, dtype)
-    step = DecoderStep(model, geometry, MAX_SEQ, scatter_decode_writes=False)
+    step = DecoderStep(model, geometry, MAX_SEQ, scatter_decode_writes=False,
+                       gather_from_copy=True)
     inputs = list(step.example_inputs(BATCH, CHUNK))
     ids = torch.randint(0, VOCAB, (BATCH, CHUNK), generator=torch.Generator().manual_seed(1))
     inputs[0] = ids

@@ -109,7 +109,8 @@ def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="c
     geometry = CacheGeometry.probe(model, batch_size, max_seq_len)
     # The greedy token in DecoderStep's 1024-wide chunks on every target (checked against
     # torch.argmax on an H100 by bench/gpu/greedy_check.py, docs/decisions.md).
-    step = DecoderStep(model, geometry, max_seq_len, scatter_decode_writes=scatter)
+    step = DecoderStep(model, geometry, max_seq_len, scatter_decode_writes=scatter,
+                       gather_from_copy=cuda)
     entries = {f"{PREFILL_PREFIX}{n}": (step, step.example_inputs(batch_size, n))
                for n in chunks}
     entries["decode"] = (step, step.example_inputs(batch_size, 1))

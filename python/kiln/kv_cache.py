@@ -98,7 +98,7 @@ GREEDY_WIDTH_MULTIPLE = 128
 GREEDY_CHUNK = 1024
 
 
-def _static_layer_class(scatter_decode_writes: bool):
+def _static_layer_class(scatter_decode_writes: bool, gather_from_copy: bool):
     from transformers.cache_utils import StaticLayer
 
     class FunctionalStaticLayer(StaticLayer):
@@ -140,13 +140,14 @@ def _static_layer_class(scatter_decode_writes: bool):
             offsets = torch.arange(self.max_cache_len, device=cache.device) - \
                 self.cumulative_length
             inside = (offsets >= 0) & (offsets < count)
-            # The gather reads a padded copy of `new`, never `new` itself: `new` is often a
-            # strided slice (the v heads of a fused QKV projection), and IREE 3.13's CUDA code
-            # for a gather fused with a strided load read rows after the first from the wrong
-            # place (an H100: batch-8 generators wrong from row 1 on; docs/decisions.md "CUDA
-            # generators of more than one row"). The pad is a copy IREE keeps as its own
-            # dispatch, so the gather's source is a whole contiguous buffer.
-            source = torch.nn.functional.pad(new, (0, 0, 0, 1))
+            # For CUDA the gather reads a padded copy of `new`, never `new` itself: `new` is
+            # often a strided slice (the v heads of a fused QKV projection), and IREE 3.13's
+            # CUDA code for a gather fused with a strided load read rows after the first from
+            # the wrong place (an H100: batch-8 generators wrong from row 1 on; docs/decisions.md
+            # "CUDA generators of more than one row"). The pad is a copy IREE keeps as its own
+            # dispatch, so the gather's source is a whole contiguous buffer. (The CPU's code is
+            # right without it, and the copy cost GPT-2 small's 128-token prefill 6%.)
+            source = torch.nn.functional.pad(new, (0, 0, 0, 1)) if gather_from_copy else new
             placed = source.index_select(2, offsets.clamp(0, count - 1))
             return torch.where(inside[None, None, :, None], placed, cache)
 
@@ -163,7 +164,8 @@ class DecoderStep(nn.Module):
     `max_seq_len` slots; see the module docstring for the calling convention."""
 
     def __init__(self, model: nn.Module, geometry: CacheGeometry, max_seq_len: int,
-                 scatter_decode_writes: bool = True, greedy_chunk: int | None = GREEDY_CHUNK):
+                 scatter_decode_writes: bool = True, greedy_chunk: int | None = GREEDY_CHUNK,
+                 gather_from_copy: bool = False):
         """`scatter_decode_writes`: decode writes its row with `index_copy` (a scatter: touches
         one row; CPU) instead of a select over every slot (IREE reads and writes the whole
         cache per step: GPT-2 small, f16, 256 slots: 9.4 MB each way, against 250 MB of
@@ -172,14 +174,15 @@ class DecoderStep(nn.Module):
         (bench/gpu/generate_variants.py). With Kiln's kernels the select never runs: the
         decode attention kernel writes the row in place (docs/decisions.md).
         `greedy_chunk`: the greedy token's first reduction per chunk of that many logits, or
-        None for one reduction over the row (`first_max_index`)."""
+        None for one reduction over the row (`first_max_index`). `gather_from_copy`: prefill
+        chunks gather their new rows from a copy (CUDA: see `FunctionalStaticLayer._write`)."""
         super().__init__()
         self.model = model
         self.geometry = geometry
         self.max_seq_len = max_seq_len
         self.pass_position_ids = _accepts(model, "position_ids")
         self.keep_last_logits = _accepts(model, "logits_to_keep")
-        self._layer_class = _static_layer_class(scatter_decode_writes)
+        self._layer_class = _static_layer_class(scatter_decode_writes, gather_from_copy)
         self.greedy_chunk = greedy_chunk
 
     def forward(self, input_ids, position_ids, cache_position, attention_mask, *cache):
