@@ -39,13 +39,14 @@ def check_plan(plan, n_inputs: int, out_shape, out_dtype) -> None:
         declared = ptx_entry_params(ptx, kernel.entry)
         assert len(declared) == len(kernel.params) == len(launch.args)
         assert all(kind == "u64" for kind, _ in declared)  # pointers only: no scalars
-        assert [p.role for p in kernel.params[-2:]] == ["scratch", "scratch"]
-        assert launch.args[-2:] == ("scratch", "scratch")
-        assert all(p.shape[0] >= 16 and p.dtype == "i8" for p in kernel.params[-2:])
+        # Triton's scratch pointers are dropped from the entry: no Kiln kernel uses them
+        assert "scratch" not in [p.role for p in kernel.params]
+        assert "scratch" not in launch.args
+        assert not any(name.endswith("_scratch") for _, name in declared)
         assert 0 <= kernel.shared_bytes <= 232448
         assert len(kernel.grid) == 3 and all(g >= 1 for g in kernel.grid)
         assert kernel.num_warps in (1, 2, 4, 8, 16)
-        for param, arg in zip(kernel.params[:-2], launch.args[:-2]):
+        for param, arg in zip(kernel.params, launch.args):
             assert param.dtype in ("f16", "bf16", "f32", "i8", "i32")
             if arg.startswith("in"):
                 assert param.role == "input"
@@ -77,8 +78,8 @@ def test_linear_plans():
     check_plan(plan, 4, (128, 96), "f16")
     assert len(plan.launches) == 1 and plan.temps == ()
     assert [p.name for p in plan.launches[0].kernel.params] == [
-        "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr", "global_scratch", "profile_scratch"]
-    assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out", "scratch", "scratch")
+        "x_ptr", "w_ptr", "b_ptr", "r_ptr", "y_ptr"]
+    assert plan.launches[0].args == ("in0", "in1", "in2", "in3", "out")
     # decode-shaped: split-K in two launches through an f32 temporary
     plan = compile_plan(linear_spec(1, 64, 4096, "bf16", "out_in", False, "silu",
                                     reduce_in_kernel=False))
@@ -86,7 +87,7 @@ def test_linear_plans():
     assert len(plan.launches) == 2 and plan.semaphores == ()
     (name, shape, dtype), = plan.temps
     assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
-    assert plan.launches[1].args == ("tmp0", "out", "scratch", "scratch")
+    assert plan.launches[1].args == ("tmp0", "out")
     # or in one (the default): the last split of a tile to arrive (counted at a persistent
     # semaphore) reduces
     plan = kernels.linear_plan(1, 64, 4096, "bf16", "out_in", False, "silu")
@@ -95,7 +96,7 @@ def test_linear_plans():
     (name, shape, dtype), = plan.temps
     assert name == "tmp0" and dtype == "f32" and shape[1:] == (1, 64) and shape[0] > 1
     assert plan.semaphores == (("sem0", (plan.launches[0].kernel.grid[0],), "i32"),)
-    assert plan.launches[0].args == ("in0", "in1", "out", "tmp0", "sem0", "scratch", "scratch")
+    assert plan.launches[0].args == ("in0", "in1", "out", "tmp0", "sem0")
     assert plan.launches[0].kernel.grid[1] == shape[0]
     assert kernels.linear_plan(128, 96, 72, "f16", "in_out", True, "gelu_tanh",
                                has_residual=True) is not plan  # cached compile, fresh plan
@@ -125,7 +126,7 @@ def test_attention_plans():
     assert len(plan.launches) == 1 and plan.launches[0].kernel.grid == (splits, 4, 1)
     assert [t[0] for t in plan.temps] == ["tmp0", "tmp1"]
     assert plan.semaphores == (("sem0", (4,), "i32"),)
-    assert plan.launches[0].args[-6:] == ("tmp0", "tmp1", "out", "sem0", "scratch", "scratch")
+    assert plan.launches[0].args[-4:] == ("tmp0", "tmp1", "out", "sem0")
     # a short decode needs one launch
     plan = kernels.attention_plan(1, 4, 4, 1, 16, 64, "f16", 0.125, False)
     check_plan(plan, 3, (1, 4, 1, 64), "f16")
@@ -144,7 +145,7 @@ def test_fused_layer_plans():
     assert plan.inputs == (("in0", (64, 512), "f16"), ("in1", (2048, 512), "f16"),
                            ("in2", (64, 1024), "f16"), ("in3", (512,), "f16"))
     [launch] = plan.launches
-    assert [p.name for p in launch.kernel.params[:-2]] == ["x_ptr", "w_ptr", "r_ptr", "g_ptr",
+    assert [p.name for p in launch.kernel.params] == ["x_ptr", "w_ptr", "r_ptr", "g_ptr",
                                                           "y_ptr"]
     plan = kernels.linear_plan(1, 2304, 768, "f16", "in_out", True, "none", norm="layer",
                                has_norm_weight=True, has_norm_bias=True, split_k=False)
@@ -162,7 +163,7 @@ def test_fused_layer_plans():
                                weight_parts=(512, 128, 128), bias_parts=(512, 128, 128),
                                norm="rms", has_norm_weight=True, split_k=False)
     check_plan(plan, 8, (32, 768), "f16")
-    assert [p.name for p in plan.launches[0].kernel.params[:-2]] == [
+    assert [p.name for p in plan.launches[0].kernel.params] == [
         "x_ptr", "w_ptr", "w1_ptr", "w2_ptr", "b_ptr", "b1_ptr", "b2_ptr", "g_ptr", "y_ptr"]
     assert 128 % dict(linear_spec(32, 768, 512, "f16", "out_in", True, "none",
                                   weight_parts=(512, 128, 128)).launches[0].constexprs)[
