@@ -50,9 +50,9 @@ STEP_INPUTS = ("input_ids", "position_ids", "cache_position", "attention_mask")
 # a script debugging that on a GPU sets it (bench/gpu/generate_variants.py --batch).
 CUDA_BATCHED_GENERATION = False
 _BATCHED_CUDA_WRONG = ("on an H100, CUDA generators of more than one row gave the first row "
-                       "transformers' tokens and wrong tokens for the others (found 2026-12-07, "
-                       "not yet fixed; docs/decisions.md \"CUDA generators of more than one "
-                       "row\")")
+                       "transformers' tokens and wrong tokens for the others (found 2026-12-07: "
+                       "IREE's CUDA gather from a strided slice; the workaround awaits a GPU "
+                       "check; docs/decisions.md \"CUDA generators of more than one row\")")
 
 
 def compile_generator(model, *, max_seq_len: int, batch_size: int = 1, target="cpu",
