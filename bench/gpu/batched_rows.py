@@ -27,6 +27,10 @@ beside it; there each runs and its rows are compared with that value.
 
     python -m bench.gpu.batched_rows prepare-ops --out .device/rowops --ops 16,21,...
     python3 -m bench.gpu.batched_rows check-ops --artifacts .device/rowops
+
+What it found on an H100 (2026-12-07): IREE's CUDA gather from a strided slice (the v heads of
+the merged QKV) in the prefill's cache write; docs/decisions.md "CUDA generators of more than one
+row".
 """
 
 from __future__ import annotations
@@ -36,6 +40,8 @@ import json
 import subprocess
 import sys
 from pathlib import Path
+
+import torch
 
 from bench.gpu.generate_variants import MAX_SEQ, NEW, VOCAB, build
 
@@ -94,39 +100,27 @@ def _step(model, dtype, device):
     return step, [t.to(device) for t in inputs]
 
 
-class _Logits:
+class _Logits(torch.nn.Module):
     """The model's forward without a cache, its logits only (what torch.export can return)."""
 
-    def __new__(cls, model):
-        import torch
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
 
-        class Logits(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.model = model
-
-            def forward(self, input_ids):
-                return self.model(input_ids=input_ids, use_cache=False).logits
-
-        return Logits()
+    def forward(self, input_ids):
+        return self.model(input_ids=input_ids, use_cache=False).logits
 
 
-class _Outputs:
+class _Outputs(torch.nn.Module):
     """The step returning a subset of its outputs: "logits" (greedy token, logits) or "caches"."""
 
-    def __new__(cls, step, which: str):
-        import torch
+    def __init__(self, step, which: str):
+        super().__init__()
+        self.step, self.which = step, which
 
-        class Outputs(torch.nn.Module):
-            def __init__(self):
-                super().__init__()
-                self.step = step
-
-            def forward(self, *inputs):
-                results = self.step(*inputs)
-                return tuple(results[:2]) if which == "logits" else tuple(results[2:])
-
-        return Outputs()
+    def forward(self, *inputs):
+        results = self.step(*inputs)
+        return tuple(results[:2]) if self.which == "logits" else tuple(results[2:])
 
 
 def _wrapped(what: str, step):
