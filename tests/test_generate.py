@@ -279,6 +279,20 @@ def test_cuda_cache_writes_gather_from_whole_buffers(family, monkeypatch):
     assert gathers_from_strided_loads(flow_ir(ir, "cuda")) == []
 
 
+def test_prefill_gathering_from_a_copy_matches_transformers():
+    """The CUDA form of the prefill's cache write (the gather from a padded copy of the new
+    rows, `gather_from_copy`) computes the same tokens: an artifact for the CPU and CUDA takes
+    it, and runs here on the CPU (left-padded batch of 2)."""
+    model = build("llama")
+    artifact = kiln.compile_generator(model, max_seq_len=MAX_SEQ_LEN, batch_size=BATCH,
+                                      target=("cpu", "cuda"), prefill_chunks=CHUNKS,
+                                      decode_loop=False, cache=False)
+    generator = kiln.load_generator(artifact, device="cpu")
+    ids, mask = prompts()
+    got = generator.generate(ids, max_new_tokens=8, attention_mask=mask)
+    assert got.tolist() == reference(model, ids, mask, max_new_tokens=8).tolist()
+
+
 def test_load_generator_rejects_other_artifacts(tiny_gpt_vmfb):
     with pytest.raises(KilnLoadError, match="not a generation artifact"):
         kiln.load_generator(tiny_gpt_vmfb)
