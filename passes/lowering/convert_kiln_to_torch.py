@@ -237,7 +237,8 @@ def lower_rope(op: ir.Operation) -> ir.Value:
     axis as a flip of a [..., 2, D/2] view: an element's source differs from its own index
     only on the size-2 axis, so IREE's CPU code loads D/2 contiguous elements at a time.
     The gather it replaces (`index_select` with constant indices) loaded one scalar per element
-    (zoo Llama b8 on the Intel Xeon: 17 ms of 521; docs/decisions.md "RoPE as a flip").
+    (zoo Llama b8 on the Intel Xeon: 17 ms of 521; docs/decisions.md "RoPE's half rotation
+    as a flip, not a gather").
     Pairs (GPT-J's interleaved rotation) keep the gather."""
     x, cos, sin = op.operands[0], op.operands[1], op.operands[2]
     xi, table = tensor_info(x), tensor_info(sin)
