@@ -37,13 +37,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
 import sys
 from pathlib import Path
 
 import torch
 
-from bench.gpu.generate_variants import MAX_SEQ, NEW, VOCAB, build
+from bench.gpu.generate_variants import MAX_SEQ, NEW, VOCAB, build, run_isolated
+from kiln.dispatches import RAISING_CONFIGS
 
 BATCH, CHUNK = 8, 16
 
@@ -60,18 +60,18 @@ FUNCTIONS = {
     "forward-f16-nokernels": ("forward", "float16", {"cuda_kernels": "off"}),
     "step-f32-logits": ("step-logits", "float32", {"cuda_kernels": "off"}),
     "step-f32-caches": ("step-caches", "float32", {"cuda_kernels": "off"}),
-    "step-f32-plain": ("step", "float32", {"cuda_kernels": "off", "raise_attention": False,
-                                           "raise_linear": False, "disable_passes": "raise"}),
+    # the plain torch-mlir -> IREE path: every raising pass off
+    "step-f32-plain": ("step", "float32", {**RAISING_CONFIGS["off"], "cuda_kernels": "off"}),
     "step-f32-nomultiuse": ("step", "float32", {
         "cuda_kernels": "off",
         "extra_iree_flags": ["--iree-dispatch-creation-fuse-multi-use=false"]}),
     "step-f32-O0": ("step", "float32", {"cuda_kernels": "off", "opt_level": "O0"}),
+    "step-f32-cpu-nokernels": ("step", "float32", {"cpu_kernels": "off"}),  # the CPU control
 }
 # The plain path (no raising passes) was right on an H100 where Kiln's was wrong: one raising
 # pass left out at a time.
 SUSPECT_PASSES = ("kiln-hoist-head-split", "kiln-merge-linears", "kiln-raise-attention",
                   "kiln-fuse-residual-norms", "kiln-raise-swiglu", "kiln-raise-rope")
-FUNCTIONS["step-f32-cpu-nokernels"] = ("step", "float32", {"cpu_kernels": "off"})  # CPU only
 FUNCTIONS.update({f"step-f32-no-{name[len('kiln-'):]}": (
     "step", "float32", {"cuda_kernels": "off", "disable_passes": [name]})
     for name in SUSPECT_PASSES})
@@ -85,8 +85,6 @@ RUNTIMES = {
 
 
 def _step(model, dtype, device):
-    import torch
-
     from kiln.kv_cache import CacheGeometry, DecoderStep
 
     probed = CacheGeometry.probe(build("llama"), BATCH, MAX_SEQ)  # shapes only (CPU, f32)
@@ -127,36 +125,19 @@ def _wrapped(what: str, step):
     return step if what == "step" else _Outputs(step, what.split("-")[1])
 
 
-def _options(options: dict) -> dict:
-    """FUNCTIONS' options for the compiler ("raise" in disable_passes: every raising pass)."""
-    from kiln.pipelines import RAISE_PASSES
-
-    if options.get("disable_passes") == "raise":
-        return {**options, "disable_passes": list(RAISE_PASSES)}
-    return options
-
-
-def _target(device: str) -> str:
-    return "cuda" if device == "cuda" else "cpu"
-
-
-def _device_options(options: dict, device: str) -> dict:
+def _compile_options(options: dict, device: str) -> dict:
     """The compile options; Kiln's CUDA kernel choice does not apply to the CPU control."""
     return options if device == "cuda" else {k: v for k, v in options.items()
                                              if k != "cuda_kernels"}
 
 
 def _model(dtype_name: str, folder: Path, device: str = "cpu"):
-    import torch
-
     model = build("llama")
     model.load_state_dict(torch.load(folder / "llama.pt"))
     return model.to(device, getattr(torch, dtype_name)).eval()
 
 
 def prepare(args) -> None:
-    import torch
-
     import kiln
     import kiln.generate
 
@@ -168,8 +149,9 @@ def prepare(args) -> None:
         if args.only and name not in args.only:
             continue
         kiln.compile_generator(_model(dtype, out), max_seq_len=MAX_SEQ, batch_size=BATCH,
-                               target=_target(args.device), prefill_chunks=(CHUNK,), output=out / f"{name}.vmfb",
-                               cache=False, **_device_options(options, args.device))
+                               target=args.device, prefill_chunks=(CHUNK,),
+                               output=out / f"{name}.vmfb", cache=False,
+                               **_compile_options(options, args.device))
         print("compiled", name, flush=True)
     for name, (what, dtype, options) in FUNCTIONS.items():
         if args.only and name not in args.only:
@@ -180,15 +162,14 @@ def prepare(args) -> None:
             module = _wrapped(what, step)
         else:
             module, inputs = _Logits(model), [_step(model, getattr(torch, dtype), "cpu")[1][0]]
-        kiln.compile_to_vmfb(module, tuple(inputs), target=_target(args.device), output=out / f"{name}.vmfb",
-                             cache=False, **_options(_device_options(options, args.device)))
+        kiln.compile_to_vmfb(module, tuple(inputs), target=args.device,
+                             output=out / f"{name}.vmfb", cache=False,
+                             **_compile_options(options, args.device))
         print("compiled", name, flush=True)
 
 
 def _rows(got, want) -> list[float]:
     """Max |got - want| per row (first dimension)."""
-    import torch
-
     got = torch.as_tensor(got).float().cpu()
     want = want.float().cpu()
     if got.shape != want.shape:
@@ -198,8 +179,6 @@ def _rows(got, want) -> list[float]:
 
 def run_generator(args) -> dict:
     import numpy as np
-    import torch
-
     import kiln.generate
     from kiln.runtime.device import RuntimeOptions
 
@@ -237,8 +216,6 @@ def run_generator(args) -> dict:
 
 
 def run_function(args) -> dict:
-    import torch
-
     import kiln
 
     folder = Path(args.artifacts)
@@ -270,8 +247,6 @@ def run_function(args) -> dict:
 def _pattern(got, want) -> str:
     """What the rows after the first hold where they are wrong: zeros, row 0's values, or
     another row's expected values."""
-    import torch
-
     got = torch.as_tensor(got).float().cpu()
     want = want.float().cpu()
     notes = []
@@ -291,8 +266,6 @@ def _pattern(got, want) -> str:
 
 def _step_graph(folder: Path):
     """The exported f32 step (its GraphModule), its candidate ops and its flat inputs."""
-    import torch
-
     from kiln.equivalence import candidate_ops
     from kiln.frontend import export_model
 
@@ -303,10 +276,7 @@ def _step_graph(folder: Path):
 
 
 def prepare_ops(args) -> None:
-    import torch
-
     import kiln
-    from kiln.dispatches import RAISING_CONFIGS
     from kiln.equivalence import truncate
 
     out = Path(args.out)
@@ -332,8 +302,6 @@ def prepare_ops(args) -> None:
 
 
 def check_ops(args) -> None:
-    import torch
-
     import kiln
 
     folder = Path(args.artifacts)
@@ -361,18 +329,11 @@ def check(args) -> None:
         if not (folder / f"{name}.vmfb").exists():
             print(json.dumps({"name": name, "error": "not compiled"}), flush=True)
             continue
-        try:
-            done = subprocess.run([sys.executable, "-m", "bench.gpu.batched_rows", "one",
-                                   "--kind", kind, "--name", name, "--runtime", runtime,
-                                   "--artifacts", str(folder), "--device", args.device],
-                                  capture_output=True, text=True, timeout=120)
-            lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-            print(lines[-1] if done.returncode == 0 and lines else json.dumps(
-                {"name": name, "runtime": runtime, "rc": done.returncode,
-                 "error": done.stderr.strip().splitlines()[-4:]}), flush=True)
-        except subprocess.TimeoutExpired:
-            print(json.dumps({"name": name, "runtime": runtime, "error": "no result in 120 s"}),
-                  flush=True)
+        result = run_isolated("bench.gpu.batched_rows",
+                              ["one", "--kind", kind, "--name", name, "--runtime", runtime,
+                               "--artifacts", str(folder), "--device", args.device],
+                              {"name": name, "runtime": runtime})
+        print(json.dumps(result), flush=True)
 
 
 def one(args) -> None:

@@ -113,6 +113,23 @@ def run_one(args) -> None:
                       "expected": expected[:, PROMPT:].tolist()}))
 
 
+def run_isolated(module: str, arguments: list[str], identity: dict,
+                 timeout: int = 120) -> dict:
+    """`python -m module *arguments` in a process of its own (an illegal address poisons the
+    CUDA context): the last JSON line it prints, or `identity` with the error (its exit code
+    and last stderr lines, or the timeout)."""
+    try:
+        done = subprocess.run([sys.executable, "-m", module, *arguments],
+                              capture_output=True, text=True, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        return {**identity, "ok": False, "error": f"no result in {timeout} s"}
+    lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
+    if done.returncode == 0 and lines:
+        return json.loads(lines[-1])
+    return {**identity, "ok": False, "rc": done.returncode,
+            "error": done.stderr.strip().splitlines()[-4:]}
+
+
 def check(args) -> None:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -121,20 +138,9 @@ def check(args) -> None:
         if not (Path(args.artifacts) / f"{variant}.vmfb").exists():
             results.append({"variant": variant, "ok": False, "error": "not compiled"})
             continue
-        try:
-            done = subprocess.run([sys.executable, "-m", "bench.gpu.generate_variants", "one",
-                                   "--variant", variant, "--artifacts", args.artifacts,
-                                   "--batch", str(args.batch)],
-                                  capture_output=True, text=True, timeout=120)
-        except subprocess.TimeoutExpired:
-            result = {"variant": variant, "ok": False, "error": "no result in 120 s"}
-            print(json.dumps(result), flush=True)
-            results.append(result)
-            continue
-        lines = [line for line in done.stdout.splitlines() if line.startswith("{")]
-        result = json.loads(lines[-1]) if done.returncode == 0 and lines else {
-            "variant": variant, "ok": False, "rc": done.returncode,
-            "error": done.stderr.strip().splitlines()[-3:]}
+        result = run_isolated("bench.gpu.generate_variants",
+                              ["one", "--variant", variant, "--artifacts", args.artifacts,
+                               "--batch", str(args.batch)], {"variant": variant})
         print(json.dumps(result), flush=True)
         results.append(result)
     (out / "generate-variants.json").write_text(json.dumps(results, indent=1))
